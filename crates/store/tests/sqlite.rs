@@ -1,0 +1,124 @@
+//! The SQLite metadata store against a real database file.
+
+use std::collections::BTreeMap;
+
+use ledge_core::{Digest, Label, SiteName};
+use ledge_store::*;
+
+async fn store() -> (tempfile::TempDir, SqliteStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let s = SqliteStore::open(&dir.path().join("meta.db")).await.unwrap();
+    (dir, s)
+}
+
+fn files(pairs: &[(&str, &[u8])]) -> BTreeMap<String, Digest> {
+    pairs
+        .iter()
+        .map(|(p, c)| (p.to_string(), Digest::of(c)))
+        .collect()
+}
+
+fn new(files: BTreeMap<String, Digest>, prod: bool) -> NewDeploy {
+    NewDeploy {
+        files,
+        prod,
+        alias: None,
+        message: None,
+    }
+}
+
+#[tokio::test]
+async fn required_is_per_site() {
+    let (_d, s) = store().await;
+    let a = SiteName::parse("a").unwrap();
+    let b = SiteName::parse("b").unwrap();
+    s.create_site(&a).await.unwrap();
+    s.create_site(&b).await.unwrap();
+    let f = files(&[("/index.html", b"hi"), ("/copy.html", b"hi")]);
+    let d1 = s.create_deploy(&a, new(f.clone(), true)).await.unwrap();
+    // Two paths, one digest: required once.
+    assert_eq!(d1.missing, vec![Digest::of(b"hi")]);
+    assert_eq!(
+        s.blob_uploaded(&d1.id, &Digest::of(b"hi")).await.unwrap(),
+        UploadOutcome::Complete
+    );
+    // Same site again: nothing to upload.
+    let d2 = s.create_deploy(&a, new(f.clone(), true)).await.unwrap();
+    assert!(d2.missing.is_empty());
+    assert_eq!(d2.state, DeployState::Processing);
+    // Another site must upload it itself.
+    let d3 = s.create_deploy(&b, new(f, true)).await.unwrap();
+    assert_eq!(d3.missing, vec![Digest::of(b"hi")]);
+}
+
+#[tokio::test]
+async fn production_publishes_in_creation_order() {
+    let (_d, s) = store().await;
+    let site = SiteName::parse("blog").unwrap();
+    s.create_site(&site).await.unwrap();
+    let old = s
+        .create_deploy(&site, new(files(&[("/a", b"1")]), true))
+        .await
+        .unwrap();
+    let newer = s
+        .create_deploy(&site, new(files(&[("/a", b"2")]), true))
+        .await
+        .unwrap();
+    s.blob_uploaded(&newer.id, &Digest::of(b"2")).await.unwrap();
+    let ev = s.finish_deploy(&newer.id, vec![]).await.unwrap();
+    assert!(matches!(ev[0].kind, EventKind::Published { deploy } if deploy == newer.id));
+    // The older one finishes late: ready, but not published.
+    s.blob_uploaded(&old.id, &Digest::of(b"1")).await.unwrap();
+    let ev = s.finish_deploy(&old.id, vec![]).await.unwrap();
+    assert!(ev.is_empty());
+    assert_eq!(s.get_site(&site).await.unwrap().published, Some(newer.id));
+    assert_eq!(s.get_deploy(&old.id).await.unwrap().state, DeployState::Ready);
+
+    // Rolling back with no target picks the previously published deploy; there is none yet.
+    assert!(matches!(
+        s.rollback(&site, None).await,
+        Err(MetaError::Conflict(_))
+    ));
+    let (to, _) = s.rollback(&site, Some(&old.id)).await.unwrap();
+    assert_eq!(to, old.id);
+    let (back, _) = s.rollback(&site, None).await.unwrap();
+    assert_eq!(back, newer.id);
+}
+
+#[tokio::test]
+async fn locked_sites_do_not_auto_publish_and_aliases_move() {
+    let (_d, s) = store().await;
+    let site = SiteName::parse("blog").unwrap();
+    s.create_site(&site).await.unwrap();
+    s.set_locked(&site, true).await.unwrap();
+    let mut n = new(files(&[("/a", b"1")]), true);
+    n.alias = Some(Label::parse("staging").unwrap());
+    let d = s.create_deploy(&site, n).await.unwrap();
+    s.blob_uploaded(&d.id, &Digest::of(b"1")).await.unwrap();
+    let ev = s.finish_deploy(&d.id, vec![]).await.unwrap();
+    assert_eq!(ev.len(), 1);
+    assert!(matches!(&ev[0].kind, EventKind::AliasUpdated { alias, .. } if alias.as_str() == "staging"));
+    let (seq, routing) = s.routing_state().await.unwrap();
+    assert_eq!(seq, ev[0].seq);
+    assert_eq!(routing[0].published, None);
+    assert_eq!(routing[0].aliases[0].1, d.id);
+    let since = s.events_since(0, 100).await.unwrap();
+    assert_eq!(since.last().unwrap().seq, seq);
+}
+
+#[tokio::test]
+async fn domains_belong_to_one_site() {
+    let (_d, s) = store().await;
+    let a = SiteName::parse("a").unwrap();
+    let b = SiteName::parse("b").unwrap();
+    s.create_site(&a).await.unwrap();
+    s.create_site(&b).await.unwrap();
+    s.add_domain(&a, "example.com").await.unwrap();
+    assert!(matches!(
+        s.add_domain(&b, "example.com").await,
+        Err(MetaError::Conflict(_))
+    ));
+    s.delete_site(&a).await.unwrap();
+    s.add_domain(&b, "example.com").await.unwrap();
+    assert_eq!(s.get_site(&b).await.unwrap().domains, vec!["example.com"]);
+}
