@@ -127,7 +127,9 @@ impl PathPattern {
     }
 
     /// Matches the segments of a normalised request path.
-    pub(crate) fn matches(&self, req: &[&str]) -> Option<Captures> {
+    /// `trailing` says the request path ended in `/` before it was trimmed:
+    /// a non-empty splat keeps that slash (`/news/a/` → splat `a/`).
+    pub(crate) fn matches(&self, req: &[&str], trailing: bool) -> Option<Captures> {
         let mut caps = Captures::default();
         let p = &self.segs;
         match self.splat_at {
@@ -148,8 +150,9 @@ impl PathPattern {
                     _ => None,
                 };
                 let is_tail = suffix.is_empty();
-                // The splat may be empty only at the end (`/news/*` matches `/news`).
-                let min_middle = usize::from(!is_tail || glued.is_some());
+                // A whole-segment splat may cover no segment at all (`/news/*`
+                // matches `/news`, `/a/*/b` matches `/a/b`).
+                let min_middle = usize::from(glued.is_some());
                 if req.len() < k + suffix.len() + min_middle {
                     return None;
                 }
@@ -181,6 +184,11 @@ impl PathPattern {
                     }
                     None => middle.join("/"),
                 };
+                let splat = if trailing && !splat.is_empty() && is_tail {
+                    format!("{splat}/")
+                } else {
+                    splat
+                };
                 caps.splat = Some(splat);
             }
         }
@@ -194,7 +202,9 @@ mod tests {
 
     fn m(pat: &str, path: &str) -> Option<Captures> {
         let segs: Vec<&str> = segments(trim_slash(path)).collect();
-        PathPattern::new(pat).ok()?.matches(&segs)
+        PathPattern::new(pat)
+            .ok()?
+            .matches(&segs, path.len() > 1 && path.ends_with('/'))
     }
 
     #[test]

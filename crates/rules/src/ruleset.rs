@@ -586,6 +586,7 @@ impl RuleSet {
         }
         let decoded = percent_decode(req.path).unwrap_or_else(|| req.path.to_owned());
         let norm = trim_slash(&decoded);
+        let trailing = norm.len() < decoded.len();
         let segs: Vec<&str> = segments(norm).collect();
         let first = segs.first().copied().unwrap_or("");
         let mut lists = Vec::with_capacity(6);
@@ -616,7 +617,7 @@ impl RuleSet {
                 continue;
             };
             let Some(pattern) = &c.pattern else { continue };
-            let Some(caps) = pattern.matches(&segs) else {
+            let Some(caps) = pattern.matches(&segs, trailing) else {
                 continue;
             };
             let mut qcaps: Vec<(String, String)> = Vec::new();
