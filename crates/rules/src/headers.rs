@@ -99,11 +99,11 @@ impl Glob {
             let c = fold(c);
             next.iter_mut().for_each(|b| *b = false);
             let mut any = false;
-            for i in 0..m {
+            for (i, tok) in self.toks.iter().enumerate() {
                 if !cur[i] {
                     continue;
                 }
-                let (adv, stay) = match self.toks[i] {
+                let (adv, stay) = match *tok {
                     Tok::Lit(x) => (x == c, false),
                     Tok::Any => (true, false),
                     Tok::NotSlash => (c != '/', false),
@@ -205,7 +205,8 @@ pub(crate) fn normalize_multi(value: &str) -> String {
 
 /// Parses a `_headers` file.
 pub(crate) fn parse(text: &str, diags: &mut Vec<Diagnostic>) -> Vec<HeaderBlock> {
-    let mut blocks: Vec<(String, Option<u32>, Vec<(String, String)>)> = Vec::new();
+    type Block = (String, Option<u32>, Vec<(String, String)>);
+    let mut blocks: Vec<Block> = Vec::new();
     if text.len() > MAX_FILE_BYTES {
         diags.push(Diagnostic::error(
             FILE,

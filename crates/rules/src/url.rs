@@ -122,8 +122,7 @@ pub(crate) enum EncodeSet {
 pub(crate) fn encode_set(s: &str, set: EncodeSet) -> String {
     let mut out = String::with_capacity(s.len());
     for &b in s.as_bytes() {
-        let enc = b < 0x20
-            || b >= 0x7f
+        let enc = !(0x20..0x7f).contains(&b)
             || b == b' '
             || b == b'"'
             || b == b'<'

@@ -107,7 +107,7 @@ fn form_decode(s: &str) -> String {
         if b[i] == b'+' {
             out.push(b' ');
             i += 1;
-        } else if b[i] == b'%' && i + 2 < b.len() + 0 && i + 2 <= b.len() - 1 {
+        } else if b[i] == b'%' && i + 2 < b.len() {
             match u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16) {
                 Ok(v) => {
                     out.push(v);
@@ -183,8 +183,7 @@ impl Files {
     fn get_static(&self, p: &str) -> Option<String> {
         let mut cands = vec![p.to_owned()];
         if !(p.starts_with("/.netlify/functions") || p.starts_with("/.netlify/builders")) {
-            if p.ends_with('/') {
-                let base = &p[..p.len() - 1];
+            if let Some(base) = p.strip_suffix('/') {
                 if p != "/" {
                     cands.push(format!("{base}.html"));
                     cands.push(format!("{base}.htm"));
