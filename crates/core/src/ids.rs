@@ -267,7 +267,16 @@ mod tests {
         assert!(SiteName::parse("blog").is_ok());
         assert!(SiteName::parse("my-blog-2").is_ok());
         assert!(SiteName::parse(&"a".repeat(37)).is_ok());
-        for bad in ["", "-a", "a-", "a--b", "Blog", "a.b", "a_b", &"a".repeat(38)] {
+        for bad in [
+            "",
+            "-a",
+            "a-",
+            "a--b",
+            "Blog",
+            "a.b",
+            "a_b",
+            &"a".repeat(38),
+        ] {
             assert!(SiteName::parse(bad).is_err(), "{bad:?} accepted");
         }
     }

@@ -10,4 +10,7 @@ pub mod host;
 pub mod ids;
 
 pub use host::{normalize_host, parse_edge_host, EdgeHost};
-pub use ids::{Digest, DeployId, IdError, Label, SiteName, MAX_SITE_NAME_LEN};
+pub use ids::{DeployId, Digest, IdError, Label, SiteName, MAX_SITE_NAME_LEN};
+
+pub mod net;
+pub use net::Cidr;

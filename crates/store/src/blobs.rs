@@ -100,8 +100,12 @@ pub trait BlobStore: Send + Sync + 'static {
         len: usize,
     ) -> Result<Bytes, BlobError>;
     /// Stores a compressed variant of `digest`.
-    async fn put_variant(&self, digest: &Digest, enc: Encoding, data: &[u8])
-        -> Result<(), BlobError>;
+    async fn put_variant(
+        &self,
+        digest: &Digest,
+        enc: Encoding,
+        data: &[u8],
+    ) -> Result<(), BlobError>;
     /// Stores a deploy's snapshot.
     async fn put_snapshot(&self, id: &DeployId, data: &[u8]) -> Result<(), BlobError>;
     /// A deploy's snapshot, `None` when absent.
@@ -178,11 +182,7 @@ impl BlobStore for FsBlobStore {
         Ok(tokio::fs::try_exists(self.path(digest, Encoding::Identity)).await?)
     }
 
-    async fn put_stream(
-        &self,
-        expected: &Digest,
-        mut body: ByteStream,
-    ) -> Result<u64, BlobError> {
+    async fn put_stream(&self, expected: &Digest, mut body: ByteStream) -> Result<u64, BlobError> {
         let tmp = self.tmp_path();
         let result = async {
             let mut file = tokio::fs::File::create(&tmp).await?;
@@ -321,7 +321,10 @@ mod tests {
             "hello world"
         );
         assert_eq!(
-            store.read_range(&d, Encoding::Identity, 6, 5).await.unwrap(),
+            store
+                .read_range(&d, Encoding::Identity, 6, 5)
+                .await
+                .unwrap(),
             "world"
         );
     }

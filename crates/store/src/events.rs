@@ -55,3 +55,31 @@ pub enum EventKind {
         settings: Box<SiteSettings>,
     },
 }
+
+/// The in-process change feed (the embedded default; NATS JetStream later).
+/// Sending never blocks; a receiver that lags is told so and rebuilds.
+#[derive(Debug, Clone)]
+pub struct Feed {
+    tx: tokio::sync::broadcast::Sender<ChangeEvent>,
+}
+
+impl Feed {
+    /// A feed buffering up to `capacity` events per slow receiver.
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            tx: tokio::sync::broadcast::channel(capacity.max(1)).0,
+        }
+    }
+
+    /// Sends events in order; having no receiver is fine.
+    pub fn send(&self, events: impl IntoIterator<Item = ChangeEvent>) {
+        for ev in events {
+            let _ = self.tx.send(ev);
+        }
+    }
+
+    /// A new receiver, seeing events sent from now on.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<ChangeEvent> {
+        self.tx.subscribe()
+    }
+}

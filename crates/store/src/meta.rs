@@ -70,6 +70,11 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn list_deploys(&self, site: &SiteName, limit: i64) -> Result<Vec<Deploy>>;
     /// Records that `digest` was uploaded for `deploy` (after the blob store verified it).
     async fn blob_uploaded(&self, deploy: &DeployId, digest: &Digest) -> Result<UploadOutcome>;
+    /// The deploy's file list: path → digest.
+    async fn deploy_files(
+        &self,
+        deploy: &DeployId,
+    ) -> Result<std::collections::BTreeMap<String, Digest>>;
     /// True when `digest` belongs to the deploy's file list.
     async fn deploy_wants(&self, deploy: &DeployId, digest: &Digest) -> Result<bool>;
     /// Deploys in `processing` (to resume after a restart).

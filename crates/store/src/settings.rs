@@ -127,9 +127,7 @@ impl SiteSettings {
                 for (name, v) in vars {
                     if name.is_empty()
                         || name.len() > 256
-                        || !name
-                            .bytes()
-                            .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                        || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
                     {
                         return Err(SettingsError(format!(
                             "environment variable name {name:?} is not valid: use letters, digits and '_'"
@@ -201,8 +199,7 @@ fn drains(value: &Value) -> Result<Vec<String>, SettingsError> {
     for v in list {
         match v {
             Value::String(s)
-                if (s.starts_with("http://") || s.starts_with("https://"))
-                    && s.len() <= 2048 =>
+                if (s.starts_with("http://") || s.starts_with("https://")) && s.len() <= 2048 =>
             {
                 out.push(s)
             }
@@ -281,7 +278,10 @@ mod tests {
     #[test]
     fn pairs() {
         let p = patch_from_pairs(["env.X=1", "jwt_secret=s", "https="]).unwrap();
-        assert_eq!(p, json!({"env": {"X": "1"}, "jwt_secret": "s", "https": null}));
+        assert_eq!(
+            p,
+            json!({"env": {"X": "1"}, "jwt_secret": "s", "https": null})
+        );
         assert!(patch_from_pairs(["novalue"]).is_err());
     }
 }

@@ -513,15 +513,22 @@ impl MetaStore for SqliteStore {
         Ok(out)
     }
 
-    async fn deploy_wants(&self, deploy: &DeployId, digest: &Digest) -> Result<bool> {
+    async fn deploy_files(&self, deploy: &DeployId) -> Result<BTreeMap<String, Digest>> {
         let files: Option<String> = sqlx::query_scalar("SELECT files FROM deploys WHERE id = ?")
             .bind(deploy.as_str())
             .fetch_optional(&self.read)
             .await?;
-        let files = files.ok_or_else(|| MetaError::NotFound(format!("deploy {deploy} not found")))?;
-        let files: BTreeMap<String, String> =
-            serde_json::from_str(&files).map_err(|e| MetaError::Corrupt(e.to_string()))?;
-        Ok(files.values().any(|d| d == digest.as_str()))
+        let files =
+            files.ok_or_else(|| MetaError::NotFound(format!("deploy {deploy} not found")))?;
+        serde_json::from_str(&files).map_err(|e| MetaError::Corrupt(e.to_string()))
+    }
+
+    async fn deploy_wants(&self, deploy: &DeployId, digest: &Digest) -> Result<bool> {
+        Ok(self
+            .deploy_files(deploy)
+            .await?
+            .values()
+            .any(|d| d == digest))
     }
 
     async fn blob_uploaded(&self, deploy: &DeployId, digest: &Digest) -> Result<UploadOutcome> {
@@ -587,14 +594,16 @@ impl MetaStore for SqliteStore {
             )));
         }
         let site = site_name(site)?;
-        let diag = serde_json::to_string(&diagnostics)
-            .map_err(|e| MetaError::Corrupt(e.to_string()))?;
-        sqlx::query("UPDATE deploys SET state = 'ready', ready_at = ?, diagnostics = ? WHERE id = ?")
-            .bind(now_secs())
-            .bind(diag)
-            .bind(id.as_str())
-            .execute(&mut *tx)
-            .await?;
+        let diag =
+            serde_json::to_string(&diagnostics).map_err(|e| MetaError::Corrupt(e.to_string()))?;
+        sqlx::query(
+            "UPDATE deploys SET state = 'ready', ready_at = ?, diagnostics = ? WHERE id = ?",
+        )
+        .bind(now_secs())
+        .bind(diag)
+        .bind(id.as_str())
+        .execute(&mut *tx)
+        .await?;
         let mut events = Vec::new();
         if prod != 0 {
             let (last, locked): (i64, i64) =
@@ -615,13 +624,12 @@ impl MetaStore for SqliteStore {
         }
         if let Some(alias) = alias {
             let label = Label::parse(&alias).map_err(|e| MetaError::Corrupt(e.to_string()))?;
-            let current: Option<i64> = sqlx::query_scalar(
-                "SELECT deploy_seq FROM aliases WHERE site = ? AND alias = ?",
-            )
-            .bind(site.as_str())
-            .bind(&alias)
-            .fetch_optional(&mut *tx)
-            .await?;
+            let current: Option<i64> =
+                sqlx::query_scalar("SELECT deploy_seq FROM aliases WHERE site = ? AND alias = ?")
+                    .bind(site.as_str())
+                    .bind(&alias)
+                    .fetch_optional(&mut *tx)
+                    .await?;
             if current.is_none_or(|c| seq > c) {
                 sqlx::query(
                     "INSERT INTO aliases (site, alias, deploy, deploy_seq) VALUES (?, ?, ?, ?) \

@@ -7,7 +7,9 @@ use ledge_store::*;
 
 async fn store() -> (tempfile::TempDir, SqliteStore) {
     let dir = tempfile::tempdir().unwrap();
-    let s = SqliteStore::open(&dir.path().join("meta.db")).await.unwrap();
+    let s = SqliteStore::open(&dir.path().join("meta.db"))
+        .await
+        .unwrap();
     (dir, s)
 }
 
@@ -72,7 +74,10 @@ async fn production_publishes_in_creation_order() {
     let ev = s.finish_deploy(&old.id, vec![]).await.unwrap();
     assert!(ev.is_empty());
     assert_eq!(s.get_site(&site).await.unwrap().published, Some(newer.id));
-    assert_eq!(s.get_deploy(&old.id).await.unwrap().state, DeployState::Ready);
+    assert_eq!(
+        s.get_deploy(&old.id).await.unwrap().state,
+        DeployState::Ready
+    );
 
     // Rolling back with no target picks the previously published deploy; there is none yet.
     assert!(matches!(
@@ -97,7 +102,9 @@ async fn locked_sites_do_not_auto_publish_and_aliases_move() {
     s.blob_uploaded(&d.id, &Digest::of(b"1")).await.unwrap();
     let ev = s.finish_deploy(&d.id, vec![]).await.unwrap();
     assert_eq!(ev.len(), 1);
-    assert!(matches!(&ev[0].kind, EventKind::AliasUpdated { alias, .. } if alias.as_str() == "staging"));
+    assert!(
+        matches!(&ev[0].kind, EventKind::AliasUpdated { alias, .. } if alias.as_str() == "staging")
+    );
     let (seq, routing) = s.routing_state().await.unwrap();
     assert_eq!(seq, ev[0].seq);
     assert_eq!(routing[0].published, None);

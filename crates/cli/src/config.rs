@@ -1,0 +1,216 @@
+//! `ledge serve` configuration, in three layers: `ledge.toml`, then `LEDGE_*`
+//! environment variables, then flags (later layers win). The merged result is
+//! validated into a [`ServeConfig`] before anything starts.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use ledge_core::Cidr;
+use serde::Deserialize;
+
+/// Flags of `ledge serve` (each also readable from its `LEDGE_*` variable).
+#[derive(clap::Args, Debug, Default)]
+pub struct ServeArgs {
+    /// Config file (default: ./ledge.toml when it exists).
+    #[arg(long, env = "LEDGE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Data folder (SQLite metadata, blobs, admin token). Default ./ledge-data.
+    #[arg(long, env = "LEDGE_DATA")]
+    pub data: Option<PathBuf>,
+    /// Edge listen address. Default 127.0.0.1:8080.
+    #[arg(long, env = "LEDGE_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Control API listen address. Default 127.0.0.1:8081.
+    #[arg(long, env = "LEDGE_API_LISTEN")]
+    pub api_listen: Option<SocketAddr>,
+    /// Sites are served at SITE.EDGE_DOMAIN. Default localhost.
+    #[arg(long, env = "LEDGE_EDGE_DOMAIN")]
+    pub edge_domain: Option<String>,
+    /// Create and publish the bundled demo site (http://demo.EDGE_DOMAIN/).
+    #[arg(long, env = "LEDGE_DEMO")]
+    pub demo: bool,
+    /// A proxy whose X-Forwarded-For is trusted (CIDR; repeatable).
+    #[arg(
+        long = "trusted-proxy",
+        env = "LEDGE_TRUSTED_PROXIES",
+        value_delimiter = ','
+    )]
+    pub trusted_proxies: Vec<Cidr>,
+}
+
+/// `ledge.toml`.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    data: Option<PathBuf>,
+    listen: Option<SocketAddr>,
+    api_listen: Option<SocketAddr>,
+    edge_domain: Option<String>,
+    demo: Option<bool>,
+    #[serde(default)]
+    trusted_proxies: Vec<Cidr>,
+    #[serde(default)]
+    limits: LimitsConfig,
+    #[serde(default)]
+    cache: CacheConfig,
+}
+
+/// `[limits]` in `ledge.toml`.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+struct LimitsConfig {
+    header_read_timeout_secs: Option<u64>,
+    drain_timeout_secs: Option<u64>,
+    max_connections: Option<usize>,
+    max_header_bytes: Option<usize>,
+    max_headers: Option<usize>,
+    max_uri_len: Option<usize>,
+    max_body_bytes: Option<u64>,
+    max_h2_streams: Option<u32>,
+}
+
+/// `[cache]` in `ledge.toml`.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+struct CacheConfig {
+    blob_cache_mb: Option<u64>,
+    max_object_mb: Option<u64>,
+    deploys: Option<usize>,
+}
+
+/// The validated configuration of a node.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// Data folder.
+    pub data: PathBuf,
+    /// Edge address.
+    pub listen: SocketAddr,
+    /// API address.
+    pub api_listen: SocketAddr,
+    /// Edge domain.
+    pub edge_domain: String,
+    /// Publish the demo site.
+    pub demo: bool,
+    /// Edge settings.
+    pub edge: ledge_edge::EdgeConfig,
+    /// Connection limits.
+    pub limits: ledge_edge::ServerLimits,
+    /// Bytes of file content kept in memory.
+    pub blob_cache_bytes: u64,
+    /// Largest file kept in memory.
+    pub max_object_bytes: u64,
+    /// Deploy snapshots kept in memory.
+    pub deploy_cache: usize,
+}
+
+impl ServeArgs {
+    /// Merges file, environment (already folded in by clap) and flags.
+    pub fn resolve(self) -> anyhow::Result<ServeConfig> {
+        let file = match &self.config {
+            Some(p) => read_file(p)?,
+            None if Path::new("ledge.toml").exists() => read_file(Path::new("ledge.toml"))?,
+            None => FileConfig::default(),
+        };
+        let edge_domain = self
+            .edge_domain
+            .or(file.edge_domain)
+            .unwrap_or_else(|| "localhost".into());
+        let edge_domain = ledge_core::normalize_host(&edge_domain)
+            .filter(|_| !edge_domain.contains(':'))
+            .with_context(|| format!("edge domain {edge_domain:?} is not a host name"))?;
+        let mut trusted = file.trusted_proxies;
+        trusted.extend(self.trusted_proxies);
+        let l = file.limits;
+        let defaults = ledge_edge::ServerLimits::default();
+        let limits = ledge_edge::ServerLimits {
+            max_header_bytes: l.max_header_bytes.unwrap_or(defaults.max_header_bytes),
+            max_headers: l.max_headers.unwrap_or(defaults.max_headers),
+            header_read_timeout: l
+                .header_read_timeout_secs
+                .map(Duration::from_secs)
+                .unwrap_or(defaults.header_read_timeout),
+            max_h2_streams: l.max_h2_streams.unwrap_or(defaults.max_h2_streams),
+            max_connections: l.max_connections.unwrap_or(defaults.max_connections),
+            drain_timeout: l
+                .drain_timeout_secs
+                .map(Duration::from_secs)
+                .unwrap_or(defaults.drain_timeout),
+        };
+        if limits.max_header_bytes < 8192 {
+            bail!("limits.max_header_bytes must be at least 8192");
+        }
+        if limits.header_read_timeout.is_zero() {
+            bail!("limits.header_read_timeout_secs must be at least 1");
+        }
+        let edge_defaults = ledge_edge::EdgeConfig::default();
+        Ok(ServeConfig {
+            data: self
+                .data
+                .or(file.data)
+                .unwrap_or_else(crate::default_data_dir),
+            listen: self
+                .listen
+                .or(file.listen)
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
+            api_listen: self
+                .api_listen
+                .or(file.api_listen)
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8081))),
+            edge_domain,
+            demo: self.demo || file.demo.unwrap_or(false),
+            edge: ledge_edge::EdgeConfig {
+                trusted_proxies: trusted,
+                max_uri_len: l.max_uri_len.unwrap_or(edge_defaults.max_uri_len),
+                max_body: l.max_body_bytes.unwrap_or(edge_defaults.max_body),
+            },
+            limits,
+            blob_cache_bytes: file.cache.blob_cache_mb.unwrap_or(256) << 20,
+            max_object_bytes: file.cache.max_object_mb.unwrap_or(8) << 20,
+            deploy_cache: file.cache.deploys.unwrap_or(4096),
+        })
+    }
+}
+
+fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_beat_file_and_file_beats_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("ledge.toml");
+        std::fs::write(
+            &p,
+            "listen = \"127.0.0.1:9000\"\nedge_domain = \"Edge.Test\"\ntrusted_proxies = [\"10.0.0.0/8\"]\n[limits]\nmax_headers = 50\n",
+        )
+        .unwrap();
+        let cfg = ServeArgs {
+            config: Some(p.clone()),
+            api_listen: Some("127.0.0.1:9001".parse().unwrap()),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(cfg.listen, "127.0.0.1:9000".parse().unwrap());
+        assert_eq!(cfg.api_listen, "127.0.0.1:9001".parse().unwrap());
+        assert_eq!(cfg.edge_domain, "edge.test");
+        assert_eq!(cfg.limits.max_headers, 50);
+        assert_eq!(cfg.edge.trusted_proxies.len(), 1);
+        std::fs::write(&p, "listen = 5\n").unwrap();
+        let err = ServeArgs {
+            config: Some(p),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("invalid config file"));
+    }
+}

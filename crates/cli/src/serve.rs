@@ -1,0 +1,202 @@
+//! `ledge serve`: the composition root of a node. Opens the stores, makes the
+//! admin token on first start, resumes interrupted deploy processing, then runs
+//! the control API and the edge until SIGTERM or SIGINT, and drains.
+
+use std::io::Write;
+use std::sync::Arc;
+
+use anyhow::Context;
+use ledge_control::process::Processor;
+use ledge_control::{ApiState, ConfigCheck};
+use ledge_edge::{BlobCache, DeployCache, Edge, Router};
+use ledge_store::{BlobStore, Feed, FsBlobStore, MetaStore, Principal, SqliteStore};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::config::{ServeArgs, ServeConfig};
+
+/// Runs a node until a signal stops it.
+pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let cfg = args.resolve()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
+    rt.block_on(node(cfg))
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LEDGE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,ledge=info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Validation of configuration files at deploy time.
+fn config_check() -> ConfigCheck {
+    Arc::new(|_config| Vec::new())
+}
+
+async fn node(cfg: ServeConfig) -> anyhow::Result<()> {
+    init_tracing();
+    std::fs::create_dir_all(&cfg.data)
+        .with_context(|| format!("cannot create data folder {}", cfg.data.display()))?;
+    let meta: Arc<dyn MetaStore> = Arc::new(
+        SqliteStore::open(&cfg.data.join("meta.db"))
+            .await
+            .context("cannot open the metadata store")?,
+    );
+    let blobs: Arc<dyn BlobStore> = Arc::new(
+        FsBlobStore::open(cfg.data.join("blobs"))
+            .await
+            .context("cannot open the blob store")?,
+    );
+    ensure_admin_token(meta.as_ref(), &cfg).await?;
+
+    let feed = Feed::new(4096);
+    let router = Arc::new(Router::new(&cfg.edge_domain));
+    // Subscribe before the first rebuild so no event is lost in between.
+    let feed_rx = feed.subscribe();
+    ledge_edge::routes::rebuild_from(&router, meta.as_ref()).await;
+    tokio::spawn(ledge_edge::follow(router.clone(), meta.clone(), feed_rx));
+
+    let processor = Processor {
+        meta: meta.clone(),
+        blobs: blobs.clone(),
+        feed: feed.clone(),
+        check: config_check(),
+    };
+    for id in meta.processing_deploys().await? {
+        tracing::info!(deploy = %id, "resuming deploy processing");
+        processor.spawn(id);
+    }
+
+    let edge_listener = TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (edge)", cfg.listen))?;
+    let api_listener = TcpListener::bind(cfg.api_listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (API)", cfg.api_listen))?;
+    let edge_addr = edge_listener.local_addr()?;
+    let api_addr = api_listener.local_addr()?;
+
+    if cfg.demo {
+        crate::demo::publish(&meta, &blobs, &processor).await?;
+    }
+
+    let port_suffix = if edge_addr.port() == 80 {
+        String::new()
+    } else {
+        format!(":{}", edge_addr.port())
+    };
+    let api = ledge_control::router(ApiState {
+        meta: meta.clone(),
+        blobs: blobs.clone(),
+        feed: feed.clone(),
+        processor,
+        edge_domain: cfg.edge_domain.clone(),
+        edge_port_suffix: port_suffix.clone(),
+    });
+    let edge = Arc::new(Edge {
+        router,
+        deploys: DeployCache::new(blobs.clone(), cfg.deploy_cache),
+        blobs: BlobCache::new(blobs.clone(), cfg.blob_cache_bytes, cfg.max_object_bytes),
+        config: cfg.edge.clone(),
+    });
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut api_stop = stop_rx.clone();
+    let api_task = tokio::spawn(async move {
+        axum::serve(api_listener, api)
+            .with_graceful_shutdown(async move {
+                let _ = api_stop.wait_for(|s| *s).await;
+            })
+            .await
+    });
+    let mut edge_stop = stop_rx.clone();
+    let edge_task = tokio::spawn(ledge_edge::serve(
+        edge_listener,
+        edge,
+        cfg.limits.clone(),
+        async move {
+            let _ = edge_stop.wait_for(|s| *s).await;
+        },
+    ));
+
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "ledge: edge listening on http://{edge_addr}")?;
+    writeln!(out, "ledge: API listening on http://{api_addr}")?;
+    if cfg.demo {
+        writeln!(
+            out,
+            "ledge: demo site at http://demo.{}{port_suffix}/",
+            cfg.edge_domain
+        )?;
+    }
+    out.flush()?;
+    drop(out);
+
+    shutdown_signal().await;
+    eprintln!("ledge: draining connections");
+    let _ = stop_tx.send(true);
+    let _ = edge_task.await;
+    if let Ok(Err(e)) = api_task.await {
+        tracing::warn!(error = %e, "API server stopped with an error");
+    }
+    eprintln!("ledge: stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    match (term, int) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// On first start: a new admin token, stored hashed, written to
+/// `DATA/admin-token` with mode 0600, and printed once.
+async fn ensure_admin_token(meta: &dyn MetaStore, cfg: &ServeConfig) -> anyhow::Result<()> {
+    let path = cfg.data.join("admin-token");
+    if meta.has_admin_token().await? {
+        if !path.exists() {
+            eprintln!(
+                "ledge: warning: {} is missing; the admin token cannot be shown again",
+                path.display()
+            );
+        }
+        return Ok(());
+    }
+    let token = ledge_control::new_token();
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        writeln!(f, "{token}")?;
+        f.sync_all()?;
+    }
+    meta.add_token(&ledge_control::token_hash(&token), &Principal::Admin)
+        .await?;
+    println!(
+        "ledge: created admin token (saved in {}): {token}",
+        path.display()
+    );
+    Ok(())
+}

@@ -1,0 +1,105 @@
+//! The one place where errors become responses: every status code the edge
+//! decides by itself is chosen here.
+
+use http::header::{self, HeaderValue};
+use http::{Response, StatusCode};
+
+use crate::body::Body;
+
+/// Everything that can end a request early.
+#[derive(Debug, thiserror::Error)]
+pub enum EdgeError {
+    /// Malformed request (path, host, headers).
+    #[error("bad request: {0}")]
+    BadRequest(&'static str),
+    /// The request target is longer than the edge accepts.
+    #[error("URI too long")]
+    UriTooLong,
+    /// The declared body is larger than the edge accepts.
+    #[error("request body too large")]
+    BodyTooLarge,
+    /// No site serves this host.
+    #[error("no site is configured for this host")]
+    UnknownHost,
+    /// The site (or alias) has nothing ready to serve.
+    #[error("nothing is published here yet")]
+    NothingPublished,
+    /// Method other than GET or HEAD on a static file.
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// Storage failed under a request.
+    #[error("storage error: {0}")]
+    Storage(#[from] ledge_store::BlobError),
+}
+
+impl EdgeError {
+    /// The status this error answers with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::UriTooLong => StatusCode::URI_TOO_LONG,
+            Self::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnknownHost | Self::NothingPublished => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+/// The platform's own page for `err`.
+pub fn rescue(err: &EdgeError) -> Response<Body> {
+    let status = err.status();
+    if status.is_server_error() {
+        tracing::error!(error = %err, "request failed");
+    }
+    let (title, detail) = match err {
+        EdgeError::UnknownHost => (
+            "Site not found",
+            "No site is configured for this address.".to_owned(),
+        ),
+        EdgeError::NothingPublished => (
+            "Not found",
+            "This site has no published deploy yet.".to_owned(),
+        ),
+        EdgeError::Storage(_) => (
+            "Internal error",
+            "The server could not read this site's files. Try again shortly.".to_owned(),
+        ),
+        other => (
+            status.canonical_reason().unwrap_or("Error"),
+            other.to_string(),
+        ),
+    };
+    let mut r = platform_page(status, title, &detail);
+    if matches!(err, EdgeError::MethodNotAllowed) {
+        r.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+    }
+    r
+}
+
+/// A small HTML page from the platform.
+pub fn platform_page(status: StatusCode, title: &str, detail: &str) -> Response<Body> {
+    let html = format!(
+        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>{title}</title></head>\
+         <body><h1>{title}</h1><p>{}</p><hr><p>ledge</p></body></html>\n",
+        escape(detail)
+    );
+    let mut r = Response::new(Body::full(html.clone()));
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(html.len()));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}

@@ -1,0 +1,354 @@
+//! The routing table: host → site → deploy.
+//!
+//! One immutable [`Table`] is published through an `ArcSwap`; readers take a
+//! snapshot with one atomic load and no lock. Changes from the feed are applied
+//! to a copy made with persistent maps (`imbl`), so an update costs O(log n) and
+//! shares everything it does not touch: the table is never rebuilt whole per
+//! publish. A node that misses an event (a sequence gap, or lag on the broadcast)
+//! rebuilds from the store's routing state at a known sequence.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use imbl::HashMap;
+use ledge_core::{parse_edge_host, DeployId, EdgeHost, Label, SiteName};
+use ledge_store::{ChangeEvent, EventKind, SiteRouting, SiteSettings};
+
+/// What the table knows of one site.
+#[derive(Debug, Clone, Default)]
+pub struct SiteEntry {
+    /// Production deploy.
+    pub published: Option<DeployId>,
+    /// Alias → newest ready deploy with it.
+    pub aliases: HashMap<Label, DeployId>,
+    /// Settings (secrets included) for the phases that need them.
+    pub settings: Arc<SiteSettings>,
+}
+
+/// One immutable version of the routing table.
+#[derive(Debug, Clone, Default)]
+pub struct Table {
+    /// Store sequence this table is current at.
+    pub seq: i64,
+    /// Site name → entry.
+    pub sites: HashMap<SiteName, Arc<SiteEntry>>,
+    /// Custom domain → site.
+    pub domains: HashMap<Box<str>, SiteName>,
+}
+
+/// Where a request goes.
+#[derive(Debug, Clone)]
+pub struct RouteTarget {
+    /// The site.
+    pub site: SiteName,
+    /// The deploy to serve.
+    pub deploy: DeployId,
+    /// True for the production URL or a custom domain.
+    pub production: bool,
+    /// The site's settings.
+    pub settings: Arc<SiteSettings>,
+}
+
+/// The outcome of a route lookup.
+#[derive(Debug, Clone)]
+pub enum Route {
+    /// Serve this deploy.
+    Deploy(RouteTarget),
+    /// The host names a site or alias with nothing ready to serve yet.
+    NothingPublished,
+    /// No site has this host.
+    UnknownHost,
+}
+
+/// The routing table and its updater.
+#[derive(Debug)]
+pub struct Router {
+    edge_domain: String,
+    table: ArcSwap<Table>,
+}
+
+/// What applying an event did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// The table moved to the event's sequence.
+    Yes,
+    /// Already reflected (an older or duplicate event); ignored.
+    Stale,
+    /// A sequence gap: the caller must rebuild from the store.
+    Gap,
+}
+
+impl Router {
+    /// An empty table for hosts under `edge_domain`.
+    pub fn new(edge_domain: &str) -> Self {
+        Self {
+            edge_domain: edge_domain.trim_end_matches('.').to_ascii_lowercase(),
+            table: ArcSwap::from_pointee(Table::default()),
+        }
+    }
+
+    /// The edge domain (`localhost` by default).
+    pub fn edge_domain(&self) -> &str {
+        &self.edge_domain
+    }
+
+    /// The current table.
+    pub fn table(&self) -> Arc<Table> {
+        self.table.load_full()
+    }
+
+    /// Replaces the table with the store's state at `seq`.
+    pub fn rebuild(&self, seq: i64, sites: Vec<SiteRouting>) {
+        let mut table = Table {
+            seq,
+            ..Table::default()
+        };
+        for s in sites {
+            for d in &s.domains {
+                table.domains.insert(d.as_str().into(), s.name.clone());
+            }
+            let entry = SiteEntry {
+                published: s.published,
+                aliases: s.aliases.into_iter().collect(),
+                settings: Arc::new(s.settings),
+            };
+            table.sites.insert(s.name, Arc::new(entry));
+        }
+        self.table.store(Arc::new(table));
+    }
+
+    /// Applies one event incrementally. Only the feed consumer calls this, so
+    /// there is a single writer.
+    pub fn apply(&self, ev: &ChangeEvent) -> Applied {
+        let current = self.table.load();
+        if ev.seq <= current.seq {
+            return Applied::Stale;
+        }
+        if ev.seq != current.seq + 1 {
+            return Applied::Gap;
+        }
+        let mut t: Table = (**current).clone();
+        t.seq = ev.seq;
+        let entry = |t: &Table| t.sites.get(&ev.site).map(|e| (**e).clone());
+        match &ev.kind {
+            EventKind::SiteCreated => {
+                t.sites
+                    .insert(ev.site.clone(), Arc::new(SiteEntry::default()));
+            }
+            EventKind::SiteDeleted => {
+                t.sites.remove(&ev.site);
+                t.domains.retain(|_, s| s != &ev.site);
+            }
+            EventKind::DomainAdded { domain } => {
+                t.domains.insert(domain.as_str().into(), ev.site.clone());
+            }
+            EventKind::DomainRemoved { domain } => {
+                t.domains.remove(domain.as_str());
+            }
+            EventKind::Published { deploy } => {
+                if let Some(mut e) = entry(&t) {
+                    e.published = Some(*deploy);
+                    t.sites.insert(ev.site.clone(), Arc::new(e));
+                }
+            }
+            EventKind::AliasUpdated { alias, deploy } => {
+                if let Some(mut e) = entry(&t) {
+                    e.aliases.insert(alias.clone(), *deploy);
+                    t.sites.insert(ev.site.clone(), Arc::new(e));
+                }
+            }
+            EventKind::SettingsChanged { settings } => {
+                if let Some(mut e) = entry(&t) {
+                    e.settings = Arc::new((**settings).clone());
+                    t.sites.insert(ev.site.clone(), Arc::new(e));
+                }
+            }
+        }
+        self.table.store(Arc::new(t));
+        Applied::Yes
+    }
+
+    /// Looks a normalised host up.
+    pub fn route(&self, host: &str) -> Route {
+        let table = self.table.load();
+        if let Some(site) = table.domains.get(host) {
+            return match table.sites.get(site) {
+                Some(e) => production(site, e),
+                None => Route::UnknownHost,
+            };
+        }
+        let Some(edge_host) = parse_edge_host(host, &self.edge_domain) else {
+            return Route::UnknownHost;
+        };
+        let (site, entry) = {
+            let site = match &edge_host {
+                EdgeHost::Site(s) | EdgeHost::Permalink(_, s) | EdgeHost::Alias(_, s) => s,
+            };
+            match table.sites.get(site) {
+                Some(e) => (site.clone(), e.clone()),
+                None => return Route::UnknownHost,
+            }
+        };
+        match edge_host {
+            EdgeHost::Site(_) => production(&site, &entry),
+            // The deploy cache checks that the deploy belongs to this site.
+            EdgeHost::Permalink(id, _) => Route::Deploy(RouteTarget {
+                site,
+                deploy: id,
+                production: false,
+                settings: entry.settings.clone(),
+            }),
+            EdgeHost::Alias(alias, _) => match entry.aliases.get(&alias) {
+                Some(id) => Route::Deploy(RouteTarget {
+                    site,
+                    deploy: *id,
+                    production: false,
+                    settings: entry.settings.clone(),
+                }),
+                None => Route::NothingPublished,
+            },
+        }
+    }
+}
+
+fn production(site: &SiteName, e: &SiteEntry) -> Route {
+    match e.published {
+        Some(id) => Route::Deploy(RouteTarget {
+            site: site.clone(),
+            deploy: id,
+            production: true,
+            settings: e.settings.clone(),
+        }),
+        None => Route::NothingPublished,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(seq: i64, site: &str, kind: EventKind) -> ChangeEvent {
+        ChangeEvent {
+            seq,
+            site: SiteName::parse(site).unwrap(),
+            kind,
+        }
+    }
+
+    #[test]
+    fn incremental_updates_and_gaps() {
+        let r = Router::new("localhost");
+        let id = DeployId::generate();
+        assert_eq!(
+            r.apply(&ev(1, "blog", EventKind::SiteCreated)),
+            Applied::Yes
+        );
+        assert!(matches!(r.route("blog.localhost"), Route::NothingPublished));
+        assert_eq!(
+            r.apply(&ev(2, "blog", EventKind::Published { deploy: id })),
+            Applied::Yes
+        );
+        assert!(
+            matches!(r.route("blog.localhost"), Route::Deploy(t) if t.deploy == id && t.production)
+        );
+        assert_eq!(
+            r.apply(&ev(
+                3,
+                "blog",
+                EventKind::DomainAdded {
+                    domain: "example.com".into()
+                }
+            )),
+            Applied::Yes
+        );
+        assert!(matches!(r.route("example.com"), Route::Deploy(t) if t.deploy == id));
+        // Replayed and skipped events.
+        assert_eq!(
+            r.apply(&ev(2, "blog", EventKind::SiteCreated)),
+            Applied::Stale
+        );
+        assert_eq!(
+            r.apply(&ev(9, "blog", EventKind::SiteCreated)),
+            Applied::Gap
+        );
+        assert_eq!(
+            r.apply(&ev(4, "blog", EventKind::SiteDeleted)),
+            Applied::Yes
+        );
+        assert!(matches!(r.route("example.com"), Route::UnknownHost));
+        assert!(matches!(r.route("blog.localhost"), Route::UnknownHost));
+    }
+
+    #[test]
+    fn permalinks_and_aliases() {
+        let r = Router::new("localhost");
+        let id = DeployId::generate();
+        r.apply(&ev(1, "blog", EventKind::SiteCreated));
+        r.apply(&ev(
+            2,
+            "blog",
+            EventKind::AliasUpdated {
+                alias: Label::parse("staging").unwrap(),
+                deploy: id,
+            },
+        ));
+        assert!(
+            matches!(r.route("staging--blog.localhost"), Route::Deploy(t) if t.deploy == id && !t.production)
+        );
+        assert!(matches!(
+            r.route("other--blog.localhost"),
+            Route::NothingPublished
+        ));
+        let p = format!("{id}--blog.localhost");
+        assert!(matches!(r.route(&p), Route::Deploy(t) if t.deploy == id));
+        assert!(matches!(
+            r.route(&format!("{id}--nosite.localhost")),
+            Route::UnknownHost
+        ));
+    }
+}
+
+/// Keeps `router` current: rebuilds from the store, then applies the feed's
+/// events one by one, rebuilding again whenever it sees a gap or falls behind.
+/// Runs until the feed closes.
+pub async fn follow(
+    router: Arc<Router>,
+    meta: Arc<dyn ledge_store::MetaStore>,
+    mut rx: tokio::sync::broadcast::Receiver<ChangeEvent>,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    // Subscribed before this rebuild, so nothing between the two is lost.
+    rebuild_from(&router, meta.as_ref()).await;
+    loop {
+        match rx.recv().await {
+            Ok(ev) => {
+                if router.apply(&ev) == Applied::Gap {
+                    rebuild_from(&router, meta.as_ref()).await;
+                }
+            }
+            Err(RecvError::Lagged(n)) => {
+                tracing::warn!(missed = n, "change feed lagged; rebuilding routing table");
+                rebuild_from(&router, meta.as_ref()).await;
+            }
+            Err(RecvError::Closed) => return,
+        }
+    }
+}
+
+/// Rebuilds from the store, retrying until the store answers.
+pub async fn rebuild_from(router: &Router, meta: &dyn ledge_store::MetaStore) {
+    loop {
+        match meta.routing_state().await {
+            Ok((seq, sites)) => {
+                if seq >= router.table().seq {
+                    router.rebuild(seq, sites);
+                }
+                return;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read routing state; retrying");
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! Listeners: accept loop, per-connection limits, HTTP/1.1 and h2 (prior
+//! knowledge on cleartext), graceful drain.
+//!
+//! Limits enforced here, before any request reaches the pipeline:
+//! - header bytes (hyper's read buffer; over it → 431) and header count;
+//! - time to the first byte and to a complete request head, which also bounds
+//!   how long an idle keep-alive connection is kept;
+//! - h2: concurrent streams, header list size, and hyper's rapid-reset guards
+//!   (pending-accept and locally-errored reset stream caps);
+//! - concurrent connections (a new one past the cap is closed at once).
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use crate::pipeline::Edge;
+
+/// Connection-level limits.
+#[derive(Debug, Clone)]
+pub struct ServerLimits {
+    /// Most bytes of request head (request line + headers); at least 8 KiB.
+    pub max_header_bytes: usize,
+    /// Most request headers.
+    pub max_headers: usize,
+    /// Time allowed for a complete request head, and for an idle keep-alive
+    /// connection to start its next request.
+    pub header_read_timeout: Duration,
+    /// Most concurrent h2 streams per connection.
+    pub max_h2_streams: u32,
+    /// Most concurrent connections.
+    pub max_connections: usize,
+    /// How long a graceful drain waits for in-flight requests.
+    pub drain_timeout: Duration,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        Self {
+            max_header_bytes: 32 * 1024,
+            max_headers: 100,
+            header_read_timeout: Duration::from_secs(30),
+            max_h2_streams: 128,
+            max_connections: 16 * 1024,
+            drain_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Serves `listener` until `shutdown` resolves, then stops accepting and waits
+/// (up to the drain timeout) for in-flight requests to finish.
+pub async fn serve(
+    listener: TcpListener,
+    edge: Arc<Edge>,
+    limits: ServerLimits,
+    shutdown: impl Future<Output = ()>,
+) {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_bytes.max(8192))
+        .max_headers(limits.max_headers);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(limits.max_h2_streams)
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        .max_pending_accept_reset_streams(20)
+        .max_local_error_reset_streams(1024)
+        .keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_timeout(Duration::from_secs(10));
+    let builder = Arc::new(builder);
+    let graceful = GracefulShutdown::new();
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    tokio::pin!(shutdown);
+
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off, keep serving.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let edge = edge.clone();
+        let svc = service_fn(move |req| {
+            let edge = edge.clone();
+            async move { Ok::<_, Infallible>(edge.handle(req, peer).await) }
+        });
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        let first_byte = limits.header_read_timeout;
+        tokio::spawn(async move {
+            // hyper's own timer starts once it knows the protocol: bound the wait
+            // for the first byte here.
+            let mut probe = [0u8; 1];
+            match tokio::time::timeout(first_byte, stream.peek(&mut probe)).await {
+                Ok(Ok(n)) if n > 0 => {}
+                _ => return,
+            }
+            let conn = builder
+                .serve_connection(TokioIo::new(stream), svc)
+                .into_owned();
+            if let Err(e) = watcher.watch(conn).await {
+                tracing::debug!(error = %e, %peer, "connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(limits.drain_timeout, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("drain timeout: closing the connections still open");
+    }
+}
