@@ -146,7 +146,7 @@ impl Caller {
             Principal::Admin => Ok(()),
             Principal::Site(s) if s == site => Ok(()),
             // Do not tell a site token whether another site exists.
-            Principal::Site(_) => Err(ApiError::not_found(format!("site {site:?} not found"))),
+            Principal::Site(_) => Err(ApiError::not_found(format!("site \"{site}\" not found"))),
         }
     }
 }

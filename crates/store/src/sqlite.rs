@@ -117,7 +117,7 @@ async fn require_site(conn: &mut SqliteConnection, site: &SiteName) -> Result<()
         .await?;
     found
         .map(|_| ())
-        .ok_or_else(|| MetaError::NotFound(format!("site {site:?} not found")))
+        .ok_or_else(|| MetaError::NotFound(format!("site \"{site}\" not found")))
 }
 
 const DEPLOY_COLS: &str = "seq, id, site, state, prod, alias, message, created_at, ready_at, \
@@ -218,7 +218,9 @@ impl MetaStore for SqliteStore {
             .await;
         if let Err(sqlx::Error::Database(e)) = &res {
             if e.is_unique_violation() {
-                return Err(MetaError::Conflict(format!("site {name:?} already exists")));
+                return Err(MetaError::Conflict(format!(
+                    "site \"{name}\" already exists"
+                )));
             }
         }
         res?;
@@ -254,7 +256,7 @@ impl MetaStore for SqliteStore {
             .bind(name.as_str())
             .fetch_optional(&mut *conn)
             .await?
-            .ok_or_else(|| MetaError::NotFound(format!("site {name:?} not found")))?;
+            .ok_or_else(|| MetaError::NotFound(format!("site \"{name}\" not found")))?;
         load_site(&mut conn, row).await
     }
 
@@ -317,7 +319,7 @@ impl MetaStore for SqliteStore {
             .rows_affected();
         if n == 0 {
             return Err(MetaError::NotFound(format!(
-                "domain {domain:?} is not a domain of site {site:?}"
+                "domain {domain:?} is not a domain of site \"{site}\""
             )));
         }
         let ev = append_event(
@@ -337,7 +339,7 @@ impl MetaStore for SqliteStore {
             .bind(site.as_str())
             .fetch_optional(&self.read)
             .await?;
-        parse_settings(&s.ok_or_else(|| MetaError::NotFound(format!("site {site:?} not found")))?)
+        parse_settings(&s.ok_or_else(|| MetaError::NotFound(format!("site \"{site}\" not found")))?)
     }
 
     async fn patch_settings(
@@ -351,7 +353,7 @@ impl MetaStore for SqliteStore {
             .fetch_optional(&mut *tx)
             .await?;
         let mut settings = parse_settings(
-            &s.ok_or_else(|| MetaError::NotFound(format!("site {site:?} not found")))?,
+            &s.ok_or_else(|| MetaError::NotFound(format!("site \"{site}\" not found")))?,
         )?;
         settings
             .apply_patch(patch)
@@ -680,7 +682,7 @@ impl MetaStore for SqliteStore {
                 .fetch_optional(&mut *tx)
                 .await?;
         let published =
-            published.ok_or_else(|| MetaError::NotFound(format!("site {site:?} not found")))?;
+            published.ok_or_else(|| MetaError::NotFound(format!("site \"{site}\" not found")))?;
         let target = match deploy {
             Some(d) => {
                 let row: Option<(String, String)> =
@@ -698,7 +700,7 @@ impl MetaStore for SqliteStore {
                     }
                     _ => {
                         return Err(MetaError::NotFound(format!(
-                            "deploy {d} not found in site {site:?}"
+                            "deploy {d} not found in site \"{site}\""
                         )))
                     }
                 }
@@ -721,7 +723,7 @@ impl MetaStore for SqliteStore {
                 .await?;
                 let prev = prev.ok_or_else(|| {
                     MetaError::Conflict(format!(
-                        "site {site:?} has no earlier published deploy to roll back to"
+                        "site \"{site}\" has no earlier published deploy to roll back to"
                     ))
                 })?;
                 deploy_id(&prev)?
@@ -740,7 +742,7 @@ impl MetaStore for SqliteStore {
             .await?
             .rows_affected();
         if n == 0 {
-            return Err(MetaError::NotFound(format!("site {site:?} not found")));
+            return Err(MetaError::NotFound(format!("site \"{site}\" not found")));
         }
         Ok(())
     }

@@ -1,0 +1,250 @@
+//! Test harness: a real `ledge serve` process on ephemeral ports with its own
+//! data folder, the real CLI, and plain HTTP clients.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_ledge");
+
+/// A running node.
+pub struct Node {
+    pub child: Child,
+    pub data: PathBuf,
+    pub edge: SocketAddr,
+    pub api: SocketAddr,
+    pub token: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Node {
+    /// Starts a node in a fresh data folder.
+    pub fn start() -> Node {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let mut n = Node::start_in(&data, &[]);
+        n._dir = Some(dir);
+        n
+    }
+
+    /// Starts a node on `data` with extra flags.
+    pub fn start_in(data: &Path, extra: &[&str]) -> Node {
+        let mut child = Command::new(BIN)
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--api-listen",
+                "127.0.0.1:0",
+                "--data",
+            ])
+            .arg(data)
+            .args(extra)
+            .env("LEDGE_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn ledge serve");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let (mut edge, mut api) = (None, None);
+        while edge.is_none() || api.is_none() {
+            let line = lines
+                .next()
+                .expect("ledge serve exited before listening")
+                .unwrap();
+            if let Some(a) = line.strip_prefix("ledge: edge listening on http://") {
+                edge = Some(a.parse().unwrap());
+            }
+            if let Some(a) = line.strip_prefix("ledge: API listening on http://") {
+                api = Some(a.parse().unwrap());
+            }
+        }
+        // Keep draining stdout so the child never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        let token = std::fs::read_to_string(data.join("admin-token"))
+            .unwrap()
+            .trim()
+            .to_owned();
+        Node {
+            child,
+            data: data.to_path_buf(),
+            edge: edge.unwrap(),
+            api: api.unwrap(),
+            token,
+            _dir: None,
+        }
+    }
+
+    /// Runs the CLI against this node with the admin token.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        self.cli_as(&self.token, args)
+    }
+
+    /// Runs the CLI with `token`.
+    pub fn cli_as(&self, token: &str, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .args(args)
+            .env("LEDGE_API", format!("http://{}", self.api))
+            .env("LEDGE_TOKEN", token)
+            .output()
+            .expect("run ledge")
+    }
+
+    /// Runs the CLI and insists it succeeds; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "ledge {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// `ledge deploy DIR --site SITE --json EXTRA…` → the JSON it printed.
+    pub fn deploy(&self, dir: &Path, site: &str, extra: &[&str]) -> serde_json::Value {
+        let mut args = vec!["deploy", dir.to_str().unwrap(), "--site", site, "--json"];
+        args.extend_from_slice(extra);
+        let out = self.ok(&args);
+        serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"))
+    }
+
+    /// An HTTP client for the API with the admin token.
+    pub fn api_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.api)
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&self) {
+        Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A response read from a raw socket.
+#[derive(Debug)]
+pub struct Raw {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Raw {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Sends exactly `request` on a new connection (Connection: close expected) and
+/// parses the answer.
+pub fn raw(addr: SocketAddr, request: &[u8]) -> Raw {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let _ = s.write_all(request);
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    parse_raw(&buf)
+}
+
+pub fn parse_raw(buf: &[u8]) -> Raw {
+    let end = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no response head in {:?}", String::from_utf8_lossy(buf)));
+    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    Raw {
+        status,
+        headers,
+        body: buf[end + 4..].to_vec(),
+    }
+}
+
+/// GET `path` on `host` with extra headers, over a fresh connection.
+pub fn get(addr: SocketAddr, host: &str, path: &str, headers: &[(&str, &str)]) -> Raw {
+    request(addr, "GET", host, path, headers)
+}
+
+pub fn request(
+    addr: SocketAddr,
+    method: &str,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Raw {
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    raw(addr, req.as_bytes())
+}
+
+/// Writes a site folder from (path, content) pairs.
+pub fn site(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    write_files(dir.path(), files);
+    dir
+}
+
+pub fn write_files(root: &Path, files: &[(&str, &str)]) {
+    for (p, c) in files {
+        let path = root.join(p);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, c).unwrap();
+    }
+}
+
+/// Polls until `f` returns true (bounded).
+pub fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    for _ in 0..200 {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// The blocking HTTP client with the admin token.
+pub fn http() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
