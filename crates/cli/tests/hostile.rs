@@ -7,7 +7,11 @@ use common::*;
 fn hostile_paths_and_oversized_requests() {
     let node = Node::start();
     node.ok(&["sites", "create", "safe"]);
-    let dir = site(&[("index.html", "ok"), ("a b.html", "space"), ("café.html", "accent")]);
+    let dir = site(&[
+        ("index.html", "ok"),
+        ("a b.html", "space"),
+        ("café.html", "accent"),
+    ]);
     node.deploy(dir.path(), "safe", &["--prod"]);
     let e = node.edge;
     let h = "safe.localhost";
@@ -33,9 +37,15 @@ fn hostile_paths_and_oversized_requests() {
         assert!(!r.text().contains("root:"), "{path}");
     }
     // Absolute-form and asterisk targets.
-    let r = raw(e, b"GET http://safe.localhost/ HTTP/1.1\r\nHost: safe.localhost\r\nConnection: close\r\n\r\n");
+    let r = raw(
+        e,
+        b"GET http://safe.localhost/ HTTP/1.1\r\nHost: safe.localhost\r\nConnection: close\r\n\r\n",
+    );
     assert_eq!(r.status, 200);
-    let r = raw(e, b"OPTIONS * HTTP/1.1\r\nHost: safe.localhost\r\nConnection: close\r\n\r\n");
+    let r = raw(
+        e,
+        b"OPTIONS * HTTP/1.1\r\nHost: safe.localhost\r\nConnection: close\r\n\r\n",
+    );
     assert!(matches!(r.status, 400 | 405), "{}", r.status);
 
     // Overlong URI.
@@ -60,28 +70,49 @@ fn hostile_paths_and_oversized_requests() {
     // Garbage instead of HTTP: the connection is closed, the server lives on.
     let _ = std::panic::catch_unwind(|| raw(e, b"\x16\x03\x01\x00\xff garbage\r\n\r\n"));
 
-    assert_eq!(get(e, h, "/", &[]).text(), "ok", "server still serves after all that");
+    assert_eq!(
+        get(e, h, "/", &[]).text(),
+        "ok",
+        "server still serves after all that"
+    );
 }
 
 #[test]
 fn slow_clients_are_cut_off() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("ledge.toml"), "[limits]\nheader_read_timeout_secs = 1\n").unwrap();
+    std::fs::write(
+        dir.path().join("ledge.toml"),
+        "[limits]\nheader_read_timeout_secs = 1\n",
+    )
+    .unwrap();
     let cfg = dir.path().join("ledge.toml");
-    let node = Node::start_in(&dir.path().join("data"), &["--config", cfg.to_str().unwrap()]);
+    let node = Node::start_in(
+        &dir.path().join("data"),
+        &["--config", cfg.to_str().unwrap()],
+    );
     use std::io::{Read, Write};
     // Sends half a request head and stalls.
     let mut s = std::net::TcpStream::connect(node.edge).unwrap();
     s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").unwrap();
-    s.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
     let start = std::time::Instant::now();
     let mut buf = Vec::new();
     let _ = s.read_to_end(&mut buf);
-    assert!(start.elapsed() < std::time::Duration::from_secs(5), "connection held {:?}", start.elapsed());
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(5),
+        "connection held {:?}",
+        start.elapsed()
+    );
     // Connects and says nothing.
     let mut s = std::net::TcpStream::connect(node.edge).unwrap();
-    s.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
     let start = std::time::Instant::now();
     let _ = s.read_to_end(&mut buf);
-    assert!(start.elapsed() < std::time::Duration::from_secs(5), "idle connection held {:?}", start.elapsed());
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(5),
+        "idle connection held {:?}",
+        start.elapsed()
+    );
 }

@@ -50,10 +50,19 @@ fn path_resolution_and_404() {
     // Platform headers.
     let r = get(e, H, "/", &[]);
     assert_eq!(r.header("x-ledge-id").map(str::len), Some(16));
-    assert_eq!(r.header("cache-control"), Some("public, max-age=0, must-revalidate"));
-    assert_eq!(get(e, H, "/data.json", &[]).header("content-type"), Some("application/json; charset=utf-8"));
+    assert_eq!(
+        r.header("cache-control"),
+        Some("public, max-age=0, must-revalidate")
+    );
+    assert_eq!(
+        get(e, H, "/data.json", &[]).header("content-type"),
+        Some("application/json; charset=utf-8")
+    );
     let empty = get(e, H, "/empty.txt", &[]);
-    assert_eq!((empty.status, empty.header("content-length")), (200, Some("0")));
+    assert_eq!(
+        (empty.status, empty.header("content-length")),
+        (200, Some("0"))
+    );
 }
 
 #[test]
@@ -78,15 +87,45 @@ fn conditional_requests() {
     assert_eq!(r.status, 304);
     assert!(r.body.is_empty());
     assert_eq!(r.header("etag"), Some(etag.as_str()));
-    assert_eq!(get(e, H, "/about", &[("if-none-match", &format!("\"x\", W/{etag}"))]).status, 304);
-    assert_eq!(get(e, H, "/about", &[("if-none-match", "\"other\"")]).status, 200);
-    assert_eq!(get(e, H, "/about", &[("if-modified-since", &lm)]).status, 304);
     assert_eq!(
-        get(e, H, "/about", &[("if-modified-since", "Thu, 01 Jan 1970 00:00:00 GMT")]).status,
+        get(
+            e,
+            H,
+            "/about",
+            &[("if-none-match", &format!("\"x\", W/{etag}"))]
+        )
+        .status,
+        304
+    );
+    assert_eq!(
+        get(e, H, "/about", &[("if-none-match", "\"other\"")]).status,
+        200
+    );
+    assert_eq!(
+        get(e, H, "/about", &[("if-modified-since", &lm)]).status,
+        304
+    );
+    assert_eq!(
+        get(
+            e,
+            H,
+            "/about",
+            &[("if-modified-since", "Thu, 01 Jan 1970 00:00:00 GMT")]
+        )
+        .status,
         200
     );
     // If-None-Match wins over If-Modified-Since.
-    assert_eq!(get(e, H, "/about", &[("if-none-match", "\"other\""), ("if-modified-since", &lm)]).status, 200);
+    assert_eq!(
+        get(
+            e,
+            H,
+            "/about",
+            &[("if-none-match", "\"other\""), ("if-modified-since", &lm)]
+        )
+        .status,
+        200
+    );
     // HEAD: same headers, no body.
     let h = request(e, "HEAD", H, "/about", &[]);
     assert_eq!(h.status, 200);
@@ -102,13 +141,22 @@ fn ranges() {
     assert_eq!(r.status, 206);
     assert_eq!(r.text(), "2345");
     assert_eq!(r.header("content-range"), Some("bytes 2-5/10"));
-    assert_eq!(get(e, H, "/digits.txt", &[("range", "bytes=-3")]).text(), "789");
-    assert_eq!(get(e, H, "/digits.txt", &[("range", "bytes=7-")]).text(), "789");
+    assert_eq!(
+        get(e, H, "/digits.txt", &[("range", "bytes=-3")]).text(),
+        "789"
+    );
+    assert_eq!(
+        get(e, H, "/digits.txt", &[("range", "bytes=7-")]).text(),
+        "789"
+    );
     let bad = get(e, H, "/digits.txt", &[("range", "bytes=20-30")]);
     assert_eq!(bad.status, 416);
     assert_eq!(bad.header("content-range"), Some("bytes */10"));
     // Malformed ranges are ignored.
-    assert_eq!(get(e, H, "/digits.txt", &[("range", "bytes=5-1")]).status, 200);
+    assert_eq!(
+        get(e, H, "/digits.txt", &[("range", "bytes=5-1")]).status,
+        200
+    );
     // Multiple ranges: multipart/byteranges.
     let m = get(e, H, "/digits.txt", &[("range", "bytes=0-1,8-9")]);
     assert_eq!(m.status, 206);
@@ -116,13 +164,43 @@ fn ranges() {
     let boundary = ct.strip_prefix("multipart/byteranges; boundary=").unwrap();
     let body = m.text();
     assert!(body.contains(&format!("--{boundary}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Range: bytes 0-1/10\r\n\r\n01\r\n")), "{body}");
-    assert!(body.contains("Content-Range: bytes 8-9/10\r\n\r\n89\r\n"), "{body}");
+    assert!(
+        body.contains("Content-Range: bytes 8-9/10\r\n\r\n89\r\n"),
+        "{body}"
+    );
     assert!(body.ends_with(&format!("--{boundary}--\r\n")));
-    assert_eq!(m.header("content-length").unwrap().parse::<usize>().unwrap(), m.body.len());
+    assert_eq!(
+        m.header("content-length")
+            .unwrap()
+            .parse::<usize>()
+            .unwrap(),
+        m.body.len()
+    );
     // If-Range with a stale validator → the whole file.
-    let etag = get(e, H, "/digits.txt", &[]).header("etag").unwrap().to_owned();
-    assert_eq!(get(e, H, "/digits.txt", &[("range", "bytes=0-0"), ("if-range", &etag)]).status, 206);
-    assert_eq!(get(e, H, "/digits.txt", &[("range", "bytes=0-0"), ("if-range", "\"stale\"")]).status, 200);
+    let etag = get(e, H, "/digits.txt", &[])
+        .header("etag")
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        get(
+            e,
+            H,
+            "/digits.txt",
+            &[("range", "bytes=0-0"), ("if-range", &etag)]
+        )
+        .status,
+        206
+    );
+    assert_eq!(
+        get(
+            e,
+            H,
+            "/digits.txt",
+            &[("range", "bytes=0-0"), ("if-range", "\"stale\"")]
+        )
+        .status,
+        200
+    );
 }
 
 #[test]
@@ -141,18 +219,41 @@ fn compressed_variants() {
     let gz = get(e, H, "/style.css", &[("accept-encoding", "gzip")]);
     assert_eq!(gz.header("content-encoding"), Some("gzip"));
     let mut out = Vec::new();
-    flate2::read::GzDecoder::new(&gz.body[..]).read_to_end(&mut out).unwrap();
+    flate2::read::GzDecoder::new(&gz.body[..])
+        .read_to_end(&mut out)
+        .unwrap();
     assert_eq!(out, plain.body);
     // Three encodings, three ETags; each revalidates on its own.
     let tags = [plain.header("etag"), br.header("etag"), gz.header("etag")];
-    assert!(tags[0] != tags[1] && tags[1] != tags[2] && tags[0] != tags[2], "{tags:?}");
+    assert!(
+        tags[0] != tags[1] && tags[1] != tags[2] && tags[0] != tags[2],
+        "{tags:?}"
+    );
     let br_tag = br.header("etag").unwrap();
-    assert_eq!(get(e, H, "/style.css", &[("accept-encoding", "br"), ("if-none-match", br_tag)]).status, 304);
-    assert_eq!(get(e, H, "/style.css", &[("if-none-match", br_tag)]).status, 200);
+    assert_eq!(
+        get(
+            e,
+            H,
+            "/style.css",
+            &[("accept-encoding", "br"), ("if-none-match", br_tag)]
+        )
+        .status,
+        304
+    );
+    assert_eq!(
+        get(e, H, "/style.css", &[("if-none-match", br_tag)]).status,
+        200
+    );
     // q=0 refuses an encoding.
-    assert_eq!(get(e, H, "/style.css", &[("accept-encoding", "br;q=0, gzip")]).header("content-encoding"), Some("gzip"));
+    assert_eq!(
+        get(e, H, "/style.css", &[("accept-encoding", "br;q=0, gzip")]).header("content-encoding"),
+        Some("gzip")
+    );
     // Tiny files are not compressed.
-    assert_eq!(get(e, H, "/about", &[("accept-encoding", "br")]).header("content-encoding"), None);
+    assert_eq!(
+        get(e, H, "/about", &[("accept-encoding", "br")]).header("content-encoding"),
+        None
+    );
 }
 
 #[test]
@@ -160,14 +261,21 @@ fn large_files_stream_with_ranges() {
     let node = Node::start();
     node.ok(&["sites", "create", "big"]);
     // Larger than the in-memory object limit (8 MiB): streamed from disk.
-    let big: String = (0..(10 << 20)).map(|i| (b'a' + (i % 26) as u8) as char).collect();
+    let big: String = (0..(10 << 20))
+        .map(|i| (b'a' + (i % 26) as u8) as char)
+        .collect();
     let dir = site(&[("big.txt", &big)]);
     node.deploy(dir.path(), "big", &["--prod"]);
     let r = get(node.edge, "big.localhost", "/big.txt", &[]);
     assert_eq!(r.status, 200);
     assert!(r.body == big.as_bytes());
     let start = 9 << 20;
-    let r = get(node.edge, "big.localhost", "/big.txt", &[("range", &format!("bytes={start}-{}", start + 99))]);
+    let r = get(
+        node.edge,
+        "big.localhost",
+        "/big.txt",
+        &[("range", &format!("bytes={start}-{}", start + 99))],
+    );
     assert_eq!(r.status, 206);
     assert_eq!(r.body, &big.as_bytes()[start..start + 100]);
 }
