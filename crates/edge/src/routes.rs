@@ -223,6 +223,51 @@ fn production(site: &SiteName, e: &SiteEntry) -> Route {
     }
 }
 
+/// Keeps `router` current: rebuilds from the store, then applies the feed's
+/// events one by one, rebuilding again whenever it sees a gap or falls behind.
+/// Runs until the feed closes.
+pub async fn follow(
+    router: Arc<Router>,
+    meta: Arc<dyn ledge_store::MetaStore>,
+    mut rx: tokio::sync::broadcast::Receiver<ChangeEvent>,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    // Subscribed before this rebuild, so nothing between the two is lost.
+    rebuild_from(&router, meta.as_ref()).await;
+    loop {
+        match rx.recv().await {
+            Ok(ev) => {
+                if router.apply(&ev) == Applied::Gap {
+                    rebuild_from(&router, meta.as_ref()).await;
+                }
+            }
+            Err(RecvError::Lagged(n)) => {
+                tracing::warn!(missed = n, "change feed lagged; rebuilding routing table");
+                rebuild_from(&router, meta.as_ref()).await;
+            }
+            Err(RecvError::Closed) => return,
+        }
+    }
+}
+
+/// Rebuilds from the store, retrying until the store answers.
+pub async fn rebuild_from(router: &Router, meta: &dyn ledge_store::MetaStore) {
+    loop {
+        match meta.routing_state().await {
+            Ok((seq, sites)) => {
+                if seq >= router.table().seq {
+                    router.rebuild(seq, sites);
+                }
+                return;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read routing state; retrying");
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -305,50 +350,5 @@ mod tests {
             r.route(&format!("{id}--nosite.localhost")),
             Route::UnknownHost
         ));
-    }
-}
-
-/// Keeps `router` current: rebuilds from the store, then applies the feed's
-/// events one by one, rebuilding again whenever it sees a gap or falls behind.
-/// Runs until the feed closes.
-pub async fn follow(
-    router: Arc<Router>,
-    meta: Arc<dyn ledge_store::MetaStore>,
-    mut rx: tokio::sync::broadcast::Receiver<ChangeEvent>,
-) {
-    use tokio::sync::broadcast::error::RecvError;
-    // Subscribed before this rebuild, so nothing between the two is lost.
-    rebuild_from(&router, meta.as_ref()).await;
-    loop {
-        match rx.recv().await {
-            Ok(ev) => {
-                if router.apply(&ev) == Applied::Gap {
-                    rebuild_from(&router, meta.as_ref()).await;
-                }
-            }
-            Err(RecvError::Lagged(n)) => {
-                tracing::warn!(missed = n, "change feed lagged; rebuilding routing table");
-                rebuild_from(&router, meta.as_ref()).await;
-            }
-            Err(RecvError::Closed) => return,
-        }
-    }
-}
-
-/// Rebuilds from the store, retrying until the store answers.
-pub async fn rebuild_from(router: &Router, meta: &dyn ledge_store::MetaStore) {
-    loop {
-        match meta.routing_state().await {
-            Ok((seq, sites)) => {
-                if seq >= router.table().seq {
-                    router.rebuild(seq, sites);
-                }
-                return;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot read routing state; retrying");
-                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-            }
-        }
     }
 }

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Runs every test of the workspace on a fresh machine: installs the pinned
+# Netlify oracle packages (npm) that the rules differential tests compare
+# against, then runs the whole test suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+shared="${LEDGE_SHARED_DIR:-$(cd .. && pwd)/shared}"
+if [ ! -f "$shared/oracles/install.sh" ]; then
+  echo "test.sh: cannot find shared/oracles beside the checkout (set LEDGE_SHARED_DIR)" >&2
+  exit 1
+fi
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  echo "test.sh: installing node and npm (Debian packages)" >&2
+  apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null
+fi
+ORACLE_NODE_MODULES_DIR="$(bash "$shared/oracles/install.sh")"
+export ORACLE_NODE_MODULES_DIR LEDGE_SHARED_DIR="$shared"
+
+cargo test --workspace --locked "$@"
