@@ -38,6 +38,17 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub trusted_proxies: Vec<Cidr>,
+    /// A private, loopback or link-local range that proxy rules may reach
+    /// (CIDR; repeatable). Public addresses are always allowed.
+    #[arg(
+        long = "outbound-allow",
+        env = "LEDGE_OUTBOUND_ALLOW",
+        value_delimiter = ','
+    )]
+    pub outbound_allow: Vec<Cidr>,
+    /// Header in which a trusted front proxy passes the visitor's country code.
+    #[arg(long, env = "LEDGE_GEO_HEADER")]
+    pub geo_header: Option<String>,
 }
 
 /// `ledge.toml`.
@@ -51,6 +62,9 @@ struct FileConfig {
     demo: Option<bool>,
     #[serde(default)]
     trusted_proxies: Vec<Cidr>,
+    #[serde(default)]
+    outbound_allow: Vec<Cidr>,
+    geo_header: Option<String>,
     #[serde(default)]
     limits: LimitsConfig,
     #[serde(default)]
@@ -69,6 +83,8 @@ struct LimitsConfig {
     max_uri_len: Option<usize>,
     max_body_bytes: Option<u64>,
     max_h2_streams: Option<u32>,
+    origin_connect_timeout_secs: Option<u64>,
+    origin_response_timeout_secs: Option<u64>,
 }
 
 /// `[cache]` in `ledge.toml`.
@@ -103,6 +119,12 @@ pub struct ServeConfig {
     pub max_object_bytes: u64,
     /// Deploy snapshots kept in memory.
     pub deploy_cache: usize,
+    /// Non-public ranges tenant traffic may reach.
+    pub outbound_allow: Vec<Cidr>,
+    /// Origin connect timeout.
+    pub origin_connect_timeout: Duration,
+    /// Origin response-head timeout.
+    pub origin_response_timeout: Duration,
 }
 
 impl ServeArgs {
@@ -145,6 +167,16 @@ impl ServeArgs {
             bail!("limits.header_read_timeout_secs must be at least 1");
         }
         let edge_defaults = ledge_edge::EdgeConfig::default();
+        let geo_header = self
+            .geo_header
+            .or(file.geo_header)
+            .map(|h| {
+                axum::http::HeaderName::from_bytes(h.trim().to_ascii_lowercase().as_bytes())
+                    .with_context(|| format!("geo header {h:?} is not a header name"))
+            })
+            .transpose()?;
+        let mut outbound_allow = file.outbound_allow;
+        outbound_allow.extend(self.outbound_allow);
         Ok(ServeConfig {
             data: self
                 .data
@@ -164,7 +196,15 @@ impl ServeArgs {
                 trusted_proxies: trusted,
                 max_uri_len: l.max_uri_len.unwrap_or(edge_defaults.max_uri_len),
                 max_body: l.max_body_bytes.unwrap_or(edge_defaults.max_body),
+                geo_header,
             },
+            outbound_allow,
+            origin_connect_timeout: Duration::from_secs(
+                l.origin_connect_timeout_secs.unwrap_or(10),
+            ),
+            origin_response_timeout: Duration::from_secs(
+                l.origin_response_timeout_secs.unwrap_or(26),
+            ),
             limits,
             blob_cache_bytes: file.cache.blob_cache_mb.unwrap_or(256) << 20,
             max_object_bytes: file.cache.max_object_mb.unwrap_or(8) << 20,

@@ -49,11 +49,11 @@ pub struct DeployArgs {
 }
 
 /// One file to deploy.
-struct LocalFile {
+pub(crate) struct LocalFile {
     /// Path in the deploy (leading `/`).
-    path: String,
+    pub(crate) path: String,
     /// Where it is on disk.
-    source: PathBuf,
+    pub(crate) source: PathBuf,
     /// sha256, once hashed.
     digest: String,
 }
@@ -66,17 +66,7 @@ pub fn publish_dir(dir: &Path) -> anyhow::Result<PathBuf> {
     }
     let text = std::fs::read_to_string(&toml_path)
         .with_context(|| format!("cannot read {}", toml_path.display()))?;
-    let value: toml::Table =
-        toml::from_str(&text).map_err(|e| anyhow!("{}: {}", toml_path.display(), e.message()))?;
-    let publish = value
-        .get("build")
-        .and_then(|b| b.get("publish"))
-        .map(|p| {
-            p.as_str()
-                .map(str::to_owned)
-                .ok_or_else(|| anyhow!("{}: [build] publish must be a string", toml_path.display()))
-        })
-        .transpose()?;
+    let publish = ledge_rules::publish_dir(&text).map_err(|d| anyhow!("{}: {d}", dir.display()))?;
     let Some(publish) = publish else {
         return Ok(dir.to_path_buf());
     };
@@ -91,7 +81,7 @@ pub fn publish_dir(dir: &Path) -> anyhow::Result<PathBuf> {
 }
 
 /// Lists the files a deploy of `dir` carries.
-fn collect(dir: &Path) -> anyhow::Result<Vec<LocalFile>> {
+pub(crate) fn collect(dir: &Path) -> anyhow::Result<Vec<LocalFile>> {
     if !dir.is_dir() {
         bail!("{} is not a folder", dir.display());
     }

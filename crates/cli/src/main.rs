@@ -6,6 +6,7 @@ mod client;
 mod config;
 mod demo;
 mod deploy;
+mod rules;
 mod serve;
 
 use std::path::PathBuf;
@@ -63,6 +64,9 @@ enum Command {
         #[arg(long)]
         site: String,
     },
+    /// Check rules files, or explain what a request would get.
+    #[command(subcommand)]
+    Rules(rules::RulesCmd),
 }
 
 #[derive(Subcommand)]
@@ -142,6 +146,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
+        Command::Rules(cmd) => rules::run(cmd),
         other => client_command(other),
     };
     match result {
@@ -161,7 +166,9 @@ fn client_command(cmd: Command) -> anyhow::Result<()> {
     rt.block_on(async move {
         let c = client::Client::from_env()?;
         match cmd {
-            Command::Serve(_) => unreachable!("handled in main"),
+            Command::Serve(_) | Command::Rules(_) => {
+                return Err(anyhow::anyhow!("not a client command"))
+            }
             Command::Sites(SitesCmd::Create { name }) => {
                 let s = c
                     .post("/api/v1/sites", &serde_json::json!({"name": name}))

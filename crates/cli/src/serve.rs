@@ -18,10 +18,22 @@ use crate::config::{ServeArgs, ServeConfig};
 /// Runs a node until a signal stops it.
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let cfg = args.resolve()?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the runtime")?;
+    // One core: a current-thread runtime skips the work-stealing machinery.
+    let workers = std::env::var("TOKIO_WORKER_THREADS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let rt = if workers <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers)
+            .enable_all()
+            .build()
+    }
+    .context("cannot start the runtime")?;
     rt.block_on(node(cfg))
 }
 
@@ -34,9 +46,31 @@ fn init_tracing() {
         .try_init();
 }
 
-/// Validation of configuration files at deploy time.
-fn config_check() -> ConfigCheck {
-    Arc::new(|_config| Vec::new())
+/// Validation of configuration files at deploy time: the rules are compiled
+/// once and every problem is kept on the deploy.
+pub fn config_check() -> ConfigCheck {
+    Arc::new(|config| {
+        let text = |p: &str| config.get(p).map(String::as_str);
+        let (_, diags) = ledge_rules::RuleSet::compile(&ledge_rules::Sources {
+            redirects: text("/_redirects"),
+            headers: text("/_headers"),
+            netlify_toml: text("/netlify.toml"),
+        });
+        diags.into_iter().map(to_deploy_diagnostic).collect()
+    })
+}
+
+/// A rules diagnostic in the store's form.
+pub fn to_deploy_diagnostic(d: ledge_rules::Diagnostic) -> ledge_store::DeployDiagnostic {
+    ledge_store::DeployDiagnostic {
+        file: d.file.to_string(),
+        line: d.line,
+        severity: match d.severity {
+            ledge_rules::Severity::Error => "error".into(),
+            ledge_rules::Severity::Warning => "warning".into(),
+        },
+        message: d.message,
+    }
 }
 
 async fn node(cfg: ServeConfig) -> anyhow::Result<()> {
@@ -99,8 +133,18 @@ async fn node(cfg: ServeConfig) -> anyhow::Result<()> {
         edge_domain: cfg.edge_domain.clone(),
         edge_port_suffix: port_suffix.clone(),
     });
+    let origin = ledge_edge::Origin::new(
+        ledge_edge::OutboundPolicy {
+            allow: cfg.outbound_allow.clone(),
+            control_api: Some(api_addr),
+        },
+        cfg.origin_connect_timeout,
+        cfg.origin_response_timeout,
+    )
+    .context("cannot build the origin client")?;
     let edge = Arc::new(Edge {
         router,
+        origin,
         deploys: DeployCache::new(blobs.clone(), cfg.deploy_cache),
         blobs: BlobCache::new(blobs.clone(), cfg.blob_cache_bytes, cfg.max_object_bytes),
         config: cfg.edge.clone(),

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::HeaderValue;
 use ledge_core::{DeployId, Digest, SiteName};
+use ledge_rules::{RuleSet, Sources};
 use ledge_store::{BlobError, BlobStore, Encoding, FileEntry, Snapshot};
 use quick_cache::sync::Cache;
 use quick_cache::Weighter;
@@ -68,12 +69,21 @@ pub struct LoadedDeploy {
     pub last_modified: HeaderValue,
     /// The same, in Unix seconds.
     pub last_modified_secs: i64,
+    /// Compiled `_redirects`, `_headers` and `netlify.toml` rules.
+    pub rules: Arc<RuleSet>,
     files: HashMap<Box<str>, Arc<ServedFile>>,
 }
 
 impl LoadedDeploy {
-    /// Builds the in-memory form of a snapshot.
+    /// Builds the in-memory form of a snapshot, compiling its rules (the
+    /// diagnostics were recorded when the deploy was processed).
     pub fn from_snapshot(s: Snapshot) -> Self {
+        let text = |p: &str| s.config.get(p).map(String::as_str);
+        let (rules, _) = RuleSet::compile(&Sources {
+            redirects: text("/_redirects"),
+            headers: text("/_headers"),
+            netlify_toml: text("/netlify.toml"),
+        });
         let files = s
             .files
             .iter()
@@ -87,6 +97,7 @@ impl LoadedDeploy {
             last_modified: HeaderValue::from_str(&httpdate::fmt_http_date(when))
                 .unwrap_or(HeaderValue::from_static("Thu, 01 Jan 1970 00:00:00 GMT")),
             last_modified_secs: s.created_at,
+            rules: Arc::new(rules),
             files,
         }
     }
@@ -132,7 +143,11 @@ impl DeployCache {
         };
         let snap: Snapshot = serde_json::from_slice(&raw)
             .map_err(|e| BlobError::Io(std::io::Error::other(format!("snapshot {id}: {e}"))))?;
-        let loaded = Arc::new(LoadedDeploy::from_snapshot(snap));
+        // Compiling a large rule set takes milliseconds: keep it off the reactor.
+        let loaded = tokio::task::spawn_blocking(move || LoadedDeploy::from_snapshot(snap))
+            .await
+            .map(Arc::new)
+            .map_err(|e| BlobError::Io(std::io::Error::other(e.to_string())))?;
         self.cache.insert(*id, loaded.clone());
         Ok((&loaded.site == site).then_some(loaded))
     }

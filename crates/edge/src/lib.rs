@@ -16,7 +16,9 @@
 pub mod body;
 pub mod deploys;
 pub mod files;
+pub mod outbound;
 pub mod pipeline;
+pub mod proxy;
 pub mod rescue;
 pub mod routes;
 pub mod server;
@@ -24,6 +26,7 @@ pub mod static_files;
 
 pub use body::Body;
 pub use deploys::{BlobCache, DeployCache, LoadedDeploy};
+pub use outbound::{Origin, OutboundPolicy};
 pub use pipeline::{Edge, EdgeConfig};
 pub use routes::{follow, RouteTarget, Router};
 pub use server::{serve, ServerLimits};

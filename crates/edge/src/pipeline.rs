@@ -15,13 +15,18 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use http::header::{self, HeaderValue};
+use bytes::Bytes;
+use http::header::{self, HeaderName, HeaderValue};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use ledge_core::{normalize_host, Cidr};
+use ledge_rules::{Outcome, RuleRequest, Signing};
+use ledge_store::settings::GeoSource;
 
 use crate::body::Body;
 use crate::deploys::{BlobCache, DeployCache, LoadedDeploy};
 use crate::files;
+use crate::outbound::Origin;
+use crate::proxy::{self, Forwarding, HOPS_HEADER};
 use crate::rescue::{rescue, EdgeError};
 use crate::routes::{Route, RouteTarget, Router};
 use crate::static_files::{self, Resolved};
@@ -29,12 +34,14 @@ use crate::static_files::{self, Resolved};
 /// Process-lifetime settings of the edge.
 #[derive(Debug, Clone)]
 pub struct EdgeConfig {
-    /// Proxies whose `X-Forwarded-For` is believed.
+    /// Proxies whose `X-Forwarded-For` (and geo header) is believed.
     pub trusted_proxies: Vec<Cidr>,
     /// Longest request target accepted (bytes).
     pub max_uri_len: usize,
     /// Largest request body accepted (bytes).
     pub max_body: u64,
+    /// Header carrying the visitor's country, set by a trusted front proxy.
+    pub geo_header: Option<HeaderName>,
 }
 
 impl Default for EdgeConfig {
@@ -43,6 +50,7 @@ impl Default for EdgeConfig {
             trusted_proxies: Vec::new(),
             max_uri_len: 8 * 1024,
             max_body: 16 * 1024 * 1024,
+            geo_header: None,
         }
     }
 }
@@ -52,17 +60,41 @@ impl Default for EdgeConfig {
 pub struct RequestCtx {
     /// `x-ledge-id`.
     pub id: HeaderValue,
+    /// The socket peer.
+    pub peer: IpAddr,
+    /// True when the peer is a trusted proxy.
+    pub peer_trusted: bool,
     /// The visitor's address.
     pub client_ip: IpAddr,
+    /// `http` or `https` as the visitor used it.
+    pub scheme: &'static str,
     /// Normalised host.
     pub host: String,
+    /// The visitor's country (ISO 3166-1 alpha-2), when known.
+    pub country: Option<String>,
     /// Where the request goes, once resolved.
     pub target: Option<RouteTarget>,
     /// The deploy serving it, once resolved.
     pub deploy: Option<Arc<LoadedDeploy>>,
 }
 
-/// The edge: routing table, deploy and blob caches, and the pipeline.
+/// What the rules phase decided.
+enum RulesFlow {
+    /// No rule applies (or a file shadows it): static serving.
+    Continue,
+    /// Answer now.
+    Respond(Response<Body>),
+    /// Serve another path of the deploy with this status.
+    Rewrite { path: String, status: StatusCode },
+    /// Send to an origin.
+    Proxy {
+        url: String,
+        headers: Vec<(String, String)>,
+    },
+}
+
+/// The edge: routing table, deploy and blob caches, origin client, and the
+/// pipeline.
 pub struct Edge {
     /// Host routing.
     pub router: Arc<Router>,
@@ -70,6 +102,8 @@ pub struct Edge {
     pub deploys: DeployCache,
     /// File bytes.
     pub blobs: BlobCache,
+    /// The one client for everything that leaves the node.
+    pub origin: Origin,
     /// Settings.
     pub config: EdgeConfig,
 }
@@ -77,27 +111,37 @@ pub struct Edge {
 impl Edge {
     /// Runs every phase for one request. Never fails: errors are rescued into
     /// responses.
-    pub async fn handle<B>(&self, req: Request<B>, peer: SocketAddr) -> Response<Body> {
-        let (parts, _body) = req.into_parts();
+    pub async fn handle<B>(&self, req: Request<B>, peer: SocketAddr) -> Response<Body>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let (parts, body) = req.into_parts();
         let mut ctx = RequestCtx {
             id: request_id(),
+            peer: peer.ip(),
+            peer_trusted: false,
             client_ip: peer.ip(),
+            scheme: "http",
             host: String::new(),
+            country: None,
             target: None,
             deploy: None,
         };
         let result = async {
             self.accept(&mut ctx, &parts)?;
             self.resolve(&mut ctx).await?;
-            // guard, functions, cache, cached functions: later phases.
-            self.static_phase(
-                &ctx,
-                &parts.method,
-                parts.uri.path(),
-                parts.uri.query(),
-                &parts.headers,
-            )
-            .await
+            // 3 guard, 4 functions, 5 cache, 6 cached functions: later phases.
+            match self.rules(&ctx, &parts)? {
+                RulesFlow::Continue => self.static_phase(&ctx, &parts).await,
+                RulesFlow::Respond(r) => Ok(r),
+                RulesFlow::Rewrite { path, status } => {
+                    self.rewrite(&ctx, &parts, &path, status).await
+                }
+                RulesFlow::Proxy { url, headers } => {
+                    self.proxy(&ctx, &parts, body, &url, &headers).await
+                }
+            }
         }
         .await;
         let mut resp = result.unwrap_or_else(|e| rescue(&e));
@@ -105,7 +149,7 @@ impl Edge {
         resp
     }
 
-    /// Phase 1 (accept): limits, Host, client IP.
+    /// Phase 1 (accept): limits, Host, client IP, scheme, country.
     fn accept(&self, ctx: &mut RequestCtx, parts: &http::request::Parts) -> Result<(), EdgeError> {
         let target_len = parts.uri.path_and_query().map_or(0, |pq| pq.as_str().len());
         if target_len > self.config.max_uri_len {
@@ -133,11 +177,23 @@ impl Edge {
             .ok_or(EdgeError::BadRequest("missing Host header"))?;
         ctx.host =
             normalize_host(raw_host).ok_or(EdgeError::BadRequest("malformed Host header"))?;
-        ctx.client_ip = client_ip(ctx.client_ip, &parts.headers, &self.config.trusted_proxies);
+        let trusted = &self.config.trusted_proxies;
+        ctx.peer_trusted = trusted.iter().any(|c| c.contains(ctx.peer));
+        if ctx.peer_trusted {
+            ctx.client_ip = client_ip(ctx.peer, &parts.headers, trusted);
+            if parts
+                .headers
+                .get("x-forwarded-proto")
+                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"))
+            {
+                ctx.scheme = "https";
+            }
+        }
         Ok(())
     }
 
-    /// Phase 2 (resolve): Host → site → deploy snapshot.
+    /// Phase 2 (resolve): Host → site → deploy snapshot; the visitor's country
+    /// by the site's geo source.
     async fn resolve(&self, ctx: &mut RequestCtx) -> Result<(), EdgeError> {
         let target = match self.router.route(&ctx.host) {
             Route::Deploy(t) => t,
@@ -154,31 +210,104 @@ impl Edge {
         Ok(())
     }
 
+    fn country(&self, ctx: &RequestCtx, headers: &HeaderMap) -> Option<String> {
+        let source = ctx
+            .target
+            .as_ref()
+            .map_or(GeoSource::Default, |t| t.settings.geo_source);
+        if source == GeoSource::None || !ctx.peer_trusted {
+            return None;
+        }
+        let name = self.config.geo_header.as_ref()?;
+        let v = headers.get(name)?.to_str().ok()?.trim();
+        (v.len() == 2 && v.bytes().all(|b| b.is_ascii_alphabetic())).then(|| v.to_ascii_uppercase())
+    }
+
+    /// Phase 7 (rules): `_redirects` and `netlify.toml` redirect rules.
+    fn rules(
+        &self,
+        ctx: &RequestCtx,
+        parts: &http::request::Parts,
+    ) -> Result<RulesFlow, EdgeError> {
+        let (Some(deploy), Some(target)) = (&ctx.deploy, &ctx.target) else {
+            return Ok(RulesFlow::Continue);
+        };
+        if deploy.rules.rules().len() == 0 {
+            return Ok(RulesFlow::Continue);
+        }
+        let header =
+            |name: header::HeaderName| parts.headers.get(name).and_then(|v| v.to_str().ok());
+        let country = self.country(ctx, &parts.headers);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let req = RuleRequest {
+            method: parts.method.as_str(),
+            scheme: ctx.scheme,
+            host: &ctx.host,
+            path: parts.uri.path(),
+            query: parts.uri.query().unwrap_or(""),
+            cookie: header(header::COOKIE),
+            accept_language: header(header::ACCEPT_LANGUAGE),
+            country: country.as_deref(),
+            language: None,
+            now_unix: now,
+            site: &target.rule_settings,
+        };
+        let exists = |p: &str| static_files::exists(deploy, p);
+        Ok(match deploy.rules.evaluate(&req, &exists) {
+            Outcome::NoMatch | Outcome::Static { .. } => RulesFlow::Continue,
+            Outcome::Redirect { status, location, .. } => {
+                let status = StatusCode::from_u16(status).unwrap_or(StatusCode::MOVED_PERMANENTLY);
+                RulesFlow::Respond(redirect(status, &location))
+            }
+            Outcome::Rewrite { status, path, .. } => RulesFlow::Rewrite {
+                path,
+                status: StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
+            },
+            Outcome::Function { path, .. } => return Err(EdgeError::FunctionUnsupported(path)),
+            Outcome::Proxy { signing: Some(Signing::MissingSecret { env }), .. } => {
+                return Err(EdgeError::BadProxyTarget(format!(
+                    "this signed proxy rule needs the environment variable {env}, which the site does not set"
+                )))
+            }
+            Outcome::Proxy { url, headers, .. } => RulesFlow::Proxy { url, headers },
+            Outcome::Force404 => RulesFlow::Rewrite {
+                path: "/404.html".into(),
+                status: StatusCode::NOT_FOUND,
+            },
+            Outcome::BadJwt => return Err(EdgeError::BadJwt),
+        })
+    }
+
     /// Phase 8 (static): the file, a folder redirect, or the 404 page.
     async fn static_phase(
         &self,
         ctx: &RequestCtx,
-        method: &Method,
-        raw_path: &str,
-        query: Option<&str>,
-        headers: &HeaderMap,
+        parts: &http::request::Parts,
     ) -> Result<Response<Body>, EdgeError> {
-        let Some(deploy) = &ctx.deploy else {
-            return Err(EdgeError::NothingPublished);
-        };
+        let deploy = ctx.deploy.as_ref().ok_or(EdgeError::NothingPublished)?;
+        let method = &parts.method;
         if method != Method::GET && method != Method::HEAD {
             return Err(EdgeError::MethodNotAllowed);
         }
+        let raw_path = parts.uri.path();
         let path = static_files::decode_path(raw_path)
             .map_err(|_| EdgeError::BadRequest("malformed request path"))?;
-        match static_files::resolve(deploy, &path) {
+        let mut resp = match static_files::resolve(deploy, &path) {
             Resolved::File(f) => {
-                Ok(
-                    files::respond(method, headers, deploy, &f, StatusCode::OK, &self.blobs)
-                        .await?,
+                files::respond(
+                    method,
+                    &parts.headers,
+                    deploy,
+                    &f,
+                    StatusCode::OK,
+                    &self.blobs,
                 )
+                .await?
             }
             Resolved::AddSlash => {
+                let query = parts.uri.query();
                 let mut location =
                     String::with_capacity(raw_path.len() + 2 + query.map_or(0, str::len));
                 location.push_str(raw_path);
@@ -187,10 +316,99 @@ impl Edge {
                     location.push('?');
                     location.push_str(q);
                 }
-                Ok(redirect(StatusCode::MOVED_PERMANENTLY, &location))
+                return Ok(redirect(StatusCode::MOVED_PERMANENTLY, &location));
             }
-            Resolved::NotFound => self.not_found(deploy, method, headers).await,
+            Resolved::NotFound => self.not_found(deploy, method, &parts.headers).await?,
+        };
+        custom_headers(deploy, raw_path, &mut resp);
+        Ok(resp)
+    }
+
+    /// A rewrite: serve `target` (percent-encoded path) with `status`; a missing
+    /// target is 404 handling. Custom headers match the target path.
+    async fn rewrite(
+        &self,
+        ctx: &RequestCtx,
+        parts: &http::request::Parts,
+        target: &str,
+        status: StatusCode,
+    ) -> Result<Response<Body>, EdgeError> {
+        let deploy = ctx.deploy.as_ref().ok_or(EdgeError::NothingPublished)?;
+        let method = &parts.method;
+        if method != Method::GET && method != Method::HEAD {
+            return Err(EdgeError::MethodNotAllowed);
         }
+        let path = static_files::decode_path(target)
+            .map_err(|_| EdgeError::BadRequest("malformed rewrite target"))?;
+        let found = match static_files::resolve(deploy, &path) {
+            Resolved::File(f) => Some(f),
+            Resolved::AddSlash => match static_files::resolve(deploy, &format!("{path}/")) {
+                Resolved::File(f) => Some(f),
+                _ => None,
+            },
+            Resolved::NotFound => None,
+        };
+        let mut resp = match found {
+            Some(f) => {
+                files::respond(method, &parts.headers, deploy, &f, status, &self.blobs).await?
+            }
+            None => self.not_found(deploy, method, &parts.headers).await?,
+        };
+        custom_headers(deploy, target, &mut resp);
+        Ok(resp)
+    }
+
+    /// A proxy rule: stream to the origin and back.
+    async fn proxy<B>(
+        &self,
+        ctx: &RequestCtx,
+        parts: &http::request::Parts,
+        body: B,
+        url: &str,
+        rule_headers: &[(String, String)],
+    ) -> Result<Response<Body>, EdgeError>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let hops = parts
+            .headers
+            .get(HOPS_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u32>().ok())
+            .unwrap_or(0);
+        let forwarded_for = match parts
+            .headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+        {
+            Some(prior) if ctx.peer_trusted => format!("{prior}, {}", ctx.peer),
+            _ => ctx.peer.to_string(),
+        };
+        let country = self.country(ctx, &parts.headers);
+        let original_host = parts
+            .headers
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or(&ctx.host);
+        proxy::forward(
+            &self.origin,
+            &parts.method,
+            url,
+            &parts.headers,
+            body,
+            self.config.max_body,
+            rule_headers,
+            Forwarding {
+                forwarded_for,
+                proto: ctx.scheme,
+                host: original_host,
+                request_id: &ctx.id,
+                country: country.as_deref(),
+                hops,
+            },
+        )
+        .await
     }
 
     /// The site's `/404.html` with status 404, or the platform's page.
@@ -224,6 +442,23 @@ impl Edge {
         h.insert("x-ledge-id", ctx.id.clone());
         if ctx.target.as_ref().is_some_and(|t| !t.production) {
             h.insert("x-robots-tag", HeaderValue::from_static("noindex"));
+        }
+    }
+}
+
+/// `_headers` / `[[headers]]` rules on a static response (spec §3.3): matched
+/// on `path`; not on 304s; a rule's value replaces the platform default.
+fn custom_headers(deploy: &LoadedDeploy, path: &str, resp: &mut Response<Body>) {
+    if resp.status() == StatusCode::NOT_MODIFIED || deploy.rules.header_blocks().is_empty() {
+        return;
+    }
+    let h = resp.headers_mut();
+    for (name, value) in deploy.rules.headers_for(path) {
+        if let (Ok(n), Ok(v)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            h.insert(n, v);
         }
     }
 }

@@ -30,6 +30,27 @@ pub enum EdgeError {
     /// Storage failed under a request.
     #[error("storage error: {0}")]
     Storage(#[from] ledge_store::BlobError),
+    /// The `nf_jwt` cookie could not be read while a role rule applies.
+    #[error("the nf_jwt cookie is not a valid token")]
+    BadJwt,
+    /// A rule sends the request to a serverless function, which Ledge does not run.
+    #[error("serverless functions are not supported: the rule targets {0}")]
+    FunctionUnsupported(String),
+    /// A proxy rule's target is not a usable URL, or its signing secret is missing.
+    #[error("{0}")]
+    BadProxyTarget(String),
+    /// The outbound policy refused the proxy target.
+    #[error("the proxy target is not allowed: {0}")]
+    ProxyRefused(String),
+    /// The origin could not be reached.
+    #[error("the origin could not be reached: {0}")]
+    OriginUnreachable(String),
+    /// The origin did not answer in time.
+    #[error("the origin did not answer within {0:?}")]
+    OriginTimeout(std::time::Duration),
+    /// The request already went through Ledge proxies too many times.
+    #[error("proxy loop: this request already passed through Ledge")]
+    ProxyLoop,
 }
 
 impl EdgeError {
@@ -42,6 +63,13 @@ impl EdgeError {
             Self::UnknownHost | Self::NothingPublished => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::BadJwt => StatusCode::BAD_REQUEST,
+            Self::FunctionUnsupported(_) => StatusCode::NOT_IMPLEMENTED,
+            Self::BadProxyTarget(_) | Self::ProxyRefused(_) | Self::OriginUnreachable(_) => {
+                StatusCode::BAD_GATEWAY
+            }
+            Self::OriginTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            Self::ProxyLoop => StatusCode::LOOP_DETECTED,
         }
     }
 }
@@ -65,6 +93,10 @@ pub fn rescue(err: &EdgeError) -> Response<Body> {
             "Internal error",
             "The server could not read this site's files. Try again shortly.".to_owned(),
         ),
+        EdgeError::BadProxyTarget(_)
+        | EdgeError::ProxyRefused(_)
+        | EdgeError::OriginUnreachable(_) => ("Bad gateway", err.to_string()),
+        EdgeError::OriginTimeout(_) => ("Gateway timeout", err.to_string()),
         other => (
             status.canonical_reason().unwrap_or("Error"),
             other.to_string(),

@@ -23,6 +23,33 @@ pub struct SiteEntry {
     pub aliases: HashMap<Label, DeployId>,
     /// Settings (secrets included) for the phases that need them.
     pub settings: Arc<SiteSettings>,
+    /// The same, in the form the rules engine takes.
+    pub rule_settings: Arc<ledge_rules::SiteSettings>,
+}
+
+/// The rules engine's view of a site's settings: the `Role` JWT secret and
+/// claim, and the secrets signed proxies may name (the site's environment
+/// variables, plus `signed_proxy_secret` as `SIGNED_PROXY_SECRET`).
+pub fn rule_settings(
+    site: &SiteName,
+    s: &SiteSettings,
+    edge_domain: &str,
+) -> ledge_rules::SiteSettings {
+    let mut out = ledge_rules::SiteSettings {
+        jwt_secret: s.jwt_secret.clone(),
+        site_id: site.to_string(),
+        site_url: format!("https://{site}.{edge_domain}"),
+        ..Default::default()
+    };
+    if let Some(claim) = &s.jwt_role_claim {
+        out.jwt_role_claim = claim.clone();
+    }
+    out.signing_secrets = s.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    if let Some(secret) = &s.signed_proxy_secret {
+        out.signing_secrets
+            .push(("SIGNED_PROXY_SECRET".to_owned(), secret.clone()));
+    }
+    out
 }
 
 /// One immutable version of the routing table.
@@ -47,6 +74,8 @@ pub struct RouteTarget {
     pub production: bool,
     /// The site's settings.
     pub settings: Arc<SiteSettings>,
+    /// The settings as the rules engine takes them.
+    pub rule_settings: Arc<ledge_rules::SiteSettings>,
 }
 
 /// The outcome of a route lookup.
@@ -110,6 +139,7 @@ impl Router {
             let entry = SiteEntry {
                 published: s.published,
                 aliases: s.aliases.into_iter().collect(),
+                rule_settings: Arc::new(rule_settings(&s.name, &s.settings, &self.edge_domain)),
                 settings: Arc::new(s.settings),
             };
             table.sites.insert(s.name, Arc::new(entry));
@@ -159,6 +189,8 @@ impl Router {
             }
             EventKind::SettingsChanged { settings } => {
                 if let Some(mut e) = entry(&t) {
+                    e.rule_settings =
+                        Arc::new(rule_settings(&ev.site, settings, &self.edge_domain));
                     e.settings = Arc::new((**settings).clone());
                     t.sites.insert(ev.site.clone(), Arc::new(e));
                 }
@@ -197,6 +229,7 @@ impl Router {
                 deploy: id,
                 production: false,
                 settings: entry.settings.clone(),
+                rule_settings: entry.rule_settings.clone(),
             }),
             EdgeHost::Alias(alias, _) => match entry.aliases.get(&alias) {
                 Some(id) => Route::Deploy(RouteTarget {
@@ -204,6 +237,7 @@ impl Router {
                     deploy: *id,
                     production: false,
                     settings: entry.settings.clone(),
+                    rule_settings: entry.rule_settings.clone(),
                 }),
                 None => Route::NothingPublished,
             },
@@ -218,6 +252,7 @@ fn production(site: &SiteName, e: &SiteEntry) -> Route {
             deploy: id,
             production: true,
             settings: e.settings.clone(),
+            rule_settings: e.rule_settings.clone(),
         }),
         None => Route::NothingPublished,
     }

@@ -8,6 +8,7 @@
 //! Lookups are exact (no case folding). Configuration files never match because
 //! they are not in the deploy's servable file map.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use crate::deploys::{LoadedDeploy, ServedFile};
@@ -15,7 +16,7 @@ use crate::deploys::{LoadedDeploy, ServedFile};
 /// What a path resolves to in a deploy.
 #[derive(Debug, Clone)]
 pub enum Resolved {
-    /// Serve this file (path as found in the deploy).
+    /// Serve this file.
     File(Arc<ServedFile>),
     /// A folder asked for without its slash: redirect to `path + "/"`.
     AddSlash,
@@ -23,59 +24,78 @@ pub enum Resolved {
     NotFound,
 }
 
-/// Resolves a decoded, validated request path (starts with `/`).
-pub fn resolve(deploy: &LoadedDeploy, path: &str) -> Resolved {
-    let found = |p: &str| deploy.file(p).cloned();
+/// Where a path leads, given only which paths exist.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Located<'a> {
+    /// This file path.
+    File(Cow<'a, str>),
+    /// Redirect to the slash form.
+    AddSlash,
+    /// Nothing.
+    NotFound,
+}
+
+/// Resolves a decoded, validated request path (starts with `/`) against a set
+/// of file paths given by `has`. Shared by the edge and `ledge rules explain`.
+pub fn locate<'a>(path: &'a str, has: impl Fn(&str) -> bool) -> Located<'a> {
+    let mut buf = String::new();
+    let mut probe = |base: &str, suffix: &str| -> Option<String> {
+        buf.clear();
+        buf.push_str(base);
+        buf.push_str(suffix);
+        has(&buf).then(|| buf.clone())
+    };
     if let Some(dir) = path.strip_suffix('/') {
         // `/x/` (or `/`).
-        let mut buf = String::with_capacity(path.len() + 10);
         for candidate in ["index.html", "index.htm"] {
-            buf.clear();
-            buf.push_str(path);
-            buf.push_str(candidate);
-            if let Some(f) = found(&buf) {
-                return Resolved::File(f);
+            if let Some(p) = probe(path, candidate) {
+                return Located::File(Cow::Owned(p));
             }
         }
         if !dir.is_empty() {
             for ext in [".html", ".htm"] {
-                buf.clear();
-                buf.push_str(dir);
-                buf.push_str(ext);
-                if let Some(f) = found(&buf) {
-                    return Resolved::File(f);
+                if let Some(p) = probe(dir, ext) {
+                    return Located::File(Cow::Owned(p));
                 }
             }
         }
-        return Resolved::NotFound;
+        return Located::NotFound;
     }
-    if let Some(f) = found(path) {
-        return Resolved::File(f);
+    if has(path) {
+        return Located::File(Cow::Borrowed(path));
     }
-    let mut buf = String::with_capacity(path.len() + 12);
     for ext in [".html", ".htm"] {
-        buf.clear();
-        buf.push_str(path);
-        buf.push_str(ext);
-        if let Some(f) = found(&buf) {
-            return Resolved::File(f);
+        if let Some(p) = probe(path, ext) {
+            return Located::File(Cow::Owned(p));
         }
     }
     for index in ["/index.html", "/index.htm"] {
-        buf.clear();
-        buf.push_str(path);
-        buf.push_str(index);
-        if deploy.file(&buf).is_some() {
-            return Resolved::AddSlash;
+        if probe(path, index).is_some() {
+            return Located::AddSlash;
         }
     }
-    Resolved::NotFound
+    Located::NotFound
+}
+
+/// Resolves a decoded, validated request path in a deploy.
+pub fn resolve(deploy: &LoadedDeploy, path: &str) -> Resolved {
+    match locate(path, |p| deploy.file(p).is_some()) {
+        Located::File(p) => deploy
+            .file(&p)
+            .cloned()
+            .map_or(Resolved::NotFound, Resolved::File),
+        Located::AddSlash => Resolved::AddSlash,
+        Located::NotFound => Resolved::NotFound,
+    }
 }
 
 /// True when the edge would serve a file (or a folder redirect) at `path`: what
 /// rule shadowing asks.
 pub fn exists(deploy: &LoadedDeploy, path: &str) -> bool {
-    !matches!(resolve(deploy, path), Resolved::NotFound)
+    !matches!(
+        locate(path, |p| deploy.file(p).is_some()),
+        Located::NotFound
+    )
 }
 
 /// Why a request path was refused.
