@@ -77,8 +77,10 @@ impl EdgeError {
 /// The platform's own page for `err`.
 pub fn rescue(err: &EdgeError) -> Response<Body> {
     let status = err.status();
-    if status.is_server_error() {
-        tracing::error!(error = %err, "request failed");
+    match err {
+        EdgeError::Storage(_) => tracing::error!(error = %err, "request failed"),
+        e if status.is_server_error() => tracing::debug!(error = %e, "request failed"),
+        _ => {}
     }
     let (title, detail) = match err {
         EdgeError::UnknownHost => (

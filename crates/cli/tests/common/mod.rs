@@ -23,9 +23,14 @@ pub struct Node {
 impl Node {
     /// Starts a node in a fresh data folder.
     pub fn start() -> Node {
+        Node::start_with(&[])
+    }
+
+    /// Starts a node in a fresh data folder with extra flags.
+    pub fn start_with(extra: &[&str]) -> Node {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
-        let mut n = Node::start_in(&data, &[]);
+        let mut n = Node::start_in(&data, extra);
         n._dir = Some(dir);
         n
     }
