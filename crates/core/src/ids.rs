@@ -57,15 +57,15 @@ fn is_label(s: &str) -> bool {
 // === impl SiteName ===
 
 /// A site's name: one lowercase DNS label of at most [`MAX_SITE_NAME_LEN`] characters.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(transparent)]
-pub struct SiteName(String);
+/// Cloning is cheap (shared), as the edge hands names around per request.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SiteName(std::sync::Arc<str>);
 
 impl SiteName {
     /// Validates `s` as a site name.
     pub fn parse(s: &str) -> Result<Self, IdError> {
         if is_label(s) {
-            Ok(Self(s.to_owned()))
+            Ok(Self(s.into()))
         } else {
             Err(IdError::BadLabel {
                 what: "site name",
@@ -90,6 +90,12 @@ impl FromStr for SiteName {
     type Err = IdError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Self::parse(s)
+    }
+}
+
+impl Serialize for SiteName {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
     }
 }
 

@@ -10,18 +10,25 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::HeaderValue;
+use http::header::{self, HeaderMap, HeaderValue};
 use ledge_core::{DeployId, Digest, SiteName};
+
+use crate::files::STATIC_CACHE_CONTROL;
 use ledge_rules::{RuleSet, Sources};
 use ledge_store::{BlobError, BlobStore, Encoding, FileEntry, Snapshot};
 use quick_cache::sync::Cache;
 use quick_cache::Weighter;
+
+/// The cache key of a blob: its binary digest.
+pub type BlobKey = [u8; 32];
 
 /// One servable file with its response headers computed once.
 #[derive(Debug)]
 pub struct ServedFile {
     /// Content digest.
     pub digest: Digest,
+    /// The digest in binary, the blob cache key.
+    pub key: BlobKey,
     /// Identity size.
     pub size: u64,
     /// `Content-Type`.
@@ -32,24 +39,62 @@ pub struct ServedFile {
     pub br: Option<(u64, HeaderValue)>,
     /// gzip variant: size and `ETag`.
     pub gz: Option<(u64, HeaderValue)>,
+    /// Response headers of a full 200 per encoding (identity, gzip, br), built
+    /// once so serving a file copies a header map instead of filling one.
+    pub templates: [Option<HeaderMap>; 3],
 }
 
 impl ServedFile {
-    fn new(e: &FileEntry) -> Self {
+    fn new(e: &FileEntry, last_modified: &HeaderValue) -> Self {
         let short = &e.digest.as_str()[..32];
         let tag = |suffix: &str| {
             HeaderValue::from_str(&format!("\"{short}{suffix}\""))
                 .unwrap_or(HeaderValue::from_static("\"\""))
         };
-        Self {
+        let mut key = [0u8; 32];
+        // A stored digest is always 64 hex characters.
+        let _ = hex_decode(e.digest.as_str(), &mut key);
+        let content_type = HeaderValue::from_str(&e.content_type)
+            .unwrap_or(HeaderValue::from_static("application/octet-stream"));
+        let mut file = Self {
             digest: e.digest.clone(),
+            key,
             size: e.size,
-            content_type: HeaderValue::from_str(&e.content_type)
-                .unwrap_or(HeaderValue::from_static("application/octet-stream")),
+            content_type,
             etag: tag(""),
             br: e.br.map(|n| (n, tag("-br"))),
             gz: e.gz.map(|n| (n, tag("-gz"))),
-        }
+            templates: [None, None, None],
+        };
+        let vary = file.has_variants();
+        let template = |size: u64, etag: &HeaderValue, encoding: Option<&'static str>| {
+            let mut h = HeaderMap::with_capacity(9);
+            h.insert(header::CONTENT_TYPE, file.content_type.clone());
+            h.insert(header::ETAG, etag.clone());
+            h.insert(header::LAST_MODIFIED, last_modified.clone());
+            h.insert(header::CACHE_CONTROL, STATIC_CACHE_CONTROL);
+            if vary {
+                h.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+            }
+            h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+            if let Some(token) = encoding {
+                h.insert(header::CONTENT_ENCODING, HeaderValue::from_static(token));
+            }
+            h.insert(header::CONTENT_LENGTH, HeaderValue::from(size));
+            h
+        };
+        // Indexed like `enc_key`: identity, gzip, brotli.
+        file.templates = [
+            Some(template(file.size, &file.etag, None)),
+            file.gz.as_ref().map(|(n, t)| template(*n, t, Some("gzip"))),
+            file.br.as_ref().map(|(n, t)| template(*n, t, Some("br"))),
+        ];
+        file
+    }
+
+    /// The prepared headers of a full 200 in `enc`.
+    pub fn template(&self, enc: Encoding) -> Option<&HeaderMap> {
+        self.templates[enc_key(enc) as usize].as_ref()
     }
 
     /// True when a compressed variant exists, so responses must `Vary`.
@@ -71,7 +116,7 @@ pub struct LoadedDeploy {
     pub last_modified_secs: i64,
     /// Compiled `_redirects`, `_headers` and `netlify.toml` rules.
     pub rules: Arc<RuleSet>,
-    files: HashMap<Box<str>, Arc<ServedFile>>,
+    files: HashMap<Box<str>, Arc<ServedFile>, foldhash::fast::RandomState>,
 }
 
 impl LoadedDeploy {
@@ -84,18 +129,24 @@ impl LoadedDeploy {
             headers: text("/_headers"),
             netlify_toml: text("/netlify.toml"),
         });
+        let when = std::time::UNIX_EPOCH
+            + std::time::Duration::from_secs(u64::try_from(s.created_at).unwrap_or(0));
+        let last_modified = HeaderValue::from_str(&httpdate::fmt_http_date(when))
+            .unwrap_or(HeaderValue::from_static("Thu, 01 Jan 1970 00:00:00 GMT"));
         let files = s
             .files
             .iter()
-            .map(|(p, e)| (p.as_str().into(), Arc::new(ServedFile::new(e))))
+            .map(|(p, e)| {
+                (
+                    p.as_str().into(),
+                    Arc::new(ServedFile::new(e, &last_modified)),
+                )
+            })
             .collect();
-        let when = std::time::UNIX_EPOCH
-            + std::time::Duration::from_secs(u64::try_from(s.created_at).unwrap_or(0));
         Self {
             id: s.deploy,
             site: s.site,
-            last_modified: HeaderValue::from_str(&httpdate::fmt_http_date(when))
-                .unwrap_or(HeaderValue::from_static("Thu, 01 Jan 1970 00:00:00 GMT")),
+            last_modified,
             last_modified_secs: s.created_at,
             rules: Arc::new(rules),
             files,
@@ -156,8 +207,8 @@ impl DeployCache {
 #[derive(Clone)]
 struct ByteWeight;
 
-impl Weighter<(Digest, u8), Bytes> for ByteWeight {
-    fn weight(&self, _k: &(Digest, u8), v: &Bytes) -> u64 {
+impl Weighter<(BlobKey, u8), Bytes> for ByteWeight {
+    fn weight(&self, _k: &(BlobKey, u8), v: &Bytes) -> u64 {
         // Count the key and bookkeeping too, so empty files are not free.
         v.len() as u64 + 128
     }
@@ -166,8 +217,21 @@ impl Weighter<(Digest, u8), Bytes> for ByteWeight {
 /// File bytes by digest and encoding, bounded in bytes.
 pub struct BlobCache {
     blobs: Arc<dyn BlobStore>,
-    cache: Cache<(Digest, u8), Bytes, ByteWeight>,
+    cache: Cache<(BlobKey, u8), Bytes, ByteWeight>,
     max_object: u64,
+}
+
+fn hex_decode(hex: &str, out: &mut [u8; 32]) -> Option<()> {
+    let b = hex.as_bytes();
+    if b.len() != 64 {
+        return None;
+    }
+    for (i, o) in out.iter_mut().enumerate() {
+        let hi = (b[2 * i] as char).to_digit(16)?;
+        let lo = (b[2 * i + 1] as char).to_digit(16)?;
+        *o = (hi << 4 | lo) as u8;
+    }
+    Some(())
 }
 
 fn enc_key(enc: Encoding) -> u8 {
@@ -195,12 +259,12 @@ impl BlobCache {
     }
 
     /// The whole object (only for cacheable sizes).
-    pub async fn get(&self, digest: &Digest, enc: Encoding) -> Result<Bytes, BlobError> {
-        let key = (digest.clone(), enc_key(enc));
+    pub async fn get(&self, file: &ServedFile, enc: Encoding) -> Result<Bytes, BlobError> {
+        let key = (file.key, enc_key(enc));
         if let Some(b) = self.cache.get(&key) {
             return Ok(b);
         }
-        let b = self.blobs.read(digest, enc).await?;
+        let b = self.blobs.read(&file.digest, enc).await?;
         self.cache.insert(key, b.clone());
         Ok(b)
     }

@@ -42,24 +42,15 @@ pub async fn respond(
         None => negotiate(req, file),
     };
 
-    let mut headers = HeaderMap::with_capacity(10);
-    headers.insert(header::CONTENT_TYPE, file.content_type.clone());
-    headers.insert(header::ETAG, etag.clone());
-    headers.insert(header::LAST_MODIFIED, deploy.last_modified.clone());
-    headers.insert(header::CACHE_CONTROL, STATIC_CACHE_CONTROL);
-    if file.has_variants() {
-        headers.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
-    }
-    if plain {
-        headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    }
-    if let Some(token) = enc.token() {
-        headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static(token));
+    let mut headers = file.template(enc).cloned().unwrap_or_default();
+    if !plain {
+        headers.remove(header::ACCEPT_RANGES);
     }
 
     if plain && not_modified(req, etag, deploy.last_modified_secs) {
         headers.remove(header::CONTENT_TYPE);
         headers.remove(header::ACCEPT_RANGES);
+        headers.remove(header::CONTENT_LENGTH);
         return Ok(build(StatusCode::NOT_MODIFIED, headers, Body::Empty));
     }
 
@@ -98,7 +89,7 @@ pub async fn respond(
         }
     }
 
-    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(size));
+    // The template already carries this encoding's Content-Length.
     let body = if method == Method::HEAD {
         Body::Empty
     } else {
@@ -314,7 +305,7 @@ async fn read_span(
         Encoding::Gzip => file.gz.as_ref().map_or(0, |v| v.0),
     };
     if cache.cacheable(full) {
-        let bytes = cache.get(&file.digest, enc).await?;
+        let bytes = cache.get(file, enc).await?;
         let (s, e) = (start as usize, (start + len) as usize);
         return Ok(Body::full(bytes.slice(s..e.min(bytes.len()))));
     }

@@ -14,9 +14,9 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -62,23 +62,20 @@ pub async fn serve(
     limits: ServerLimits,
     shutdown: impl Future<Output = ()>,
 ) {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
+    let mut h1 = http1::Builder::new();
+    h1.timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
         .max_buf_size(limits.max_header_bytes.max(8192))
         .max_headers(limits.max_headers);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
+    let mut h2 = http2::Builder::new(TokioExecutor::new());
+    h2.timer(TokioTimer::new())
         .max_concurrent_streams(limits.max_h2_streams)
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
         .max_pending_accept_reset_streams(20)
         .max_local_error_reset_streams(1024)
         .keep_alive_interval(Duration::from_secs(30))
         .keep_alive_timeout(Duration::from_secs(10));
-    let builder = Arc::new(builder);
+    let (h1, h2) = (Arc::new(h1), Arc::new(h2));
     let graceful = GracefulShutdown::new();
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     tokio::pin!(shutdown);
@@ -106,21 +103,22 @@ pub async fn serve(
             let edge = edge.clone();
             async move { Ok::<_, Infallible>(edge.handle(req, peer).await) }
         });
-        let builder = builder.clone();
+        let (h1, h2) = (h1.clone(), h2.clone());
         let watcher = graceful.watcher();
-        let first_byte = limits.header_read_timeout;
+        let first_bytes = limits.header_read_timeout;
         tokio::spawn(async move {
             // hyper's own timer starts once it knows the protocol: bound the wait
-            // for the first byte here.
-            let mut probe = [0u8; 1];
-            match tokio::time::timeout(first_byte, stream.peek(&mut probe)).await {
-                Ok(Ok(n)) if n > 0 => {}
-                _ => return,
-            }
-            let conn = builder
-                .serve_connection(TokioIo::new(stream), svc)
-                .into_owned();
-            if let Err(e) = watcher.watch(conn).await {
+            // for the first bytes here, and pick the protocol from them.
+            let Ok(Some(is_h2)) = tokio::time::timeout(first_bytes, sniff_h2(&stream)).await else {
+                return;
+            };
+            let io = TokioIo::new(stream);
+            let result = if is_h2 {
+                watcher.watch(h2.serve_connection(io, svc)).await
+            } else {
+                watcher.watch(h1.serve_connection(io, svc)).await
+            };
+            if let Err(e) = result {
                 tracing::debug!(error = %e, %peer, "connection ended with an error");
             }
             drop(permit);
@@ -132,5 +130,28 @@ pub async fn serve(
         .is_err()
     {
         tracing::warn!("drain timeout: closing the connections still open");
+    }
+}
+
+/// The h2 client preface starts with `PRI`; no HTTP/1.1 method does.
+const H2_PREFIX: &[u8] = b"PRI";
+
+/// Waits for enough bytes to tell h2 (prior knowledge) from HTTP/1.x.
+/// `None` when the peer closed without sending anything.
+async fn sniff_h2(stream: &tokio::net::TcpStream) -> Option<bool> {
+    let mut buf = [0u8; 3];
+    loop {
+        let n = stream.peek(&mut buf).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        if buf[..n] != H2_PREFIX[..n] {
+            return Some(false);
+        }
+        if n == H2_PREFIX.len() {
+            return Some(true);
+        }
+        // A partial "P" or "PR": wait for the rest (bounded by the caller).
+        tokio::time::sleep(Duration::from_millis(2)).await;
     }
 }

@@ -108,9 +108,16 @@ pub enum PathError {
 /// Percent-decodes a raw request path and refuses anything hostile: invalid
 /// escapes or UTF-8, NUL and other control bytes, backslashes, and `.` or `..`
 /// segments (encoded or not). The result starts with `/`.
-pub fn decode_path(raw: &str) -> Result<String, PathError> {
+pub fn decode_path(raw: &str) -> Result<Cow<'_, str>, PathError> {
     if !raw.starts_with('/') {
         return Err(PathError::Bad);
+    }
+    // Fast path: nothing escaped, nothing odd: the raw path is the path.
+    let plain = raw
+        .bytes()
+        .all(|b| b.is_ascii_graphic() && b != b'%' && b != b'\\');
+    if plain && !raw.split('/').any(|seg| seg == "." || seg == "..") {
+        return Ok(Cow::Borrowed(raw));
     }
     let bytes = raw.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -135,7 +142,7 @@ pub fn decode_path(raw: &str) -> Result<String, PathError> {
     if s.split('/').any(|seg| seg == "." || seg == "..") {
         return Err(PathError::Bad);
     }
-    Ok(s)
+    Ok(Cow::Owned(s))
 }
 
 fn hex_val(b: u8) -> Option<u8> {
