@@ -53,6 +53,6 @@ for n in $COUNTS; do
     cpu_s=$(awk -v a="$t0" -v b="$t1" -v hz="$CLK_TCK" 'BEGIN { printf "%.3f", (b - a) / hz }')
     awk -v n="$n" -v r="$r" -v rps="$rps" -v reqs="$reqs" -v cpu="$cpu_s" -v d="$DURATION" \
       'BEGIN { printf "| %d | %d | %.0f | %.1f | %.0f |\n", n, r, rps, 100 * cpu / d, (cpu > 0 ? reqs / cpu : 0) }'
-    stop_pid "$pid"
+    stop_pid "$pid" || true
   done
 done

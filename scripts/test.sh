@@ -15,6 +15,8 @@ if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
   apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null
 fi
 ORACLE_NODE_MODULES_DIR="$(bash "$shared/oracles/install.sh")"
+# The GeoIP tests write a small MaxMind database with this package.
+python3 -c 'import mmdb_writer' 2>/dev/null || python3 -m pip install --quiet mmdb-writer
 export ORACLE_NODE_MODULES_DIR LEDGE_SHARED_DIR="$shared"
 
 cargo test --workspace --locked "$@"

@@ -49,6 +49,9 @@ pub struct ServeArgs {
     /// Header in which a trusted front proxy passes the visitor's country code.
     #[arg(long, env = "LEDGE_GEO_HEADER")]
     pub geo_header: Option<String>,
+    /// A MaxMind country (or city) database for the visitor's country.
+    #[arg(long, env = "LEDGE_GEOIP_DB")]
+    pub geoip_db: Option<PathBuf>,
 }
 
 /// `ledge.toml`.
@@ -65,6 +68,7 @@ struct FileConfig {
     #[serde(default)]
     outbound_allow: Vec<Cidr>,
     geo_header: Option<String>,
+    geoip_db: Option<PathBuf>,
     #[serde(default)]
     limits: LimitsConfig,
     #[serde(default)]
@@ -121,6 +125,10 @@ pub struct ServeConfig {
     pub deploy_cache: usize,
     /// Non-public ranges tenant traffic may reach.
     pub outbound_allow: Vec<Cidr>,
+    /// Header with the visitor's country, from trusted proxies.
+    pub geo_header: Option<axum::http::HeaderName>,
+    /// MaxMind database file.
+    pub geoip_db: Option<PathBuf>,
     /// Origin connect timeout.
     pub origin_connect_timeout: Duration,
     /// Origin response-head timeout.
@@ -196,9 +204,10 @@ impl ServeArgs {
                 trusted_proxies: trusted,
                 max_uri_len: l.max_uri_len.unwrap_or(edge_defaults.max_uri_len),
                 max_body: l.max_body_bytes.unwrap_or(edge_defaults.max_body),
-                geo_header,
             },
             outbound_allow,
+            geo_header,
+            geoip_db: self.geoip_db.or(file.geoip_db),
             origin_connect_timeout: Duration::from_secs(
                 l.origin_connect_timeout_secs.unwrap_or(10),
             ),

@@ -142,9 +142,18 @@ async fn node(cfg: ServeConfig) -> anyhow::Result<()> {
         cfg.origin_response_timeout,
     )
     .context("cannot build the origin client")?;
+    let geo = ledge_edge::geo::Geo {
+        header: cfg.geo_header.clone(),
+        db: cfg
+            .geoip_db
+            .as_deref()
+            .map(ledge_edge::geo::Geo::open_db)
+            .transpose()?,
+    };
     let edge = Arc::new(Edge {
         router,
         origin,
+        geo,
         deploys: DeployCache::new(blobs.clone(), cfg.deploy_cache),
         blobs: BlobCache::new(blobs.clone(), cfg.blob_cache_bytes, cfg.max_object_bytes),
         config: cfg.edge.clone(),

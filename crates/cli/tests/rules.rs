@@ -490,3 +490,67 @@ fn deploy_prints_diagnostics_and_rules_commands_work() {
     let out = node.ok(&["rules", "check", ok.path().to_str().unwrap()]);
     assert!(out.contains("1 redirect rules"), "{out}");
 }
+
+/// Writes a MaxMind database mapping 127.0.0.0/8 to `country`, with the
+/// `mmdb-writer` package (installed by scripts/test.sh).
+fn write_mmdb(path: &std::path::Path, country: &str) {
+    let script = format!(
+        "from mmdb_writer import MMDBWriter\n\
+         from netaddr import IPSet\n\
+         w = MMDBWriter(ip_version=4, database_type='GeoIP2-Country')\n\
+         w.insert_network(IPSet(['127.0.0.0/8']), {{'country': {{'iso_code': '{country}'}}}})\n\
+         w.to_db_file('{}')\n",
+        path.display()
+    );
+    let out = std::process::Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .expect("python3 is needed to write a test GeoIP database");
+    assert!(
+        out.status.success(),
+        "writing the test .mmdb failed (pip install mmdb-writer): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn country_from_a_maxmind_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("country.mmdb");
+    write_mmdb(&db, "JP");
+    let node = Node::start_with(&["--geoip-db", db.to_str().unwrap()]);
+    node.ok(&["sites", "create", "rules"]);
+    deploy_rules(
+        &node,
+        &[
+            ("index.html", "home"),
+            ("jp.html", "日本"),
+            ("_redirects", "/  /jp.html  200!  Country=jp\n"),
+        ],
+    );
+    assert_eq!(get(node.edge, H, "/", &[]).text(), "日本");
+    // A site can opt out of geolocation.
+    node.ok(&["sites", "set", "rules", "geo_source=none"]);
+    eventually("settings reach the edge", || {
+        get(node.edge, H, "/", &[]).text() == "home"
+    });
+    // A database that is not one is a clear startup error.
+    let bad = dir.path().join("bad.mmdb");
+    std::fs::write(&bad, "not a database").unwrap();
+    let out = std::process::Command::new(BIN)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--api-listen",
+            "127.0.0.1:0",
+            "--geoip-db",
+        ])
+        .arg(&bad)
+        .arg("--data")
+        .arg(dir.path().join("data2"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("GeoIP database"));
+}

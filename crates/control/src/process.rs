@@ -18,8 +18,9 @@ use crate::api::ConfigCheck;
 const MIN_COMPRESS: u64 = 256;
 /// Largest file compressed at deploy time.
 const MAX_COMPRESS: u64 = 32 << 20;
-/// Largest configuration file read (bigger ones are refused with a diagnostic).
-const MAX_CONFIG_FILE: u64 = 4 << 20;
+/// Largest configuration file read (bigger ones are refused with a diagnostic);
+/// the same as the rules engine's own `MAX_FILE_BYTES`.
+const MAX_CONFIG_FILE: u64 = 16 << 20;
 
 /// What processing needs.
 #[derive(Clone)]

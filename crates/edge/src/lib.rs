@@ -16,6 +16,7 @@
 pub mod body;
 pub mod deploys;
 pub mod files;
+pub mod geo;
 pub mod outbound;
 pub mod pipeline;
 pub mod proxy;

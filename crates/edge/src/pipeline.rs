@@ -34,14 +34,13 @@ use crate::static_files::{self, Resolved};
 /// Process-lifetime settings of the edge.
 #[derive(Debug, Clone)]
 pub struct EdgeConfig {
-    /// Proxies whose `X-Forwarded-For` (and geo header) is believed.
+    /// Proxies whose `X-Forwarded-For`, `X-Forwarded-Proto` and geo header are
+    /// believed.
     pub trusted_proxies: Vec<Cidr>,
     /// Longest request target accepted (bytes).
     pub max_uri_len: usize,
     /// Largest request body accepted (bytes).
     pub max_body: u64,
-    /// Header carrying the visitor's country, set by a trusted front proxy.
-    pub geo_header: Option<HeaderName>,
 }
 
 impl Default for EdgeConfig {
@@ -50,7 +49,6 @@ impl Default for EdgeConfig {
             trusted_proxies: Vec::new(),
             max_uri_len: 8 * 1024,
             max_body: 16 * 1024 * 1024,
-            geo_header: None,
         }
     }
 }
@@ -104,6 +102,8 @@ pub struct Edge {
     pub blobs: BlobCache,
     /// The one client for everything that leaves the node.
     pub origin: Origin,
+    /// Country lookup.
+    pub geo: crate::geo::Geo,
     /// Settings.
     pub config: EdgeConfig,
 }
@@ -215,12 +215,8 @@ impl Edge {
             .target
             .as_ref()
             .map_or(GeoSource::Default, |t| t.settings.geo_source);
-        if source == GeoSource::None || !ctx.peer_trusted {
-            return None;
-        }
-        let name = self.config.geo_header.as_ref()?;
-        let v = headers.get(name)?.to_str().ok()?.trim();
-        (v.len() == 2 && v.bytes().all(|b| b.is_ascii_alphabetic())).then(|| v.to_ascii_uppercase())
+        self.geo
+            .country(source, ctx.client_ip, ctx.peer_trusted, headers)
     }
 
     /// Phase 7 (rules): `_redirects` and `netlify.toml` redirect rules.
