@@ -235,7 +235,7 @@ impl ApiState {
 
 #[derive(Deserialize)]
 struct CreateSite {
-    name: String,
+    name: SiteName,
 }
 
 async fn create_site(
@@ -245,8 +245,7 @@ async fn create_site(
 ) -> Result<Response, ApiError> {
     caller.admin()?;
     let req: CreateSite = parse_json(&body)?;
-    let name = SiteName::parse(&req.name).map_err(|e| ApiError::invalid(e.to_string()))?;
-    let (site, ev) = st.meta.create_site(&name).await?;
+    let (site, ev) = st.meta.create_site(&req.name).await?;
     st.feed.send([ev]);
     Ok((StatusCode::CREATED, Json(st.site_json(&site))).into_response())
 }
@@ -363,7 +362,7 @@ async fn patch_settings(
 
 #[derive(Deserialize)]
 struct CreateToken {
-    site: String,
+    site: SiteName,
 }
 
 async fn create_token(
@@ -372,8 +371,7 @@ async fn create_token(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     caller.admin()?;
-    let req: CreateToken = parse_json(&body)?;
-    let site = SiteName::parse(&req.site).map_err(|e| ApiError::invalid(e.to_string()))?;
+    let CreateToken { site } = parse_json(&body)?;
     let token = crate::new_token();
     st.meta
         .add_token(&token_hash(&token), &Principal::Site(site.clone()))
