@@ -308,7 +308,9 @@ async fn read_span(
         let bytes = cache.get(file, enc).await?;
         // A blob shorter than its manifest size would be store corruption:
         // answer with what there is rather than panic on the slice.
-        let e = usize::try_from(start + len).unwrap_or(usize::MAX).min(bytes.len());
+        let e = usize::try_from(start + len)
+            .unwrap_or(usize::MAX)
+            .min(bytes.len());
         let s = usize::try_from(start).unwrap_or(usize::MAX).min(e);
         return Ok(Body::full(bytes.slice(s..e)));
     }

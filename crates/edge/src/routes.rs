@@ -187,6 +187,9 @@ impl Router {
                     t.sites.insert(ev.site.clone(), Arc::new(e));
                 }
             }
+            // Certificates live in the TLS resolver's cache, not in the table;
+            // the sequence still advances.
+            EventKind::CertChanged { .. } => {}
             EventKind::SettingsChanged { settings } => {
                 if let Some(mut e) = entry(&t) {
                     e.rule_settings =

@@ -49,6 +49,11 @@ pub enum EventKind {
         /// Its deploy.
         deploy: DeployId,
     },
+    /// A domain's certificate was added or replaced.
+    CertChanged {
+        /// The domain.
+        domain: String,
+    },
     /// The site's settings changed; the new value is carried whole.
     SettingsChanged {
         /// Settings including secrets (the feed is internal to the platform).

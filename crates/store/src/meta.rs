@@ -98,6 +98,13 @@ pub trait MetaStore: Send + Sync + 'static {
     /// Locks or unlocks auto-publishing.
     async fn set_locked(&self, site: &SiteName, locked: bool) -> Result<()>;
 
+    /// Stores (or replaces) a domain's certificate; the key arrives sealed.
+    async fn put_cert(&self, cert: &StoredCert) -> Result<ChangeEvent>;
+    /// A domain's certificate.
+    async fn get_cert(&self, domain: &str) -> Result<Option<StoredCert>>;
+    /// A site's certificates, without key material.
+    async fn list_certs(&self, site: &SiteName) -> Result<Vec<CertInfo>>;
+
     /// The whole routing state and the sequence it is current at.
     async fn routing_state(&self) -> Result<(i64, Vec<SiteRouting>)>;
     /// Events after `seq`, in order (for nodes that missed some).

@@ -151,3 +151,53 @@ pub enum UploadOutcome {
     /// That was the last one: the deploy is now processing.
     Complete,
 }
+
+/// A stored TLS certificate. The private key is sealed with the node key.
+#[derive(Clone)]
+pub struct StoredCert {
+    /// The domain it serves (lowercase).
+    pub domain: String,
+    /// Owning site.
+    pub site: SiteName,
+    /// PEM chain, leaf first.
+    pub chain_pem: String,
+    /// Private key, sealed.
+    pub sealed_key: Vec<u8>,
+    /// Expiry, Unix seconds.
+    pub not_after: i64,
+    /// sha256 of the leaf DER, hex.
+    pub fingerprint: String,
+    /// `upload` or `acme`.
+    pub source: String,
+    /// Increases with every replacement.
+    pub version: i64,
+}
+
+impl std::fmt::Debug for StoredCert {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredCert")
+            .field("domain", &self.domain)
+            .field("site", &self.site)
+            .field("not_after", &self.not_after)
+            .field("fingerprint", &self.fingerprint)
+            .field("source", &self.source)
+            .field("version", &self.version)
+            .field("sealed_key", &"[redacted]")
+            .finish()
+    }
+}
+
+/// What the API shows of a certificate.
+#[derive(Debug, Clone, Serialize)]
+pub struct CertInfo {
+    /// The domain.
+    pub domain: String,
+    /// Expiry, Unix seconds.
+    pub not_after: i64,
+    /// sha256 of the leaf DER, hex.
+    pub fingerprint: String,
+    /// `upload` or `acme`.
+    pub source: String,
+    /// Replacement counter.
+    pub version: i64,
+}

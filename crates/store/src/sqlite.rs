@@ -22,7 +22,10 @@ use crate::now_secs;
 use crate::settings::{SettingsError, SiteSettings};
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
-const MIGRATIONS: [&str; 1] = [include_str!("../migrations/0001_init.sql")];
+const MIGRATIONS: [&str; 2] = [
+    include_str!("../migrations/0001_init.sql"),
+    include_str!("../migrations/0002_certs.sql"),
+];
 
 async fn migrate(pool: &SqlitePool) -> Result<()> {
     let mut tx = pool.begin().await?;
@@ -745,6 +748,90 @@ impl MetaStore for SqliteStore {
             return Err(MetaError::NotFound(format!("site \"{site}\" not found")));
         }
         Ok(())
+    }
+
+    async fn put_cert(&self, cert: &StoredCert) -> Result<ChangeEvent> {
+        let mut tx = self.write.begin().await?;
+        require_site(&mut tx, &cert.site).await?;
+        let version: i64 =
+            sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) + 1 FROM certs WHERE domain = ?")
+                .bind(&cert.domain)
+                .fetch_one(&mut *tx)
+                .await?;
+        sqlx::query(
+            "INSERT INTO certs (domain, site, chain_pem, sealed_key, not_after, fingerprint, \
+             source, version, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (domain) DO UPDATE SET site = excluded.site, chain_pem = excluded.chain_pem, \
+             sealed_key = excluded.sealed_key, not_after = excluded.not_after, \
+             fingerprint = excluded.fingerprint, source = excluded.source, \
+             version = excluded.version, updated_at = excluded.updated_at",
+        )
+        .bind(&cert.domain)
+        .bind(cert.site.as_str())
+        .bind(&cert.chain_pem)
+        .bind(&cert.sealed_key)
+        .bind(cert.not_after)
+        .bind(&cert.fingerprint)
+        .bind(&cert.source)
+        .bind(version)
+        .bind(now_secs())
+        .execute(&mut *tx)
+        .await?;
+        let ev = append_event(
+            &mut tx,
+            &cert.site,
+            EventKind::CertChanged {
+                domain: cert.domain.clone(),
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(ev)
+    }
+
+    async fn get_cert(&self, domain: &str) -> Result<Option<StoredCert>> {
+        let row = sqlx::query(
+            "SELECT domain, site, chain_pem, sealed_key, not_after, fingerprint, source, version \
+             FROM certs WHERE domain = ?",
+        )
+        .bind(domain)
+        .fetch_optional(&self.read)
+        .await?;
+        row.map(|r| -> Result<StoredCert> {
+            Ok(StoredCert {
+                domain: r.try_get("domain")?,
+                site: site_name(r.try_get("site")?)?,
+                chain_pem: r.try_get("chain_pem")?,
+                sealed_key: r.try_get("sealed_key")?,
+                not_after: r.try_get("not_after")?,
+                fingerprint: r.try_get("fingerprint")?,
+                source: r.try_get("source")?,
+                version: r.try_get("version")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn list_certs(&self, site: &SiteName) -> Result<Vec<CertInfo>> {
+        let rows: Vec<(String, i64, String, String, i64)> = sqlx::query_as(
+            "SELECT domain, not_after, fingerprint, source, version FROM certs \
+             WHERE site = ? ORDER BY domain",
+        )
+        .bind(site.as_str())
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(domain, not_after, fingerprint, source, version)| CertInfo {
+                    domain,
+                    not_after,
+                    fingerprint,
+                    source,
+                    version,
+                },
+            )
+            .collect())
     }
 
     async fn routing_state(&self) -> Result<(i64, Vec<SiteRouting>)> {

@@ -129,3 +129,38 @@ async fn domains_belong_to_one_site() {
     s.add_domain(&b, "example.com").await.unwrap();
     assert_eq!(s.get_site(&b).await.unwrap().domains, vec!["example.com"]);
 }
+
+#[tokio::test]
+async fn certificates_are_versioned_and_listed_without_keys() {
+    let (_d, s) = store().await;
+    let site = SiteName::parse("shop").unwrap();
+    s.create_site(&site).await.unwrap();
+    let mut cert = StoredCert {
+        domain: "shop.example".into(),
+        site: site.clone(),
+        chain_pem: "-----BEGIN CERTIFICATE-----".into(),
+        sealed_key: vec![1, 2, 3],
+        not_after: 2_000_000_000,
+        fingerprint: "ab".into(),
+        source: "upload".into(),
+        version: 0,
+    };
+    let ev = s.put_cert(&cert).await.unwrap();
+    assert!(matches!(ev.kind, EventKind::CertChanged { ref domain } if domain == "shop.example"));
+    cert.sealed_key = vec![4, 5, 6];
+    s.put_cert(&cert).await.unwrap();
+    let got = s.get_cert("shop.example").await.unwrap().unwrap();
+    assert_eq!(got.version, 2);
+    assert_eq!(got.sealed_key, vec![4, 5, 6]);
+    assert!(
+        !format!("{got:?}").contains("4, 5, 6"),
+        "keys are redacted in Debug"
+    );
+    let listed = s.list_certs(&site).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].version, 2);
+    assert!(s.get_cert("other.example").await.unwrap().is_none());
+    // Deleting the site deletes its certificates.
+    s.delete_site(&site).await.unwrap();
+    assert!(s.get_cert("shop.example").await.unwrap().is_none());
+}
