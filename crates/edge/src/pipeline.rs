@@ -5,7 +5,8 @@
 //!    client IP (from `X-Forwarded-For` only behind a trusted proxy);
 //! 2. **resolve**: Host → site → deploy; the request keeps an `Arc` of the deploy
 //!    for its whole life, so a publish never changes a request in flight;
-//! 3. **guard**: HTTPS policy, rate limits, firewall (later issues);
+//! 3. **guard**: the site's HTTPS policy (301 to `https://`, HSTS on the way
+//!    out; ACME challenges exempt); rate limits and firewall come later;
 //! 4. **functions**, 5. **cache**, 6. **cached functions**: later issues;
 //! 7. **rules**: `_redirects` / `netlify.toml` (the rules issue);
 //! 8. **static**: path → file, conditional requests, ranges, variants, custom 404;
@@ -20,7 +21,7 @@ use http::header::{self, HeaderName, HeaderValue};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use ledge_core::{normalize_host, Cidr};
 use ledge_rules::{Outcome, RuleRequest, Signing};
-use ledge_store::settings::GeoSource;
+use ledge_store::settings::{GeoSource, HttpsPolicy};
 
 use crate::body::Body;
 use crate::deploys::{BlobCache, DeployCache, LoadedDeploy};
@@ -76,6 +77,23 @@ pub struct RequestCtx {
     pub deploy: Option<Arc<LoadedDeploy>>,
 }
 
+/// The connection a request arrived on.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    /// The socket peer.
+    pub peer: SocketAddr,
+    /// True on the TLS listener.
+    pub tls: bool,
+}
+
+/// Requests under this path answer ACME HTTP-01 challenges and are never
+/// redirected to HTTPS.
+pub const ACME_CHALLENGE_PREFIX: &str = "/.well-known/acme-challenge/";
+
+/// `Strict-Transport-Security` sent on HTTPS responses of sites that redirect
+/// HTTP to HTTPS (one year).
+const HSTS: HeaderValue = HeaderValue::from_static("max-age=31536000");
+
 /// What the rules phase decided.
 enum RulesFlow {
     /// No rule applies (or a file shadows it): static serving.
@@ -111,18 +129,19 @@ pub struct Edge {
 impl Edge {
     /// Runs every phase for one request. Never fails: errors are rescued into
     /// responses.
-    pub async fn handle<B>(&self, req: Request<B>, peer: SocketAddr) -> Response<Body>
+    pub async fn handle<B>(&self, req: Request<B>, conn: &ConnInfo) -> Response<Body>
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let (parts, body) = req.into_parts();
+        let peer = conn.peer;
         let mut ctx = RequestCtx {
             id: request_id(),
             peer: peer.ip(),
             peer_trusted: false,
             client_ip: peer.ip(),
-            scheme: "http",
+            scheme: if conn.tls { "https" } else { "http" },
             host: String::new(),
             country: None,
             target: None,
@@ -131,7 +150,10 @@ impl Edge {
         let result = async {
             self.accept(&mut ctx, &parts)?;
             self.resolve(&mut ctx).await?;
-            // 3 guard, 4 functions, 5 cache, 6 cached functions: later phases.
+            if let Some(r) = self.guard(&ctx, &parts) {
+                return Ok(r);
+            }
+            // 4 functions, 5 cache, 6 cached functions: later phases.
             match self.rules(&ctx, &parts)? {
                 RulesFlow::Continue => self.static_phase(&ctx, &parts).await,
                 RulesFlow::Respond(r) => Ok(r),
@@ -208,6 +230,28 @@ impl Edge {
         ctx.target = Some(target);
         ctx.deploy = Some(deploy);
         Ok(())
+    }
+
+    /// Phase 3 (guard): the site's HTTPS policy (rate limits and firewall rules
+    /// come later). ACME HTTP-01 challenges are never redirected.
+    fn guard(&self, ctx: &RequestCtx, parts: &http::request::Parts) -> Option<Response<Body>> {
+        let target = ctx.target.as_ref()?;
+        if ctx.scheme == "https" || target.settings.https != HttpsPolicy::Redirect {
+            return None;
+        }
+        let path = parts.uri.path();
+        if path.starts_with(ACME_CHALLENGE_PREFIX) {
+            return None;
+        }
+        let mut location = String::with_capacity(ctx.host.len() + path.len() + 16);
+        location.push_str("https://");
+        location.push_str(&ctx.host);
+        location.push_str(path);
+        if let Some(q) = parts.uri.query() {
+            location.push('?');
+            location.push_str(q);
+        }
+        Some(redirect(StatusCode::MOVED_PERMANENTLY, &location))
     }
 
     fn country(&self, ctx: &RequestCtx, headers: &HeaderMap) -> Option<String> {
@@ -436,8 +480,13 @@ impl Edge {
     fn headers_phase(&self, ctx: &RequestCtx, resp: &mut Response<Body>) {
         let h = resp.headers_mut();
         h.insert("x-ledge-id", ctx.id.clone());
-        if ctx.target.as_ref().is_some_and(|t| !t.production) {
-            h.insert("x-robots-tag", HeaderValue::from_static("noindex"));
+        if let Some(t) = &ctx.target {
+            if !t.production {
+                h.insert("x-robots-tag", HeaderValue::from_static("noindex"));
+            }
+            if ctx.scheme == "https" && t.settings.https == HttpsPolicy::Redirect {
+                h.insert(header::STRICT_TRANSPORT_SECURITY, HSTS);
+            }
         }
     }
 }

@@ -21,7 +21,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-use crate::pipeline::Edge;
+use crate::pipeline::{ConnInfo, Edge};
 
 /// Connection-level limits.
 #[derive(Debug, Clone)]
@@ -99,9 +99,11 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let edge = edge.clone();
+        let conn = Arc::new(ConnInfo { peer, tls: false });
         let svc = service_fn(move |req| {
             let edge = edge.clone();
-            async move { Ok::<_, Infallible>(edge.handle(req, peer).await) }
+            let conn = conn.clone();
+            async move { Ok::<_, Infallible>(edge.handle(req, &conn).await) }
         });
         let (h1, h2) = (h1.clone(), h2.clone());
         let watcher = graceful.watcher();
