@@ -26,7 +26,9 @@ mod validate;
 #[cfg(test)]
 mod testutil;
 
-pub use resolver::{CertResolver, ResolverError, ALPN_PROTOCOLS, DEFAULT_CACHE_ENTRIES, SESSION_CACHE_ENTRIES};
+pub use resolver::{
+    CertResolver, ResolverError, ALPN_PROTOCOLS, DEFAULT_CACHE_ENTRIES, SESSION_CACHE_ENTRIES,
+};
 pub use seal::{NodeKey, NodeKeyError, SealError, NODE_KEY_LEN};
 pub use source::{CertSource, MemCertSource, SourceError, StoredCert};
 pub use validate::{validate, CertError, ValidatedCert, MAX_CHAIN_LEN, MAX_PEM_LEN};

@@ -21,7 +21,9 @@ pub fn normalize(name: &str) -> Option<String> {
     for (i, label) in name.split('.').enumerate() {
         let ok_label = !label.is_empty()
             && label.len() <= 63
-            && (label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            && (label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
                 || (i == 0 && label == "*"));
         if !ok_label {
             return None;
@@ -32,7 +34,9 @@ pub fn normalize(name: &str) -> Option<String> {
 
 /// The name without its first label: `a.example.com` → `example.com`.
 pub fn parent(name: &str) -> Option<&str> {
-    name.split_once('.').map(|(_, rest)| rest).filter(|rest| !rest.is_empty())
+    name.split_once('.')
+        .map(|(_, rest)| rest)
+        .filter(|rest| !rest.is_empty())
 }
 
 /// Whether one certificate name (already lowercase) covers a normalised host.
@@ -64,7 +68,10 @@ mod tests {
 
     #[test]
     fn normalize_lowercases_and_drops_trailing_dot() {
-        assert_eq!(normalize("WWW.Example.COM.").as_deref(), Some("www.example.com"));
+        assert_eq!(
+            normalize("WWW.Example.COM.").as_deref(),
+            Some("www.example.com")
+        );
         assert_eq!(normalize("*.example.com").as_deref(), Some("*.example.com"));
         assert_eq!(normalize(""), None);
         assert_eq!(normalize("."), None);

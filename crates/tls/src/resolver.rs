@@ -70,7 +70,9 @@ pub struct CertResolver {
     edge: ArcSwapOption<EdgeWildcard>,
     default: ArcSwapOption<CertifiedKey>,
     configs: Cache<[u8; 32], Arc<ServerConfig>>,
-    template: ServerConfig,
+    /// Resolves no certificate: every config is a clone with its own resolver,
+    /// and the template itself refuses handshakes with an alert.
+    template: Arc<ServerConfig>,
 }
 
 // === impl CertResolver ===
@@ -99,7 +101,7 @@ impl CertResolver {
             edge: ArcSwapOption::empty(),
             default: ArcSwapOption::empty(),
             configs: Cache::new(entries),
-            template: template_config()?,
+            template: Arc::new(template_config()?),
         })
     }
 
@@ -211,11 +213,18 @@ impl CertResolver {
         if let Some(config) = self.configs.get(&id) {
             return config;
         }
-        let mut config = self.template.clone();
+        let mut config = ServerConfig::clone(&self.template);
         config.cert_resolver = Arc::new(Fixed(key));
         let config = Arc::new(config);
         self.configs.insert(id, config.clone());
         config
+    }
+
+    /// A config that refuses every handshake with a TLS alert: the edge
+    /// finishes a ClientHello with it when [`CertResolver::resolve`] gave
+    /// nothing, so the client sees a clear failure instead of a reset.
+    pub fn refusing_config(&self) -> Arc<ServerConfig> {
+        self.template.clone()
     }
 
     /// Asks the source for `name`, then falls back to the platform wildcard.
@@ -260,7 +269,8 @@ impl CertResolver {
                 .open(&stored.sealed_key)
                 .map_err(|e| format!("private key: {e}"))?,
         );
-        let pem = std::str::from_utf8(&pem).map_err(|_| "private key is not PEM text".to_string())?;
+        let pem =
+            std::str::from_utf8(&pem).map_err(|_| "private key is not PEM text".to_string())?;
         let key = validate::load_key(validate::parse_key(pem).map_err(|e| e.to_string())?)
             .map_err(|e| e.to_string())?;
         let certified = CertifiedKey::new(chain, key);
@@ -277,7 +287,10 @@ impl fmt::Debug for CertResolver {
             .field("cached", &self.certs.len())
             .field("misses", &self.misses.len())
             .field("configs", &self.configs.len())
-            .field("edge_domain", &self.edge.load().as_ref().map(|e| e.domain.clone()))
+            .field(
+                "edge_domain",
+                &self.edge.load().as_ref().map(|e| e.domain.clone()),
+            )
             .field("default", &self.default.load().is_some())
             .finish_non_exhaustive()
     }
@@ -335,7 +348,12 @@ impl ResolvesServerCert for Fixed {
 
 impl fmt::Debug for Fixed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let leaf = self.0.cert.first().map(|c| fingerprint(c)).unwrap_or_default();
+        let leaf = self
+            .0
+            .cert
+            .first()
+            .map(|c| fingerprint(c))
+            .unwrap_or_default();
         write!(f, "Fixed(leaf sha256 {leaf})")
     }
 }

@@ -98,7 +98,9 @@ impl CertSource for MemCertSource {
     async fn cert_for(&self, server_name: &str) -> Result<Option<StoredCert>, SourceError> {
         self.lookups.fetch_add(1, Ordering::Relaxed);
         if self.failing.load(Ordering::Relaxed) {
-            return Err(SourceError::Store("store unavailable (MemCertSource)".into()));
+            return Err(SourceError::Store(
+                "store unavailable (MemCertSource)".into(),
+            ));
         }
         let certs = self.certs.read().unwrap_or_else(|e| e.into_inner());
         Ok(certs.get(server_name).cloned())

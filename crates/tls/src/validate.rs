@@ -33,7 +33,9 @@ pub const MAX_PEM_LEN: usize = 64 * 1024;
 #[non_exhaustive]
 pub enum CertError {
     /// The chain or key text is larger than [`MAX_PEM_LEN`].
-    #[error("the {what} is {len} bytes, more than the {max}-byte limit; upload only the PEM blocks")]
+    #[error(
+        "the {what} is {len} bytes, more than the {max}-byte limit; upload only the PEM blocks"
+    )]
     TooLarge {
         /// "certificate chain" or "private key".
         what: &'static str,
@@ -311,7 +313,9 @@ pub(crate) fn load_key(key: PrivateKeyDer<'static>) -> Result<Arc<dyn SigningKey
 fn check_key(key: &dyn SigningKey, chain: &[X509Certificate<'_>]) -> Result<(), CertError> {
     let Some(spki) = key.public_key() else {
         // Every ring key type exposes its public key; an unknown one cannot be checked.
-        return Err(CertError::UnsupportedKey("its public key is unknown".into()));
+        return Err(CertError::UnsupportedKey(
+            "its public key is unknown".into(),
+        ));
     };
     let matches = |cert: &X509Certificate<'_>| cert.public_key().raw == spki.as_ref();
     if chain.first().is_some_and(matches) {

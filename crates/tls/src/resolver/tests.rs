@@ -98,7 +98,9 @@ async fn exact_names_win_over_the_edge_wildcard() {
     let wildcard = f.certified(&["*.edge.test"]);
     let own = f.ca.leaf(&["blog.edge.test"]);
     f.store("blog.edge.test", &own, 1);
-    let r = f.resolver().with_edge_wildcard("Edge.Test.", wildcard.clone());
+    let r = f
+        .resolver()
+        .with_edge_wildcard("Edge.Test.", wildcard.clone());
 
     let got = r.resolve(Some("blog.edge.test")).await.unwrap();
     assert_eq!(leaf_fp(&got), pems_fp(&own));
@@ -151,7 +153,11 @@ async fn replaced_certificate_is_used_after_invalidate() {
 async fn a_stored_certificate_for_another_name_is_not_served() {
     let f = Fixture::new();
     // A store bug: the row for a.example.com holds another tenant's certificate.
-    f.store("a.example.com", &f.ca.leaf(&["other-tenant.example.org"]), 1);
+    f.store(
+        "a.example.com",
+        &f.ca.leaf(&["other-tenant.example.org"]),
+        1,
+    );
     // A row whose key is sealed with another node key.
     let b = f.ca.leaf(&["b.example.com"]);
     f.source.insert(
@@ -220,7 +226,10 @@ async fn server_configs_are_cached_per_chain_and_share_resumption() {
     let a2 = Arc::new(CertifiedKey::new(a.cert.clone(), a.key.clone()));
     assert!(Arc::ptr_eq(&ca, &r.server_config(a2)));
     assert!(!Arc::ptr_eq(&ca, &cb));
-    assert_eq!(ca.alpn_protocols, vec![b"h2".to_vec(), b"http/1.1".to_vec()]);
+    assert_eq!(
+        ca.alpn_protocols,
+        vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+    );
     assert!(Arc::ptr_eq(&ca.session_storage, &cb.session_storage));
     assert!(Arc::ptr_eq(&ca.ticketer, &cb.ticketer));
 }

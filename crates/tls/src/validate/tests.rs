@@ -57,7 +57,10 @@ fn name_mismatch_lists_names_and_hints() {
         }
     );
     let msg = err.to_string();
-    assert!(msg.contains("other.org") && msg.contains("*.example.com"), "{msg}");
+    assert!(
+        msg.contains("other.org") && msg.contains("*.example.com"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -65,7 +68,12 @@ fn expired_and_not_yet_valid() {
     let ca = TestCa::new();
     let old = ca.leaf_with(&["example.com"], KeyPair::generate().unwrap(), (2020, 2021));
     let err = validate(&old.chain, &old.key, "example.com", now()).unwrap_err();
-    assert_eq!(err, CertError::Expired { not_after: 1_609_459_200 });
+    assert_eq!(
+        err,
+        CertError::Expired {
+            not_after: 1_609_459_200
+        }
+    );
     assert!(err.to_string().contains("renew"));
 
     let future = ca.leaf_with(&["example.com"], KeyPair::generate().unwrap(), (2040, 2050));
@@ -165,7 +173,10 @@ fn rsa_pkcs1_and_ec_sec1_keys() {
     let ca = TestCa::new();
     let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/");
     let read = |name: &str| std::fs::read_to_string(format!("{fixtures}{name}")).unwrap();
-    for (pkcs8, other) in [("rsa-pkcs8.pem", "rsa-pkcs1.pem"), ("ec-pkcs8.pem", "ec-sec1.pem")] {
+    for (pkcs8, other) in [
+        ("rsa-pkcs8.pem", "rsa-pkcs1.pem"),
+        ("ec-pkcs8.pem", "ec-sec1.pem"),
+    ] {
         let key = KeyPair::from_pem(&read(pkcs8)).unwrap();
         let pems = ca.leaf_with(&["example.com"], key, (2020, 2100));
         validate(&pems.chain, &read(pkcs8), "example.com", now()).unwrap();
