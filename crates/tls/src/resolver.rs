@@ -263,6 +263,16 @@ impl CertResolver {
         if !names::covers(&validate::leaf_names(&leaf), name) {
             return Err("its names do not cover the server name".into());
         }
+        // Served even so (the client then says why), but worth an operator's look.
+        let not_after = leaf.validity().not_after;
+        if !leaf.validity().is_valid() {
+            tracing::warn!(
+                server_name = name,
+                version = stored.version,
+                not_after = not_after.timestamp(),
+                "serving a certificate outside its validity period"
+            );
+        }
         drop(leaf);
         let pem = zeroize::Zeroizing::new(
             self.node_key

@@ -2,11 +2,12 @@
 //!
 //! Shared by the unit tests and (through `#[path]`) the integration tests.
 
+// Unit and integration tests each use a different part of it.
 #![allow(dead_code)]
 
 use rcgen::{
-    date_time_ymd, BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer,
-    KeyPair, KeyUsagePurpose,
+    date_time_ymd, BasicConstraints, CertificateParams, DistinguishedName, DnType,
+    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
 };
 
 /// A chain and key in PEM, as a tenant would upload them.
@@ -57,6 +58,23 @@ impl TestCa {
     /// A leaf for `names`, with `key`, valid from 1 January of `years.0` to
     /// 1 January of `years.1`.
     pub fn leaf_with(&self, names: &[&str], key: KeyPair, years: (i32, i32)) -> Pems {
+        self.leaf_params(names, key, years, |_| {})
+    }
+
+    /// A leaf whose extended key usage allows TLS clients only.
+    pub fn leaf_client_only(&self, names: &[&str]) -> Pems {
+        self.leaf_params(names, KeyPair::generate().unwrap(), (2020, 2100), |p| {
+            p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        })
+    }
+
+    fn leaf_params(
+        &self,
+        names: &[&str],
+        key: KeyPair,
+        years: (i32, i32),
+        adjust: impl FnOnce(&mut CertificateParams),
+    ) -> Pems {
         let mut params =
             CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
                 .unwrap();
@@ -64,6 +82,7 @@ impl TestCa {
         params.distinguished_name.push(DnType::CommonName, names[0]);
         params.not_before = date_time_ymd(years.0, 1, 1);
         params.not_after = date_time_ymd(years.1, 1, 1);
+        adjust(&mut params);
         let cert = params.signed_by(&key, &self.intermediate).unwrap();
         Pems {
             chain: format!("{}{}", cert.pem(), self.intermediate_pem),

@@ -91,6 +91,9 @@ pub enum CertError {
         /// The next certificate's subject name.
         next_subject: String,
     },
+    /// The leaf is restricted to uses other than TLS servers.
+    #[error("the certificate's extended key usage does not allow TLS servers (serverAuth); request a TLS server certificate")]
+    NotForServers,
     /// The domain is not a valid host name.
     #[error("\"{0}\" is not a valid domain name")]
     InvalidDomain(String),
@@ -195,7 +198,7 @@ impl fmt::Debug for ValidatedCert {
 /// 1. both texts parse (PKCS#8, PKCS#1 RSA or SEC1 EC keys);
 /// 2. the key belongs to the leaf (and says so if it belongs to a later certificate);
 /// 3. each certificate's issuer is the next one's subject (one certificate is fine);
-/// 4. the leaf's subjectAltName DNS names cover `domain` (`*.example.com` covers
+/// 4. the leaf may be used by TLS servers (extended key usage), and its subjectAltName DNS names cover `domain` (`*.example.com` covers
 ///    exactly one label);
 /// 5. `now` lies within the leaf's validity period.
 ///
@@ -229,6 +232,9 @@ pub fn validate(
     check_order(&parsed)?;
 
     let leaf = &parsed[0];
+    if !allows_server_auth(leaf) {
+        return Err(CertError::NotForServers);
+    }
     let names = leaf_names(leaf);
     if names.is_empty() {
         return Err(CertError::NoNames { domain });
@@ -341,6 +347,16 @@ fn check_order(chain: &[X509Certificate<'_>]) -> Result<(), CertError> {
         }
     }
     Ok(())
+}
+
+/// No extended key usage, or one that includes serverAuth (or anyExtendedKeyUsage).
+fn allows_server_auth(leaf: &X509Certificate<'_>) -> bool {
+    match leaf.extended_key_usage() {
+        Ok(Some(eku)) => eku.value.server_auth || eku.value.any,
+        Ok(None) => true,
+        // A duplicated or unreadable extension: browsers refuse it, so do we.
+        Err(_) => false,
+    }
 }
 
 /// The leaf's subjectAltName DNS names, lowercased, without trailing dots.

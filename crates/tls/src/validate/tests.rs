@@ -194,3 +194,15 @@ fn debug_never_shows_the_key() {
     assert!(shown.contains("<redacted>"));
     assert!(!shown.contains("PRIVATE"));
 }
+
+#[test]
+fn client_only_certificates_are_refused() {
+    let ca = TestCa::new();
+    let pems = ca.leaf_client_only(&["example.com"]);
+    assert_eq!(
+        validate(&pems.chain, &pems.key, "example.com", now()).unwrap_err(),
+        CertError::NotForServers
+    );
+    let pems = ca.leaf(&["example.com"]);
+    assert!(validate(&pems.chain, &pems.key, "example.com", now()).is_ok());
+}
