@@ -13,6 +13,24 @@
 //! What it is not: a listener (the edge accepts and calls the resolver), a
 //! store (the metadata store implements [`CertSource`]), or an ACME client
 //! (later). Only the `ring` crypto provider is used. See `docs/tls.md`.
+//!
+//! How the edge accepts a connection (tokio-rustls):
+//!
+//! ```no_run
+//! # use std::sync::Arc;
+//! # async fn accept(resolver: Arc<ledge_tls::CertResolver>, tcp: tokio::net::TcpStream) -> std::io::Result<()> {
+//! let acceptor = tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp);
+//! let start = acceptor.await?;
+//! let sni = start.client_hello().server_name().map(str::to_owned);
+//! let config = match resolver.resolve(sni.as_deref()).await {
+//!     Some(key) => resolver.server_config(key),
+//!     None => resolver.refusing_config(), // sends an alert, never another certificate
+//! };
+//! let tls = start.into_stream(config).await?;
+//! let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+//! # let _ = h2; Ok(())
+//! # }
+//! ```
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
