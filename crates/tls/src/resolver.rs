@@ -179,6 +179,7 @@ impl CertResolver {
                 }
                 None
             }
+            Load::Unsure(key) => Some(key),
             Load::Failed => None,
         }
     }
@@ -244,13 +245,26 @@ impl CertResolver {
             Ok(None) => {}
             Err(e) => {
                 tracing::warn!(server_name = name, error = %e, "certificate source failed");
-                return Load::Failed;
+                // The platform wildcard is right for the name either way; it
+                // is served (uncached) so an edge-domain site stays reachable.
+                return match self.edge_wildcard_for(name) {
+                    Some(key) => Load::Unsure(key),
+                    None => Load::Failed,
+                };
             }
         }
-        match self.edge.load_full() {
-            Some(edge) if is_one_label_under(name, &edge.domain) => Load::Found(edge.key.clone()),
-            _ => Load::Missing,
+        match self.edge_wildcard_for(name) {
+            Some(key) => Load::Found(key),
+            None => Load::Missing,
         }
+    }
+
+    /// The platform wildcard, if `name` is one label under the edge domain.
+    fn edge_wildcard_for(&self, name: &str) -> Option<Arc<CertifiedKey>> {
+        self.edge
+            .load_full()
+            .filter(|edge| is_one_label_under(name, &edge.domain))
+            .map(|edge| edge.key.clone())
     }
 
     /// Unseals and checks a stored certificate for `name`.
@@ -310,6 +324,8 @@ enum Load {
     Found(Arc<CertifiedKey>),
     /// Nothing to serve; remembered until invalidated.
     Missing,
+    /// The source failed, but the platform wildcard covers the name; not remembered.
+    Unsure(Arc<CertifiedKey>),
     /// The source failed; not remembered.
     Failed,
 }

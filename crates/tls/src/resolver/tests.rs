@@ -233,3 +233,22 @@ async fn server_configs_are_cached_per_chain_and_share_resumption() {
     assert!(Arc::ptr_eq(&ca.session_storage, &cb.session_storage));
     assert!(Arc::ptr_eq(&ca.ticketer, &cb.ticketer));
 }
+
+#[tokio::test]
+async fn edge_names_keep_the_wildcard_while_the_source_fails() {
+    let f = Fixture::new();
+    let wildcard = f.certified(&["*.edge.test"]);
+    let r = f
+        .resolver()
+        .with_edge_wildcard("edge.test", wildcard.clone());
+    f.source.set_failing(true);
+    let got = r.resolve(Some("blog.edge.test")).await.unwrap();
+    assert!(Arc::ptr_eq(&got, &wildcard));
+    assert!(r.resolve(Some("www.example.com")).await.is_none());
+    // Not cached: once the source is back, the tenant's own certificate wins.
+    let own = f.ca.leaf(&["blog.edge.test"]);
+    f.store("blog.edge.test", &own, 1);
+    f.source.set_failing(false);
+    let got = r.resolve(Some("blog.edge.test")).await.unwrap();
+    assert_eq!(leaf_fp(&got), pems_fp(&own));
+}
