@@ -52,6 +52,16 @@ pub struct ServeArgs {
     /// A MaxMind country (or city) database for the visitor's country.
     #[arg(long, env = "LEDGE_GEOIP_DB")]
     pub geoip_db: Option<PathBuf>,
+    /// HTTPS listen address (off unless given).
+    #[arg(long, env = "LEDGE_TLS_LISTEN")]
+    pub tls_listen: Option<SocketAddr>,
+    /// The operator's certificate chain (PEM): served for `*.EDGE_DOMAIN` names
+    /// it covers and to clients that send no SNI.
+    #[arg(long, env = "LEDGE_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of `--tls-cert`.
+    #[arg(long, env = "LEDGE_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// `ledge.toml`.
@@ -69,6 +79,9 @@ struct FileConfig {
     outbound_allow: Vec<Cidr>,
     geo_header: Option<String>,
     geoip_db: Option<PathBuf>,
+    tls_listen: Option<SocketAddr>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
     #[serde(default)]
     limits: LimitsConfig,
     #[serde(default)]
@@ -129,6 +142,10 @@ pub struct ServeConfig {
     pub geo_header: Option<axum::http::HeaderName>,
     /// MaxMind database file.
     pub geoip_db: Option<PathBuf>,
+    /// HTTPS listener.
+    pub tls_listen: Option<SocketAddr>,
+    /// Operator certificate and key files.
+    pub tls_operator: Option<(PathBuf, PathBuf)>,
     /// Origin connect timeout.
     pub origin_connect_timeout: Duration,
     /// Origin response-head timeout.
@@ -208,6 +225,15 @@ impl ServeArgs {
             outbound_allow,
             geo_header,
             geoip_db: self.geoip_db.or(file.geoip_db),
+            tls_listen: self.tls_listen.or(file.tls_listen),
+            tls_operator: match (
+                self.tls_cert.or(file.tls_cert),
+                self.tls_key.or(file.tls_key),
+            ) {
+                (Some(c), Some(k)) => Some((c, k)),
+                (None, None) => None,
+                _ => bail!("tls_cert and tls_key go together: give both or neither"),
+            },
             origin_connect_timeout: Duration::from_secs(
                 l.origin_connect_timeout_secs.unwrap_or(10),
             ),

@@ -64,6 +64,9 @@ enum Command {
         #[arg(long)]
         site: String,
     },
+    /// Manage TLS certificates of custom domains.
+    #[command(subcommand)]
+    Certs(CertsCmd),
     /// Check rules files, or explain what a request would get.
     #[command(subcommand)]
     Rules(rules::RulesCmd),
@@ -113,6 +116,31 @@ enum DomainsCmd {
     Remove {
         /// The domain.
         domain: String,
+        /// The site.
+        #[arg(long)]
+        site: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum CertsCmd {
+    /// Upload a certificate for one of a site's domains.
+    Add {
+        /// The site.
+        #[arg(long)]
+        site: String,
+        /// The domain it serves (a domain of the site, or `*.parent`).
+        #[arg(long)]
+        domain: String,
+        /// PEM chain file, leaf first.
+        #[arg(long)]
+        cert: PathBuf,
+        /// PEM private key file.
+        #[arg(long)]
+        key: PathBuf,
+    },
+    /// List a site's certificates.
+    List {
         /// The site.
         #[arg(long)]
         site: String,
@@ -224,6 +252,47 @@ fn client_command(cmd: Command) -> anyhow::Result<()> {
                 c.delete(&format!("/api/v1/sites/{site}/domains/{domain}"))
                     .await?;
                 println!("{domain} no longer serves site {site}");
+            }
+            Command::Certs(CertsCmd::Add {
+                site,
+                domain,
+                cert,
+                key,
+            }) => {
+                let read = |p: &PathBuf| {
+                    std::fs::read_to_string(p)
+                        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", p.display()))
+                };
+                let body =
+                    serde_json::json!({"domain": domain, "cert": read(&cert)?, "key": read(&key)?});
+                let v = c
+                    .post(&format!("/api/v1/sites/{site}/certs"), &body)
+                    .await?;
+                println!(
+                    "certificate for {} stored (names: {}, fingerprint {})",
+                    v["domain"].as_str().unwrap_or(&domain),
+                    v["names"]
+                        .as_array()
+                        .map(|n| n
+                            .iter()
+                            .filter_map(|x| x.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", "))
+                        .unwrap_or_default(),
+                    v["fingerprint"].as_str().unwrap_or("")
+                );
+            }
+            Command::Certs(CertsCmd::List { site }) => {
+                let v = c.get(&format!("/api/v1/sites/{site}/certs")).await?;
+                for cert in v["certs"].as_array().into_iter().flatten() {
+                    println!(
+                        "{}\texpires {}\t{}\t{}",
+                        cert["domain"].as_str().unwrap_or(""),
+                        cert["not_after"],
+                        cert["source"].as_str().unwrap_or(""),
+                        cert["fingerprint"].as_str().unwrap_or("")
+                    );
+                }
             }
             Command::Tokens(TokensCmd::Create { site }) => {
                 let v = c

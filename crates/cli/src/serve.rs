@@ -89,12 +89,26 @@ async fn node(cfg: ServeConfig) -> anyhow::Result<()> {
     );
     ensure_admin_token(meta.as_ref(), &cfg).await?;
 
+    let node_key = Arc::new(
+        ledge_tls::NodeKey::load_or_create(&cfg.data.join("node-key"))
+            .context("cannot load the node key")?,
+    );
+    let certs = match cfg.tls_listen {
+        Some(_) => Some(tls_resolver(&cfg, meta.clone(), node_key.clone())?),
+        None => None,
+    };
+
     let feed = Feed::new(4096);
     let router = Arc::new(Router::new(&cfg.edge_domain));
     // Subscribe before the first rebuild so no event is lost in between.
     let feed_rx = feed.subscribe();
     ledge_edge::routes::rebuild_from(&router, meta.as_ref()).await;
-    tokio::spawn(ledge_edge::follow(router.clone(), meta.clone(), feed_rx));
+    tokio::spawn(ledge_edge::follow(
+        router.clone(),
+        meta.clone(),
+        certs.clone(),
+        feed_rx,
+    ));
 
     let processor = Processor {
         meta: meta.clone(),
@@ -115,6 +129,14 @@ async fn node(cfg: ServeConfig) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {} (API)", cfg.api_listen))?;
     let edge_addr = edge_listener.local_addr()?;
     let api_addr = api_listener.local_addr()?;
+    let tls_listener = match cfg.tls_listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} (HTTPS)"))?,
+        ),
+        None => None,
+    };
 
     if cfg.demo {
         crate::demo::publish(&meta, &blobs, &processor).await?;
@@ -132,6 +154,7 @@ async fn node(cfg: ServeConfig) -> anyhow::Result<()> {
         processor,
         edge_domain: cfg.edge_domain.clone(),
         edge_port_suffix: port_suffix.clone(),
+        node_key,
     });
     let origin = ledge_edge::Origin::new(
         ledge_edge::OutboundPolicy {
@@ -169,10 +192,28 @@ async fn node(cfg: ServeConfig) -> anyhow::Result<()> {
             .await
     });
     let mut edge_stop = stop_rx.clone();
+    let mut tls_addr = None;
+    let tls_task = match (tls_listener, certs) {
+        (Some(listener), Some(resolver)) => {
+            let mut stop = stop_rx.clone();
+            tls_addr = Some(listener.local_addr()?);
+            Some(tokio::spawn(ledge_edge::serve(
+                listener,
+                edge.clone(),
+                cfg.limits.clone(),
+                Some(resolver),
+                async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                },
+            )))
+        }
+        _ => None,
+    };
     let edge_task = tokio::spawn(ledge_edge::serve(
         edge_listener,
         edge,
         cfg.limits.clone(),
+        None,
         async move {
             let _ = edge_stop.wait_for(|s| *s).await;
         },
@@ -180,6 +221,9 @@ async fn node(cfg: ServeConfig) -> anyhow::Result<()> {
 
     let mut out = std::io::stdout().lock();
     writeln!(out, "ledge: edge listening on http://{edge_addr}")?;
+    if let Some(addr) = tls_addr {
+        writeln!(out, "ledge: HTTPS listening on https://{addr}")?;
+    }
     writeln!(out, "ledge: API listening on http://{api_addr}")?;
     if cfg.demo {
         writeln!(
@@ -195,11 +239,39 @@ async fn node(cfg: ServeConfig) -> anyhow::Result<()> {
     eprintln!("ledge: draining connections");
     let _ = stop_tx.send(true);
     let _ = edge_task.await;
+    if let Some(t) = tls_task {
+        let _ = t.await;
+    }
     if let Ok(Err(e)) = api_task.await {
         tracing::warn!(error = %e, "API server stopped with an error");
     }
     eprintln!("ledge: stopped");
     Ok(())
+}
+
+/// The TLS certificate resolver: tenants' certificates from the store, the
+/// operator's certificate for `*.EDGE_DOMAIN` and for clients without SNI.
+fn tls_resolver(
+    cfg: &ServeConfig,
+    meta: Arc<dyn MetaStore>,
+    node_key: Arc<ledge_tls::NodeKey>,
+) -> anyhow::Result<Arc<ledge_tls::CertResolver>> {
+    let source = Arc::new(ledge_edge::routes::StoreCertSource { meta });
+    let mut resolver = ledge_tls::CertResolver::new(source, node_key)?;
+    if let Some((cert, key)) = &cfg.tls_operator {
+        let chain = std::fs::read_to_string(cert)
+            .with_context(|| format!("cannot read {}", cert.display()))?;
+        let pem = std::fs::read_to_string(key)
+            .with_context(|| format!("cannot read {}", key.display()))?;
+        let probe = format!("ledge.{}", cfg.edge_domain);
+        let validated = ledge_tls::validate(&chain, &pem, &probe, std::time::SystemTime::now())
+            .with_context(|| format!("operator certificate {}", cert.display()))?;
+        let key = validated.certified_key();
+        resolver = resolver
+            .with_edge_wildcard(&cfg.edge_domain, key.clone())
+            .with_default(key);
+    }
+    Ok(Arc::new(resolver))
 }
 
 async fn shutdown_signal() {

@@ -65,6 +65,8 @@ pub struct ApiState {
     pub edge_domain: String,
     /// `:PORT` suffix of edge URLs (empty for 80).
     pub edge_port_suffix: String,
+    /// Seals private keys at rest.
+    pub node_key: Arc<ledge_tls::NodeKey>,
 }
 
 /// The API router.
@@ -88,6 +90,7 @@ pub fn router(state: ApiState) -> Router {
         )
         .route("/api/v1/deploys/{id}", get(get_deploy))
         .route("/api/v1/deploys/{id}/blobs/{digest}", put(put_blob))
+        .route("/api/v1/sites/{site}/certs", post(add_cert).get(list_certs))
         .route("/api/v1/sites/{site}/rollback", post(rollback))
         .route("/api/v1/sites/{site}/lock", post(lock))
         .route("/api/v1/sites/{site}/unlock", post(unlock))
@@ -545,6 +548,87 @@ async fn put_blob(
     Ok(Json(
         json!({"digest": digest, "state": state, "uploaded": true}),
     ))
+}
+
+// === certificates ===
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddCert {
+    domain: String,
+    cert: String,
+    key: String,
+}
+
+async fn add_cert(
+    State(st): State<ApiState>,
+    caller: Caller,
+    Path(site): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    caller.admin()?;
+    let site = site_param(&site)?;
+    let req: AddCert = parse_json(&body)?;
+    let domain = domain_param(req.domain.trim_start_matches("*."), &st.edge_domain)?;
+    let domain = if req.domain.starts_with("*.") {
+        format!("*.{domain}")
+    } else {
+        domain
+    };
+    let owned = st.meta.get_site(&site).await?.domains;
+    let covered = owned.iter().any(|d| {
+        *d == domain
+            || domain
+                .strip_prefix("*.")
+                .is_some_and(|parent| d.ends_with(&format!(".{parent}")))
+    });
+    if !covered {
+        return Err(ApiError::invalid(format!(
+            "{domain:?} is not a domain of site \"{site}\": add it with `ledge domains add` first"
+        )));
+    }
+    let probe = domain.replace('*', "ledge-check");
+    let valid = ledge_tls::validate(&req.cert, &req.key, &probe, std::time::SystemTime::now())
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_certificate",
+                e.to_string(),
+            )
+        })?;
+    let stored = ledge_store::StoredCert {
+        domain: domain.clone(),
+        site: site.clone(),
+        chain_pem: req.cert,
+        sealed_key: st.node_key.seal(req.key.as_bytes()),
+        not_after: valid.not_after(),
+        fingerprint: valid.fingerprint().to_owned(),
+        source: "upload".into(),
+        version: 0,
+    };
+    let ev = st.meta.put_cert(&stored).await?;
+    st.feed.send([ev]);
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "domain": domain,
+            "site": site,
+            "names": valid.names(),
+            "not_after": valid.not_after(),
+            "fingerprint": valid.fingerprint(),
+        })),
+    )
+        .into_response())
+}
+
+async fn list_certs(
+    State(st): State<ApiState>,
+    caller: Caller,
+    Path(site): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let site = site_param(&site)?;
+    caller.site(&site)?;
+    Ok(Json(json!({"certs": st.meta.list_certs(&site).await?})))
 }
 
 #[derive(Deserialize, Default)]

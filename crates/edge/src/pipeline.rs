@@ -84,6 +84,8 @@ pub struct ConnInfo {
     pub peer: SocketAddr,
     /// True on the TLS listener.
     pub tls: bool,
+    /// The TLS server name the client asked for.
+    pub sni: Option<Arc<str>>,
 }
 
 /// Requests under this path answer ACME HTTP-01 challenges and are never
@@ -149,6 +151,7 @@ impl Edge {
         };
         let result = async {
             self.accept(&mut ctx, &parts)?;
+            self.misdirected(&ctx, conn)?;
             self.resolve(&mut ctx).await?;
             if let Some(r) = self.guard(&ctx, &parts) {
                 return Ok(r);
@@ -212,6 +215,20 @@ impl Edge {
             }
         }
         Ok(())
+    }
+
+    /// On TLS: a Host that belongs to another site than the SNI name the
+    /// connection was made for is misdirected (RFC 9110 §15.5.20).
+    fn misdirected(&self, ctx: &RequestCtx, conn: &ConnInfo) -> Result<(), EdgeError> {
+        match &conn.sni {
+            Some(sni) if **sni != *ctx.host => {
+                if self.router.site_of(sni) != self.router.site_of(&ctx.host) {
+                    return Err(EdgeError::Misdirected);
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Phase 2 (resolve): Host → site → deploy snapshot; the visitor's country

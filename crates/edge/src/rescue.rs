@@ -48,6 +48,9 @@ pub enum EdgeError {
     /// The origin did not answer in time.
     #[error("the origin did not answer within {0:?}")]
     OriginTimeout(std::time::Duration),
+    /// The Host belongs to another site than the TLS server name.
+    #[error("this connection was made for another site: open a new connection for this host")]
+    Misdirected,
     /// The request already went through Ledge proxies too many times.
     #[error("proxy loop: this request already passed through Ledge")]
     ProxyLoop,
@@ -70,6 +73,7 @@ impl EdgeError {
             }
             Self::OriginTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             Self::ProxyLoop => StatusCode::LOOP_DETECTED,
+            Self::Misdirected => StatusCode::MISDIRECTED_REQUEST,
         }
     }
 }

@@ -203,6 +203,18 @@ impl Router {
         Applied::Yes
     }
 
+    /// The site a normalised host belongs to, if any (whatever it serves).
+    pub fn site_of(&self, host: &str) -> Option<SiteName> {
+        let table = self.table.load();
+        if let Some(site) = table.domains.get(host) {
+            return Some(site.clone());
+        }
+        let site = match parse_edge_host(host, &self.edge_domain)? {
+            EdgeHost::Site(s) | EdgeHost::Permalink(_, s) | EdgeHost::Alias(_, s) => s,
+        };
+        table.sites.contains_key(&site).then_some(site)
+    }
+
     /// Looks a normalised host up.
     pub fn route(&self, host: &str) -> Route {
         let table = self.table.load();
@@ -267,9 +279,15 @@ fn production(site: &SiteName, e: &SiteEntry) -> Route {
 pub async fn follow(
     router: Arc<Router>,
     meta: Arc<dyn ledge_store::MetaStore>,
+    certs: Option<Arc<ledge_tls::CertResolver>>,
     mut rx: tokio::sync::broadcast::Receiver<ChangeEvent>,
 ) {
     use tokio::sync::broadcast::error::RecvError;
+    let forget_all = || {
+        if let Some(c) = &certs {
+            c.invalidate_all();
+        }
+    };
     // Subscribed before this rebuild, so nothing between the two is lost.
     rebuild_from(&router, meta.as_ref()).await;
     loop {
@@ -277,14 +295,58 @@ pub async fn follow(
             Ok(ev) => {
                 if router.apply(&ev) == Applied::Gap {
                     rebuild_from(&router, meta.as_ref()).await;
+                    forget_all();
+                }
+                if let Some(c) = &certs {
+                    match &ev.kind {
+                        EventKind::CertChanged { domain }
+                        | EventKind::DomainAdded { domain }
+                        | EventKind::DomainRemoved { domain } => c.invalidate(domain),
+                        EventKind::SiteDeleted => c.invalidate_all(),
+                        _ => {}
+                    }
                 }
             }
             Err(RecvError::Lagged(n)) => {
                 tracing::warn!(missed = n, "change feed lagged; rebuilding routing table");
                 rebuild_from(&router, meta.as_ref()).await;
+                forget_all();
             }
             Err(RecvError::Closed) => return,
         }
+    }
+}
+
+/// Certificates from the metadata store, for the TLS resolver: a custom
+/// domain's own certificate, then a tenant wildcard (`*.parent`) that the site
+/// also owns as a domain.
+pub struct StoreCertSource {
+    /// The metadata store.
+    pub meta: Arc<dyn ledge_store::MetaStore>,
+}
+
+#[async_trait::async_trait]
+impl ledge_tls::CertSource for StoreCertSource {
+    async fn cert_for(
+        &self,
+        server_name: &str,
+    ) -> Result<Option<ledge_tls::StoredCert>, ledge_tls::SourceError> {
+        let fail = |e: ledge_store::MetaError| ledge_tls::SourceError::Store(Box::new(e));
+        let mut found = self.meta.get_cert(server_name).await.map_err(fail)?;
+        if found.is_none() {
+            if let Some((_, parent)) = server_name.split_once('.') {
+                found = self
+                    .meta
+                    .get_cert(&format!("*.{parent}"))
+                    .await
+                    .map_err(fail)?;
+            }
+        }
+        Ok(found.map(|c| ledge_tls::StoredCert {
+            chain_pem: c.chain_pem,
+            sealed_key: c.sealed_key,
+            version: u64::try_from(c.version).unwrap_or(0),
+        }))
     }
 }
 

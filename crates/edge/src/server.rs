@@ -17,7 +17,8 @@ use std::time::Duration;
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use ledge_tls::CertResolver;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
@@ -55,11 +56,14 @@ impl Default for ServerLimits {
 }
 
 /// Serves `listener` until `shutdown` resolves, then stops accepting and waits
-/// (up to the drain timeout) for in-flight requests to finish.
+/// (up to the drain timeout) for in-flight requests to finish. With a
+/// certificate resolver the listener speaks TLS (ALPN `h2`, `http/1.1`);
+/// without one it is cleartext (HTTP/1.1, or h2 with prior knowledge).
 pub async fn serve(
     listener: TcpListener,
     edge: Arc<Edge>,
     limits: ServerLimits,
+    tls: Option<Arc<CertResolver>>,
     shutdown: impl Future<Output = ()>,
 ) {
     let mut h1 = http1::Builder::new();
@@ -75,7 +79,7 @@ pub async fn serve(
         .max_local_error_reset_streams(1024)
         .keep_alive_interval(Duration::from_secs(30))
         .keep_alive_timeout(Duration::from_secs(10));
-    let (h1, h2) = (Arc::new(h1), Arc::new(h2));
+    let protocols = Arc::new(Protocols { h1, h2 });
     let graceful = GracefulShutdown::new();
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     tokio::pin!(shutdown);
@@ -99,29 +103,45 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let edge = edge.clone();
-        let conn = Arc::new(ConnInfo { peer, tls: false });
-        let svc = service_fn(move |req| {
-            let edge = edge.clone();
-            let conn = conn.clone();
-            async move { Ok::<_, Infallible>(edge.handle(req, &conn).await) }
-        });
-        let (h1, h2) = (h1.clone(), h2.clone());
+        let protocols = protocols.clone();
         let watcher = graceful.watcher();
         let first_bytes = limits.header_read_timeout;
+        let tls = tls.clone();
         tokio::spawn(async move {
             // hyper's own timer starts once it knows the protocol: bound the wait
-            // for the first bytes here, and pick the protocol from them.
-            let Ok(Some(is_h2)) = tokio::time::timeout(first_bytes, sniff_h2(&stream)).await else {
-                return;
-            };
-            let io = TokioIo::new(stream);
-            let result = if is_h2 {
-                watcher.watch(h2.serve_connection(io, svc)).await
-            } else {
-                watcher.watch(h1.serve_connection(io, svc)).await
-            };
-            if let Err(e) = result {
-                tracing::debug!(error = %e, %peer, "connection ended with an error");
+            // for the first bytes (or the whole TLS handshake) here.
+            match tls {
+                None => {
+                    let Ok(Some(is_h2)) =
+                        tokio::time::timeout(first_bytes, sniff_h2(&stream)).await
+                    else {
+                        return;
+                    };
+                    let conn = ConnInfo {
+                        peer,
+                        tls: false,
+                        sni: None,
+                    };
+                    protocols
+                        .drive(TokioIo::new(stream), is_h2, edge, conn, watcher)
+                        .await;
+                }
+                Some(resolver) => {
+                    let Ok(Some((stream, sni))) =
+                        tokio::time::timeout(first_bytes, handshake(stream, &resolver)).await
+                    else {
+                        return;
+                    };
+                    let is_h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
+                    let conn = ConnInfo {
+                        peer,
+                        tls: true,
+                        sni,
+                    };
+                    protocols
+                        .drive(TokioIo::new(stream), is_h2, edge, conn, watcher)
+                        .await;
+                }
             }
             drop(permit);
         });
@@ -133,6 +153,64 @@ pub async fn serve(
     {
         tracing::warn!("drain timeout: closing the connections still open");
     }
+}
+
+/// The HTTP/1.1 and h2 connection builders, configured once.
+struct Protocols {
+    h1: http1::Builder,
+    h2: http2::Builder<TokioExecutor>,
+}
+
+impl Protocols {
+    /// Serves one connection until it ends or the drain closes it.
+    async fn drive<I>(&self, io: I, is_h2: bool, edge: Arc<Edge>, conn: ConnInfo, watcher: Watcher)
+    where
+        I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    {
+        let peer = conn.peer;
+        let conn = Arc::new(conn);
+        let svc = service_fn(move |req| {
+            let edge = edge.clone();
+            let conn = conn.clone();
+            async move { Ok::<_, Infallible>(edge.handle(req, &conn).await) }
+        });
+        let result = if is_h2 {
+            watcher.watch(self.h2.serve_connection(io, svc)).await
+        } else {
+            watcher.watch(self.h1.serve_connection(io, svc)).await
+        };
+        if let Err(e) = result {
+            tracing::debug!(error = %e, %peer, "connection ended with an error");
+        }
+    }
+}
+
+/// Reads the ClientHello, picks the certificate for its SNI name without
+/// blocking a thread, and finishes the handshake (with an alert when there is
+/// no certificate for the name). Returns the stream and the SNI name.
+async fn handshake(
+    stream: tokio::net::TcpStream,
+    resolver: &CertResolver,
+) -> Option<(
+    tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+    Option<Arc<str>>,
+)> {
+    let acceptor =
+        tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), stream);
+    let start = acceptor.await.ok()?;
+    let sni: Option<Arc<str>> = start
+        .client_hello()
+        .server_name()
+        .map(|n| n.to_ascii_lowercase().into());
+    let config = match resolver.resolve(sni.as_deref()).await {
+        Some(key) => resolver.server_config(key),
+        None => {
+            tracing::debug!(sni = ?sni, "no certificate for this name: refusing the handshake");
+            resolver.refusing_config()
+        }
+    };
+    let stream = start.into_stream(config).await.ok()?;
+    Some((stream, sni))
 }
 
 /// The h2 client preface starts with `PRI`; no HTTP/1.1 method does.

@@ -16,6 +16,8 @@ pub struct Node {
     pub data: PathBuf,
     pub edge: SocketAddr,
     pub api: SocketAddr,
+    /// The HTTPS listener, when started with `--tls-listen`.
+    pub https: Option<SocketAddr>,
     pub token: String,
     _dir: Option<tempfile::TempDir>,
 }
@@ -55,7 +57,7 @@ impl Node {
             .expect("spawn ledge serve");
         let stdout = child.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout).lines();
-        let (mut edge, mut api) = (None, None);
+        let (mut edge, mut api, mut https) = (None, None, None);
         while edge.is_none() || api.is_none() {
             let line = lines
                 .next()
@@ -66,6 +68,9 @@ impl Node {
             }
             if let Some(a) = line.strip_prefix("ledge: API listening on http://") {
                 api = Some(a.parse().unwrap());
+            }
+            if let Some(a) = line.strip_prefix("ledge: HTTPS listening on https://") {
+                https = Some(a.parse().unwrap());
             }
         }
         // Keep draining stdout so the child never blocks on a full pipe.
@@ -79,6 +84,7 @@ impl Node {
             data: data.to_path_buf(),
             edge: edge.unwrap(),
             api: api.unwrap(),
+            https,
             token,
             _dir: None,
         }
