@@ -8,7 +8,7 @@
 # access log exists yet, so logging is off like every other row.
 
 SRV_PORT=31085
-SRV_SCENARIOS="static-1k static-100k redirect conn-close many-files static-1m"
+SRV_SCENARIOS="static-1k static-100k redirect h2-tls conn-close many-files static-1m"
 
 ledge_bin() {
   if [[ -n ${LEDGE_BIN:-} ]]; then echo "$LEDGE_BIN"
@@ -21,17 +21,31 @@ srv_version() { "$(ledge_bin)" --version 2>/dev/null | head -1; }
 srv_note() {
   case $1 in
     redirect) echo "Netlify _redirects, compiled";;
+    h2-tls) echo "rustls (ring), certificate by SNI resolver, default cert for no-SNI";;
     static-*|many-files|conn-close) echo "deploy snapshot, file bytes from the in-memory blob cache (8 MiB objects)";;
   esac
 }
 
 srv_config() {
-  local dir=$2 port=$3
-  cat >"$dir/ledge.toml" <<TOML
+  local scen=$1 dir=$2 port=$3
+  if [[ $scen == h2-tls ]]; then
+    # HTTPS on the bench port (the harness certificate is the operator's
+    # default, as h2load connects by IP without SNI); plain HTTP elsewhere.
+    cat >"$dir/ledge.toml" <<TOML
+listen = "127.0.0.1:0"
+tls_listen = "127.0.0.1:$port"
+tls_cert = "$TLS_CERT"
+tls_key = "$TLS_KEY"
+api_listen = "127.0.0.1:0"
+data = "$BENCH_WORK/ledge-data"
+TOML
+  else
+    cat >"$dir/ledge.toml" <<TOML
 listen = "127.0.0.1:$port"
 api_listen = "127.0.0.1:0"
 data = "$BENCH_WORK/ledge-data"
 TOML
+  fi
 }
 
 srv_cmd() {

@@ -263,13 +263,29 @@ fn tls_resolver(
             .with_context(|| format!("cannot read {}", cert.display()))?;
         let pem = std::fs::read_to_string(key)
             .with_context(|| format!("cannot read {}", key.display()))?;
+        // Served for edge names only when it covers them; always the default
+        // for clients that send no SNI.
+        let now = std::time::SystemTime::now();
         let probe = format!("ledge.{}", cfg.edge_domain);
-        let validated = ledge_tls::validate(&chain, &pem, &probe, std::time::SystemTime::now())
-            .with_context(|| format!("operator certificate {}", cert.display()))?;
-        let key = validated.certified_key();
-        resolver = resolver
-            .with_edge_wildcard(&cfg.edge_domain, key.clone())
-            .with_default(key);
+        let context = || format!("operator certificate {}", cert.display());
+        match ledge_tls::validate(&chain, &pem, &probe, now) {
+            Ok(v) => {
+                let key = v.certified_key();
+                resolver = resolver
+                    .with_edge_wildcard(&cfg.edge_domain, key.clone())
+                    .with_default(key);
+            }
+            Err(ledge_tls::CertError::NameMismatch { names, .. }) if !names.is_empty() => {
+                let own = names[0].replace('*', "ledge");
+                let v = ledge_tls::validate(&chain, &pem, &own, now).with_context(context)?;
+                tracing::warn!(
+                    "the operator certificate does not cover *.{}: it is only the default for clients without SNI",
+                    cfg.edge_domain
+                );
+                resolver = resolver.with_default(v.certified_key());
+            }
+            Err(e) => return Err(anyhow::Error::new(e).context(context())),
+        }
     }
     Ok(Arc::new(resolver))
 }
