@@ -544,7 +544,11 @@ fn request_id() -> HeaderValue {
     for (i, b) in buf.iter_mut().enumerate() {
         *b = HEX[((n >> (60 - 4 * i)) & 0xf) as usize];
     }
-    HeaderValue::from_bytes(&buf).unwrap_or(HeaderValue::from_static("0"))
+    let mut id = HeaderValue::from_bytes(&buf).unwrap_or(HeaderValue::from_static("0"));
+    // Unique per response: never worth a slot in the h2 HPACK dynamic table,
+    // where it would only evict headers that repeat.
+    id.set_sensitive(true);
+    id
 }
 
 /// The client's address: the peer, or — when the peer is a trusted proxy — the
