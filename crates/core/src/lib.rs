@@ -8,6 +8,7 @@
 
 pub mod host;
 pub mod ids;
+pub mod path;
 
 pub use host::{normalize_host, parse_edge_host, EdgeHost};
 pub use ids::{DeployId, Digest, IdError, Label, SiteName, MAX_SITE_NAME_LEN};

@@ -8,8 +8,9 @@
 //! Lookups are exact (no case folding). Configuration files never match because
 //! they are not in the deploy's servable file map.
 
-use std::borrow::Cow;
 use std::sync::Arc;
+
+pub use ledge_core::path::{decode_path, locate, Located, PathError};
 
 use crate::deploys::{LoadedDeploy, ServedFile};
 
@@ -22,59 +23,6 @@ pub enum Resolved {
     AddSlash,
     /// Nothing here.
     NotFound,
-}
-
-/// Where a path leads, given only which paths exist.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Located<'a> {
-    /// This file path.
-    File(Cow<'a, str>),
-    /// Redirect to the slash form.
-    AddSlash,
-    /// Nothing.
-    NotFound,
-}
-
-/// Resolves a decoded, validated request path (starts with `/`) against a set
-/// of file paths given by `has`. Shared by the edge and `ledge rules explain`.
-pub fn locate<'a>(path: &'a str, has: impl Fn(&str) -> bool) -> Located<'a> {
-    let mut buf = String::new();
-    let mut probe = |base: &str, suffix: &str| -> Option<String> {
-        buf.clear();
-        buf.push_str(base);
-        buf.push_str(suffix);
-        has(&buf).then(|| buf.clone())
-    };
-    if let Some(dir) = path.strip_suffix('/') {
-        // `/x/` (or `/`).
-        for candidate in ["index.html", "index.htm"] {
-            if let Some(p) = probe(path, candidate) {
-                return Located::File(Cow::Owned(p));
-            }
-        }
-        if !dir.is_empty() {
-            for ext in [".html", ".htm"] {
-                if let Some(p) = probe(dir, ext) {
-                    return Located::File(Cow::Owned(p));
-                }
-            }
-        }
-        return Located::NotFound;
-    }
-    if has(path) {
-        return Located::File(Cow::Borrowed(path));
-    }
-    for ext in [".html", ".htm"] {
-        if let Some(p) = probe(path, ext) {
-            return Located::File(Cow::Owned(p));
-        }
-    }
-    for index in ["/index.html", "/index.htm"] {
-        if probe(path, index).is_some() {
-            return Located::AddSlash;
-        }
-    }
-    Located::NotFound
 }
 
 /// Resolves a decoded, validated request path in a deploy.
@@ -96,62 +44,6 @@ pub fn exists(deploy: &LoadedDeploy, path: &str) -> bool {
         locate(path, |p| deploy.file(p).is_some()),
         Located::NotFound
     )
-}
-
-/// Why a request path was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PathError {
-    /// Malformed: bad escapes, NUL, backslash, dot segments, not UTF-8.
-    Bad,
-}
-
-/// Percent-decodes a raw request path and refuses anything hostile: invalid
-/// escapes or UTF-8, NUL and other control bytes, backslashes, and `.` or `..`
-/// segments (encoded or not). The result starts with `/`.
-pub fn decode_path(raw: &str) -> Result<Cow<'_, str>, PathError> {
-    if !raw.starts_with('/') {
-        return Err(PathError::Bad);
-    }
-    // Fast path: nothing escaped, nothing odd: the raw path is the path.
-    let plain = raw
-        .bytes()
-        .all(|b| b.is_ascii_graphic() && b != b'%' && b != b'\\');
-    if plain && !raw.split('/').any(|seg| seg == "." || seg == "..") {
-        return Ok(Cow::Borrowed(raw));
-    }
-    let bytes = raw.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let b = bytes[i];
-        if b == b'%' {
-            let hex = bytes.get(i + 1..i + 3).ok_or(PathError::Bad)?;
-            let v = (hex_val(hex[0]).ok_or(PathError::Bad)? << 4)
-                | hex_val(hex[1]).ok_or(PathError::Bad)?;
-            out.push(v);
-            i += 3;
-        } else {
-            out.push(b);
-            i += 1;
-        }
-    }
-    let s = String::from_utf8(out).map_err(|_| PathError::Bad)?;
-    if s.chars().any(|c| c.is_control() || c == '\\') {
-        return Err(PathError::Bad);
-    }
-    if s.split('/').any(|seg| seg == "." || seg == "..") {
-        return Err(PathError::Bad);
-    }
-    Ok(Cow::Owned(s))
-}
-
-fn hex_val(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
 }
 
 #[cfg(test)]
@@ -239,27 +131,5 @@ mod tests {
         assert_eq!(which(&htm, "/a"), "/a.htm");
         assert_eq!(which(&htm, "/docs"), "301");
         assert_eq!(which(&htm, "/docs/"), "/docs/index.htm");
-    }
-
-    #[test]
-    fn hostile_paths() {
-        assert_eq!(decode_path("/a%20b").as_deref(), Ok("/a b"));
-        assert_eq!(decode_path("/caf%C3%A9").as_deref(), Ok("/café"));
-        for bad in [
-            "/../etc/passwd",
-            "/a/%2e%2e/b",
-            "/a/%2E%2E",
-            "/a/./b",
-            "/a%00",
-            "/a%5cb",
-            "/a\\b",
-            "/%zz",
-            "/%c3",
-            "/%ff",
-            "a",
-            "/x%0a",
-        ] {
-            assert!(decode_path(bad).is_err(), "{bad}");
-        }
     }
 }
