@@ -177,6 +177,7 @@ async fn node(cfg: ServeConfig) -> anyhow::Result<()> {
         router,
         origin,
         geo,
+        acme: None,
         deploys: DeployCache::new(blobs.clone(), cfg.deploy_cache),
         blobs: BlobCache::new(blobs.clone(), cfg.blob_cache_bytes, cfg.max_object_bytes),
         config: cfg.edge.clone(),

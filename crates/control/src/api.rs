@@ -270,7 +270,9 @@ async fn get_site(
 ) -> Result<Json<Value>, ApiError> {
     let site = site_param(&site)?;
     caller.site(&site)?;
-    Ok(Json(st.site_json(&st.meta.get_site(&site).await?)))
+    let mut v = st.site_json(&st.meta.get_site(&site).await?);
+    v["domain_status"] = json!(st.meta.domain_statuses(&site).await?);
+    Ok(Json(v))
 }
 
 async fn delete_site(

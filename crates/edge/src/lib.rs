@@ -28,6 +28,6 @@ pub mod static_files;
 pub use body::Body;
 pub use deploys::{BlobCache, DeployCache, LoadedDeploy};
 pub use outbound::{Origin, OutboundPolicy};
-pub use pipeline::{ConnInfo, Edge, EdgeConfig};
+pub use pipeline::{AcmeChallenges, ConnInfo, Edge, EdgeConfig};
 pub use routes::{follow, RouteTarget, Router};
 pub use server::{serve, ServerLimits};

@@ -77,6 +77,12 @@ pub struct RequestCtx {
     pub deploy: Option<Arc<LoadedDeploy>>,
 }
 
+/// Key authorizations of pending ACME HTTP-01 challenges, by token.
+pub trait AcmeChallenges: Send + Sync {
+    /// The key authorization to answer for `token`, if one is pending.
+    fn key_authorization(&self, token: &str) -> Option<String>;
+}
+
 /// The connection a request arrived on.
 #[derive(Debug, Clone)]
 pub struct ConnInfo {
@@ -124,6 +130,8 @@ pub struct Edge {
     pub origin: Origin,
     /// Country lookup.
     pub geo: crate::geo::Geo,
+    /// Pending ACME HTTP-01 challenges, when the node issues certificates.
+    pub acme: Option<Arc<dyn AcmeChallenges>>,
     /// Settings.
     pub config: EdgeConfig,
 }
@@ -151,6 +159,9 @@ impl Edge {
         };
         let result = async {
             self.accept(&mut ctx, &parts)?;
+            if let Some(r) = self.acme_challenge(&parts) {
+                return Ok(r);
+            }
             self.misdirected(&ctx, conn)?;
             self.resolve(&mut ctx).await?;
             if let Some(r) = self.guard(&ctx, &parts) {
@@ -215,6 +226,22 @@ impl Edge {
             }
         }
         Ok(())
+    }
+
+    /// ACME HTTP-01: `GET /.well-known/acme-challenge/TOKEN` answers the key
+    /// authorization for any host, before routing (the domain may have nothing
+    /// published yet).
+    fn acme_challenge(&self, parts: &http::request::Parts) -> Option<Response<Body>> {
+        let acme = self.acme.as_ref()?;
+        let token = parts.uri.path().strip_prefix(ACME_CHALLENGE_PREFIX)?;
+        if parts.method != Method::GET && parts.method != Method::HEAD {
+            return None;
+        }
+        let answer = acme.key_authorization(token)?;
+        let mut r = Response::new(Body::full(answer));
+        r.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        Some(r)
     }
 
     /// On TLS: a Host that belongs to another site than the SNI name the

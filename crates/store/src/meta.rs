@@ -105,6 +105,13 @@ pub trait MetaStore: Send + Sync + 'static {
     /// A site's certificates, without key material.
     async fn list_certs(&self, site: &SiteName) -> Result<Vec<CertInfo>>;
 
+    /// Records a domain's certificate status (ignored for unknown domains).
+    async fn set_domain_status(&self, status: &DomainStatus) -> Result<()>;
+    /// Certificate statuses of a site's domains.
+    async fn domain_statuses(&self, site: &SiteName) -> Result<Vec<DomainStatus>>;
+    /// Every custom domain with its site.
+    async fn all_domains(&self) -> Result<Vec<(SiteName, String)>>;
+
     /// The whole routing state and the sequence it is current at.
     async fn routing_state(&self) -> Result<(i64, Vec<SiteRouting>)>;
     /// Events after `seq`, in order (for nodes that missed some).

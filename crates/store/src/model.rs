@@ -201,3 +201,18 @@ pub struct CertInfo {
     /// Replacement counter.
     pub version: i64,
 }
+
+/// Where a domain's automatic certificate stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DomainStatus {
+    /// The domain.
+    pub domain: String,
+    /// `pending`, `issued` or `failed`.
+    pub state: String,
+    /// The last failure, for people.
+    pub error: Option<String>,
+    /// Failed attempts since the last success.
+    pub attempts: i64,
+    /// When the next attempt is due (Unix seconds).
+    pub next_try_at: Option<i64>,
+}

@@ -22,9 +22,10 @@ use crate::now_secs;
 use crate::settings::{SettingsError, SiteSettings};
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
-const MIGRATIONS: [&str; 2] = [
+const MIGRATIONS: [&str; 3] = [
     include_str!("../migrations/0001_init.sql"),
     include_str!("../migrations/0002_certs.sql"),
+    include_str!("../migrations/0003_domain_status.sql"),
 ];
 
 async fn migrate(pool: &SqlitePool) -> Result<()> {
@@ -832,6 +833,58 @@ impl MetaStore for SqliteStore {
                 },
             )
             .collect())
+    }
+
+    async fn set_domain_status(&self, status: &DomainStatus) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO domain_status (domain, state, error, attempts, next_try_at, updated_at) \
+             SELECT ?, ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM domains WHERE domain = ?) \
+             ON CONFLICT (domain) DO UPDATE SET state = excluded.state, error = excluded.error, \
+             attempts = excluded.attempts, next_try_at = excluded.next_try_at, \
+             updated_at = excluded.updated_at",
+        )
+        .bind(&status.domain)
+        .bind(&status.state)
+        .bind(&status.error)
+        .bind(status.attempts)
+        .bind(status.next_try_at)
+        .bind(now_secs())
+        .bind(&status.domain)
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
+    async fn domain_statuses(&self, site: &SiteName) -> Result<Vec<DomainStatus>> {
+        let rows: Vec<(String, String, Option<String>, i64, Option<i64>)> = sqlx::query_as(
+            "SELECT s.domain, s.state, s.error, s.attempts, s.next_try_at FROM domain_status s \
+             JOIN domains d ON d.domain = s.domain WHERE d.site = ? ORDER BY s.domain",
+        )
+        .bind(site.as_str())
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(domain, state, error, attempts, next_try_at)| DomainStatus {
+                    domain,
+                    state,
+                    error,
+                    attempts,
+                    next_try_at,
+                },
+            )
+            .collect())
+    }
+
+    async fn all_domains(&self) -> Result<Vec<(SiteName, String)>> {
+        let rows: Vec<(String, String)> =
+            sqlx::query_as("SELECT site, domain FROM domains ORDER BY domain")
+                .fetch_all(&self.read)
+                .await?;
+        rows.into_iter()
+            .map(|(s, d)| Ok((site_name(s)?, d)))
+            .collect()
     }
 
     async fn routing_state(&self) -> Result<(i64, Vec<SiteRouting>)> {

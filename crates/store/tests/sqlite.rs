@@ -164,3 +164,34 @@ async fn certificates_are_versioned_and_listed_without_keys() {
     s.delete_site(&site).await.unwrap();
     assert!(s.get_cert("shop.example").await.unwrap().is_none());
 }
+
+#[tokio::test]
+async fn domain_status_follows_the_domain() {
+    let (_d, s) = store().await;
+    let site = SiteName::parse("shop").unwrap();
+    s.create_site(&site).await.unwrap();
+    s.add_domain(&site, "shop.example").await.unwrap();
+    let mut st = DomainStatus {
+        domain: "shop.example".into(),
+        state: "failed".into(),
+        error: Some("challenge failed".into()),
+        attempts: 1,
+        next_try_at: Some(100),
+    };
+    s.set_domain_status(&st).await.unwrap();
+    st.state = "issued".into();
+    st.error = None;
+    st.attempts = 0;
+    s.set_domain_status(&st).await.unwrap();
+    assert_eq!(s.domain_statuses(&site).await.unwrap(), vec![st.clone()]);
+    // Unknown domains are ignored; removing the domain removes its status.
+    st.domain = "other.example".into();
+    s.set_domain_status(&st).await.unwrap();
+    assert_eq!(s.domain_statuses(&site).await.unwrap().len(), 1);
+    assert_eq!(
+        s.all_domains().await.unwrap(),
+        vec![(site.clone(), "shop.example".to_string())]
+    );
+    s.remove_domain(&site, "shop.example").await.unwrap();
+    assert!(s.domain_statuses(&site).await.unwrap().is_empty());
+}
