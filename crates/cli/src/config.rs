@@ -62,6 +62,15 @@ pub struct ServeArgs {
     /// The private key (PEM) of `--tls-cert`.
     #[arg(long, env = "LEDGE_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// ACME directory URL: custom domains get certificates automatically.
+    #[arg(long, env = "LEDGE_ACME_DIRECTORY")]
+    pub acme_directory: Option<String>,
+    /// Contact e-mail for the ACME account.
+    #[arg(long, env = "LEDGE_ACME_EMAIL")]
+    pub acme_email: Option<String>,
+    /// An extra root (PEM file) to trust for the ACME API (test servers).
+    #[arg(long, env = "LEDGE_ACME_ROOT")]
+    pub acme_root: Option<PathBuf>,
 }
 
 /// `ledge.toml`.
@@ -82,6 +91,9 @@ struct FileConfig {
     tls_listen: Option<SocketAddr>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
+    acme_directory: Option<String>,
+    acme_email: Option<String>,
+    acme_root: Option<PathBuf>,
     #[serde(default)]
     limits: LimitsConfig,
     #[serde(default)]
@@ -146,6 +158,8 @@ pub struct ServeConfig {
     pub tls_listen: Option<SocketAddr>,
     /// Operator certificate and key files.
     pub tls_operator: Option<(PathBuf, PathBuf)>,
+    /// Automatic certificates.
+    pub acme: Option<ledge_acme::AcmeConfig>,
     /// Origin connect timeout.
     pub origin_connect_timeout: Duration,
     /// Origin response-head timeout.
@@ -226,6 +240,19 @@ impl ServeArgs {
             geo_header,
             geoip_db: self.geoip_db.or(file.geoip_db),
             tls_listen: self.tls_listen.or(file.tls_listen),
+            acme: match self.acme_directory.or(file.acme_directory) {
+                None => None,
+                Some(directory_url) => Some(ledge_acme::AcmeConfig {
+                    directory_url,
+                    contact: self.acme_email.or(file.acme_email),
+                    extra_root_pem: match self.acme_root.or(file.acme_root) {
+                        Some(p) => Some(std::fs::read_to_string(&p).with_context(|| {
+                            format!("cannot read the ACME root {}", p.display())
+                        })?),
+                        None => None,
+                    },
+                }),
+            },
             tls_operator: match (
                 self.tls_cert.or(file.tls_cert),
                 self.tls_key.or(file.tls_key),

@@ -2,6 +2,7 @@
 //! deploy`, `ledge sites`, …). Thin: each command lives in its own module.
 #![forbid(unsafe_code)]
 
+mod acme;
 mod client;
 mod config;
 mod demo;

@@ -116,6 +116,19 @@ async fn node(cfg: ServeConfig) -> anyhow::Result<()> {
         feed: feed.clone(),
         check: config_check(),
     };
+    let acme = match cfg.acme.clone() {
+        Some(config) => Some(
+            crate::acme::AcmeManager::start(
+                config,
+                &cfg.data,
+                meta.clone(),
+                node_key.clone(),
+                feed.clone(),
+            )
+            .await?,
+        ),
+        None => None,
+    };
     for id in meta.processing_deploys().await? {
         tracing::info!(deploy = %id, "resuming deploy processing");
         processor.spawn(id);
@@ -154,7 +167,7 @@ async fn node(cfg: ServeConfig) -> anyhow::Result<()> {
         processor,
         edge_domain: cfg.edge_domain.clone(),
         edge_port_suffix: port_suffix.clone(),
-        node_key,
+        node_key: node_key.clone(),
     });
     let origin = ledge_edge::Origin::new(
         ledge_edge::OutboundPolicy {
@@ -177,7 +190,9 @@ async fn node(cfg: ServeConfig) -> anyhow::Result<()> {
         router,
         origin,
         geo,
-        acme: None,
+        acme: acme.as_ref().map(|m| {
+            Arc::new(crate::acme::Challenges(m.challenges())) as Arc<dyn ledge_edge::AcmeChallenges>
+        }),
         deploys: DeployCache::new(blobs.clone(), cfg.deploy_cache),
         blobs: BlobCache::new(blobs.clone(), cfg.blob_cache_bytes, cfg.max_object_bytes),
         config: cfg.edge.clone(),
@@ -235,6 +250,11 @@ async fn node(cfg: ServeConfig) -> anyhow::Result<()> {
     }
     out.flush()?;
     drop(out);
+
+    if let Some(m) = acme {
+        // Listening now, so the edge can answer the challenges.
+        tokio::spawn(m.run(feed.subscribe()));
+    }
 
     shutdown_signal().await;
     eprintln!("ledge: draining connections");
