@@ -29,7 +29,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a node: control API and edge, with embedded storage.
-    Serve(config::ServeArgs),
+    Serve(Box<config::ServeArgs>),
     /// Manage sites.
     #[command(subcommand)]
     Sites(SitesCmd),
@@ -174,7 +174,7 @@ enum DeploysCmd {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve(args) => serve::run(args),
+        Command::Serve(args) => serve::run(*args),
         Command::Rules(cmd) => rules::run(cmd),
         other => client_command(other),
     };
