@@ -14,6 +14,15 @@ if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
   echo "test.sh: installing node and npm (Debian packages)" >&2
   apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null
 fi
+# Debian packages the end-to-end tests run for real: pebble (ACME server) and
+# openssl (a TLS client that can omit SNI).
+missing=()
+command -v pebble >/dev/null || missing+=(pebble)
+command -v openssl >/dev/null || missing+=(openssl)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "test.sh: installing ${missing[*]} (Debian packages)" >&2
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
 ORACLE_NODE_MODULES_DIR="$(bash "$shared/oracles/install.sh")"
 # The GeoIP tests write a small MaxMind database with this package.
 python3 -c 'import mmdb_writer' 2>/dev/null || python3 -m pip install --quiet mmdb-writer

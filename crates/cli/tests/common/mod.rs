@@ -39,15 +39,13 @@ impl Node {
 
     /// Starts a node on `data` with extra flags.
     pub fn start_in(data: &Path, extra: &[&str]) -> Node {
-        let mut child = Command::new(BIN)
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--api-listen",
-                "127.0.0.1:0",
-                "--data",
-            ])
+        let mut cmd = Command::new(BIN);
+        cmd.arg("serve");
+        if !extra.contains(&"--listen") {
+            cmd.args(["--listen", "127.0.0.1:0"]);
+        }
+        let mut child = cmd
+            .args(["--api-listen", "127.0.0.1:0", "--data"])
             .arg(data)
             .args(extra)
             .env("LEDGE_LOG", "warn")
@@ -258,4 +256,13 @@ pub fn http() -> reqwest::blocking::Client {
         .timeout(Duration::from_secs(30))
         .build()
         .unwrap()
+}
+
+/// A free loopback port (bound, then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
