@@ -37,14 +37,52 @@ pub struct AcmeManager {
 }
 
 impl AcmeManager {
+    /// Sets the manager up in the background: the ACME account is restored
+    /// (or created) when the server answers, retried with backoff until then,
+    /// so a node starts and serves even while its ACME server is down.
+    pub fn spawn(
+        config: AcmeConfig,
+        data: PathBuf,
+        meta: Arc<dyn MetaStore>,
+        node_key: Arc<NodeKey>,
+        feed: Feed,
+        challenges: ChallengeStore,
+    ) {
+        let events = feed.subscribe();
+        tokio::spawn(async move {
+            let mut attempt = 0;
+            let manager = loop {
+                match Self::start(
+                    config.clone(),
+                    &data,
+                    meta.clone(),
+                    node_key.clone(),
+                    feed.clone(),
+                    challenges.clone(),
+                )
+                .await
+                {
+                    Ok(m) => break m,
+                    Err(e) => {
+                        attempt += 1;
+                        tracing::warn!(error = %format!("{e:#}"), "ACME: account not ready; retrying");
+                        tokio::time::sleep(ledge_acme::backoff(attempt)).await;
+                    }
+                }
+            };
+            manager.run(events).await;
+        });
+    }
+
     /// Restores (or creates) the ACME account, its credentials kept sealed in
     /// `DATA/acme-account`.
-    pub async fn start(
+    async fn start(
         config: AcmeConfig,
         data: &std::path::Path,
         meta: Arc<dyn MetaStore>,
         node_key: Arc<NodeKey>,
         feed: Feed,
+        challenges: ChallengeStore,
     ) -> anyhow::Result<Arc<Self>> {
         let path: PathBuf = data.join("acme-account");
         let saved = match std::fs::read(&path) {
@@ -68,18 +106,13 @@ impl AcmeManager {
             node_key,
             feed,
             issuer,
-            challenges: ChallengeStore::new(),
+            challenges,
             retries: Mutex::new(HashMap::new()),
         }))
     }
 
-    /// The challenges the edge must answer.
-    pub fn challenges(&self) -> ChallengeStore {
-        self.challenges.clone()
-    }
-
     /// Sweeps now, then whenever a domain is added and every minute.
-    pub async fn run(self: Arc<Self>, mut events: tokio::sync::broadcast::Receiver<ChangeEvent>) {
+    async fn run(self: Arc<Self>, mut events: tokio::sync::broadcast::Receiver<ChangeEvent>) {
         loop {
             self.sweep().await;
             let wake = async {
@@ -102,7 +135,7 @@ impl AcmeManager {
     }
 
     /// Looks at every custom domain once.
-    pub async fn sweep(&self) {
+    async fn sweep(&self) {
         let domains = match self.meta.all_domains().await {
             Ok(d) => d,
             Err(e) => {

@@ -116,19 +116,7 @@ async fn node(cfg: ServeConfig) -> anyhow::Result<()> {
         feed: feed.clone(),
         check: config_check(),
     };
-    let acme = match cfg.acme.clone() {
-        Some(config) => Some(
-            crate::acme::AcmeManager::start(
-                config,
-                &cfg.data,
-                meta.clone(),
-                node_key.clone(),
-                feed.clone(),
-            )
-            .await?,
-        ),
-        None => None,
-    };
+    let acme_challenges = cfg.acme.as_ref().map(|_| ledge_acme::ChallengeStore::new());
     for id in meta.processing_deploys().await? {
         tracing::info!(deploy = %id, "resuming deploy processing");
         processor.spawn(id);
@@ -190,9 +178,9 @@ async fn node(cfg: ServeConfig) -> anyhow::Result<()> {
         router,
         origin,
         geo,
-        acme: acme.as_ref().map(|m| {
-            Arc::new(crate::acme::Challenges(m.challenges())) as Arc<dyn ledge_edge::AcmeChallenges>
-        }),
+        acme: acme_challenges
+            .clone()
+            .map(|c| Arc::new(crate::acme::Challenges(c)) as Arc<dyn ledge_edge::AcmeChallenges>),
         deploys: DeployCache::new(blobs.clone(), cfg.deploy_cache),
         blobs: BlobCache::new(blobs.clone(), cfg.blob_cache_bytes, cfg.max_object_bytes),
         config: cfg.edge.clone(),
@@ -251,9 +239,16 @@ async fn node(cfg: ServeConfig) -> anyhow::Result<()> {
     out.flush()?;
     drop(out);
 
-    if let Some(m) = acme {
+    if let (Some(config), Some(challenges)) = (cfg.acme.clone(), acme_challenges) {
         // Listening now, so the edge can answer the challenges.
-        tokio::spawn(m.run(feed.subscribe()));
+        crate::acme::AcmeManager::spawn(
+            config,
+            cfg.data.clone(),
+            meta.clone(),
+            node_key.clone(),
+            feed.clone(),
+            challenges,
+        );
     }
 
     shutdown_signal().await;

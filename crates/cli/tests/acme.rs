@@ -154,3 +154,24 @@ fn custom_domain_gets_a_certificate_from_acme() {
         .unwrap();
     assert_eq!(body, "issued automatically");
 }
+
+#[test]
+fn node_serves_while_its_acme_server_is_down() {
+    let node = Node::start_with(&["--acme-directory", "https://127.0.0.1:1/dir"]);
+    node.ok(&["sites", "create", "up"]);
+    let s = site(&[("index.html", "still serving")]);
+    node.deploy(s.path(), "up", &["--prod"]);
+    node.ok(&["domains", "add", "up.example", "--site", "up"]);
+    assert_eq!(
+        get(node.edge, "up.example", "/", &[]).text(),
+        "still serving"
+    );
+    // Challenges nobody asked for are not answered.
+    let r = get(
+        node.edge,
+        "up.example",
+        "/.well-known/acme-challenge/nope",
+        &[],
+    );
+    assert_eq!(r.status, 404);
+}
