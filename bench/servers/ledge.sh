@@ -8,7 +8,7 @@
 # access log exists yet, so logging is off like every other row.
 
 SRV_PORT=31085
-SRV_SCENARIOS="static-1k static-100k redirect h2-tls conn-close many-files static-1m"
+SRV_SCENARIOS="static-1k static-100k redirect h2-tls conn-close many-files static-1m tls-handshake"
 
 ledge_bin() {
   if [[ -n ${LEDGE_BIN:-} ]]; then echo "$LEDGE_BIN"
@@ -28,7 +28,7 @@ srv_note() {
 
 srv_config() {
   local scen=$1 dir=$2 port=$3
-  if [[ $scen == h2-tls ]]; then
+  if [[ $scen == h2-tls || $scen == tls-handshake ]]; then
     # HTTPS on the bench port (the harness certificate is the operator's
     # default, as h2load connects by IP without SNI); plain HTTP elsewhere.
     cat >"$dir/ledge.toml" <<TOML

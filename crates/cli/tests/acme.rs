@@ -86,7 +86,8 @@ fn custom_domain_gets_a_certificate_from_acme() {
             .arg(&config_path)
             .args(["-dnsserver", &format!("127.0.0.1:{dns_port}")])
             .env("PEBBLE_VA_NOSLEEP", "1")
-            .env("PEBBLE_WFE_NONCEREJECT", "0"),
+            .env("PEBBLE_WFE_NONCEREJECT", "0")
+            .env("PEBBLE_AUTHZREUSE", "0"),
     ));
     let pebble_api = reqwest::blocking::Client::builder()
         .use_rustls_tls()
