@@ -128,82 +128,82 @@ pub(crate) fn parse(text: &str, diags: &mut Vec<Diagnostic>) -> TomlConfig {
             return cfg;
         }
     };
-    if let Some(v) = table.get("redirects") {
-        match v.as_array() {
-            Some(arr) => {
-                let lines = header_lines(text, "redirects");
-                for (i, item) in arr.iter().enumerate() {
-                    if cfg.redirects.len() >= MAX_RULES {
-                        diags.push(Diagnostic::error(
-                            FILE,
-                            None,
-                            format!("more than {MAX_RULES} redirects; the rest are ignored"),
-                        ));
-                        break;
-                    }
-                    let line = if lines.len() == arr.len() {
-                        lines[i]
-                    } else {
-                        None
-                    };
-                    if let Some(r) = redirect(item, i, line, diags) {
-                        cfg.redirects.push(r);
-                    }
-                }
-            }
-            None => diags.push(Diagnostic::error(
-                FILE,
-                None,
-                "\"redirects\" must be an array: write each rule as a `[[redirects]]` table",
-            )),
-        }
-    }
-    if let Some(v) = table.get("headers") {
-        match v.as_array() {
-            Some(arr) => {
-                let lines = header_lines(text, "headers");
-                for (i, item) in arr.iter().enumerate() {
-                    let line = if lines.len() == arr.len() {
-                        lines[i]
-                    } else {
-                        None
-                    };
-                    if let Some(h) = header_block(item, i, line, diags) {
-                        cfg.headers.push(h);
-                    }
-                }
-            }
-            None => diags.push(Diagnostic::error(
-                FILE,
-                None,
-                "\"headers\" must be an array: write each block as a `[[headers]]` table",
-            )),
-        }
-    }
-    if let Some(v) = table.get("edge_functions") {
-        match v.as_array() {
-            Some(arr) => {
-                let lines = header_lines(text, "edge_functions");
-                for (i, item) in arr.iter().enumerate() {
-                    let line = if lines.len() == arr.len() {
-                        lines[i]
-                    } else {
-                        None
-                    };
-                    if let Some(e) = edge_function(item, i, line, diags) {
-                        cfg.edge_functions.push(e);
-                    }
-                }
-            }
-            None => diags.push(Diagnostic::error(
-                FILE,
-                None,
-                "\"edge_functions\" must be an array: write each declaration as \
-                 `[[edge_functions]]`",
-            )),
-        }
-    }
+    cfg.redirects = array_of_tables(
+        &table,
+        text,
+        "redirects",
+        "write each rule as a `[[redirects]]` table",
+        Some(MAX_RULES),
+        diags,
+        redirect,
+    );
+    cfg.headers = array_of_tables(
+        &table,
+        text,
+        "headers",
+        "write each block as a `[[headers]]` table",
+        None,
+        diags,
+        header_block,
+    );
+    cfg.edge_functions = array_of_tables(
+        &table,
+        text,
+        "edge_functions",
+        "write each declaration as `[[edge_functions]]`",
+        None,
+        diags,
+        edge_function,
+    );
     cfg
+}
+
+/// Reads the array of tables under `key` (`[[key]]`), each item through
+/// `read` with its index and, when the file's `[[key]]` lines can be matched
+/// one to one, its line number; at most `limit` items are kept.
+fn array_of_tables<T>(
+    table: &Table,
+    text: &str,
+    key: &str,
+    hint: &str,
+    limit: Option<usize>,
+    diags: &mut Vec<Diagnostic>,
+    read: impl Fn(&Value, usize, Option<u32>, &mut Vec<Diagnostic>) -> Option<T>,
+) -> Vec<T> {
+    let mut out = Vec::new();
+    let Some(v) = table.get(key) else {
+        return out;
+    };
+    let Some(arr) = v.as_array() else {
+        diags.push(Diagnostic::error(
+            FILE,
+            None,
+            format!("\"{key}\" must be an array: {hint}"),
+        ));
+        return out;
+    };
+    let lines = header_lines(text, key);
+    for (i, item) in arr.iter().enumerate() {
+        if let Some(max) = limit {
+            if out.len() >= max {
+                diags.push(Diagnostic::error(
+                    FILE,
+                    None,
+                    format!("more than {max} {key}; the rest are ignored"),
+                ));
+                break;
+            }
+        }
+        let line = if lines.len() == arr.len() {
+            lines[i]
+        } else {
+            None
+        };
+        if let Some(x) = read(item, i, line, diags) {
+            out.push(x);
+        }
+    }
+    out
 }
 
 fn describe(v: &Value) -> String {
