@@ -46,3 +46,6 @@ pub use error::AcmeError;
 pub use issuer::{AcmeConfig, Issued, Issuer, HTTP_TIMEOUT, ISSUE_TIMEOUT, POLL_TIMEOUT};
 pub use renewal::{backoff, needs_renewal, BACKOFF_BASE, BACKOFF_CAP, RENEW_BEFORE};
 pub use store::{ChallengeStore, CHALLENGE_PATH_PREFIX};
+
+#[cfg(feature = "testing")]
+pub mod testing;

@@ -257,12 +257,3 @@ pub fn http() -> reqwest::blocking::Client {
         .build()
         .unwrap()
 }
-
-/// A free loopback port (bound, then released).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
