@@ -333,3 +333,42 @@ fn settings_hide_secrets() {
     assert_eq!(v["settings"]["env"], json!({}));
     assert_eq!(v["settings"]["https"], "redirect");
 }
+
+#[test]
+fn large_manifests_and_bad_queries() {
+    let node = Node::start();
+    let api = Api {
+        node: &node,
+        http: http(),
+    };
+    assert_eq!(
+        api.admin("POST", "/api/v1/sites", Some(json!({"name": "big"})))
+            .0,
+        201
+    );
+    // 40,000 paths: a JSON body of several megabytes, over axum's default limit.
+    let files: serde_json::Map<String, Value> = (0..40_000)
+        .map(|i| {
+            (
+                format!("/files/page-{i:05}.html"),
+                json!(format!("{:064x}", i)),
+            )
+        })
+        .collect();
+    let (status, d) = api.admin(
+        "POST",
+        "/api/v1/sites/big/deploys",
+        Some(json!({"files": files})),
+    );
+    assert_eq!(status, 201, "{d}");
+    assert_eq!(d["file_count"], 40_000);
+    assert_eq!(d["required"].as_array().unwrap().len(), 40_000);
+    // Query parameters are validated like the rest.
+    let (status, v) = api.admin("GET", "/api/v1/sites/big/deploys?limit=1", None);
+    assert_eq!((status, v["deploys"].as_array().unwrap().len()), (200, 1));
+    assert_error(
+        &api.admin("GET", "/api/v1/sites/big/deploys?limit=lots", None),
+        400,
+        "invalid_request",
+    );
+}

@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::extract::{FromRequestParts, Path, RawQuery, State};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -102,6 +102,9 @@ pub fn router(state: ApiState) -> Router {
                 "this endpoint does not support that method",
             )
         })
+        // Bodies are size-checked per endpoint (manifests up to MAX_JSON_BODY;
+        // blobs are streamed and bounded by the blob store).
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_JSON_BODY))
         .with_state(state)
 }
 
@@ -476,20 +479,24 @@ async fn create_deploy(
         .into_response())
 }
 
-#[derive(Deserialize)]
-struct ListQuery {
-    limit: Option<i64>,
-}
-
 async fn list_deploys(
     State(st): State<ApiState>,
     caller: Caller,
     Path(site): Path<String>,
-    Query(q): Query<ListQuery>,
+    RawQuery(query): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     let site = site_param(&site)?;
     caller.site(&site)?;
-    let limit = q.limit.unwrap_or(50).clamp(1, 1000);
+    let limit = match query
+        .as_deref()
+        .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("limit=")))
+    {
+        None => 50,
+        Some(v) => v
+            .parse::<i64>()
+            .map_err(|_| ApiError::invalid(format!("limit {v:?} is not a number")))?
+            .clamp(1, 1000),
+    };
     let deploys = st.meta.list_deploys(&site, limit).await?;
     let published = st.meta.get_site(&site).await?.published;
     Ok(Json(json!({
