@@ -572,19 +572,22 @@ impl RuleSet {
         files: &impl StaticFiles,
         trace: &mut Option<&mut Vec<String>>,
     ) -> Outcome {
-        let note = |t: &mut Option<&mut Vec<String>>, s: String| {
-            if let Some(v) = t.as_deref_mut() {
-                v.push(s);
-            }
-        };
+        // Explanations are formatted only when someone asked for them.
+        macro_rules! note {
+            ($t:expr, $($arg:tt)*) => {
+                if let Some(v) = $t.as_deref_mut() {
+                    v.push(format!($($arg)*));
+                }
+            };
+        }
         if req.path.len() > MAX_PATH_BYTES {
-            note(
+            note!(
                 trace,
-                format!("path longer than {MAX_PATH_BYTES} bytes: rules skipped"),
+                "path longer than {MAX_PATH_BYTES} bytes: rules skipped"
             );
             return Outcome::NoMatch;
         }
-        let decoded = percent_decode(req.path).unwrap_or_else(|| req.path.to_owned());
+        let decoded = percent_decode(req.path).unwrap_or(std::borrow::Cow::Borrowed(req.path));
         let norm = trim_slash(&decoded);
         let trailing = norm.len() < decoded.len();
         let segs: Vec<&str> = segments(norm).collect();
@@ -640,12 +643,10 @@ impl RuleSet {
                     }
                 }
                 if !ok {
-                    note(
+                    note!(
                         trace,
-                        format!(
-                            "{}: path matches, query does not",
-                            describe_at(&c.rule, idx)
-                        ),
+                        "{}: path matches, query does not",
+                        describe_at(&c.rule, idx)
                     );
                     continue;
                 }
@@ -656,13 +657,11 @@ impl RuleSet {
                     .as_deref()
                     .is_some_and(|cc| list.iter().any(|v| v.eq_ignore_ascii_case(cc)));
                 if !ok {
-                    note(
+                    note!(
                         trace,
-                        format!(
-                            "{}: Country condition not met (country {:?})",
-                            describe_at(&c.rule, idx),
-                            ctx.country
-                        ),
+                        "{}: Country condition not met (country {:?})",
+                        describe_at(&c.rule, idx),
+                        ctx.country
                     );
                     continue;
                 }
@@ -676,13 +675,11 @@ impl RuleSet {
                             && lang.as_bytes().get(v.len()) == Some(&b'-'))
                 });
                 if !ok {
-                    note(
+                    note!(
                         trace,
-                        format!(
-                            "{}: Language condition not met (language {:?})",
-                            describe_at(&c.rule, idx),
-                            ctx.language
-                        ),
+                        "{}: Language condition not met (language {:?})",
+                        describe_at(&c.rule, idx),
+                        ctx.language
                     );
                     continue;
                 }
@@ -692,9 +689,10 @@ impl RuleSet {
                     .iter()
                     .any(|n| ctx.cookie(n).is_some_and(|v| !v.is_empty()));
                 if !ok {
-                    note(
+                    note!(
                         trace,
-                        format!("{}: Cookie condition not met", describe_at(&c.rule, idx)),
+                        "{}: Cookie condition not met",
+                        describe_at(&c.rule, idx)
                     );
                     continue;
                 }
@@ -702,7 +700,7 @@ impl RuleSet {
             if let Some(list) = &c.role {
                 let roles = ctx.roles(req);
                 if !list.iter().any(|r| roles.iter().any(|x| x == r)) {
-                    note(trace, format!("{}: Role condition not met (no valid nf_jwt with one of {:?}); later matches are role-gated", describe_at(&c.rule, idx), list));
+                    note!(trace, "{}: Role condition not met (no valid nf_jwt with one of {:?}); later matches are role-gated", describe_at(&c.rule, idx), list);
                     role_failures.push(idx);
                     continue;
                 }
@@ -732,21 +730,21 @@ impl RuleSet {
                 }
             }
             if too_long {
-                note(trace, format!("{}: target longer than {MAX_TARGET_BYTES} bytes after substitution; rule skipped", describe_at(&c.rule, idx)));
+                note!(trace, "{}: target longer than {MAX_TARGET_BYTES} bytes after substitution; rule skipped", describe_at(&c.rule, idx));
                 continue;
             }
-            note(trace, format!("{} matches", describe_at(&c.rule, idx)));
+            note!(trace, "{} matches", describe_at(&c.rule, idx));
             matched = Some((idx, to));
             break;
         }
         let Some((idx, to)) = matched else {
             if role_failures.is_empty() {
-                note(trace, "no rule matches".to_owned());
+                note!(trace, "no rule matches");
                 return Outcome::NoMatch;
             }
-            note(
+            note!(
                 trace,
-                "a Role rule matched the path but no later rule did: 404".to_owned(),
+                "a Role rule matched the path but no later rule did: 404"
             );
             return Outcome::Force404;
         };
@@ -758,10 +756,7 @@ impl RuleSet {
         if !role_failures.is_empty() {
             if let Some(tok) = ctx.cookie("nf_jwt").filter(|t| !t.is_empty()) {
                 let Some(payload) = jwt::decode_unverified(&tok) else {
-                    note(
-                        trace,
-                        "nf_jwt cookie is not a readable token: 400".to_owned(),
-                    );
+                    note!(trace, "nf_jwt cookie is not a readable token: 400");
                     return Outcome::BadJwt;
                 };
                 let exp = match payload.get("exp") {
@@ -776,21 +771,21 @@ impl RuleSet {
                         None | Some(serde_json::Value::Array(_)) => {}
                         Some(v) if js_falsy(v) => {}
                         Some(_) => {
-                            note(trace, "nf_jwt roles claim is not a list: 400".to_owned());
+                            note!(trace, "nf_jwt roles claim is not a list: 400");
                             return Outcome::BadJwt;
                         }
                     }
                 }
             }
             gated = true;
-            note(
+            note!(
                 trace,
-                "role gate failed: static files are not served for this request".to_owned(),
+                "role gate failed: static files are not served for this request"
             );
         }
         let force = rule.force;
         if !gated && !force && files.exists(&decoded) {
-            note(trace, format!("a static file exists for {decoded} and the rule is not forced: the file is served (rule shadowed)"));
+            note!(trace, "a static file exists for {decoded} and the rule is not forced: the file is served (rule shadowed)");
             return Outcome::Static { rule: idx };
         }
         let status = rule.effective_status();
@@ -943,7 +938,7 @@ impl Ctx {
                     v = &v[1..v.len() - 1];
                 }
                 if !k.is_empty() && !cookies.iter().any(|(ek, _)| ek == k) {
-                    let v = percent_decode(v).unwrap_or_else(|| v.to_owned());
+                    let v = percent_decode(v).map_or_else(|| v.to_owned(), |d| d.into_owned());
                     cookies.push((k.to_owned(), v));
                 }
             }

@@ -26,9 +26,9 @@ fn hex_val(b: u8) -> Option<u8> {
 
 /// Percent-decodes `s` like `decodeURIComponent`. Returns `None` when an escape
 /// is malformed or the result is not UTF-8 (where JavaScript would throw).
-pub(crate) fn percent_decode(s: &str) -> Option<String> {
+pub(crate) fn percent_decode(s: &str) -> Option<std::borrow::Cow<'_, str>> {
     if !s.contains('%') {
-        return Some(s.to_owned());
+        return Some(std::borrow::Cow::Borrowed(s));
     }
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -45,7 +45,7 @@ pub(crate) fn percent_decode(s: &str) -> Option<String> {
             i += 1;
         }
     }
-    String::from_utf8(out).ok()
+    String::from_utf8(out).ok().map(std::borrow::Cow::Owned)
 }
 
 /// Decodes one `application/x-www-form-urlencoded` component: `+` is a space,
