@@ -119,9 +119,96 @@ fn hex_val(b: u8) -> Option<u8> {
     }
 }
 
+/// Every request path at which [`locate`] finds something (a file or a folder
+/// redirect) for this set of file paths: one set lookup instead of up to five
+/// probes, for the rule engine's shadowing check on every request.
+pub fn resolvable_paths<'a>(files: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    let mut out = Vec::new();
+    for f in files {
+        out.push(f.to_owned());
+        for ext in [".html", ".htm"] {
+            if let Some(stem) = f.strip_suffix(ext) {
+                if !stem.ends_with('/') && !stem.is_empty() {
+                    // `/x` → `/x.html`, and `/x/` → `/x.html`.
+                    out.push(stem.to_owned());
+                    out.push(format!("{stem}/"));
+                }
+            }
+        }
+        for index in ["index.html", "index.htm"] {
+            if let Some(dir) = f.strip_suffix(index) {
+                if let Some(bare) = dir.strip_suffix('/') {
+                    // `/x/` → `/x/index.html`; `/x` → redirect to `/x/`.
+                    out.push(dir.to_owned());
+                    if !bare.is_empty() {
+                        out.push(bare.to_owned());
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn resolvable_paths_agree_with_locate() {
+        let files = [
+            "/index.html",
+            "/a.html",
+            "/b.htm",
+            "/docs/index.html",
+            "/docs/x.html",
+            "/d2/index.htm",
+            "/c",
+            "/c.html",
+            "/n/.html",
+            "/img/logo.png",
+            "/deep/a/b/index.html",
+        ];
+        let set: std::collections::HashSet<String> = resolvable_paths(files.iter().copied())
+            .into_iter()
+            .collect();
+        let has = |p: &str| files.contains(&p);
+        let mut probes: Vec<String> = Vec::new();
+        for base in [
+            "",
+            "/",
+            "/a",
+            "/b",
+            "/c",
+            "/docs",
+            "/d2",
+            "/n",
+            "/img/logo",
+            "/img",
+            "/deep",
+            "/deep/a",
+            "/deep/a/b",
+            "/docs/x",
+            "/zz",
+            "/index",
+        ] {
+            for suffix in [
+                "",
+                "/",
+                ".html",
+                ".htm",
+                "/index.html",
+                "/index.htm",
+                ".png",
+            ] {
+                probes.push(format!("{base}{suffix}"));
+            }
+        }
+        for p in probes.iter().filter(|p| p.starts_with('/')) {
+            let found = !matches!(locate(p, has), Located::NotFound);
+            assert_eq!(set.contains(p.as_str()), found, "{p}");
+        }
+    }
 
     #[test]
     fn hostile_paths() {

@@ -6,7 +6,7 @@
 //! encoding, bounded in bytes; files larger than its per-object limit are
 //! streamed from the blob store instead.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -117,6 +117,8 @@ pub struct LoadedDeploy {
     /// Compiled `_redirects`, `_headers` and `netlify.toml` rules.
     pub rules: Arc<RuleSet>,
     files: HashMap<Box<str>, Arc<ServedFile>, foldhash::fast::RandomState>,
+    /// Every request path that resolves to a file or a folder redirect.
+    resolvable: HashSet<Box<str>, foldhash::fast::RandomState>,
 }
 
 impl LoadedDeploy {
@@ -143,9 +145,14 @@ impl LoadedDeploy {
                 )
             })
             .collect();
+        let resolvable = ledge_core::path::resolvable_paths(s.files.keys().map(String::as_str))
+            .into_iter()
+            .map(String::into_boxed_str)
+            .collect();
         Self {
             id: s.deploy,
             site: s.site,
+            resolvable,
             last_modified,
             last_modified_secs: s.created_at,
             rules: Arc::new(rules),
@@ -156,6 +163,11 @@ impl LoadedDeploy {
     /// The file at an exact path (leading `/`).
     pub fn file(&self, path: &str) -> Option<&Arc<ServedFile>> {
         self.files.get(path)
+    }
+
+    /// True when a request for `path` finds a file or a folder redirect.
+    pub fn resolves(&self, path: &str) -> bool {
+        self.resolvable.contains(path)
     }
 
     /// Number of servable files.

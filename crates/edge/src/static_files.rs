@@ -40,10 +40,7 @@ pub fn resolve(deploy: &LoadedDeploy, path: &str) -> Resolved {
 /// True when the edge would serve a file (or a folder redirect) at `path`: what
 /// rule shadowing asks.
 pub fn exists(deploy: &LoadedDeploy, path: &str) -> bool {
-    !matches!(
-        locate(path, |p| deploy.file(p).is_some()),
-        Located::NotFound
-    )
+    deploy.resolves(path)
 }
 
 #[cfg(test)]
