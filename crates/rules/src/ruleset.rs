@@ -256,7 +256,7 @@ impl Bucket {
         }
     }
 
-    fn lists<'a>(&'a self, path: &str, first: &str, out: &mut Vec<&'a [u32]>) {
+    fn lists<'a>(&'a self, path: &str, first: &str, out: &mut Lists<'a>) {
         if let Some(v) = self.exact.get(path) {
             out.push(v);
         }
@@ -269,16 +269,40 @@ impl Bucket {
     }
 }
 
+/// The candidate lists of one request: at most three from the any-host
+/// bucket and three from the request host's bucket, kept on the stack.
+struct Lists<'a> {
+    items: [&'a [u32]; 6],
+    len: usize,
+}
+
+impl<'a> Lists<'a> {
+    fn new() -> Self {
+        Lists {
+            items: [&[]; 6],
+            len: 0,
+        }
+    }
+
+    fn push(&mut self, list: &'a [u32]) {
+        if let Some(slot) = self.items.get_mut(self.len) {
+            *slot = list;
+            self.len += 1;
+        }
+    }
+}
+
 /// Merges sorted index lists, yielding each index in increasing order.
 struct Merge<'a> {
-    lists: Vec<&'a [u32]>,
+    lists: Lists<'a>,
 }
 
 impl Iterator for Merge<'_> {
     type Item = usize;
     fn next(&mut self) -> Option<usize> {
         let mut best: Option<(usize, u32)> = None;
-        for (li, l) in self.lists.iter().enumerate() {
+        let live = &mut self.lists.items[..self.lists.len];
+        for (li, l) in live.iter().enumerate() {
             if let Some(&h) = l.first() {
                 if best.is_none_or(|(_, b)| h < b) {
                     best = Some((li, h));
@@ -286,7 +310,7 @@ impl Iterator for Merge<'_> {
             }
         }
         let (li, h) = best?;
-        for l in &mut self.lists {
+        for l in live.iter_mut() {
             if l.first() == Some(&h) {
                 *l = &l[1..];
             }
@@ -592,7 +616,7 @@ impl RuleSet {
         let trailing = norm.len() < decoded.len();
         let segs: Vec<&str> = segments(norm).collect();
         let first = segs.first().copied().unwrap_or("");
-        let mut lists = Vec::with_capacity(6);
+        let mut lists = Lists::new();
         self.any_host.lists(norm, first, &mut lists);
         let host = req.host.rsplit_once(':').map_or(req.host, |(h, p)| {
             if p.bytes().all(|b| b.is_ascii_digit()) && !h.ends_with(']') {
@@ -611,7 +635,10 @@ impl RuleSet {
                 b.lists(norm, first, &mut lists);
             }
         }
-        let ctx = Ctx::new(req);
+        // Cookies, country and language are parsed only if a candidate rule
+        // has conditions.
+        let ctx_cell = std::cell::OnceCell::new();
+        let ctx = || ctx_cell.get_or_init(|| Ctx::new(req));
         let mut query: Option<Vec<crate::url::QueryPair>> = None;
         let mut role_failures: Vec<usize> = Vec::new();
         let mut matched = None;
@@ -652,7 +679,7 @@ impl RuleSet {
                 }
             }
             if let Some(list) = &c.country {
-                let ok = ctx
+                let ok = ctx()
                     .country
                     .as_deref()
                     .is_some_and(|cc| list.iter().any(|v| v.eq_ignore_ascii_case(cc)));
@@ -661,13 +688,13 @@ impl RuleSet {
                         trace,
                         "{}: Country condition not met (country {:?})",
                         describe_at(&c.rule, idx),
-                        ctx.country
+                        ctx().country
                     );
                     continue;
                 }
             }
             if let Some(list) = &c.language {
-                let lang = ctx.language.to_ascii_lowercase();
+                let lang = ctx().language.to_ascii_lowercase();
                 let ok = list.iter().any(|v| {
                     lang == *v
                         || (lang.len() > v.len()
@@ -679,7 +706,7 @@ impl RuleSet {
                         trace,
                         "{}: Language condition not met (language {:?})",
                         describe_at(&c.rule, idx),
-                        ctx.language
+                        ctx().language
                     );
                     continue;
                 }
@@ -687,7 +714,7 @@ impl RuleSet {
             if let Some(list) = &c.cookie {
                 let ok = list
                     .iter()
-                    .any(|n| ctx.cookie(n).is_some_and(|v| !v.is_empty()));
+                    .any(|n| ctx().cookie(n).is_some_and(|v| !v.is_empty()));
                 if !ok {
                     note!(
                         trace,
@@ -698,7 +725,7 @@ impl RuleSet {
                 }
             }
             if let Some(list) = &c.role {
-                let roles = ctx.roles(req);
+                let roles = ctx().roles(req);
                 if !list.iter().any(|r| roles.iter().any(|x| x == r)) {
                     note!(trace, "{}: Role condition not met (no valid nf_jwt with one of {:?}); later matches are role-gated", describe_at(&c.rule, idx), list);
                     role_failures.push(idx);
@@ -754,7 +781,7 @@ impl RuleSet {
         let rule = &c.rule;
         let mut gated = false;
         if !role_failures.is_empty() {
-            if let Some(tok) = ctx.cookie("nf_jwt").filter(|t| !t.is_empty()) {
+            if let Some(tok) = ctx().cookie("nf_jwt").filter(|t| !t.is_empty()) {
                 let Some(payload) = jwt::decode_unverified(&tok) else {
                     note!(trace, "nf_jwt cookie is not a readable token: 400");
                     return Outcome::BadJwt;
