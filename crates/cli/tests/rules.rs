@@ -288,7 +288,14 @@ fn origin(tx: mpsc::Sender<String>) -> SocketAddr {
 fn proxies_to_a_local_origin() {
     let (tx, rx) = mpsc::channel();
     let upstream = origin(tx);
-    let node = Node::start_with(&["--outbound-allow", "127.0.0.0/8"]);
+    let node = Node::start_with(&[
+        "--outbound-allow",
+        "127.0.0.0/8",
+        "--trusted-proxy",
+        "127.0.0.1/32",
+        "--geo-header",
+        "X-Geo-Country",
+    ]);
     node.ok(&["sites", "create", "rules"]);
     node.ok(&["sites", "set", "rules", "env.PROXY_SECRET=shh"]);
     let toml = format!(
@@ -303,6 +310,7 @@ fn proxies_to_a_local_origin() {
             ("connection", "close, x-hop"),
             ("x-hop", "secret"),
             ("accept-language", "de"),
+            ("x-geo-country", "at"),
         ],
     );
     assert_eq!(r.status, 201, "{}", r.text());
@@ -324,6 +332,7 @@ fn proxies_to_a_local_origin() {
     );
     assert!(lower.contains("via: 1.1 ledge"), "{head}");
     assert!(lower.contains("x-language: de"), "{head}");
+    assert!(head.contains("x-country: AT"), "{head}");
     assert!(lower.contains(&format!("x-nf-request-id: {id}")), "{head}");
     assert!(lower.contains("x-from-rule: rule-value"), "{head}");
     assert!(lower.contains("x-nf-sign: ey"), "{head}");

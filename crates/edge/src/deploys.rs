@@ -169,11 +169,6 @@ impl LoadedDeploy {
     pub fn resolves(&self, path: &str) -> bool {
         self.resolvable.contains(path)
     }
-
-    /// Number of servable files.
-    pub fn file_count(&self) -> usize {
-        self.files.len()
-    }
 }
 
 /// Deploy snapshots by id, loaded on first use.

@@ -69,8 +69,6 @@ pub struct RequestCtx {
     pub scheme: &'static str,
     /// Normalised host.
     pub host: String,
-    /// The visitor's country (ISO 3166-1 alpha-2), when known.
-    pub country: Option<String>,
     /// Where the request goes, once resolved.
     pub target: Option<RouteTarget>,
     /// The deploy serving it, once resolved.
@@ -110,10 +108,11 @@ enum RulesFlow {
     Respond(Response<Body>),
     /// Serve another path of the deploy with this status.
     Rewrite { path: String, status: StatusCode },
-    /// Send to an origin.
+    /// Send to an origin (with the country the rules saw, for `X-Country`).
     Proxy {
         url: String,
         headers: Vec<(String, String)>,
+        country: Option<String>,
     },
 }
 
@@ -153,7 +152,6 @@ impl Edge {
             client_ip: peer.ip(),
             scheme: if conn.tls { "https" } else { "http" },
             host: String::new(),
-            country: None,
             target: None,
             deploy: None,
         };
@@ -174,8 +172,13 @@ impl Edge {
                 RulesFlow::Rewrite { path, status } => {
                     self.rewrite(&ctx, &parts, &path, status).await
                 }
-                RulesFlow::Proxy { url, headers } => {
-                    self.proxy(&ctx, &parts, body, &url, &headers).await
+                RulesFlow::Proxy {
+                    url,
+                    headers,
+                    country,
+                } => {
+                    self.proxy(&ctx, &parts, body, &url, &headers, country.as_deref())
+                        .await
                 }
             }
         }
@@ -355,7 +358,11 @@ impl Edge {
                     "this signed proxy rule needs the environment variable {env}, which the site does not set"
                 )))
             }
-            Outcome::Proxy { url, headers, .. } => RulesFlow::Proxy { url, headers },
+            Outcome::Proxy { url, headers, .. } => RulesFlow::Proxy {
+                url,
+                headers,
+                country,
+            },
             Outcome::Force404 => RulesFlow::Rewrite {
                 path: "/404.html".into(),
                 status: StatusCode::NOT_FOUND,
@@ -450,6 +457,7 @@ impl Edge {
         body: B,
         url: &str,
         rule_headers: &[(String, String)],
+        country: Option<&str>,
     ) -> Result<Response<Body>, EdgeError>
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,
@@ -469,7 +477,6 @@ impl Edge {
             Some(prior) if ctx.peer_trusted => format!("{prior}, {}", ctx.peer),
             _ => ctx.peer.to_string(),
         };
-        let country = self.country(ctx, &parts.headers);
         let original_host = parts
             .headers
             .get(header::HOST)
@@ -488,7 +495,7 @@ impl Edge {
                 proto: ctx.scheme,
                 host: original_host,
                 request_id: &ctx.id,
-                country: country.as_deref(),
+                country,
                 hops,
             },
         )

@@ -7,7 +7,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -924,7 +923,7 @@ impl MetaStore for SqliteStore {
                 .await?;
         for (site, alias, deploy) in aliases {
             if let Some(s) = by_site.get_mut(&site) {
-                let label = Label::from_str_checked(&alias)?;
+                let label = Label::parse(&alias).map_err(|e| MetaError::Corrupt(e.to_string()))?;
                 s.aliases.push((label, deploy_id(&deploy)?));
             }
         }
@@ -950,22 +949,5 @@ impl MetaStore for SqliteStore {
                 })
             })
             .collect()
-    }
-}
-
-trait LabelExt: Sized {
-    fn from_str_checked(s: &str) -> Result<Self>;
-}
-
-impl LabelExt for Label {
-    fn from_str_checked(s: &str) -> Result<Self> {
-        Label::parse(s).map_err(|e| MetaError::Corrupt(e.to_string()))
-    }
-}
-
-impl FromStr for DeployState {
-    type Err = MetaError;
-    fn from_str(s: &str) -> Result<Self> {
-        Self::parse(s).ok_or_else(|| MetaError::Corrupt(format!("deploy state {s:?}")))
     }
 }
