@@ -107,6 +107,7 @@ async fn node(cfg: ServeConfig) -> anyhow::Result<()> {
         router.clone(),
         meta.clone(),
         certs.clone(),
+        feed.clone(),
         feed_rx,
     ));
 

@@ -16,9 +16,7 @@ fn https_policy_redirects_and_sends_hsts() {
     assert_eq!(r.header("strict-transport-security"), None);
 
     node.ok(&["sites", "set", "secure", "https=redirect"]);
-    eventually("policy reaches the edge", || {
-        get(e, "secure.localhost", "/", &[]).status == 301
-    });
+    assert_eq!(get(e, "secure.localhost", "/", &[]).status, 301);
     let r = get(e, "Secure.localhost:8080", "/a/b?x=1&y=2", &[]);
     assert_eq!(r.status, 301);
     assert_eq!(

@@ -105,7 +105,38 @@ pub fn router(state: ApiState) -> Router {
         // Bodies are size-checked per endpoint (manifests up to MAX_JSON_BODY;
         // blobs are streamed and bounded by the blob store).
         .layer(axum::extract::DefaultBodyLimit::max(MAX_JSON_BODY))
+        .layer(axum::middleware::from_fn_with_state(
+            state.feed.clone(),
+            read_your_writes,
+        ))
         .with_state(state)
+}
+
+/// Longest an API answer waits for this node's edge to catch up.
+pub const SETTLE_LIMIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Read-your-writes between the API and this node's edge: an answer waits
+/// (bounded by [`SETTLE_LIMIT`]) until the router has applied every change
+/// made so far, both before the handler runs (so "deploy ready" read from the
+/// store is already routable) and after it (so a domain just added is routed
+/// by the time the client hears so).
+async fn read_your_writes(
+    State(feed): State<Feed>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let settle = |when: &'static str| {
+        let feed = feed.clone();
+        async move {
+            if !feed.settle(SETTLE_LIMIT).await {
+                tracing::warn!(when, "the edge did not catch up with the store in time");
+            }
+        }
+    };
+    settle("before").await;
+    let res = next.run(req).await;
+    settle("after").await;
+    res
 }
 
 // === auth ===

@@ -45,10 +45,14 @@ impl Processor {
     /// Processes a deploy now; failures mark it `error`.
     pub async fn run(&self, id: DeployId) {
         match self.build(&id).await {
-            Ok(diagnostics) => match self.meta.finish_deploy(&id, diagnostics).await {
-                Ok(events) => self.feed.send(events),
-                Err(e) => tracing::error!(deploy = %id, error = %e, "could not finish deploy"),
-            },
+            Ok(diagnostics) => {
+                // Readers of the deploy's state wait until the edge routes it.
+                let pending = self.feed.begin();
+                match self.meta.finish_deploy(&id, diagnostics).await {
+                    Ok(events) => pending.send(events),
+                    Err(e) => tracing::error!(deploy = %id, error = %e, "could not finish deploy"),
+                }
+            }
             Err(msg) => {
                 tracing::warn!(deploy = %id, error = %msg, "deploy failed");
                 if let Err(e) = self.meta.fail_deploy(&id, &msg).await {

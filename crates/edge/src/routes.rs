@@ -275,11 +275,12 @@ fn production(site: &SiteName, e: &SiteEntry) -> Route {
 
 /// Keeps `router` current: rebuilds from the store, then applies the feed's
 /// events one by one, rebuilding again whenever it sees a gap or falls behind.
-/// Runs until the feed closes.
+/// Tells `feed` how far it got after each step. Runs until the feed closes.
 pub async fn follow(
     router: Arc<Router>,
     meta: Arc<dyn ledge_store::MetaStore>,
     certs: Option<Arc<ledge_tls::CertResolver>>,
+    feed: ledge_store::Feed,
     mut rx: tokio::sync::broadcast::Receiver<ChangeEvent>,
 ) {
     use tokio::sync::broadcast::error::RecvError;
@@ -290,6 +291,7 @@ pub async fn follow(
     };
     // Subscribed before this rebuild, so nothing between the two is lost.
     rebuild_from(&router, meta.as_ref()).await;
+    feed.applied(router.table().seq);
     loop {
         match rx.recv().await {
             Ok(ev) => {
@@ -306,11 +308,13 @@ pub async fn follow(
                         _ => {}
                     }
                 }
+                feed.applied(router.table().seq.max(ev.seq));
             }
             Err(RecvError::Lagged(n)) => {
                 tracing::warn!(missed = n, "change feed lagged; rebuilding routing table");
                 rebuild_from(&router, meta.as_ref()).await;
                 forget_all();
+                feed.applied(router.table().seq);
             }
             Err(RecvError::Closed) => return,
         }

@@ -21,7 +21,7 @@ pub mod snapshot;
 pub mod sqlite;
 
 pub use blobs::{BlobError, BlobStore, Encoding, FsBlobStore};
-pub use events::{ChangeEvent, EventKind, Feed};
+pub use events::{ChangeEvent, EventKind, Feed, PendingWrite};
 pub use meta::{MetaError, MetaStore};
 pub use model::*;
 pub use settings::{SettingsError, SiteSettings};
