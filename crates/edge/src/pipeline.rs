@@ -100,6 +100,10 @@ pub const ACME_CHALLENGE_PREFIX: &str = "/.well-known/acme-challenge/";
 /// HTTP to HTTPS (one year).
 const HSTS: HeaderValue = HeaderValue::from_static("max-age=31536000");
 
+/// Header names the pipeline sets on every response, parsed once.
+const X_LEDGE_ID: HeaderName = HeaderName::from_static("x-ledge-id");
+const X_ROBOTS_TAG: HeaderName = HeaderName::from_static("x-robots-tag");
+
 /// What the rules phase decided.
 enum RulesFlow {
     /// No rule applies (or a file shadows it): static serving.
@@ -298,7 +302,7 @@ impl Edge {
             location.push('?');
             location.push_str(q);
         }
-        Some(redirect(StatusCode::MOVED_PERMANENTLY, &location))
+        Some(redirect(StatusCode::MOVED_PERMANENTLY, location))
     }
 
     fn country(&self, ctx: &RequestCtx, headers: &HeaderMap) -> Option<String> {
@@ -346,7 +350,7 @@ impl Edge {
             Outcome::NoMatch | Outcome::Static { .. } => RulesFlow::Continue,
             Outcome::Redirect { status, location, .. } => {
                 let status = StatusCode::from_u16(status).unwrap_or(StatusCode::MOVED_PERMANENTLY);
-                RulesFlow::Respond(redirect(status, &location))
+                RulesFlow::Respond(redirect(status, location))
             }
             Outcome::Rewrite { status, path, .. } => RulesFlow::Rewrite {
                 path,
@@ -407,7 +411,7 @@ impl Edge {
                     location.push('?');
                     location.push_str(q);
                 }
-                return Ok(redirect(StatusCode::MOVED_PERMANENTLY, &location));
+                return Ok(redirect(StatusCode::MOVED_PERMANENTLY, location));
             }
             Resolved::NotFound => self.not_found(deploy, method, &parts.headers).await?,
         };
@@ -530,10 +534,10 @@ impl Edge {
     /// Phase 9 (headers, on the way out).
     fn headers_phase(&self, ctx: &RequestCtx, resp: &mut Response<Body>) {
         let h = resp.headers_mut();
-        h.insert("x-ledge-id", ctx.id.clone());
+        h.insert(X_LEDGE_ID, ctx.id.clone());
         if let Some(t) = &ctx.target {
             if !t.production {
-                h.insert("x-robots-tag", HeaderValue::from_static("noindex"));
+                h.insert(X_ROBOTS_TAG, HeaderValue::from_static("noindex"));
             }
             if ctx.scheme == "https" && t.settings.https == HttpsPolicy::Redirect {
                 h.insert(header::STRICT_TRANSPORT_SECURITY, HSTS);
@@ -559,11 +563,12 @@ fn custom_headers(deploy: &LoadedDeploy, path: &str, resp: &mut Response<Body>) 
     }
 }
 
-/// A redirect with a short body.
-pub fn redirect(status: StatusCode, location: &str) -> Response<Body> {
+/// A redirect with an empty body. The location's bytes become the header
+/// value without a copy.
+pub fn redirect(status: StatusCode, location: String) -> Response<Body> {
     let mut r = Response::new(Body::Empty);
     *r.status_mut() = status;
-    if let Ok(v) = HeaderValue::from_str(location) {
+    if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(location)) {
         r.headers_mut().insert(header::LOCATION, v);
     }
     r.headers_mut()
@@ -571,9 +576,23 @@ pub fn redirect(status: StatusCode, location: &str) -> Response<Body> {
     r
 }
 
+/// A fresh 64-bit request id in hex. Per thread, a counter seeded at random
+/// steps through SplitMix64, whose output function is a bijection: ids never
+/// repeat within a thread, and threads start at unrelated points. About a
+/// tenth of the cost of drawing from the thread's CSPRNG, which ids don't need.
 fn request_id() -> HeaderValue {
+    thread_local! {
+        static STATE: std::cell::Cell<u64> = std::cell::Cell::new(rand::random());
+    }
+    let mut z = STATE.with(|s| {
+        let next = s.get().wrapping_add(0x9e37_79b9_7f4a_7c15);
+        s.set(next);
+        next
+    });
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    let n = z ^ (z >> 31);
     let mut buf = [0u8; 16];
-    let n: u64 = rand::random();
     const HEX: &[u8; 16] = b"0123456789abcdef";
     for (i, b) in buf.iter_mut().enumerate() {
         *b = HEX[((n >> (60 - 4 * i)) & 0xf) as usize];
@@ -634,5 +653,7 @@ mod tests {
         let id = request_id();
         assert_eq!(id.len(), 16);
         assert!(id.to_str().unwrap().bytes().all(|b| b.is_ascii_hexdigit()));
+        let many: std::collections::HashSet<_> = (0..10_000).map(|_| request_id()).collect();
+        assert_eq!(many.len(), 10_000, "ids repeat");
     }
 }

@@ -10,7 +10,10 @@
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use imbl::HashMap;
+/// Persistent map with a fast keyed hash: lookups run on every request, and
+/// the keys (site names, domains) come from operators, with a per-process seed.
+type HashMap<K, V> =
+    imbl::GenericHashMap<K, V, foldhash::fast::RandomState, imbl::shared_ptr::DefaultSharedPtr>;
 use ledge_core::{parse_edge_host, DeployId, EdgeHost, Label, SiteName};
 use ledge_store::{ChangeEvent, EventKind, SiteRouting, SiteSettings};
 

@@ -1,6 +1,11 @@
 //! The compiled rule set: index, evaluation, explanation and headers.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
+
+/// Hash map for the per-request index probes: keys are the deploy's rule
+/// paths, hashed with a per-process seed.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 use std::fmt;
 
 use crate::diag::{Diagnostic, SourceFile};
@@ -9,7 +14,7 @@ use crate::jwt;
 use crate::netlify_toml::EdgeFunctionDecl;
 use crate::pattern::{segments, trim_slash, IndexKey, PathPattern};
 use crate::rule::RedirectRule;
-use crate::url::{form_encode, has_params, parse_query, parse_target, percent_decode};
+use crate::url::{form_encode, has_params, parse_query, parse_target, percent_decode, Target};
 use crate::{MAX_HEADER_BLOCKS, MAX_PATH_BYTES, MAX_RULES, MAX_TARGET_BYTES};
 
 /// The texts of a deploy's rule files; `None` when a file is absent.
@@ -232,6 +237,8 @@ impl Outcome {
 #[derive(Debug)]
 struct CompiledRule {
     rule: RedirectRule,
+    /// `rule.to` parsed once: what a match without substitutions answers.
+    target: Target,
     pattern: Option<PathPattern>,
     country: Option<Vec<String>>,
     language: Option<Vec<String>>,
@@ -242,8 +249,8 @@ struct CompiledRule {
 
 #[derive(Debug, Default)]
 struct Bucket {
-    exact: HashMap<String, Vec<u32>>,
-    first: HashMap<String, Vec<u32>>,
+    exact: FastMap<String, Vec<u32>>,
+    first: FastMap<String, Vec<u32>>,
     rest: Vec<u32>,
 }
 
@@ -326,7 +333,7 @@ impl Iterator for Merge<'_> {
 pub struct RuleSet {
     rules: Vec<CompiledRule>,
     any_host: Bucket,
-    hosts: HashMap<String, Bucket>,
+    hosts: FastMap<String, Bucket>,
     headers: Vec<HeaderBlock>,
     edge_functions: Vec<EdgeFunctionDecl>,
 }
@@ -495,6 +502,7 @@ impl RuleSet {
                 }
             }
             set.rules.push(CompiledRule {
+                target: parse_target(&rule.to),
                 rule,
                 pattern,
                 country,
@@ -614,7 +622,7 @@ impl RuleSet {
         let decoded = percent_decode(req.path).unwrap_or(std::borrow::Cow::Borrowed(req.path));
         let norm = trim_slash(&decoded);
         let trailing = norm.len() < decoded.len();
-        let segs: Vec<&str> = segments(norm).collect();
+        let segs: smallvec::SmallVec<[&str; 16]> = segments(norm).collect();
         let first = segs.first().copied().unwrap_or("");
         let mut lists = Lists::new();
         self.any_host.lists(norm, first, &mut lists);
@@ -733,7 +741,13 @@ impl RuleSet {
                 }
             }
             // Substitution (spec §1.6): first capture of a name wins, names are
-            // replaced in byte order.
+            // replaced in byte order. Without captures the target is the one
+            // parsed at compile time.
+            if caps.params.is_empty() && caps.splat.is_none() && qcaps.is_empty() {
+                note!(trace, "{} matches", describe_at(&c.rule, idx));
+                matched = Some((idx, None));
+                break;
+            }
             let mut vars: BTreeMap<String, String> = BTreeMap::new();
             for (n, v) in caps.params {
                 vars.entry(n).or_insert(v);
@@ -761,7 +775,7 @@ impl RuleSet {
                 continue;
             }
             note!(trace, "{} matches", describe_at(&c.rule, idx));
-            matched = Some((idx, to));
+            matched = Some((idx, Some(to)));
             break;
         }
         let Some((idx, to)) = matched else {
@@ -816,10 +830,13 @@ impl RuleSet {
             return Outcome::Static { rule: idx };
         }
         let status = rule.effective_status();
-        let target = parse_target(&to);
+        let target: Cow<'_, Target> = match to {
+            Some(to) => Cow::Owned(parse_target(&to)),
+            None => Cow::Borrowed(&c.target),
+        };
         let query = match &target.query {
-            Some(q) if has_params(q) => Some(q.clone()),
-            _ if !gated && has_params(req.query) => Some(req.query.to_owned()),
+            Some(q) if has_params(q) => Some(q.as_str()),
+            _ if !gated && has_params(req.query) => Some(req.query),
             _ => None,
         };
         let redirect = (300..400).contains(&status);
@@ -885,7 +902,7 @@ impl RuleSet {
             return Outcome::Function {
                 rule: idx,
                 status,
-                path: target.path,
+                path: target.path.clone(),
                 query: if gated || !has_params(req.query) {
                     None
                 } else {
@@ -897,8 +914,8 @@ impl RuleSet {
             rule: idx,
             status,
             force,
-            path: target.path,
-            query,
+            path: target.path.clone(),
+            query: query.map(str::to_owned),
         }
     }
 }
