@@ -46,6 +46,10 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub outbound_allow: Vec<Cidr>,
+    /// Extra CA certificates (PEM file) trusted for TLS to origins, beside the
+    /// public web PKI.
+    #[arg(long = "origin-ca", env = "LEDGE_ORIGIN_CA")]
+    pub origin_ca: Option<PathBuf>,
     /// Header in which a trusted front proxy passes the visitor's country code.
     #[arg(long, env = "LEDGE_GEO_HEADER")]
     pub geo_header: Option<String>,
@@ -86,6 +90,7 @@ struct FileConfig {
     trusted_proxies: Vec<Cidr>,
     #[serde(default)]
     outbound_allow: Vec<Cidr>,
+    origin_ca: Option<PathBuf>,
     geo_header: Option<String>,
     geoip_db: Option<PathBuf>,
     tls_listen: Option<SocketAddr>,
@@ -150,6 +155,8 @@ pub struct ServeConfig {
     pub deploy_cache: usize,
     /// Non-public ranges tenant traffic may reach.
     pub outbound_allow: Vec<Cidr>,
+    /// Extra CA file for TLS to origins.
+    pub origin_ca: Option<PathBuf>,
     /// Header with the visitor's country, from trusted proxies.
     pub geo_header: Option<axum::http::HeaderName>,
     /// MaxMind database file.
@@ -237,6 +244,7 @@ impl ServeArgs {
                 max_body: l.max_body_bytes.unwrap_or(edge_defaults.max_body),
             },
             outbound_allow,
+            origin_ca: self.origin_ca.or(file.origin_ca),
             geo_header,
             geoip_db: self.geoip_db.or(file.geoip_db),
             tls_listen: self.tls_listen.or(file.tls_listen),

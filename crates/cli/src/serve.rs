@@ -163,8 +163,16 @@ async fn node(cfg: ServeConfig) -> anyhow::Result<()> {
             allow: cfg.outbound_allow.clone(),
             control_api: Some(api_addr),
         },
-        cfg.origin_connect_timeout,
-        cfg.origin_response_timeout,
+        &ledge_edge::OriginOptions {
+            connect_timeout: cfg.origin_connect_timeout,
+            response_timeout: cfg.origin_response_timeout,
+            extra_roots_pem: match &cfg.origin_ca {
+                Some(path) => vec![std::fs::read(path)
+                    .with_context(|| format!("cannot read the origin CA {}", path.display()))?],
+                None => Vec::new(),
+            },
+            ..Default::default()
+        },
     )
     .context("cannot build the origin client")?;
     let geo = ledge_edge::geo::Geo {

@@ -27,7 +27,7 @@ pub mod static_files;
 
 pub use body::Body;
 pub use deploys::{BlobCache, DeployCache, LoadedDeploy};
-pub use outbound::{Origin, OutboundPolicy};
+pub use outbound::{Origin, OriginOptions, OutboundPolicy};
 pub use pipeline::{AcmeChallenges, ConnInfo, Edge, EdgeConfig};
 pub use routes::{follow, RouteTarget, Router};
 pub use server::{serve, ServerLimits};

@@ -8,11 +8,14 @@
 //! name cannot be pointed at a refused address between check and connect.
 //! The node's own control API is never a target, allowed range or not.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ledge_core::Cidr;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
 
 /// What the operator allows beyond public addresses.
 #[derive(Debug, Clone, Default)]
@@ -111,6 +114,32 @@ fn classify_v6(ip: Ipv6Addr) -> Option<&'static str> {
     }
 }
 
+/// Resolves `host` and keeps only the addresses the policy allows; an error
+/// names why nothing is left.
+pub async fn resolve_allowed(
+    policy: &OutboundPolicy,
+    host: &str,
+    port: u16,
+) -> std::io::Result<Vec<SocketAddr>> {
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port)).await?.collect();
+    let mut refusal = None;
+    let allowed: Vec<SocketAddr> = addrs
+        .into_iter()
+        .filter(|a| match policy.check(*a) {
+            Ok(()) => true,
+            Err(e) => {
+                refusal = Some(e);
+                false
+            }
+        })
+        .collect();
+    if allowed.is_empty() {
+        let why = refusal.map_or_else(|| format!("{host} did not resolve"), |e| e.to_string());
+        return Err(std::io::Error::other(why));
+    }
+    Ok(allowed)
+}
+
 /// A resolver that drops refused addresses, so the client can only connect to
 /// what the policy allows.
 struct PolicyResolver {
@@ -121,63 +150,174 @@ impl reqwest::dns::Resolve for PolicyResolver {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
         let policy = self.policy.clone();
         Box::pin(async move {
-            let host = name.as_str().to_owned();
-            let addrs: Vec<SocketAddr> =
-                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            let mut refusal = None;
-            let allowed: Vec<SocketAddr> = addrs
-                .into_iter()
-                .filter(|a| match policy.check(*a) {
-                    Ok(()) => true,
-                    Err(e) => {
-                        refusal = Some(e);
-                        false
-                    }
-                })
-                .collect();
-            if allowed.is_empty() {
-                let why =
-                    refusal.map_or_else(|| format!("{host} did not resolve"), |e| e.to_string());
-                return Err(Box::new(std::io::Error::other(why))
-                    as Box<dyn std::error::Error + Send + Sync>);
-            }
+            let allowed = resolve_allowed(&policy, name.as_str(), 0)
+                .await
+                .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)?;
             let iter: reqwest::dns::Addrs = Box::new(allowed.into_iter());
             Ok(iter)
         })
     }
 }
 
+/// How the origin client is built.
+#[derive(Debug, Clone)]
+pub struct OriginOptions {
+    /// Time allowed to connect (TCP and TLS).
+    pub connect_timeout: Duration,
+    /// Time allowed for the response head.
+    pub response_timeout: Duration,
+    /// Extra trusted roots for origins (PEM), beside the public web PKI.
+    pub extra_roots_pem: Vec<Vec<u8>>,
+    /// Consecutive connect failures after which an origin is treated as down.
+    pub fail_threshold: u32,
+    /// How long an origin treated as down is answered for without trying it.
+    pub fail_cooldown: Duration,
+}
+
+impl Default for OriginOptions {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(10),
+            response_timeout: Duration::from_secs(26),
+            extra_roots_pem: Vec::new(),
+            fail_threshold: 5,
+            fail_cooldown: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Why an origin client could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum OriginError {
+    /// A configured CA file is not PEM certificates.
+    #[error("origin CA: {0}")]
+    BadCa(String),
+    /// The HTTP client failed to build.
+    #[error(transparent)]
+    Client(#[from] reqwest::Error),
+}
+
+/// Passive health of origins (nginx's `max_fails` / `fail_timeout`): after
+/// `threshold` connect failures in a row, an origin is answered for with a
+/// 502 at once during the cooldown instead of every request waiting on it,
+/// so a dead origin cannot pile up connections. The first request after the
+/// cooldown tries again.
+pub struct Health {
+    threshold: u32,
+    cooldown: Duration,
+    state: std::sync::Mutex<HashMap<String, (u32, Option<Instant>)>>,
+}
+
+/// Origins remembered at most (failing ones only; a success forgets).
+const HEALTH_CAPACITY: usize = 4096;
+
+impl Health {
+    /// A tracker with the given threshold and cooldown.
+    pub fn new(threshold: u32, cooldown: Duration) -> Self {
+        Self {
+            threshold: threshold.max(1),
+            cooldown,
+            state: std::sync::Mutex::new(HashMap::default()),
+        }
+    }
+
+    /// `Some(remaining)` while `origin` is treated as down.
+    pub fn down_for(&self, origin: &str) -> Option<Duration> {
+        let state = self.state.lock().ok()?;
+        let (_, until) = state.get(origin)?;
+        until.and_then(|u| u.checked_duration_since(Instant::now()))
+    }
+
+    /// Records a failed connect.
+    pub fn failed(&self, origin: &str) {
+        let Ok(mut state) = self.state.lock() else {
+            return;
+        };
+        if state.len() >= HEALTH_CAPACITY && !state.contains_key(origin) {
+            let now = Instant::now();
+            state.retain(|_, (_, until)| until.is_some_and(|u| u > now));
+            if state.len() >= HEALTH_CAPACITY {
+                return;
+            }
+        }
+        let e = state.entry(origin.to_owned()).or_insert((0, None));
+        e.0 += 1;
+        if e.0 >= self.threshold {
+            e.0 = 0;
+            e.1 = Some(Instant::now() + self.cooldown);
+        }
+    }
+
+    /// Records a response: the origin is up.
+    pub fn succeeded(&self, origin: &str) {
+        if let Ok(mut state) = self.state.lock() {
+            if !state.is_empty() {
+                state.remove(origin);
+            }
+        }
+    }
+}
+
 /// The node's one origin client.
 #[derive(Clone)]
 pub struct Origin {
-    /// The pooled HTTP client (no redirects followed, no decompression).
+    /// The pooled HTTP client (HTTP/1.1 and h2 by ALPN; no redirects
+    /// followed, no decompression).
     pub client: reqwest::Client,
     /// The policy it enforces.
     pub policy: Arc<OutboundPolicy>,
+    /// Time allowed to connect.
+    pub connect_timeout: Duration,
     /// Time allowed for the response head.
     pub response_timeout: Duration,
+    /// TLS to origins for connections the pooled client cannot make
+    /// (WebSocket upgrades): the same roots.
+    pub tls: Arc<rustls::ClientConfig>,
+    /// Passive health of origins.
+    pub health: Arc<Health>,
 }
 
 impl Origin {
     /// Builds the client once for the process.
-    pub fn new(
-        policy: OutboundPolicy,
-        connect_timeout: Duration,
-        response_timeout: Duration,
-    ) -> Result<Self, reqwest::Error> {
+    pub fn new(policy: OutboundPolicy, opts: &OriginOptions) -> Result<Self, OriginError> {
         let policy = Arc::new(policy);
-        let client = reqwest::Client::builder()
+        let mut roots = rustls::RootCertStore::empty();
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        let mut builder = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(connect_timeout)
+            .connect_timeout(opts.connect_timeout)
             .pool_idle_timeout(Duration::from_secs(60))
             .dns_resolver(Arc::new(PolicyResolver {
                 policy: policy.clone(),
-            }))
-            .build()?;
+            }));
+        for pem in &opts.extra_roots_pem {
+            let mut found = 0;
+            for der in CertificateDer::pem_slice_iter(pem) {
+                let der = der.map_err(|e| OriginError::BadCa(e.to_string()))?;
+                let cert = reqwest::Certificate::from_der(&der)?;
+                builder = builder.add_root_certificate(cert);
+                roots
+                    .add(der)
+                    .map_err(|e| OriginError::BadCa(e.to_string()))?;
+                found += 1;
+            }
+            if found == 0 {
+                return Err(OriginError::BadCa("no PEM certificate found".into()));
+            }
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| OriginError::BadCa(e.to_string()))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
         Ok(Self {
-            client,
+            client: builder.build()?,
             policy,
-            response_timeout,
+            connect_timeout: opts.connect_timeout,
+            response_timeout: opts.response_timeout,
+            tls: Arc::new(tls),
+            health: Arc::new(Health::new(opts.fail_threshold, opts.fail_cooldown)),
         })
     }
 
@@ -200,6 +340,25 @@ mod tests {
 
     fn addr(s: &str) -> SocketAddr {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn health_marks_an_origin_down_after_repeated_failures() {
+        let h = Health::new(3, Duration::from_secs(60));
+        assert_eq!(h.down_for("a:80"), None);
+        h.failed("a:80");
+        h.failed("a:80");
+        assert_eq!(h.down_for("a:80"), None, "below the threshold");
+        h.succeeded("a:80");
+        h.failed("a:80");
+        h.failed("a:80");
+        assert_eq!(h.down_for("a:80"), None, "a success resets the count");
+        h.failed("a:80");
+        assert!(h.down_for("a:80").is_some());
+        assert_eq!(h.down_for("b:80"), None, "per origin");
+        let quick = Health::new(1, Duration::ZERO);
+        quick.failed("c:80");
+        assert_eq!(quick.down_for("c:80"), None, "the cooldown ends");
     }
 
     #[test]

@@ -120,6 +120,13 @@ enum RulesFlow {
     },
 }
 
+/// A proxy rule's outcome, as the proxy phase takes it.
+struct ProxyRule<'a> {
+    url: &'a str,
+    headers: &'a [(String, String)],
+    country: Option<&'a str>,
+}
+
 /// The edge: routing table, deploy and blob caches, origin client, and the
 /// pipeline.
 pub struct Edge {
@@ -147,7 +154,9 @@ impl Edge {
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        let (parts, body) = req.into_parts();
+        let (mut parts, body) = req.into_parts();
+        // Present only on HTTP/1.1 upgrade requests; a proxy rule may pass it on.
+        let upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
         let peer = conn.peer;
         let mut ctx = RequestCtx {
             id: request_id(),
@@ -181,8 +190,12 @@ impl Edge {
                     headers,
                     country,
                 } => {
-                    self.proxy(&ctx, &parts, body, &url, &headers, country.as_deref())
-                        .await
+                    let rule = ProxyRule {
+                        url: &url,
+                        headers: &headers,
+                        country: country.as_deref(),
+                    };
+                    self.proxy(&ctx, &parts, body, upgrade, rule).await
                 }
             }
         }
@@ -453,15 +466,15 @@ impl Edge {
         Ok(resp)
     }
 
-    /// A proxy rule: stream to the origin and back.
+    /// A proxy rule: stream to the origin and back, or pass an upgrade
+    /// (WebSocket) through.
     async fn proxy<B>(
         &self,
         ctx: &RequestCtx,
         parts: &http::request::Parts,
         body: B,
-        url: &str,
-        rule_headers: &[(String, String)],
-        country: Option<&str>,
+        upgrade: Option<hyper::upgrade::OnUpgrade>,
+        rule: ProxyRule<'_>,
     ) -> Result<Response<Body>, EdgeError>
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,
@@ -486,22 +499,35 @@ impl Edge {
             .get(header::HOST)
             .and_then(|v| v.to_str().ok())
             .unwrap_or(&ctx.host);
+        let fwd = Forwarding {
+            forwarded_for,
+            proto: ctx.scheme,
+            host: original_host,
+            request_id: &ctx.id,
+            country: rule.country,
+            hops,
+        };
+        if let Some(upgrade) = upgrade.filter(|_| proxy::is_upgrade(&parts.headers)) {
+            return proxy::forward_upgrade(
+                &self.origin,
+                &parts.method,
+                rule.url,
+                &parts.headers,
+                upgrade,
+                rule.headers,
+                fwd,
+            )
+            .await;
+        }
         proxy::forward(
             &self.origin,
             &parts.method,
-            url,
+            rule.url,
             &parts.headers,
             body,
             self.config.max_body,
-            rule_headers,
-            Forwarding {
-                forwarded_for,
-                proto: ctx.scheme,
-                host: original_host,
-                request_id: &ctx.id,
-                country,
-                hops,
-            },
+            rule.headers,
+            fwd,
         )
         .await
     }

@@ -94,6 +94,79 @@ where
         .check_url(&target)
         .map_err(|e| EdgeError::ProxyRefused(e.to_string()))?;
 
+    let headers = request_headers(req_headers, rule_headers, &fwd);
+    let authority = origin_key(&target);
+    if let Some(left) = origin.health.down_for(&authority) {
+        return Err(EdgeError::OriginUnreachable(format!(
+            "{authority} failed repeatedly; it is tried again in {} ms",
+            left.as_millis()
+        )));
+    }
+    // A request without a body can be sent again: an idempotent one is retried
+    // once when the connection could not be made (RFC 9110 §9.2.2).
+    let bodyless = !req_headers.contains_key(header::TRANSFER_ENCODING)
+        && req_headers
+            .get(header::CONTENT_LENGTH)
+            .is_none_or(|v| v.as_bytes() == b"0");
+    let replayable = bodyless && method.is_idempotent();
+    let send = |body: reqwest::Body| {
+        let request = origin
+            .client
+            .request(method.clone(), target.clone())
+            .headers(headers.clone())
+            .body(body);
+        tokio::time::timeout(origin.response_timeout, request.send())
+    };
+    let first = if bodyless {
+        send(reqwest::Body::from(Bytes::new())).await
+    } else {
+        send(streamed_body(body, max_body)).await
+    };
+    let outcome = match first {
+        Ok(Err(e)) if e.is_connect() => {
+            origin.health.failed(&authority);
+            if replayable {
+                tracing::debug!(origin = %authority, error = %root_cause(&e), "connect failed; retrying once");
+                send(reqwest::Body::from(Bytes::new())).await
+            } else {
+                Ok(Err(e))
+            }
+        }
+        other => other,
+    };
+    let resp = match outcome {
+        Err(_) => return Err(EdgeError::OriginTimeout(origin.response_timeout)),
+        Ok(Err(e)) if e.is_timeout() => {
+            return Err(EdgeError::OriginTimeout(origin.response_timeout))
+        }
+        Ok(Err(e)) => {
+            if e.is_connect() {
+                origin.health.failed(&authority);
+            }
+            return Err(EdgeError::OriginUnreachable(root_cause(&e)));
+        }
+        Ok(Ok(r)) => r,
+    };
+    origin.health.succeeded(&authority);
+    let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let headers = strip_hop_by_hop(resp.headers());
+    let body = http_body_util::StreamBody::new(TryStreamExt::map_err(
+        resp.bytes_stream().map_ok(http_body::Frame::data),
+        |e| std::io::Error::other(e.to_string()),
+    ));
+    let mut out = Response::new(Body::Stream(body.boxed_unsync()));
+    *out.status_mut() = status;
+    *out.headers_mut() = headers;
+    Ok(out)
+}
+
+/// The headers sent to the origin: the client's end-to-end headers, the
+/// forwarding headers, and the rule's own.
+fn request_headers(
+    req_headers: &HeaderMap,
+    rule_headers: &[(String, String)],
+    fwd: &Forwarding<'_>,
+) -> HeaderMap {
     let mut headers = strip_hop_by_hop(req_headers);
     headers.remove(header::HOST);
     let mut set = |name: &'static str, value: &str| {
@@ -132,8 +205,199 @@ where
             headers.insert(k, v);
         }
     }
+    headers
+}
 
-    // Stream the request body, refusing it past the limit.
+/// Is this an HTTP/1.1 upgrade request (WebSocket and the like)?
+pub fn is_upgrade(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::UPGRADE)
+        && headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+}
+
+/// Passes an upgrade request (a WebSocket) through to the origin on a
+/// connection of its own: the origin's `101` goes back to the client, then
+/// bytes are copied both ways until either side closes. An origin that
+/// refuses the upgrade answers as for any proxied request.
+pub async fn forward_upgrade(
+    origin: &Origin,
+    method: &http::Method,
+    url: &str,
+    req_headers: &HeaderMap,
+    client: hyper::upgrade::OnUpgrade,
+    rule_headers: &[(String, String)],
+    fwd: Forwarding<'_>,
+) -> Result<Response<Body>, EdgeError> {
+    if fwd.hops > MAX_HOPS {
+        return Err(EdgeError::ProxyLoop);
+    }
+    let target: reqwest::Url = url
+        .parse()
+        .map_err(|_| EdgeError::BadProxyTarget(format!("{url:?} is not a valid URL")))?;
+    origin
+        .check_url(&target)
+        .map_err(|e| EdgeError::ProxyRefused(e.to_string()))?;
+    let host = target
+        .host_str()
+        .ok_or_else(|| EdgeError::BadProxyTarget(format!("{url:?} has no host")))?;
+    let port = target.port_or_known_default().unwrap_or(80);
+    let authority = origin_key(&target);
+    if origin.health.down_for(&authority).is_some() {
+        return Err(EdgeError::OriginUnreachable(format!(
+            "{authority} failed repeatedly"
+        )));
+    }
+    let bare_host = host.trim_start_matches('[').trim_end_matches(']');
+    let addrs = crate::outbound::resolve_allowed(&origin.policy, bare_host, port)
+        .await
+        .map_err(|e| EdgeError::ProxyRefused(e.to_string()))?;
+
+    let connect = async {
+        let mut last = None;
+        for addr in addrs {
+            match tokio::net::TcpStream::connect(addr).await {
+                Ok(s) => return Ok(s),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| std::io::Error::other("no address")))
+    };
+    let tcp = match tokio::time::timeout(origin.connect_timeout, connect).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            origin.health.failed(&authority);
+            return Err(EdgeError::OriginUnreachable(e.to_string()));
+        }
+        Err(_) => {
+            origin.health.failed(&authority);
+            return Err(EdgeError::OriginTimeout(origin.connect_timeout));
+        }
+    };
+    let _ = tcp.set_nodelay(true);
+
+    let mut headers = request_headers(req_headers, rule_headers, &fwd);
+    // The upgrade itself is hop-by-hop, and forwarded on purpose.
+    if let Some(up) = req_headers.get(header::UPGRADE) {
+        headers.insert(header::UPGRADE, up.clone());
+    }
+    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    let host_value = match target.port() {
+        Some(p) => format!("{host}:{p}"),
+        None => host.to_owned(),
+    };
+    if let Ok(v) = HeaderValue::from_str(&host_value) {
+        headers.insert(header::HOST, v);
+    }
+    let path = match target.query() {
+        Some(q) => format!("{}?{q}", target.path()),
+        None => target.path().to_owned(),
+    };
+    let mut request = http::Request::new(http_body_util::Empty::<Bytes>::new());
+    *request.method_mut() = method.clone();
+    *request.uri_mut() = path
+        .parse()
+        .map_err(|_| EdgeError::BadProxyTarget(format!("{url:?} has an invalid path")))?;
+    *request.headers_mut() = headers;
+
+    let head = async {
+        if target.scheme() == "https" {
+            let name = rustls::pki_types::ServerName::try_from(bare_host.to_owned())
+                .map_err(|e| EdgeError::BadProxyTarget(e.to_string()))?;
+            let tls = tokio_rustls::TlsConnector::from(origin.tls.clone())
+                .connect(name, tcp)
+                .await
+                .map_err(|e| EdgeError::OriginUnreachable(format!("TLS: {e}")))?;
+            send_upgrade(hyper_util::rt::TokioIo::new(tls), request).await
+        } else {
+            send_upgrade(hyper_util::rt::TokioIo::new(tcp), request).await
+        }
+    };
+    let mut resp = match tokio::time::timeout(origin.response_timeout, head).await {
+        Ok(r) => r?,
+        Err(_) => return Err(EdgeError::OriginTimeout(origin.response_timeout)),
+    };
+    origin.health.succeeded(&authority);
+    let status = resp.status();
+    if status != StatusCode::SWITCHING_PROTOCOLS {
+        let mut out = Response::new(Body::Stream(
+            resp.into_body()
+                .map_err(|e| std::io::Error::other(e.to_string()))
+                .boxed_unsync(),
+        ));
+        *out.status_mut() = status;
+        return Ok(out);
+    }
+    let mut out_headers = strip_hop_by_hop(resp.headers());
+    if let Some(up) = resp.headers().get(header::UPGRADE) {
+        out_headers.insert(header::UPGRADE, up.clone());
+    }
+    out_headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    let upstream = hyper::upgrade::on(&mut resp);
+    tokio::spawn(async move {
+        let (client, upstream) = match tokio::join!(client, upstream) {
+            (Ok(c), Ok(u)) => (c, u),
+            (c, u) => {
+                tracing::debug!(
+                    client = c.is_ok(),
+                    origin = u.is_ok(),
+                    "upgrade did not complete"
+                );
+                return;
+            }
+        };
+        let mut client = hyper_util::rt::TokioIo::new(client);
+        let mut upstream = hyper_util::rt::TokioIo::new(upstream);
+        if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+            tracing::debug!(error = %e, "upgraded connection ended with an error");
+        }
+    });
+    let mut out = Response::new(Body::Empty);
+    *out.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    *out.headers_mut() = out_headers;
+    Ok(out)
+}
+
+/// One request on a fresh HTTP/1.1 client connection that may be upgraded.
+async fn send_upgrade<I>(
+    io: I,
+    request: http::Request<http_body_util::Empty<Bytes>>,
+) -> Result<Response<hyper::body::Incoming>, EdgeError>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
+        .await
+        .map_err(|e| EdgeError::OriginUnreachable(e.to_string()))?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.with_upgrades().await {
+            tracing::debug!(error = %e, "origin connection ended with an error");
+        }
+    });
+    sender
+        .send_request(request)
+        .await
+        .map_err(|e| EdgeError::OriginUnreachable(root_cause(&e)))
+}
+
+/// `host:port` of a target, the unit of passive health.
+fn origin_key(url: &reqwest::Url) -> String {
+    format!(
+        "{}:{}",
+        url.host_str().unwrap_or(""),
+        url.port_or_known_default().unwrap_or(0)
+    )
+}
+
+/// The request body as a stream, refused past `max_body` bytes.
+fn streamed_body<B>(body: B, max_body: u64) -> reqwest::Body
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let mut seen = 0u64;
     let stream = TryStreamExt::map_err(
         http_body_util::BodyStream::new(body),
@@ -150,30 +414,7 @@ where
         }
         Ok(chunk)
     });
-    let request = origin
-        .client
-        .request(method.clone(), target)
-        .headers(headers)
-        .body(reqwest::Body::wrap_stream(stream));
-
-    let resp = match tokio::time::timeout(origin.response_timeout, request.send()).await {
-        Err(_) => return Err(EdgeError::OriginTimeout(origin.response_timeout)),
-        Ok(Err(e)) if e.is_timeout() => {
-            return Err(EdgeError::OriginTimeout(origin.response_timeout))
-        }
-        Ok(Err(e)) => return Err(EdgeError::OriginUnreachable(root_cause(&e))),
-        Ok(Ok(r)) => r,
-    };
-    let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
-    let headers = strip_hop_by_hop(resp.headers());
-    let body = http_body_util::StreamBody::new(TryStreamExt::map_err(
-        resp.bytes_stream().map_ok(http_body::Frame::data),
-        |e| std::io::Error::other(e.to_string()),
-    ));
-    let mut out = Response::new(Body::Stream(body.boxed_unsync()));
-    *out.status_mut() = status;
-    *out.headers_mut() = headers;
-    Ok(out)
+    reqwest::Body::wrap_stream(stream)
 }
 
 fn root_cause(e: &dyn std::error::Error) -> String {

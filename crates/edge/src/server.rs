@@ -17,7 +17,6 @@ use std::time::Duration;
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use ledge_tls::CertResolver;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -80,7 +79,9 @@ pub async fn serve(
         .keep_alive_interval(Duration::from_secs(30))
         .keep_alive_timeout(Duration::from_secs(10));
     let protocols = Arc::new(Protocols { h1, h2 });
-    let graceful = GracefulShutdown::new();
+    // The drain: every connection holds a receiver; `true` asks it to finish
+    // its in-flight requests and close; the sender sees when all are gone.
+    let (drain, _) = tokio::sync::watch::channel(false);
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     tokio::pin!(shutdown);
 
@@ -104,7 +105,7 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         let edge = edge.clone();
         let protocols = protocols.clone();
-        let watcher = graceful.watcher();
+        let watcher = drain.subscribe();
         let first_bytes = limits.header_read_timeout;
         let tls = tls.clone();
         tokio::spawn(async move {
@@ -147,7 +148,8 @@ pub async fn serve(
         });
     }
     drop(listener);
-    if tokio::time::timeout(limits.drain_timeout, graceful.shutdown())
+    let _ = drain.send(true);
+    if tokio::time::timeout(limits.drain_timeout, drain.closed())
         .await
         .is_err()
     {
@@ -163,8 +165,14 @@ struct Protocols {
 
 impl Protocols {
     /// Serves one connection until it ends or the drain closes it.
-    async fn drive<I>(&self, io: I, is_h2: bool, edge: Arc<Edge>, conn: ConnInfo, watcher: Watcher)
-    where
+    async fn drive<I>(
+        &self,
+        io: I,
+        is_h2: bool,
+        edge: Arc<Edge>,
+        conn: ConnInfo,
+        mut drain: tokio::sync::watch::Receiver<bool>,
+    ) where
         I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
     {
         let peer = conn.peer;
@@ -174,10 +182,33 @@ impl Protocols {
             let conn = conn.clone();
             async move { Ok::<_, Infallible>(edge.handle(req, &conn).await) }
         });
+        // Held until the connection is done: the drain waits for every holder.
+        let _held = drain.clone();
+        // Resolves once a drain starts (or the server is gone).
+        let drained = async move {
+            let _ = drain.wait_for(|d| *d).await;
+        };
         let result = if is_h2 {
-            watcher.watch(self.h2.serve_connection(io, svc)).await
+            let conn = self.h2.serve_connection(io, svc);
+            tokio::pin!(conn);
+            tokio::select! {
+                r = conn.as_mut() => r,
+                () = drained => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            }
         } else {
-            watcher.watch(self.h1.serve_connection(io, svc)).await
+            // Upgrades (WebSocket) hand the socket to the proxy once answered.
+            let conn = self.h1.serve_connection(io, svc).with_upgrades();
+            tokio::pin!(conn);
+            tokio::select! {
+                r = conn.as_mut() => r,
+                () = drained => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            }
         };
         if let Err(e) = result {
             tracing::debug!(error = %e, %peer, "connection ended with an error");
