@@ -59,6 +59,15 @@ enum Command {
         #[arg(long)]
         to: Option<String>,
     },
+    /// Purge a site's cached responses: all of them, or those with a tag.
+    Purge {
+        /// The site.
+        #[arg(long)]
+        site: String,
+        /// Purge only responses with this cache tag (repeatable).
+        #[arg(long = "tag")]
+        tags: Vec<String>,
+    },
     /// Stop auto-publishing production deploys for a site.
     Lock {
         /// The site.
@@ -346,6 +355,29 @@ fn client_command(cmd: Command) -> anyhow::Result<()> {
                     v["published_deploy"].as_str().unwrap_or(""),
                     v["url"].as_str().unwrap_or("")
                 );
+            }
+            Command::Purge { site, tags } => {
+                let v = c
+                    .post(
+                        &format!("/api/v1/sites/{site}/purge"),
+                        &serde_json::json!({ "tags": tags }),
+                    )
+                    .await?;
+                if tags.is_empty() {
+                    println!("purged every cached response of site {site}");
+                } else {
+                    println!(
+                        "purged cached responses of site {site} tagged {}",
+                        v["tags"]
+                            .as_array()
+                            .map(|a| a
+                                .iter()
+                                .filter_map(|t| t.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", "))
+                            .unwrap_or_default()
+                    );
+                }
             }
             Command::Lock { site } => {
                 c.post(

@@ -371,3 +371,60 @@ fn large_manifests_and_bad_queries() {
         "invalid_request",
     );
 }
+
+#[test]
+fn purge_requests_are_scoped_and_validated() {
+    let node = Node::start();
+    let api = Api {
+        node: &node,
+        http: http(),
+    };
+    node.ok(&["sites", "create", "a"]);
+    node.ok(&["sites", "create", "b"]);
+    let token = node.ok(&["tokens", "create", "--site", "a"]);
+    let token = token.trim();
+    let (status, v) = api.call("POST", "/api/v1/sites/a/purge", Some(token), None);
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["purged"], "site");
+    let (status, v) = api.call(
+        "POST",
+        "/api/v1/sites/a/purge",
+        Some(token),
+        Some(json!({"tags": ["Blog", "home"]})),
+    );
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["purged"], "tags");
+    assert_eq!(v["tags"], json!(["blog", "home"]));
+    // Another site is invisible to a site token; unknown sites; bad bodies.
+    assert_error(
+        &api.call("POST", "/api/v1/sites/b/purge", Some(token), None),
+        404,
+        "not_found",
+    );
+    assert_error(
+        &api.admin("POST", "/api/v1/sites/zzz/purge", None),
+        404,
+        "not_found",
+    );
+    assert_error(
+        &api.admin("POST", "/api/v1/sites/a/purge", Some(json!({"tags": [""]}))),
+        400,
+        "invalid_request",
+    );
+    assert_error(
+        &api.admin("POST", "/api/v1/sites/a/purge", Some(json!({"tag": "x"}))),
+        400,
+        "invalid_request",
+    );
+    let many: Vec<String> = (0..101).map(|i| format!("t{i}")).collect();
+    assert_error(
+        &api.admin("POST", "/api/v1/sites/a/purge", Some(json!({"tags": many}))),
+        400,
+        "invalid_request",
+    );
+    // The CLI.
+    let out = node.ok(&["purge", "--site", "a", "--tag", "news"]);
+    assert!(out.contains("tagged news"), "{out}");
+    let out = node.ok(&["purge", "--site", "b"]);
+    assert!(out.contains("every cached response"), "{out}");
+}

@@ -14,6 +14,7 @@
 //! | PUT | `/deploys/{id}/blobs/{sha256}` | site |
 //! | POST | `/sites/{site}/rollback` `{"deploy"?}` | site |
 //! | POST | `/sites/{site}/lock`, `/sites/{site}/unlock` | site |
+//! | POST | `/sites/{site}/purge` `{"tags"?}` | site |
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -92,6 +93,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/deploys/{id}/blobs/{digest}", put(put_blob))
         .route("/api/v1/sites/{site}/certs", post(add_cert).get(list_certs))
         .route("/api/v1/sites/{site}/rollback", post(rollback))
+        .route("/api/v1/sites/{site}/purge", post(purge))
         .route("/api/v1/sites/{site}/lock", post(lock))
         .route("/api/v1/sites/{site}/unlock", post(unlock))
         .fallback(|| async { ApiError::not_found("no such API endpoint") })
@@ -694,6 +696,59 @@ async fn rollback(
     Ok(Json(
         json!({"site": site, "published_deploy": id, "url": st.url(site.as_str())}),
     ))
+}
+
+/// Most tags in one purge request.
+pub const MAX_PURGE_TAGS: usize = 100;
+/// Longest tag accepted.
+pub const MAX_TAG_LEN: usize = 512;
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct PurgeReq {
+    #[serde(default)]
+    tags: Vec<String>,
+}
+
+/// Purges the site's cached responses (all, or by tag). The answer comes once
+/// this node's edge applied it (see `read_your_writes`): nothing purged is
+/// served from here after it.
+async fn purge(
+    State(st): State<ApiState>,
+    caller: Caller,
+    Path(site): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let site = site_param(&site)?;
+    caller.site(&site)?;
+    let req: PurgeReq = parse_json_or_empty(&body)?;
+    if req.tags.len() > MAX_PURGE_TAGS {
+        return Err(ApiError::invalid(format!(
+            "at most {MAX_PURGE_TAGS} tags per purge"
+        )));
+    }
+    for t in &req.tags {
+        if t.trim().is_empty() || t.len() > MAX_TAG_LEN || t.contains(',') {
+            return Err(ApiError::invalid(format!(
+                "tag {t:?} is not valid: tags are non-empty, at most {MAX_TAG_LEN} bytes, without commas"
+            )));
+        }
+    }
+    let ev = st.meta.purge(&site, &req.tags).await?;
+    let seq = ev.seq;
+    let tags: Vec<String> = match &ev.kind {
+        ledge_store::EventKind::Purged { tags, .. } => {
+            tags.iter().map(|(t, _)| t.clone()).collect()
+        }
+        _ => Vec::new(),
+    };
+    st.feed.send([ev]);
+    Ok(Json(json!({
+        "site": site,
+        "purged": if tags.is_empty() { "site" } else { "tags" },
+        "tags": tags,
+        "seq": seq,
+    })))
 }
 
 async fn lock(

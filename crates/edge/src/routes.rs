@@ -193,6 +193,9 @@ impl Router {
             // Certificates live in the TLS resolver's cache, not in the table;
             // the sequence still advances.
             EventKind::CertChanged { .. } => {}
+            // Purges act on the HTTP cache (applied by the follower); the
+            // table only advances.
+            EventKind::Purged { .. } => {}
             EventKind::SettingsChanged { settings } => {
                 if let Some(mut e) = entry(&t) {
                     e.rule_settings =

@@ -54,6 +54,14 @@ pub enum EventKind {
         /// The domain.
         domain: String,
     },
+    /// Cached responses of the site were purged: all of them (the site's new
+    /// generation), or those with these tags (each tag's new generation).
+    Purged {
+        /// The site's new generation, for a whole-site purge.
+        site_generation: Option<i64>,
+        /// Purged tags (lowercase) with their new generations.
+        tags: Vec<(String, i64)>,
+    },
     /// The site's settings changed; the new value is carried whole.
     SettingsChanged {
         /// Settings including secrets (the feed is internal to the platform).

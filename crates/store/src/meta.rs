@@ -98,6 +98,13 @@ pub trait MetaStore: Send + Sync + 'static {
     /// Locks or unlocks auto-publishing.
     async fn set_locked(&self, site: &SiteName, locked: bool) -> Result<()>;
 
+    /// Purges a site's cached responses: all of them when `tags` is empty,
+    /// else those carrying one of `tags` (case-insensitive). Bumps the
+    /// generations and records the change in one transaction.
+    async fn purge(&self, site: &SiteName, tags: &[String]) -> Result<ChangeEvent>;
+    /// Every purge generation, for a node loading its cache's view.
+    async fn purge_generations(&self) -> Result<Vec<PurgeGeneration>>;
+
     /// Stores (or replaces) a domain's certificate; the key arrives sealed.
     async fn put_cert(&self, cert: &StoredCert) -> Result<ChangeEvent>;
     /// A domain's certificate.

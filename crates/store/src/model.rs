@@ -216,3 +216,14 @@ pub struct DomainStatus {
     /// When the next attempt is due (Unix seconds).
     pub next_try_at: Option<i64>,
 }
+
+/// One purge counter: a site's (no tag) or one tag's of a site.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PurgeGeneration {
+    /// The site's name.
+    pub site: String,
+    /// The tag (lowercase), `None` for the whole site.
+    pub tag: Option<String>,
+    /// How many purges it has seen.
+    pub generation: i64,
+}

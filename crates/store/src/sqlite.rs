@@ -21,10 +21,11 @@ use crate::now_secs;
 use crate::settings::{SettingsError, SiteSettings};
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
-const MIGRATIONS: [&str; 3] = [
+const MIGRATIONS: [&str; 4] = [
     include_str!("../migrations/0001_init.sql"),
     include_str!("../migrations/0002_certs.sql"),
     include_str!("../migrations/0003_domain_status.sql"),
+    include_str!("../migrations/0004_purges.sql"),
 ];
 
 async fn migrate(pool: &SqlitePool) -> Result<()> {
@@ -748,6 +749,61 @@ impl MetaStore for SqliteStore {
             return Err(MetaError::NotFound(format!("site \"{site}\" not found")));
         }
         Ok(())
+    }
+
+    async fn purge(&self, site: &SiteName, tags: &[String]) -> Result<ChangeEvent> {
+        let mut tx = self.write.begin().await?;
+        require_site(&mut tx, site).await?;
+        let mut keys: Vec<String> = tags.iter().map(|t| t.trim().to_ascii_lowercase()).collect();
+        keys.retain(|t| !t.is_empty());
+        keys.sort();
+        keys.dedup();
+        let whole = keys.is_empty();
+        if whole {
+            keys.push(String::new());
+        }
+        let mut bumped = Vec::with_capacity(keys.len());
+        for tag in keys {
+            let generation: i64 = sqlx::query_scalar(
+                "INSERT INTO purge_generations (site, tag, generation) VALUES (?, ?, 1)
+                 ON CONFLICT (site, tag) DO UPDATE SET generation = generation + 1
+                 RETURNING generation",
+            )
+            .bind(site.as_str())
+            .bind(&tag)
+            .fetch_one(&mut *tx)
+            .await?;
+            bumped.push((tag, generation));
+        }
+        let kind = if whole {
+            EventKind::Purged {
+                site_generation: bumped.first().map(|(_, g)| *g),
+                tags: Vec::new(),
+            }
+        } else {
+            EventKind::Purged {
+                site_generation: None,
+                tags: bumped,
+            }
+        };
+        let ev = append_event(&mut tx, site, kind).await?;
+        tx.commit().await?;
+        Ok(ev)
+    }
+
+    async fn purge_generations(&self) -> Result<Vec<PurgeGeneration>> {
+        let rows: Vec<(String, String, i64)> =
+            sqlx::query_as("SELECT site, tag, generation FROM purge_generations")
+                .fetch_all(&self.read)
+                .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(site, tag, generation)| PurgeGeneration {
+                site,
+                tag: (!tag.is_empty()).then_some(tag),
+                generation,
+            })
+            .collect())
     }
 
     async fn put_cert(&self, cert: &StoredCert) -> Result<ChangeEvent> {

@@ -195,3 +195,56 @@ async fn domain_status_follows_the_domain() {
     s.remove_domain(&site, "shop.example").await.unwrap();
     assert!(s.domain_statuses(&site).await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn purges_bump_generations_in_one_transaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("meta.db");
+    let s = SqliteStore::open(&path).await.unwrap();
+    let site = SiteName::parse("shop").unwrap();
+    s.create_site(&site).await.unwrap();
+    let ev = s.purge(&site, &[]).await.unwrap();
+    assert_eq!(
+        ev.kind,
+        EventKind::Purged {
+            site_generation: Some(1),
+            tags: vec![]
+        }
+    );
+    // Tags are case-insensitive, deduplicated, and each has its own counter.
+    let ev = s
+        .purge(&site, &["Blog".into(), "blog".into(), "home ".into()])
+        .await
+        .unwrap();
+    assert_eq!(
+        ev.kind,
+        EventKind::Purged {
+            site_generation: None,
+            tags: vec![("blog".into(), 1), ("home".into(), 1)]
+        }
+    );
+    let ev2 = s.purge(&site, &["blog".into()]).await.unwrap();
+    assert_eq!(ev2.seq, ev.seq + 1);
+    assert!(s
+        .purge(&SiteName::parse("nope").unwrap(), &[])
+        .await
+        .is_err());
+    // The counters outlive the process (and the site).
+    drop(s);
+    let s = SqliteStore::open(&path).await.unwrap();
+    s.delete_site(&site).await.unwrap();
+    let mut g = s.purge_generations().await.unwrap();
+    g.sort_by(|a, b| a.tag.cmp(&b.tag));
+    let got: Vec<(Option<&str>, i64)> =
+        g.iter().map(|p| (p.tag.as_deref(), p.generation)).collect();
+    assert_eq!(got, vec![(None, 1), (Some("blog"), 2), (Some("home"), 1)]);
+    assert!(g.iter().all(|p| p.site == "shop"));
+    // The events are in the log for nodes that missed them.
+    let evs = s.events_since(0, 100).await.unwrap();
+    assert_eq!(
+        evs.iter()
+            .filter(|e| matches!(e.kind, EventKind::Purged { .. }))
+            .count(),
+        3
+    );
+}
