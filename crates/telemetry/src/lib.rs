@@ -305,6 +305,11 @@ impl Telemetry {
         }
     }
 
+    /// Records waiting in the queue now.
+    pub fn queued(&self) -> usize {
+        self.shared.tx.max_capacity() - self.shared.tx.capacity()
+    }
+
     /// Records dropped because the queue was full (or telemetry had shut
     /// down).
     pub fn dropped(&self) -> u64 {
@@ -318,7 +323,12 @@ impl Telemetry {
 
     /// The metrics in the Prometheus text format.
     pub fn render_metrics(&self) -> String {
-        self.shared.metrics.render()
+        let mut text = self.shared.metrics.render();
+        text.push_str(&format!(
+            "# HELP ledge_telemetry_queue_length Records waiting for the telemetry dispatcher.\n# TYPE ledge_telemetry_queue_length gauge\nledge_telemetry_queue_length {}\n",
+            self.queued()
+        ));
+        text
     }
 
     /// Follows the records that pass `filter` from now on.
@@ -488,7 +498,7 @@ async fn close_minutes(shared: &Shared, cutoff: Option<u64>) {
     let closed = {
         let mut agg = lock(&shared.agg);
         match cutoff {
-            Some(c) => agg.take_closed(c, 0),
+            Some(c) => agg.take_closed(c),
             None => agg.take_all(),
         }
     };

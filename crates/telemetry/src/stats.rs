@@ -317,54 +317,55 @@ pub struct StatsReport {
     pub total: Bucket,
 }
 
-/// Open minute buckets, filled by the dispatcher.
+/// Open minute buckets, filled by the dispatcher: site → minute → bucket.
 #[derive(Debug, Default)]
 pub(crate) struct Aggregator {
-    open: HashMap<(String, u64), Bucket>,
+    open: HashMap<String, BTreeMap<u64, Bucket>>,
 }
 
 impl Aggregator {
     pub(crate) fn add(&mut self, r: &Record) {
-        let t = unix_secs(r.timestamp());
-        let start = Resolution::Minute.align(t);
+        let start = Resolution::Minute.align(unix_secs(r.timestamp()));
         let site = r.site();
-        // Look up by borrowed key first so the common case allocates nothing.
-        if let Some(b) = self.open.get_mut(&(site.to_owned(), start)) {
-            b.add(r);
-            return;
-        }
-        let mut b = Bucket::new(site, Resolution::Minute, start);
-        b.add(r);
-        self.open.insert((site.to_owned(), start), b);
+        // Borrowed lookup: the common case allocates nothing.
+        let minutes = match self.open.get_mut(site) {
+            Some(m) => m,
+            None => self.open.entry(site.to_owned()).or_default(),
+        };
+        minutes
+            .entry(start)
+            .or_insert_with(|| Bucket::new(site, Resolution::Minute, start))
+            .add(r);
     }
 
     /// Removes and returns the buckets whose minute ended at or before
-    /// `now - grace`.
-    pub(crate) fn take_closed(&mut self, now: u64, grace: u64) -> Vec<Bucket> {
-        let keys: Vec<(String, u64)> = self
-            .open
-            .keys()
-            .filter(|(_, start)| start + 60 + grace <= now)
-            .cloned()
-            .collect();
-        keys.into_iter()
-            .filter_map(|k| self.open.remove(&k))
-            .collect()
+    /// `cutoff`.
+    pub(crate) fn take_closed(&mut self, cutoff: u64) -> Vec<Bucket> {
+        let mut out = Vec::new();
+        self.open.retain(|_, minutes| {
+            while let Some(entry) = minutes.first_entry() {
+                if entry.key() + 60 > cutoff {
+                    break;
+                }
+                out.push(entry.remove());
+            }
+            !minutes.is_empty()
+        });
+        out
     }
 
     pub(crate) fn take_all(&mut self) -> Vec<Bucket> {
-        self.open.drain().map(|(_, b)| b).collect()
+        self.open
+            .drain()
+            .flat_map(|(_, minutes)| minutes.into_values())
+            .collect()
     }
 
     pub(crate) fn open_for(&self, site: &str) -> Vec<Bucket> {
-        let mut v: Vec<Bucket> = self
-            .open
-            .iter()
-            .filter(|((s, _), _)| s == site)
-            .map(|(_, b)| b.clone())
-            .collect();
-        v.sort_by_key(|b| b.start);
-        v
+        self.open
+            .get(site)
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default()
     }
 }
 
