@@ -279,6 +279,9 @@ pub struct ConsoleLine {
 }
 
 /// A record of either kind, as it travels to sinks and the live tail.
+// Not boxed: access records are nearly all of the traffic and a box would
+// cost an allocation per request on the hot path.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Record {
     /// A request.

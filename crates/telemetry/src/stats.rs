@@ -248,10 +248,12 @@ pub trait BucketStore: Send + Sync + 'static {
     async fn delete_before(&self, resolution: Resolution, cutoff: u64) -> Result<u64, StoreError>;
 }
 
+type BucketKey = (String, Resolution, u64);
+
 /// An in-memory [`BucketStore`] (tests, `ledge dev`).
 #[derive(Debug, Default, Clone)]
 pub struct MemoryStore {
-    inner: Arc<Mutex<BTreeMap<(String, Resolution, u64), Bucket>>>,
+    inner: Arc<Mutex<BTreeMap<BucketKey, Bucket>>>,
 }
 
 impl MemoryStore {
