@@ -170,6 +170,30 @@ fn bench(c: &mut Criterion) {
     });
     g.finish();
 
+    let mut g = c.benchmark_group("parts");
+    g.measurement_time(Duration::from_secs(3));
+    g.warm_up_time(Duration::from_secs(1));
+    let recs: Vec<ledge_telemetry::Record> = (0..1024)
+        .map(|i| ledge_telemetry::Record::Access(record(i)))
+        .collect();
+    g.bench_function("bucket_add", |b| {
+        let mut bucket =
+            ledge_telemetry::Bucket::new("blog", ledge_telemetry::Resolution::Minute, 0);
+        let mut i = 0;
+        b.iter(|| {
+            i = (i + 1) % recs.len();
+            bucket.add(&recs[i]);
+        })
+    });
+    g.bench_function("to_json_line", |b| {
+        let mut i = 0;
+        b.iter(|| {
+            i = (i + 1) % recs.len();
+            black_box(recs[i].to_json_line(false))
+        })
+    });
+    g.finish();
+
     let mut g = c.benchmark_group("dispatch");
     g.measurement_time(Duration::from_secs(4));
     g.warm_up_time(Duration::from_secs(1));

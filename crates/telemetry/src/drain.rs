@@ -367,7 +367,11 @@ impl fmt::Display for DrainSpec {
                 max_bytes,
                 keep,
             } => {
-                let mut u = url::Url::from_file_path(path).map_err(|_| fmt::Error)?;
+                // A relative path (possible through the API, not the
+                // parser) has no file URL: show it as is.
+                let Ok(mut u) = url::Url::from_file_path(path) else {
+                    return write!(f, "{}", path.display());
+                };
                 u.query_pairs_mut()
                     .append_pair("max_bytes", &max_bytes.to_string())
                     .append_pair("keep", &keep.to_string());
@@ -435,6 +439,7 @@ mod tests {
             let again: DrainSpec = spec.to_string().parse().unwrap();
             assert_eq!(again, spec, "{c}");
         }
+        assert_eq!(DrainSpec::file("logs/a.log").to_string(), "logs/a.log");
         let f: DrainSpec = "/var/log/a.log".parse().unwrap();
         assert_eq!(f, DrainSpec::file("/var/log/a.log"));
         let h: DrainSpec = "https://x.example/in?a=1#exclude_pii".parse().unwrap();

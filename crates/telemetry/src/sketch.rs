@@ -91,7 +91,7 @@ impl TopK {
     /// `(n − Σ counters) / (capacity + 1)`.
     pub fn error_bound(&self) -> u64 {
         let kept: u64 = self.counters.values().sum();
-        (self.total - kept.min(self.total)) / (self.capacity as u64 + 1)
+        (self.total - kept.min(self.total)) / (self.capacity as u64).saturating_add(1)
     }
 
     /// The estimated count of `key` (a lower bound; 0 if not kept).
@@ -283,7 +283,9 @@ impl QuantileSketch {
             seen += c;
             if seen > rank {
                 let v = 2.0 * g.powi(i) / (g + 1.0);
-                return Some(v.clamp(self.min, self.max));
+                // max/min rather than clamp: never panics, even on a
+                // sketch deserialized from a damaged store.
+                return Some(v.max(self.min).min(self.max));
             }
         }
         Some(self.max)

@@ -428,3 +428,107 @@ pub fn unix_secs(t: SystemTime) -> u64 {
         .map(|d| d.as_secs())
         .unwrap_or(0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{CacheStatus, Phase};
+
+    fn req(site: &str, secs: u64, status: u16) -> Record {
+        Record::Access(AccessRecord {
+            timestamp: UNIX_EPOCH + Duration::from_secs(secs),
+            request_id: "r".into(),
+            site: site.into(),
+            deploy: None,
+            host: "h".into(),
+            method: "GET".into(),
+            path: "/".into(),
+            query: None,
+            status_code: status,
+            request_size: 0,
+            response_size: 10,
+            content_type: None,
+            duration: Duration::from_millis(2),
+            ttfb: Duration::from_millis(1),
+            client_ip: None,
+            country: None,
+            user_agent: None,
+            referrer: None,
+            cache_status: CacheStatus::None,
+            answered_by: Phase::Static,
+            rule: None,
+            function_name: None,
+            firewall_rule: None,
+            block_reason: None,
+            tls_version: None,
+            http_version: "HTTP/1.1".into(),
+            error_class: None,
+        })
+    }
+
+    #[test]
+    fn minutes_close_after_their_end_only() {
+        let mut agg = Aggregator::default();
+        agg.add(&req("a", 120, 200));
+        agg.add(&req("a", 179, 200));
+        agg.add(&req("a", 180, 404));
+        agg.add(&req("b", 130, 500));
+        assert!(agg.take_closed(179).is_empty());
+        let mut closed = agg.take_closed(180);
+        closed.sort_by(|x, y| x.site.cmp(&y.site));
+        assert_eq!(closed.len(), 2);
+        assert_eq!(
+            (closed[0].site.as_str(), closed[0].counters.requests),
+            ("a", 2)
+        );
+        assert_eq!(
+            (closed[1].site.as_str(), closed[1].counters.status_5xx),
+            ("b", 1)
+        );
+        assert_eq!(agg.open_for("a").len(), 1);
+        assert_eq!(agg.take_all().len(), 1);
+        assert!(agg.open_for("a").is_empty());
+    }
+
+    #[tokio::test]
+    async fn persist_merges_into_minute_and_hour_and_retention_sweeps() {
+        let store = MemoryStore::new();
+        let mut m1 = Bucket::new("a", Resolution::Minute, 3600);
+        m1.add(&req("a", 3600, 200));
+        let mut m2 = Bucket::new("a", Resolution::Minute, 3660);
+        m2.add(&req("a", 3660, 500));
+        persist(&store, &m1).await.unwrap();
+        // The same minute again (a restart within it) adds up.
+        persist(&store, &m1).await.unwrap();
+        persist(&store, &m2).await.unwrap();
+        let minutes = store.get("a", Resolution::Minute, 0, 10_000).await.unwrap();
+        assert_eq!(minutes.len(), 2);
+        assert_eq!(minutes[0].counters.requests, 2);
+        let hours = store.get("a", Resolution::Hour, 0, 10_000).await.unwrap();
+        assert_eq!(hours.len(), 1);
+        assert_eq!(hours[0].start, 3600);
+        assert_eq!(hours[0].counters.requests, 3);
+        assert_eq!(hours[0].counters.status_5xx, 1);
+        assert!(store
+            .get("a", Resolution::Hour, 3601, 10_000)
+            .await
+            .unwrap()
+            .is_empty());
+        assert!(store
+            .get("b", Resolution::Hour, 0, 10_000)
+            .await
+            .unwrap()
+            .is_empty());
+        assert_eq!(
+            store.delete_before(Resolution::Minute, 3660).await.unwrap(),
+            1
+        );
+        assert_eq!(store.len(), 2);
+        // report() folds an open minute into its hour.
+        let mut open = Bucket::new("a", Resolution::Minute, 3720);
+        open.add(&req("a", 3720, 200));
+        let r = report("a", Resolution::Hour, 0, 10_000, hours, vec![open]);
+        assert_eq!(r.buckets.len(), 1);
+        assert_eq!(r.total.counters.requests, 4);
+    }
+}
