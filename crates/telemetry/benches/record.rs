@@ -132,14 +132,14 @@ fn bench(c: &mut Criterion) {
     let slow = {
         let _g = rt.enter();
         let mut config = TelemetryConfig {
-            sink_buffer: 256,
+            site_sink_buffer: 256,
             ..TelemetryConfig::default()
         };
         config.batch.attempt_timeout = Duration::from_secs(3600);
         let (t, _) = Telemetry::start(config).unwrap();
         let drain: DrainSpec = format!("http://127.0.0.1:{port}/in").parse().unwrap();
-        t.set_site_drains("blog", vec![drain.clone()]);
-        t.set_site_drains("shop", vec![drain]);
+        t.set_site_drains("blog", vec![drain.clone()]).unwrap();
+        t.set_site_drains("shop", vec![drain]).unwrap();
         t
     };
     g.bench_function("accepted_slow_drain", |b| {

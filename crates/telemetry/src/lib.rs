@@ -52,7 +52,7 @@
 //! // config.http_client = Some(origin.client.clone());   // the node's policy-checked client
 //! // config.connect_check = Some(Arc::new(move |a| policy.check(a).map_err(|e| e.to_string())));
 //! let (telemetry, background) = Telemetry::start(config)?;
-//! telemetry.set_site_drains("blog", ledge_telemetry::drain::parse_drains(&["https://logs.example/in"])?);
+//! telemetry.set_site_drains("blog", ledge_telemetry::drain::parse_drains(&["https://logs.example/in"])?)?;
 //! let mut tail = telemetry.subscribe(TailFilter::site("blog"));
 //! let _metrics_text = telemetry.render_metrics();
 //! telemetry.shutdown();
@@ -97,8 +97,14 @@ use stats::Aggregator;
 pub struct TelemetryConfig {
     /// Records the queue holds before new ones are dropped.
     pub queue_capacity: usize,
-    /// Lines each drain buffers before its new lines are dropped.
+    /// Lines each node drain buffers before its new lines are dropped.
     pub sink_buffer: usize,
+    /// Lines each site drain buffers (smaller: there may be many).
+    pub site_sink_buffer: usize,
+    /// Whether sites may have local drains (file, stdout). Off by default:
+    /// drain strings come from tenants, and a tenant must never make the
+    /// node write to a path of its choosing. For tests and `ledge dev`.
+    pub allow_local_site_drains: bool,
     /// Records a live-tail subscriber may fall behind before it loses some.
     pub tail_capacity: usize,
     /// The node's own drains; they get every record of every site. The
@@ -130,6 +136,8 @@ impl Default for TelemetryConfig {
         Self {
             queue_capacity: 65_536,
             sink_buffer: 16_384,
+            site_sink_buffer: 4096,
+            allow_local_site_drains: false,
             tail_capacity: 1024,
             node_drains: Vec::new(),
             store: Arc::new(MemoryStore::new()),
@@ -186,6 +194,7 @@ struct Shared {
     site_drains: Mutex<HashMap<String, Vec<Arc<SinkHandle>>>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     site_ctx: SinkContext,
+    allow_local_site_drains: bool,
     rt: tokio::runtime::Handle,
     shutdown: watch::Sender<bool>,
 }
@@ -251,6 +260,7 @@ impl Telemetry {
         };
         let site_ctx = SinkContext {
             check: config.connect_check.clone(),
+            buffer: config.site_sink_buffer,
             ..node_ctx.clone()
         };
         let mut tasks = Vec::new();
@@ -269,6 +279,7 @@ impl Telemetry {
             site_drains: Mutex::new(HashMap::new()),
             tasks: Mutex::new(tasks),
             site_ctx,
+            allow_local_site_drains: config.allow_local_site_drains,
             rt: rt.clone(),
             shutdown,
         });
@@ -346,10 +357,19 @@ impl Telemetry {
     /// Replaces the drains of a site (call when its `log_drains` setting
     /// changes; an empty list removes them). Drains that stay the same keep
     /// running with their buffers and connections; removed ones flush what
-    /// they hold and stop.
-    pub fn set_site_drains(&self, site: &str, drains: Vec<DrainSpec>) {
+    /// they hold and stop. Local drains (file, stdout) are refused unless
+    /// [`TelemetryConfig::allow_local_site_drains`]; then nothing changes.
+    pub fn set_site_drains(&self, site: &str, drains: Vec<DrainSpec>) -> Result<(), DrainError> {
+        if !self.shared.allow_local_site_drains {
+            if let Some(local) = drains.iter().find(|d| !d.is_remote()) {
+                return Err(DrainError {
+                    input: local.to_string(),
+                    why: "sites may only drain to https, nats or kafka".into(),
+                });
+            }
+        }
         if *self.shared.shutdown.borrow() {
-            return;
+            return Ok(());
         }
         let mut map = lock(&self.shared.site_drains);
         let old = map.remove(site).unwrap_or_default();
@@ -371,6 +391,7 @@ impl Telemetry {
         if !next.is_empty() {
             map.insert(site.to_owned(), next);
         }
+        Ok(())
     }
 
     /// The drains a site has now.

@@ -75,7 +75,8 @@ async fn batches_gzips_and_retries_with_backoff() {
         vec![format!("http://127.0.0.1:{port}/in?token=abc")
             .parse()
             .unwrap()],
-    );
+    )
+    .unwrap();
     for i in 0..120 {
         t.record_access(access("blog", i));
         t.record_access(access("shop", i)); // not this drain's site
@@ -134,7 +135,8 @@ async fn json_arrays_without_pii_and_gives_up_after_max_attempts() {
                 .unwrap(),
             format!("http://127.0.0.1:{fport}/in").parse().unwrap(),
         ],
-    );
+    )
+    .unwrap();
     for i in 0..10 {
         t.record_access(access("blog", i));
     }
@@ -178,7 +180,8 @@ async fn tenant_drains_obey_the_outbound_policy() {
     t.set_site_drains(
         "blog",
         vec![format!("http://127.0.0.1:{port}/in").parse().unwrap()],
-    );
+    )
+    .unwrap();
     for i in 0..5 {
         t.record_access(access("blog", i));
     }

@@ -39,7 +39,8 @@ async fn delivers_to_a_jetstream_consumer() {
                 .parse()
                 .unwrap(),
         ],
-    );
+    )
+    .unwrap();
     for i in 0..60 {
         t.record_access(access("blog", i));
         t.record_access(access("shop", i));

@@ -240,7 +240,7 @@ async fn stalled_drain_never_blocks_requests() {
         }
     });
     let mut config = TelemetryConfig {
-        sink_buffer: 64,
+        site_sink_buffer: 64,
         shutdown_timeout: Duration::from_secs(2),
         ..TelemetryConfig::default()
     };
@@ -251,7 +251,8 @@ async fn stalled_drain_never_blocks_requests() {
     t.set_site_drains(
         "blog",
         vec![format!("http://127.0.0.1:{port}/in").parse().unwrap()],
-    );
+    )
+    .unwrap();
     let started = Instant::now();
     let mut slowest = Duration::ZERO;
     for i in 0..20_000 {
@@ -688,10 +689,25 @@ async fn site_drains_are_replaced_and_removed() {
     let dir = tempfile::tempdir().unwrap();
     let a = dir.path().join("a.log");
     let b = dir.path().join("b.log");
-    let (t, bg) = Telemetry::start(TelemetryConfig::default()).unwrap();
+    // Tenants may not name local drains by default.
+    let (strict, strict_bg) = Telemetry::start(TelemetryConfig::default()).unwrap();
+    let err = strict
+        .set_site_drains("blog", vec![DrainSpec::stdout()])
+        .unwrap_err();
+    assert!(err.to_string().contains("https, nats or kafka"), "{err}");
+    assert!(strict.site_drains("blog").is_empty());
+    strict.shutdown();
+    strict_bg.join().await;
+
+    let (t, bg) = Telemetry::start(TelemetryConfig {
+        allow_local_site_drains: true,
+        ..TelemetryConfig::default()
+    })
+    .unwrap();
     let spec_a: DrainSpec = a.display().to_string().parse().unwrap();
     let spec_b: DrainSpec = b.display().to_string().parse().unwrap();
-    t.set_site_drains("blog", vec![spec_a.clone(), spec_a.clone()]);
+    t.set_site_drains("blog", vec![spec_a.clone(), spec_a.clone()])
+        .unwrap();
     assert_eq!(t.site_drains("blog"), vec![spec_a.clone()]);
     t.record_access(access("blog", 1));
     t.record_access(access("shop", 2));
@@ -709,10 +725,10 @@ async fn site_drains_are_replaced_and_removed() {
         }
     };
     assert_eq!(wait_lines(a.clone(), 1).await, 1);
-    t.set_site_drains("blog", vec![spec_b.clone()]);
+    t.set_site_drains("blog", vec![spec_b.clone()]).unwrap();
     t.record_access(access("blog", 3));
     assert_eq!(wait_lines(b.clone(), 1).await, 1);
-    t.set_site_drains("blog", vec![]);
+    t.set_site_drains("blog", vec![]).unwrap();
     assert!(t.site_drains("blog").is_empty());
     t.record_access(access("blog", 4));
     t.shutdown();
