@@ -319,6 +319,49 @@ pub struct StatsReport {
     pub total: Bucket,
 }
 
+/// A bucket reduced to what `ledge stats` shows: counters, top lists with
+/// their error bound, percentiles.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    /// Exact counters.
+    pub counters: Counters,
+    /// Top paths, most requested first.
+    pub top_paths: Vec<(String, u64)>,
+    /// Top referrers.
+    pub top_referrers: Vec<(String, u64)>,
+    /// Top countries.
+    pub top_countries: Vec<(String, u64)>,
+    /// The most any top-list count can be below the true count.
+    pub top_error_bound: u64,
+    /// Request duration p50, p90, p99 (ms), within 1 %.
+    pub duration_ms: Option<[f64; 3]>,
+    /// Function CPU time p50, p90, p99 (ms), within 1 %.
+    pub function_cpu_ms: Option<[f64; 3]>,
+}
+
+fn percentiles(s: &QuantileSketch) -> Option<[f64; 3]> {
+    Some([s.quantile(0.5)?, s.quantile(0.9)?, s.quantile(0.99)?])
+}
+
+impl Bucket {
+    /// The bucket as `ledge stats` shows it, with `n` entries per top list.
+    pub fn summary(&self, n: usize) -> Summary {
+        Summary {
+            counters: self.counters.clone(),
+            top_paths: self.top_paths.top(n),
+            top_referrers: self.top_referrers.top(n),
+            top_countries: self.top_countries.top(n),
+            top_error_bound: self
+                .top_paths
+                .error_bound()
+                .max(self.top_referrers.error_bound())
+                .max(self.top_countries.error_bound()),
+            duration_ms: percentiles(&self.duration_ms),
+            function_cpu_ms: percentiles(&self.function_cpu_ms),
+        }
+    }
+}
+
 /// Open minute buckets, filled by the dispatcher: site → minute → bucket.
 #[derive(Debug, Default)]
 pub(crate) struct Aggregator {
@@ -530,5 +573,11 @@ mod tests {
         let r = report("a", Resolution::Hour, 0, 10_000, hours, vec![open]);
         assert_eq!(r.buckets.len(), 1);
         assert_eq!(r.total.counters.requests, 4);
+        let sum = r.total.summary(5);
+        assert_eq!(sum.top_paths, vec![("/".to_owned(), 4)]);
+        assert_eq!(sum.top_error_bound, 0);
+        let [p50, _, p99] = sum.duration_ms.unwrap();
+        assert!((p50 - 2.0).abs() <= 0.02 && (p99 - 2.0).abs() <= 0.02);
+        assert_eq!(sum.function_cpu_ms, None);
     }
 }

@@ -115,6 +115,27 @@ pub enum TailEvent {
     Lagged(u64),
 }
 
+impl TailEvent {
+    /// The event as one server-sent-events frame: `data: <JSON line>` for a
+    /// record (with `event: traffic` or `event: edge_functions`), `event:
+    /// lagged` with the number skipped otherwise.
+    pub fn sse_frame(&self) -> String {
+        match self {
+            TailEvent::Record(r) => {
+                let kind = match &**r {
+                    Record::Access(_) => "traffic",
+                    Record::Function(_) => "edge_functions",
+                };
+                let line = r.to_json_line(false);
+                let json = String::from_utf8_lossy(&line);
+                // A JSON line has no raw newlines inside, so one data field.
+                format!("event: {kind}\ndata: {}\n\n", json.trim_end())
+            }
+            TailEvent::Lagged(n) => format!("event: lagged\ndata: {n}\n\n"),
+        }
+    }
+}
+
 /// A live-tail subscription.
 #[derive(Debug)]
 pub struct TailSubscription {

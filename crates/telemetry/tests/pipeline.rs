@@ -565,6 +565,16 @@ async fn live_tail_filters_by_site_kind_and_status() {
     for _ in 0..5 {
         let r = next(&mut everything).await;
         assert_eq!(r.site(), "blog");
+        // What the control API sends over server-sent events.
+        let frame = TailEvent::Record(r.clone()).sse_frame();
+        let (head, data) = frame.split_once("\ndata: ").unwrap();
+        assert!(
+            head == "event: traffic" || head == "event: edge_functions",
+            "{head}"
+        );
+        assert!(data.ends_with("\n\n"));
+        let v: Value = serde_json::from_str(data.trim_end()).unwrap();
+        assert_eq!(v["site_id"], "blog");
         kinds.push(matches!(&*r, Record::Function(_)));
     }
     assert_eq!(kinds, [false, false, false, false, true]);
