@@ -48,6 +48,10 @@ async fn delivers_to_a_jetstream_consumer() {
             t.record_function(function("blog", i));
         }
     }
+    // The same record again (as a retried batch would send it) is
+    // de-duplicated by the stream through Nats-Msg-Id.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    t.record_access(access("blog", 0));
     t.shutdown();
     bg.join().await;
     assert_eq!(t.metrics().sink_dropped(), 0);
