@@ -114,7 +114,8 @@ pub struct TelemetryConfig {
     /// Where closed statistics buckets go.
     pub store: Arc<dyn BucketStore>,
     /// The client HTTP drains use. Pass the node's origin client, whose
-    /// resolver enforces the outbound policy; `None` builds a plain one.
+    /// resolver enforces the outbound policy; `None` builds one (for site
+    /// drains, with a resolver that applies `connect_check`).
     pub http_client: Option<reqwest::Client>,
     /// The outbound policy, applied to site (tenant) drains: IP-literal
     /// HTTP hosts and resolved NATS/Kafka addresses are checked with it.
@@ -240,12 +241,26 @@ impl Telemetry {
     /// node drains.
     pub fn start(config: TelemetryConfig) -> Result<(Telemetry, Background), StartError> {
         let rt = tokio::runtime::Handle::try_current().map_err(|_| StartError::NoRuntime)?;
-        let http = match config.http_client.clone() {
-            Some(c) => c,
-            None => reqwest::Client::builder()
+        let builder = || {
+            reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .connect_timeout(Duration::from_secs(5))
-                .build()?,
+        };
+        // The node's own client (its resolver enforces the policy) serves
+        // both; without it, node drains get a plain client and site drains
+        // one whose resolver applies `connect_check`.
+        let (http, site_http) = match (config.http_client.clone(), &config.connect_check) {
+            (Some(c), _) => (c.clone(), c),
+            (None, None) => {
+                let c = builder().build()?;
+                (c.clone(), c)
+            }
+            (None, Some(check)) => (
+                builder().build()?,
+                builder()
+                    .dns_resolver(Arc::new(sink::CheckedResolver(check.clone())))
+                    .build()?,
+            ),
         };
         let metrics = Arc::new(Metrics::default());
         let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
@@ -260,6 +275,7 @@ impl Telemetry {
         };
         let site_ctx = SinkContext {
             check: config.connect_check.clone(),
+            http: site_http,
             buffer: config.site_sink_buffer,
             ..node_ctx.clone()
         };

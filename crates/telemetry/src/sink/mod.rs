@@ -8,7 +8,8 @@
 //! `max_bytes`, or whatever arrived within `linger` of the first line),
 //! deliver it, and retry a failed batch with exponential backoff and jitter
 //! up to `max_attempts` times before dropping it. Delivery is at least once:
-//! a batch that failed half way is sent again whole.
+//! a batch that failed half way is sent again whole (NATS messages carry a
+//! message id, so the stream drops those duplicates).
 
 mod file;
 mod http;
@@ -286,6 +287,26 @@ pub(crate) async fn allowed_addrs(
         ));
     }
     Ok(allowed)
+}
+
+/// A resolver that only returns addresses the check allows (for the HTTP
+/// client of tenant drains when the node did not pass its own).
+pub(crate) struct CheckedResolver(pub ConnectCheck);
+
+impl reqwest::dns::Resolve for CheckedResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let check = self.0.clone();
+        Box::pin(async move {
+            let host = format!("{}:0", name.as_str());
+            match allowed_addrs(&host, Some(&check)).await {
+                Ok(addrs) => Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs),
+                Err(SinkError::Retry(e) | SinkError::Permanent(e)) => {
+                    Err(Box::new(std::io::Error::other(e))
+                        as Box<dyn std::error::Error + Send + Sync>)
+                }
+            }
+        })
+    }
 }
 
 /// A line without its trailing newline (one message per record).
