@@ -225,9 +225,10 @@ pub struct StoreError(pub String);
 
 /// Where closed buckets are kept (the node's metadata store).
 ///
-/// Keyed by (site, resolution, start). Implementations must be safe to call
-/// from several tasks; the aggregator calls `get` then `put` for the same key
-/// from one task only, so no transaction is needed for its read-merge-write.
+/// Keyed by (site, resolution, start). The aggregator writes through
+/// [`BucketStore::merge`] (one task per node); `get` serves queries and
+/// `delete_before` retention. A SQLite implementation needs only `get`,
+/// `put` and `delete_before` (one row per key, the bucket as JSON).
 #[async_trait::async_trait]
 pub trait BucketStore: Send + Sync + 'static {
     /// Buckets of `site` at `resolution` with `since <= start < until`
@@ -246,6 +247,27 @@ pub trait BucketStore: Send + Sync + 'static {
     /// Removes buckets at `resolution` that start before `cutoff`; returns
     /// how many.
     async fn delete_before(&self, resolution: Resolution, cutoff: u64) -> Result<u64, StoreError>;
+
+    /// Adds `bucket` to the stored bucket with the same key (or stores it).
+    /// The default reads, merges and puts; a store shared by several nodes
+    /// (Postgres) should override it with one transaction so concurrent
+    /// merges are not lost.
+    async fn merge(&self, bucket: &Bucket) -> Result<(), StoreError> {
+        let existing = self
+            .get(
+                &bucket.site,
+                bucket.resolution,
+                bucket.start,
+                bucket.start + 1,
+            )
+            .await?;
+        let mut b = existing
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| Bucket::new(bucket.site.clone(), bucket.resolution, bucket.start));
+        b.merge(bucket);
+        self.put(&b).await
+    }
 }
 
 type BucketKey = (String, Resolution, u64);
@@ -417,19 +439,14 @@ impl Aggregator {
 /// Persists a closed minute bucket: merged into the stored minute (a restart
 /// within the minute) and into its hour.
 pub(crate) async fn persist(store: &dyn BucketStore, minute: &Bucket) -> Result<(), StoreError> {
-    for resolution in [Resolution::Minute, Resolution::Hour] {
-        let start = resolution.align(minute.start);
-        let existing = store
-            .get(&minute.site, resolution, start, start + 1)
-            .await?;
-        let mut b = existing
-            .into_iter()
-            .next()
-            .unwrap_or_else(|| Bucket::new(minute.site.clone(), resolution, start));
-        b.merge(minute);
-        store.put(&b).await?;
-    }
-    Ok(())
+    store.merge(minute).await?;
+    let mut hour = Bucket::new(
+        minute.site.clone(),
+        Resolution::Hour,
+        Resolution::Hour.align(minute.start),
+    );
+    hour.merge(minute);
+    store.merge(&hour).await
 }
 
 /// Builds a report from stored buckets plus the open minutes.
