@@ -37,11 +37,11 @@
 //!
 //! | what | time per record |
 //! |---|---|
-//! | `record_access`, queue has room | 268 ns |
-//! | `record_access`, with a stalled drain attached | 338 ns |
-//! | `record_access`, queue full (dropped, counted) | 257 ns |
-//! | dispatcher: statistics only | 505 ns (≈ 2 M records/s) |
-//! | dispatcher: statistics + file drain | 2.07 µs (≈ 480 k records/s) |
+//! | `record_access`, queue has room | 177–268 ns |
+//! | `record_access`, with a stalled drain attached | 300–338 ns |
+//! | `record_access`, queue full (dropped, counted) | 257–310 ns |
+//! | dispatcher: statistics only | 412–505 ns (≈ 2 M records/s) |
+//! | dispatcher: statistics + file drain | 2.1–2.3 µs (≈ 450 k records/s) |
 //!
 //! # Wiring (edge and CLI)
 //!
