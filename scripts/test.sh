@@ -26,6 +26,8 @@ fi
 ORACLE_NODE_MODULES_DIR="$(bash "$shared/oracles/install.sh")"
 # The GeoIP tests write a small MaxMind database with this package.
 python3 -c 'import mmdb_writer' 2>/dev/null || python3 -m pip install --quiet mmdb-writer
+# nats-server (JetStream) and tansu (Kafka) for the telemetry drain tests.
+bash scripts/telemetry-deps.sh
 export ORACLE_NODE_MODULES_DIR LEDGE_SHARED_DIR="$shared"
 
 cargo test --workspace --locked "$@"

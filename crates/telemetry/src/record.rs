@@ -1,0 +1,516 @@
+//! The records the edge writes: one [`AccessRecord`] per request and one
+//! [`FunctionRecord`] per edge function invocation.
+//!
+//! Serialized field names follow Netlify's log drains (spec §9) where Netlify
+//! defines them (`log_type`, `timestamp`, `request_id`, `site_id`,
+//! `deploy_id`, `method`, `url`, `status_code`, `duration`, `request_size`,
+//! `response_size`, `content_type`, `client_ip`, `user_agent`, `referrer`,
+//! `country`, `firewall_rule`, `block_reason`, `function_name`,
+//! `function_type`); the rest are Ledge's own. Every field is always present
+//! (`null` when unknown) so a drain consumer sees one stable shape, except
+//! that drains with `exclude_pii` omit `client_ip` and `user_agent`.
+//! Durations are milliseconds (floating point), timestamps RFC 3339 in UTC
+//! with milliseconds.
+
+use std::net::IpAddr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize, Serializer};
+
+/// One request, as the pipeline's last phase saw it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AccessRecord {
+    /// When the request arrived.
+    #[serde(with = "rfc3339")]
+    pub timestamp: SystemTime,
+    /// The request id (`x-ledge-id`).
+    pub request_id: String,
+    /// The site's name.
+    #[serde(rename = "site_id")]
+    pub site: String,
+    /// The deploy that answered, if the host resolved to one.
+    #[serde(rename = "deploy_id")]
+    pub deploy: Option<String>,
+    /// The normalised Host.
+    pub host: String,
+    /// The request method.
+    pub method: String,
+    /// The decoded request path.
+    pub path: String,
+    /// The query string without `?`, if any.
+    pub query: Option<String>,
+    /// The response status.
+    pub status_code: u16,
+    /// Request body bytes received.
+    pub request_size: u64,
+    /// Response bytes sent (body).
+    pub response_size: u64,
+    /// Response `Content-Type`.
+    pub content_type: Option<String>,
+    /// Time from request head to the last response byte.
+    #[serde(with = "millis")]
+    pub duration: Duration,
+    /// Time from request head to the response head.
+    #[serde(rename = "time_to_first_byte", with = "millis")]
+    pub ttfb: Duration,
+    /// The client address (after trusted-proxy handling).
+    pub client_ip: Option<IpAddr>,
+    /// ISO 3166 country code of the client, if known.
+    pub country: Option<String>,
+    /// The `User-Agent` header.
+    pub user_agent: Option<String>,
+    /// The `Referer` header.
+    pub referrer: Option<String>,
+    /// What the cache did.
+    pub cache_status: CacheStatus,
+    /// Which part of the pipeline produced the response.
+    pub answered_by: Phase,
+    /// The rule that answered (`_redirects:12`, `netlify.toml:3`), if any.
+    pub rule: Option<String>,
+    /// The edge function that answered, if any.
+    pub function_name: Option<String>,
+    /// Firewall rule that matched, if any.
+    pub firewall_rule: Option<String>,
+    /// Why the request was blocked, if it was.
+    pub block_reason: Option<String>,
+    /// Negotiated TLS version (`TLSv1.3`), `None` on plain HTTP.
+    pub tls_version: Option<String>,
+    /// `HTTP/1.1`, `HTTP/2`, ….
+    pub http_version: String,
+    /// The class of error, if the edge answered with one of its own.
+    pub error_class: Option<ErrorClass>,
+}
+
+/// What the HTTP cache did for a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum CacheStatus {
+    /// Served from cache.
+    Hit,
+    /// Served stale from cache while revalidating.
+    Stale,
+    /// Looked up and not found (or not fresh); fetched.
+    Miss,
+    /// Not cacheable; the cache was not consulted.
+    Bypass,
+    /// No cache in the path (static files are keyed by deploy).
+    #[default]
+    None,
+}
+
+impl CacheStatus {
+    /// Whether the response came from the cache.
+    pub fn is_hit(self) -> bool {
+        matches!(self, Self::Hit | Self::Stale)
+    }
+    /// The label used in metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Hit => "hit",
+            Self::Stale => "stale",
+            Self::Miss => "miss",
+            Self::Bypass => "bypass",
+            Self::None => "none",
+        }
+    }
+}
+
+/// Which part of the pipeline answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// A static file of the deploy (or its custom 404).
+    #[default]
+    Static,
+    /// A redirect rule.
+    Redirect,
+    /// A rewrite rule (served a deploy path).
+    Rewrite,
+    /// A proxy rule (origin fetch).
+    Proxy,
+    /// An edge function.
+    Function,
+    /// The HTTP cache.
+    Cache,
+    /// The guard phase (HTTPS redirect, rate limit, firewall).
+    Guard,
+    /// The platform itself (unknown host, ACME challenge, health).
+    Platform,
+    /// The edge's error handling.
+    Error,
+}
+
+impl Phase {
+    /// Every phase, in label order.
+    pub const ALL: [Phase; 9] = [
+        Self::Static,
+        Self::Redirect,
+        Self::Rewrite,
+        Self::Proxy,
+        Self::Function,
+        Self::Cache,
+        Self::Guard,
+        Self::Platform,
+        Self::Error,
+    ];
+    /// The label used in metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Static => "static",
+            Self::Redirect => "redirect",
+            Self::Rewrite => "rewrite",
+            Self::Proxy => "proxy",
+            Self::Function => "function",
+            Self::Cache => "cache",
+            Self::Guard => "guard",
+            Self::Platform => "platform",
+            Self::Error => "error",
+        }
+    }
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// The class of an error the edge answered with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorClass {
+    /// The request was malformed or refused by a limit (4xx of the edge).
+    BadRequest,
+    /// A rate limit or firewall refused it.
+    Blocked,
+    /// The origin could not be reached or refused by the outbound policy.
+    UpstreamUnreachable,
+    /// The origin timed out.
+    UpstreamTimeout,
+    /// The origin answered with a broken response.
+    UpstreamError,
+    /// An edge function threw or hit a limit.
+    FunctionError,
+    /// The client went away before the response was sent.
+    ClientClosed,
+    /// A bug or an unavailable internal part (blob store, worker).
+    Internal,
+}
+
+/// An edge function invocation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FunctionRecord {
+    /// When the invocation started.
+    #[serde(with = "rfc3339")]
+    pub timestamp: SystemTime,
+    /// The request id it ran for.
+    pub request_id: String,
+    /// The site's name.
+    #[serde(rename = "site_id")]
+    pub site: String,
+    /// The deploy whose bundle ran.
+    #[serde(rename = "deploy_id")]
+    pub deploy: String,
+    /// The function's name.
+    pub function_name: String,
+    /// Wall-clock time of the invocation.
+    #[serde(with = "millis")]
+    pub duration: Duration,
+    /// CPU time spent in JavaScript.
+    #[serde(with = "millis")]
+    pub cpu_time: Duration,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// The status of the response it produced, if it produced one.
+    pub status_code: Option<u16>,
+    /// Request method.
+    pub method: String,
+    /// Request path.
+    pub path: String,
+    /// `console.*` output, in order.
+    pub console: Vec<ConsoleLine>,
+}
+
+/// How an edge function invocation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Returned a response or called `next()`.
+    Ok,
+    /// Threw, or returned something that is not a response.
+    Error,
+    /// Ran out of wall-clock time.
+    Timeout,
+    /// Ran out of CPU time.
+    CpuLimit,
+    /// Ran out of memory.
+    MemoryLimit,
+}
+
+impl Outcome {
+    /// Every outcome, in label order.
+    pub const ALL: [Outcome; 5] = [
+        Self::Ok,
+        Self::Error,
+        Self::Timeout,
+        Self::CpuLimit,
+        Self::MemoryLimit,
+    ];
+    /// The label used in metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Error => "error",
+            Self::Timeout => "timeout",
+            Self::CpuLimit => "cpu_limit",
+            Self::MemoryLimit => "memory_limit",
+        }
+    }
+    /// Whether the invocation failed.
+    pub fn is_error(self) -> bool {
+        !matches!(self, Self::Ok)
+    }
+}
+
+/// One line of `console.*` output.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsoleLine {
+    /// `log`, `info`, `warn`, `error`, `debug`.
+    pub level: String,
+    /// The formatted message.
+    pub message: String,
+}
+
+/// A record of either kind, as it travels to sinks and the live tail.
+// Not boxed: access records are nearly all of the traffic and a box would
+// cost an allocation per request on the hot path.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq)]
+pub enum Record {
+    /// A request.
+    Access(AccessRecord),
+    /// An edge function invocation.
+    Function(FunctionRecord),
+}
+
+impl Record {
+    /// The site the record belongs to.
+    pub fn site(&self) -> &str {
+        match self {
+            Self::Access(a) => &a.site,
+            Self::Function(f) => &f.site,
+        }
+    }
+    /// The record's timestamp.
+    pub fn timestamp(&self) -> SystemTime {
+        match self {
+            Self::Access(a) => a.timestamp,
+            Self::Function(f) => f.timestamp,
+        }
+    }
+
+    /// One JSON line (with the trailing `\n`), `log_type` first. With
+    /// `exclude_pii`, `client_ip` and `user_agent` are left out.
+    pub fn to_json_line(&self, exclude_pii: bool) -> Vec<u8> {
+        let mut out = Vec::with_capacity(512);
+        // Serializing these types cannot fail (no maps with non-string keys,
+        // no fallible Serialize impls); an error would only leave the line
+        // shorter, never panic.
+        // `log_type` first, then the record's own fields: written as the
+        // prefix, with the record object's opening brace dropped (cheaper
+        // than `#[serde(flatten)]`, which goes through a map).
+        let (prefix, ok) = match self {
+            Self::Access(a) => {
+                out.extend_from_slice(b"{\"log_type\":\"traffic\",");
+                let at = out.len();
+                let ok = serde_json::to_writer(
+                    &mut out,
+                    &Redacted {
+                        inner: a,
+                        exclude_pii,
+                    },
+                );
+                (at, ok)
+            }
+            Self::Function(f) => {
+                out.extend_from_slice(b"{\"log_type\":\"edge_functions\",");
+                let at = out.len();
+                (at, serde_json::to_writer(&mut out, f))
+            }
+        };
+        let ok = ok.is_ok() && out.get(prefix) == Some(&b'{');
+        if ok {
+            out.remove(prefix);
+        }
+        let ok: Result<(), ()> = if ok { Ok(()) } else { Err(()) };
+        if ok.is_err() {
+            out.clear();
+            out.extend_from_slice(b"{}");
+        }
+        out.push(b'\n');
+        out
+    }
+}
+
+/// An access record with its PII fields optionally left out.
+struct Redacted<'a> {
+    inner: &'a AccessRecord,
+    exclude_pii: bool,
+}
+
+impl Serialize for Redacted<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if !self.exclude_pii {
+            return self.inner.serialize(s);
+        }
+        // Serialize through a JSON value and drop the two fields: only drains
+        // that asked for it pay for this.
+        let mut v = serde_json::to_value(self.inner).map_err(serde::ser::Error::custom)?;
+        if let Some(map) = v.as_object_mut() {
+            map.remove("client_ip");
+            map.remove("user_agent");
+        }
+        v.serialize(s)
+    }
+}
+
+/// Formats a time as RFC 3339 in UTC with milliseconds
+/// (`2026-11-28T12:05:45.123Z`).
+pub fn format_rfc3339(t: SystemTime) -> String {
+    Rfc3339(t).to_string()
+}
+
+/// Displays a time as RFC 3339 in UTC with milliseconds, without
+/// allocating (records are serialized through it).
+#[derive(Debug, Clone, Copy)]
+pub struct Rfc3339(pub SystemTime);
+
+impl std::fmt::Display for Rfc3339 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let d = self.0.duration_since(UNIX_EPOCH).unwrap_or_default();
+        let secs = d.as_secs();
+        let days = (secs / 86_400) as i64;
+        let rem = secs % 86_400;
+        let (y, m, day) = civil_from_days(days);
+        write!(
+            f,
+            "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+            rem / 3600,
+            (rem / 60) % 60,
+            rem % 60,
+            d.subsec_millis()
+        )
+    }
+}
+
+/// Parses what [`format_rfc3339`] writes (also without fraction, or with an
+/// offset of `Z` / `+00:00`).
+pub fn parse_rfc3339(s: &str) -> Option<SystemTime> {
+    let b = s.as_bytes();
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    if !matches!(b[10], b'T' | b't' | b' ') {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<i64> { s.get(r)?.parse().ok() };
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, se) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 {
+        return None;
+    }
+    let mut rest = s.get(19..)?;
+    let mut nanos = 0u32;
+    if let Some(frac) = rest.strip_prefix('.') {
+        let digits = frac.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 || digits > 9 {
+            return None;
+        }
+        let v: u32 = frac.get(..digits)?.parse().ok()?;
+        nanos = v * 10u32.pow(9 - digits as u32);
+        rest = frac.get(digits..)?;
+    }
+    if !matches!(rest, "Z" | "z" | "+00:00") {
+        return None;
+    }
+    let days = days_from_civil(y, mo, d);
+    let secs = days * 86_400 + h * 3600 + mi * 60 + se;
+    let secs = u64::try_from(secs).ok()?;
+    Some(UNIX_EPOCH + Duration::new(secs, nanos))
+}
+
+// Days since 1970-01-01 → (year, month, day), proleptic Gregorian
+// (H. Hinnant's algorithm, written from its description).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = if m > 2 { m - 3 } else { m + 9 };
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+mod rfc3339 {
+    use super::*;
+    use serde::Deserializer;
+
+    pub fn serialize<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&Rfc3339(*t))
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SystemTime, D::Error> {
+        let s = String::deserialize(d)?;
+        parse_rfc3339(&s).ok_or_else(|| serde::de::Error::custom("not an RFC 3339 UTC time"))
+    }
+}
+
+mod millis {
+    use super::*;
+    use serde::Deserializer;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        // Microsecond precision is plenty and keeps lines short.
+        s.serialize_f64((d.as_micros() as f64) / 1000.0)
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let ms = f64::deserialize(d)?;
+        if !ms.is_finite() || ms < 0.0 {
+            return Err(serde::de::Error::custom("duration must be >= 0 ms"));
+        }
+        Ok(Duration::from_secs_f64(ms / 1000.0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_round_trips_and_matches_known_dates() {
+        let t = UNIX_EPOCH + Duration::from_millis(1_795_867_545_123);
+        assert_eq!(format_rfc3339(t), "2026-11-28T12:05:45.123Z");
+        assert_eq!(parse_rfc3339("2026-11-28T12:05:45.123Z"), Some(t));
+        assert_eq!(format_rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+        assert_eq!(
+            format_rfc3339(UNIX_EPOCH + Duration::from_secs(951_782_400)),
+            "2000-02-29T00:00:00.000Z"
+        );
+        for days in [-1000i64, 0, 59, 60, 365, 11_016, 20_000, 100_000] {
+            let (y, m, d) = civil_from_days(days);
+            assert_eq!(days_from_civil(y, m as i64, d as i64), days);
+        }
+        assert_eq!(parse_rfc3339("2026-13-01T00:00:00Z"), None);
+        assert_eq!(parse_rfc3339("garbage"), None);
+        assert_eq!(parse_rfc3339("2026-11-28T09:25:45+02:00"), None);
+    }
+}

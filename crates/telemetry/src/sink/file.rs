@@ -1,0 +1,207 @@
+//! Local sinks: JSON lines to a size-rotated file, or to standard output.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use crate::metrics::Metrics;
+
+/// Lines written per write-and-flush.
+const BATCH: usize = 1024;
+
+/// Somewhere lines can be written synchronously.
+pub(crate) trait LineTarget: Send + 'static {
+    fn write_lines(&mut self, lines: &[Bytes]) -> io::Result<()>;
+}
+
+/// Standard output.
+pub(crate) struct Stdout;
+
+impl LineTarget for Stdout {
+    fn write_lines(&mut self, lines: &[Bytes]) -> io::Result<()> {
+        let mut out = io::stdout().lock();
+        for l in lines {
+            out.write_all(l)?;
+        }
+        out.flush()
+    }
+}
+
+/// A file rotated by size: when the next line would take `path` past
+/// `max_bytes`, `path.{keep-1}` → `path.{keep}` … `path` → `path.1`, and a
+/// new `path` is started. A line is never split across files; a single line
+/// larger than `max_bytes` gets a file of its own.
+#[derive(Debug)]
+pub struct RotatingFile {
+    path: PathBuf,
+    max_bytes: u64,
+    keep: usize,
+    file: Option<BufWriter<File>>,
+    size: u64,
+}
+
+impl RotatingFile {
+    /// A rotating file at `path` (opened on first write; appends to what is
+    /// there).
+    pub fn new(path: PathBuf, max_bytes: u64, keep: usize) -> Self {
+        Self {
+            path,
+            max_bytes: max_bytes.max(1),
+            keep: keep.max(1),
+            file: None,
+            size: 0,
+        }
+    }
+
+    fn rotated(&self, i: usize) -> PathBuf {
+        let mut s = self.path.clone().into_os_string();
+        s.push(format!(".{i}"));
+        PathBuf::from(s)
+    }
+
+    fn open(&mut self) -> io::Result<&mut BufWriter<File>> {
+        if self.file.is_none() {
+            if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)?;
+            }
+            let f = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.path)?;
+            self.size = f.metadata()?.len();
+            self.file = Some(BufWriter::with_capacity(64 * 1024, f));
+        }
+        // Just set above when it was missing.
+        self.file
+            .as_mut()
+            .ok_or_else(|| io::Error::other("log file not open"))
+    }
+
+    fn rotate(&mut self) -> io::Result<()> {
+        if let Some(mut f) = self.file.take() {
+            f.flush()?;
+        }
+        remove_if_exists(&self.rotated(self.keep))?;
+        for i in (1..self.keep).rev() {
+            rename_if_exists(&self.rotated(i), &self.rotated(i + 1))?;
+        }
+        rename_if_exists(&self.path, &self.rotated(1))?;
+        self.size = 0;
+        Ok(())
+    }
+
+    /// Appends lines, rotating as needed, then flushes.
+    pub fn write_all_lines(&mut self, lines: &[Bytes]) -> io::Result<()> {
+        for line in lines {
+            self.open()?;
+            let len = line.len() as u64;
+            if self.size > 0 && self.size + len > self.max_bytes {
+                self.rotate()?;
+            }
+            self.open()?.write_all(line)?;
+            self.size += len;
+        }
+        if let Some(f) = self.file.as_mut() {
+            f.flush()?;
+        }
+        Ok(())
+    }
+}
+
+impl LineTarget for RotatingFile {
+    fn write_lines(&mut self, lines: &[Bytes]) -> io::Result<()> {
+        self.write_all_lines(lines)
+    }
+}
+
+fn remove_if_exists(p: &Path) -> io::Result<()> {
+    match std::fs::remove_file(p) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+fn rename_if_exists(from: &Path, to: &Path) -> io::Result<()> {
+    match std::fs::rename(from, to) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// The blocking loop of a local sink: wait for a line, take what else is
+/// queued (up to [`BATCH`]), write and flush.
+pub(crate) fn run_blocking<T: LineTarget>(
+    mut rx: mpsc::Receiver<Bytes>,
+    mut target: T,
+    metrics: Arc<Metrics>,
+    name: String,
+) {
+    let mut lines = Vec::with_capacity(BATCH);
+    let mut failing = false;
+    while let Some(first) = rx.blocking_recv() {
+        lines.push(first);
+        while lines.len() < BATCH {
+            match rx.try_recv() {
+                Ok(l) => lines.push(l),
+                Err(_) => break,
+            }
+        }
+        match target.write_lines(&lines) {
+            Ok(()) => {
+                metrics.sink_written.fetch_add(lines.len() as u64, Relaxed);
+                if failing {
+                    tracing::info!(drain = %name, "log sink writes again");
+                    failing = false;
+                }
+            }
+            Err(e) => {
+                metrics.sink_dropped.fetch_add(lines.len() as u64, Relaxed);
+                metrics.sink_failed_batches.fetch_add(1, Relaxed);
+                if !failing {
+                    tracing::warn!(drain = %name, error = %e, "log sink cannot write; dropping lines until it can");
+                    failing = true;
+                }
+            }
+        }
+        lines.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rotates_by_size_keeping_n_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("logs/access.log");
+        let mut f = RotatingFile::new(path.clone(), 100, 2);
+        let line = Bytes::from(format!("{}\n", "x".repeat(39))); // 40 bytes
+                                                                 // 2 lines fit in 100 bytes, the 3rd rotates.
+        for i in 0..7 {
+            f.write_all_lines(std::slice::from_ref(&line)).unwrap();
+            let live = std::fs::metadata(&path).unwrap().len();
+            assert!(live <= 100, "after {i}: {live}");
+        }
+        // 7 lines: live has 1, .1 has 2, .2 has 2, the oldest 2 are gone.
+        let len = |p: &Path| std::fs::read(p).map(|b| b.len()).unwrap_or(0);
+        assert_eq!(len(&path), 40);
+        assert_eq!(len(&f.rotated(1)), 80);
+        assert_eq!(len(&f.rotated(2)), 80);
+        assert!(!f.rotated(3).exists());
+        // A line larger than the limit gets a file of its own, unsplit.
+        let big = Bytes::from(format!("{}\n", "y".repeat(299)));
+        f.write_all_lines(&[big.clone(), line.clone()]).unwrap();
+        assert_eq!(std::fs::read(f.rotated(1)).unwrap(), big);
+        assert_eq!(len(&path), 40);
+        // Reopening appends to what is there.
+        let mut again = RotatingFile::new(path.clone(), 100, 2);
+        again.write_all_lines(&[line]).unwrap();
+        assert_eq!(len(&path), 80);
+    }
+}

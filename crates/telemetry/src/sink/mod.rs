@@ -1,0 +1,318 @@
+//! Sinks: each drain runs as its own task behind its own bounded buffer of
+//! serialized lines, so a slow or dead drain only ever loses its own lines
+//! (counted in `ledge_telemetry_sink_dropped_total`), never delays the
+//! dispatcher, other drains, or requests.
+//!
+//! Local sinks (file, stdout) write from a blocking thread. Remote sinks
+//! (HTTP, NATS, Kafka) collect a batch (up to `max_records` lines or
+//! `max_bytes`, or whatever arrived within `linger` of the first line),
+//! deliver it, and retry a failed batch with exponential backoff and jitter
+//! up to `max_attempts` times before dropping it. Delivery is at least once:
+//! a batch that failed half way is sent again whole (NATS messages carry a
+//! message id, so the stream drops those duplicates).
+
+mod file;
+mod http;
+mod kafka;
+mod nats;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::drain::{DrainSpec, DrainTarget};
+use crate::metrics::Metrics;
+
+pub(crate) use file::RotatingFile;
+
+/// Decides whether a drain may connect to an address (the node's outbound
+/// policy for tenant-configured drains). Returns why not.
+pub type ConnectCheck = Arc<dyn Fn(SocketAddr) -> Result<(), String> + Send + Sync>;
+
+/// Batching and retry limits of remote sinks.
+#[derive(Debug, Clone)]
+pub struct BatchConfig {
+    /// Most lines in one batch.
+    pub max_records: usize,
+    /// Most bytes (uncompressed) in one batch.
+    pub max_bytes: usize,
+    /// How long a batch waits for more lines after its first.
+    pub linger: Duration,
+    /// Attempts per batch before it is dropped.
+    pub max_attempts: u32,
+    /// Wait after the first failure (doubles each time, ± 50 % jitter).
+    pub backoff_initial: Duration,
+    /// Longest wait between attempts.
+    pub backoff_max: Duration,
+    /// Time allowed for one attempt (connect + send + acknowledgement).
+    pub attempt_timeout: Duration,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        Self {
+            max_records: 500,
+            max_bytes: 1024 * 1024,
+            linger: Duration::from_secs(1),
+            max_attempts: 8,
+            backoff_initial: Duration::from_millis(250),
+            backoff_max: Duration::from_secs(30),
+            attempt_timeout: Duration::from_secs(15),
+        }
+    }
+}
+
+/// Why a batch was not delivered.
+#[derive(Debug)]
+pub(crate) enum SinkError {
+    /// Worth another attempt (network, 5xx, 429, broker unavailable).
+    Retry(String),
+    /// Will not succeed as is (4xx, refused by policy); the batch is dropped.
+    Permanent(String),
+}
+
+/// What a running sink needs from the node.
+#[derive(Clone)]
+pub(crate) struct SinkContext {
+    pub metrics: Arc<Metrics>,
+    pub batch: BatchConfig,
+    pub http: reqwest::Client,
+    /// Applied to tenant drains only.
+    pub check: Option<ConnectCheck>,
+    pub buffer: usize,
+}
+
+/// The dispatcher's side of a running sink.
+#[derive(Debug)]
+pub(crate) struct SinkHandle {
+    pub spec: DrainSpec,
+    tx: mpsc::Sender<Bytes>,
+}
+
+impl SinkHandle {
+    /// Offers a line; drops (and counts) it if the sink's buffer is full.
+    pub fn offer(&self, line: &Bytes, metrics: &Metrics) {
+        if self.tx.try_send(line.clone()).is_err() {
+            metrics.sink_dropped.fetch_add(1, Relaxed);
+        }
+    }
+}
+
+/// Starts a sink; it runs until its handle is dropped and its buffer is
+/// drained.
+pub(crate) fn spawn(
+    spec: DrainSpec,
+    ctx: &SinkContext,
+    rt: &tokio::runtime::Handle,
+) -> (SinkHandle, JoinHandle<()>) {
+    let (tx, rx) = mpsc::channel(ctx.buffer.max(1));
+    let metrics = ctx.metrics.clone();
+    let name = spec.to_string();
+    let task = match &spec.target {
+        DrainTarget::File {
+            path,
+            max_bytes,
+            keep,
+        } => {
+            let target = RotatingFile::new(path.clone(), *max_bytes, *keep);
+            rt.spawn_blocking(move || file::run_blocking(rx, target, metrics, name))
+        }
+        DrainTarget::Stdout => {
+            rt.spawn_blocking(move || file::run_blocking(rx, file::Stdout, metrics, name))
+        }
+        DrainTarget::Http { url, format } => {
+            let w =
+                http::HttpWriter::new(ctx.http.clone(), url.clone(), *format, ctx.check.clone());
+            rt.spawn(run_batched(rx, w, ctx.batch.clone(), metrics, name))
+        }
+        DrainTarget::Nats { server, subject } => {
+            let w = nats::NatsWriter::new(server.clone(), subject.clone(), ctx.check.clone());
+            rt.spawn(run_batched(rx, w, ctx.batch.clone(), metrics, name))
+        }
+        DrainTarget::Kafka { brokers, topic } => {
+            let w = kafka::KafkaWriter::new(brokers.clone(), topic.clone(), ctx.check.clone());
+            rt.spawn(run_batched(rx, w, ctx.batch.clone(), metrics, name))
+        }
+    };
+    (SinkHandle { spec, tx }, task)
+}
+
+/// A remote sink's delivery of one batch.
+pub(crate) trait BatchWriter: Send + 'static {
+    fn write<'a>(
+        &'a mut self,
+        batch: &'a [Bytes],
+    ) -> impl Future<Output = Result<(), SinkError>> + Send + 'a;
+}
+
+async fn run_batched<W: BatchWriter>(
+    mut rx: mpsc::Receiver<Bytes>,
+    mut w: W,
+    cfg: BatchConfig,
+    metrics: Arc<Metrics>,
+    name: String,
+) {
+    let mut batch = Vec::with_capacity(cfg.max_records.min(4096));
+    loop {
+        let closed = fill(&mut rx, &mut batch, &cfg).await;
+        if !batch.is_empty() {
+            deliver(&mut w, &batch, &cfg, &metrics, &name).await;
+            batch.clear();
+        }
+        if closed {
+            break;
+        }
+    }
+}
+
+/// Collects one batch; returns whether the channel is closed (flush and
+/// stop).
+async fn fill(rx: &mut mpsc::Receiver<Bytes>, batch: &mut Vec<Bytes>, cfg: &BatchConfig) -> bool {
+    let Some(first) = rx.recv().await else {
+        return true;
+    };
+    let mut bytes = first.len();
+    batch.push(first);
+    let deadline = tokio::time::Instant::now() + cfg.linger;
+    while batch.len() < cfg.max_records && bytes < cfg.max_bytes {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Some(line)) => {
+                bytes += line.len();
+                batch.push(line);
+            }
+            Ok(None) => return true,
+            Err(_) => return false,
+        }
+    }
+    false
+}
+
+async fn deliver<W: BatchWriter>(
+    w: &mut W,
+    batch: &[Bytes],
+    cfg: &BatchConfig,
+    metrics: &Metrics,
+    name: &str,
+) {
+    let mut delay = cfg.backoff_initial;
+    let attempts = cfg.max_attempts.max(1);
+    for attempt in 1..=attempts {
+        let result = match tokio::time::timeout(cfg.attempt_timeout, w.write(batch)).await {
+            Ok(r) => r,
+            Err(_) => Err(SinkError::Retry("timed out".into())),
+        };
+        match result {
+            Ok(()) => {
+                metrics.sink_written.fetch_add(batch.len() as u64, Relaxed);
+                return;
+            }
+            Err(SinkError::Permanent(why)) => {
+                metrics.sink_failed_batches.fetch_add(1, Relaxed);
+                tracing::warn!(drain = %redact(name), %why, lines = batch.len(), "log drain refused a batch; dropped");
+                break;
+            }
+            Err(SinkError::Retry(why)) => {
+                metrics.sink_failed_batches.fetch_add(1, Relaxed);
+                if attempt == attempts {
+                    tracing::warn!(drain = %redact(name), %why, attempts, lines = batch.len(), "log drain failed; batch dropped");
+                    break;
+                }
+                tracing::debug!(drain = %redact(name), %why, attempt, "log drain failed; retrying");
+                tokio::time::sleep(jitter(delay)).await;
+                delay = (delay * 2).min(cfg.backoff_max);
+            }
+        }
+    }
+    metrics.sink_dropped.fetch_add(batch.len() as u64, Relaxed);
+}
+
+/// `d` scaled by a factor in [0.5, 1.5), from the clock's low bits (enough
+/// to keep many nodes from retrying in step).
+fn jitter(d: Duration) -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|t| t.subsec_nanos())
+        .unwrap_or(0);
+    let f = 0.5 + (nanos % 1000) as f64 / 1000.0;
+    d.mul_f64(f)
+}
+
+/// A drain URL without userinfo or query (they may hold secrets), for logs.
+fn redact(name: &str) -> String {
+    match url::Url::parse(name) {
+        Ok(mut u) if u.scheme().starts_with("http") => {
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            u.set_query(None);
+            u.set_fragment(None);
+            u.to_string()
+        }
+        _ => name.to_owned(),
+    }
+}
+
+/// Resolves `host:port` and returns the addresses the check allows; an
+/// error names the refusal.
+pub(crate) async fn allowed_addrs(
+    host_port: &str,
+    check: Option<&ConnectCheck>,
+) -> Result<Vec<SocketAddr>, SinkError> {
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host(host_port)
+        .await
+        .map_err(|e| SinkError::Retry(format!("resolving {host_port}: {e}")))?
+        .collect();
+    let Some(check) = check else {
+        return Ok(addrs);
+    };
+    let mut refusal = None;
+    let allowed: Vec<SocketAddr> = addrs
+        .into_iter()
+        .filter(|a| match check(*a) {
+            Ok(()) => true,
+            Err(e) => {
+                refusal = Some(e);
+                false
+            }
+        })
+        .collect();
+    if allowed.is_empty() {
+        return Err(SinkError::Permanent(
+            refusal.unwrap_or_else(|| format!("{host_port} did not resolve")),
+        ));
+    }
+    Ok(allowed)
+}
+
+/// A resolver that only returns addresses the check allows (for the HTTP
+/// client of tenant drains when the node did not pass its own).
+pub(crate) struct CheckedResolver(pub ConnectCheck);
+
+impl reqwest::dns::Resolve for CheckedResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let check = self.0.clone();
+        Box::pin(async move {
+            let host = format!("{}:0", name.as_str());
+            match allowed_addrs(&host, Some(&check)).await {
+                Ok(addrs) => Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs),
+                Err(SinkError::Retry(e) | SinkError::Permanent(e)) => {
+                    Err(Box::new(std::io::Error::other(e))
+                        as Box<dyn std::error::Error + Send + Sync>)
+                }
+            }
+        })
+    }
+}
+
+/// A line without its trailing newline (one message per record).
+pub(crate) fn message(line: &Bytes) -> Bytes {
+    match line.last() {
+        Some(b'\n') => line.slice(..line.len() - 1),
+        _ => line.clone(),
+    }
+}
