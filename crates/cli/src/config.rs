@@ -46,6 +46,18 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub outbound_allow: Vec<Cidr>,
+    /// The node's access log: `on` (default: JSON lines to the node's drains)
+    /// or `off` (no records, statistics, drains or live tail).
+    #[arg(long = "access-log", env = "LEDGE_ACCESS_LOG")]
+    pub access_log: Option<Toggle>,
+    /// A node log drain (repeatable) in place of `DATA/logs/access.log`:
+    /// `file:///PATH`, `stdout`, `https://…`, `nats://HOST:PORT/SUBJECT`,
+    /// `kafka://HOST:PORT/TOPIC`.
+    #[arg(long = "log-drain", env = "LEDGE_LOG_DRAINS", value_delimiter = ' ')]
+    pub log_drains: Vec<String>,
+    /// The node's own diagnostics: `text` (default) or `json`.
+    #[arg(long = "log-format", env = "LEDGE_LOG_FORMAT")]
+    pub log_format: Option<LogFormat>,
     /// Extra CA certificates (PEM file) trusted for TLS to origins, beside the
     /// public web PKI.
     #[arg(long = "origin-ca", env = "LEDGE_ORIGIN_CA")]
@@ -90,6 +102,10 @@ struct FileConfig {
     trusted_proxies: Vec<Cidr>,
     #[serde(default)]
     outbound_allow: Vec<Cidr>,
+    access_log: Option<Toggle>,
+    #[serde(default)]
+    log_drains: Vec<String>,
+    log_format: Option<LogFormat>,
     origin_ca: Option<PathBuf>,
     geo_header: Option<String>,
     geoip_db: Option<PathBuf>,
@@ -157,6 +173,10 @@ pub struct ServeConfig {
     pub outbound_allow: Vec<Cidr>,
     /// Extra CA file for TLS to origins.
     pub origin_ca: Option<PathBuf>,
+    /// Access log and node drains.
+    pub access_log: crate::telemetry::AccessLog,
+    /// Format of the node's own diagnostics.
+    pub log_format: LogFormat,
     /// Header with the visitor's country, from trusted proxies.
     pub geo_header: Option<axum::http::HeaderName>,
     /// MaxMind database file.
@@ -245,6 +265,18 @@ impl ServeArgs {
             },
             outbound_allow,
             origin_ca: self.origin_ca.or(file.origin_ca),
+            access_log: match self.access_log.or(file.access_log).unwrap_or(Toggle::On) {
+                Toggle::Off => crate::telemetry::AccessLog::Off,
+                Toggle::On => crate::telemetry::AccessLog::Drains(if self.log_drains.is_empty() {
+                    file.log_drains
+                } else {
+                    self.log_drains
+                }),
+            },
+            log_format: self
+                .log_format
+                .or(file.log_format)
+                .unwrap_or(LogFormat::Text),
             geo_header,
             geoip_db: self.geoip_db.or(file.geoip_db),
             tls_listen: self.tls_listen.or(file.tls_listen),
@@ -323,4 +355,24 @@ mod tests {
         .unwrap_err();
         assert!(format!("{err:#}").contains("invalid config file"));
     }
+}
+
+/// `on` / `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Toggle {
+    /// Enabled.
+    On,
+    /// Disabled.
+    Off,
+}
+
+/// How the node writes its own diagnostics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
 }

@@ -9,6 +9,7 @@ mod demo;
 mod deploy;
 mod rules;
 mod serve;
+mod telemetry;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

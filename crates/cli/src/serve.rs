@@ -37,13 +37,16 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     rt.block_on(node(cfg))
 }
 
-fn init_tracing() {
+fn init_tracing(format: crate::config::LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("LEDGE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,ledge=info"));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        crate::config::LogFormat::Text => builder.try_init(),
+        crate::config::LogFormat::Json => builder.json().try_init(),
+    };
 }
 
 /// Validation of configuration files at deploy time: the rules are compiled
@@ -74,7 +77,7 @@ pub fn to_deploy_diagnostic(d: ledge_rules::Diagnostic) -> ledge_store::DeployDi
 }
 
 async fn node(cfg: ServeConfig) -> anyhow::Result<()> {
-    init_tracing();
+    init_tracing(cfg.log_format);
     std::fs::create_dir_all(&cfg.data)
         .with_context(|| format!("cannot create data folder {}", cfg.data.display()))?;
     let meta: Arc<dyn MetaStore> = Arc::new(
@@ -149,15 +152,6 @@ async fn node(cfg: ServeConfig) -> anyhow::Result<()> {
     } else {
         format!(":{}", edge_addr.port())
     };
-    let api = ledge_control::router(ApiState {
-        meta: meta.clone(),
-        blobs: blobs.clone(),
-        feed: feed.clone(),
-        processor,
-        edge_domain: cfg.edge_domain.clone(),
-        edge_port_suffix: port_suffix.clone(),
-        node_key: node_key.clone(),
-    });
     let origin = ledge_edge::Origin::new(
         ledge_edge::OutboundPolicy {
             allow: cfg.outbound_allow.clone(),
@@ -175,6 +169,24 @@ async fn node(cfg: ServeConfig) -> anyhow::Result<()> {
         },
     )
     .context("cannot build the origin client")?;
+    let telemetry = crate::telemetry::start(&cfg.data, &cfg.access_log, meta.clone(), &origin)?;
+    if let Some((t, _)) = &telemetry {
+        tokio::spawn(crate::telemetry::follow_drains(
+            t.clone(),
+            meta.clone(),
+            feed.clone(),
+        ));
+    }
+    let api = ledge_control::router(ApiState {
+        meta: meta.clone(),
+        blobs: blobs.clone(),
+        feed: feed.clone(),
+        processor,
+        edge_domain: cfg.edge_domain.clone(),
+        edge_port_suffix: port_suffix.clone(),
+        node_key: node_key.clone(),
+        telemetry: telemetry.as_ref().map(|(t, _)| t.clone()),
+    });
     let geo = ledge_edge::geo::Geo {
         header: cfg.geo_header.clone(),
         db: cfg
@@ -193,6 +205,7 @@ async fn node(cfg: ServeConfig) -> anyhow::Result<()> {
         deploys: DeployCache::new(blobs.clone(), cfg.deploy_cache),
         blobs: BlobCache::new(blobs.clone(), cfg.blob_cache_bytes, cfg.max_object_bytes),
         config: cfg.edge.clone(),
+        telemetry: telemetry.as_ref().map(|(t, _)| Arc::new(t.clone())),
     });
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -269,6 +282,11 @@ async fn node(cfg: ServeConfig) -> anyhow::Result<()> {
     }
     if let Ok(Err(e)) = api_task.await {
         tracing::warn!(error = %e, "API server stopped with an error");
+    }
+    if let Some((t, background)) = telemetry {
+        // Every request has ended: flush the queue, statistics and drains.
+        t.shutdown();
+        background.join().await;
     }
     eprintln!("ledge: stopped");
     Ok(())

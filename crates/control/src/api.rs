@@ -15,6 +15,9 @@
 //! | POST | `/sites/{site}/rollback` `{"deploy"?}` | site |
 //! | POST | `/sites/{site}/lock`, `/sites/{site}/unlock` | site |
 //! | POST | `/sites/{site}/purge` `{"tags"?}` | site |
+//! | GET | `/sites/{site}/stats?since&until&resolution` | site |
+//! | GET | `/sites/{site}/logs?functions&status` (server-sent events) | site |
+//! | GET | `/metrics` (Prometheus, on the API listener) | anyone who can reach it |
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -68,6 +71,8 @@ pub struct ApiState {
     pub edge_port_suffix: String,
     /// Seals private keys at rest.
     pub node_key: Arc<ledge_tls::NodeKey>,
+    /// Statistics, live logs and metrics (`None` with the access log off).
+    pub telemetry: Option<ledge_telemetry::Telemetry>,
 }
 
 /// The API router.
@@ -94,6 +99,9 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/sites/{site}/certs", post(add_cert).get(list_certs))
         .route("/api/v1/sites/{site}/rollback", post(rollback))
         .route("/api/v1/sites/{site}/purge", post(purge))
+        .route("/api/v1/sites/{site}/stats", get(crate::observe::stats))
+        .route("/api/v1/sites/{site}/logs", get(crate::observe::logs))
+        .route("/metrics", get(crate::observe::metrics))
         .route("/api/v1/sites/{site}/lock", post(lock))
         .route("/api/v1/sites/{site}/unlock", post(unlock))
         .fallback(|| async { ApiError::not_found("no such API endpoint") })
@@ -180,7 +188,7 @@ impl Caller {
         }
     }
 
-    fn site(&self, site: &SiteName) -> Result<(), ApiError> {
+    pub(crate) fn site(&self, site: &SiteName) -> Result<(), ApiError> {
         match &self.0 {
             Principal::Admin => Ok(()),
             Principal::Site(s) if s == site => Ok(()),
@@ -192,7 +200,7 @@ impl Caller {
 
 // === helpers ===
 
-fn site_param(s: &str) -> Result<SiteName, ApiError> {
+pub(crate) fn site_param(s: &str) -> Result<SiteName, ApiError> {
     SiteName::parse(s).map_err(|_| ApiError::not_found(format!("site {s:?} not found")))
 }
 
@@ -396,6 +404,17 @@ async fn patch_settings(
     let site = site_param(&site)?;
     caller.admin()?;
     let patch: Value = parse_json(&body)?;
+    if let Some(drains) = patch.get("log_drains") {
+        let list: Vec<String> = match drains {
+            Value::Array(a) => a
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect(),
+            Value::String(s) if !s.is_empty() => s.split(',').map(str::to_owned).collect(),
+            _ => Vec::new(),
+        };
+        crate::observe::check_site_drains(&list)?;
+    }
     let (settings, ev) = st.meta.patch_settings(&site, &patch).await?;
     st.feed.send([ev]);
     Ok(Json(settings.view()))

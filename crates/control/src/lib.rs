@@ -9,6 +9,7 @@
 
 pub mod api;
 pub mod error;
+pub mod observe;
 pub mod process;
 
 pub use api::{router, ApiState, ConfigCheck};

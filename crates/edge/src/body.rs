@@ -16,6 +16,8 @@ pub enum Body {
     Full(Option<Bytes>),
     /// A stream (large files, proxied responses).
     Stream(UnsyncBoxBody<Bytes, std::io::Error>),
+    /// Another body whose end finishes the request's access record.
+    Logged(Box<crate::log::Logged>),
 }
 
 impl Body {
@@ -42,6 +44,7 @@ impl http_body::Body for Body {
             Body::Empty => Poll::Ready(None),
             Body::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             Body::Stream(s) => Pin::new(s).poll_frame(cx),
+            Body::Logged(l) => Pin::new(&mut **l).poll_frame(cx),
         }
     }
 
@@ -50,6 +53,7 @@ impl http_body::Body for Body {
             Body::Empty => true,
             Body::Full(b) => b.is_none(),
             Body::Stream(s) => s.is_end_stream(),
+            Body::Logged(l) => l.is_end_stream(),
         }
     }
 
@@ -59,6 +63,7 @@ impl http_body::Body for Body {
             Body::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
             Body::Full(None) => SizeHint::with_exact(0),
             Body::Stream(s) => s.size_hint(),
+            Body::Logged(l) => l.size_hint(),
         }
     }
 }

@@ -7,6 +7,7 @@
 //! - [`static_files`] and [`files`]: path resolution and serving a file to the byte
 //!   (conditional requests, ranges, pre-compressed variants);
 //! - [`rescue`]: the one place where errors become responses;
+//! - [`log`]: the access record of each request, finished when its body ends;
 //! - [`server`]: listeners, connection limits, graceful drain.
 //!
 //! The edge never queries the metadata store on the request path.
@@ -17,6 +18,7 @@ pub mod body;
 pub mod deploys;
 pub mod files;
 pub mod geo;
+pub mod log;
 pub mod outbound;
 pub mod pipeline;
 pub mod proxy;

@@ -22,6 +22,7 @@ use http::{HeaderMap, Method, Request, Response, StatusCode};
 use ledge_core::{normalize_host, Cidr};
 use ledge_rules::{Outcome, RuleRequest, Signing};
 use ledge_store::settings::{GeoSource, HttpsPolicy};
+use ledge_telemetry::{AccessRecord, CacheStatus, ErrorClass, Phase, Telemetry};
 
 use crate::body::Body;
 use crate::deploys::{BlobCache, DeployCache, LoadedDeploy};
@@ -73,6 +74,12 @@ pub struct RequestCtx {
     pub target: Option<RouteTarget>,
     /// The deploy serving it, once resolved.
     pub deploy: Option<Arc<LoadedDeploy>>,
+    /// The visitor's country, once a phase needed it.
+    pub country: Option<String>,
+    /// Which phase answered (for the access record).
+    pub answered_by: Phase,
+    /// The rule that answered, by index in the deploy's rule set.
+    pub rule: Option<usize>,
 }
 
 /// Key authorizations of pending ACME HTTP-01 challenges, by token.
@@ -90,6 +97,8 @@ pub struct ConnInfo {
     pub tls: bool,
     /// The TLS server name the client asked for.
     pub sni: Option<Arc<str>>,
+    /// The negotiated TLS version (`TLSv1.3`), on the TLS listener.
+    pub tls_version: Option<&'static str>,
 }
 
 /// Requests under this path answer ACME HTTP-01 challenges and are never
@@ -108,15 +117,14 @@ const X_ROBOTS_TAG: HeaderName = HeaderName::from_static("x-robots-tag");
 enum RulesFlow {
     /// No rule applies (or a file shadows it): static serving.
     Continue,
-    /// Answer now.
+    /// Answer now (a redirect).
     Respond(Response<Body>),
     /// Serve another path of the deploy with this status.
     Rewrite { path: String, status: StatusCode },
-    /// Send to an origin (with the country the rules saw, for `X-Country`).
+    /// Send to an origin.
     Proxy {
         url: String,
         headers: Vec<(String, String)>,
-        country: Option<String>,
     },
 }
 
@@ -124,7 +132,6 @@ enum RulesFlow {
 struct ProxyRule<'a> {
     url: &'a str,
     headers: &'a [(String, String)],
-    country: Option<&'a str>,
 }
 
 /// The edge: routing table, deploy and blob caches, origin client, and the
@@ -144,6 +151,8 @@ pub struct Edge {
     pub acme: Option<Arc<dyn AcmeChallenges>>,
     /// Settings.
     pub config: EdgeConfig,
+    /// Access records, statistics and metrics; `None` logs nothing.
+    pub telemetry: Option<Arc<Telemetry>>,
 }
 
 impl Edge {
@@ -154,6 +163,7 @@ impl Edge {
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
+        let start = std::time::Instant::now();
         let (mut parts, body) = req.into_parts();
         // Present only on HTTP/1.1 upgrade requests; a proxy rule may pass it on.
         let upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
@@ -167,42 +177,135 @@ impl Edge {
             host: String::new(),
             target: None,
             deploy: None,
+            country: None,
+            answered_by: Phase::Static,
+            rule: None,
         };
         let result = async {
             self.accept(&mut ctx, &parts)?;
             if let Some(r) = self.acme_challenge(&parts) {
+                ctx.answered_by = Phase::Platform;
                 return Ok(r);
             }
             self.misdirected(&ctx, conn)?;
             self.resolve(&mut ctx).await?;
             if let Some(r) = self.guard(&ctx, &parts) {
+                ctx.answered_by = Phase::Guard;
                 return Ok(r);
             }
             // 4 functions, 5 cache, 6 cached functions: later phases.
-            match self.rules(&ctx, &parts)? {
+            match self.rules(&mut ctx, &parts)? {
                 RulesFlow::Continue => self.static_phase(&ctx, &parts).await,
-                RulesFlow::Respond(r) => Ok(r),
+                RulesFlow::Respond(r) => {
+                    ctx.answered_by = Phase::Redirect;
+                    Ok(r)
+                }
                 RulesFlow::Rewrite { path, status } => {
+                    ctx.answered_by = Phase::Rewrite;
                     self.rewrite(&ctx, &parts, &path, status).await
                 }
-                RulesFlow::Proxy {
-                    url,
-                    headers,
-                    country,
-                } => {
+                RulesFlow::Proxy { url, headers } => {
+                    ctx.answered_by = Phase::Proxy;
                     let rule = ProxyRule {
                         url: &url,
                         headers: &headers,
-                        country: country.as_deref(),
                     };
                     self.proxy(&ctx, &parts, body, upgrade, rule).await
                 }
             }
         }
         .await;
-        let mut resp = result.unwrap_or_else(|e| rescue(&e));
+        let mut error = None;
+        let mut resp = result.unwrap_or_else(|e| {
+            error = Some(error_class(&e));
+            rescue(&e)
+        });
         self.headers_phase(&ctx, &mut resp);
+        if let Some(t) = &self.telemetry {
+            self.log_phase(t, ctx, &parts, conn, error, start, &mut resp);
+        }
         resp
+    }
+
+    /// Phase 10 (log): starts the access record; the body finishes it.
+    #[allow(clippy::too_many_arguments)]
+    fn log_phase(
+        &self,
+        telemetry: &Arc<Telemetry>,
+        mut ctx: RequestCtx,
+        parts: &http::request::Parts,
+        conn: &ConnInfo,
+        error: Option<ErrorClass>,
+        start: std::time::Instant,
+        resp: &mut Response<Body>,
+    ) {
+        if ctx.country.is_none() {
+            ctx.country = self.country(&ctx, &parts.headers);
+        }
+        let header = |name: header::HeaderName| {
+            parts
+                .headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let rule = match (&ctx.deploy, ctx.rule) {
+            (Some(d), Some(i)) => d.rules.rule(i).map(|r| r.origin.to_string()),
+            _ => None,
+        };
+        let record = Box::new(AccessRecord {
+            timestamp: std::time::SystemTime::now() - start.elapsed(),
+            request_id: ctx.id.to_str().unwrap_or("").to_owned(),
+            site: ctx
+                .target
+                .as_ref()
+                .map(|t| t.site.to_string())
+                .unwrap_or_default(),
+            deploy: ctx.target.as_ref().map(|t| t.deploy.to_string()),
+            host: ctx.host,
+            method: parts.method.as_str().to_owned(),
+            path: parts.uri.path().to_owned(),
+            query: parts.uri.query().map(str::to_owned),
+            status_code: resp.status().as_u16(),
+            request_size: parts
+                .headers
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
+            response_size: 0,
+            content_type: resp
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+            duration: std::time::Duration::ZERO,
+            ttfb: start.elapsed(),
+            client_ip: Some(ctx.client_ip),
+            country: ctx.country,
+            user_agent: header(header::USER_AGENT),
+            referrer: header(header::REFERER),
+            cache_status: CacheStatus::None,
+            answered_by: if error.is_some() {
+                Phase::Error
+            } else {
+                ctx.answered_by
+            },
+            rule,
+            function_name: None,
+            firewall_rule: None,
+            block_reason: None,
+            tls_version: conn.tls_version.map(str::to_owned),
+            http_version: http_version(parts.version).to_owned(),
+            error_class: error,
+        });
+        let body = std::mem::replace(resp.body_mut(), Body::Empty);
+        *resp.body_mut() = Body::Logged(Box::new(crate::log::Logged::new(
+            body,
+            record,
+            start,
+            telemetry.clone(),
+        )));
     }
 
     /// Phase 1 (accept): limits, Host, client IP, scheme, country.
@@ -330,18 +433,30 @@ impl Edge {
     /// Phase 7 (rules): `_redirects` and `netlify.toml` redirect rules.
     fn rules(
         &self,
-        ctx: &RequestCtx,
+        ctx: &mut RequestCtx,
         parts: &http::request::Parts,
     ) -> Result<RulesFlow, EdgeError> {
-        let (Some(deploy), Some(target)) = (&ctx.deploy, &ctx.target) else {
-            return Ok(RulesFlow::Continue);
-        };
-        if deploy.rules.rules().len() == 0 {
-            return Ok(RulesFlow::Continue);
+        match &ctx.deploy {
+            Some(d) if d.rules.rules().len() > 0 => {}
+            _ => return Ok(RulesFlow::Continue),
         }
+        ctx.country = self.country(ctx, &parts.headers);
+        let (flow, rule) = self.evaluate_rules(ctx, parts)?;
+        ctx.rule = rule;
+        Ok(flow)
+    }
+
+    fn evaluate_rules(
+        &self,
+        ctx: &RequestCtx,
+        parts: &http::request::Parts,
+    ) -> Result<(RulesFlow, Option<usize>), EdgeError> {
+        let (Some(deploy), Some(target)) = (&ctx.deploy, &ctx.target) else {
+            return Ok((RulesFlow::Continue, None));
+        };
         let header =
             |name: header::HeaderName| parts.headers.get(name).and_then(|v| v.to_str().ok());
-        let country = self.country(ctx, &parts.headers);
+        let country = &ctx.country;
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
@@ -360,30 +475,40 @@ impl Edge {
         };
         let exists = |p: &str| static_files::exists(deploy, p);
         Ok(match deploy.rules.evaluate(&req, &exists) {
-            Outcome::NoMatch | Outcome::Static { .. } => RulesFlow::Continue,
-            Outcome::Redirect { status, location, .. } => {
+            Outcome::NoMatch | Outcome::Static { .. } => (RulesFlow::Continue, None),
+            Outcome::Redirect {
+                rule,
+                status,
+                location,
+            } => {
                 let status = StatusCode::from_u16(status).unwrap_or(StatusCode::MOVED_PERMANENTLY);
-                RulesFlow::Respond(redirect(status, location))
+                (RulesFlow::Respond(redirect(status, location)), Some(rule))
             }
-            Outcome::Rewrite { status, path, .. } => RulesFlow::Rewrite {
-                path,
-                status: StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
-            },
+            Outcome::Rewrite {
+                rule, status, path, ..
+            } => (
+                RulesFlow::Rewrite {
+                    path,
+                    status: StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
+                },
+                Some(rule),
+            ),
             Outcome::Function { path, .. } => return Err(EdgeError::FunctionUnsupported(path)),
             Outcome::Proxy { signing: Some(Signing::MissingSecret { env }), .. } => {
                 return Err(EdgeError::BadProxyTarget(format!(
                     "this signed proxy rule needs the environment variable {env}, which the site does not set"
                 )))
             }
-            Outcome::Proxy { url, headers, .. } => RulesFlow::Proxy {
-                url,
-                headers,
-                country,
-            },
-            Outcome::Force404 => RulesFlow::Rewrite {
-                path: "/404.html".into(),
-                status: StatusCode::NOT_FOUND,
-            },
+            Outcome::Proxy {
+                rule, url, headers, ..
+            } => (RulesFlow::Proxy { url, headers }, Some(rule)),
+            Outcome::Force404 => (
+                RulesFlow::Rewrite {
+                    path: "/404.html".into(),
+                    status: StatusCode::NOT_FOUND,
+                },
+                None,
+            ),
             Outcome::BadJwt => return Err(EdgeError::BadJwt),
         })
     }
@@ -504,7 +629,7 @@ impl Edge {
             proto: ctx.scheme,
             host: original_host,
             request_id: &ctx.id,
-            country: rule.country,
+            country: ctx.country.as_deref(),
             hops,
         };
         if let Some(upgrade) = upgrade.filter(|_| proxy::is_upgrade(&parts.headers)) {
@@ -586,6 +711,28 @@ fn custom_headers(deploy: &LoadedDeploy, path: &str, resp: &mut Response<Body>) 
         ) {
             h.insert(n, v);
         }
+    }
+}
+
+/// The access record's class for an error the edge answered with.
+fn error_class(e: &EdgeError) -> ErrorClass {
+    match e {
+        EdgeError::OriginUnreachable(_)
+        | EdgeError::ProxyRefused(_)
+        | EdgeError::BadProxyTarget(_) => ErrorClass::UpstreamUnreachable,
+        EdgeError::OriginTimeout(_) => ErrorClass::UpstreamTimeout,
+        EdgeError::Storage(_) => ErrorClass::Internal,
+        _ => ErrorClass::BadRequest,
+    }
+}
+
+fn http_version(v: http::Version) -> &'static str {
+    match v {
+        http::Version::HTTP_09 => "HTTP/0.9",
+        http::Version::HTTP_10 => "HTTP/1.0",
+        http::Version::HTTP_2 => "HTTP/2",
+        http::Version::HTTP_3 => "HTTP/3",
+        _ => "HTTP/1.1",
     }
 }
 

@@ -122,6 +122,7 @@ pub async fn serve(
                         peer,
                         tls: false,
                         sni: None,
+                        tls_version: None,
                     };
                     protocols
                         .drive(TokioIo::new(stream), is_h2, edge, conn, watcher)
@@ -134,10 +135,16 @@ pub async fn serve(
                         return;
                     };
                     let is_h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
+                    let tls_version = match stream.get_ref().1.protocol_version() {
+                        Some(rustls::ProtocolVersion::TLSv1_3) => Some("TLSv1.3"),
+                        Some(rustls::ProtocolVersion::TLSv1_2) => Some("TLSv1.2"),
+                        _ => None,
+                    };
                     let conn = ConnInfo {
                         peer,
                         tls: true,
                         sni,
+                        tls_version,
                     };
                     protocols
                         .drive(TokioIo::new(stream), is_h2, edge, conn, watcher)

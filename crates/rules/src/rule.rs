@@ -17,6 +17,17 @@ pub struct RuleOrigin {
     pub entry: Option<u32>,
 }
 
+impl std::fmt::Display for RuleOrigin {
+    /// `_redirects:12`, `netlify.toml:30`, or `netlify.toml redirect #3`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.line, self.entry) {
+            (Some(l), _) => write!(f, "{}:{l}", self.file),
+            (None, Some(e)) => write!(f, "{} redirect #{e}", self.file),
+            _ => write!(f, "{}", self.file),
+        }
+    }
+}
+
 /// A condition value as written: a string or a list (kept apart because
 /// Netlify's duplicate detection compares them as written).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -952,12 +952,7 @@ fn describe_rule(r: &RedirectRule) -> String {
 }
 
 fn describe_at(r: &RedirectRule, idx: usize) -> String {
-    let place = match (r.origin.line, r.origin.entry) {
-        (Some(l), _) => format!("{}:{l}", r.origin.file),
-        (None, Some(e)) => format!("{} redirect #{e}", r.origin.file),
-        _ => r.origin.file.to_string(),
-    };
-    format!("rule #{idx} ({place}) `{}`", describe_rule(r))
+    format!("rule #{idx} ({}) `{}`", r.origin, describe_rule(r))
 }
 
 /// Request-derived condition inputs, computed once per evaluation.

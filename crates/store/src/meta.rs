@@ -105,6 +105,19 @@ pub trait MetaStore: Send + Sync + 'static {
     /// Every purge generation, for a node loading its cache's view.
     async fn purge_generations(&self) -> Result<Vec<PurgeGeneration>>;
 
+    /// Stores (or replaces) one statistics bucket, serialised by telemetry.
+    async fn put_stats(&self, site: &str, resolution: &str, start: i64, data: &str) -> Result<()>;
+    /// A site's buckets of one width with `since <= start < until`, in order.
+    async fn get_stats(
+        &self,
+        site: &str,
+        resolution: &str,
+        since: i64,
+        until: i64,
+    ) -> Result<Vec<String>>;
+    /// Deletes buckets of one width that start before `cutoff`.
+    async fn delete_stats_before(&self, resolution: &str, cutoff: i64) -> Result<u64>;
+
     /// Stores (or replaces) a domain's certificate; the key arrives sealed.
     async fn put_cert(&self, cert: &StoredCert) -> Result<ChangeEvent>;
     /// A domain's certificate.

@@ -191,7 +191,7 @@ fn drains(value: &Value) -> Result<Vec<String>, SettingsError> {
         Value::String(s) => s.split(',').map(|x| Value::String(x.into())).collect(),
         _ => {
             return Err(SettingsError(
-                "\"log_drains\" must be a list of http(s) URLs".into(),
+                "\"log_drains\" must be a list of drain URLs (https://, nats://, kafka://)".into(),
             ))
         }
     };
@@ -199,13 +199,16 @@ fn drains(value: &Value) -> Result<Vec<String>, SettingsError> {
     for v in list {
         match v {
             Value::String(s)
-                if (s.starts_with("http://") || s.starts_with("https://")) && s.len() <= 2048 =>
+                if ["http://", "https://", "nats://", "kafka://"]
+                    .iter()
+                    .any(|p| s.starts_with(p))
+                    && s.len() <= 2048 =>
             {
                 out.push(s)
             }
             other => {
                 return Err(SettingsError(format!(
-                    "log drain {other} is not an http(s) URL"
+                    "log drain {other} is not a drain URL: use https://HOST/PATH, nats://HOST:PORT/SUBJECT or kafka://HOST:PORT/TOPIC"
                 )))
             }
         }

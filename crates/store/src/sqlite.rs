@@ -21,11 +21,12 @@ use crate::now_secs;
 use crate::settings::{SettingsError, SiteSettings};
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
-const MIGRATIONS: [&str; 4] = [
+const MIGRATIONS: [&str; 5] = [
     include_str!("../migrations/0001_init.sql"),
     include_str!("../migrations/0002_certs.sql"),
     include_str!("../migrations/0003_domain_status.sql"),
     include_str!("../migrations/0004_purges.sql"),
+    include_str!("../migrations/0005_stats.sql"),
 ];
 
 async fn migrate(pool: &SqlitePool) -> Result<()> {
@@ -804,6 +805,48 @@ impl MetaStore for SqliteStore {
                 generation,
             })
             .collect())
+    }
+
+    async fn put_stats(&self, site: &str, resolution: &str, start: i64, data: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO stats_buckets (site, resolution, start, data) VALUES (?, ?, ?, ?)
+             ON CONFLICT (site, resolution, start) DO UPDATE SET data = excluded.data",
+        )
+        .bind(site)
+        .bind(resolution)
+        .bind(start)
+        .bind(data)
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
+    async fn get_stats(
+        &self,
+        site: &str,
+        resolution: &str,
+        since: i64,
+        until: i64,
+    ) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT data FROM stats_buckets
+             WHERE site = ? AND resolution = ? AND start >= ? AND start < ? ORDER BY start",
+        )
+        .bind(site)
+        .bind(resolution)
+        .bind(since)
+        .bind(until)
+        .fetch_all(&self.read)
+        .await?)
+    }
+
+    async fn delete_stats_before(&self, resolution: &str, cutoff: i64) -> Result<u64> {
+        let done = sqlx::query("DELETE FROM stats_buckets WHERE resolution = ? AND start < ?")
+            .bind(resolution)
+            .bind(cutoff)
+            .execute(&self.write)
+            .await?;
+        Ok(done.rows_affected())
     }
 
     async fn put_cert(&self, cert: &StoredCert) -> Result<ChangeEvent> {

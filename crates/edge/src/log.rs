@@ -1,0 +1,99 @@
+//! Phase 10 (log): one access record per request. The record is started when
+//! the response head is ready (time to first byte) and finished when the body
+//! is done or dropped (duration, bytes sent, a client that left), then handed
+//! to telemetry's bounded queue, which never makes a request wait.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http_body::{Frame, SizeHint};
+use ledge_telemetry::{AccessRecord, ErrorClass, Telemetry};
+
+use crate::body::Body;
+
+/// A response body that finishes its access record when it ends.
+pub struct Logged {
+    inner: Body,
+    record: Option<Box<AccessRecord>>,
+    start: Instant,
+    bytes: u64,
+    finished: bool,
+    sink: Arc<Telemetry>,
+}
+
+impl Logged {
+    /// Wraps `inner`; the record is sent once the body is done or dropped.
+    pub fn new(
+        inner: Body,
+        record: Box<AccessRecord>,
+        start: Instant,
+        sink: Arc<Telemetry>,
+    ) -> Self {
+        Self {
+            inner,
+            record: Some(record),
+            start,
+            bytes: 0,
+            finished: false,
+            sink,
+        }
+    }
+
+    fn finish(&mut self) {
+        let Some(mut record) = self.record.take() else {
+            return;
+        };
+        record.duration = self.start.elapsed();
+        record.response_size = self.bytes;
+        let complete = self.finished || http_body::Body::is_end_stream(&self.inner);
+        if !complete && record.error_class.is_none() {
+            record.error_class = Some(ErrorClass::ClientClosed);
+        }
+        self.sink.record_access(*record);
+    }
+}
+
+impl Drop for Logged {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+impl http_body::Body for Logged {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(d) = frame.data_ref() {
+                    this.bytes += d.len() as u64;
+                }
+            }
+            Poll::Ready(None) => this.finished = true,
+            Poll::Ready(Some(Err(_))) => {
+                if let Some(r) = this.record.as_mut() {
+                    r.error_class.get_or_insert(ErrorClass::UpstreamError);
+                }
+            }
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
