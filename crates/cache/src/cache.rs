@@ -197,6 +197,8 @@ pub struct CacheStats {
     pub fills_started: u64,
     /// Most body bytes any fill held in memory at once while streaming.
     pub fill_buffer_peak: u64,
+    /// Requests waiting for another request's fill right now.
+    pub waiting: usize,
 }
 
 /// The HTTP cache of one edge node.
@@ -337,6 +339,14 @@ impl Cache {
             disk_entries,
             fills_started: self.inner.fills.load(Ordering::Relaxed),
             fill_buffer_peak: self.inner.buffer_peak.load(Ordering::Relaxed),
+            waiting: self
+                .inner
+                .inflight
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .values()
+                .map(|f| f.waiters.load(Ordering::Relaxed))
+                .sum(),
         }
     }
 
@@ -1054,8 +1064,10 @@ async fn fill<B>(
             }
         }
     }
-    drop(tx);
     let crc = hasher.finalize();
+    // Order matters: the entry is visible before waiters are released, and
+    // the client's stream ends only once the entry is written (so "response
+    // complete" means "stored").
     match sink {
         Sink::Abandoned => {}
         Sink::Memory(chunks, held) => {
@@ -1063,10 +1075,15 @@ async fn fill<B>(
             for c in &chunks {
                 buf.extend_from_slice(c);
             }
+            drop(chunks);
             let bytes = buf.freeze();
             entry.body = StoredBody::Memory(bytes.clone());
             let mem = Arc::new(entry);
             inner.memory.insert(mem.key.clone(), mem.clone());
+            inner
+                .specs
+                .insert(mem.primary.clone(), SpecState::Spec(spec));
+            drop(ticket);
             if inner.disk.is_some() {
                 let mut on_disk = Entry::clone(&mem);
                 on_disk.body = StoredBody::Disk { len: total, crc };
@@ -1081,9 +1098,6 @@ async fn fill<B>(
                 })
                 .await;
             }
-            inner
-                .specs
-                .insert(mem.primary.clone(), SpecState::Spec(spec));
         }
         Sink::File(path, mut f) => {
             if f.flush().await.is_err() {
@@ -1112,7 +1126,7 @@ async fn fill<B>(
             }
         }
     }
-    drop(ticket);
+    drop(tx);
 }
 
 /// Moves a fill that outgrew the memory tier to a temporary file.
