@@ -17,7 +17,7 @@
 use std::fs;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use quick_cache::sync::Cache as QCache;
 use quick_cache::{DefaultHashBuilder, Lifecycle, Weighter};
@@ -40,28 +40,35 @@ impl Weighter<String, Arc<Entry>> for DiskWeighter {
     }
 }
 
-/// Deletes an entry's file when the index evicts it.
+/// Notes the keys the index lets go. `quick_cache` reports a replaced value
+/// like an evicted one, so the file is deleted later ([`DiskStore::reap`]) and
+/// only if the key is really gone (a replacement renamed a new file into the
+/// same place).
 #[derive(Clone)]
-struct DeleteOnEvict {
-    root: Arc<PathBuf>,
+struct NoteEvicted {
+    evicted: Arc<Mutex<Vec<String>>>,
 }
 
-impl Lifecycle<String, Arc<Entry>> for DeleteOnEvict {
+impl Lifecycle<String, Arc<Entry>> for NoteEvicted {
     type RequestState = ();
 
     fn begin_request(&self) -> Self::RequestState {}
 
     fn on_evict(&self, _state: &mut Self::RequestState, key: String, _val: Arc<Entry>) {
-        let _ = fs::remove_file(object_path(&self.root, &key));
+        self.evicted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(key);
     }
 }
 
-type Index = QCache<String, Arc<Entry>, DiskWeighter, DefaultHashBuilder, DeleteOnEvict>;
+type Index = QCache<String, Arc<Entry>, DiskWeighter, DefaultHashBuilder, NoteEvicted>;
 
 /// The disk tier.
 pub(crate) struct DiskStore {
     root: Arc<PathBuf>,
     index: Index,
+    evicted: Arc<Mutex<Vec<String>>>,
 }
 
 /// The file of `key` under `root`.
@@ -85,14 +92,21 @@ impl DiskStore {
         fs::create_dir_all(&tmp)?;
         fs::create_dir_all(root.join("objects"))?;
         let root = Arc::new(root.to_path_buf());
+        let evicted = Arc::new(Mutex::new(Vec::new()));
         let index = Index::with(
             1024,
             capacity.max(1),
             DiskWeighter,
             DefaultHashBuilder::default(),
-            DeleteOnEvict { root: root.clone() },
+            NoteEvicted {
+                evicted: evicted.clone(),
+            },
         );
-        let store = Self { root, index };
+        let store = Self {
+            root,
+            index,
+            evicted,
+        };
         let mut found = Vec::new();
         for shard in fs::read_dir(store.root.join("objects"))? {
             let shard = shard?.path();
@@ -114,7 +128,19 @@ impl DiskStore {
                 }
             }
         }
+        store.reap();
+        found.retain(|e| store.index.contains_key(&e.key));
         Ok((store, found))
+    }
+
+    /// Deletes the files of keys the index evicted (not of replaced ones).
+    fn reap(&self) {
+        let keys = std::mem::take(&mut *self.evicted.lock().unwrap_or_else(|p| p.into_inner()));
+        for key in keys {
+            if !self.index.contains_key(&key) {
+                let _ = fs::remove_file(object_path(&self.root, &key));
+            }
+        }
     }
 
     /// The entry stored for `key`, if indexed.
@@ -159,6 +185,7 @@ impl DiskStore {
         }
         fs::rename(tmp, &dest)?;
         self.index.insert(entry.key.clone(), entry);
+        self.reap();
         Ok(())
     }
 
@@ -184,6 +211,7 @@ impl DiskStore {
         f.seek(SeekFrom::End(0))?;
         write_tail(&mut f, &entry)?;
         self.index.insert(entry.key.clone(), entry);
+        self.reap();
         Ok(())
     }
 }
