@@ -26,11 +26,14 @@ fn bench(c: &mut Criterion) {
         .build()
         .expect("runtime");
     let clock = Arc::new(ManualClock::fixed());
-    let cache = Cache::open(CacheConfig::default(), clock, Arc::new(Generations::new()))
-        .expect("cache");
+    let cache =
+        Cache::open(CacheConfig::default(), clock, Arc::new(Generations::new())).expect("cache");
     let req_headers = headers(&[
         ("host", "www.example.com"),
-        ("user-agent", "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36"),
+        (
+            "user-agent",
+            "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36",
+        ),
         ("accept", "text/html,application/xhtml+xml"),
         ("accept-encoding", "gzip, deflate, br"),
         ("accept-language", "en-GB,en;q=0.9"),
@@ -39,7 +42,10 @@ fn bench(c: &mut Criterion) {
     let res_headers = headers(&[
         ("content-type", "text/html; charset=utf-8"),
         ("content-length", "1024"),
-        ("netlify-cdn-cache-control", "public, s-maxage=3600, stale-while-revalidate=60"),
+        (
+            "netlify-cdn-cache-control",
+            "public, s-maxage=3600, stale-while-revalidate=60",
+        ),
         ("cache-control", "public, max-age=0, must-revalidate"),
         ("etag", "\"abc123\""),
         ("vary", "Accept-Encoding"),

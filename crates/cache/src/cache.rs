@@ -409,8 +409,9 @@ impl Cache {
                                 ttl: Some(ttl_secs(&e, now)),
                                 ..CacheStatus::default()
                             };
-                            match inner.respond(&e, now, head, status).await {
-                                Some(r) => return Lookup::Hit(r),
+                            let nm = not_modified(req, &e);
+                            match inner.respond(&e, now, head || nm, status).await {
+                                Some(r) => return Lookup::Hit(finish(r, nm)),
                                 None => (full, Fwd::Miss, None),
                             }
                         }
@@ -438,9 +439,10 @@ impl Cache {
                                     ttl: Some(ttl_secs(&e, now)),
                                     ..CacheStatus::default()
                                 };
-                                if let Some(r) = inner.respond(&e, now, head, status).await {
+                                let nm = not_modified(req, &e);
+                                if let Some(r) = inner.respond(&e, now, head || nm, status).await {
                                     return Lookup::Stale {
-                                        response: r,
+                                        response: finish(r, nm),
                                         refresh,
                                     };
                                 }
@@ -509,6 +511,21 @@ impl Cache {
             collapsed,
         }
     }
+}
+
+/// The client's own conditional request is satisfied by the stored 200.
+fn not_modified(req: &CacheRequest<'_>, e: &Entry) -> bool {
+    e.status == StatusCode::OK && policy::client_not_modified(req.headers, &e.out_headers)
+}
+
+/// Turns a served response into a `304 Not Modified` when `nm`.
+fn finish(mut r: CachedResponse, nm: bool) -> CachedResponse {
+    if nm {
+        r.status = StatusCode::NOT_MODIFIED;
+        r.headers.remove(header::CONTENT_LENGTH);
+        r.body = CacheBody::Empty;
+    }
+    r
 }
 
 /// Seconds of freshness left (negative: past expiry).

@@ -536,6 +536,42 @@ pub fn revalidation_headers(stored: &HeaderMap) -> HeaderMap {
     h
 }
 
+/// True when the client's conditional request is satisfied by a stored
+/// response with headers `stored`, so it can be answered `304 Not Modified`
+/// (RFC 9110 §13.2.2: `If-None-Match` with weak comparison, or — only without
+/// it — `If-Modified-Since` against `Last-Modified`).
+pub fn client_not_modified(req: &HeaderMap, stored: &HeaderMap) -> bool {
+    let inm = req.get_all(header::IF_NONE_MATCH);
+    let mut any = false;
+    for v in inm.iter() {
+        any = true;
+        let Ok(list) = v.to_str() else { continue };
+        if list.trim() == "*" {
+            return true;
+        }
+        let Some(etag) = stored.get(header::ETAG).and_then(|e| e.to_str().ok()) else {
+            continue;
+        };
+        let opaque = |t: &str| t.trim().trim_start_matches("W/").to_owned();
+        let mine = opaque(etag);
+        if list.split(',').any(|t| opaque(t) == mine) {
+            return true;
+        }
+    }
+    if any {
+        return false;
+    }
+    let since = req
+        .get(header::IF_MODIFIED_SINCE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| httpdate::parse_http_date(v).ok());
+    let modified = stored
+        .get(header::LAST_MODIFIED)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| httpdate::parse_http_date(v).ok());
+    matches!((since, modified), (Some(s), Some(m)) if m <= s)
+}
+
 /// The client's own conditional and range headers, removed from a request
 /// that fills the cache so the origin sends a whole response.
 pub const CLIENT_CONDITIONALS: [HeaderName; 6] = [

@@ -639,3 +639,68 @@ async fn memory_tier_is_bounded() {
     assert!(s.memory_bytes <= 64 * 1024, "{s:?}");
     assert!(s.memory_entries < 100);
 }
+
+#[tokio::test]
+async fn client_conditionals_on_hits_get_304() {
+    let (cache, _clock) = cache();
+    let o = Origin::new(
+        200,
+        &[
+            ("cache-control", "max-age=60"),
+            ("etag", "W/\"v1\""),
+            ("last-modified", "Thu, 01 Jan 2026 00:00:00 GMT"),
+            ("content-length", "4"),
+        ],
+        "body",
+    );
+    through(&cache, &Req::get("/cond"), &o, PROXY).await;
+    let got = through(
+        &cache,
+        &Req::get("/cond").header("if-none-match", "\"x\", \"v1\""),
+        &o,
+        PROXY,
+    )
+    .await;
+    assert_eq!(got.status, 304);
+    assert!(got.body.is_empty());
+    assert!(got.hit());
+    assert!(!got.headers.contains_key("content-length"));
+    assert_eq!(got.headers["etag"], "W/\"v1\"");
+    let got = through(
+        &cache,
+        &Req::get("/cond").header("if-none-match", "\"v2\""),
+        &o,
+        PROXY,
+    )
+    .await;
+    assert_eq!(got.status, 200);
+    assert_eq!(got.text(), "body");
+    let got = through(
+        &cache,
+        &Req::get("/cond").header("if-modified-since", "Fri, 02 Jan 2026 00:00:00 GMT"),
+        &o,
+        PROXY,
+    )
+    .await;
+    assert_eq!(got.status, 304);
+    let got = through(
+        &cache,
+        &Req::get("/cond").header("if-modified-since", "Wed, 31 Dec 2025 00:00:00 GMT"),
+        &o,
+        PROXY,
+    )
+    .await;
+    assert_eq!(got.status, 200);
+    // If-None-Match wins over If-Modified-Since.
+    let got = through(
+        &cache,
+        &Req::get("/cond")
+            .header("if-none-match", "\"v2\"")
+            .header("if-modified-since", "Fri, 02 Jan 2026 00:00:00 GMT"),
+        &o,
+        PROXY,
+    )
+    .await;
+    assert_eq!(got.status, 200);
+    assert_eq!(o.calls(), 1);
+}
