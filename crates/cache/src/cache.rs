@@ -653,7 +653,7 @@ impl Inner {
                 return None;
             }
             let (tx, rx) = mpsc::channel(self.config.stream_chunks.max(1));
-            tokio::task::spawn_blocking(move || stream_file(&path, len, crc, &tx));
+            tokio::spawn(stream_file(path, len, crc, tx));
             Some(CacheBody::Channel { rx, len: Some(len) })
         }
     }
@@ -664,13 +664,15 @@ impl Inner {
 }
 
 /// Streams a verified file's body to a channel, checking the checksum again
-/// as it goes (the file could change between the check and the read).
-fn stream_file(path: &std::path::Path, len: u64, crc: u32, tx: &mpsc::Sender<io::Result<Bytes>>) {
-    use std::io::Read;
-    let file = match std::fs::File::open(path) {
+/// as it goes (the file could change between the check and the read). An
+/// async task (each read is a short blocking call inside `tokio::fs`), so a
+/// slow client holds no blocking-pool thread.
+async fn stream_file(path: PathBuf, len: u64, crc: u32, tx: mpsc::Sender<io::Result<Bytes>>) {
+    use tokio::io::AsyncReadExt;
+    let file = match tokio::fs::File::open(&path).await {
         Ok(f) => f,
         Err(e) => {
-            let _ = tx.blocking_send(Err(e));
+            let _ = tx.send(Err(e)).await;
             return;
         }
     };
@@ -678,27 +680,28 @@ fn stream_file(path: &std::path::Path, len: u64, crc: u32, tx: &mpsc::Sender<io:
     let mut h = crc32fast::Hasher::new();
     let mut seen = 0u64;
     loop {
-        let mut buf = BytesMut::zeroed(64 * 1024);
-        let n = match f.read(&mut buf) {
+        let mut buf = BytesMut::with_capacity(64 * 1024);
+        let n = match f.read_buf(&mut buf).await {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) => {
-                let _ = tx.blocking_send(Err(e));
+                let _ = tx.send(Err(e)).await;
                 return;
             }
         };
-        buf.truncate(n);
         h.update(&buf);
         seen += n as u64;
-        if tx.blocking_send(Ok(buf.freeze())).is_err() {
+        if tx.send(Ok(buf.freeze())).await.is_err() {
             return;
         }
     }
     if seen != len || h.finalize() != crc {
-        let _ = tx.blocking_send(Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "cache body changed while it was read",
-        )));
+        let _ = tx
+            .send(Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "cache body changed while it was read",
+            )))
+            .await;
     }
 }
 
