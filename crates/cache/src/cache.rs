@@ -237,7 +237,16 @@ impl Drop for Ticket {
             map.remove(&self.key);
         }
         drop(map);
-        let _ = self.flight.done.send(true);
+        self.flight.done.send_replace(true);
+    }
+}
+
+/// One request waiting for a flight; uncounted when dropped.
+struct Waiting(Arc<Flight>);
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.0.waiters.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -468,12 +477,15 @@ impl Cache {
                 Begin::Busy => break,
                 Begin::Wait(mut rx, flight) => {
                     collapsed = true;
+                    // Counted until this point is passed or the lookup is
+                    // dropped (client gone).
+                    let counted = Waiting(flight);
                     let waited = tokio::time::timeout(
                         inner.config.coalesce_timeout,
                         rx.wait_for(|done| *done),
                     )
                     .await;
-                    flight.waiters.fetch_sub(1, Ordering::AcqRel);
+                    drop(counted);
                     if waited.is_err() {
                         break;
                     }

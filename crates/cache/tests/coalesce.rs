@@ -158,3 +158,21 @@ async fn a_failed_fill_releases_waiters_to_try_again() {
     assert!(resp.into_body().collect().await.is_err());
     assert!(waiter.await.unwrap(), "the waiter becomes the next filler");
 }
+
+#[tokio::test]
+async fn a_waiter_that_goes_away_is_uncounted() {
+    let (cache, _clock) = cache();
+    let req = Req::get("/gone");
+    let Lookup::Miss(_fill) = cache.lookup(&req.as_cache()).await else {
+        panic!()
+    };
+    let c2 = cache.clone();
+    let waiter = tokio::spawn(async move {
+        let req = Req::get("/gone");
+        let _ = c2.lookup(&req.as_cache()).await;
+    });
+    until(|| cache.stats().waiting == 1).await;
+    waiter.abort();
+    let _ = waiter.await;
+    assert_eq!(cache.stats().waiting, 0);
+}
