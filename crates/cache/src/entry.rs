@@ -261,3 +261,93 @@ impl<'a> Reader<'a> {
         std::str::from_utf8(self.bytes()?).ok().map(str::to_owned)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Entry {
+        let mut h = HeaderMap::new();
+        h.append("cache-control", HeaderValue::from_static("max-age=60"));
+        h.append("set-cookie", HeaderValue::from_static("a=1"));
+        h.append("set-cookie", HeaderValue::from_static("b=2"));
+        h.append(
+            "x-bin",
+            HeaderValue::from_bytes(&[0x80, 0xff, b'a']).unwrap(),
+        );
+        let mut out = h.clone();
+        policy::downstream_headers(&mut out);
+        Entry {
+            key: "s\0h\0/p\0q*\0".into(),
+            primary: "s\0h\0/p".into(),
+            site: "s".into(),
+            deploy: Some("d1".into()),
+            source: ResponseSource::EdgeFunction { manual: true },
+            rule: RuleVary {
+                country: true,
+                language: false,
+                cookies: vec!["ab".into()],
+            },
+            status: StatusCode::NOT_FOUND,
+            origin_headers: h,
+            out_headers: out,
+            body: StoredBody::Disk { len: 10, crc: 7 },
+            stored_at_ms: 1,
+            fresh_until_ms: 2,
+            initial_age_s: 3,
+            swr_ms: 4,
+            sie_ms: 5,
+            must_revalidate: true,
+            tags: vec!["t1".into(), "t2".into()],
+            keep_across_deploys: true,
+            stamp: Stamp {
+                all: 9,
+                site: 8,
+                tags: vec![7, 6],
+            },
+        }
+    }
+
+    #[test]
+    fn metadata_round_trips() {
+        let e = sample();
+        let d = Entry::decode_meta(&e.encode_meta(), 10, 7).unwrap();
+        assert_eq!(d.key, e.key);
+        assert_eq!(d.primary, e.primary);
+        assert_eq!(d.deploy, e.deploy);
+        assert_eq!(d.source, e.source);
+        assert_eq!(d.rule, e.rule);
+        assert_eq!(d.status, e.status);
+        assert_eq!(d.origin_headers, e.origin_headers);
+        assert_eq!(d.out_headers, e.out_headers);
+        assert_eq!(
+            (
+                d.stored_at_ms,
+                d.fresh_until_ms,
+                d.initial_age_s,
+                d.swr_ms,
+                d.sie_ms
+            ),
+            (1, 2, 3, 4, 5)
+        );
+        assert!(d.must_revalidate && d.keep_across_deploys);
+        assert_eq!(d.tags, e.tags);
+        assert_eq!(d.stamp, e.stamp);
+        assert!(matches!(d.body, StoredBody::Disk { len: 10, crc: 7 }));
+    }
+
+    #[test]
+    fn truncated_or_padded_metadata_is_refused_without_panic() {
+        let m = sample().encode_meta();
+        for n in 0..m.len() {
+            assert!(Entry::decode_meta(&m[..n], 0, 0).is_none(), "prefix {n}");
+        }
+        let mut padded = m.clone();
+        padded.push(0);
+        assert!(Entry::decode_meta(&padded, 0, 0).is_none());
+        // Absurd lengths do not allocate or panic.
+        let mut huge = m;
+        huge[0..4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(Entry::decode_meta(&huge, 0, 0).is_none());
+    }
+}

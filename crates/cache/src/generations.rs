@@ -210,3 +210,55 @@ impl Generations {
         self.table.write().unwrap_or_else(|p| p.into_inner())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_only_raise_counters_and_snapshots_round_trip() {
+        let g = Generations::new();
+        g.apply(&PurgeEvent::Site {
+            site: "a".into(),
+            generation: 5,
+        });
+        g.apply(&PurgeEvent::Site {
+            site: "a".into(),
+            generation: 3,
+        });
+        g.apply(&PurgeEvent::Tags {
+            site: "a".into(),
+            tags: vec![("T".into(), 2)],
+        });
+        g.apply(&PurgeEvent::All { generation: 1 });
+        let snap = g.snapshot();
+        assert_eq!(snap.all, 1);
+        assert_eq!(snap.sites, [("a".to_owned(), 5)]);
+        assert_eq!(snap.tags, [("a".to_owned(), "t".to_owned(), 2)]);
+        assert_eq!(Generations::from_snapshot(&snap).snapshot(), snap);
+    }
+
+    #[test]
+    fn stamps_go_stale_on_the_right_purges() {
+        let g = Generations::new();
+        let tags = vec!["x".to_owned(), "y".to_owned()];
+        let s = g.stamp("a", &tags);
+        assert!(g.is_current("a", &tags, &s));
+        g.bump_tags("a", &["z"]);
+        g.bump_tags("b", &["x"]);
+        g.bump_site("b");
+        assert!(
+            g.is_current("a", &tags, &s),
+            "other tags and sites do not matter"
+        );
+        g.bump_tags("a", &[" Y "]);
+        assert!(!g.is_current("a", &tags, &s));
+        let s = g.stamp("a", &tags);
+        assert!(g.is_current("a", &tags, &s));
+        assert_eq!(g.bump_site("a"), 1);
+        assert!(!g.is_current("a", &tags, &s));
+        let s = g.stamp("a", &tags);
+        g.bump_all();
+        assert!(!g.is_current("a", &tags, &s));
+    }
+}
