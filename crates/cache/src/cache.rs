@@ -749,6 +749,17 @@ impl FillGuard {
         h
     }
 
+    /// The origin answered `304 Not Modified` to a revalidation: refreshes the
+    /// stored entry (headers and freshness, RFC 9111 §4.3.4) and returns it to
+    /// serve. `None` when there was nothing to revalidate or its body could no
+    /// longer be read. [`FillGuard::store`] does this by itself for a 304.
+    pub async fn not_modified(self, parts: &http::response::Parts) -> Option<CachedResponse> {
+        if !self.is_revalidation() {
+            return None;
+        }
+        self.refreshed(parts).await
+    }
+
     /// When the origin could not be reached (or answered 5xx): the stored
     /// response if `stale-if-error` still allows it.
     pub async fn stale_if_error(
