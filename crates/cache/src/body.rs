@@ -6,7 +6,9 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
-use tokio::sync::mpsc;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
 /// A boxed origin body with its errors as `io::Error`.
 pub(crate) type BoxedBody = Pin<Box<dyn http_body::Body<Data = Bytes, Error = io::Error> + Send>>;
@@ -21,7 +23,7 @@ pub enum CacheBody {
     /// Chunks from a task (a fill teeing into the cache, a disk read).
     Channel {
         /// Chunks, or the error that ended the stream.
-        rx: mpsc::Receiver<io::Result<Bytes>>,
+        rx: mpsc::UnboundedReceiver<Chunk>,
         /// Exact length when known.
         len: Option<u64>,
     },
@@ -65,8 +67,12 @@ impl http_body::Body for CacheBody {
             CacheBody::Empty => Poll::Ready(None),
             CacheBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             CacheBody::Channel { rx, .. } => match rx.poll_recv(cx) {
-                Poll::Ready(Some(Ok(b))) => Poll::Ready(Some(Ok(Frame::data(b)))),
-                Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
+                // The chunk's permit is released here: the producer may run
+                // ahead again.
+                Poll::Ready(Some(Chunk { data: Ok(b), .. })) => {
+                    Poll::Ready(Some(Ok(Frame::data(b))))
+                }
+                Poll::Ready(Some(Chunk { data: Err(e), .. })) => Poll::Ready(Some(Err(e))),
                 Poll::Ready(None) => Poll::Ready(None),
                 Poll::Pending => Poll::Pending,
             },
@@ -133,5 +139,63 @@ where
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+/// One chunk on its way to a client, holding its share of the lag budget.
+pub struct Chunk {
+    data: io::Result<Bytes>,
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
+/// The producing side of [`CacheBody::Channel`]: a producer may run ahead of
+/// its client by at most `budget` bytes; past that, `send` waits. So a fill
+/// is not slowed by a slow client until the client lags by the whole budget,
+/// and memory per stream stays bounded.
+pub(crate) struct ChunkSender {
+    tx: mpsc::UnboundedSender<Chunk>,
+    lag: Arc<Semaphore>,
+    budget: usize,
+}
+
+impl ChunkSender {
+    /// A sender and the body that receives from it.
+    pub(crate) fn new(budget: usize, len: Option<u64>) -> (Self, CacheBody) {
+        let budget = budget.clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize));
+        let (tx, rx) = mpsc::unbounded_channel();
+        (
+            Self {
+                tx,
+                lag: Arc::new(Semaphore::new(budget)),
+                budget,
+            },
+            CacheBody::Channel { rx, len },
+        )
+    }
+
+    /// Sends a chunk (or the error ending the stream), waiting while the
+    /// client lags by the whole budget. False when the client is gone.
+    pub(crate) async fn send(&self, data: io::Result<Bytes>) -> bool {
+        let want = match &data {
+            Ok(b) => b.len().min(self.budget),
+            Err(_) => 0,
+        };
+        let permit = if want == 0 {
+            None
+        } else {
+            let n = u32::try_from(want).unwrap_or(u32::MAX);
+            // Never stuck after the client leaves: dropping the receiver
+            // drops the queued chunks and so their permits.
+            match self.lag.clone().acquire_many_owned(n).await {
+                Ok(p) => Some(p),
+                Err(_) => return false,
+            }
+        };
+        self.tx
+            .send(Chunk {
+                data,
+                _permit: permit,
+            })
+            .is_ok()
     }
 }

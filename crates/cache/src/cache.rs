@@ -15,9 +15,9 @@ use http_body::Body as _;
 use quick_cache::sync::Cache as QCache;
 use quick_cache::{UnitWeighter, Weighter};
 use tokio::io::AsyncWriteExt;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
-use crate::body::{CacheBody, MapErr};
+use crate::body::{CacheBody, ChunkSender, MapErr};
 use crate::clock::Clock;
 use crate::disk::{self, DiskStore};
 use crate::entry::{Entry, StoredBody};
@@ -48,8 +48,10 @@ pub struct CacheConfig {
     /// How long a URL whose response could not be stored is passed straight
     /// to the origin without coalescing ("hit-for-pass").
     pub pass_ttl: Duration,
-    /// Chunks buffered between a fill and its client (back-pressure bound).
-    pub stream_chunks: usize,
+    /// Bytes a fill (or a disk read) may run ahead of its client before it
+    /// waits for it. A fill of a body up to this size is never slowed by a
+    /// slow client, so requests waiting for it are not either.
+    pub client_buffer: usize,
     /// Most URLs whose variant spec is remembered.
     pub max_urls: usize,
 }
@@ -65,7 +67,7 @@ impl Default for CacheConfig {
             max_waiters: 1024,
             coalesce_timeout: Duration::from_secs(10),
             pass_ttl: Duration::from_secs(30),
-            stream_chunks: 8,
+            client_buffer: 1024 * 1024,
             max_urls: 1_000_000,
         }
     }
@@ -664,9 +666,9 @@ impl Inner {
                 self.forget(&e.key);
                 return None;
             }
-            let (tx, rx) = mpsc::channel(self.config.stream_chunks.max(1));
+            let (tx, body) = ChunkSender::new(self.config.client_buffer, Some(len));
             tokio::spawn(stream_file(path, len, crc, tx));
-            Some(CacheBody::Channel { rx, len: Some(len) })
+            Some(body)
         }
     }
 
@@ -679,12 +681,12 @@ impl Inner {
 /// as it goes (the file could change between the check and the read). An
 /// async task (each read is a short blocking call inside `tokio::fs`), so a
 /// slow client holds no blocking-pool thread.
-async fn stream_file(path: PathBuf, len: u64, crc: u32, tx: mpsc::Sender<io::Result<Bytes>>) {
+async fn stream_file(path: PathBuf, len: u64, crc: u32, tx: ChunkSender) {
     use tokio::io::AsyncReadExt;
     let file = match tokio::fs::File::open(&path).await {
         Ok(f) => f,
         Err(e) => {
-            let _ = tx.send(Err(e)).await;
+            tx.send(Err(e)).await;
             return;
         }
     };
@@ -697,23 +699,22 @@ async fn stream_file(path: PathBuf, len: u64, crc: u32, tx: mpsc::Sender<io::Res
             Ok(0) => break,
             Ok(n) => n,
             Err(e) => {
-                let _ = tx.send(Err(e)).await;
+                tx.send(Err(e)).await;
                 return;
             }
         };
         h.update(&buf);
         seen += n as u64;
-        if tx.send(Ok(buf.freeze())).await.is_err() {
+        if !tx.send(Ok(buf.freeze())).await {
             return;
         }
     }
     if seen != len || h.finalize() != crc {
-        let _ = tx
-            .send(Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "cache body changed while it was read",
-            )))
-            .await;
+        tx.send(Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "cache body changed while it was read",
+        )))
+        .await;
     }
 }
 
@@ -924,13 +925,10 @@ impl FillGuard {
         };
         let age = (entry.initial_age_s > 0).then_some(entry.initial_age_s);
         cache_status_headers(&mut client_headers, &inner.config.name, &status, age);
-        let (tx, rx) = mpsc::channel(inner.config.stream_chunks.max(1));
+        let (tx, client_body) = ChunkSender::new(inner.config.client_buffer, declared_len);
         let spec = Arc::new(spec);
         tokio::spawn(fill(inner, body, entry, spec, self.ticket, tx));
-        let mut resp = http::Response::new(CacheBody::Channel {
-            rx,
-            len: declared_len,
-        });
+        let mut resp = http::Response::new(client_body);
         *resp.status_mut() = parts.status;
         *resp.headers_mut() = client_headers;
         *resp.version_mut() = parts.version;
@@ -1041,7 +1039,7 @@ enum Sink {
 }
 
 /// Reads the origin body, forwards every chunk to the client (bounded
-/// channel: back-pressure, never more than `stream_chunks` chunks queued) and
+/// lag: back-pressure once the client is `client_buffer` bytes behind) and
 /// writes it to the cache. Keeps going if the client leaves, so requests
 /// waiting for the fill still get it.
 async fn fill<B>(
@@ -1050,7 +1048,7 @@ async fn fill<B>(
     mut entry: Entry,
     spec: Arc<VariantSpec>,
     ticket: Ticket,
-    tx: mpsc::Sender<io::Result<Bytes>>,
+    tx: ChunkSender,
 ) where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -1069,7 +1067,7 @@ async fn fill<B>(
                     let _ = tokio::fs::remove_file(path).await;
                 }
                 if client {
-                    let _ = tx.send(Err(e)).await;
+                    tx.send(Err(e)).await;
                 }
                 return;
             }
@@ -1100,7 +1098,7 @@ async fn fill<B>(
                 }
             }
         }
-        if client && tx.send(Ok(chunk)).await.is_err() {
+        if client && !tx.send(Ok(chunk)).await {
             client = false;
             if matches!(sink, Sink::Abandoned) {
                 return;

@@ -704,3 +704,38 @@ async fn client_conditionals_on_hits_get_304() {
     assert_eq!(got.status, 200);
     assert_eq!(o.calls(), 1);
 }
+
+#[tokio::test]
+async fn a_slow_client_does_not_hold_up_a_small_fill() {
+    let (cache, _clock) = cache();
+    let body = "s".repeat(200_000);
+    let o = Origin::new(200, &[("cache-control", "max-age=60")], &body);
+    let req = Req::get("/slow-client");
+    let Lookup::Miss(fill) = cache.lookup(&req.as_cache()).await else {
+        panic!()
+    };
+    let (parts, _) = o.respond(req.headers.clone());
+    // 50 chunks of 4 KB: more chunks than any fixed-size channel would queue.
+    let chunks: Vec<Result<http_body::Frame<bytes::Bytes>, std::convert::Infallible>> = (0..50)
+        .map(|_| Ok(http_body::Frame::data(bytes::Bytes::from(vec![b's'; 4000]))))
+        .collect();
+    let b = http_body_util::StreamBody::new(futures_util::stream::iter(chunks));
+    let resp = fill.store(parts, b, PROXY, &RuleVary::default()).await;
+    // The first client reads nothing yet; the entry is stored regardless.
+    for _ in 0..10_000 {
+        if cache.stats().memory_entries == 1 {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(
+        cache.stats().memory_entries,
+        1,
+        "stored while the first client was idle"
+    );
+    let Lookup::Hit(hit) = cache.lookup(&req.as_cache()).await else {
+        panic!("expected a hit")
+    };
+    assert_eq!(collect(hit.body).await.len(), 200_000);
+    assert_eq!(collect(resp.into_body()).await.len(), 200_000);
+}
