@@ -739,3 +739,34 @@ async fn a_slow_client_does_not_hold_up_a_small_fill() {
     assert_eq!(collect(hit.body).await.len(), 200_000);
     assert_eq!(collect(resp.into_body()).await.len(), 200_000);
 }
+
+/// The pipeline runs on a multi-threaded runtime: everything it holds across
+/// an await must be `Send`.
+#[test]
+fn handles_and_futures_are_send() {
+    fn send<T: Send>(_: &T) {}
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<ledge_cache::Cache>();
+    send_sync::<ledge_cache::Generations>();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let (cache, _clock) = cache();
+        let req = Req::get("/send");
+        let r = req.as_cache();
+        let lookup = cache.lookup(&r);
+        send(&lookup);
+        let Lookup::Miss(fill) = lookup.await else {
+            panic!()
+        };
+        send(&fill);
+        let (parts, body) = Origin::new(200, &[], "").respond(req.headers.clone());
+        let rule = RuleVary::default();
+        let store = fill.store(parts, body, PROXY, &rule);
+        send(&store);
+        let resp = store.await;
+        send(resp.body());
+    });
+}
