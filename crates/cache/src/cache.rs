@@ -658,16 +658,15 @@ impl Inner {
                 }
             }
         } else {
-            let p = path.clone();
             let verified =
-                tokio::task::spawn_blocking(move || disk::verify_body(&p, len, crc)).await;
-            if !matches!(verified, Ok(Ok(()))) {
+                tokio::task::spawn_blocking(move || disk::open_verified(&path, len, crc)).await;
+            let Ok(Ok(file)) = verified else {
                 tracing::warn!(key = %e.key, "cache: corrupt or unreadable disk entry dropped");
                 self.forget(&e.key);
                 return None;
-            }
+            };
             let (tx, body) = ChunkSender::new(self.config.client_buffer, Some(len));
-            tokio::spawn(stream_file(path, len, crc, tx));
+            tokio::spawn(stream_file(tokio::fs::File::from_std(file), len, crc, tx));
             Some(body)
         }
     }
@@ -678,18 +677,11 @@ impl Inner {
 }
 
 /// Streams a verified file's body to a channel, checking the checksum again
-/// as it goes (the file could change between the check and the read). An
+/// as it goes (defence in depth: the same open file was just verified). An
 /// async task (each read is a short blocking call inside `tokio::fs`), so a
 /// slow client holds no blocking-pool thread.
-async fn stream_file(path: PathBuf, len: u64, crc: u32, tx: ChunkSender) {
+async fn stream_file(file: tokio::fs::File, len: u64, crc: u32, tx: ChunkSender) {
     use tokio::io::AsyncReadExt;
-    let file = match tokio::fs::File::open(&path).await {
-        Ok(f) => f,
-        Err(e) => {
-            tx.send(Err(e)).await;
-            return;
-        }
-    };
     let mut f = file.take(len);
     let mut h = crc32fast::Hasher::new();
     let mut seen = 0u64;

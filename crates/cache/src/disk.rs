@@ -283,20 +283,25 @@ pub(crate) fn read_body(path: &Path, len: u64, crc: u32) -> io::Result<Vec<u8>> 
     Ok(buf)
 }
 
-/// Checks the first `len` bytes of `path` against `crc` without keeping them.
+/// Opens `path` and checks its first `len` bytes against `crc` without
+/// keeping them; returns the file rewound, so the body streamed afterwards is
+/// the one checked even if a newer fill renames another file into place.
 /// Blocking.
-pub(crate) fn verify_body(path: &Path, len: u64, crc: u32) -> io::Result<()> {
-    let mut f = fs::File::open(path)?.take(len);
+pub(crate) fn open_verified(path: &Path, len: u64, crc: u32) -> io::Result<fs::File> {
+    let mut file = fs::File::open(path)?;
     let mut h = crc32fast::Hasher::new();
     let mut buf = vec![0u8; 256 * 1024];
     let mut seen = 0u64;
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
+    {
+        let mut f = (&mut file).take(len);
+        loop {
+            let n = f.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            seen += n as u64;
+            h.update(buf.get(..n).unwrap_or_default());
         }
-        seen += n as u64;
-        h.update(buf.get(..n).unwrap_or_default());
     }
     if seen != len || h.finalize() != crc {
         return Err(io::Error::new(
@@ -304,5 +309,6 @@ pub(crate) fn verify_body(path: &Path, len: u64, crc: u32) -> io::Result<()> {
             "cache body checksum mismatch",
         ));
     }
-    Ok(())
+    file.seek(SeekFrom::Start(0))?;
+    Ok(file)
 }
