@@ -173,6 +173,11 @@ impl ChunkSender {
         )
     }
 
+    /// True when sending `n` bytes now would wait for the client.
+    pub(crate) fn would_wait(&self, n: usize) -> bool {
+        self.lag.available_permits() < n.min(self.budget)
+    }
+
     /// Sends a chunk (or the error ending the stream), waiting while the
     /// client lags by the whole budget. False when the client is gone.
     pub(crate) async fn send(&self, data: io::Result<Bytes>) -> bool {

@@ -919,7 +919,15 @@ impl FillGuard {
         cache_status_headers(&mut client_headers, &inner.config.name, &status, age);
         let (tx, client_body) = ChunkSender::new(inner.config.client_buffer, declared_len);
         let spec = Arc::new(spec);
-        tokio::spawn(fill(inner, body, entry, spec, self.ticket, tx));
+        tokio::spawn(fill(
+            inner,
+            body,
+            entry,
+            spec,
+            self.ticket,
+            tx,
+            declared_len,
+        ));
         let mut resp = http::Response::new(client_body);
         *resp.status_mut() = parts.status;
         *resp.headers_mut() = client_headers;
@@ -1034,6 +1042,7 @@ enum Sink {
 /// lag: back-pressure once the client is `client_buffer` bytes behind) and
 /// writes it to the cache. Keeps going if the client leaves, so requests
 /// waiting for the fill still get it.
+#[allow(clippy::too_many_arguments)]
 async fn fill<B>(
     inner: Arc<Inner>,
     body: B,
@@ -1041,6 +1050,7 @@ async fn fill<B>(
     spec: Arc<VariantSpec>,
     ticket: Ticket,
     tx: ChunkSender,
+    declared_len: Option<u64>,
 ) where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -1049,7 +1059,11 @@ async fn fill<B>(
     let mut sink = Sink::Memory(Vec::new(), 0);
     let mut hasher = crc32fast::Hasher::new();
     let mut total = 0u64;
-    let mut client = true;
+    // The client's channel while this task feeds it; `None` once the client
+    // left or was handed to a follower of the file.
+    let mut client = Some(tx);
+    let mut sent = 0u64;
+    let progress = ProgressGuard(watch::channel(Progress::default()).0);
     loop {
         let frame = poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await;
         let chunk = match frame {
@@ -1058,7 +1072,7 @@ async fn fill<B>(
                 if let Sink::File(path, _) = &sink {
                     let _ = tokio::fs::remove_file(path).await;
                 }
-                if client {
+                if let Some(tx) = &client {
                     tx.send(Err(e)).await;
                 }
                 return;
@@ -1081,21 +1095,51 @@ async fn fill<B>(
                 inner.note_buffer(*held);
                 if *held > inner.config.memory_max_body {
                     sink = spill(&inner, std::mem::take(chunks)).await;
+                    progress.written(total);
                 }
             }
             Sink::File(_, f) => {
                 hasher.update(&chunk);
-                if f.write_all(&chunk).await.is_err() {
+                // Flushed chunk by chunk, so a follower reading the file sees
+                // every byte counted in `progress`.
+                if f.write_all(&chunk).await.is_err() || f.flush().await.is_err() {
                     abandon(&mut sink).await;
+                } else {
+                    progress.written(total);
                 }
             }
         }
-        if client && !tx.send(Ok(chunk)).await {
-            client = false;
+        let Some(tx) = &client else {
+            if matches!(sink, Sink::Abandoned) {
+                return;
+            }
+            continue;
+        };
+        // A client lagging by the whole buffer would slow the fill (and the
+        // requests waiting for it): from here it reads the file being
+        // written instead, at its own pace. Only with a declared length, so
+        // storing cannot be abandoned for size under the follower's feet.
+        if let (Sink::File(path, _), Some(_)) = (&sink, declared_len) {
+            if tx.would_wait(chunk.len()) {
+                if let Ok(reader) = tokio::fs::File::open(&*path).await {
+                    if let Some(tx) = client.take() {
+                        tokio::spawn(follow(reader, sent, progress.0.subscribe(), tx));
+                    }
+                    continue;
+                }
+            }
+        }
+        if tx.send(Ok(chunk.clone())).await {
+            sent += chunk.len() as u64;
+        } else {
+            client = None;
             if matches!(sink, Sink::Abandoned) {
                 return;
             }
         }
+    }
+    if matches!(sink, Sink::File(..)) {
+        progress.finish(total);
     }
     let crc = hasher.finalize();
     // Order matters: the entry is visible before waiters are released, and
@@ -1159,7 +1203,98 @@ async fn fill<B>(
             }
         }
     }
-    drop(tx);
+    drop(client);
+}
+
+/// How far a fill has written its file.
+#[derive(Debug, Clone, Copy, Default)]
+struct Progress {
+    /// Bytes written and flushed.
+    written: u64,
+    /// `Some(true)`: the body is complete; `Some(false)`: the fill failed.
+    done: Option<bool>,
+}
+
+/// Publishes a fill's progress; a fill that ends without finishing reports
+/// failure to its followers.
+struct ProgressGuard(watch::Sender<Progress>);
+
+impl ProgressGuard {
+    fn written(&self, n: u64) {
+        self.0.send_modify(|p| p.written = n);
+    }
+
+    fn finish(&self, n: u64) {
+        self.0.send_modify(|p| {
+            p.written = n;
+            p.done = Some(true);
+        });
+    }
+}
+
+impl Drop for ProgressGuard {
+    fn drop(&mut self) {
+        self.0.send_modify(|p| {
+            if p.done.is_none() {
+                p.done = Some(false);
+            }
+        });
+    }
+}
+
+/// Feeds a client that fell behind a fill from the file the fill is
+/// writing, starting at `offset`, following it as it grows.
+async fn follow(
+    mut file: tokio::fs::File,
+    mut offset: u64,
+    mut progress: watch::Receiver<Progress>,
+    tx: ChunkSender,
+) {
+    use tokio::io::{AsyncReadExt, AsyncSeekExt};
+    if let Err(e) = file.seek(io::SeekFrom::Start(offset)).await {
+        tx.send(Err(e)).await;
+        return;
+    }
+    let mut closed = false;
+    loop {
+        let p = *progress.borrow_and_update();
+        while offset < p.written {
+            let want = usize::try_from((p.written - offset).min(64 * 1024)).unwrap_or(64 * 1024);
+            let mut buf = BytesMut::with_capacity(want);
+            match (&mut file).take(want as u64).read_buf(&mut buf).await {
+                Ok(0) => {
+                    tx.send(Err(io::Error::other("cache fill file ended early")))
+                        .await;
+                    return;
+                }
+                Ok(n) => {
+                    offset += n as u64;
+                    if !tx.send(Ok(buf.freeze())).await {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    tx.send(Err(e)).await;
+                    return;
+                }
+            }
+        }
+        match p.done {
+            Some(true) => return,
+            Some(false) => {
+                tx.send(Err(io::Error::other("origin body failed"))).await;
+                return;
+            }
+            None if closed => {
+                tx.send(Err(io::Error::other("cache fill stopped"))).await;
+                return;
+            }
+            None => {}
+        }
+        if progress.changed().await.is_err() {
+            closed = true;
+        }
+    }
 }
 
 /// Moves a fill that outgrew the memory tier to a temporary file.
@@ -1176,6 +1311,10 @@ async fn spill(inner: &Inner, chunks: Vec<Bytes>) -> Sink {
             let _ = tokio::fs::remove_file(&path).await;
             return Sink::Abandoned;
         }
+    }
+    if f.flush().await.is_err() {
+        let _ = tokio::fs::remove_file(&path).await;
+        return Sink::Abandoned;
     }
     Sink::File(path, f)
 }

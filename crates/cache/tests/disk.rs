@@ -345,3 +345,60 @@ async fn revalidated_disk_entries_keep_their_new_metadata_across_restart() {
     assert!(got.hit(), "{}", got.cache_status());
     assert_eq!(got.text(), "body");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_client_of_a_large_fill_reads_from_the_file_and_does_not_hold_it_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::fixed());
+    let cache = open(
+        CacheConfig {
+            memory_max_body: 64 * 1024,
+            client_buffer: 256 * 1024,
+            ..config(dir.path())
+        },
+        &clock,
+        Arc::new(Generations::new()),
+    );
+    const TOTAL: u64 = 8 * 1024 * 1024;
+    let chunks = (TOTAL / CHUNK as u64) as usize;
+    let req = Req::get("/big.bin");
+    let Lookup::Miss(fill) = cache.lookup(&req.as_cache()).await else {
+        panic!()
+    };
+    let body = StreamBody::new(stream::iter(0..chunks).map(|i| {
+        Ok::<_, Infallible>(Frame::data(Bytes::from(vec![
+            ((i as u64) % 251) as u8;
+            CHUNK
+        ])))
+    }));
+    let len = TOTAL.to_string();
+    let (parts, _) = Origin::new(
+        200,
+        &[
+            ("cache-control", "public, max-age=3600"),
+            ("content-length", &len),
+        ],
+        "",
+    )
+    .respond(req.headers.clone());
+    let resp = fill.store(parts, body, PROXY, &RuleVary::default()).await;
+    // The client reads nothing while the whole body is stored.
+    for _ in 0..1_000_000 {
+        if cache.stats().disk_entries == 1 {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(
+        cache.stats().disk_entries,
+        1,
+        "stored though the client is idle"
+    );
+    assert!(cache.stats().fill_buffer_peak <= 64 * 1024 + CHUNK as u64);
+    // Then it gets every byte, in order.
+    assert_eq!(check_stream(resp.into_body()).await, TOTAL);
+    match cache.lookup(&req.as_cache()).await {
+        Lookup::Hit(r) => assert_eq!(check_stream(r.body).await, TOTAL),
+        other => panic!("{other:?}"),
+    }
+}
