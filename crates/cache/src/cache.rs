@@ -1121,7 +1121,7 @@ async fn fill<B>(
         // storing cannot be abandoned for size under the follower's feet.
         if let (Sink::File(path, _), Some(_)) = (&sink, declared_len) {
             if tx.would_wait(chunk.len()) {
-                if let Ok(reader) = tokio::fs::File::open(&*path).await {
+                if let Ok(reader) = tokio::fs::File::open(path).await {
                     if let Some(tx) = client.take() {
                         tokio::spawn(follow(reader, sent, progress.0.subscribe(), tx));
                     }
