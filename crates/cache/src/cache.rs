@@ -627,7 +627,9 @@ impl Inner {
             }
         };
         let mut headers = e.out_headers.clone();
-        let age = e.initial_age_s + now.saturating_sub(e.stored_at_ms) / 1000;
+        let age = e
+            .initial_age_s
+            .saturating_add(now.saturating_sub(e.stored_at_ms) / 1000);
         cache_status_headers(&mut headers, &self.config.name, &status, Some(age));
         Some(CachedResponse {
             status: e.status,

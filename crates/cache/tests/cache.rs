@@ -770,3 +770,46 @@ fn handles_and_futures_are_send() {
         send(resp.body());
     });
 }
+
+#[tokio::test]
+async fn hostile_numbers_do_not_panic() {
+    let (cache, clock) = cache();
+    let max = "18446744073709551615";
+    let huge = "99999999999999999999999";
+    for (i, h) in [
+        vec![
+            ("cache-control", format!("max-age={max}")),
+            ("age", max.to_owned()),
+        ],
+        vec![(
+            "cache-control",
+            format!("s-maxage={max}, stale-while-revalidate={max}, stale-if-error={max}"),
+        )],
+        vec![
+            (
+                "cache-control",
+                format!("max-age={huge}, stale-while-revalidate={huge}"),
+            ),
+            ("age", huge.to_owned()),
+        ],
+        vec![
+            ("expires", "Fri, 31 Dec 9999 23:59:59 GMT".to_owned()),
+            ("date", "Thu, 01 Jan 1970 00:00:00 GMT".to_owned()),
+        ],
+        vec![(
+            "cache-control",
+            "max-age=-5, s-maxage=1e9, max-age=\"".to_owned(),
+        )],
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let pairs: Vec<(&str, &str)> = h.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let o = Origin::new(200, &pairs, "x");
+        let req = Req::get(&format!("/n{i}"));
+        through(&cache, &req, &o, PROXY).await;
+        through(&cache, &req, &o, PROXY).await;
+        clock.advance(Duration::from_secs(1_000_000_000));
+        through(&cache, &req, &o, PROXY).await;
+    }
+}
