@@ -781,6 +781,10 @@ async fn hostile_numbers_do_not_panic() {
             ("cache-control", format!("max-age={max}")),
             ("age", max.to_owned()),
         ],
+        vec![
+            ("cache-control", format!("max-age={max}")),
+            ("age", "18446744073709551605".to_owned()),
+        ],
         vec![(
             "cache-control",
             format!("s-maxage={max}, stale-while-revalidate={max}, stale-if-error={max}"),
