@@ -782,7 +782,10 @@ async fn hostile_numbers_do_not_panic() {
             ("age", max.to_owned()),
         ],
         vec![
-            ("cache-control", format!("max-age={max}")),
+            (
+                "cache-control",
+                format!("max-age={max}, stale-while-revalidate=99999999999"),
+            ),
             ("age", "18446744073709551605".to_owned()),
         ],
         vec![(
