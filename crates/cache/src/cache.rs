@@ -48,9 +48,12 @@ pub struct CacheConfig {
     /// How long a URL whose response could not be stored is passed straight
     /// to the origin without coalescing ("hit-for-pass").
     pub pass_ttl: Duration,
-    /// Bytes a fill (or a disk read) may run ahead of its client before it
-    /// waits for it. A fill of a body up to this size is never slowed by a
-    /// slow client, so requests waiting for it are not either.
+    /// Bytes a disk read, or a request following a fill, may read ahead of
+    /// its client before it waits for it (memory held per slow client). A
+    /// fill itself may run ahead of its client by the larger of this and
+    /// `memory_max_body` (its chunks are shared with the stored copy, so
+    /// that costs nothing extra), so a slow client never slows a small fill
+    /// or the requests waiting for it.
     pub client_buffer: usize,
     /// Most URLs whose variant spec is remembered.
     pub max_urls: usize,
@@ -67,7 +70,7 @@ impl Default for CacheConfig {
             max_waiters: 1024,
             coalesce_timeout: Duration::from_secs(10),
             pass_ttl: Duration::from_secs(30),
-            client_buffer: 1024 * 1024,
+            client_buffer: 256 * 1024,
             max_urls: 1_000_000,
         }
     }
@@ -159,7 +162,7 @@ enum SpecState {
 }
 
 struct Flight {
-    done: watch::Sender<bool>,
+    state: watch::Sender<FlightState>,
     waiters: AtomicUsize,
 }
 
@@ -239,7 +242,7 @@ impl Drop for Ticket {
             map.remove(&self.key);
         }
         drop(map);
-        self.flight.done.send_replace(true);
+        self.flight.state.send_replace(FlightState::Done);
     }
 }
 
@@ -252,9 +255,31 @@ impl Drop for Waiting {
     }
 }
 
+/// Where a fill stands, for the requests waiting for it.
+#[derive(Clone)]
+enum FlightState {
+    /// Not stored yet.
+    Pending,
+    /// A large body with a known length is being written to a file: waiting
+    /// requests can follow it instead of waiting for the end.
+    Streaming(Arc<Streaming>),
+    /// Stored, or given up: look up again.
+    Done,
+}
+
+/// What a request needs to follow a fill that is being written.
+struct Streaming {
+    status: StatusCode,
+    headers: HeaderMap,
+    len: u64,
+    fresh_until_ms: u64,
+    path: PathBuf,
+    progress: watch::Receiver<Progress>,
+}
+
 enum Begin {
     Start(Ticket),
-    Wait(watch::Receiver<bool>, Arc<Flight>),
+    Wait(watch::Receiver<FlightState>, Arc<Flight>),
     Busy,
 }
 
@@ -484,12 +509,21 @@ impl Cache {
                     let counted = Waiting(flight);
                     let waited = tokio::time::timeout(
                         inner.config.coalesce_timeout,
-                        rx.wait_for(|done| *done),
+                        rx.wait_for(|s| !matches!(s, FlightState::Pending)),
                     )
-                    .await;
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+                    .map(|state| state.clone());
                     drop(counted);
-                    if waited.is_err() {
-                        break;
+                    match waited {
+                        None => break,
+                        Some(FlightState::Streaming(s)) => {
+                            if let Some(r) = inner.follow_fill(&s, fwd, head).await {
+                                return Lookup::Hit(r);
+                            }
+                        }
+                        Some(_) => {}
                     }
                 }
             }
@@ -596,11 +630,11 @@ impl Inner {
                 f.waiters.fetch_sub(1, Ordering::AcqRel);
                 return Begin::Busy;
             }
-            return Begin::Wait(f.done.subscribe(), f.clone());
+            return Begin::Wait(f.state.subscribe(), f.clone());
         }
-        let (done, _) = watch::channel(false);
+        let (state, _) = watch::channel(FlightState::Pending);
         let flight = Arc::new(Flight {
-            done,
+            state,
             waiters: AtomicUsize::new(0),
         });
         map.insert(key.to_owned(), flight.clone());
@@ -671,6 +705,38 @@ impl Inner {
             tokio::spawn(stream_file(tokio::fs::File::from_std(file), len, crc, tx));
             Some(body)
         }
+    }
+
+    /// Serves a waiting request from a fill in progress (the file being
+    /// written). `None` when the file is already gone (stored: look up again).
+    async fn follow_fill(&self, s: &Streaming, fwd: Fwd, head: bool) -> Option<CachedResponse> {
+        let now = self.clock.now_ms();
+        let status = CacheStatus {
+            fwd: Some(fwd),
+            stored: true,
+            collapsed: true,
+            ttl: Some(
+                i64::try_from((i128::from(s.fresh_until_ms) - i128::from(now)).div_euclid(1000))
+                    .unwrap_or(0),
+            ),
+            ..CacheStatus::default()
+        };
+        let body = if head {
+            CacheBody::Empty
+        } else {
+            let file = tokio::fs::File::open(&s.path).await.ok()?;
+            let (tx, body) = ChunkSender::new(self.config.client_buffer, Some(s.len));
+            tokio::spawn(follow(file, 0, s.progress.clone(), tx));
+            body
+        };
+        let mut headers = s.headers.clone();
+        cache_status_headers(&mut headers, &self.config.name, &status, None);
+        Some(CachedResponse {
+            status: s.status,
+            headers,
+            body,
+            cache_status: status,
+        })
     }
 
     fn note_buffer(&self, n: u64) {
@@ -919,7 +985,11 @@ impl FillGuard {
         };
         let age = (entry.initial_age_s > 0).then_some(entry.initial_age_s);
         cache_status_headers(&mut client_headers, &inner.config.name, &status, age);
-        let (tx, client_body) = ChunkSender::new(inner.config.client_buffer, declared_len);
+        let budget = inner
+            .config
+            .client_buffer
+            .max(usize::try_from(inner.config.memory_max_body).unwrap_or(usize::MAX));
+        let (tx, client_body) = ChunkSender::new(budget, declared_len);
         let spec = Arc::new(spec);
         tokio::spawn(fill(
             inner,
@@ -1098,6 +1168,21 @@ async fn fill<B>(
                 if *held > inner.config.memory_max_body {
                     sink = spill(&inner, std::mem::take(chunks)).await;
                     progress.written(total);
+                    // Requests waiting for this fill can follow the file.
+                    if let (Sink::File(path, _), Some(len)) = (&sink, declared_len) {
+                        let streaming = Streaming {
+                            status: entry.status,
+                            headers: entry.out_headers.clone(),
+                            len,
+                            fresh_until_ms: entry.fresh_until_ms,
+                            path: path.clone(),
+                            progress: progress.0.subscribe(),
+                        };
+                        ticket
+                            .flight
+                            .state
+                            .send_replace(FlightState::Streaming(Arc::new(streaming)));
+                    }
                 }
             }
             Sink::File(_, f) => {

@@ -402,3 +402,75 @@ async fn a_slow_client_of_a_large_fill_reads_from_the_file_and_does_not_hold_it_
         other => panic!("{other:?}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_waiting_for_a_large_fill_follow_it_while_it_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::fixed());
+    let cache = open(
+        CacheConfig {
+            memory_max_body: 64 * 1024,
+            client_buffer: 128 * 1024,
+            ..config(dir.path())
+        },
+        &clock,
+        Arc::new(Generations::new()),
+    );
+    const TOTAL: u64 = 4 * 1024 * 1024;
+    let chunks = (TOTAL / CHUNK as u64) as usize;
+    let req = Req::get("/live.bin");
+    let Lookup::Miss(fill) = cache.lookup(&req.as_cache()).await else {
+        panic!()
+    };
+    // The origin sends half the body, then stalls until the test says so.
+    let (release, gate) = tokio::sync::oneshot::channel::<()>();
+    let first = stream::iter(0..chunks / 2).map(|i| {
+        Ok::<_, Infallible>(Frame::data(Bytes::from(vec![
+            ((i as u64) % 251) as u8;
+            CHUNK
+        ])))
+    });
+    let rest = stream::once(async move {
+        let _ = gate.await;
+        stream::iter(chunks / 2..chunks).map(|i| {
+            Ok::<_, Infallible>(Frame::data(Bytes::from(vec![
+                ((i as u64) % 251) as u8;
+                CHUNK
+            ])))
+        })
+    })
+    .flatten();
+    let body = StreamBody::new(first.chain(rest));
+    let len = TOTAL.to_string();
+    let (parts, _) = Origin::new(
+        200,
+        &[
+            ("cache-control", "public, max-age=3600"),
+            ("content-length", &len),
+        ],
+        "",
+    )
+    .respond(req.headers.clone());
+    let resp = fill.store(parts, body, PROXY, &RuleVary::default()).await;
+    let first_client = tokio::spawn(check_stream(resp.into_body()));
+    // Once the fill is on disk, a new request follows it at once, although
+    // the origin has not finished.
+    for _ in 0..1_000_000 {
+        if cache.stats().fill_buffer_peak > 64 * 1024 {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    let follower =
+        match tokio::time::timeout(Duration::from_secs(5), cache.lookup(&req.as_cache())).await {
+            Ok(Lookup::Hit(r)) => r,
+            Ok(other) => panic!("{other:?}"),
+            Err(_) => panic!("the waiter did not follow the fill"),
+        };
+    assert!(follower.cache_status.collapsed);
+    assert_eq!(cache.stats().disk_entries, 0, "not stored yet");
+    release.send(()).unwrap();
+    assert_eq!(check_stream(follower.body).await, TOTAL);
+    assert_eq!(first_client.await.unwrap(), TOTAL);
+    assert_eq!(cache.stats().disk_entries, 1);
+}
