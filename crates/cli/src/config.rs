@@ -144,6 +144,12 @@ struct CacheConfig {
     blob_cache_mb: Option<u64>,
     max_object_mb: Option<u64>,
     deploys: Option<usize>,
+    /// HTTP cache (proxied responses): memory tier.
+    http_memory_mb: Option<u64>,
+    /// HTTP cache: disk tier under `DATA/http-cache` (0 turns it off).
+    http_disk_mb: Option<u64>,
+    /// HTTP cache: largest response stored.
+    http_max_object_mb: Option<u64>,
 }
 
 /// The validated configuration of a node.
@@ -169,6 +175,8 @@ pub struct ServeConfig {
     pub max_object_bytes: u64,
     /// Deploy snapshots kept in memory.
     pub deploy_cache: usize,
+    /// HTTP cache sizes: (memory, disk, largest object), bytes.
+    pub http_cache: (u64, u64, u64),
     /// Non-public ranges tenant traffic may reach.
     pub outbound_allow: Vec<Cidr>,
     /// Extra CA file for TLS to origins.
@@ -311,6 +319,11 @@ impl ServeArgs {
             blob_cache_bytes: file.cache.blob_cache_mb.unwrap_or(256) << 20,
             max_object_bytes: file.cache.max_object_mb.unwrap_or(8) << 20,
             deploy_cache: file.cache.deploys.unwrap_or(4096),
+            http_cache: (
+                file.cache.http_memory_mb.unwrap_or(256) << 20,
+                file.cache.http_disk_mb.unwrap_or(1024) << 20,
+                file.cache.http_max_object_mb.unwrap_or(512) << 20,
+            ),
         })
     }
 }

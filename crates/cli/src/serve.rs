@@ -103,13 +103,17 @@ async fn node(cfg: ServeConfig) -> anyhow::Result<()> {
 
     let feed = Feed::new(4096);
     let router = Arc::new(Router::new(&cfg.edge_domain));
+    let http_cache = open_http_cache(&cfg).await?;
     // Subscribe before the first rebuild so no event is lost in between.
     let feed_rx = feed.subscribe();
     ledge_edge::routes::rebuild_from(&router, meta.as_ref()).await;
+    // Purges made while this node was down apply before it serves anything.
+    ledge_edge::routes::load_purges(http_cache.generations(), meta.as_ref()).await;
     tokio::spawn(ledge_edge::follow(
         router.clone(),
         meta.clone(),
         certs.clone(),
+        Some(http_cache.generations().clone()),
         feed.clone(),
         feed_rx,
     ));
@@ -206,6 +210,7 @@ async fn node(cfg: ServeConfig) -> anyhow::Result<()> {
         blobs: BlobCache::new(blobs.clone(), cfg.blob_cache_bytes, cfg.max_object_bytes),
         config: cfg.edge.clone(),
         telemetry: telemetry.as_ref().map(|(t, _)| Arc::new(t.clone())),
+        cache: Some(http_cache),
     });
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -290,6 +295,31 @@ async fn node(cfg: ServeConfig) -> anyhow::Result<()> {
     }
     eprintln!("ledge: stopped");
     Ok(())
+}
+
+/// The HTTP cache of proxied responses: memory tier, disk tier under
+/// `DATA/http-cache` (kept across restarts), purge generations from the store
+/// (loaded by the feed follower before the edge answers).
+async fn open_http_cache(cfg: &ServeConfig) -> anyhow::Result<Arc<ledge_cache::Cache>> {
+    let (memory, disk, max_body) = cfg.http_cache;
+    let config = ledge_cache::CacheConfig {
+        name: "ledge".into(),
+        memory_capacity: memory,
+        max_body,
+        disk: (disk > 0).then(|| ledge_cache::DiskConfig {
+            path: cfg.data.join("http-cache"),
+            capacity: disk,
+        }),
+        ..Default::default()
+    };
+    let generations = Arc::new(ledge_cache::Generations::new());
+    let cache = tokio::task::spawn_blocking(move || {
+        ledge_cache::Cache::open(config, Arc::new(ledge_cache::SystemClock), generations)
+    })
+    .await
+    .context("cache start-up")?
+    .context("cannot open the HTTP cache")?;
+    Ok(Arc::new(cache))
 }
 
 /// The TLS certificate resolver: tenants' certificates from the store, the

@@ -15,6 +15,7 @@
 #![deny(missing_docs)]
 
 pub mod body;
+mod cache_phase;
 pub mod deploys;
 pub mod files;
 pub mod geo;

@@ -80,6 +80,8 @@ pub struct RequestCtx {
     pub answered_by: Phase,
     /// The rule that answered, by index in the deploy's rule set.
     pub rule: Option<usize>,
+    /// What the HTTP cache did.
+    pub cache_status: CacheStatus,
 }
 
 /// Key authorizations of pending ACME HTTP-01 challenges, by token.
@@ -153,6 +155,8 @@ pub struct Edge {
     pub config: EdgeConfig,
     /// Access records, statistics and metrics; `None` logs nothing.
     pub telemetry: Option<Arc<Telemetry>>,
+    /// The HTTP cache for proxied responses; `None` caches nothing.
+    pub cache: Option<Arc<ledge_cache::Cache>>,
 }
 
 impl Edge {
@@ -180,6 +184,7 @@ impl Edge {
             country: None,
             answered_by: Phase::Static,
             rule: None,
+            cache_status: CacheStatus::None,
         };
         let result = async {
             self.accept(&mut ctx, &parts)?;
@@ -210,7 +215,9 @@ impl Edge {
                         url: &url,
                         headers: &headers,
                     };
-                    self.proxy(&ctx, &parts, body, upgrade, rule).await
+                    let (resp, cache) = self.proxy(&ctx, &parts, body, upgrade, rule).await?;
+                    ctx.cache_status = cache;
+                    Ok(resp)
                 }
             }
         }
@@ -285,7 +292,7 @@ impl Edge {
             country: ctx.country,
             user_agent: header(header::USER_AGENT),
             referrer: header(header::REFERER),
-            cache_status: CacheStatus::None,
+            cache_status: ctx.cache_status,
             answered_by: if error.is_some() {
                 Phase::Error
             } else {
@@ -600,7 +607,7 @@ impl Edge {
         body: B,
         upgrade: Option<hyper::upgrade::OnUpgrade>,
         rule: ProxyRule<'_>,
-    ) -> Result<Response<Body>, EdgeError>
+    ) -> Result<(Response<Body>, CacheStatus), EdgeError>
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -633,7 +640,7 @@ impl Edge {
             hops,
         };
         if let Some(upgrade) = upgrade.filter(|_| proxy::is_upgrade(&parts.headers)) {
-            return proxy::forward_upgrade(
+            let resp = proxy::forward_upgrade(
                 &self.origin,
                 &parts.method,
                 rule.url,
@@ -642,9 +649,18 @@ impl Edge {
                 rule.headers,
                 fwd,
             )
-            .await;
+            .await?;
+            return Ok((resp, CacheStatus::None));
         }
-        proxy::forward(
+        if let Some(cache) = &self.cache {
+            let up = crate::cache_phase::Upstream {
+                url: rule.url,
+                rule_headers: rule.headers,
+                fwd,
+            };
+            return self.cached_proxy(cache, ctx, parts, body, up).await;
+        }
+        let resp = proxy::forward(
             &self.origin,
             &parts.method,
             rule.url,
@@ -654,7 +670,8 @@ impl Edge {
             rule.headers,
             fwd,
         )
-        .await
+        .await?;
+        Ok((resp, CacheStatus::None))
     }
 
     /// The site's `/404.html` with status 404, or the platform's page.

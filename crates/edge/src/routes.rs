@@ -286,6 +286,7 @@ pub async fn follow(
     router: Arc<Router>,
     meta: Arc<dyn ledge_store::MetaStore>,
     certs: Option<Arc<ledge_tls::CertResolver>>,
+    purges: Option<Arc<ledge_cache::Generations>>,
     feed: ledge_store::Feed,
     mut rx: tokio::sync::broadcast::Receiver<ChangeEvent>,
 ) {
@@ -295,8 +296,14 @@ pub async fn follow(
             c.invalidate_all();
         }
     };
+    let reload_purges = || async {
+        if let Some(g) = &purges {
+            load_purges(g, meta.as_ref()).await;
+        }
+    };
     // Subscribed before this rebuild, so nothing between the two is lost.
     rebuild_from(&router, meta.as_ref()).await;
+    reload_purges().await;
     feed.applied(router.table().seq);
     loop {
         match rx.recv().await {
@@ -304,6 +311,17 @@ pub async fn follow(
                 if router.apply(&ev) == Applied::Gap {
                     rebuild_from(&router, meta.as_ref()).await;
                     forget_all();
+                    reload_purges().await;
+                }
+                if let (
+                    Some(g),
+                    EventKind::Purged {
+                        site_generation,
+                        tags,
+                    },
+                ) = (&purges, &ev.kind)
+                {
+                    g.apply(&purge_event(ev.site.as_str(), *site_generation, tags));
                 }
                 if let Some(c) = &certs {
                     match &ev.kind {
@@ -320,9 +338,60 @@ pub async fn follow(
                 tracing::warn!(missed = n, "change feed lagged; rebuilding routing table");
                 rebuild_from(&router, meta.as_ref()).await;
                 forget_all();
+                reload_purges().await;
                 feed.applied(router.table().seq);
             }
             Err(RecvError::Closed) => return,
+        }
+    }
+}
+
+fn generation(g: i64) -> u64 {
+    u64::try_from(g).unwrap_or(0)
+}
+
+/// A purge from the feed as the cache takes it.
+fn purge_event(
+    site: &str,
+    site_generation: Option<i64>,
+    tags: &[(String, i64)],
+) -> ledge_cache::PurgeEvent {
+    match site_generation {
+        Some(g) => ledge_cache::PurgeEvent::Site {
+            site: site.to_owned(),
+            generation: generation(g),
+        },
+        None => ledge_cache::PurgeEvent::Tags {
+            site: site.to_owned(),
+            tags: tags
+                .iter()
+                .map(|(t, g)| (t.clone(), generation(*g)))
+                .collect(),
+        },
+    }
+}
+
+/// Loads every purge generation from the store into the cache's view
+/// (counters only grow, so loading again is harmless), retrying until the
+/// store answers.
+pub async fn load_purges(g: &ledge_cache::Generations, meta: &dyn ledge_store::MetaStore) {
+    loop {
+        match meta.purge_generations().await {
+            Ok(rows) => {
+                let mut snap = ledge_cache::GenerationSnapshot::default();
+                for r in rows {
+                    match r.tag {
+                        None => snap.sites.push((r.site, generation(r.generation))),
+                        Some(t) => snap.tags.push((r.site, t, generation(r.generation))),
+                    }
+                }
+                g.load(&snap);
+                return;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read purge generations; retrying");
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
         }
     }
 }
