@@ -112,6 +112,53 @@ impl Client {
     }
 }
 
+impl Client {
+    /// GET `path` and hand back the response with its body unread, for
+    /// answers that stream (server-sent events). No overall time limit:
+    /// the stream lasts as long as the caller reads it; a connection that
+    /// stays silent for `idle` (the API sends keep-alives) is an error.
+    pub async fn get_stream(
+        &self,
+        path: &str,
+        idle: Duration,
+    ) -> anyhow::Result<reqwest::Response> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .read_timeout(idle)
+            .build()?;
+        let resp = http
+            .get(self.url(path))
+            .bearer_auth(&self.token)
+            .header("accept", "text/event-stream")
+            .send()
+            .await
+            .map_err(|e| {
+                anyhow!(
+                    "cannot reach the Ledge API at {}: {}",
+                    self.base,
+                    root_cause(&e)
+                )
+            })?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(resp);
+        }
+        let bytes = resp
+            .bytes()
+            .await
+            .with_context(|| format!("{path}: reading the response"))?;
+        let message = serde_json::from_slice::<Value>(&bytes)
+            .ok()
+            .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| String::from_utf8_lossy(&bytes).trim().to_owned());
+        Err(ApiFailure {
+            status: status.as_u16(),
+            message,
+        }
+        .into())
+    }
+}
+
 /// An error answer from the API.
 #[derive(Debug)]
 pub struct ApiFailure {

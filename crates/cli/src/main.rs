@@ -7,6 +7,7 @@ mod client;
 mod config;
 mod demo;
 mod deploy;
+mod observe;
 mod rules;
 mod serve;
 mod telemetry;
@@ -87,6 +88,11 @@ enum Command {
     /// Check rules files, or explain what a request would get.
     #[command(subcommand)]
     Rules(rules::RulesCmd),
+    /// Show a site's requests live (for a few seconds, or with --follow until
+    /// interrupted).
+    Logs(observe::LogsArgs),
+    /// Show a site's traffic statistics.
+    Stats(observe::StatsArgs),
 }
 
 #[derive(Subcommand)]
@@ -318,6 +324,8 @@ fn client_command(cmd: Command) -> anyhow::Result<()> {
                 println!("{}", v["token"].as_str().unwrap_or(""));
             }
             Command::Deploy(args) => deploy::run(&c, args).await?,
+            Command::Logs(args) => observe::logs(&c, args).await?,
+            Command::Stats(args) => observe::stats(&c, args).await?,
             Command::Deploys(DeploysCmd::List { site, json }) => {
                 let v = c.get(&format!("/api/v1/sites/{site}/deploys")).await?;
                 if json {
