@@ -90,8 +90,10 @@ enum Command {
     Rules(rules::RulesCmd),
     /// Show a site's requests live (for a few seconds, or with --follow until
     /// interrupted).
+    #[command(long_about = observe::LOGS_HELP)]
     Logs(observe::LogsArgs),
     /// Show a site's traffic statistics.
+    #[command(long_about = observe::STATS_HELP)]
     Stats(observe::StatsArgs),
 }
 

@@ -13,10 +13,8 @@ use crate::client::Client;
 /// long without a byte means the connection is gone.
 const STREAM_IDLE: Duration = Duration::from_secs(60);
 
-/// Arguments of `ledge logs`.
-#[derive(clap::Args)]
-#[command(
-    long_about = "Shows a site's requests (and, with --functions, its edge function \
+/// The long help of `ledge logs`.
+pub const LOGS_HELP: &str = "Shows a site's requests (and, with --functions, its edge function \
 invocations) live, as the node answers them.\n\n\
 The node keeps no history for this command: it shows what happens from the moment \
 it connects. Without --follow it listens for --for (default 5s) and exits; with \
@@ -25,8 +23,10 @@ node's access log (DATA/logs/access.log by default) or a log drain, and use \
 `ledge stats` for totals.\n\n\
 Each record is one line: time, status, method, host and path, duration, response \
 bytes, what answered (and the rule), cache status, request id (x-ledge-id). With \
---json each record is printed as the JSON line the node's drains receive."
-)]
+--json each record is printed as the JSON line the node's drains receive.";
+
+/// Arguments of `ledge logs`.
+#[derive(clap::Args)]
 pub struct LogsArgs {
     /// The site.
     #[arg(long)]
@@ -56,16 +56,16 @@ pub struct LogsArgs {
     json: bool,
 }
 
-/// Arguments of `ledge stats`.
-#[derive(clap::Args)]
-#[command(
-    long_about = "Shows a site's traffic statistics: exact counters (requests, bytes, \
+/// The long help of `ledge stats`.
+pub const STATS_HELP: &str = "Shows a site's traffic statistics: exact counters (requests, bytes, \
 status classes, cache, edge errors, edge functions), duration percentiles, the top \
 paths, referrers and countries, and requests per minute or hour. The minute in \
 progress is included.\n\n\
 Top-list counts are estimates that may be low by at most the error bound shown; \
-percentiles are within 1 %."
-)]
+percentiles are within 1 %.";
+
+/// Arguments of `ledge stats`.
+#[derive(clap::Args)]
 pub struct StatsArgs {
     /// The site.
     #[arg(long)]
@@ -467,11 +467,11 @@ pub fn render_stats(v: &Value) -> anyhow::Result<String> {
         o.push_str(&format!("  {label:<16}{value}\n"));
     };
     row(&mut o, "requests", n("requests").to_string());
-    row(
-        &mut o,
-        "bytes out",
-        format!("{} ({} B)", human_bytes(n("bytes_out")), n("bytes_out")),
-    );
+    let out_bytes = match n("bytes_out") {
+        b if b < 1024 => human_bytes(b),
+        b => format!("{} ({b} B)", human_bytes(b)),
+    };
+    row(&mut o, "bytes out", out_bytes);
     row(&mut o, "bytes in", human_bytes(n("bytes_in")));
     row(
         &mut o,
@@ -595,6 +595,20 @@ mod tests {
         assert_eq!(
             render_record(&v),
             "2026-11-28T12:05:45.123Z 301 GET blog.example/old?a=1 0.4ms 0B redirect _redirects:2 cache=none id=abc"
+        );
+    }
+
+    #[test]
+    fn function_records_render_with_their_console() {
+        let v = serde_json::json!({
+            "log_type": "edge_functions", "timestamp": "2026-11-28T12:05:45.123Z",
+            "request_id": "abc", "site_id": "blog", "deploy_id": "d1", "function_name": "geo",
+            "duration": 12.5, "cpu_time": 1.25, "outcome": "ok", "status_code": null,
+            "method": "GET", "path": "/", "console": [{"level": "log", "message": "a\nb"}]
+        });
+        assert_eq!(
+            render_record(&v),
+            "2026-11-28T12:05:45.123Z - GET / fn:geo 12.5ms cpu 1.2ms ok id=abc\n    [log] a\n    b"
         );
     }
 

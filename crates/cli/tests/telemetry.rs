@@ -529,7 +529,7 @@ fn records_stats_and_metrics_match_a_known_mix() {
         table.contains(&format!("  requests        {}\n", sent.len())),
         "{table}"
     );
-    assert!(table.contains(&format!("({bytes} B)")), "{table}");
+    assert!(table.contains(&format!("{bytes} B")), "{table}");
     assert!(table.contains("2xx 5  3xx 2  4xx 1  5xx 1"), "{table}");
     assert!(table.contains("/page.html"), "{table}");
     assert!(table.contains("requests per hour"), "{table}");
