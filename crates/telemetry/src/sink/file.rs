@@ -133,8 +133,14 @@ fn rename_if_exists(from: &Path, to: &Path) -> io::Result<()> {
     }
 }
 
-/// The blocking loop of a local sink: wait for a line, take what else is
-/// queued (up to [`BATCH`]), write and flush.
+/// How often a local sink looks for new lines when it found none.
+pub(crate) const POLL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// The blocking loop of a local sink: take what is queued (up to [`BATCH`]),
+/// write and flush; when nothing is queued, sleep [`POLL_INTERVAL`]. It never
+/// parks on the channel, so the dispatcher never has to wake this thread:
+/// under load a wake-up per handful of lines (a futex call and a context
+/// switch on the request path's core) cost more than writing them.
 pub(crate) fn run_blocking<T: LineTarget>(
     mut rx: mpsc::Receiver<Bytes>,
     mut target: T,
@@ -143,13 +149,24 @@ pub(crate) fn run_blocking<T: LineTarget>(
 ) {
     let mut lines = Vec::with_capacity(BATCH);
     let mut failing = false;
-    while let Some(first) = rx.blocking_recv() {
-        lines.push(first);
+    loop {
+        let mut closed = false;
         while lines.len() < BATCH {
             match rx.try_recv() {
                 Ok(l) => lines.push(l),
-                Err(_) => break,
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => {
+                    closed = true;
+                    break;
+                }
             }
+        }
+        if lines.is_empty() {
+            if closed {
+                return;
+            }
+            std::thread::sleep(POLL_INTERVAL);
+            continue;
         }
         match target.write_lines(&lines) {
             Ok(()) => {
