@@ -1,0 +1,251 @@
+//! Deploy bundles: a map of relative module paths to JavaScript sources with
+//! one entry module, and the module resolver/loader that serves imports from it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use rquickjs::loader::{ImportAttributes, Loader, Resolver};
+use rquickjs::module::Declared;
+use rquickjs::{Ctx, Module};
+use serde::{Deserialize, Serialize};
+
+/// The code of one edge function of one deploy.
+///
+/// Isolates are keyed by [`Bundle::key`]: the id plus a digest of the sources,
+/// so two bundles never share an isolate unless they hold the same code under
+/// the same id.
+#[derive(Clone, Debug)]
+pub struct Bundle {
+    id: String,
+    entry: String,
+    modules: Arc<BTreeMap<String, String>>,
+    key: String,
+}
+
+/// Serialised form of a [`Bundle`].
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BundleSource {
+    /// Deploy id and function name, e.g. `"6543abc/hello"`.
+    pub id: String,
+    /// Path of the entry module inside `modules`.
+    pub entry: String,
+    /// Relative path (`"lib/util.js"`, no leading slash) → source.
+    pub modules: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BundleError {
+    #[error("module path {0:?} is not a normalised relative path")]
+    BadPath(String),
+    #[error("entry module {0:?} is not in the bundle")]
+    MissingEntry(String),
+}
+
+impl Bundle {
+    /// Checks that every path is a normalised relative path and that the entry exists.
+    pub fn new(source: BundleSource) -> Result<Bundle, BundleError> {
+        for path in source.modules.keys() {
+            if normalise(path).as_deref() != Some(path.as_str()) {
+                return Err(BundleError::BadPath(path.clone()));
+            }
+        }
+        if !source.modules.contains_key(&source.entry) {
+            return Err(BundleError::MissingEntry(source.entry));
+        }
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        for (path, code) in &source.modules {
+            for part in [path.as_bytes(), code.as_bytes()] {
+                ctx.update(&(part.len() as u64).to_le_bytes());
+                ctx.update(part);
+            }
+        }
+        ctx.update(source.entry.as_bytes());
+        let digest = hex::encode(&ctx.finish().as_ref()[..16]);
+        Ok(Bundle {
+            key: format!("{}#{digest}", source.id),
+            id: source.id,
+            entry: source.entry,
+            modules: Arc::new(source.modules),
+        })
+    }
+
+    /// A bundle of a single module named `index.js`.
+    pub fn single(id: &str, source: &str) -> Bundle {
+        let mut modules = BTreeMap::new();
+        modules.insert("index.js".to_string(), source.to_string());
+        Bundle {
+            key: String::new(),
+            id: id.to_string(),
+            entry: "index.js".to_string(),
+            modules: Arc::new(modules),
+        }
+        .rekeyed()
+    }
+
+    fn rekeyed(self) -> Bundle {
+        let source = BundleSource {
+            id: self.id.clone(),
+            entry: self.entry.clone(),
+            modules: (*self.modules).clone(),
+        };
+        Bundle::new(source).unwrap_or(self)
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub fn entry(&self) -> &str {
+        &self.entry
+    }
+
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    pub fn modules(&self) -> &BTreeMap<String, String> {
+        &self.modules
+    }
+
+    pub(crate) fn shared_modules(&self) -> Arc<BTreeMap<String, String>> {
+        Arc::clone(&self.modules)
+    }
+
+    pub fn to_source(&self) -> BundleSource {
+        BundleSource {
+            id: self.id.clone(),
+            entry: self.entry.clone(),
+            modules: (*self.modules).clone(),
+        }
+    }
+}
+
+/// Normalises a `/`-separated relative path: drops `.` and empty segments,
+/// applies `..`; `None` if it escapes the root or is empty.
+pub(crate) fn normalise(path: &str) -> Option<String> {
+    let mut out: Vec<&str> = Vec::new();
+    for seg in path.split('/') {
+        match seg {
+            "" | "." => {}
+            ".." => {
+                out.pop()?;
+            }
+            s => out.push(s),
+        }
+    }
+    if out.is_empty() {
+        None
+    } else {
+        Some(out.join("/"))
+    }
+}
+
+/// Resolves `specifier` imported by module `base` inside a bundle.
+pub(crate) fn resolve(
+    modules: &BTreeMap<String, String>,
+    base: &str,
+    specifier: &str,
+) -> Result<String, String> {
+    let joined = if specifier.starts_with("./") || specifier.starts_with("../") {
+        match base.rfind('/') {
+            Some(i) => format!("{}/{specifier}", &base[..i]),
+            None => specifier.to_string(),
+        }
+    } else if let Some(rest) = specifier.strip_prefix('/') {
+        rest.to_string()
+    } else {
+        return Err(format!(
+            "import {specifier:?} from {base:?} is not allowed: only relative imports inside the bundle are"
+        ));
+    };
+    let path = normalise(&joined)
+        .ok_or_else(|| format!("import {specifier:?} from {base:?} leaves the bundle"))?;
+    if modules.contains_key(&path) {
+        Ok(path)
+    } else {
+        Err(format!(
+            "import {specifier:?} from {base:?}: module {path:?} is not in the bundle"
+        ))
+    }
+}
+
+pub(crate) struct BundleResolver(pub Arc<BTreeMap<String, String>>);
+pub(crate) struct BundleLoader(pub Arc<BTreeMap<String, String>>);
+
+impl Resolver for BundleResolver {
+    fn resolve<'js>(
+        &mut self,
+        ctx: &Ctx<'js>,
+        base: &str,
+        name: &str,
+        _attributes: Option<ImportAttributes<'js>>,
+    ) -> rquickjs::Result<String> {
+        resolve(&self.0, base, name)
+            .map_err(|message| rquickjs::Exception::throw_reference(ctx, &message))
+    }
+}
+
+impl Loader for BundleLoader {
+    fn load<'js>(
+        &mut self,
+        ctx: &Ctx<'js>,
+        name: &str,
+        _attributes: Option<ImportAttributes<'js>>,
+    ) -> rquickjs::Result<Module<'js, Declared>> {
+        match self.0.get(name) {
+            Some(source) => Module::declare(ctx.clone(), name, source.as_str()),
+            None => Err(rquickjs::Exception::throw_reference(
+                ctx,
+                &format!("module {name:?} is not in the bundle"),
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mods(paths: &[&str]) -> BTreeMap<String, String> {
+        paths.iter().map(|p| (p.to_string(), String::new())).collect()
+    }
+
+    #[test]
+    fn normalise_paths() {
+        assert_eq!(normalise("a/./b//c").as_deref(), Some("a/b/c"));
+        assert_eq!(normalise("a/../b").as_deref(), Some("b"));
+        assert_eq!(normalise("../a"), None);
+        assert_eq!(normalise(""), None);
+    }
+
+    #[test]
+    fn resolves_relative_imports_inside_the_map() {
+        let m = mods(&["index.js", "lib/a.js", "lib/b.js", "c.js"]);
+        assert_eq!(resolve(&m, "index.js", "./lib/a.js").unwrap(), "lib/a.js");
+        assert_eq!(resolve(&m, "lib/a.js", "./b.js").unwrap(), "lib/b.js");
+        assert_eq!(resolve(&m, "lib/a.js", "../c.js").unwrap(), "c.js");
+        assert_eq!(resolve(&m, "lib/a.js", "/c.js").unwrap(), "c.js");
+        assert!(resolve(&m, "index.js", "./missing.js").is_err());
+        assert!(resolve(&m, "index.js", "../../etc/passwd").is_err());
+        assert!(resolve(&m, "index.js", "npm:left-pad").is_err());
+        assert!(resolve(&m, "index.js", "node:fs").is_err());
+        assert!(resolve(&m, "index.js", "https://x.example/m.js").is_err());
+        assert!(resolve(&m, "index.js", "lodash").is_err());
+    }
+
+    #[test]
+    fn bundle_validation_and_keys() {
+        let mut m = BTreeMap::new();
+        m.insert("index.js".to_string(), "1".to_string());
+        let a = Bundle::new(BundleSource { id: "d1".into(), entry: "index.js".into(), modules: m.clone() }).unwrap();
+        m.insert("index.js".to_string(), "2".to_string());
+        let b = Bundle::new(BundleSource { id: "d1".into(), entry: "index.js".into(), modules: m.clone() }).unwrap();
+        assert_ne!(a.key(), b.key());
+        assert!(Bundle::new(BundleSource { id: "d".into(), entry: "x.js".into(), modules: m.clone() }).is_err());
+        m.insert("/abs.js".to_string(), String::new());
+        assert!(matches!(
+            Bundle::new(BundleSource { id: "d".into(), entry: "index.js".into(), modules: m }),
+            Err(BundleError::BadPath(_))
+        ));
+    }
+}

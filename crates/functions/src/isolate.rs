@@ -1,0 +1,661 @@
+//! One QuickJS runtime + context running one bundle, and the event loop of an
+//! invocation (jobs, host calls, timers) with its limits.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use rquickjs::{
+    Array, CatchResultExt, CaughtError, Context, Ctx, Function, Module, Object, Persistent,
+    Runtime, TypedArray, Value,
+};
+use serde::Deserialize;
+
+use crate::bundle::{Bundle, BundleLoader, BundleResolver};
+use crate::natives;
+use crate::types::{
+    ConsoleLine, ErrorKind, FunctionConfig, HostRequest, HttpResponse, InvocationError,
+    InvocationOutcome, InvocationRequest, Telemetry,
+};
+use crate::{Host, HostError, Limits};
+
+const GLUE: &str = include_str!("js/runtime.js");
+
+/// State shared between the isolate's owner and its native functions and
+/// interrupt handler.
+pub(crate) struct Shared {
+    base: Instant,
+    /// Nanoseconds since `base` after which running JS is interrupted.
+    deadline_ns: AtomicU64,
+    interrupted: AtomicBool,
+    invocation_start_ns: AtomicU64,
+    pub(crate) console: Mutex<ConsoleBuf>,
+    pub(crate) host_ops: Mutex<Vec<HostOp>>,
+}
+
+#[derive(Default)]
+pub(crate) struct ConsoleBuf {
+    pub(crate) lines: Vec<ConsoleLine>,
+    pub(crate) dropped: u32,
+    pub(crate) max_lines: usize,
+    pub(crate) max_line_bytes: usize,
+}
+
+pub(crate) struct HostOp {
+    pub(crate) kind: String,
+    pub(crate) id: f64,
+    pub(crate) meta: String,
+    pub(crate) body: Vec<u8>,
+}
+
+/// Locks a mutex, recovering the data if a panic poisoned it (the data here
+/// stays consistent: every critical section is a single push or take).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Shared {
+    fn new(limits: &Limits) -> Shared {
+        Shared {
+            base: Instant::now(),
+            deadline_ns: AtomicU64::new(u64::MAX),
+            interrupted: AtomicBool::new(false),
+            invocation_start_ns: AtomicU64::new(0),
+            console: Mutex::new(ConsoleBuf {
+                max_lines: limits.max_console_lines,
+                max_line_bytes: limits.max_console_line_bytes,
+                ..ConsoleBuf::default()
+            }),
+            host_ops: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn now_ns(&self) -> u64 {
+        u64::try_from(self.base.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    fn should_interrupt(&self) -> bool {
+        if self.now_ns() > self.deadline_ns.load(Ordering::Relaxed) {
+            self.interrupted.store(true, Ordering::Relaxed);
+            true
+        } else {
+            false
+        }
+    }
+
+    fn arm(&self, budget: Duration) {
+        let budget = u64::try_from(budget.as_nanos()).unwrap_or(u64::MAX);
+        self.deadline_ns
+            .store(self.now_ns().saturating_add(budget), Ordering::Relaxed);
+    }
+
+    fn disarm(&self) {
+        self.deadline_ns.store(u64::MAX, Ordering::Relaxed);
+    }
+
+    fn past_deadline(&self) -> bool {
+        self.now_ns() > self.deadline_ns.load(Ordering::Relaxed)
+    }
+
+    /// Milliseconds since the start of the current invocation.
+    pub(crate) fn now_ms(&self) -> f64 {
+        let start = self.invocation_start_ns.load(Ordering::Relaxed);
+        self.now_ns().saturating_sub(start) as f64 / 1e6
+    }
+
+    pub(crate) fn log(&self, level: &str, message: String) {
+        let mut c = lock(&self.console);
+        if c.lines.len() >= c.max_lines {
+            c.dropped = c.dropped.saturating_add(1);
+            return;
+        }
+        let mut message = message;
+        if message.len() > c.max_line_bytes {
+            let mut cut = c.max_line_bytes;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message.truncate(cut);
+            message.push('…');
+        }
+        c.lines.push(ConsoleLine {
+            level: level.to_string(),
+            message,
+        });
+    }
+}
+
+/// A warm isolate for one bundle. Field order matters: JS handles are dropped
+/// before the context, the context before the runtime.
+pub(crate) struct Isolate {
+    internals: Persistent<Object<'static>>,
+    handler: Persistent<Function<'static>>,
+    ctx: Context,
+    rt: Runtime,
+    shared: Arc<Shared>,
+    pub(crate) key: String,
+    pub(crate) config: Option<FunctionConfig>,
+    /// Set once a limit was hit: never run this isolate again.
+    pub(crate) poisoned: bool,
+}
+
+fn err(kind: ErrorKind, message: impl Into<String>) -> InvocationError {
+    InvocationError {
+        kind,
+        message: message.into(),
+    }
+}
+
+fn caught_message(e: &CaughtError<'_>) -> String {
+    match e {
+        CaughtError::Exception(ex) => {
+            let msg = ex.message().unwrap_or_default();
+            let stack = ex.stack().unwrap_or_default();
+            let name = ex
+                .get::<_, Option<String>>("name")
+                .ok()
+                .flatten()
+                .unwrap_or_else(|| "Error".to_string());
+            if stack.is_empty() {
+                format!("{name}: {msg}")
+            } else {
+                format!("{name}: {msg}\n{}", stack.trim_end())
+            }
+        }
+        CaughtError::Value(v) => format!("Uncaught {}", natives::display_value(v)),
+        CaughtError::Error(e) => e.to_string(),
+    }
+}
+
+impl Isolate {
+    /// Creates the runtime, installs the globals and evaluates the bundle.
+    pub(crate) fn new(bundle: &Bundle, limits: &Limits) -> Result<Isolate, InvocationError> {
+        let rt = Runtime::new().map_err(|e| err(ErrorKind::Internal, e.to_string()))?;
+        rt.set_memory_limit(limits.memory_bytes);
+        rt.set_max_stack_size(limits.stack_bytes);
+        let shared = Arc::new(Shared::new(limits));
+        let watcher = Arc::clone(&shared);
+        rt.set_interrupt_handler(Some(Box::new(move || watcher.should_interrupt())));
+        rt.set_loader(
+            BundleResolver(bundle.shared_modules()),
+            BundleLoader(bundle.shared_modules()),
+        );
+        let ctx = Context::full(&rt).map_err(|e| err(ErrorKind::Internal, e.to_string()))?;
+
+        shared.arm(limits.cpu_time);
+        let setup = ctx.with(|ctx| setup(&ctx, bundle, &shared));
+        shared.disarm();
+        let classify = |e: InvocationError| classify(&shared, &rt, limits, e);
+        let (internals, handler, config) = setup.map_err(classify)?;
+        Ok(Isolate {
+            internals,
+            handler,
+            ctx,
+            rt,
+            shared,
+            key: bundle.key().to_string(),
+            config,
+            poisoned: false,
+        })
+    }
+
+    /// Runs one invocation to its end (including `waitUntil` work).
+    pub(crate) async fn invoke(
+        &mut self,
+        request: &InvocationRequest,
+        host: &dyn Host,
+        limits: &Limits,
+        telemetry: &mut Telemetry,
+    ) -> (InvocationOutcome, Vec<String>) {
+        let started = Instant::now();
+        self.begin(limits);
+        let mut run = Run {
+            cpu: Duration::ZERO,
+            outcome: None,
+            cookies: Vec::new(),
+            host_calls: 0,
+        };
+        let result = self.drive(request, host, limits, &mut run, started).await;
+        if let Err(e) = result {
+            let e = classify(&self.shared, &self.rt, limits, e);
+            if e.kind.poisons_isolate() {
+                self.poisoned = true;
+            }
+            if run.outcome.is_some() {
+                telemetry.late_error = Some(e);
+            } else {
+                run.outcome = Some(InvocationOutcome::Error(e));
+            }
+        }
+        // Reset the invocation state in JS (timers, pending host calls).
+        if !self.poisoned {
+            self.shared.arm(limits.cpu_time);
+            let reset = self.ctx.with(|ctx| -> rquickjs::Result<()> {
+                let internals = self.internals.clone().restore(&ctx)?;
+                let end: Function = internals.get("end")?;
+                end.call::<_, ()>(())
+            });
+            self.shared.disarm();
+            if reset.is_err() {
+                self.poisoned = true;
+            }
+        }
+        // A tenant may catch an out-of-memory error and carry on; an isolate
+        // that close to its limit is not worth keeping.
+        let usage = self.rt.memory_usage();
+        let used = usize::try_from(usage.malloc_size).unwrap_or(usize::MAX);
+        if used > limits.memory_bytes / 10 * 9 {
+            self.poisoned = true;
+        }
+        telemetry.duration = started.elapsed();
+        telemetry.cpu_time = run.cpu;
+        telemetry.host_calls = run.host_calls;
+        {
+            let mut c = lock(&self.shared.console);
+            telemetry.console = std::mem::take(&mut c.lines);
+            telemetry.console_dropped = std::mem::take(&mut c.dropped);
+        }
+        let outcome = run
+            .outcome
+            .unwrap_or_else(|| InvocationOutcome::Error(err(ErrorKind::Internal, "no outcome")));
+        (outcome, run.cookies)
+    }
+
+    fn begin(&self, limits: &Limits) {
+        self.shared.interrupted.store(false, Ordering::Relaxed);
+        self.shared
+            .invocation_start_ns
+            .store(self.shared.now_ns(), Ordering::Relaxed);
+        lock(&self.shared.host_ops).clear();
+        let mut c = lock(&self.shared.console);
+        c.lines.clear();
+        c.dropped = 0;
+        c.max_lines = limits.max_console_lines;
+        c.max_line_bytes = limits.max_console_line_bytes;
+    }
+
+    async fn drive(
+        &mut self,
+        request: &InvocationRequest,
+        host: &dyn Host,
+        limits: &Limits,
+        run: &mut Run,
+        started: Instant,
+    ) -> Result<(), InvocationError> {
+        let wall_deadline = tokio::time::Instant::from_std(started + limits.wall_time);
+        let req_json = serde_json::to_string(&RequestMeta {
+            method: &request.method,
+            url: &request.url,
+            headers: &request.headers,
+        })
+        .map_err(|e| err(ErrorKind::Internal, e.to_string()))?;
+        let ctx_json = serde_json::to_string(&request.context)
+            .map_err(|e| err(ErrorKind::Internal, e.to_string()))?;
+
+        self.segment(run, limits, |ctx, internals, handler| {
+            let start: Function = internals.get("run")?;
+            let body = TypedArray::<u8>::new_copy(ctx.clone(), &request.body)?;
+            start.call::<_, ()>((handler, req_json.as_str(), body, ctx_json.as_str()))
+        })?;
+
+        let mut inflight = FuturesUnordered::new();
+        loop {
+            let state = self.segment(run, limits, |ctx, internals, _| read_state(ctx, internals))?;
+            if run.outcome.is_none() {
+                match state.done {
+                    0 => {}
+                    1 => {
+                        run.cookies = state.cookies.clone();
+                        run.outcome = Some(parse_result(&state)?);
+                    }
+                    2 => {
+                        run.cookies = state.cookies.clone();
+                        return Err(err(ErrorKind::Uncaught, state.error_message()));
+                    }
+                    _ => {
+                        run.cookies = state.cookies.clone();
+                        return Err(err(ErrorKind::InvalidReturn, state.error_message()));
+                    }
+                }
+            }
+            if run.outcome.is_some() && state.waits == 0 {
+                return Ok(());
+            }
+
+            let ops = std::mem::take(&mut *lock(&self.shared.host_ops));
+            let mut refused = Vec::new();
+            for op in ops {
+                if run.host_calls >= limits.max_host_calls {
+                    refused.push((op.id, "too many host calls in one invocation".to_string()));
+                    continue;
+                }
+                run.host_calls += 1;
+                match serde_json::from_str::<HostRequestMeta>(&op.meta) {
+                    Ok(meta) => {
+                        let req = HostRequest {
+                            method: meta.method,
+                            url: meta.url,
+                            headers: meta.headers,
+                            body: op.body,
+                            send_conditional_request: meta.send_conditional_request,
+                        };
+                        let timeout = limits.host_call_timeout;
+                        let is_next = op.kind == "next";
+                        let id = op.id;
+                        inflight.push(async move {
+                            let call = async {
+                                if is_next {
+                                    host.next(req).await
+                                } else {
+                                    host.fetch(req).await
+                                }
+                            };
+                            let res = match tokio::time::timeout(timeout, call).await {
+                                Ok(r) => r,
+                                Err(_) => Err(HostError::new("timed out")),
+                            };
+                            (id, res)
+                        });
+                    }
+                    Err(e) => refused.push((op.id, e.to_string())),
+                }
+            }
+            if !refused.is_empty() {
+                self.segment(run, limits, |ctx, internals, _| {
+                    for (id, message) in &refused {
+                        deliver(ctx, &internals, *id, Err(HostError::new(message.clone())))?;
+                    }
+                    Ok(())
+                })?;
+                continue;
+            }
+
+            let next_timer = self.segment(run, limits, |_, internals, _| {
+                let f: Function = internals.get("nextTimer")?;
+                f.call::<_, f64>(())
+            })?;
+            let timer_at = (next_timer >= 0.0 && next_timer.is_finite()).then(|| {
+                let start = tokio::time::Instant::from_std(started);
+                start + Duration::from_secs_f64(next_timer / 1000.0)
+            });
+            if inflight.is_empty() && timer_at.is_none() {
+                if run.outcome.is_some() {
+                    // waitUntil promises that can never settle.
+                    return Ok(());
+                }
+                return Err(err(
+                    ErrorKind::NoResponse,
+                    "the handler's promise never settled and nothing is left to wait for",
+                ));
+            }
+            let far = wall_deadline + Duration::from_secs(1);
+            tokio::select! {
+                Some((id, res)) = inflight.next(), if !inflight.is_empty() => {
+                    self.segment(run, limits, |ctx, internals, _| deliver(ctx, &internals, id, res))?;
+                }
+                _ = tokio::time::sleep_until(timer_at.unwrap_or(far)), if timer_at.is_some() => {
+                    self.segment(run, limits, |_, internals, _| {
+                        let f: Function = internals.get("fireTimers")?;
+                        f.call::<_, ()>(())
+                    })?;
+                }
+                _ = tokio::time::sleep_until(wall_deadline) => {
+                    return Err(err(
+                        ErrorKind::WallTimeout,
+                        format!("the invocation did not finish within {:?}", limits.wall_time),
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Runs `f` and then every pending job, within the remaining CPU budget.
+    fn segment<R>(
+        &self,
+        run: &mut Run,
+        limits: &Limits,
+        f: impl for<'js> FnOnce(&Ctx<'js>, Object<'js>, Function<'js>) -> rquickjs::Result<R>,
+    ) -> Result<R, InvocationError> {
+        let Some(budget) = limits.cpu_time.checked_sub(run.cpu) else {
+            return Err(cpu_error(limits));
+        };
+        let t0 = Instant::now();
+        self.shared.arm(budget);
+        let result = self.ctx.with(|ctx| -> Result<R, InvocationError> {
+            let internals = self
+                .internals
+                .clone()
+                .restore(&ctx)
+                .map_err(|e| err(ErrorKind::Internal, e.to_string()))?;
+            let handler = self
+                .handler
+                .clone()
+                .restore(&ctx)
+                .map_err(|e| err(ErrorKind::Internal, e.to_string()))?;
+            let r = f(&ctx, internals, handler)
+                .catch(&ctx)
+                .map_err(|e| err(ErrorKind::Internal, caught_message(&e)))?;
+            Ok(r)
+        });
+        let jobs = if result.is_ok() { self.run_jobs() } else { Ok(()) };
+        self.shared.disarm();
+        run.cpu += t0.elapsed();
+        if self.shared.interrupted.load(Ordering::Relaxed) || run.cpu > limits.cpu_time {
+            return Err(cpu_error(limits));
+        }
+        jobs?;
+        result
+    }
+
+    fn run_jobs(&self) -> Result<(), InvocationError> {
+        let mut n: u32 = 0;
+        loop {
+            match self.rt.execute_pending_job() {
+                Ok(true) => {}
+                Ok(false) => return Ok(()),
+                Err(job) => {
+                    let message = job.0.with(|ctx| {
+                        let v = ctx.catch();
+                        natives::display_value(&v)
+                    });
+                    return Err(err(ErrorKind::Internal, message));
+                }
+            }
+            n = n.wrapping_add(1);
+            if n % 64 == 0 && self.shared.past_deadline() {
+                self.shared.interrupted.store(true, Ordering::Relaxed);
+                return Ok(());
+            }
+        }
+    }
+}
+
+struct Run {
+    cpu: Duration,
+    outcome: Option<InvocationOutcome>,
+    cookies: Vec<String>,
+    host_calls: u32,
+}
+
+fn cpu_error(limits: &Limits) -> InvocationError {
+    err(
+        ErrorKind::CpuLimit,
+        format!("the CPU-time limit of {:?} was reached", limits.cpu_time),
+    )
+}
+
+/// Turns an error into the limit it really was, from what the isolate saw.
+fn classify(shared: &Shared, rt: &Runtime, limits: &Limits, e: InvocationError) -> InvocationError {
+    if shared.interrupted.load(Ordering::Relaxed) {
+        return cpu_error(limits);
+    }
+    let m = e.message.as_str();
+    if m.contains("out of memory") {
+        return err(
+            ErrorKind::MemoryLimit,
+            format!("the memory limit of {} bytes was reached", limits.memory_bytes),
+        );
+    }
+    if m.contains("Maximum call stack size exceeded") || m.contains("stack overflow") {
+        return err(ErrorKind::StackOverflow, format!("stack overflow: {m}"));
+    }
+    if e.kind == ErrorKind::NoResponse || e.kind == ErrorKind::Internal {
+        let used = usize::try_from(rt.memory_usage().malloc_size).unwrap_or(usize::MAX);
+        if used > limits.memory_bytes / 10 * 9 {
+            return err(
+                ErrorKind::MemoryLimit,
+                format!("the memory limit of {} bytes was reached", limits.memory_bytes),
+            );
+        }
+    }
+    e
+}
+
+type Setup = (
+    Persistent<Object<'static>>,
+    Persistent<Function<'static>>,
+    Option<FunctionConfig>,
+);
+
+fn setup<'js>(ctx: &Ctx<'js>, bundle: &Bundle, shared: &Arc<Shared>) -> Result<Setup, InvocationError> {
+    let internal = |e: CaughtError<'_>| err(ErrorKind::Internal, caught_message(&e));
+    let glue: Function = ctx.eval(GLUE).catch(ctx).map_err(internal)?;
+    let n = natives::install(ctx, Arc::clone(shared)).catch(ctx).map_err(internal)?;
+    let internals: Object = glue.call((n,)).catch(ctx).map_err(internal)?;
+
+    let module_err = |e: CaughtError<'_>| err(ErrorKind::Module, caught_message(&e));
+    let entry = bundle.entry();
+    let source = bundle
+        .modules()
+        .get(entry)
+        .ok_or_else(|| err(ErrorKind::Module, format!("entry {entry:?} missing")))?;
+    let declared = Module::declare(ctx.clone(), entry, source.as_str())
+        .catch(ctx)
+        .map_err(module_err)?;
+    let (module, promise) = declared.eval().catch(ctx).map_err(module_err)?;
+    promise.finish::<()>().catch(ctx).map_err(module_err)?;
+    let ns = module.namespace().catch(ctx).map_err(module_err)?;
+    let default: Value = ns.get("default").catch(ctx).map_err(module_err)?;
+    let Some(handler) = default.as_function().cloned() else {
+        return Err(err(
+            ErrorKind::NoHandler,
+            format!("{entry} has no default export function"),
+        ));
+    };
+    let config_fn: Function = internals.get("config").catch(ctx).map_err(internal)?;
+    let config_json: Option<String> = config_fn.call((ns,)).catch(ctx).map_err(module_err)?;
+    let config = match config_json {
+        None => None,
+        Some(json) => Some(
+            serde_json::from_str::<FunctionConfig>(&json)
+                .map_err(|e| err(ErrorKind::Module, format!("invalid `config` export: {e}")))?,
+        ),
+    };
+    Ok((
+        Persistent::save(ctx, internals),
+        Persistent::save(ctx, handler),
+        config,
+    ))
+}
+
+#[derive(serde::Serialize)]
+struct RequestMeta<'a> {
+    method: &'a str,
+    url: &'a str,
+    headers: &'a [(String, String)],
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct HostRequestMeta {
+    method: String,
+    url: String,
+    headers: Vec<(String, String)>,
+    #[serde(default)]
+    send_conditional_request: bool,
+}
+
+struct State {
+    done: i32,
+    result: Option<String>,
+    body: Vec<u8>,
+    error: Option<String>,
+    waits: i32,
+    cookies: Vec<String>,
+}
+
+impl State {
+    fn error_message(&self) -> String {
+        #[derive(Deserialize)]
+        struct E {
+            message: String,
+            #[serde(default)]
+            stack: String,
+        }
+        match self.error.as_deref().map(serde_json::from_str::<E>) {
+            Some(Ok(e)) if e.stack.is_empty() => e.message,
+            Some(Ok(e)) => format!("{}\n{}", e.message, e.stack.trim_end()),
+            _ => "unknown error".to_string(),
+        }
+    }
+}
+
+fn read_state<'js>(ctx: &Ctx<'js>, internals: Object<'js>) -> rquickjs::Result<State> {
+    let f: Function = internals.get("state")?;
+    let a: Array = f.call(())?;
+    let body: Option<TypedArray<u8>> = a.get(2)?;
+    let cookies: String = a.get(5)?;
+    let _ = ctx;
+    Ok(State {
+        done: a.get(0)?,
+        result: a.get(1)?,
+        body: body.map(|b| natives::copy_bytes(&b)).unwrap_or_default(),
+        error: a.get(3)?,
+        waits: a.get(4)?,
+        cookies: serde_json::from_str(&cookies).unwrap_or_default(),
+    })
+}
+
+fn parse_result(state: &State) -> Result<InvocationOutcome, InvocationError> {
+    #[derive(Deserialize)]
+    struct R {
+        #[serde(rename = "type")]
+        kind: String,
+        #[serde(default)]
+        status: u16,
+        #[serde(default)]
+        headers: Vec<(String, String)>,
+        #[serde(default)]
+        url: String,
+    }
+    let json = state.result.as_deref().unwrap_or("{}");
+    let r: R = serde_json::from_str(json).map_err(|e| err(ErrorKind::Internal, e.to_string()))?;
+    Ok(match r.kind.as_str() {
+        "response" => InvocationOutcome::Response(HttpResponse {
+            status: r.status,
+            headers: r.headers,
+            body: state.body.clone(),
+        }),
+        "rewrite" => InvocationOutcome::Rewrite { url: r.url },
+        _ => InvocationOutcome::PassThrough,
+    })
+}
+
+fn deliver<'js>(
+    ctx: &Ctx<'js>,
+    internals: &Object<'js>,
+    id: f64,
+    res: Result<HttpResponse, HostError>,
+) -> rquickjs::Result<()> {
+    let f: Function = internals.get("resolveHost")?;
+    match res {
+        Ok(resp) => {
+            let meta = serde_json::json!({"status": resp.status, "headers": resp.headers}).to_string();
+            let body = TypedArray::<u8>::new(ctx.clone(), resp.body)?;
+            f.call::<_, ()>((id, true, meta, body))
+        }
+        Err(e) => f.call::<_, ()>((id, false, e.to_string(), rquickjs::Undefined)),
+    }
+}
+
