@@ -30,6 +30,8 @@ pub(crate) struct Shared {
     deadline_ns: AtomicU64,
     interrupted: AtomicBool,
     invocation_start_ns: AtomicU64,
+    /// Set by the glue when the handler's promise settled.
+    pub(crate) settled: AtomicBool,
     pub(crate) console: Mutex<ConsoleBuf>,
     pub(crate) host_ops: Mutex<Vec<HostOp>>,
 }
@@ -62,6 +64,7 @@ impl Shared {
             deadline_ns: AtomicU64::new(u64::MAX),
             interrupted: AtomicBool::new(false),
             invocation_start_ns: AtomicU64::new(0),
+            settled: AtomicBool::new(false),
             console: Mutex::new(ConsoleBuf {
                 max_lines: limits.max_console_lines,
                 max_line_bytes: limits.max_console_line_bytes,
@@ -264,6 +267,7 @@ impl Isolate {
 
     fn begin(&self, limits: &Limits) {
         self.shared.interrupted.store(false, Ordering::Relaxed);
+        self.shared.settled.store(false, Ordering::Relaxed);
         self.shared
             .invocation_start_ns
             .store(self.shared.now_ns(), Ordering::Relaxed);
@@ -293,7 +297,7 @@ impl Isolate {
         let ctx_json = serde_json::to_string(&request.context)
             .map_err(|e| err(ErrorKind::Internal, e.to_string()))?;
 
-        self.segment(run, limits, |ctx, internals, handler| {
+        self.segment(run, limits, true, |ctx, internals, handler| {
             let start: Function = internals.get("run")?;
             let body = TypedArray::<u8>::new_copy(ctx.clone(), &request.body)?;
             start.call::<_, ()>((handler, req_json.as_str(), body, ctx_json.as_str()))
@@ -301,7 +305,7 @@ impl Isolate {
 
         let mut inflight = FuturesUnordered::new();
         loop {
-            let state = self.segment(run, limits, |ctx, internals, _| read_state(ctx, internals))?;
+            let state = self.segment(run, limits, false, |ctx, internals, _| read_state(ctx, internals))?;
             if run.outcome.is_none() {
                 match state.done {
                     0 => {}
@@ -320,6 +324,12 @@ impl Isolate {
                 }
             }
             if run.outcome.is_some() && state.waits == 0 {
+                if self.rt.is_job_pending() {
+                    // Leftover microtasks run now, within the budget, so they
+                    // never leak into the next invocation.
+                    self.segment(run, limits, true, |_, _, _| Ok(()))?;
+                    continue;
+                }
                 return Ok(());
             }
 
@@ -362,7 +372,7 @@ impl Isolate {
                 }
             }
             if !refused.is_empty() {
-                self.segment(run, limits, |ctx, internals, _| {
+                self.segment(run, limits, true, |ctx, internals, _| {
                     for (id, message) in &refused {
                         deliver(ctx, &internals, *id, Err(HostError::new(message.clone())))?;
                     }
@@ -371,7 +381,7 @@ impl Isolate {
                 continue;
             }
 
-            let next_timer = self.segment(run, limits, |_, internals, _| {
+            let next_timer = self.segment(run, limits, false, |_, internals, _| {
                 let f: Function = internals.get("nextTimer")?;
                 f.call::<_, f64>(())
             })?;
@@ -392,10 +402,10 @@ impl Isolate {
             let far = wall_deadline + Duration::from_secs(1);
             tokio::select! {
                 Some((id, res)) = inflight.next(), if !inflight.is_empty() => {
-                    self.segment(run, limits, |ctx, internals, _| deliver(ctx, &internals, id, res))?;
+                    self.segment(run, limits, true, |ctx, internals, _| deliver(ctx, &internals, id, res))?;
                 }
                 _ = tokio::time::sleep_until(timer_at.unwrap_or(far)), if timer_at.is_some() => {
-                    self.segment(run, limits, |_, internals, _| {
+                    self.segment(run, limits, true, |_, internals, _| {
                         let f: Function = internals.get("fireTimers")?;
                         f.call::<_, ()>(())
                     })?;
@@ -415,6 +425,7 @@ impl Isolate {
         &self,
         run: &mut Run,
         limits: &Limits,
+        jobs: bool,
         f: impl for<'js> FnOnce(&Ctx<'js>, Object<'js>, Function<'js>) -> rquickjs::Result<R>,
     ) -> Result<R, InvocationError> {
         let Some(budget) = limits.cpu_time.checked_sub(run.cpu) else {
@@ -438,7 +449,7 @@ impl Isolate {
                 .map_err(|e| err(ErrorKind::Internal, caught_message(&e)))?;
             Ok(r)
         });
-        let jobs = if result.is_ok() { self.run_jobs() } else { Ok(()) };
+        let jobs = if jobs && result.is_ok() { self.run_jobs() } else { Ok(()) };
         self.shared.disarm();
         run.cpu += t0.elapsed();
         if self.shared.interrupted.load(Ordering::Relaxed) || run.cpu > limits.cpu_time {
@@ -461,6 +472,9 @@ impl Isolate {
                     });
                     return Err(err(ErrorKind::Internal, message));
                 }
+            }
+            if self.shared.settled.swap(false, Ordering::Relaxed) {
+                return Ok(());
             }
             n = n.wrapping_add(1);
             if n % 64 == 0 && self.shared.past_deadline() {

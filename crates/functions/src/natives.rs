@@ -327,6 +327,17 @@ pub(crate) fn install<'js>(ctx: &Ctx<'js>, shared: Arc<Shared>) -> Result<Object
     {
         let shared = Arc::clone(&shared);
         n.set(
+            "settled",
+            Function::new(ctx.clone(), move || {
+                shared
+                    .settled
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+            })?,
+        )?;
+    }
+    {
+        let shared = Arc::clone(&shared);
+        n.set(
             "now",
             Function::new(ctx.clone(), move || shared.now_ms())?,
         )?;

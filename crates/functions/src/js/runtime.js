@@ -1089,9 +1089,11 @@
         } catch (e) {
           state.error = describe(e); state.done = 3;
         }
+        N.settled();
       }, (e) => {
         if (state !== inv) return;
         state.error = describe(e); state.done = 2;
+        N.settled();
       });
     },
     // [done (0 pending, 1 ok, 2 rejected, 3 invalid return), resultJson, body, errorJson,
