@@ -207,7 +207,10 @@ mod tests {
     use super::*;
 
     fn mods(paths: &[&str]) -> BTreeMap<String, String> {
-        paths.iter().map(|p| (p.to_string(), String::new())).collect()
+        paths
+            .iter()
+            .map(|p| (p.to_string(), String::new()))
+            .collect()
     }
 
     #[test]
@@ -237,14 +240,33 @@ mod tests {
     fn bundle_validation_and_keys() {
         let mut m = BTreeMap::new();
         m.insert("index.js".to_string(), "1".to_string());
-        let a = Bundle::new(BundleSource { id: "d1".into(), entry: "index.js".into(), modules: m.clone() }).unwrap();
+        let a = Bundle::new(BundleSource {
+            id: "d1".into(),
+            entry: "index.js".into(),
+            modules: m.clone(),
+        })
+        .unwrap();
         m.insert("index.js".to_string(), "2".to_string());
-        let b = Bundle::new(BundleSource { id: "d1".into(), entry: "index.js".into(), modules: m.clone() }).unwrap();
+        let b = Bundle::new(BundleSource {
+            id: "d1".into(),
+            entry: "index.js".into(),
+            modules: m.clone(),
+        })
+        .unwrap();
         assert_ne!(a.key(), b.key());
-        assert!(Bundle::new(BundleSource { id: "d".into(), entry: "x.js".into(), modules: m.clone() }).is_err());
+        assert!(Bundle::new(BundleSource {
+            id: "d".into(),
+            entry: "x.js".into(),
+            modules: m.clone()
+        })
+        .is_err());
         m.insert("/abs.js".to_string(), String::new());
         assert!(matches!(
-            Bundle::new(BundleSource { id: "d".into(), entry: "index.js".into(), modules: m }),
+            Bundle::new(BundleSource {
+                id: "d".into(),
+                entry: "index.js".into(),
+                modules: m
+            }),
             Err(BundleError::BadPath(_))
         ));
     }

@@ -129,11 +129,28 @@ impl Shared {
     }
 }
 
+/// The JS values the host keeps between calls: the glue's internals (never
+/// reachable from tenant code) and the default export.
+struct Handles {
+    internals: Persistent<Object<'static>>,
+    handler: Persistent<Function<'static>>,
+}
+
+// SAFETY: `Persistent` is `!Send` only because it holds raw engine pointers.
+// These values belong to the isolate's runtime, which is itself `Send` (the
+// `parallel` feature serialises every use behind the runtime's lock): they are
+// only restored inside `Context::with` (holding that lock), and dropped with
+// the `Isolate` that owns them exclusively, before its context and runtime
+// (field order). An `Isolate` is never shared between threads (`Handles` is
+// not `Sync`), only moved, and QuickJS has no thread affinity besides the
+// stack top, which rquickjs refreshes on every entry.
+#[allow(unsafe_code)]
+unsafe impl Send for Handles {}
+
 /// A warm isolate for one bundle. Field order matters: JS handles are dropped
 /// before the context, the context before the runtime.
 pub(crate) struct Isolate {
-    internals: Persistent<Object<'static>>,
-    handler: Persistent<Function<'static>>,
+    handles: Handles,
     ctx: Context,
     rt: Runtime,
     shared: Arc<Shared>,
@@ -192,8 +209,7 @@ impl Isolate {
         let classify = |e: InvocationError| classify(&shared, &rt, limits, e);
         let (internals, handler, config) = setup.map_err(classify)?;
         Ok(Isolate {
-            internals,
-            handler,
+            handles: Handles { internals, handler },
             ctx,
             rt,
             shared,
@@ -235,7 +251,7 @@ impl Isolate {
         if !self.poisoned {
             self.shared.arm(limits.cpu_time);
             let reset = self.ctx.with(|ctx| -> rquickjs::Result<()> {
-                let internals = self.internals.clone().restore(&ctx)?;
+                let internals = self.handles.internals.clone().restore(&ctx)?;
                 let end: Function = internals.get("end")?;
                 end.call::<_, ()>(())
             });
@@ -305,7 +321,9 @@ impl Isolate {
 
         let mut inflight = FuturesUnordered::new();
         loop {
-            let state = self.segment(run, limits, false, |ctx, internals, _| read_state(ctx, internals))?;
+            let state = self.segment(run, limits, false, |ctx, internals, _| {
+                read_state(ctx, internals)
+            })?;
             if run.outcome.is_none() {
                 match state.done {
                     0 => {}
@@ -435,11 +453,13 @@ impl Isolate {
         self.shared.arm(budget);
         let result = self.ctx.with(|ctx| -> Result<R, InvocationError> {
             let internals = self
+                .handles
                 .internals
                 .clone()
                 .restore(&ctx)
                 .map_err(|e| err(ErrorKind::Internal, e.to_string()))?;
             let handler = self
+                .handles
                 .handler
                 .clone()
                 .restore(&ctx)
@@ -449,7 +469,11 @@ impl Isolate {
                 .map_err(|e| err(ErrorKind::Internal, caught_message(&e)))?;
             Ok(r)
         });
-        let jobs = if jobs && result.is_ok() { self.run_jobs() } else { Ok(()) };
+        let jobs = if jobs && result.is_ok() {
+            self.run_jobs()
+        } else {
+            Ok(())
+        };
         self.shared.disarm();
         run.cpu += t0.elapsed();
         if self.shared.interrupted.load(Ordering::Relaxed) || run.cpu > limits.cpu_time {
@@ -508,7 +532,10 @@ fn classify(shared: &Shared, rt: &Runtime, limits: &Limits, e: InvocationError) 
     if m.contains("out of memory") {
         return err(
             ErrorKind::MemoryLimit,
-            format!("the memory limit of {} bytes was reached", limits.memory_bytes),
+            format!(
+                "the memory limit of {} bytes was reached",
+                limits.memory_bytes
+            ),
         );
     }
     if m.contains("Maximum call stack size exceeded") || m.contains("stack overflow") {
@@ -519,7 +546,10 @@ fn classify(shared: &Shared, rt: &Runtime, limits: &Limits, e: InvocationError) 
         if used > limits.memory_bytes / 10 * 9 {
             return err(
                 ErrorKind::MemoryLimit,
-                format!("the memory limit of {} bytes was reached", limits.memory_bytes),
+                format!(
+                    "the memory limit of {} bytes was reached",
+                    limits.memory_bytes
+                ),
             );
         }
     }
@@ -532,10 +562,16 @@ type Setup = (
     Option<FunctionConfig>,
 );
 
-fn setup<'js>(ctx: &Ctx<'js>, bundle: &Bundle, shared: &Arc<Shared>) -> Result<Setup, InvocationError> {
+fn setup<'js>(
+    ctx: &Ctx<'js>,
+    bundle: &Bundle,
+    shared: &Arc<Shared>,
+) -> Result<Setup, InvocationError> {
     let internal = |e: CaughtError<'_>| err(ErrorKind::Internal, caught_message(&e));
     let glue: Function = ctx.eval(GLUE).catch(ctx).map_err(internal)?;
-    let n = natives::install(ctx, Arc::clone(shared)).catch(ctx).map_err(internal)?;
+    let n = natives::install(ctx, Arc::clone(shared))
+        .catch(ctx)
+        .map_err(internal)?;
     let internals: Object = glue.call((n,)).catch(ctx).map_err(internal)?;
 
     let module_err = |e: CaughtError<'_>| err(ErrorKind::Module, caught_message(&e));
@@ -665,11 +701,11 @@ fn deliver<'js>(
     let f: Function = internals.get("resolveHost")?;
     match res {
         Ok(resp) => {
-            let meta = serde_json::json!({"status": resp.status, "headers": resp.headers}).to_string();
+            let meta =
+                serde_json::json!({"status": resp.status, "headers": resp.headers}).to_string();
             let body = TypedArray::<u8>::new(ctx.clone(), resp.body)?;
             f.call::<_, ()>((id, true, meta, body))
         }
         Err(e) => f.call::<_, ()>((id, false, e.to_string(), rquickjs::Undefined)),
     }
 }
-

@@ -128,7 +128,11 @@ pub(crate) fn atob(input: &str) -> Option<String> {
             }
         }
     }
-    if s.len() % 4 == 1 || !s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/') {
+    if s.len() % 4 == 1
+        || !s
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
+    {
         return None;
     }
     let bytes = FORGIVING.decode(s.as_bytes()).ok()?;
@@ -337,10 +341,7 @@ pub(crate) fn install<'js>(ctx: &Ctx<'js>, shared: Arc<Shared>) -> Result<Object
     }
     {
         let shared = Arc::clone(&shared);
-        n.set(
-            "now",
-            Function::new(ctx.clone(), move || shared.now_ms())?,
-        )?;
+        n.set("now", Function::new(ctx.clone(), move || shared.now_ms())?)?;
     }
     {
         let shared = Arc::clone(&shared);
@@ -376,7 +377,11 @@ mod tests {
         assert_eq!(atob(" aGVs bG8 ").as_deref(), Some("hello"));
         assert_eq!(atob("aGVsbG8").as_deref(), Some("hello"));
         assert_eq!(atob("YQ").as_deref(), Some("a"));
-        assert_eq!(atob("YR==").as_deref(), Some("a"), "trailing bits are discarded");
+        assert_eq!(
+            atob("YR==").as_deref(),
+            Some("a"),
+            "trailing bits are discarded"
+        );
         assert_eq!(atob("a"), None);
         assert_eq!(atob("aGVsbG8=="), None);
         assert_eq!(atob("aGV=bG8="), None);
@@ -396,9 +401,18 @@ mod tests {
 
     #[test]
     fn utf8() {
-        assert_eq!(utf8_decode(b"\xEF\xBB\xBFa", false, true).as_deref(), Some("a"));
-        assert_eq!(utf8_decode(b"\xEF\xBB\xBFa", false, false).as_deref(), Some("\u{feff}a"));
-        assert_eq!(utf8_decode(b"a\xffb", false, true).as_deref(), Some("a\u{fffd}b"));
+        assert_eq!(
+            utf8_decode(b"\xEF\xBB\xBFa", false, true).as_deref(),
+            Some("a")
+        );
+        assert_eq!(
+            utf8_decode(b"\xEF\xBB\xBFa", false, false).as_deref(),
+            Some("\u{feff}a")
+        );
+        assert_eq!(
+            utf8_decode(b"a\xffb", false, true).as_deref(),
+            Some("a\u{fffd}b")
+        );
         assert_eq!(utf8_decode(b"a\xffb", true, true), None);
     }
 }

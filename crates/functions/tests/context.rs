@@ -19,13 +19,27 @@ async fn response_outcome_keeps_status_headers_and_body() {
 
 #[tokio::test]
 async fn url_outcome_is_a_rewrite() {
-    let inv = run(&engine(), "export default (req) => new URL('/b?x=1', req.url)", &request("https://s.example/a")).await;
-    assert_eq!(inv.outcome, InvocationOutcome::Rewrite { url: "https://s.example/b?x=1".into() });
+    let inv = run(
+        &engine(),
+        "export default (req) => new URL('/b?x=1', req.url)",
+        &request("https://s.example/a"),
+    )
+    .await;
+    assert_eq!(
+        inv.outcome,
+        InvocationOutcome::Rewrite {
+            url: "https://s.example/b?x=1".into()
+        }
+    );
 }
 
 #[tokio::test]
 async fn undefined_outcome_passes_through() {
-    for src in ["export default () => {}", "export default async () => undefined", "export default () => { return; }"] {
+    for src in [
+        "export default () => {}",
+        "export default async () => undefined",
+        "export default () => { return; }",
+    ] {
         let inv = run(&engine(), src, &request("https://s.example/")).await;
         assert_eq!(inv.outcome, InvocationOutcome::PassThrough, "{src}");
     }
@@ -33,17 +47,30 @@ async fn undefined_outcome_passes_through() {
 
 #[tokio::test]
 async fn other_return_values_are_invalid() {
-    for src in ["export default () => 'text'", "export default () => ({status: 200})", "export default () => Response.error()"] {
+    for src in [
+        "export default () => 'text'",
+        "export default () => ({status: 200})",
+        "export default () => Response.error()",
+    ] {
         let e = engine();
         let inv = run(&e, src, &request("https://s.example/")).await;
         assert_eq!(error_kind(&inv), Some(ErrorKind::InvalidReturn), "{src}");
-        assert_eq!(e.idle_isolates(), 1, "a bad return value does not discard the isolate");
+        assert_eq!(
+            e.idle_isolates(),
+            1,
+            "a bad return value does not discard the isolate"
+        );
     }
 }
 
 #[tokio::test]
 async fn thrown_errors_are_uncaught_with_message_and_stack() {
-    let inv = run(&engine(), "function inner() { throw new TypeError('boom'); }\nexport default () => inner()", &request("https://s.example/")).await;
+    let inv = run(
+        &engine(),
+        "function inner() { throw new TypeError('boom'); }\nexport default () => inner()",
+        &request("https://s.example/"),
+    )
+    .await;
     match &inv.outcome {
         InvocationOutcome::Error(e) => {
             assert_eq!(e.kind, ErrorKind::Uncaught);
@@ -52,7 +79,12 @@ async fn thrown_errors_are_uncaught_with_message_and_stack() {
         }
         o => panic!("{o:?}"),
     }
-    let inv = run(&engine(), "export default async () => { throw 'plain'; }", &request("https://s.example/")).await;
+    let inv = run(
+        &engine(),
+        "export default async () => { throw 'plain'; }",
+        &request("https://s.example/"),
+    )
+    .await;
     match &inv.outcome {
         InvocationOutcome::Error(e) => assert_eq!(e.message, "Uncaught plain"),
         o => panic!("{o:?}"),
@@ -61,13 +93,33 @@ async fn thrown_errors_are_uncaught_with_message_and_stack() {
 
 #[tokio::test]
 async fn module_errors() {
-    let inv = run(&engine(), "export default (", &request("https://s.example/")).await;
+    let inv = run(
+        &engine(),
+        "export default (",
+        &request("https://s.example/"),
+    )
+    .await;
     assert_eq!(error_kind(&inv), Some(ErrorKind::Module));
-    let inv = run(&engine(), "throw new Error('at load')", &request("https://s.example/")).await;
+    let inv = run(
+        &engine(),
+        "throw new Error('at load')",
+        &request("https://s.example/"),
+    )
+    .await;
     assert_eq!(error_kind(&inv), Some(ErrorKind::Module));
-    let inv = run(&engine(), "export const x = 1", &request("https://s.example/")).await;
+    let inv = run(
+        &engine(),
+        "export const x = 1",
+        &request("https://s.example/"),
+    )
+    .await;
     assert_eq!(error_kind(&inv), Some(ErrorKind::NoHandler));
-    let inv = run(&engine(), "import x from 'npm:left-pad'; export default () => {}", &request("https://s.example/")).await;
+    let inv = run(
+        &engine(),
+        "import x from 'npm:left-pad'; export default () => {}",
+        &request("https://s.example/"),
+    )
+    .await;
     match &inv.outcome {
         InvocationOutcome::Error(e) => {
             assert_eq!(e.kind, ErrorKind::Module);
@@ -78,8 +130,16 @@ async fn module_errors() {
 }
 
 fn bundle(id: &str, files: &[(&str, &str)]) -> Bundle {
-    let modules: BTreeMap<String, String> = files.iter().map(|(p, s)| (p.to_string(), s.to_string())).collect();
-    Bundle::new(BundleSource { id: id.into(), entry: files[0].0.into(), modules }).unwrap()
+    let modules: BTreeMap<String, String> = files
+        .iter()
+        .map(|(p, s)| (p.to_string(), s.to_string()))
+        .collect();
+    Bundle::new(BundleSource {
+        id: id.into(),
+        entry: files[0].0.into(),
+        modules,
+    })
+    .unwrap()
 }
 
 #[tokio::test]
@@ -89,33 +149,68 @@ async fn relative_imports_resolve_inside_the_bundle() {
         ("fn/lib/greet.js", "import { suffix } from '../../shared.js'; export const greet = (n) => `hello ${n}${suffix}`;"),
         ("shared.js", "export const suffix = '!'; export default 'world';"),
     ]);
-    let inv = engine().invoke(&b, &request("https://s.example/"), &TestHost::default()).await;
+    let inv = engine()
+        .invoke(&b, &request("https://s.example/"), &TestHost::default())
+        .await;
     assert_eq!(body(&inv), "hello world!");
-    let b = bundle("d/missing", &[("index.js", "import './nope.js'; export default () => {}")]);
-    let inv = engine().invoke(&b, &request("https://s.example/"), &TestHost::default()).await;
+    let b = bundle(
+        "d/missing",
+        &[("index.js", "import './nope.js'; export default () => {}")],
+    );
+    let inv = engine()
+        .invoke(&b, &request("https://s.example/"), &TestHost::default())
+        .await;
     assert_eq!(error_kind(&inv), Some(ErrorKind::Module));
 }
 
 #[tokio::test]
 async fn inline_config_is_extracted() {
     let e = engine();
-    let b = Bundle::single("cfg", r#"export default () => {};
+    let b = Bundle::single(
+        "cfg",
+        r#"export default () => {};
         export const config = { path: ["/", "/x/*"], excludedPath: "/x/public/*", method: "GET",
-          cache: "manual", onError: "bypass", header: { "x-flag": true, "x-re": "^a" }, name: "My fn" };"#);
+          cache: "manual", onError: "bypass", header: { "x-flag": true, "x-re": "^a" }, name: "My fn" };"#,
+    );
     let c = e.config(&b).unwrap().unwrap();
     assert_eq!(c.path, vec!["/", "/x/*"]);
     assert_eq!(c.excluded_path, vec!["/x/public/*"]);
     assert_eq!(c.method, vec!["GET"]);
     assert_eq!(c.cache.as_deref(), Some("manual"));
     assert_eq!(c.on_error.as_deref(), Some("bypass"));
-    assert_eq!(c.header.get("x-flag"), Some(&HeaderCondition::Present(true)));
-    assert_eq!(c.header.get("x-re"), Some(&HeaderCondition::Matches("^a".into())));
+    assert_eq!(
+        c.header.get("x-flag"),
+        Some(&HeaderCondition::Present(true))
+    );
+    assert_eq!(
+        c.header.get("x-re"),
+        Some(&HeaderCondition::Matches("^a".into()))
+    );
     assert_eq!(c.name.as_deref(), Some("My fn"));
-    assert_eq!(e.idle_isolates(), 1, "the isolate used for the config stays warm");
-    assert_eq!(e.config(&Bundle::single("nocfg", "export default () => {}")).unwrap(), None);
-    let c = e.config(&Bundle::single("pat", "export default () => {}; export const config = { pattern: '^/a$' }")).unwrap().unwrap();
+    assert_eq!(
+        e.idle_isolates(),
+        1,
+        "the isolate used for the config stays warm"
+    );
+    assert_eq!(
+        e.config(&Bundle::single("nocfg", "export default () => {}"))
+            .unwrap(),
+        None
+    );
+    let c = e
+        .config(&Bundle::single(
+            "pat",
+            "export default () => {}; export const config = { pattern: '^/a$' }",
+        ))
+        .unwrap()
+        .unwrap();
     assert_eq!(c.pattern, vec!["^/a$"]);
-    assert!(e.config(&Bundle::single("badcfg", "export default () => {}; export const config = { path: 5 }")).is_err());
+    assert!(e
+        .config(&Bundle::single(
+            "badcfg",
+            "export default () => {}; export const config = { path: 5 }"
+        ))
+        .is_err());
 }
 
 #[tokio::test]
@@ -125,7 +220,10 @@ async fn request_and_context_fields() {
     req.headers.push(("X-Thing".into(), "v".into()));
     req.body = b"payload".to_vec();
     req.context.geo.city = Some("Paris".into());
-    req.context.geo.country = Some(CodeName { code: "FR".into(), name: "France".into() });
+    req.context.geo.country = Some(CodeName {
+        code: "FR".into(),
+        name: "France".into(),
+    });
     req.context.params.insert("name".into(), "q".into());
     let src = r#"export default async (req, ctx) => Response.json({
         method: req.method, url: req.url, thing: req.headers.get('x-thing'), body: await req.text(),
@@ -148,12 +246,20 @@ async fn request_and_context_fields() {
     assert_eq!(v["params"]["name"], "q");
     assert_eq!(v["path"], "/p/q");
     assert_eq!(v["same"], true);
-    assert_eq!(response(&inv).header("content-type"), Some("application/json"));
+    assert_eq!(
+        response(&inv).header("content-type"),
+        Some("application/json")
+    );
 }
 
 #[tokio::test]
 async fn netlify_context_is_null_outside_a_handler() {
-    let inv = run(&engine(), "const outside = Netlify.context; export default () => new Response(String(outside))", &request("https://s.example/")).await;
+    let inv = run(
+        &engine(),
+        "const outside = Netlify.context; export default () => new Response(String(outside))",
+        &request("https://s.example/"),
+    )
+    .await;
     assert_eq!(body(&inv), "null");
 }
 
@@ -162,15 +268,21 @@ async fn next_passes_the_request_on_and_transforms_the_response() {
     let host = TestHost::default();
     let mut req = request("https://s.example/page");
     req.headers.push(("x-in".into(), "1".into()));
-    let b = Bundle::single("next", r#"export default async (req, ctx) => {
+    let b = Bundle::single(
+        "next",
+        r#"export default async (req, ctx) => {
         const res = await ctx.next();
         const text = await res.text();
         res.headers.set('x-transformed', 'yes');
         return new Response(text.toUpperCase(), { status: res.status, headers: res.headers });
-    }"#);
+    }"#,
+    );
     let inv = engine().invoke(&b, &req, &host).await;
     let r = response(&inv);
-    assert_eq!(String::from_utf8_lossy(&r.body), "NEXT GET HTTPS://S.EXAMPLE/PAGE BODY=");
+    assert_eq!(
+        String::from_utf8_lossy(&r.body),
+        "NEXT GET HTTPS://S.EXAMPLE/PAGE BODY="
+    );
     assert_eq!(r.header("x-transformed"), Some("yes"));
     assert_eq!(r.header("x-origin"), Some("1"));
     assert_eq!(r.header("echo-x-in"), Some("1"));
@@ -183,12 +295,17 @@ async fn next_passes_the_request_on_and_transforms_the_response() {
 #[tokio::test]
 async fn next_with_a_modified_request() {
     let host = TestHost::default();
-    let b = Bundle::single("next2", r#"export default async (req, ctx) => {
+    let b = Bundle::single(
+        "next2",
+        r#"export default async (req, ctx) => {
         const h = new Headers(req.headers); h.set('x-added', 'a');
         const r = new Request(req, { method: 'POST', headers: h, body: 'new body' });
         return ctx.next(r, { sendConditionalRequest: true });
-    }"#);
-    let inv = engine().invoke(&b, &request("https://s.example/x"), &host).await;
+    }"#,
+    );
+    let inv = engine()
+        .invoke(&b, &request("https://s.example/x"), &host)
+        .await;
     assert_eq!(body(&inv), "next POST https://s.example/x body=new body");
     let seen = host.seen.lock().unwrap();
     let sent = &seen[0].1;
@@ -200,7 +317,9 @@ async fn next_with_a_modified_request() {
 #[tokio::test]
 async fn fetch_goes_to_the_host_and_failures_reject() {
     let host = TestHost::default();
-    let b = Bundle::single("fetch", r#"export default async () => {
+    let b = Bundle::single(
+        "fetch",
+        r#"export default async () => {
         const a = await fetch('https://origin.example/api', { method: 'PUT', body: 'x', headers: { 'x-k': 'v' } });
         let failed;
         try { await fetch('https://fail.invalid/'); } catch (e) { failed = e instanceof TypeError && e.message; }
@@ -208,13 +327,19 @@ async fn fetch_goes_to_the_host_and_failures_reject() {
         try { await fetch('not a url'); } catch (e) { bad = e instanceof TypeError; }
         const [p, q] = await Promise.all([fetch('https://o.example/1'), fetch('https://o.example/2')]);
         return Response.json({ a: await a.text(), url: a.url, ok: a.ok, failed, bad, p: await p.text(), q: await q.text() });
-    }"#);
-    let inv = engine().invoke(&b, &request("https://s.example/"), &host).await;
+    }"#,
+    );
+    let inv = engine()
+        .invoke(&b, &request("https://s.example/"), &host)
+        .await;
     let v: serde_json::Value = serde_json::from_slice(&response(&inv).body).unwrap();
     assert_eq!(v["a"], "fetch PUT https://origin.example/api body=x");
     assert_eq!(v["url"], "https://origin.example/api");
     assert_eq!(v["ok"], true);
-    assert!(v["failed"].as_str().unwrap().contains("connection refused"), "{v}");
+    assert!(
+        v["failed"].as_str().unwrap().contains("connection refused"),
+        "{v}"
+    );
     assert_eq!(v["bad"], true);
     assert_eq!(v["p"], "fetch GET https://o.example/1 body=");
     assert_eq!(v["q"], "fetch GET https://o.example/2 body=");
@@ -235,7 +360,8 @@ async fn aborted_fetch_rejects_with_abort_error() {
 #[tokio::test]
 async fn cookies_read_set_and_delete() {
     let mut req = request("https://s.example/");
-    req.headers.push(("cookie".into(), "a=1; b=\"two\"; c=3".into()));
+    req.headers
+        .push(("cookie".into(), "a=1; b=\"two\"; c=3".into()));
     let src = r#"export default async (req, ctx) => {
         ctx.cookies.set({ name: 'session', value: 'abc', path: '/', httpOnly: true, secure: true, sameSite: 'Lax', maxAge: 60 });
         ctx.cookies.set('plain', 'v');
@@ -246,12 +372,20 @@ async fn cookies_read_set_and_delete() {
     }"#;
     let inv = run(&engine(), src, &req).await;
     assert_eq!(body(&inv), "1,two,,true");
-    let cookies: Vec<&str> = response(&inv).headers.iter().filter(|(k, _)| k == "set-cookie").map(|(_, v)| v.as_str()).collect();
-    assert_eq!(cookies, vec![
-        "session=abc; Secure; HttpOnly; Max-Age=60; SameSite=Lax; Path=/",
-        "plain=v",
-        "c=; Expires=Thu, 01 Jan 1970 00:00:00 GMT",
-    ]);
+    let cookies: Vec<&str> = response(&inv)
+        .headers
+        .iter()
+        .filter(|(k, _)| k == "set-cookie")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    assert_eq!(
+        cookies,
+        vec![
+            "session=abc; Secure; HttpOnly; Max-Age=60; SameSite=Lax; Path=/",
+            "plain=v",
+            "c=; Expires=Thu, 01 Jan 1970 00:00:00 GMT",
+        ]
+    );
     assert_eq!(inv.set_cookies.len(), 3);
 }
 
@@ -259,12 +393,19 @@ async fn cookies_read_set_and_delete() {
 async fn cookies_set_before_next_reach_the_final_response() {
     // Spec E-15.
     let inv = run(&engine(), "export default (req, ctx) => { ctx.cookies.set({ name: 'a', value: '1' }); return ctx.next(); }", &request("https://s.example/")).await;
-    assert!(response(&inv).headers.contains(&("set-cookie".into(), "a=1".into())));
+    assert!(response(&inv)
+        .headers
+        .contains(&("set-cookie".into(), "a=1".into())));
 }
 
 #[tokio::test]
 async fn cookies_on_pass_through_are_handed_to_the_edge() {
-    let inv = run(&engine(), "export default (req, ctx) => { ctx.cookies.set('seen', '1'); }", &request("https://s.example/")).await;
+    let inv = run(
+        &engine(),
+        "export default (req, ctx) => { ctx.cookies.set('seen', '1'); }",
+        &request("https://s.example/"),
+    )
+    .await;
     assert_eq!(inv.outcome, InvocationOutcome::PassThrough);
     assert_eq!(inv.set_cookies, vec!["seen=1".to_string()]);
 }
@@ -282,7 +423,10 @@ async fn netlify_env() {
     }"#;
     let e = engine();
     let inv = run(&e, src, &req).await;
-    assert_eq!(body(&inv), r#"[ "k1",true,null,false] {"API_KEY":"k1","TEMP":"t"} false"#.replace("[ ", "["));
+    assert_eq!(
+        body(&inv),
+        r#"[ "k1",true,null,false] {"API_KEY":"k1","TEMP":"t"} false"#.replace("[ ", "[")
+    );
     // set/delete are invocation-local.
     let inv = run(&e, "export default () => new Response(String(Netlify.env.get('API_KEY')) + Netlify.env.has('TEMP'))", &req).await;
     assert_eq!(body(&inv), "k1false");
@@ -297,9 +441,19 @@ async fn wait_until_work_finishes_before_invoke_returns() {
     }"#;
     let inv = run(&engine(), src, &request("https://s.example/")).await;
     assert_eq!(body(&inv), "now");
-    let lines: Vec<&str> = inv.telemetry.console.iter().map(|l| l.message.as_str()).collect();
+    let lines: Vec<&str> = inv
+        .telemetry
+        .console
+        .iter()
+        .map(|l| l.message.as_str())
+        .collect();
     assert!(lines.contains(&"later"), "{lines:?}");
-    assert!(lines.iter().any(|l| l.contains("Uncaught (in waitUntil) Error: bg")), "{lines:?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("Uncaught (in waitUntil) Error: bg")),
+        "{lines:?}"
+    );
     assert!(inv.telemetry.late_error.is_none());
 }
 
@@ -307,14 +461,22 @@ async fn wait_until_work_finishes_before_invoke_returns() {
 async fn console_is_captured_with_levels() {
     let src = "export default () => { console.log('a', 1, {b: [2]}, null, undefined); console.error(new Error('e')); console.warn('w'); console.info('i'); console.debug('d'); return new Response('ok'); }";
     let inv = run(&engine(), src, &request("https://s.example/")).await;
-    let lines: Vec<(String, String)> = inv.telemetry.console.iter().map(|l| (l.level.clone(), l.message.clone())).collect();
-    assert_eq!(lines, vec![
-        ("log".into(), "a 1 {\"b\":[2]} null undefined".into()),
-        ("error".into(), "Error: e".into()),
-        ("warn".into(), "w".into()),
-        ("info".into(), "i".into()),
-        ("debug".into(), "d".into()),
-    ]);
+    let lines: Vec<(String, String)> = inv
+        .telemetry
+        .console
+        .iter()
+        .map(|l| (l.level.clone(), l.message.clone()))
+        .collect();
+    assert_eq!(
+        lines,
+        vec![
+            ("log".into(), "a 1 {\"b\":[2]} null undefined".into()),
+            ("error".into(), "Error: e".into()),
+            ("warn".into(), "w".into()),
+            ("info".into(), "i".into()),
+            ("debug".into(), "d".into()),
+        ]
+    );
     assert!(inv.telemetry.cpu_time > std::time::Duration::ZERO);
     assert!(inv.telemetry.duration >= inv.telemetry.cpu_time);
 }
@@ -324,36 +486,91 @@ async fn deploys_do_not_see_each_others_globals() {
     let e = engine();
     let a = Bundle::single("deploy-a", "globalThis.secret = 'a-secret'; Object.prototype.polluted = 1; Array.prototype.push = () => 0; export default () => new Response(String(globalThis.secret))");
     let b = Bundle::single("deploy-b", "export default () => new Response(String(globalThis.secret) + ' ' + ({}).polluted + ' ' + [].push(1))");
-    assert_eq!(body(&e.invoke(&a, &request("https://a.example/"), &TestHost::default()).await), "a-secret");
-    assert_eq!(body(&e.invoke(&b, &request("https://b.example/"), &TestHost::default()).await), "undefined undefined 1");
+    assert_eq!(
+        body(
+            &e.invoke(&a, &request("https://a.example/"), &TestHost::default())
+                .await
+        ),
+        "a-secret"
+    );
+    assert_eq!(
+        body(
+            &e.invoke(&b, &request("https://b.example/"), &TestHost::default())
+                .await
+        ),
+        "undefined undefined 1"
+    );
 }
 
 #[tokio::test]
 async fn a_warm_isolate_keeps_module_state_for_the_same_deploy() {
     let e = engine();
-    let a = Bundle::single("counter", "let n = 0; export default () => new Response(String(++n))");
+    let a = Bundle::single(
+        "counter",
+        "let n = 0; export default () => new Response(String(++n))",
+    );
     for want in ["1", "2", "3"] {
-        assert_eq!(body(&e.invoke(&a, &request("https://a.example/"), &TestHost::default()).await), want);
+        assert_eq!(
+            body(
+                &e.invoke(&a, &request("https://a.example/"), &TestHost::default())
+                    .await
+            ),
+            want
+        );
     }
     // The same id with other code is another bundle.
-    let a2 = Bundle::single("counter", "let n = 100; export default () => new Response(String(++n))");
-    assert_eq!(body(&e.invoke(&a2, &request("https://a.example/"), &TestHost::default()).await), "101");
+    let a2 = Bundle::single(
+        "counter",
+        "let n = 100; export default () => new Response(String(++n))",
+    );
+    assert_eq!(
+        body(
+            &e.invoke(&a2, &request("https://a.example/"), &TestHost::default())
+                .await
+        ),
+        "101"
+    );
     e.evict("counter");
     assert_eq!(e.idle_isolates(), 0);
-    assert_eq!(body(&e.invoke(&a, &request("https://a.example/"), &TestHost::default()).await), "1");
+    assert_eq!(
+        body(
+            &e.invoke(&a, &request("https://a.example/"), &TestHost::default())
+                .await
+        ),
+        "1"
+    );
 }
 
 #[tokio::test]
 async fn lru_bounds_the_pool() {
-    let e = Engine::new(Limits { max_isolates: 2, ..Limits::default() });
+    let e = Engine::new(Limits {
+        max_isolates: 2,
+        ..Limits::default()
+    });
     for id in ["a", "b", "c"] {
         let b = Bundle::single(id, "export default () => new Response('x')");
-        e.invoke(&b, &request("https://a.example/"), &TestHost::default()).await;
+        e.invoke(&b, &request("https://a.example/"), &TestHost::default())
+            .await;
     }
     assert_eq!(e.idle_isolates(), 2);
-    let inv = e.invoke(&Bundle::single("a", "export default () => new Response('x')"), &request("https://a.example/"), &TestHost::default()).await;
-    assert!(inv.telemetry.cold_start, "the least recently used isolate was evicted");
-    let inv = e.invoke(&Bundle::single("c", "export default () => new Response('x')"), &request("https://a.example/"), &TestHost::default()).await;
+    let inv = e
+        .invoke(
+            &Bundle::single("a", "export default () => new Response('x')"),
+            &request("https://a.example/"),
+            &TestHost::default(),
+        )
+        .await;
+    assert!(
+        inv.telemetry.cold_start,
+        "the least recently used isolate was evicted"
+    );
+    let inv = e
+        .invoke(
+            &Bundle::single("c", "export default () => new Response('x')"),
+            &request("https://a.example/"),
+            &TestHost::default(),
+        )
+        .await;
     assert!(!inv.telemetry.cold_start);
 }
 
@@ -361,19 +578,31 @@ async fn lru_bounds_the_pool() {
 async fn timers_left_pending_do_not_leak_into_the_next_invocation() {
     let e = engine();
     let src = "let fired = 0; export default (req) => { if (req.url.endsWith('/set')) setTimeout(() => fired++, 1); return new Response(String(fired)); }";
-    assert_eq!(body(&run(&e, src, &request("https://a.example/set")).await), "0");
+    assert_eq!(
+        body(&run(&e, src, &request("https://a.example/set")).await),
+        "0"
+    );
     tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    assert_eq!(body(&run(&e, src, &request("https://a.example/get")).await), "0");
+    assert_eq!(
+        body(&run(&e, src, &request("https://a.example/get")).await),
+        "0"
+    );
 }
 
 #[tokio::test]
 async fn invocation_outcome_round_trips_through_json() {
-    let inv = run(&engine(), "export default () => new Response(new Uint8Array([0, 255, 10]))", &request("https://s.example/")).await;
+    let inv = run(
+        &engine(),
+        "export default () => new Response(new Uint8Array([0, 255, 10]))",
+        &request("https://s.example/"),
+    )
+    .await;
     let json = serde_json::to_string(&inv).unwrap();
     let back: Invocation = serde_json::from_str(&json).unwrap();
     assert_eq!(back, inv);
     assert_eq!(response(&back).body, vec![0, 255, 10]);
     let req = request("https://s.example/");
-    let back: InvocationRequest = serde_json::from_str(&serde_json::to_string(&req).unwrap()).unwrap();
+    let back: InvocationRequest =
+        serde_json::from_str(&serde_json::to_string(&req).unwrap()).unwrap();
     assert_eq!(back, req);
 }

@@ -17,17 +17,30 @@ async fn stopped_then_fresh(engine: &Engine, bad: &str, kind: ErrorKind) {
     let bundle = Bundle::single("limits", &src(bad));
     let host = TestHost::default();
     // Warm the isolate first so the failure happens on a reused one.
-    let inv = engine.invoke(&bundle, &request("https://s.example/ok"), &host).await;
+    let inv = engine
+        .invoke(&bundle, &request("https://s.example/ok"), &host)
+        .await;
     assert_eq!(body(&inv), "fine");
     assert_eq!(engine.idle_isolates(), 1);
 
-    let inv = engine.invoke(&bundle, &request("https://s.example/bad"), &host).await;
+    let inv = engine
+        .invoke(&bundle, &request("https://s.example/bad"), &host)
+        .await;
     assert_eq!(error_kind(&inv), Some(kind), "outcome: {:?}", inv.outcome);
-    assert_eq!(engine.idle_isolates(), 0, "an isolate that hit a limit is not kept");
+    assert_eq!(
+        engine.idle_isolates(),
+        0,
+        "an isolate that hit a limit is not kept"
+    );
 
-    let inv = engine.invoke(&bundle, &request("https://s.example/ok"), &host).await;
+    let inv = engine
+        .invoke(&bundle, &request("https://s.example/ok"), &host)
+        .await;
     assert_eq!(body(&inv), "fine");
-    assert!(inv.telemetry.cold_start, "the next invocation gets a fresh isolate");
+    assert!(
+        inv.telemetry.cold_start,
+        "the next invocation gets a fresh isolate"
+    );
 }
 
 #[tokio::test]
@@ -39,7 +52,12 @@ async fn infinite_loop_hits_cpu_limit() {
 #[tokio::test]
 async fn loop_with_try_catch_cannot_swallow_the_interrupt() {
     let e = engine();
-    stopped_then_fresh(&e, "for (;;) { try { for (;;) {} } catch (e) {} }", ErrorKind::CpuLimit).await;
+    stopped_then_fresh(
+        &e,
+        "for (;;) { try { for (;;) {} } catch (e) {} }",
+        ErrorKind::CpuLimit,
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -51,27 +69,64 @@ async fn cpu_limit_counts_time_across_awaits() {
 
 #[tokio::test]
 async fn memory_bomb_hits_memory_limit() {
-    let e = Engine::new(Limits { memory_bytes: 16 << 20, cpu_time: Duration::from_secs(5), ..Limits::default() });
-    stopped_then_fresh(&e, "const a = []; for (;;) a.push(new Array(10000).fill(1.5));", ErrorKind::MemoryLimit).await;
+    let e = Engine::new(Limits {
+        memory_bytes: 16 << 20,
+        cpu_time: Duration::from_secs(5),
+        ..Limits::default()
+    });
+    stopped_then_fresh(
+        &e,
+        "const a = []; for (;;) a.push(new Array(10000).fill(1.5));",
+        ErrorKind::MemoryLimit,
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn string_memory_bomb_hits_memory_limit() {
-    let e = Engine::new(Limits { memory_bytes: 16 << 20, cpu_time: Duration::from_secs(5), ..Limits::default() });
-    stopped_then_fresh(&e, "const a = []; for (let i = 0; ; i++) a.push('x'.repeat(1 << 16) + i);", ErrorKind::MemoryLimit).await;
+    let e = Engine::new(Limits {
+        memory_bytes: 16 << 20,
+        cpu_time: Duration::from_secs(5),
+        ..Limits::default()
+    });
+    stopped_then_fresh(
+        &e,
+        "const a = []; for (let i = 0; ; i++) a.push('x'.repeat(1 << 16) + i);",
+        ErrorKind::MemoryLimit,
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn buffer_memory_bomb_hits_memory_limit() {
-    let e = Engine::new(Limits { memory_bytes: 16 << 20, cpu_time: Duration::from_secs(5), ..Limits::default() });
-    stopped_then_fresh(&e, "const a = []; for (;;) a.push(new Uint8Array(1 << 20));", ErrorKind::MemoryLimit).await;
+    let e = Engine::new(Limits {
+        memory_bytes: 16 << 20,
+        cpu_time: Duration::from_secs(5),
+        ..Limits::default()
+    });
+    stopped_then_fresh(
+        &e,
+        "const a = []; for (;;) a.push(new Uint8Array(1 << 20));",
+        ErrorKind::MemoryLimit,
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn caught_memory_error_still_discards_the_isolate() {
-    let e = Engine::new(Limits { memory_bytes: 16 << 20, cpu_time: Duration::from_secs(5), ..Limits::default() });
+    let e = Engine::new(Limits {
+        memory_bytes: 16 << 20,
+        cpu_time: Duration::from_secs(5),
+        ..Limits::default()
+    });
     let bundle = Bundle::single("oom-caught", "const keep = []; export default () => { try { for (;;) keep.push(new Uint8Array(1 << 20)); } catch (e) { return new Response(String(e)); } }");
-    let inv = e.invoke(&bundle, &request("https://s.example/"), &TestHost::default()).await;
+    let inv = e
+        .invoke(
+            &bundle,
+            &request("https://s.example/"),
+            &TestHost::default(),
+        )
+        .await;
     assert!(body(&inv).contains("out of memory"), "{}", body(&inv));
     assert_eq!(e.idle_isolates(), 0);
 }
@@ -79,13 +134,23 @@ async fn caught_memory_error_still_discards_the_isolate() {
 #[tokio::test]
 async fn deep_recursion_hits_stack_limit() {
     let e = engine();
-    stopped_then_fresh(&e, "const f = (n) => f(n + 1) + 1; f(0);", ErrorKind::StackOverflow).await;
+    stopped_then_fresh(
+        &e,
+        "const f = (n) => f(n + 1) + 1; f(0);",
+        ErrorKind::StackOverflow,
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn promise_flood_hits_cpu_limit() {
     let e = engine();
-    stopped_then_fresh(&e, "const f = () => Promise.resolve().then(f); f(); await new Promise(() => {});", ErrorKind::CpuLimit).await;
+    stopped_then_fresh(
+        &e,
+        "const f = () => Promise.resolve().then(f); f(); await new Promise(() => {});",
+        ErrorKind::CpuLimit,
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -93,7 +158,10 @@ async fn promise_flood_after_the_response_is_a_late_cpu_limit() {
     let e = engine();
     let inv = run(&e, "export default () => { const f = () => { Promise.resolve().then(f); Promise.resolve().then(f); }; f(); return new Response('x'); }", &request("https://s.example/")).await;
     assert_eq!(body(&inv), "x");
-    assert_eq!(inv.telemetry.late_error.as_ref().map(|e| e.kind), Some(ErrorKind::CpuLimit));
+    assert_eq!(
+        inv.telemetry.late_error.as_ref().map(|e| e.kind),
+        Some(ErrorKind::CpuLimit)
+    );
     assert_eq!(e.idle_isolates(), 0);
 }
 
@@ -106,13 +174,21 @@ async fn timer_flood_is_bounded() {
 #[tokio::test]
 async fn never_settling_promise_is_no_response() {
     let e = engine();
-    let inv = run(&e, "export default () => new Promise(() => {})", &request("https://s.example/")).await;
+    let inv = run(
+        &e,
+        "export default () => new Promise(() => {})",
+        &request("https://s.example/"),
+    )
+    .await;
     assert_eq!(error_kind(&inv), Some(ErrorKind::NoResponse));
 }
 
 #[tokio::test]
 async fn long_timer_hits_wall_limit() {
-    let e = Engine::new(Limits { wall_time: Duration::from_millis(200), ..Limits::default() });
+    let e = Engine::new(Limits {
+        wall_time: Duration::from_millis(200),
+        ..Limits::default()
+    });
     let inv = run(&e, "export default async () => { await new Promise(r => setTimeout(r, 60000)); return new Response('late'); }", &request("https://s.example/")).await;
     assert_eq!(error_kind(&inv), Some(ErrorKind::WallTimeout));
     assert!(inv.telemetry.duration < Duration::from_secs(5));
@@ -121,10 +197,18 @@ async fn long_timer_hits_wall_limit() {
 
 #[tokio::test]
 async fn slow_host_call_times_out() {
-    let e = Engine::new(Limits { host_call_timeout: Duration::from_millis(100), ..Limits::default() });
-    let host = TestHost { delay: Some(Duration::from_secs(30)), ..Default::default() };
+    let e = Engine::new(Limits {
+        host_call_timeout: Duration::from_millis(100),
+        ..Limits::default()
+    });
+    let host = TestHost {
+        delay: Some(Duration::from_secs(30)),
+        ..Default::default()
+    };
     let bundle = Bundle::single("slow", "export default async (req, ctx) => { try { await ctx.next(); return new Response('no'); } catch (e) { return new Response(e.message, { status: 504 }); } }");
-    let inv = e.invoke(&bundle, &request("https://s.example/"), &host).await;
+    let inv = e
+        .invoke(&bundle, &request("https://s.example/"), &host)
+        .await;
     assert_eq!(response(&inv).status, 504);
     assert!(body(&inv).contains("timed out"), "{}", body(&inv));
     assert!(inv.telemetry.duration < Duration::from_secs(5));
@@ -133,7 +217,12 @@ async fn slow_host_call_times_out() {
 #[tokio::test]
 async fn cpu_limit_in_module_evaluation() {
     let e = engine();
-    let inv = run(&e, "for (;;) {} export default () => {}", &request("https://s.example/")).await;
+    let inv = run(
+        &e,
+        "for (;;) {} export default () => {}",
+        &request("https://s.example/"),
+    )
+    .await;
     assert_eq!(error_kind(&inv), Some(ErrorKind::CpuLimit));
 }
 
@@ -142,20 +231,30 @@ async fn cpu_limit_in_wait_until_is_reported_late() {
     let e = engine();
     let inv = run(&e, "export default async (r, ctx) => { ctx.waitUntil((async () => { await new Promise(r => setTimeout(r, 1)); for (;;) {} })()); return new Response('ok'); }", &request("https://s.example/")).await;
     assert_eq!(body(&inv), "ok");
-    assert_eq!(inv.telemetry.late_error.as_ref().map(|e| e.kind), Some(ErrorKind::CpuLimit));
+    assert_eq!(
+        inv.telemetry.late_error.as_ref().map(|e| e.kind),
+        Some(ErrorKind::CpuLimit)
+    );
     assert_eq!(e.idle_isolates(), 0);
 }
 
 #[tokio::test]
 async fn too_many_host_calls_are_refused() {
-    let e = Engine::new(Limits { max_host_calls: 3, ..Limits::default() });
+    let e = Engine::new(Limits {
+        max_host_calls: 3,
+        ..Limits::default()
+    });
     let inv = run(&e, "export default async () => { let ok = 0, failed = 0; for (let i = 0; i < 5; i++) { try { await fetch('https://o.example/' + i); ok++; } catch (e) { failed++; } } return new Response(ok + ' ' + failed); }", &request("https://s.example/")).await;
     assert_eq!(body(&inv), "3 2");
 }
 
 #[tokio::test]
 async fn console_is_capped() {
-    let e = Engine::new(Limits { max_console_lines: 5, max_console_line_bytes: 10, ..Limits::default() });
+    let e = Engine::new(Limits {
+        max_console_lines: 5,
+        max_console_line_bytes: 10,
+        ..Limits::default()
+    });
     let inv = run(&e, "export default () => { for (let i = 0; i < 100; i++) console.log('line', i, 'x'.repeat(100)); return new Response('ok'); }", &request("https://s.example/")).await;
     assert_eq!(inv.telemetry.console.len(), 5);
     assert_eq!(inv.telemetry.console_dropped, 95);

@@ -233,7 +233,8 @@ async fn text_encoding() {
 
 #[tokio::test]
 async fn base64() {
-    check(r#"
+    check(
+        r#"
       eq(btoa('hello'), 'aGVsbG8=', 'btoa');
       eq(btoa('\xff\xfe'), '//4=', 'btoa latin1');
       throws(() => btoa('€'), 'InvalidCharacterError', 'btoa non-latin1');
@@ -244,7 +245,9 @@ async fn base64() {
       throws(() => atob('*'), 'InvalidCharacterError', 'atob bad char');
       eq(atob(btoa('\x00\x01\x80')), '\x00\x01\x80', 'round trip');
       throws(() => btoa(), 'TypeError', 'btoa no argument');
-    "#).await;
+    "#,
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -277,7 +280,8 @@ async fn crypto() {
 
 #[tokio::test]
 async fn timers() {
-    check(r#"
+    check(
+        r#"
       const order = [];
       await new Promise((resolve) => {
         setTimeout(() => order.push('b'), 10);
@@ -296,7 +300,9 @@ async fn timers() {
       queueMicrotask(() => q.push(1));
       await null;
       eq(q, [1], 'queueMicrotask');
-    "#).await;
+    "#,
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -323,7 +329,8 @@ async fn structured_clone() {
 
 #[tokio::test]
 async fn abort_controller() {
-    check(r#"
+    check(
+        r#"
       const c = new AbortController();
       const events = [];
       c.signal.addEventListener('abort', (e) => events.push(e.type));
@@ -345,16 +352,21 @@ async fn abort_controller() {
       const any = AbortSignal.any([x.signal, new AbortController().signal]);
       x.abort('first');
       eq(any.reason, 'first', 'any');
-    "#).await;
+    "#,
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn dom_exception() {
-    check(r#"
+    check(
+        r#"
       const e = new DOMException('m', 'AbortError');
       eq([e.name, e.message, e.code], ['AbortError', 'm', 20], 'fields');
       ok(e instanceof Error, 'is an Error');
-    "#).await;
+    "#,
+    )
+    .await;
 }
 
 #[tokio::test]

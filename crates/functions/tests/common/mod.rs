@@ -31,7 +31,10 @@ impl TestHost {
         if let Some(d) = self.delay {
             tokio::time::sleep(d).await;
         }
-        self.seen.lock().unwrap().push((kind.to_string(), request.clone()));
+        self.seen
+            .lock()
+            .unwrap()
+            .push((kind.to_string(), request.clone()));
         let echo = format!(
             "{} {} {} body={}",
             kind,
@@ -48,7 +51,11 @@ impl TestHost {
                 headers.push((format!("echo-{k}"), v.clone()));
             }
         }
-        Ok(HttpResponse { status: 200, headers, body: echo.into_bytes() })
+        Ok(HttpResponse {
+            status: 200,
+            headers,
+            body: echo.into_bytes(),
+        })
     }
 }
 
@@ -61,9 +68,19 @@ pub fn request(url: &str) -> InvocationRequest {
         context: RequestContext {
             ip: "203.0.113.7".into(),
             request_id: "req-1".into(),
-            site: SiteInfo { id: "s1".into(), name: "site".into(), url: "https://site.example".into() },
-            deploy: DeployInfo { id: "d1".into(), context: "production".into(), published: true },
-            server: ServerInfo { region: "eu-1".into() },
+            site: SiteInfo {
+                id: "s1".into(),
+                name: "site".into(),
+                url: "https://site.example".into(),
+            },
+            deploy: DeployInfo {
+                id: "d1".into(),
+                context: "production".into(),
+                published: true,
+            },
+            server: ServerInfo {
+                region: "eu-1".into(),
+            },
             ..Default::default()
         },
     }
@@ -81,7 +98,10 @@ pub async fn run(engine: &Engine, source: &str, req: &InvocationRequest) -> Invo
 pub fn response(inv: &Invocation) -> &HttpResponse {
     match &inv.outcome {
         InvocationOutcome::Response(r) => r,
-        other => panic!("expected a response, got {other:?}; console: {:?}", inv.telemetry.console),
+        other => panic!(
+            "expected a response, got {other:?}; console: {:?}",
+            inv.telemetry.console
+        ),
     }
 }
 
