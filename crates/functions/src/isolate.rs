@@ -2,13 +2,13 @@
 //! invocation (jobs, host calls, timers) with its limits.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use rquickjs::{
     Array, CatchResultExt, CaughtError, Context, Ctx, Function, Module, Object, Persistent,
-    Runtime, TypedArray, Value,
+    Runtime, TypedArray, Value, WriteOptions,
 };
 use serde::Deserialize;
 
@@ -158,7 +158,11 @@ pub(crate) struct Isolate {
     pub(crate) config: Option<FunctionConfig>,
     /// Set once a limit was hit: never run this isolate again.
     pub(crate) poisoned: bool,
+    invocations: u32,
 }
+
+/// How often (in invocations) a warm isolate's heap size is measured.
+const MEMORY_CHECK_EVERY: u32 = 16;
 
 fn err(kind: ErrorKind, message: impl Into<String>) -> InvocationError {
     InvocationError {
@@ -216,6 +220,7 @@ impl Isolate {
             key: bundle.key().to_string(),
             config,
             poisoned: false,
+            invocations: 0,
         })
     }
 
@@ -261,11 +266,16 @@ impl Isolate {
             }
         }
         // A tenant may catch an out-of-memory error and carry on; an isolate
-        // that close to its limit is not worth keeping.
-        let usage = self.rt.memory_usage();
-        let used = usize::try_from(usage.malloc_size).unwrap_or(usize::MAX);
-        if used > limits.memory_bytes / 10 * 9 {
-            self.poisoned = true;
+        // that close to its limit is not worth keeping. Measuring walks the
+        // whole heap, so it is done after errors and every few invocations.
+        self.invocations = self.invocations.wrapping_add(1);
+        let failed = matches!(run.outcome, Some(InvocationOutcome::Error(_)))
+            || telemetry.late_error.is_some();
+        if !self.poisoned && (failed || self.invocations % MEMORY_CHECK_EVERY == 0) {
+            let used = usize::try_from(self.rt.memory_usage().malloc_size).unwrap_or(usize::MAX);
+            if used > limits.memory_bytes / 10 * 9 {
+                self.poisoned = true;
+            }
         }
         telemetry.duration = started.elapsed();
         telemetry.cpu_time = run.cpu;
@@ -562,13 +572,48 @@ type Setup = (
     Option<FunctionConfig>,
 );
 
+/// The glue compiled to bytecode once per process (parsing it is most of the
+/// cost of a cold isolate). `None` if compiling failed; then every isolate
+/// parses the source.
+fn glue_bytecode() -> Option<&'static [u8]> {
+    static BYTECODE: OnceLock<Option<Vec<u8>>> = OnceLock::new();
+    BYTECODE
+        .get_or_init(|| {
+            let rt = Runtime::new().ok()?;
+            let ctx = Context::full(&rt).ok()?;
+            ctx.with(|ctx| {
+                Module::declare(ctx, GLUE_NAME, GLUE)
+                    .and_then(|m| m.write(WriteOptions::default()))
+                    .ok()
+            })
+        })
+        .as_deref()
+}
+
+const GLUE_NAME: &str = "ledge:runtime";
+
+fn load_glue<'js>(ctx: &Ctx<'js>) -> rquickjs::Result<Function<'js>> {
+    let declared = match glue_bytecode() {
+        #[allow(unsafe_code)]
+        // SAFETY: the bytes were written by `Module::write` in this process,
+        // by the same QuickJS build, from our own glue source; they never come
+        // from outside. They live in a static, so they outlive every runtime
+        // (QuickJS may reference them in place).
+        Some(bytes) => unsafe { Module::load(ctx.clone(), bytes)? },
+        None => Module::declare(ctx.clone(), GLUE_NAME, GLUE)?,
+    };
+    let (module, promise) = declared.eval()?;
+    promise.finish::<()>()?;
+    module.get("default")
+}
+
 fn setup<'js>(
     ctx: &Ctx<'js>,
     bundle: &Bundle,
     shared: &Arc<Shared>,
 ) -> Result<Setup, InvocationError> {
     let internal = |e: CaughtError<'_>| err(ErrorKind::Internal, caught_message(&e));
-    let glue: Function = ctx.eval(GLUE).catch(ctx).map_err(internal)?;
+    let glue: Function = load_glue(ctx).catch(ctx).map_err(internal)?;
     let n = natives::install(ctx, Arc::clone(shared))
         .catch(ctx)
         .map_err(internal)?;

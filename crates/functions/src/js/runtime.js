@@ -1,7 +1,8 @@
-// Ledge edge runtime glue. Evaluated once per isolate as a script whose value
-// is a function; Rust calls it with the native bindings (`N`) and keeps the
-// object it returns (the internals) out of reach of tenant code.
-(function (N) {
+// Ledge edge runtime glue. A module compiled once per process to bytecode and
+// loaded into every isolate; Rust calls its default export with the native
+// bindings (`N`) and keeps the object it returns (the internals) out of reach
+// of tenant code.
+export default function (N) {
   "use strict";
   const G = globalThis;
   const defineGlobal = (name, value) =>
@@ -1015,10 +1016,12 @@
 
   function makeContext(c, request) {
     const original = request;
+    let lazyUrl = null, lazyCookies = null;
     const ctx = {
       account: c.account, deploy: c.deploy, geo: c.geo, ip: c.ip, params: c.params, requestId: c.requestId,
-      server: c.server, site: c.site, url: new URL(request.url),
-      cookies: makeCookies(request.headers),
+      server: c.server, site: c.site,
+      get url() { return lazyUrl || (lazyUrl = new URL(request.url)); },
+      get cookies() { return lazyCookies || (lazyCookies = makeCookies(request.headers)); },
       json: (v, init) => Response.json(v, init),
       log: (...args) => consoleObj.log(...args),
       next(a, b) {
@@ -1146,4 +1149,4 @@
       return JSON.stringify(c);
     },
   };
-})
+}
