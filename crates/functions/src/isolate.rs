@@ -314,12 +314,7 @@ impl Isolate {
         started: Instant,
     ) -> Result<(), InvocationError> {
         let wall_deadline = tokio::time::Instant::from_std(started + limits.wall_time);
-        let req_json = serde_json::to_string(&RequestMeta {
-            method: &request.method,
-            url: &request.url,
-            headers: &request.headers,
-        })
-        .map_err(|e| err(ErrorKind::Internal, e.to_string()))?;
+        let req_json = request_meta(request)?;
         let ctx_json = serde_json::to_string(&request.context)
             .map_err(|e| err(ErrorKind::Internal, e.to_string()))?;
 
@@ -656,9 +651,52 @@ fn setup<'js>(
 
 #[derive(serde::Serialize)]
 struct RequestMeta<'a> {
-    method: &'a str,
-    url: &'a str,
-    headers: &'a [(String, String)],
+    method: String,
+    url: String,
+    headers: Vec<(String, &'a str)>,
+}
+
+fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// Validates and normalises the incoming request the way the `Request` and
+/// `Headers` constructors would, so the glue can build them without checks.
+/// Headers that `Headers` would refuse are dropped.
+fn request_meta(request: &InvocationRequest) -> Result<String, InvocationError> {
+    let url = url::Url::parse(&request.url)
+        .map_err(|e| err(ErrorKind::Internal, format!("invalid request URL: {e}")))?;
+    if !is_token(&request.method) {
+        return Err(err(ErrorKind::Internal, "invalid request method"));
+    }
+    let upper = request.method.to_ascii_uppercase();
+    let method = match upper.as_str() {
+        "DELETE" | "GET" | "HEAD" | "OPTIONS" | "POST" | "PUT" => upper,
+        _ => request.method.clone(),
+    };
+    let headers = request
+        .headers
+        .iter()
+        .filter(|(k, _)| is_token(k))
+        .map(|(k, v)| {
+            (
+                k.to_ascii_lowercase(),
+                v.trim_matches(|c| matches!(c, ' ' | '\t' | '\r' | '\n')),
+            )
+        })
+        .filter(|(_, v)| {
+            v.chars()
+                .all(|c| c != '\0' && c != '\r' && c != '\n' && u32::from(c) <= 0xff)
+        })
+        .collect();
+    serde_json::to_string(&RequestMeta {
+        method,
+        url: url.into(),
+        headers,
+    })
+    .map_err(|e| err(ErrorKind::Internal, e.to_string()))
 }
 
 #[derive(Deserialize)]

@@ -606,3 +606,26 @@ async fn invocation_outcome_round_trips_through_json() {
         serde_json::from_str(&serde_json::to_string(&req).unwrap()).unwrap();
     assert_eq!(back, req);
 }
+
+#[tokio::test]
+async fn incoming_request_is_normalised_and_invalid_headers_dropped() {
+    let mut req = request("HTTPS://S.Example/a/../b");
+    req.method = "post".into();
+    req.headers.push(("Bad Name".into(), "x".into()));
+    req.headers.push(("x-ok".into(), "  padded  ".into()));
+    req.headers.push(("x-crlf".into(), "a\r\nb".into()));
+    req.headers.push(("x-wide".into(), "€".into()));
+    let src = "export default (req) => Response.json({ url: req.url, method: req.method, headers: [...req.headers] })";
+    let inv = run(&engine(), src, &req).await;
+    let v: serde_json::Value = serde_json::from_slice(&response(&inv).body).unwrap();
+    assert_eq!(v["url"], "https://s.example/b");
+    assert_eq!(v["method"], "POST");
+    assert_eq!(
+        v["headers"],
+        serde_json::json!([["host", "site.example"], ["x-ok", "padded"]])
+    );
+    let mut bad = request("not a url");
+    bad.method = "GET".into();
+    let inv = run(&engine(), src, &bad).await;
+    assert_eq!(error_kind(&inv), Some(ErrorKind::Internal));
+}

@@ -284,13 +284,13 @@ async fn timers() {
         r#"
       const order = [];
       await new Promise((resolve) => {
-        setTimeout(() => order.push('b'), 10);
+        setTimeout(() => order.push('b'), 60);
         setTimeout((x) => order.push(x), 0, 'a');
         const c = setTimeout(() => order.push('never'), 5);
         clearTimeout(c);
         let n = 0;
         const i = setInterval(() => { order.push('i' + n); if (++n === 3) clearInterval(i); }, 1);
-        setTimeout(resolve, 30);
+        setTimeout(resolve, 90);
       });
       eq(order, ['a', 'i0', 'i1', 'i2', 'b'], 'order');
       const t0 = performance.now();

@@ -654,13 +654,16 @@ export default function (N) {
       }
       const h = new Headers(headers);
       if (ctype && !h.has("content-type")) h.set("content-type", ctype);
-      REQS.set(this, { url, method, headers: h, signal: signal || new AbortController().signal, redirect });
+      REQS.set(this, { url, method, headers: h, signal, redirect });
       BODIES.set(this, { bytes, used: false, stream: null });
     }
     get method() { return REQS.get(this).method; }
     get url() { return REQS.get(this).url; }
     get headers() { return REQS.get(this).headers; }
-    get signal() { return REQS.get(this).signal; }
+    get signal() {
+      const st = REQS.get(this);
+      return st.signal || (st.signal = new AbortController().signal);
+    }
     get redirect() { return REQS.get(this).redirect; }
     get cache() { return "default"; }
     get credentials() { return "same-origin"; }
@@ -1076,9 +1079,13 @@ export default function (N) {
       inv = { done: 0, result: null, body: null, error: null, cookies: [], waitCount: 0, host: new Map(),
         timers: new Map(), env: { ...c.env } };
       internalResponse = false;
-      const method = String(meta.method).toUpperCase();
-      const req = new Request(meta.url, { method: meta.method, headers: meta.headers });
-      if (method !== "GET" && method !== "HEAD") BODIES.get(req).bytes = body;
+      // The request was validated and normalised by Rust: build it directly.
+      const req = Object.create(Request.prototype);
+      const headers = Object.create(Headers.prototype);
+      HDRS.set(headers, { list: meta.headers, immutable: false });
+      REQS.set(req, { url: meta.url, method: meta.method, headers, signal: null, redirect: "follow" });
+      const hasBody = meta.method !== "GET" && meta.method !== "HEAD";
+      BODIES.set(req, { bytes: hasBody ? body : null, used: false, stream: null });
       const context = makeContext(c, req);
       currentContext = context;
       const state = inv;
