@@ -45,7 +45,15 @@ mod engine;
 mod isolate;
 mod natives;
 mod types;
+#[cfg(feature = "typescript")]
+mod typescript;
 
 pub use bundle::{Bundle, BundleError, BundleSource};
 pub use engine::{Engine, Host, HostError, Limits};
 pub use types::*;
+
+/// Deploy-time preparation of sources (feature `typescript`).
+#[cfg(feature = "typescript")]
+pub mod prepare {
+    pub use crate::typescript::{check_imports, prepare_bundle, strip_typescript, Diagnostic};
+}

@@ -629,3 +629,21 @@ async fn incoming_request_is_normalised_and_invalid_headers_dropped() {
     let inv = run(&engine(), src, &bad).await;
     assert_eq!(error_kind(&inv), Some(ErrorKind::Internal));
 }
+
+#[tokio::test]
+async fn a_prepared_typescript_bundle_runs() {
+    let mut s = BTreeMap::new();
+    s.insert("hello.ts".to_string(), "import type { Context } from 'https://edge.netlify.com';\nimport { greet } from './lib/greet.ts';\nexport default async (req: Request, ctx: Context): Promise<Response> => new Response(greet(ctx.site.name as string));\nexport const config: { path: string } = { path: '/hello' };".to_string());
+    s.insert("lib/greet.ts".to_string(), "enum Mark { Bang = '!' }\nexport function greet(n: string): string { return `hi ${n}${Mark.Bang}`; }".to_string());
+    let b = ledge_functions::prepare::prepare_bundle("d/hello", "hello.ts", &s).unwrap();
+    let e = engine();
+    let inv = e
+        .invoke(
+            &b,
+            &request("https://s.example/hello"),
+            &TestHost::default(),
+        )
+        .await;
+    assert_eq!(body(&inv), "hi site!");
+    assert_eq!(e.config(&b).unwrap().unwrap().path, vec!["/hello"]);
+}
