@@ -29,6 +29,9 @@ pub struct Limits {
     pub host_call_timeout: Duration,
     /// Host calls allowed in one invocation. Default 50.
     pub max_host_calls: u32,
+    /// Largest request body a function may send through `fetch`/`next()`.
+    /// Default 16 MiB.
+    pub max_host_body_bytes: usize,
     /// Console lines kept per invocation. Default 200.
     pub max_console_lines: usize,
     /// Longest console line kept (longer ones are cut). Default 8 KiB.
@@ -46,6 +49,7 @@ impl Default for Limits {
             wall_time: Duration::from_secs(40),
             host_call_timeout: Duration::from_secs(30),
             max_host_calls: 50,
+            max_host_body_bytes: 16 << 20,
             max_console_lines: 200,
             max_console_line_bytes: 8 << 10,
             max_isolates: 64,

@@ -34,6 +34,7 @@ pub(crate) struct Shared {
     pub(crate) settled: AtomicBool,
     pub(crate) console: Mutex<ConsoleBuf>,
     pub(crate) host_ops: Mutex<Vec<HostOp>>,
+    pub(crate) max_host_body_bytes: usize,
 }
 
 #[derive(Default)]
@@ -71,6 +72,7 @@ impl Shared {
                 ..ConsoleBuf::default()
             }),
             host_ops: Mutex::new(Vec::new()),
+            max_host_body_bytes: limits.max_host_body_bytes,
         }
     }
 

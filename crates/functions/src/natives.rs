@@ -350,6 +350,10 @@ pub(crate) fn install<'js>(ctx: &Ctx<'js>, shared: Arc<Shared>) -> Result<Object
             Function::new(
                 ctx.clone(),
                 move |kind: String, id: f64, meta: String, body: TypedArray<'js, u8>| {
+                    // Bodies leave the isolate's memory limit here: bound them.
+                    if body.len() > shared.max_host_body_bytes {
+                        return false;
+                    }
                     let body = copy_bytes(&body);
                     lock(&shared.host_ops).push(HostOp {
                         kind,
@@ -357,6 +361,7 @@ pub(crate) fn install<'js>(ctx: &Ctx<'js>, shared: Arc<Shared>) -> Result<Object
                         meta,
                         body,
                     });
+                    true
                 },
             )?,
         )?;

@@ -270,3 +270,15 @@ async fn console_is_capped() {
     assert_eq!(inv.telemetry.console_dropped, 95);
     assert!(inv.telemetry.console[0].message.len() <= 13);
 }
+
+#[tokio::test]
+async fn host_call_bodies_are_bounded() {
+    let e = Engine::new(Limits {
+        max_host_body_bytes: 1000,
+        ..Limits::default()
+    });
+    let inv = run(&e, "export default async () => { try { await fetch('https://o.example/', { method: 'POST', body: 'x'.repeat(1001) }); return new Response('sent'); } catch (e) { return new Response(e.message); } }", &request("https://s.example/")).await;
+    assert!(body(&inv).contains("too large"), "{}", body(&inv));
+    let inv = run(&e, "export default async () => { const r = await fetch('https://o.example/', { method: 'POST', body: 'x'.repeat(1000) }); return new Response(String(r.status)); }", &request("https://s.example/")).await;
+    assert_eq!(body(&inv), "200");
+}

@@ -924,7 +924,10 @@ export default function (N) {
       if (signal) signal.addEventListener("abort", () => {
         if (inv && inv.host.delete(id)) reject(signal.reason);
       }, { once: true });
-      N.hostCall(kind, id, meta, bytes === null ? new Uint8Array(0) : bytes);
+      if (!N.hostCall(kind, id, meta, bytes === null ? new Uint8Array(0) : bytes)) {
+        inv.host.delete(id);
+        reject(new TypeError(`${kind === "next" ? "context.next()" : "fetch"} failed: the request body is too large`));
+      }
     });
   }
   defineGlobal("fetch", function fetch(input, init) {
