@@ -59,6 +59,25 @@ fn warm(c: &mut Criterion) {
     });
 }
 
+fn warm_pass(c: &mut Criterion) {
+    let rt = rt();
+    let engine = Engine::new(Limits::default());
+    let bundle = Bundle::single("bench/pass", "export default () => {}");
+    let req = request();
+    c.bench_function("warm pass-through invocation", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let t = Instant::now();
+                for _ in 0..iters {
+                    let inv = engine.invoke(&bundle, &req, &NoHost).await;
+                    assert!(matches!(inv.outcome, InvocationOutcome::PassThrough));
+                }
+                t.elapsed()
+            })
+        })
+    });
+}
+
 fn cold(c: &mut Criterion) {
     // max_isolates 0: every isolate is dropped after use, so each call creates one.
     let engine = Engine::new(Limits {
@@ -95,5 +114,5 @@ fn cold(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, warm, cold);
+criterion_group!(benches, warm, warm_pass, cold);
 criterion_main!(benches);

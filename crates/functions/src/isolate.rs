@@ -317,13 +317,21 @@ impl Isolate {
     ) -> Result<(), InvocationError> {
         let wall_deadline = tokio::time::Instant::from_std(started + limits.wall_time);
         let req_json = request_meta(request)?;
-        let ctx_json = serde_json::to_string(&request.context)
+        let ctx_json = serde_json::to_string(&ContextData(&request.context))
+            .map_err(|e| err(ErrorKind::Internal, e.to_string()))?;
+        let env_json = serde_json::to_string(&request.context.env)
             .map_err(|e| err(ErrorKind::Internal, e.to_string()))?;
 
         self.segment(run, limits, true, |ctx, internals, handler| {
             let start: Function = internals.get("run")?;
             let body = TypedArray::<u8>::new_copy(ctx.clone(), &request.body)?;
-            start.call::<_, ()>((handler, req_json.as_str(), body, ctx_json.as_str()))
+            start.call::<_, ()>((
+                handler,
+                req_json.as_str(),
+                body,
+                ctx_json.as_str(),
+                env_json.as_str(),
+            ))
         })?;
 
         let mut inflight = FuturesUnordered::new();
@@ -651,6 +659,26 @@ fn setup<'js>(
     ))
 }
 
+/// The context as the function sees it (the env travels separately).
+struct ContextData<'a>(&'a crate::types::RequestContext);
+
+impl serde::Serialize for ContextData<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let c = self.0;
+        let mut m = s.serialize_map(Some(8))?;
+        m.serialize_entry("account", &c.account)?;
+        m.serialize_entry("deploy", &c.deploy)?;
+        m.serialize_entry("geo", &c.geo)?;
+        m.serialize_entry("ip", &c.ip)?;
+        m.serialize_entry("params", &c.params)?;
+        m.serialize_entry("requestId", &c.request_id)?;
+        m.serialize_entry("server", &c.server)?;
+        m.serialize_entry("site", &c.site)?;
+        m.end()
+    }
+}
+
 #[derive(serde::Serialize)]
 struct RequestMeta<'a> {
     method: String,
@@ -740,7 +768,7 @@ fn read_state<'js>(ctx: &Ctx<'js>, internals: Object<'js>) -> rquickjs::Result<S
     let f: Function = internals.get("state")?;
     let a: Array = f.call(())?;
     let body: Option<TypedArray<u8>> = a.get(2)?;
-    let cookies: String = a.get(5)?;
+    let cookies: Option<String> = a.get(5)?;
     let _ = ctx;
     Ok(State {
         done: a.get(0)?,
@@ -748,7 +776,9 @@ fn read_state<'js>(ctx: &Ctx<'js>, internals: Object<'js>) -> rquickjs::Result<S
         body: body.map(|b| natives::copy_bytes(&b)).unwrap_or_default(),
         error: a.get(3)?,
         waits: a.get(4)?,
-        cookies: serde_json::from_str(&cookies).unwrap_or_default(),
+        cookies: cookies
+            .and_then(|c| serde_json::from_str(&c).ok())
+            .unwrap_or_default(),
     })
 }
 

@@ -1008,48 +1008,64 @@ export default function (N) {
 
   // ---------------------------------------------------------------- Netlify global
   let currentContext = null;
+  // The invocation's env, parsed on first use; set/delete stay in this invocation.
+  const envOf = () => (inv ? inv.envObj || (inv.envObj = JSON.parse(inv.envJson)) : null);
   const envObj = Object.freeze({
-    get(k) { const e = inv && inv.env; return e && Object.prototype.hasOwnProperty.call(e, k) ? e[k] : undefined; },
-    has(k) { const e = inv && inv.env; return !!e && Object.prototype.hasOwnProperty.call(e, k); },
-    set(k, v) { if (inv) inv.env[String(k)] = String(v); },
-    delete(k) { if (inv) delete inv.env[String(k)]; },
-    toObject() { return inv ? { ...inv.env } : {}; },
+    get(k) { const e = envOf(); return e && Object.prototype.hasOwnProperty.call(e, k) ? e[k] : undefined; },
+    has(k) { const e = envOf(); return !!e && Object.prototype.hasOwnProperty.call(e, k); },
+    set(k, v) { const e = envOf(); if (e) e[String(k)] = String(v); },
+    delete(k) { const e = envOf(); if (e) delete e[String(k)]; },
+    toObject() { const e = envOf(); return e ? { ...e } : {}; },
   });
   defineGlobal("Netlify", Object.freeze({
     env: envObj,
     get context() { return currentContext; },
   }));
 
-  function makeContext(c, request) {
-    const original = request;
-    let lazyUrl = null, lazyCookies = null;
-    const ctx = {
-      account: c.account, deploy: c.deploy, geo: c.geo, ip: c.ip, params: c.params, requestId: c.requestId,
-      server: c.server, site: c.site,
-      get url() { return lazyUrl || (lazyUrl = new URL(request.url)); },
-      get cookies() { return lazyCookies || (lazyCookies = makeCookies(request.headers)); },
-      json: (v, init) => Response.json(v, init),
-      log: (...args) => consoleObj.log(...args),
-      next(a, b) {
-        let req = original, options = undefined;
-        if (a instanceof Request) { req = a; options = b; } else { options = a; }
-        return hostCall("next", req, options);
-      },
-      waitUntil(p) {
-        const state = inv;
-        if (!state) return;
-        state.waitCount++;
-        Promise.resolve(p).then(() => {}, (e) => {
-          N.log("error", str(`Uncaught (in waitUntil) ${fmt(e, 0)}`));
-        }).then(() => { state.waitCount--; });
-      },
-      rewrite(url) {
-        const u = new URL(String(url), request.url);
-        return hostCall("next", new Request(u.href, { method: "GET", headers: request.headers }), undefined);
-      },
-    };
-    return Object.freeze(ctx);
+  // The per-request `context`. A class, so that requests share one shape and
+  // one set of methods; the request it belongs to is kept in a WeakMap.
+  const CTX = new WeakMap();
+  class Context {
+    constructor(ctxJson, request) {
+      CTX.set(this, { request, json: ctxJson, c: null, url: null, cookies: null });
+    }
+    get account() { return ctxData(this).account; }
+    get deploy() { return ctxData(this).deploy; }
+    get geo() { return ctxData(this).geo; }
+    get ip() { return ctxData(this).ip; }
+    get params() { return ctxData(this).params; }
+    get requestId() { return ctxData(this).requestId; }
+    get server() { return ctxData(this).server; }
+    get site() { return ctxData(this).site; }
+    get url() { const st = CTX.get(this); return st.url || (st.url = new URL(st.request.url)); }
+    get cookies() { const st = CTX.get(this); return st.cookies || (st.cookies = makeCookies(st.request.headers)); }
+    json(v, init) { return Response.json(v, init); }
+    log(...args) { consoleObj.log(...args); }
+    next(a, b) {
+      if (a instanceof Request) return hostCall("next", a, b);
+      return hostCall("next", CTX.get(this).request, a);
+    }
+    waitUntil(p) {
+      const state = inv;
+      if (!state) return;
+      state.waitCount++;
+      Promise.resolve(p).then(() => {}, (e) => {
+        N.log("error", str(`Uncaught (in waitUntil) ${fmt(e, 0)}`));
+      }).then(() => { state.waitCount--; });
+    }
+    rewrite(url) {
+      const request = CTX.get(this).request;
+      const u = new URL(String(url), request.url);
+      return hostCall("next", new Request(u.href, { method: "GET", headers: request.headers }), undefined);
+    }
   }
+  // The context data is parsed on first use: most functions read little of it.
+  function ctxData(ctx) {
+    const st = CTX.get(ctx);
+    if (!st) throw new TypeError("Illegal invocation");
+    return st.c || (st.c = JSON.parse(st.json));
+  }
+  const makeContext = (ctxJson, request) => new Context(ctxJson, request);
 
   // ---------------------------------------------------------------- outcome
   function describe(e) {
@@ -1076,11 +1092,10 @@ export default function (N) {
   // ---------------------------------------------------------------- internals (for Rust only)
   return {
     // Start an invocation; progress is read with state().
-    run(handler, reqJson, body, ctxJson) {
+    run(handler, reqJson, body, ctxJson, envJson) {
       const meta = JSON.parse(reqJson);
-      const c = JSON.parse(ctxJson);
       inv = { done: 0, result: null, body: null, error: null, cookies: [], waitCount: 0, host: new Map(),
-        timers: new Map(), env: { ...c.env } };
+        timers: new Map(), envJson, envObj: null };
       internalResponse = false;
       // The request was validated and normalised by Rust: build it directly.
       const req = Object.create(Request.prototype);
@@ -1089,7 +1104,7 @@ export default function (N) {
       REQS.set(req, { url: meta.url, method: meta.method, headers, signal: null, redirect: "follow" });
       const hasBody = meta.method !== "GET" && meta.method !== "HEAD";
       BODIES.set(req, { bytes: hasBody ? body : null, used: false, stream: null });
-      const context = makeContext(c, req);
+      const context = makeContext(ctxJson, req);
       currentContext = context;
       const state = inv;
       let p;
@@ -1114,7 +1129,7 @@ export default function (N) {
     state() {
       if (!inv) return [0, null, null, null, 0, "[]"];
       return [inv.done, inv.result, inv.body, inv.error ? JSON.stringify(inv.error) : null,
-        inv.waitCount, JSON.stringify(inv.cookies)];
+        inv.waitCount, inv.cookies.length ? JSON.stringify(inv.cookies) : null];
     },
     resolveHost(id, ok, metaJson, body) {
       if (!inv) return;
