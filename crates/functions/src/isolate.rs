@@ -344,7 +344,9 @@ impl Isolate {
                     0 => {}
                     1 => {
                         run.cookies = state.cookies.clone();
-                        run.outcome = Some(parse_result(&state)?);
+                        run.outcome = Some(state.result.clone().ok_or_else(|| {
+                            err(ErrorKind::Internal, "the handler settled without a result")
+                        })?);
                     }
                     2 => {
                         run.cookies = state.cookies.clone();
@@ -741,8 +743,7 @@ struct HostRequestMeta {
 
 struct State {
     done: i32,
-    result: Option<String>,
-    body: Vec<u8>,
+    result: Option<InvocationOutcome>,
     error: Option<String>,
     waits: i32,
     cookies: Vec<String>,
@@ -767,42 +768,37 @@ impl State {
 fn read_state<'js>(ctx: &Ctx<'js>, internals: Object<'js>) -> rquickjs::Result<State> {
     let f: Function = internals.get("state")?;
     let a: Array = f.call(())?;
-    let body: Option<TypedArray<u8>> = a.get(2)?;
-    let cookies: Option<String> = a.get(5)?;
     let _ = ctx;
+    let result: Option<Array> = a.get(1)?;
     Ok(State {
         done: a.get(0)?,
-        result: a.get(1)?,
-        body: body.map(|b| natives::copy_bytes(&b)).unwrap_or_default(),
-        error: a.get(3)?,
-        waits: a.get(4)?,
-        cookies: cookies
-            .and_then(|c| serde_json::from_str(&c).ok())
-            .unwrap_or_default(),
+        result: result.map(|r| read_result(&r)).transpose()?,
+        error: a.get(2)?,
+        waits: a.get(3)?,
+        cookies: a.get::<Option<Vec<String>>>(4)?.unwrap_or_default(),
     })
 }
 
-fn parse_result(state: &State) -> Result<InvocationOutcome, InvocationError> {
-    #[derive(Deserialize)]
-    struct R {
-        #[serde(rename = "type")]
-        kind: String,
-        #[serde(default)]
-        status: u16,
-        #[serde(default)]
-        headers: Vec<(String, String)>,
-        #[serde(default)]
-        url: String,
-    }
-    let json = state.result.as_deref().unwrap_or("{}");
-    let r: R = serde_json::from_str(json).map_err(|e| err(ErrorKind::Internal, e.to_string()))?;
-    Ok(match r.kind.as_str() {
-        "response" => InvocationOutcome::Response(HttpResponse {
-            status: r.status,
-            headers: r.headers,
-            body: state.body.clone(),
-        }),
-        "rewrite" => InvocationOutcome::Rewrite { url: r.url },
+/// `[kind, status, url, [name, value, ...], body]` from the glue's `finish`.
+fn read_result(r: &Array<'_>) -> rquickjs::Result<InvocationOutcome> {
+    let kind: String = r.get(0)?;
+    Ok(match kind.as_str() {
+        "response" => {
+            let flat: Vec<String> = r.get(3)?;
+            let mut headers = Vec::with_capacity(flat.len() / 2);
+            let mut it = flat.into_iter();
+            while let (Some(k), Some(v)) = (it.next(), it.next()) {
+                headers.push((k, v));
+            }
+            let body: Option<TypedArray<u8>> = r.get(4)?;
+            let status: u16 = r.get::<f64>(1).map(|s| s as u16)?;
+            InvocationOutcome::Response(HttpResponse {
+                status,
+                headers,
+                body: body.map(|b| natives::copy_bytes(&b)).unwrap_or_default(),
+            })
+        }
+        "rewrite" => InvocationOutcome::Rewrite { url: r.get(2)? },
         _ => InvocationOutcome::PassThrough,
     })
 }

@@ -231,7 +231,7 @@ export default function (N) {
     }
     set(name, value) {
       const st = QS.get(this); const n = str(name); const v = str(value);
-      const i = st.list.findIndex(([k]) => k === n);
+      const i = hIndex(st.list, n);
       if (i < 0) st.list.push([n, v]);
       else { st.list[i][1] = v; st.list = st.list.filter(([k], j) => j <= i || k !== n); }
       qsUpdate(this);
@@ -315,7 +315,10 @@ export default function (N) {
     if (!TOKEN.test(s)) throw new TypeError(`Invalid header name: "${s}"`);
     return s.toLowerCase();
   }
+  // Already trimmed, no NUL/CR/LF, only code points <= 0xFF: the usual case.
+  const VALUE_FAST = /^(?:[\x21-\x7e\x80-\xff](?:[\t\x20-\x7e\x80-\xff]*[\x21-\x7e\x80-\xff])?)?$/;
   function hValue(v) {
+    if (typeof v === "string" && VALUE_FAST.test(v)) return v;
     const s = String(v).replace(/^[\t\n\r ]+|[\t\n\r ]+$/g, "");
     if (/[\0\r\n]/.test(s)) throw new TypeError(`Invalid header value: "${s}"`);
     // Header values are bytes; keep code points <= 0xFF only.
@@ -327,6 +330,10 @@ export default function (N) {
     if (!st) throw new TypeError("Illegal invocation");
     if (st.immutable) throw new TypeError("Headers are immutable");
     return st;
+  }
+  function hIndex(list, n) {
+    for (let i = 0; i < list.length; i++) if (list[i][0] === n) return i;
+    return -1;
   }
   class Headers {
     constructor(init) {
@@ -342,7 +349,9 @@ export default function (N) {
             this.append(p[0], p[1]);
           }
         } else {
-          for (const k of Object.keys(init)) this.append(k, init[k]);
+          const list = HDRS.get(this).list;
+          const keys = Object.keys(init);
+          for (let i = 0; i < keys.length; i++) list.push([hName(keys[i]), hValue(init[keys[i]])]);
         }
       } else {
         throw new TypeError("Headers init must be an object or iterable");
@@ -356,10 +365,10 @@ export default function (N) {
       return vs.length ? vs.join(", ") : null;
     }
     getSetCookie() { return HDRS.get(this).list.filter(([k]) => k === "set-cookie").map(([, v]) => v); }
-    has(name) { const n = hName(name); return HDRS.get(this).list.some(([k]) => k === n); }
+    has(name) { return hIndex(HDRS.get(this).list, hName(name)) >= 0; }
     set(name, value) {
       const st = hWritable(this); const n = hName(name); const v = hValue(value);
-      const i = st.list.findIndex(([k]) => k === n);
+      const i = hIndex(st.list, n);
       if (i < 0) st.list.push([n, v]);
       else { st.list[i] = [n, v]; st.list = st.list.filter(([k], j) => j <= i || k !== n); }
     }
@@ -481,7 +490,7 @@ export default function (N) {
   const BODIES = new WeakMap(); // Request/Response -> { bytes: Uint8Array|null, used, stream }
   function extractBody(body) {
     if (body === undefined || body === null) return [null, null];
-    if (typeof body === "string") return [utf8(wellFormed(body)), "text/plain;charset=UTF-8"];
+    if (typeof body === "string") return [N.utf8Encode(wellFormed(body)), "text/plain;charset=UTF-8"];
     if (body instanceof ArrayBuffer || ArrayBuffer.isView(body)) return [copyBytes(toBytes(body, "body")), null];
     if (body instanceof URLSearchParams) return [utf8(body.toString()), "application/x-www-form-urlencoded;charset=UTF-8"];
     if (body instanceof Blob) { const b = BLOBS.get(body); return [copyBytes(b.bytes), b.type || null]; }
@@ -697,13 +706,16 @@ export default function (N) {
         throw new RangeError(`The status provided (${init.status}) is outside the range [200, 599]`);
       }
       const statusText = init.statusText === undefined ? "" : String(init.statusText);
-      if (/[^\t\x20-\x7e\x80-\xff]/.test(statusText)) throw new TypeError("Invalid statusText");
+      if (statusText !== "" && /[^\t\x20-\x7e\x80-\xff]/.test(statusText)) throw new TypeError("Invalid statusText");
       const headers = new Headers(init.headers);
-      let [bytes, ctype] = extractBody(body);
+      const [bytes, ctype] = extractBody(body);
       if (bytes !== null && NULL_BODY.includes(status)) {
         throw new TypeError(`Response with null body status (${status}) cannot have body`);
       }
-      if (ctype && !headers.has("content-type")) headers.set("content-type", ctype);
+      if (ctype) {
+        const list = HDRS.get(headers).list;
+        if (hIndex(list, "content-type") < 0) list.push(["content-type", ctype]);
+      }
       RESPS.set(this, { status, statusText, headers, type: "default", url: "", redirected: false });
       BODIES.set(this, { bytes, used: false, stream: null });
     }
@@ -1080,12 +1092,14 @@ export default function (N) {
       if (st.type === "error") throw new TypeError("The function returned Response.error()");
       let bytes = peekBytes(v);
       if (BODIES.get(v).used) throw new TypeError("The returned Response's body has already been read");
-      const headers = headerPairs(st.headers);
-      for (const c of inv.cookies) headers.push(["set-cookie", c]);
-      return [JSON.stringify({ type: "response", status: st.status, headers }), bytes || new Uint8Array(0)];
+      const list = HDRS.get(st.headers).list;
+      const flat = [];
+      for (let i = 0; i < list.length; i++) flat.push(list[i][0], list[i][1]);
+      for (const c of inv.cookies) flat.push("set-cookie", c);
+      return ["response", st.status, "", flat, bytes || new Uint8Array(0)];
     }
-    if (v instanceof URL) return [JSON.stringify({ type: "rewrite", url: v.href }), null];
-    if (v === undefined || v === null) return [JSON.stringify({ type: "pass" }), null];
+    if (v instanceof URL) return ["rewrite", 0, v.href, null, null];
+    if (v === undefined || v === null) return ["pass", 0, "", null, null];
     throw new TypeError(`The function must return a Response, a URL or undefined (got ${Object.prototype.toString.call(v)})`);
   }
 
@@ -1094,7 +1108,7 @@ export default function (N) {
     // Start an invocation; progress is read with state().
     run(handler, reqJson, body, ctxJson, envJson) {
       const meta = JSON.parse(reqJson);
-      inv = { done: 0, result: null, body: null, error: null, cookies: [], waitCount: 0, host: new Map(),
+      inv = { done: 0, result: null, error: null, cookies: [], waitCount: 0, host: new Map(),
         timers: new Map(), envJson, envObj: null };
       internalResponse = false;
       // The request was validated and normalised by Rust: build it directly.
@@ -1112,8 +1126,7 @@ export default function (N) {
       p.then((v) => {
         if (state !== inv) return;
         try {
-          const [json, bytes] = finish(v);
-          state.result = json; state.body = bytes; state.done = 1;
+          state.result = finish(v); state.done = 1;
         } catch (e) {
           state.error = describe(e); state.done = 3;
         }
@@ -1127,9 +1140,9 @@ export default function (N) {
     // [done (0 pending, 1 ok, 2 rejected, 3 invalid return), resultJson, body, errorJson,
     //  pendingWaitUntil, cookiesJson]
     state() {
-      if (!inv) return [0, null, null, null, 0, "[]"];
-      return [inv.done, inv.result, inv.body, inv.error ? JSON.stringify(inv.error) : null,
-        inv.waitCount, inv.cookies.length ? JSON.stringify(inv.cookies) : null];
+      if (!inv) return [0, null, null, 0, null];
+      return [inv.done, inv.result, inv.error ? JSON.stringify(inv.error) : null, inv.waitCount,
+        inv.cookies.length ? inv.cookies : null];
     },
     resolveHost(id, ok, metaJson, body) {
       if (!inv) return;
