@@ -282,3 +282,67 @@ async fn host_call_bodies_are_bounded() {
     let inv = run(&e, "export default async () => { const r = await fetch('https://o.example/', { method: 'POST', body: 'x'.repeat(1000) }); return new Response(String(r.status)); }", &request("https://s.example/")).await;
     assert_eq!(body(&inv), "200");
 }
+
+#[tokio::test]
+async fn tampering_with_builtins_only_breaks_the_tenants_own_isolate() {
+    let e = engine();
+    let sources = [
+        "export default () => { JSON.parse = () => { throw new Error('no'); }; return new Response('x'); }",
+        "export default () => { Promise.prototype.then = function () { return this; }; return new Response('x'); }",
+        "export default () => { Object.keys = null; WeakMap.prototype.get = () => undefined; return new Response('x'); }",
+        "export default () => { globalThis.Response = class { constructor() { return { status: 'x' }; } }; return new Response('x'); }",
+        "export default () => { Array.prototype.push = () => { throw 1; }; return new Response('x', { headers: { a: 'b' } }); }",
+        "Object.defineProperty(globalThis, 'Netlify', { get() { throw new Error('hostile'); } }); export default () => new Response(String(Netlify))",
+    ];
+    for (i, src) in sources.iter().enumerate() {
+        let bundle = Bundle::single(&format!("tamper{i}"), src);
+        for _ in 0..3 {
+            let inv = e
+                .invoke(
+                    &bundle,
+                    &request("https://s.example/"),
+                    &TestHost::default(),
+                )
+                .await;
+            // Any outcome is fine; the process must not panic or hang.
+            let _ = inv.outcome;
+        }
+    }
+    // An unrelated deploy on the same engine is unaffected.
+    let inv = run(
+        &e,
+        "export default () => Response.json({ ok: JSON.stringify([1]) })",
+        &request("https://s.example/"),
+    )
+    .await;
+    assert_eq!(body(&inv), r#"{"ok":"[1]"}"#);
+}
+
+#[tokio::test]
+async fn dropping_an_invocation_midway_drops_its_isolate() {
+    let e = engine();
+    let host = TestHost {
+        delay: Some(Duration::from_secs(30)),
+        ..Default::default()
+    };
+    let bundle = Bundle::single("cancel", "export default async (r, ctx) => { if (r.url.endsWith('/slow')) return ctx.next(); return new Response('fast'); }");
+    let warm = e
+        .invoke(&bundle, &request("https://s.example/fast"), &host)
+        .await;
+    assert_eq!(body(&warm), "fast");
+    let slow = tokio::time::timeout(
+        Duration::from_millis(50),
+        e.invoke(&bundle, &request("https://s.example/slow"), &host),
+    )
+    .await;
+    assert!(slow.is_err(), "the caller gave up");
+    assert_eq!(
+        e.idle_isolates(),
+        0,
+        "the isolate of the abandoned invocation is gone"
+    );
+    let inv = e
+        .invoke(&bundle, &request("https://s.example/fast"), &host)
+        .await;
+    assert_eq!(body(&inv), "fast");
+}
