@@ -254,6 +254,15 @@ impl Isolate {
                 run.outcome = Some(InvocationOutcome::Error(e));
             }
         }
+        // Microtasks left behind by a failed invocation run now, within the
+        // budget, so they never run inside the next one.
+        if !self.poisoned && self.rt.is_job_pending() {
+            if let Err(e) = self.segment(&mut run, limits, true, |_, _, _| Ok(())) {
+                let e = classify(&self.shared, &self.rt, limits, e);
+                self.poisoned |= e.kind.poisons_isolate();
+                telemetry.late_error.get_or_insert(e);
+            }
+        }
         // Reset the invocation state in JS (timers, pending host calls).
         if !self.poisoned {
             self.shared.arm(limits.cpu_time);

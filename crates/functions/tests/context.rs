@@ -647,3 +647,15 @@ async fn a_prepared_typescript_bundle_runs() {
     assert_eq!(body(&inv), "hi site!");
     assert_eq!(e.config(&b).unwrap().unwrap().path, vec!["/hello"]);
 }
+
+#[tokio::test]
+async fn work_left_by_a_failed_invocation_does_not_run_in_the_next() {
+    let e = engine();
+    let src = "let log = []; export default async (req) => { if (req.url.endsWith('/fail')) { Promise.resolve().then(() => Promise.resolve()).then(() => log.push('late')); throw new Error('x'); } return new Response(log.join(',')); }";
+    let inv = run(&e, src, &request("https://s.example/fail")).await;
+    assert_eq!(error_kind(&inv), Some(ErrorKind::Uncaught));
+    assert_eq!(e.idle_isolates(), 1, "an uncaught error keeps the isolate");
+    // The leftover job ran at the end of the failed invocation, not during this one.
+    let inv = run(&e, src, &request("https://s.example/ok")).await;
+    assert_eq!(body(&inv), "late");
+}
