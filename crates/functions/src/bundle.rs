@@ -1,12 +1,22 @@
 //! Deploy bundles: a map of relative module paths to JavaScript sources with
 //! one entry module, and the module resolver/loader that serves imports from it.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 
 use rquickjs::loader::{ImportAttributes, Loader, Resolver};
 use rquickjs::module::Declared;
-use rquickjs::{Ctx, Module};
+use rquickjs::{Ctx, Module, WriteOptions};
+
+use crate::isolate::lock;
+
+/// Bytecode of a bundle's modules, compiled once by the first isolate and
+/// loaded by the next ones (parsing dominates a cold start of a big bundle).
+pub(crate) type BytecodeCache = Arc<Mutex<HashMap<String, Arc<Vec<u8>>>>>;
+
+/// Bytecode buffers an isolate loaded from: QuickJS keeps pointing into them,
+/// so the isolate holds them until after its runtime is freed.
+pub(crate) type KeepAlive = Arc<Mutex<Vec<Arc<Vec<u8>>>>>;
 use serde::{Deserialize, Serialize};
 
 /// The code of one edge function of one deploy.
@@ -20,6 +30,7 @@ pub struct Bundle {
     entry: String,
     modules: Arc<BTreeMap<String, String>>,
     key: String,
+    compiled: BytecodeCache,
 }
 
 /// Serialised form of a [`Bundle`].
@@ -66,6 +77,7 @@ impl Bundle {
             id: source.id,
             entry: source.entry,
             modules: Arc::new(source.modules),
+            compiled: BytecodeCache::default(),
         })
     }
 
@@ -78,6 +90,7 @@ impl Bundle {
             id: id.to_string(),
             entry: "index.js".to_string(),
             modules: Arc::new(modules),
+            compiled: BytecodeCache::default(),
         }
         .rekeyed()
     }
@@ -109,6 +122,10 @@ impl Bundle {
 
     pub(crate) fn shared_modules(&self) -> Arc<BTreeMap<String, String>> {
         Arc::clone(&self.modules)
+    }
+
+    pub(crate) fn bytecode_cache(&self) -> BytecodeCache {
+        Arc::clone(&self.compiled)
     }
 
     pub fn to_source(&self) -> BundleSource {
@@ -170,7 +187,38 @@ pub(crate) fn resolve(
 }
 
 pub(crate) struct BundleResolver(pub Arc<BTreeMap<String, String>>);
-pub(crate) struct BundleLoader(pub Arc<BTreeMap<String, String>>);
+pub(crate) struct BundleLoader {
+    pub(crate) modules: Arc<BTreeMap<String, String>>,
+    pub(crate) cache: BytecodeCache,
+    pub(crate) keep: KeepAlive,
+}
+
+/// Declares module `name`: from the bundle's bytecode cache when another
+/// isolate already compiled it, else from source (filling the cache).
+pub(crate) fn declare_module<'js>(
+    ctx: &Ctx<'js>,
+    name: &str,
+    source: &str,
+    cache: &BytecodeCache,
+    keep: &KeepAlive,
+) -> rquickjs::Result<Module<'js, Declared>> {
+    let cached = lock(cache).get(name).cloned();
+    if let Some(bytes) = cached {
+        lock(keep).push(Arc::clone(&bytes));
+        #[allow(unsafe_code)]
+        // SAFETY: the bytes were written by `Module::write` in this process,
+        // by the same QuickJS build, from this bundle's source (below); they
+        // never come from outside. QuickJS may keep pointing into them, so an
+        // `Arc` is pushed to `keep`, which the isolate drops only after its
+        // runtime.
+        return unsafe { Module::load(ctx.clone(), &bytes) };
+    }
+    let module = Module::declare(ctx.clone(), name, source)?;
+    if let Ok(bytes) = module.write(WriteOptions::default()) {
+        lock(cache).insert(name.to_string(), Arc::new(bytes));
+    }
+    Ok(module)
+}
 
 impl Resolver for BundleResolver {
     fn resolve<'js>(
@@ -192,8 +240,8 @@ impl Loader for BundleLoader {
         name: &str,
         _attributes: Option<ImportAttributes<'js>>,
     ) -> rquickjs::Result<Module<'js, Declared>> {
-        match self.0.get(name) {
-            Some(source) => Module::declare(ctx.clone(), name, source.as_str()),
+        match self.modules.get(name) {
+            Some(source) => declare_module(ctx, name, source, &self.cache, &self.keep),
             None => Err(rquickjs::Exception::throw_reference(
                 ctx,
                 &format!("module {name:?} is not in the bundle"),

@@ -12,7 +12,7 @@ use rquickjs::{
 };
 use serde::Deserialize;
 
-use crate::bundle::{Bundle, BundleLoader, BundleResolver};
+use crate::bundle::{declare_module, Bundle, BundleLoader, BundleResolver, KeepAlive};
 use crate::natives;
 use crate::types::{
     ConsoleLine, ErrorKind, FunctionConfig, HostRequest, HttpResponse, InvocationError,
@@ -161,6 +161,8 @@ pub(crate) struct Isolate {
     /// Set once a limit was hit: never run this isolate again.
     pub(crate) poisoned: bool,
     invocations: u32,
+    /// Bytecode buffers QuickJS may point into: dropped after `rt` (last field).
+    _keep: KeepAlive,
 }
 
 /// How often (in invocations) a warm isolate's heap size is measured.
@@ -197,6 +199,7 @@ fn caught_message(e: &CaughtError<'_>) -> String {
 impl Isolate {
     /// Creates the runtime, installs the globals and evaluates the bundle.
     pub(crate) fn new(bundle: &Bundle, limits: &Limits) -> Result<Isolate, InvocationError> {
+        let keep = KeepAlive::default();
         let rt = Runtime::new().map_err(|e| err(ErrorKind::Internal, e.to_string()))?;
         rt.set_memory_limit(limits.memory_bytes);
         rt.set_max_stack_size(limits.stack_bytes);
@@ -205,12 +208,16 @@ impl Isolate {
         rt.set_interrupt_handler(Some(Box::new(move || watcher.should_interrupt())));
         rt.set_loader(
             BundleResolver(bundle.shared_modules()),
-            BundleLoader(bundle.shared_modules()),
+            BundleLoader {
+                modules: bundle.shared_modules(),
+                cache: bundle.bytecode_cache(),
+                keep: KeepAlive::clone(&keep),
+            },
         );
         let ctx = Context::full(&rt).map_err(|e| err(ErrorKind::Internal, e.to_string()))?;
 
         shared.arm(limits.cpu_time);
-        let setup = ctx.with(|ctx| setup(&ctx, bundle, &shared));
+        let setup = ctx.with(|ctx| setup(&ctx, bundle, &shared, &keep));
         shared.disarm();
         let classify = |e: InvocationError| classify(&shared, &rt, limits, e);
         let (internals, handler, config) = setup.map_err(classify)?;
@@ -223,6 +230,7 @@ impl Isolate {
             config,
             poisoned: false,
             invocations: 0,
+            _keep: keep,
         })
     }
 
@@ -627,6 +635,7 @@ fn setup<'js>(
     ctx: &Ctx<'js>,
     bundle: &Bundle,
     shared: &Arc<Shared>,
+    keep: &KeepAlive,
 ) -> Result<Setup, InvocationError> {
     let internal = |e: CaughtError<'_>| err(ErrorKind::Internal, caught_message(&e));
     let glue: Function = load_glue(ctx).catch(ctx).map_err(internal)?;
@@ -641,7 +650,7 @@ fn setup<'js>(
         .modules()
         .get(entry)
         .ok_or_else(|| err(ErrorKind::Module, format!("entry {entry:?} missing")))?;
-    let declared = Module::declare(ctx.clone(), entry, source.as_str())
+    let declared = declare_module(ctx, entry, source, &bundle.bytecode_cache(), keep)
         .catch(ctx)
         .map_err(module_err)?;
     let (module, promise) = declared.eval().catch(ctx).map_err(module_err)?;

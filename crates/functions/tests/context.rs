@@ -659,3 +659,38 @@ async fn work_left_by_a_failed_invocation_does_not_run_in_the_next() {
     let inv = run(&e, src, &request("https://s.example/ok")).await;
     assert_eq!(body(&inv), "late");
 }
+
+#[tokio::test]
+async fn later_isolates_load_the_bundle_from_bytecode() {
+    // max_isolates 0: every invocation creates a fresh isolate; after the
+    // first, the modules come from the bundle's bytecode cache.
+    let e = Engine::new(Limits {
+        max_isolates: 0,
+        ..Limits::default()
+    });
+    let b = bundle("d/bytecode", &[
+        ("index.js", "import { twice } from './lib.js';\nexport default (req) => {\n  if (req.url.endsWith('/throw')) throw new Error('boom');\n  return new Response(String(twice(21)));\n};\nexport const config = { path: '/bc' };"),
+        ("lib.js", "export const twice = (n) => n * 2;"),
+    ]);
+    for _ in 0..3 {
+        let inv = e
+            .invoke(&b, &request("https://s.example/"), &TestHost::default())
+            .await;
+        assert!(inv.telemetry.cold_start);
+        assert_eq!(body(&inv), "42");
+        assert_eq!(e.config(&b).unwrap().unwrap().path, vec!["/bc"]);
+    }
+    let inv = e
+        .invoke(
+            &b,
+            &request("https://s.example/throw"),
+            &TestHost::default(),
+        )
+        .await;
+    match &inv.outcome {
+        InvocationOutcome::Error(err) => {
+            assert!(err.message.contains("index.js:3"), "{}", err.message)
+        }
+        o => panic!("{o:?}"),
+    }
+}
