@@ -8,7 +8,8 @@
 //! // once per process
 //! let engine = Engine::new(Limits::default());
 //! // once per deploy and function (at deploy time: prepare::prepare_bundle
-//! // strips TypeScript and checks imports; keep the Bundle with the deploy)
+//! // strips TypeScript and checks imports). Keep this Bundle with the loaded
+//! // deploy: it caches the modules' bytecode for the isolates created later.
 //! let bundle = Bundle::new(BundleSource { id: "deploy-id/fn-name".into(), entry: "index.js".into(), modules })?;
 //! let config = engine.config(&bundle)?;            // inline `export const config`
 //! // per request
