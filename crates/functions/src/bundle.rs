@@ -30,7 +30,10 @@ pub struct Bundle {
     entry: String,
     modules: Arc<BTreeMap<String, String>>,
     key: String,
+    /// `key` without the env part.
+    code_key: String,
     compiled: BytecodeCache,
+    env: Arc<BTreeMap<String, String>>,
 }
 
 /// Serialised form of a [`Bundle`].
@@ -72,12 +75,15 @@ impl Bundle {
         }
         ctx.update(source.entry.as_bytes());
         let digest = hex::encode(&ctx.finish().as_ref()[..16]);
+        let key = format!("{}#{digest}", source.id);
         Ok(Bundle {
-            key: format!("{}#{digest}", source.id),
+            code_key: key.clone(),
+            key,
             id: source.id,
             entry: source.entry,
             modules: Arc::new(source.modules),
             compiled: BytecodeCache::default(),
+            env: Arc::default(),
         })
     }
 
@@ -87,10 +93,12 @@ impl Bundle {
         modules.insert("index.js".to_string(), source.to_string());
         Bundle {
             key: String::new(),
+            code_key: String::new(),
             id: id.to_string(),
             entry: "index.js".to_string(),
             modules: Arc::new(modules),
             compiled: BytecodeCache::default(),
+            env: Arc::default(),
         }
         .rekeyed()
     }
@@ -102,6 +110,29 @@ impl Bundle {
             modules: (*self.modules).clone(),
         };
         Bundle::new(source).unwrap_or(self)
+    }
+
+    /// The deploy's environment (frozen at deploy time), seen by
+    /// `Netlify.env` outside a handler, e.g. at module top level. Inside an
+    /// invocation `Netlify.env` reads `context.env` of the request. Part of
+    /// the isolate key: another env means another isolate.
+    pub fn with_env(mut self, env: BTreeMap<String, String>) -> Bundle {
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        for (k, v) in &env {
+            for part in [k.as_bytes(), v.as_bytes()] {
+                ctx.update(&(part.len() as u64).to_le_bytes());
+                ctx.update(part);
+            }
+        }
+        let digest = hex::encode(&ctx.finish().as_ref()[..8]);
+        self.key = format!("{}+env:{digest}", self.code_key);
+        self.env = Arc::new(env);
+        self.compiled = BytecodeCache::default();
+        self
+    }
+
+    pub(crate) fn env(&self) -> &BTreeMap<String, String> {
+        &self.env
     }
 
     pub fn id(&self) -> &str {

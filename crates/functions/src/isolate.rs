@@ -642,7 +642,9 @@ fn setup<'js>(
     let n = natives::install(ctx, Arc::clone(shared))
         .catch(ctx)
         .map_err(internal)?;
-    let internals: Object = glue.call((n,)).catch(ctx).map_err(internal)?;
+    let env_json =
+        serde_json::to_string(bundle.env()).map_err(|e| err(ErrorKind::Internal, e.to_string()))?;
+    let internals: Object = glue.call((n, env_json)).catch(ctx).map_err(internal)?;
 
     let module_err = |e: CaughtError<'_>| err(ErrorKind::Module, caught_message(&e));
     let entry = bundle.entry();

@@ -694,3 +694,33 @@ async fn later_isolates_load_the_bundle_from_bytecode() {
         o => panic!("{o:?}"),
     }
 }
+
+#[tokio::test]
+async fn deploy_env_is_visible_at_module_top_level() {
+    let mut env = BTreeMap::new();
+    env.insert("API_KEY".to_string(), "deploy-key".to_string());
+    let src = "const atLoad = Netlify.env.get('API_KEY'); export default () => new Response(atLoad + ' ' + Netlify.env.get('API_KEY'))";
+    let b = Bundle::single("env-top", src).with_env(env.clone());
+    let mut req = request("https://s.example/");
+    req.context
+        .env
+        .insert("API_KEY".into(), "request-key".into());
+    let e = engine();
+    assert_eq!(
+        body(&e.invoke(&b, &req, &TestHost::default()).await),
+        "deploy-key request-key"
+    );
+    // Another env is another isolate.
+    env.insert("API_KEY".to_string(), "rotated".to_string());
+    let b2 = Bundle::single("env-top", src).with_env(env);
+    assert_ne!(b.key(), b2.key());
+    let b3 = Bundle::single("env+top", src)
+        .with_env(BTreeMap::new())
+        .with_env(BTreeMap::new());
+    assert!(b3.key().starts_with("env+top#"), "{}", b3.key());
+    assert_eq!(b3.key().matches("+env:").count(), 1);
+    assert_eq!(
+        body(&e.invoke(&b2, &req, &TestHost::default()).await),
+        "rotated request-key"
+    );
+}

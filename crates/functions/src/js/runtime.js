@@ -2,7 +2,7 @@
 // loaded into every isolate; Rust calls its default export with the native
 // bindings (`N`) and keeps the object it returns (the internals) out of reach
 // of tenant code.
-export default function (N) {
+export default function (N, deployEnvJson) {
   "use strict";
   const G = globalThis;
   const defineGlobal = (name, value) =>
@@ -1021,7 +1021,10 @@ export default function (N) {
   // ---------------------------------------------------------------- Netlify global
   let currentContext = null;
   // The invocation's env, parsed on first use; set/delete stay in this invocation.
-  const envOf = () => (inv ? inv.envObj || (inv.envObj = JSON.parse(inv.envJson)) : null);
+  // Outside a handler (module top level, late timers): the deploy's env.
+  let deployEnv = null;
+  const envOf = () => (inv ? inv.envObj || (inv.envObj = JSON.parse(inv.envJson))
+    : deployEnv || (deployEnv = JSON.parse(deployEnvJson || "{}")));
   const envObj = Object.freeze({
     get(k) { const e = envOf(); return e && Object.prototype.hasOwnProperty.call(e, k) ? e[k] : undefined; },
     has(k) { const e = envOf(); return !!e && Object.prototype.hasOwnProperty.call(e, k); },
