@@ -12,6 +12,7 @@ use rquickjs::{
 };
 use serde::Deserialize;
 
+use crate::alloc::{Budget, LimitedAllocator};
 use crate::bundle::{declare_module, Bundle, BundleLoader, BundleResolver, KeepAlive};
 use crate::natives;
 use crate::types::{
@@ -32,6 +33,8 @@ pub(crate) struct Shared {
     invocation_start_ns: AtomicU64,
     /// Set by the glue when the handler's promise settled.
     pub(crate) settled: AtomicBool,
+    /// The isolate's memory budget (its allocator's counters).
+    budget: Arc<Budget>,
     pub(crate) console: Mutex<ConsoleBuf>,
     pub(crate) host_ops: Mutex<Vec<HostOp>>,
     pub(crate) max_host_body_bytes: usize,
@@ -59,8 +62,9 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Shared {
-    fn new(limits: &Limits) -> Shared {
+    fn new(limits: &Limits, budget: Arc<Budget>) -> Shared {
         Shared {
+            budget,
             base: Instant::now(),
             deadline_ns: AtomicU64::new(u64::MAX),
             interrupted: AtomicBool::new(false),
@@ -160,13 +164,9 @@ pub(crate) struct Isolate {
     pub(crate) config: Option<FunctionConfig>,
     /// Set once a limit was hit: never run this isolate again.
     pub(crate) poisoned: bool,
-    invocations: u32,
     /// Bytecode buffers QuickJS may point into: dropped after `rt` (last field).
     _keep: KeepAlive,
 }
-
-/// How often (in invocations) a warm isolate's heap size is measured.
-const MEMORY_CHECK_EVERY: u32 = 16;
 
 fn err(kind: ErrorKind, message: impl Into<String>) -> InvocationError {
     InvocationError {
@@ -200,12 +200,25 @@ impl Isolate {
     /// Creates the runtime, installs the globals and evaluates the bundle.
     pub(crate) fn new(bundle: &Bundle, limits: &Limits) -> Result<Isolate, InvocationError> {
         let keep = KeepAlive::default();
-        let rt = Runtime::new().map_err(|e| err(ErrorKind::Internal, e.to_string()))?;
-        rt.set_memory_limit(limits.memory_bytes);
+        let budget = Budget::new(limits.memory_bytes);
+        let rt = Runtime::new_with_alloc(LimitedAllocator::new(Arc::clone(&budget)))
+            .map_err(|e| err(ErrorKind::Internal, e.to_string()))?;
         rt.set_max_stack_size(limits.stack_bytes);
-        let shared = Arc::new(Shared::new(limits));
+        let shared = Arc::new(Shared::new(limits, budget));
         let watcher = Arc::clone(&shared);
         rt.set_interrupt_handler(Some(Box::new(move || watcher.should_interrupt())));
+        rt.set_host_promise_rejection_tracker(Some(Box::new(|ctx, promise, reason, handled| {
+            // Nothing is pending when QuickJS calls this; whatever our own
+            // calls below leave pending is cleared, never propagated.
+            let pending_before = ctx.has_exception();
+            // The glue keeps the list; it is logged when the invocation ends.
+            if let Ok(track) = ctx.globals().get::<_, Function>("__ledgeRejection") {
+                let _ = track.call::<_, ()>((promise, reason, handled));
+            }
+            if !pending_before && ctx.has_exception() {
+                let _ = ctx.catch();
+            }
+        })));
         rt.set_loader(
             BundleResolver(bundle.shared_modules()),
             BundleLoader {
@@ -219,7 +232,7 @@ impl Isolate {
         shared.arm(limits.cpu_time);
         let setup = ctx.with(|ctx| setup(&ctx, bundle, &shared, &keep));
         shared.disarm();
-        let classify = |e: InvocationError| classify(&shared, &rt, limits, e);
+        let classify = |e: InvocationError| classify(&shared, limits, e);
         let (internals, handler, config) = setup.map_err(classify)?;
         Ok(Isolate {
             handles: Handles { internals, handler },
@@ -229,7 +242,6 @@ impl Isolate {
             key: bundle.key().to_string(),
             config,
             poisoned: false,
-            invocations: 0,
             _keep: keep,
         })
     }
@@ -252,7 +264,7 @@ impl Isolate {
         };
         let result = self.drive(request, host, limits, &mut run, started).await;
         if let Err(e) = result {
-            let e = classify(&self.shared, &self.rt, limits, e);
+            let e = classify(&self.shared, limits, e);
             if e.kind.poisons_isolate() {
                 self.poisoned = true;
             }
@@ -266,7 +278,7 @@ impl Isolate {
         // budget, so they never run inside the next one.
         if !self.poisoned && self.rt.is_job_pending() {
             if let Err(e) = self.segment(&mut run, limits, true, |_, _, _| Ok(())) {
-                let e = classify(&self.shared, &self.rt, limits, e);
+                let e = classify(&self.shared, limits, e);
                 self.poisoned |= e.kind.poisons_isolate();
                 telemetry.late_error.get_or_insert(e);
             }
@@ -284,17 +296,12 @@ impl Isolate {
                 self.poisoned = true;
             }
         }
-        // A tenant may catch an out-of-memory error and carry on; an isolate
-        // that close to its limit is not worth keeping. Measuring walks the
-        // whole heap, so it is done after errors and every few invocations.
-        self.invocations = self.invocations.wrapping_add(1);
-        let failed = matches!(run.outcome, Some(InvocationOutcome::Error(_)))
-            || telemetry.late_error.is_some();
-        if !self.poisoned && (failed || self.invocations % MEMORY_CHECK_EVERY == 0) {
-            let used = usize::try_from(self.rt.memory_usage().malloc_size).unwrap_or(usize::MAX);
-            if used > limits.memory_bytes / 10 * 9 {
-                self.poisoned = true;
-            }
+        // A tenant may catch an out-of-memory error and carry on: an isolate
+        // that had an allocation refused, or is close to its limit, is not
+        // worth keeping.
+        if self.shared.budget.refused() || self.shared.budget.used() > limits.memory_bytes / 10 * 9
+        {
+            self.poisoned = true;
         }
         telemetry.duration = started.elapsed();
         telemetry.cpu_time = run.cpu;
@@ -313,6 +320,7 @@ impl Isolate {
     fn begin(&self, limits: &Limits) {
         self.shared.interrupted.store(false, Ordering::Relaxed);
         self.shared.settled.store(false, Ordering::Relaxed);
+        self.shared.budget.reset_refused();
         self.shared
             .invocation_start_ns
             .store(self.shared.now_ns(), Ordering::Relaxed);
@@ -558,12 +566,12 @@ fn cpu_error(limits: &Limits) -> InvocationError {
 }
 
 /// Turns an error into the limit it really was, from what the isolate saw.
-fn classify(shared: &Shared, rt: &Runtime, limits: &Limits, e: InvocationError) -> InvocationError {
+fn classify(shared: &Shared, limits: &Limits, e: InvocationError) -> InvocationError {
     if shared.interrupted.load(Ordering::Relaxed) {
         return cpu_error(limits);
     }
     let m = e.message.as_str();
-    if m.contains("out of memory") {
+    if m.contains("out of memory") || shared.budget.refused() {
         return err(
             ErrorKind::MemoryLimit,
             format!(
@@ -575,18 +583,7 @@ fn classify(shared: &Shared, rt: &Runtime, limits: &Limits, e: InvocationError) 
     if m.contains("Maximum call stack size exceeded") || m.contains("stack overflow") {
         return err(ErrorKind::StackOverflow, format!("stack overflow: {m}"));
     }
-    if e.kind == ErrorKind::NoResponse || e.kind == ErrorKind::Internal {
-        let used = usize::try_from(rt.memory_usage().malloc_size).unwrap_or(usize::MAX);
-        if used > limits.memory_bytes / 10 * 9 {
-            return err(
-                ErrorKind::MemoryLimit,
-                format!(
-                    "the memory limit of {} bytes was reached",
-                    limits.memory_bytes
-                ),
-            );
-        }
-    }
+
     e
 }
 

@@ -81,6 +81,7 @@
 
 #![deny(unsafe_code)]
 
+mod alloc;
 mod bundle;
 mod engine;
 mod isolate;

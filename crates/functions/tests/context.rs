@@ -724,3 +724,32 @@ async fn deploy_env_is_visible_at_module_top_level() {
         "rotated request-key"
     );
 }
+
+#[tokio::test]
+async fn unhandled_rejections_are_logged_handled_ones_are_not() {
+    let src = r#"export default async () => {
+        Promise.reject(new TypeError('lost'));
+        const later = Promise.reject(new Error('caught later'));
+        await null;
+        later.catch(() => {});
+        fetch('https://fail.invalid/').then(() => {});
+        await new Promise((r) => setTimeout(r, 5));
+        return new Response('ok');
+    }"#;
+    let inv = run(&engine(), src, &request("https://s.example/")).await;
+    assert_eq!(body(&inv), "ok");
+    let errors: Vec<&str> = inv
+        .telemetry
+        .console
+        .iter()
+        .filter(|l| l.level == "error")
+        .map(|l| l.message.as_str())
+        .collect();
+    assert_eq!(
+        errors,
+        vec![
+            "Uncaught (in promise) TypeError: lost",
+            "Uncaught (in promise) TypeError: fetch failed: connection refused",
+        ]
+    );
+}

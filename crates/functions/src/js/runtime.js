@@ -1106,6 +1106,22 @@ export default function (N, deployEnvJson) {
     throw new TypeError(`The function must return a Response, a URL or undefined (got ${Object.prototype.toString.call(v)})`);
   }
 
+  // ---------------------------------------------------------------- unhandled rejections
+  // QuickJS reports a rejection without handlers, and again if a handler is
+  // attached later; what is still unhandled when the invocation ends is logged.
+  const unhandled = new Map();
+  Object.defineProperty(G, "__ledgeRejection", {
+    value: (promise, reason, handled) => {
+      if (handled) unhandled.delete(promise);
+      else if (unhandled.size < 100) unhandled.set(promise, reason);
+    },
+    writable: false, configurable: false, enumerable: false,
+  });
+  function flushRejections() {
+    for (const reason of unhandled.values()) N.log("error", str(`Uncaught (in promise) ${fmt(reason, 0)}`));
+    unhandled.clear();
+  }
+
   // ---------------------------------------------------------------- internals (for Rust only)
   return {
     // Start an invocation; progress is read with state().
@@ -1183,7 +1199,10 @@ export default function (N, deployEnvJson) {
         }
       }
     },
-    end() { inv = null; currentContext = null; },
+    end() {
+      flushRejections();
+      inv = null; currentContext = null;
+    },
     config(ns) {
       const c = ns.config;
       if (c === undefined || c === null) return null;
