@@ -604,7 +604,13 @@ fn glue_bytecode() -> Option<&'static [u8]> {
             let ctx = Context::full(&rt).ok()?;
             ctx.with(|ctx| {
                 Module::declare(ctx, GLUE_NAME, GLUE)
-                    .and_then(|m| m.write(WriteOptions::default()))
+                    .and_then(|m| {
+                        m.write(WriteOptions {
+                            strip_source: true,
+                            strip_debug: true,
+                            ..WriteOptions::default()
+                        })
+                    })
                     .ok()
             })
         })
