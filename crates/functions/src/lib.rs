@@ -36,7 +36,9 @@
 //! digest of the code), so deploys never share globals. Isolates are kept
 //! warm in an LRU pool bounded by [`Limits::max_isolates`]; an isolate runs one
 //! invocation at a time (a concurrent request for the same bundle gets another
-//! isolate). Per isolate: a memory limit (default 128 MiB) and a JS stack limit;
+//! isolate). Per isolate: a memory limit (default 128 MiB, enforced by the
+//! isolate's own allocator, which also tells a refused allocation apart from
+//! a tenant's `throw null`) and a JS stack limit;
 //! per invocation: a CPU-time budget (default 50 ms of time spent running JS,
 //! enforced by QuickJS's interrupt handler and between jobs, covering
 //! `waitUntil` work too) and a wall-clock limit; per host call its own timeout,
@@ -61,6 +63,8 @@
 //! `AbortController`, `AbortSignal` (`abort`, `timeout`, `any`), `Event`,
 //! `EventTarget`, `DOMException`, `Blob`, a minimal `ReadableStream` (bodies
 //! known up front), `fetch`, and `Netlify.env` / `Netlify.context`.
+//! Unhandled promise rejections are logged as `console.error` lines when the
+//! invocation ends.
 //!
 //! # Benchmarks
 //!
@@ -70,9 +74,9 @@
 //!
 //! | what | result |
 //! |---|---|
-//! | warm "hello" invocation (`new Response('Hello, world!', {headers})`), full `invoke` round trip | 14.6 µs/op |
-//! | warm pass-through invocation (`() => {}`): the fixed cost of request, context and event loop | 8.8 µs/op |
-//! | cold isolate: create runtime + context, load the glue (bytecode), evaluate the module, drop | mean 567 µs; p50 549 µs, p90 590 µs, p99 741 µs (14,195 calls) |
+//! | warm "hello" invocation (`new Response('Hello, world!', {headers})`), full `invoke` round trip | 14.6–17.7 µs/op (two runs) |
+//! | warm pass-through invocation (`() => {}`): the fixed cost of request, context and event loop | 8.4–8.9 µs/op |
+//! | cold isolate: create runtime + context, load the glue (bytecode), evaluate the module, drop | mean 508 µs; p50 475 µs, p90 530 µs, p99 787 µs (28,391 calls) |
 //!
 //! The cold budget (< 1 ms p99) holds. The warm cost is above the "a few µs"
 //! of a bare QuickJS call: it is dominated by building the `Request`,
