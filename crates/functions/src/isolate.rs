@@ -84,8 +84,14 @@ impl Shared {
         u64::try_from(self.base.elapsed().as_nanos()).unwrap_or(u64::MAX)
     }
 
+    /// The clock the CPU budget is measured with: the thread's CPU time
+    /// (wall time only if that clock is unavailable).
+    fn cpu_ns(&self) -> u64 {
+        crate::cpu::thread_cpu_ns().unwrap_or_else(|| self.now_ns())
+    }
+
     fn should_interrupt(&self) -> bool {
-        if self.now_ns() > self.deadline_ns.load(Ordering::Relaxed) {
+        if self.cpu_ns() > self.deadline_ns.load(Ordering::Relaxed) {
             self.interrupted.store(true, Ordering::Relaxed);
             true
         } else {
@@ -96,7 +102,7 @@ impl Shared {
     fn arm(&self, budget: Duration) {
         let budget = u64::try_from(budget.as_nanos()).unwrap_or(u64::MAX);
         self.deadline_ns
-            .store(self.now_ns().saturating_add(budget), Ordering::Relaxed);
+            .store(self.cpu_ns().saturating_add(budget), Ordering::Relaxed);
     }
 
     fn disarm(&self) {
@@ -104,7 +110,7 @@ impl Shared {
     }
 
     fn past_deadline(&self) -> bool {
-        self.now_ns() > self.deadline_ns.load(Ordering::Relaxed)
+        self.cpu_ns() > self.deadline_ns.load(Ordering::Relaxed)
     }
 
     /// Milliseconds since the start of the current invocation.
@@ -491,7 +497,7 @@ impl Isolate {
         let Some(budget) = limits.cpu_time.checked_sub(run.cpu) else {
             return Err(cpu_error(limits));
         };
-        let t0 = Instant::now();
+        let t0 = self.shared.cpu_ns();
         self.shared.arm(budget);
         let result = self.ctx.with(|ctx| -> Result<R, InvocationError> {
             let internals = self
@@ -517,7 +523,7 @@ impl Isolate {
             Ok(())
         };
         self.shared.disarm();
-        run.cpu += t0.elapsed();
+        run.cpu += Duration::from_nanos(self.shared.cpu_ns().saturating_sub(t0));
         if self.shared.interrupted.load(Ordering::Relaxed) || run.cpu > limits.cpu_time {
             return Err(cpu_error(limits));
         }

@@ -87,6 +87,7 @@
 
 mod alloc;
 mod bundle;
+mod cpu;
 mod engine;
 mod isolate;
 mod natives;
