@@ -630,6 +630,7 @@ async fn incoming_request_is_normalised_and_invalid_headers_dropped() {
     assert_eq!(error_kind(&inv), Some(ErrorKind::Internal));
 }
 
+#[cfg(feature = "typescript")]
 #[tokio::test]
 async fn a_prepared_typescript_bundle_runs() {
     let mut s = BTreeMap::new();
