@@ -62,7 +62,12 @@ export default function (N, deployEnvJson) {
       return Object.prototype.toString.call(v);
     }
   }
-  const format = (args) => args.map((a) => fmt(a, 1)).join(" ");
+  // Lines are cut here too, so a huge string is never copied out whole.
+  const MAX_LINE = 64 * 1024;
+  const format = (args) => {
+    const line = args.map((a) => fmt(a, 1)).join(" ");
+    return line.length > MAX_LINE ? line.slice(0, MAX_LINE) : line;
+  };
   const consoleObj = {};
   for (const level of ["debug", "log", "info", "warn", "error"]) {
     consoleObj[level] = (...args) => { N.log(level, str(format(args))); };
