@@ -69,16 +69,18 @@
 //! # Benchmarks
 //!
 //! `cargo bench -p ledge-functions` (criterion, `benches/invoke.rs`), release
-//! profile, one thread, on the shared 2-core development machine while others
-//! were building (load average about 3), 2026-11-28:
+//! profile, one thread, on the shared 2-core development machine while other
+//! engineers were building (load average 2–4), 2026-11-28. Ranges are over
+//! several runs; the spread is the machine, not the code.
 //!
 //! | what | result |
 //! |---|---|
-//! | warm "hello" invocation (`new Response('Hello, world!', {headers})`), full `invoke` round trip | 14.6–17.7 µs/op (two runs) |
-//! | warm pass-through invocation (`() => {}`): the fixed cost of request, context and event loop | 8.4–8.9 µs/op |
-//! | cold isolate: create runtime + context, load the glue (bytecode), evaluate the module, drop | mean 508 µs; p50 475 µs, p90 530 µs, p99 787 µs (28,391 calls) |
+//! | warm "hello" invocation (`new Response('Hello, world!', {headers})`), full `invoke` round trip | 14.6–26.5 µs/op (typically ~15–19) |
+//! | warm pass-through invocation (`() => {}`): the fixed cost of request, context and event loop | 8.4–11.6 µs/op |
+//! | cold isolate: create runtime + context, load the glue (bytecode), evaluate the module, drop | p50 475–540 µs; p99 0.74–0.90 ms at load ≤ 3, up to 4.7 ms when the cores were oversubscribed |
 //!
-//! The cold budget (< 1 ms p99) holds. The warm cost is above the "a few µs"
+//! The cold budget (< 1 ms p99) holds when the cores are not oversubscribed
+//! (the p99 outliers above are scheduling, not work). The warm cost is above the "a few µs"
 //! of a bare QuickJS call: it is dominated by building the `Request`,
 //! `context` and `Response` objects in the interpreted glue and by the
 //! promise jobs of the async handler.
