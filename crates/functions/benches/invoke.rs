@@ -1,0 +1,118 @@
+//! Warm "hello" invocation and cold isolate creation.
+
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use criterion::{criterion_group, criterion_main, Criterion};
+use ledge_functions::*;
+
+struct NoHost;
+
+#[async_trait]
+impl Host for NoHost {
+    async fn next(&self, _: HostRequest) -> Result<HttpResponse, HostError> {
+        Err(HostError::new("none"))
+    }
+    async fn fetch(&self, _: HostRequest) -> Result<HttpResponse, HostError> {
+        Err(HostError::new("none"))
+    }
+}
+
+const HELLO: &str = "export default async (request, context) => new Response('Hello, world!', { headers: { 'content-type': 'text/plain' } });";
+
+fn request() -> InvocationRequest {
+    InvocationRequest {
+        method: "GET".into(),
+        url: "https://site.example/hello".into(),
+        headers: vec![
+            ("host".into(), "site.example".into()),
+            ("accept".into(), "*/*".into()),
+        ],
+        body: Vec::new(),
+        context: RequestContext::default(),
+    }
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("tokio runtime")
+}
+
+fn warm(c: &mut Criterion) {
+    let rt = rt();
+    let engine = Engine::new(Limits::default());
+    let bundle = Bundle::single("bench/hello", HELLO);
+    let req = request();
+    c.bench_function("warm hello invocation", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let t = Instant::now();
+                for _ in 0..iters {
+                    let inv = engine.invoke(&bundle, &req, &NoHost).await;
+                    assert!(matches!(inv.outcome, InvocationOutcome::Response(_)));
+                }
+                t.elapsed()
+            })
+        })
+    });
+}
+
+fn warm_pass(c: &mut Criterion) {
+    let rt = rt();
+    let engine = Engine::new(Limits::default());
+    let bundle = Bundle::single("bench/pass", "export default () => {}");
+    let req = request();
+    c.bench_function("warm pass-through invocation", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let t = Instant::now();
+                for _ in 0..iters {
+                    let inv = engine.invoke(&bundle, &req, &NoHost).await;
+                    assert!(matches!(inv.outcome, InvocationOutcome::PassThrough));
+                }
+                t.elapsed()
+            })
+        })
+    });
+}
+
+fn cold(c: &mut Criterion) {
+    // max_isolates 0: every isolate is dropped after use, so each call creates one.
+    let engine = Engine::new(Limits {
+        max_isolates: 0,
+        ..Limits::default()
+    });
+    let bundle = Bundle::single("bench/hello", HELLO);
+    let mut samples: Vec<Duration> = Vec::new();
+    c.bench_function("cold isolate (create + evaluate + drop)", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let t = Instant::now();
+                engine.config(&bundle).expect("isolate");
+                let d = t.elapsed();
+                samples.push(d);
+                total += d;
+            }
+            total
+        })
+    });
+    // Percentiles over every measured call (criterion reports means).
+    if !samples.is_empty() {
+        samples.sort();
+        let pct = |p: f64| samples[((samples.len() as f64 - 1.0) * p) as usize];
+        eprintln!(
+            "cold isolate over {} calls: p50 {:?}  p90 {:?}  p99 {:?}  max {:?}",
+            samples.len(),
+            pct(0.5),
+            pct(0.9),
+            pct(0.99),
+            pct(1.0)
+        );
+    }
+}
+
+criterion_group!(benches, warm, warm_pass, cold);
+criterion_main!(benches);

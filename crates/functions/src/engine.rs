@@ -1,0 +1,199 @@
+//! The engine: limits, the host interface, the isolate pool and `invoke`.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+
+use crate::bundle::Bundle;
+use crate::isolate::{lock, Isolate};
+use crate::types::{
+    ErrorKind, FunctionConfig, HostRequest, HttpResponse, Invocation, InvocationError,
+    InvocationOutcome, InvocationRequest, Telemetry,
+};
+
+/// Limits applied to isolates and invocations.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Memory limit of one isolate (QuickJS heap). Default 128 MiB.
+    pub memory_bytes: usize,
+    /// JS stack limit. Default 512 KiB.
+    pub stack_bytes: usize,
+    /// CPU-time budget of one invocation (time spent running JS, including
+    /// `waitUntil` work and module evaluation on a cold start). Default 50 ms.
+    pub cpu_time: Duration,
+    /// Wall-clock limit of one invocation. Default 40 s.
+    pub wall_time: Duration,
+    /// Timeout of one host call (`fetch`, `context.next()`). Default 30 s.
+    pub host_call_timeout: Duration,
+    /// Host calls allowed in one invocation. Default 50.
+    pub max_host_calls: u32,
+    /// Largest request body a function may send through `fetch`/`next()`.
+    /// Default 16 MiB.
+    pub max_host_body_bytes: usize,
+    /// Console lines kept per invocation. Default 200.
+    pub max_console_lines: usize,
+    /// Longest console line kept (longer ones are cut). Default 8 KiB.
+    pub max_console_line_bytes: usize,
+    /// Warm isolates kept across all bundles (LRU). Default 64.
+    pub max_isolates: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            memory_bytes: 128 << 20,
+            stack_bytes: 512 << 10,
+            cpu_time: Duration::from_millis(50),
+            wall_time: Duration::from_secs(40),
+            host_call_timeout: Duration::from_secs(30),
+            max_host_calls: 50,
+            max_host_body_bytes: 16 << 20,
+            max_console_lines: 200,
+            max_console_line_bytes: 8 << 10,
+            max_isolates: 64,
+        }
+    }
+}
+
+/// A failed host call; the function sees a rejected promise (`TypeError`).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct HostError {
+    pub message: String,
+}
+
+impl HostError {
+    pub fn new(message: impl Into<String>) -> HostError {
+        HostError {
+            message: message.into(),
+        }
+    }
+}
+
+/// What the embedder provides to a running function.
+#[async_trait]
+pub trait Host: Send + Sync {
+    /// `context.next()` / `context.next(request)`: the rest of Ledge's
+    /// pipeline (next edge function, rules, static files) for this request.
+    async fn next(&self, request: HostRequest) -> Result<HttpResponse, HostError>;
+    /// `fetch()`: the node's origin client, with the tenant's outbound policy.
+    async fn fetch(&self, request: HostRequest) -> Result<HttpResponse, HostError>;
+}
+
+/// Runs edge functions in a pool of warm isolates.
+pub struct Engine {
+    limits: Limits,
+    /// Idle isolates, least recently used first.
+    idle: Mutex<VecDeque<Isolate>>,
+}
+
+impl Engine {
+    pub fn new(limits: Limits) -> Engine {
+        Engine {
+            limits,
+            idle: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Idle warm isolates in the pool.
+    pub fn idle_isolates(&self) -> usize {
+        lock(&self.idle).len()
+    }
+
+    /// Drops the warm isolates of every bundle with this id.
+    pub fn evict(&self, bundle_id: &str) {
+        let prefix = format!("{bundle_id}#");
+        let dropped: Vec<Isolate> = {
+            let mut idle = lock(&self.idle);
+            let (drop, keep): (Vec<_>, Vec<_>) =
+                idle.drain(..).partition(|i| i.key.starts_with(&prefix));
+            idle.extend(keep);
+            drop
+        };
+        drop(dropped);
+    }
+
+    /// Evaluates the bundle (on a warm isolate if there is one) and returns
+    /// its inline `export const config`, or `None` if it has none.
+    pub fn config(&self, bundle: &Bundle) -> Result<Option<FunctionConfig>, InvocationError> {
+        let isolate = match self.checkout(bundle) {
+            Some(i) => i,
+            None => Isolate::new(bundle, &self.limits)?,
+        };
+        let config = isolate.config.clone();
+        self.checkin(isolate);
+        Ok(config)
+    }
+
+    /// Runs the bundle's default export for one request.
+    pub async fn invoke(
+        &self,
+        bundle: &Bundle,
+        request: &InvocationRequest,
+        host: &dyn Host,
+    ) -> Invocation {
+        let started = Instant::now();
+        let mut telemetry = Telemetry::default();
+        let mut isolate = match self.checkout(bundle) {
+            Some(i) => i,
+            None => {
+                telemetry.cold_start = true;
+                match Isolate::new(bundle, &self.limits) {
+                    Ok(i) => i,
+                    Err(e) => {
+                        telemetry.duration = started.elapsed();
+                        return Invocation {
+                            outcome: InvocationOutcome::Error(e),
+                            set_cookies: Vec::new(),
+                            telemetry,
+                        };
+                    }
+                }
+            }
+        };
+        let (outcome, set_cookies) = isolate
+            .invoke(request, host, &self.limits, &mut telemetry)
+            .await;
+        telemetry.duration = started.elapsed();
+        self.checkin(isolate);
+        Invocation {
+            outcome,
+            set_cookies,
+            telemetry,
+        }
+    }
+
+    fn checkout(&self, bundle: &Bundle) -> Option<Isolate> {
+        let mut idle = lock(&self.idle);
+        let at = idle.iter().rposition(|i| i.key == bundle.key())?;
+        idle.remove(at)
+    }
+
+    fn checkin(&self, isolate: Isolate) {
+        if isolate.poisoned {
+            return;
+        }
+        let evicted = {
+            let mut idle = lock(&self.idle);
+            idle.push_back(isolate);
+            let excess = idle.len().saturating_sub(self.limits.max_isolates);
+            idle.drain(..excess).collect::<Vec<_>>()
+        };
+        drop(evicted);
+    }
+}
+
+impl InvocationError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> InvocationError {
+        InvocationError {
+            kind,
+            message: message.into(),
+        }
+    }
+}

@@ -1,0 +1,865 @@
+//! One QuickJS runtime + context running one bundle, and the event loop of an
+//! invocation (jobs, host calls, timers) with its limits.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use rquickjs::{
+    Array, CatchResultExt, CaughtError, Context, Ctx, Function, Module, Object, Persistent,
+    Runtime, TypedArray, Value, WriteOptions,
+};
+use serde::Deserialize;
+
+use crate::alloc::{Budget, LimitedAllocator};
+use crate::bundle::{declare_module, Bundle, BundleLoader, BundleResolver, KeepAlive};
+use crate::natives;
+use crate::types::{
+    ConsoleLine, ErrorKind, FunctionConfig, HostRequest, HttpResponse, InvocationError,
+    InvocationOutcome, InvocationRequest, Telemetry,
+};
+use crate::{Host, HostError, Limits};
+
+const GLUE: &str = include_str!("js/runtime.js");
+
+/// State shared between the isolate's owner and its native functions and
+/// interrupt handler.
+pub(crate) struct Shared {
+    base: Instant,
+    /// Nanoseconds since `base` after which running JS is interrupted.
+    deadline_ns: AtomicU64,
+    interrupted: AtomicBool,
+    invocation_start_ns: AtomicU64,
+    /// Set by the glue when the handler's promise settled.
+    pub(crate) settled: AtomicBool,
+    /// Whether the current segment is measured with the thread's CPU clock.
+    precise: AtomicBool,
+    /// The isolate's memory budget (its allocator's counters).
+    budget: Arc<Budget>,
+    pub(crate) console: Mutex<ConsoleBuf>,
+    pub(crate) host_ops: Mutex<Vec<HostOp>>,
+    pub(crate) max_host_body_bytes: usize,
+}
+
+#[derive(Default)]
+pub(crate) struct ConsoleBuf {
+    pub(crate) lines: Vec<ConsoleLine>,
+    pub(crate) dropped: u32,
+    pub(crate) max_lines: usize,
+    pub(crate) max_line_bytes: usize,
+}
+
+pub(crate) struct HostOp {
+    pub(crate) kind: String,
+    pub(crate) id: f64,
+    pub(crate) meta: String,
+    pub(crate) body: Vec<u8>,
+}
+
+/// Locks a mutex, recovering the data if a panic poisoned it (the data here
+/// stays consistent: every critical section is a single push or take).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Shared {
+    fn new(limits: &Limits, budget: Arc<Budget>) -> Shared {
+        Shared {
+            budget,
+            base: Instant::now(),
+            deadline_ns: AtomicU64::new(u64::MAX),
+            interrupted: AtomicBool::new(false),
+            invocation_start_ns: AtomicU64::new(0),
+            settled: AtomicBool::new(false),
+            precise: AtomicBool::new(false),
+            console: Mutex::new(ConsoleBuf {
+                max_lines: limits.max_console_lines,
+                max_line_bytes: limits.max_console_line_bytes,
+                ..ConsoleBuf::default()
+            }),
+            host_ops: Mutex::new(Vec::new()),
+            max_host_body_bytes: limits.max_host_body_bytes,
+        }
+    }
+
+    fn now_ns(&self) -> u64 {
+        u64::try_from(self.base.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// The clock the budget is measured with in the current segment: the
+    /// thread's CPU time while tenant code runs (wall time if that clock is
+    /// unavailable), wall time for the glue's own short bookkeeping calls
+    /// (reading the thread's CPU clock is a system call, ~0.7 µs here).
+    fn clock_ns(&self) -> u64 {
+        if self.precise.load(Ordering::Relaxed) {
+            crate::cpu::thread_cpu_ns().unwrap_or_else(|| self.now_ns())
+        } else {
+            self.now_ns()
+        }
+    }
+
+    fn should_interrupt(&self) -> bool {
+        if self.clock_ns() > self.deadline_ns.load(Ordering::Relaxed) {
+            self.interrupted.store(true, Ordering::Relaxed);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Starts a segment with `budget` left; returns the clock reading it
+    /// started at. `precise`: the segment runs tenant code (CPU clock).
+    fn arm(&self, budget: Duration, precise: bool) -> u64 {
+        self.precise.store(precise, Ordering::Relaxed);
+        let budget = u64::try_from(budget.as_nanos()).unwrap_or(u64::MAX);
+        let start = self.clock_ns();
+        self.deadline_ns
+            .store(start.saturating_add(budget), Ordering::Relaxed);
+        start
+    }
+
+    fn disarm(&self) {
+        self.deadline_ns.store(u64::MAX, Ordering::Relaxed);
+    }
+
+    fn past_deadline(&self) -> bool {
+        self.clock_ns() > self.deadline_ns.load(Ordering::Relaxed)
+    }
+
+    /// Milliseconds since the start of the current invocation.
+    pub(crate) fn now_ms(&self) -> f64 {
+        let start = self.invocation_start_ns.load(Ordering::Relaxed);
+        self.now_ns().saturating_sub(start) as f64 / 1e6
+    }
+
+    pub(crate) fn log(&self, level: &str, message: String) {
+        let mut c = lock(&self.console);
+        if c.lines.len() >= c.max_lines {
+            c.dropped = c.dropped.saturating_add(1);
+            return;
+        }
+        let mut message = message;
+        if message.len() > c.max_line_bytes {
+            let mut cut = c.max_line_bytes;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message.truncate(cut);
+            message.push('…');
+        }
+        c.lines.push(ConsoleLine {
+            level: level.to_string(),
+            message,
+        });
+    }
+}
+
+/// The JS values the host keeps between calls: the glue's internals (never
+/// reachable from tenant code) and the default export.
+struct Handles {
+    internals: Persistent<Object<'static>>,
+    handler: Persistent<Function<'static>>,
+}
+
+// SAFETY: `Persistent` is `!Send` only because it holds raw engine pointers.
+// These values belong to the isolate's runtime, which is itself `Send` (the
+// `parallel` feature serialises every use behind the runtime's lock): they are
+// only restored inside `Context::with` (holding that lock), and dropped with
+// the `Isolate` that owns them exclusively, before its context and runtime
+// (field order). An `Isolate` is never shared between threads (`Handles` is
+// not `Sync`), only moved, and QuickJS has no thread affinity besides the
+// stack top, which rquickjs refreshes on every entry.
+#[allow(unsafe_code)]
+unsafe impl Send for Handles {}
+
+/// A warm isolate for one bundle. Field order matters: JS handles are dropped
+/// before the context, the context before the runtime.
+pub(crate) struct Isolate {
+    handles: Handles,
+    ctx: Context,
+    rt: Runtime,
+    shared: Arc<Shared>,
+    pub(crate) key: String,
+    pub(crate) config: Option<FunctionConfig>,
+    /// Set once a limit was hit: never run this isolate again.
+    pub(crate) poisoned: bool,
+    /// Bytecode buffers QuickJS may point into: dropped after `rt` (last field).
+    _keep: KeepAlive,
+}
+
+fn err(kind: ErrorKind, message: impl Into<String>) -> InvocationError {
+    InvocationError {
+        kind,
+        message: message.into(),
+    }
+}
+
+fn caught_message(e: &CaughtError<'_>) -> String {
+    match e {
+        CaughtError::Exception(ex) => {
+            let msg = ex.message().unwrap_or_default();
+            let stack = ex.stack().unwrap_or_default();
+            let name = ex
+                .get::<_, Option<String>>("name")
+                .ok()
+                .flatten()
+                .unwrap_or_else(|| "Error".to_string());
+            if stack.is_empty() {
+                format!("{name}: {msg}")
+            } else {
+                format!("{name}: {msg}\n{}", stack.trim_end())
+            }
+        }
+        CaughtError::Value(v) => format!("Uncaught {}", natives::display_value(v)),
+        CaughtError::Error(e) => e.to_string(),
+    }
+}
+
+impl Isolate {
+    /// Creates the runtime, installs the globals and evaluates the bundle.
+    pub(crate) fn new(bundle: &Bundle, limits: &Limits) -> Result<Isolate, InvocationError> {
+        let keep = KeepAlive::default();
+        let budget = Budget::new(limits.memory_bytes);
+        let rt = Runtime::new_with_alloc(LimitedAllocator::new(Arc::clone(&budget)))
+            .map_err(|e| err(ErrorKind::Internal, e.to_string()))?;
+        rt.set_max_stack_size(limits.stack_bytes);
+        let shared = Arc::new(Shared::new(limits, budget));
+        let watcher = Arc::clone(&shared);
+        rt.set_interrupt_handler(Some(Box::new(move || watcher.should_interrupt())));
+        rt.set_host_promise_rejection_tracker(Some(Box::new(|ctx, promise, reason, handled| {
+            // Nothing is pending when QuickJS calls this; whatever our own
+            // calls below leave pending is cleared, never propagated.
+            let pending_before = ctx.has_exception();
+            // The glue keeps the list; it is logged when the invocation ends.
+            if let Ok(track) = ctx.globals().get::<_, Function>("__ledgeRejection") {
+                let _ = track.call::<_, ()>((promise, reason, handled));
+            }
+            if !pending_before && ctx.has_exception() {
+                let _ = ctx.catch();
+            }
+        })));
+        rt.set_loader(
+            BundleResolver(bundle.shared_modules()),
+            BundleLoader {
+                modules: bundle.shared_modules(),
+                cache: bundle.bytecode_cache(),
+                keep: KeepAlive::clone(&keep),
+            },
+        );
+        let ctx = Context::full(&rt).map_err(|e| err(ErrorKind::Internal, e.to_string()))?;
+
+        shared.arm(limits.cpu_time, true);
+        let setup = ctx.with(|ctx| setup(&ctx, bundle, &shared, &keep));
+        shared.disarm();
+        let classify = |e: InvocationError| classify(&shared, limits, e);
+        let (internals, handler, config) = setup.map_err(classify)?;
+        Ok(Isolate {
+            handles: Handles { internals, handler },
+            ctx,
+            rt,
+            shared,
+            key: bundle.key().to_string(),
+            config,
+            poisoned: false,
+            _keep: keep,
+        })
+    }
+
+    /// Runs one invocation to its end (including `waitUntil` work).
+    pub(crate) async fn invoke(
+        &mut self,
+        request: &InvocationRequest,
+        host: &dyn Host,
+        limits: &Limits,
+        telemetry: &mut Telemetry,
+    ) -> (InvocationOutcome, Vec<String>) {
+        let started = Instant::now();
+        self.begin(limits);
+        let mut run = Run {
+            cpu: Duration::ZERO,
+            outcome: None,
+            cookies: Vec::new(),
+            host_calls: 0,
+        };
+        let result = self.drive(request, host, limits, &mut run, started).await;
+        if let Err(e) = result {
+            let e = classify(&self.shared, limits, e);
+            if e.kind.poisons_isolate() {
+                self.poisoned = true;
+            }
+            if run.outcome.is_some() {
+                telemetry.late_error = Some(e);
+            } else {
+                run.outcome = Some(InvocationOutcome::Error(e));
+            }
+        }
+        // Microtasks left behind by a failed invocation run now, within the
+        // budget, so they never run inside the next one.
+        if !self.poisoned && self.rt.is_job_pending() {
+            if let Err(e) = self.segment(&mut run, limits, true, |_, _, _| Ok(())) {
+                let e = classify(&self.shared, limits, e);
+                self.poisoned |= e.kind.poisons_isolate();
+                telemetry.late_error.get_or_insert(e);
+            }
+        }
+        // Reset the invocation state in JS (timers, pending host calls).
+        if !self.poisoned {
+            self.shared.arm(limits.cpu_time, false);
+            let reset = self.ctx.with(|ctx| -> rquickjs::Result<()> {
+                let internals = self.handles.internals.clone().restore(&ctx)?;
+                let end: Function = internals.get("end")?;
+                end.call::<_, ()>(())
+            });
+            self.shared.disarm();
+            if reset.is_err() {
+                self.poisoned = true;
+            }
+        }
+        // A tenant may catch an out-of-memory error and carry on: an isolate
+        // that had an allocation refused, or is close to its limit, is not
+        // worth keeping.
+        if self.shared.budget.refused() || self.shared.budget.used() > limits.memory_bytes / 10 * 9
+        {
+            self.poisoned = true;
+        }
+        telemetry.duration = started.elapsed();
+        telemetry.cpu_time = run.cpu;
+        telemetry.host_calls = run.host_calls;
+        {
+            let mut c = lock(&self.shared.console);
+            telemetry.console = std::mem::take(&mut c.lines);
+            telemetry.console_dropped = std::mem::take(&mut c.dropped);
+        }
+        let outcome = run
+            .outcome
+            .unwrap_or_else(|| InvocationOutcome::Error(err(ErrorKind::Internal, "no outcome")));
+        (outcome, run.cookies)
+    }
+
+    fn begin(&self, limits: &Limits) {
+        self.shared.interrupted.store(false, Ordering::Relaxed);
+        self.shared.settled.store(false, Ordering::Relaxed);
+        self.shared.budget.reset_refused();
+        self.shared
+            .invocation_start_ns
+            .store(self.shared.now_ns(), Ordering::Relaxed);
+        lock(&self.shared.host_ops).clear();
+        let mut c = lock(&self.shared.console);
+        c.lines.clear();
+        c.dropped = 0;
+        c.max_lines = limits.max_console_lines;
+        c.max_line_bytes = limits.max_console_line_bytes;
+    }
+
+    async fn drive(
+        &mut self,
+        request: &InvocationRequest,
+        host: &dyn Host,
+        limits: &Limits,
+        run: &mut Run,
+        started: Instant,
+    ) -> Result<(), InvocationError> {
+        let wall_deadline = tokio::time::Instant::from_std(started + limits.wall_time);
+        let req_json = request_meta(request)?;
+        let ctx_json = serde_json::to_string(&ContextData(&request.context))
+            .map_err(|e| err(ErrorKind::Internal, e.to_string()))?;
+        let env_json = serde_json::to_string(&request.context.env)
+            .map_err(|e| err(ErrorKind::Internal, e.to_string()))?;
+
+        self.segment(run, limits, true, |ctx, internals, handler| {
+            let start: Function = internals.get("run")?;
+            let body = TypedArray::<u8>::new_copy(ctx.clone(), &request.body)?;
+            start.call::<_, ()>((
+                handler,
+                req_json.as_str(),
+                body,
+                ctx_json.as_str(),
+                env_json.as_str(),
+            ))
+        })?;
+
+        let mut inflight = FuturesUnordered::new();
+        loop {
+            let state = self.segment(run, limits, false, |ctx, internals, _| {
+                read_state(ctx, internals)
+            })?;
+            if run.outcome.is_none() {
+                match state.done {
+                    0 => {}
+                    1 => {
+                        run.cookies = state.cookies.clone();
+                        run.outcome = Some(state.result.clone().ok_or_else(|| {
+                            err(ErrorKind::Internal, "the handler settled without a result")
+                        })?);
+                    }
+                    2 => {
+                        run.cookies = state.cookies.clone();
+                        return Err(err(ErrorKind::Uncaught, state.error_message()));
+                    }
+                    _ => {
+                        run.cookies = state.cookies.clone();
+                        return Err(err(ErrorKind::InvalidReturn, state.error_message()));
+                    }
+                }
+            }
+            if run.outcome.is_some() && state.waits == 0 {
+                if self.rt.is_job_pending() {
+                    // Leftover microtasks run now, within the budget, so they
+                    // never leak into the next invocation.
+                    self.segment(run, limits, true, |_, _, _| Ok(()))?;
+                    continue;
+                }
+                return Ok(());
+            }
+
+            let ops = std::mem::take(&mut *lock(&self.shared.host_ops));
+            let mut refused = Vec::new();
+            for op in ops {
+                if run.host_calls >= limits.max_host_calls {
+                    refused.push((op.id, "too many host calls in one invocation".to_string()));
+                    continue;
+                }
+                run.host_calls += 1;
+                match serde_json::from_str::<HostRequestMeta>(&op.meta) {
+                    Ok(meta) => {
+                        let req = HostRequest {
+                            method: meta.method,
+                            url: meta.url,
+                            headers: meta.headers,
+                            body: op.body,
+                            send_conditional_request: meta.send_conditional_request,
+                        };
+                        let timeout = limits.host_call_timeout;
+                        let is_next = op.kind == "next";
+                        let id = op.id;
+                        inflight.push(async move {
+                            let call = async {
+                                if is_next {
+                                    host.next(req).await
+                                } else {
+                                    host.fetch(req).await
+                                }
+                            };
+                            let res = match tokio::time::timeout(timeout, call).await {
+                                Ok(r) => r,
+                                Err(_) => Err(HostError::new("timed out")),
+                            };
+                            (id, res)
+                        });
+                    }
+                    Err(e) => refused.push((op.id, e.to_string())),
+                }
+            }
+            if !refused.is_empty() {
+                self.segment(run, limits, true, |ctx, internals, _| {
+                    for (id, message) in &refused {
+                        deliver(ctx, &internals, *id, Err(HostError::new(message.clone())))?;
+                    }
+                    Ok(())
+                })?;
+                continue;
+            }
+
+            let next_timer = self.segment(run, limits, false, |_, internals, _| {
+                let f: Function = internals.get("nextTimer")?;
+                f.call::<_, f64>(())
+            })?;
+            let timer_at = (next_timer >= 0.0 && next_timer.is_finite()).then(|| {
+                let start = tokio::time::Instant::from_std(started);
+                start + Duration::from_secs_f64(next_timer / 1000.0)
+            });
+            if inflight.is_empty() && timer_at.is_none() {
+                if run.outcome.is_some() {
+                    // waitUntil promises that can never settle.
+                    return Ok(());
+                }
+                return Err(err(
+                    ErrorKind::NoResponse,
+                    "the handler's promise never settled and nothing is left to wait for",
+                ));
+            }
+            let far = wall_deadline + Duration::from_secs(1);
+            tokio::select! {
+                Some((id, res)) = inflight.next(), if !inflight.is_empty() => {
+                    self.segment(run, limits, true, |ctx, internals, _| deliver(ctx, &internals, id, res))?;
+                }
+                _ = tokio::time::sleep_until(timer_at.unwrap_or(far)), if timer_at.is_some() => {
+                    self.segment(run, limits, true, |_, internals, _| {
+                        let f: Function = internals.get("fireTimers")?;
+                        f.call::<_, ()>(())
+                    })?;
+                }
+                _ = tokio::time::sleep_until(wall_deadline) => {
+                    return Err(err(
+                        ErrorKind::WallTimeout,
+                        format!("the invocation did not finish within {:?}", limits.wall_time),
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Runs `f` and then every pending job, within the remaining CPU budget.
+    fn segment<R>(
+        &self,
+        run: &mut Run,
+        limits: &Limits,
+        jobs: bool,
+        f: impl for<'js> FnOnce(&Ctx<'js>, Object<'js>, Function<'js>) -> rquickjs::Result<R>,
+    ) -> Result<R, InvocationError> {
+        let Some(budget) = limits.cpu_time.checked_sub(run.cpu) else {
+            return Err(cpu_error(limits));
+        };
+        let t0 = self.shared.arm(budget, jobs);
+        let result = self.ctx.with(|ctx| -> Result<R, InvocationError> {
+            let internals = self
+                .handles
+                .internals
+                .clone()
+                .restore(&ctx)
+                .map_err(|e| err(ErrorKind::Internal, e.to_string()))?;
+            let handler = self
+                .handles
+                .handler
+                .clone()
+                .restore(&ctx)
+                .map_err(|e| err(ErrorKind::Internal, e.to_string()))?;
+            let r = f(&ctx, internals, handler)
+                .catch(&ctx)
+                .map_err(|e| err(ErrorKind::Internal, caught_message(&e)))?;
+            Ok(r)
+        });
+        let jobs = if jobs && result.is_ok() {
+            self.run_jobs()
+        } else {
+            Ok(())
+        };
+        let spent = self.shared.clock_ns().saturating_sub(t0);
+        self.shared.disarm();
+        run.cpu += Duration::from_nanos(spent);
+        if self.shared.interrupted.load(Ordering::Relaxed) || run.cpu > limits.cpu_time {
+            return Err(cpu_error(limits));
+        }
+        jobs?;
+        result
+    }
+
+    fn run_jobs(&self) -> Result<(), InvocationError> {
+        let mut n: u32 = 0;
+        loop {
+            match self.rt.execute_pending_job() {
+                Ok(true) => {}
+                Ok(false) => return Ok(()),
+                Err(job) => {
+                    let message = job.0.with(|ctx| {
+                        let v = ctx.catch();
+                        natives::display_value(&v)
+                    });
+                    return Err(err(ErrorKind::Internal, message));
+                }
+            }
+            if self.shared.settled.swap(false, Ordering::Relaxed) {
+                return Ok(());
+            }
+            n = n.wrapping_add(1);
+            if n % 64 == 0 && self.shared.past_deadline() {
+                self.shared.interrupted.store(true, Ordering::Relaxed);
+                return Ok(());
+            }
+        }
+    }
+}
+
+struct Run {
+    cpu: Duration,
+    outcome: Option<InvocationOutcome>,
+    cookies: Vec<String>,
+    host_calls: u32,
+}
+
+fn cpu_error(limits: &Limits) -> InvocationError {
+    err(
+        ErrorKind::CpuLimit,
+        format!("the CPU-time limit of {:?} was reached", limits.cpu_time),
+    )
+}
+
+/// Turns an error into the limit it really was, from what the isolate saw.
+fn classify(shared: &Shared, limits: &Limits, e: InvocationError) -> InvocationError {
+    if shared.interrupted.load(Ordering::Relaxed) {
+        return cpu_error(limits);
+    }
+    let m = e.message.as_str();
+    if m.contains("out of memory") || shared.budget.refused() {
+        return err(
+            ErrorKind::MemoryLimit,
+            format!(
+                "the memory limit of {} bytes was reached",
+                limits.memory_bytes
+            ),
+        );
+    }
+    if m.contains("Maximum call stack size exceeded") || m.contains("stack overflow") {
+        return err(ErrorKind::StackOverflow, format!("stack overflow: {m}"));
+    }
+
+    e
+}
+
+type Setup = (
+    Persistent<Object<'static>>,
+    Persistent<Function<'static>>,
+    Option<FunctionConfig>,
+);
+
+/// The glue compiled to bytecode once per process (parsing it is most of the
+/// cost of a cold isolate). `None` if compiling failed; then every isolate
+/// parses the source.
+fn glue_bytecode() -> Option<&'static [u8]> {
+    static BYTECODE: OnceLock<Option<Vec<u8>>> = OnceLock::new();
+    BYTECODE
+        .get_or_init(|| {
+            let rt = Runtime::new().ok()?;
+            let ctx = Context::full(&rt).ok()?;
+            ctx.with(|ctx| {
+                Module::declare(ctx, GLUE_NAME, GLUE)
+                    .and_then(|m| {
+                        m.write(WriteOptions {
+                            strip_source: true,
+                            strip_debug: true,
+                            ..WriteOptions::default()
+                        })
+                    })
+                    .ok()
+            })
+        })
+        .as_deref()
+}
+
+const GLUE_NAME: &str = "ledge:runtime";
+
+fn load_glue<'js>(ctx: &Ctx<'js>) -> rquickjs::Result<Function<'js>> {
+    let declared = match glue_bytecode() {
+        #[allow(unsafe_code)]
+        // SAFETY: the bytes were written by `Module::write` in this process,
+        // by the same QuickJS build, from our own glue source; they never come
+        // from outside. They live in a static, so they outlive every runtime
+        // (QuickJS may reference them in place).
+        Some(bytes) => unsafe { Module::load(ctx.clone(), bytes)? },
+        None => Module::declare(ctx.clone(), GLUE_NAME, GLUE)?,
+    };
+    let (module, promise) = declared.eval()?;
+    promise.finish::<()>()?;
+    module.get("default")
+}
+
+fn setup<'js>(
+    ctx: &Ctx<'js>,
+    bundle: &Bundle,
+    shared: &Arc<Shared>,
+    keep: &KeepAlive,
+) -> Result<Setup, InvocationError> {
+    let internal = |e: CaughtError<'_>| err(ErrorKind::Internal, caught_message(&e));
+    let glue: Function = load_glue(ctx).catch(ctx).map_err(internal)?;
+    let n = natives::install(ctx, Arc::clone(shared))
+        .catch(ctx)
+        .map_err(internal)?;
+    let env_json =
+        serde_json::to_string(bundle.env()).map_err(|e| err(ErrorKind::Internal, e.to_string()))?;
+    let internals: Object = glue.call((n, env_json)).catch(ctx).map_err(internal)?;
+
+    let module_err = |e: CaughtError<'_>| err(ErrorKind::Module, caught_message(&e));
+    let entry = bundle.entry();
+    let source = bundle
+        .modules()
+        .get(entry)
+        .ok_or_else(|| err(ErrorKind::Module, format!("entry {entry:?} missing")))?;
+    let declared = declare_module(ctx, entry, source, &bundle.bytecode_cache(), keep)
+        .catch(ctx)
+        .map_err(module_err)?;
+    let (module, promise) = declared.eval().catch(ctx).map_err(module_err)?;
+    promise.finish::<()>().catch(ctx).map_err(module_err)?;
+    let ns = module.namespace().catch(ctx).map_err(module_err)?;
+    let default: Value = ns.get("default").catch(ctx).map_err(module_err)?;
+    let Some(handler) = default.as_function().cloned() else {
+        return Err(err(
+            ErrorKind::NoHandler,
+            format!("{entry} has no default export function"),
+        ));
+    };
+    let config_fn: Function = internals.get("config").catch(ctx).map_err(internal)?;
+    let config_json: Option<String> = config_fn.call((ns,)).catch(ctx).map_err(module_err)?;
+    let config = match config_json {
+        None => None,
+        Some(json) => Some(
+            serde_json::from_str::<FunctionConfig>(&json)
+                .map_err(|e| err(ErrorKind::Module, format!("invalid `config` export: {e}")))?,
+        ),
+    };
+    Ok((
+        Persistent::save(ctx, internals),
+        Persistent::save(ctx, handler),
+        config,
+    ))
+}
+
+/// The context as the function sees it (the env travels separately).
+struct ContextData<'a>(&'a crate::types::RequestContext);
+
+impl serde::Serialize for ContextData<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let c = self.0;
+        let mut m = s.serialize_map(Some(8))?;
+        m.serialize_entry("account", &c.account)?;
+        m.serialize_entry("deploy", &c.deploy)?;
+        m.serialize_entry("geo", &c.geo)?;
+        m.serialize_entry("ip", &c.ip)?;
+        m.serialize_entry("params", &c.params)?;
+        m.serialize_entry("requestId", &c.request_id)?;
+        m.serialize_entry("server", &c.server)?;
+        m.serialize_entry("site", &c.site)?;
+        m.end()
+    }
+}
+
+#[derive(serde::Serialize)]
+struct RequestMeta<'a> {
+    method: String,
+    url: String,
+    headers: Vec<(String, &'a str)>,
+}
+
+fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// Validates and normalises the incoming request the way the `Request` and
+/// `Headers` constructors would, so the glue can build them without checks.
+/// Headers that `Headers` would refuse are dropped.
+fn request_meta(request: &InvocationRequest) -> Result<String, InvocationError> {
+    let url = url::Url::parse(&request.url)
+        .map_err(|e| err(ErrorKind::Internal, format!("invalid request URL: {e}")))?;
+    if !is_token(&request.method) {
+        return Err(err(ErrorKind::Internal, "invalid request method"));
+    }
+    let upper = request.method.to_ascii_uppercase();
+    let method = match upper.as_str() {
+        "DELETE" | "GET" | "HEAD" | "OPTIONS" | "POST" | "PUT" => upper,
+        _ => request.method.clone(),
+    };
+    let headers = request
+        .headers
+        .iter()
+        .filter(|(k, _)| is_token(k))
+        .map(|(k, v)| {
+            (
+                k.to_ascii_lowercase(),
+                v.trim_matches(|c| matches!(c, ' ' | '\t' | '\r' | '\n')),
+            )
+        })
+        .filter(|(_, v)| {
+            v.chars()
+                .all(|c| c != '\0' && c != '\r' && c != '\n' && u32::from(c) <= 0xff)
+        })
+        .collect();
+    serde_json::to_string(&RequestMeta {
+        method,
+        url: url.into(),
+        headers,
+    })
+    .map_err(|e| err(ErrorKind::Internal, e.to_string()))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct HostRequestMeta {
+    method: String,
+    url: String,
+    headers: Vec<(String, String)>,
+    #[serde(default)]
+    send_conditional_request: bool,
+}
+
+struct State {
+    done: i32,
+    result: Option<InvocationOutcome>,
+    error: Option<String>,
+    waits: i32,
+    cookies: Vec<String>,
+}
+
+impl State {
+    fn error_message(&self) -> String {
+        #[derive(Deserialize)]
+        struct E {
+            message: String,
+            #[serde(default)]
+            stack: String,
+        }
+        match self.error.as_deref().map(serde_json::from_str::<E>) {
+            Some(Ok(e)) if e.stack.is_empty() => e.message,
+            Some(Ok(e)) => format!("{}\n{}", e.message, e.stack.trim_end()),
+            _ => "unknown error".to_string(),
+        }
+    }
+}
+
+fn read_state<'js>(ctx: &Ctx<'js>, internals: Object<'js>) -> rquickjs::Result<State> {
+    let f: Function = internals.get("state")?;
+    let a: Array = f.call(())?;
+    let _ = ctx;
+    let result: Option<Array> = a.get(1)?;
+    Ok(State {
+        done: a.get(0)?,
+        result: result.map(|r| read_result(&r)).transpose()?,
+        error: a.get(2)?,
+        waits: a.get(3)?,
+        cookies: a.get::<Option<Vec<String>>>(4)?.unwrap_or_default(),
+    })
+}
+
+/// `[kind, status, url, [name, value, ...], body]` from the glue's `finish`.
+fn read_result(r: &Array<'_>) -> rquickjs::Result<InvocationOutcome> {
+    let kind: String = r.get(0)?;
+    Ok(match kind.as_str() {
+        "response" => {
+            let flat: Vec<String> = r.get(3)?;
+            let mut headers = Vec::with_capacity(flat.len() / 2);
+            let mut it = flat.into_iter();
+            while let (Some(k), Some(v)) = (it.next(), it.next()) {
+                headers.push((k, v));
+            }
+            let body: Option<TypedArray<u8>> = r.get(4)?;
+            let status: u16 = r.get::<f64>(1).map(|s| s as u16)?;
+            InvocationOutcome::Response(HttpResponse {
+                status,
+                headers,
+                body: body.map(|b| natives::copy_bytes(&b)).unwrap_or_default(),
+            })
+        }
+        "rewrite" => InvocationOutcome::Rewrite { url: r.get(2)? },
+        _ => InvocationOutcome::PassThrough,
+    })
+}
+
+fn deliver<'js>(
+    ctx: &Ctx<'js>,
+    internals: &Object<'js>,
+    id: f64,
+    res: Result<HttpResponse, HostError>,
+) -> rquickjs::Result<()> {
+    let f: Function = internals.get("resolveHost")?;
+    match res {
+        Ok(resp) => {
+            let meta =
+                serde_json::json!({"status": resp.status, "headers": resp.headers}).to_string();
+            let body = TypedArray::<u8>::new(ctx.clone(), resp.body)?;
+            f.call::<_, ()>((id, true, meta, body))
+        }
+        Err(e) => f.call::<_, ()>((id, false, e.to_string(), rquickjs::Undefined)),
+    }
+}

@@ -1,0 +1,1217 @@
+// Ledge edge runtime glue. A module compiled once per process to bytecode and
+// loaded into every isolate; Rust calls its default export with the native
+// bindings (`N`) and keeps the object it returns (the internals) out of reach
+// of tenant code.
+export default function (N, deployEnvJson) {
+  "use strict";
+  const G = globalThis;
+  const defineGlobal = (name, value) =>
+    Object.defineProperty(G, name, { value, writable: true, configurable: true, enumerable: false });
+  const wellFormed = (s) => (typeof s.toWellFormed === "function" ? s.toWellFormed() : s);
+  const str = (v) => wellFormed(String(v));
+
+  // ---------------------------------------------------------------- DOMException
+  class DOMException extends Error {
+    #name;
+    constructor(message = "", name = "Error") {
+      super(String(message));
+      this.#name = String(name);
+    }
+    get name() { return this.#name; }
+    get code() {
+      const codes = { IndexSizeError: 1, NotFoundError: 8, NotSupportedError: 9, InvalidStateError: 11,
+        SyntaxError: 12, InvalidAccessError: 15, TypeMismatchError: 17, AbortError: 20,
+        QuotaExceededError: 22, TimeoutError: 23, DataCloneError: 25, InvalidCharacterError: 5 };
+      return codes[this.#name] ?? 0;
+    }
+  }
+  if (typeof G.DOMException !== "function") defineGlobal("DOMException", DOMException);
+  const DOMEx = G.DOMException;
+
+  // ---------------------------------------------------------------- invocation state
+  // `inv` holds everything that belongs to the current invocation; reset by Rust.
+  let inv = null;
+  let nextTimerId = 1;
+  let nextHostId = 1;
+  const MAX_TIMERS = 10000;
+
+  // ---------------------------------------------------------------- console
+  function fmt(v, depth) {
+    if (typeof v === "string") return v;
+    if (v instanceof Error) return `${v.name}: ${v.message}`;
+    if (typeof v === "function") return `[Function: ${v.name || "anonymous"}]`;
+    if (typeof v === "symbol" || typeof v === "bigint") return v.toString();
+    if (v === undefined) return "undefined";
+    if (v === null || typeof v !== "object") return String(v);
+    if (depth > 0 && typeof v.toString === "function" && v.toString !== Object.prototype.toString
+        && !Array.isArray(v)) {
+      try { return String(v); } catch (_) { /* fall through */ }
+    }
+    try {
+      const seen = new Set();
+      const out = JSON.stringify(v, (k, x) => {
+        if (typeof x === "bigint") return `${x}n`;
+        if (typeof x === "object" && x !== null) {
+          if (seen.has(x)) return "[Circular]";
+          seen.add(x);
+        }
+        return x;
+      });
+      return out === undefined ? String(v) : out;
+    } catch (_) {
+      return Object.prototype.toString.call(v);
+    }
+  }
+  // Lines are cut here too, so a huge string is never copied out whole.
+  const MAX_LINE = 64 * 1024;
+  const format = (args) => {
+    const line = args.map((a) => fmt(a, 1)).join(" ");
+    return line.length > MAX_LINE ? line.slice(0, MAX_LINE) : line;
+  };
+  const consoleObj = {};
+  for (const level of ["debug", "log", "info", "warn", "error"]) {
+    consoleObj[level] = (...args) => { N.log(level, str(format(args))); };
+  }
+  consoleObj.trace = consoleObj.debug;
+  consoleObj.assert = (cond, ...args) => {
+    if (!cond) N.log("error", str(format(["Assertion failed", ...args])));
+  };
+  defineGlobal("console", consoleObj);
+
+  // ---------------------------------------------------------------- encoding
+  class TextEncoder {
+    get encoding() { return "utf-8"; }
+    encode(input = "") { return N.utf8Encode(str(input)); }
+    encodeInto(source, destination) {
+      if (!(destination instanceof Uint8Array)) throw new TypeError("destination must be a Uint8Array");
+      const s = str(source);
+      let read = 0, written = 0;
+      for (const ch of s) {
+        const cp = ch.codePointAt(0);
+        const n = cp < 0x80 ? 1 : cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4;
+        if (written + n > destination.length) break;
+        if (n === 1) destination[written] = cp;
+        else if (n === 2) { destination[written] = 0xc0 | (cp >> 6); destination[written + 1] = 0x80 | (cp & 63); }
+        else if (n === 3) {
+          destination[written] = 0xe0 | (cp >> 12); destination[written + 1] = 0x80 | ((cp >> 6) & 63);
+          destination[written + 2] = 0x80 | (cp & 63);
+        } else {
+          destination[written] = 0xf0 | (cp >> 18); destination[written + 1] = 0x80 | ((cp >> 12) & 63);
+          destination[written + 2] = 0x80 | ((cp >> 6) & 63); destination[written + 3] = 0x80 | (cp & 63);
+        }
+        written += n;
+        read += ch.length;
+      }
+      return { read, written };
+    }
+  }
+
+  function toBytes(input, what) {
+    if (input instanceof ArrayBuffer) return new Uint8Array(input);
+    if (ArrayBuffer.isView(input)) return new Uint8Array(input.buffer, input.byteOffset, input.byteLength);
+    throw new TypeError(`${what} must be an ArrayBuffer or ArrayBufferView`);
+  }
+  const copyBytes = (u8) => new Uint8Array(u8);
+
+  // Length of an incomplete UTF-8 sequence at the end of `b` (0 if none).
+  function incompleteTail(b) {
+    for (let i = 1; i <= Math.min(3, b.length); i++) {
+      const c = b[b.length - i];
+      if ((c & 0xc0) === 0x80) continue; // continuation byte
+      const need = c >= 0xf0 && c <= 0xf4 ? 4 : c >= 0xe0 ? 3 : c >= 0xc2 && c < 0xe0 ? 2 : 1;
+      return need > i ? i : 0;
+    }
+    return 0;
+  }
+
+  const DECODERS = new WeakMap();
+  class TextDecoder {
+    constructor(label = "utf-8", options = {}) {
+      const l = String(label).trim().toLowerCase();
+      if (l !== "utf-8" && l !== "utf8" && l !== "unicode-1-1-utf-8") {
+        throw new RangeError(`The encoding label provided ('${label}') is not supported`);
+      }
+      DECODERS.set(this, { fatal: !!(options && options.fatal), ignoreBOM: !!(options && options.ignoreBOM),
+        pending: null, started: false });
+    }
+    get encoding() { return "utf-8"; }
+    get fatal() { return DECODERS.get(this).fatal; }
+    get ignoreBOM() { return DECODERS.get(this).ignoreBOM; }
+    decode(input, options = {}) {
+      const st = DECODERS.get(this);
+      if (!st) throw new TypeError("Illegal invocation");
+      let bytes = input === undefined ? new Uint8Array(0) : toBytes(input, "input");
+      if (st.pending) {
+        const joined = new Uint8Array(st.pending.length + bytes.length);
+        joined.set(st.pending); joined.set(bytes, st.pending.length);
+        bytes = joined; st.pending = null;
+      }
+      const stream = !!(options && options.stream);
+      if (stream) {
+        const tail = incompleteTail(bytes);
+        if (tail > 0) { st.pending = bytes.slice(bytes.length - tail); bytes = bytes.subarray(0, bytes.length - tail); }
+      }
+      const skipBOM = !st.ignoreBOM && !st.started;
+      if (bytes.length > 0) st.started = true;
+      const out = N.utf8Decode(bytes, st.fatal, skipBOM);
+      if (out === null || out === undefined) {
+        st.pending = null; st.started = false;
+        throw new TypeError("The encoded data was not valid UTF-8");
+      }
+      if (!stream) { st.started = false; }
+      return out;
+    }
+  }
+  defineGlobal("TextEncoder", TextEncoder);
+  defineGlobal("TextDecoder", TextDecoder);
+  const encoder = new TextEncoder();
+  const utf8 = (s) => encoder.encode(s);
+  const fromUtf8 = (b) => N.utf8Decode(b, false, true);
+
+  defineGlobal("btoa", function btoa(data) {
+    if (arguments.length < 1) throw new TypeError("btoa requires 1 argument");
+    const out = N.b64encode(String(data));
+    if (out === null || out === undefined) throw new DOMEx("The string contains characters outside of the Latin1 range", "InvalidCharacterError");
+    return out;
+  });
+  defineGlobal("atob", function atob(data) {
+    if (arguments.length < 1) throw new TypeError("atob requires 1 argument");
+    const out = N.b64decode(str(data));
+    if (out === null || out === undefined) throw new DOMEx("The string to be decoded is not correctly encoded", "InvalidCharacterError");
+    return out;
+  });
+
+  // ---------------------------------------------------------------- URLSearchParams
+  const QS = new WeakMap(); // params -> { list: [[k, v]], url: URL | null }
+  function qsUpdate(p) {
+    const st = QS.get(p);
+    if (st.url) urlSetSearchFromParams(st.url, qsSerialize(st.list));
+  }
+  function qsSerialize(list) {
+    const flat = [];
+    for (const [k, v] of list) flat.push(k, v);
+    return N.formSerialize(flat);
+  }
+  function qsParse(s) {
+    const flat = N.formParse(s);
+    const list = [];
+    for (let i = 0; i + 1 < flat.length; i += 2) list.push([flat[i], flat[i + 1]]);
+    return list;
+  }
+  class URLSearchParams {
+    constructor(init = "") {
+      let list = [];
+      if (init instanceof URLSearchParams) {
+        list = QS.get(init).list.map(([k, v]) => [k, v]);
+      } else if (init !== null && typeof init === "object" || typeof init === "function") {
+        if (typeof init[Symbol.iterator] === "function") {
+          for (const pair of init) {
+            const p = [...pair];
+            if (p.length !== 2) throw new TypeError("Each query pair must be an iterable [name, value] tuple");
+            list.push([str(p[0]), str(p[1])]);
+          }
+        } else {
+          for (const k of Object.keys(init)) list.push([str(k), str(init[k])]);
+        }
+      } else {
+        let s = str(init);
+        if (s.startsWith("?")) s = s.slice(1);
+        list = qsParse(s);
+      }
+      QS.set(this, { list, url: null });
+    }
+    get size() { return QS.get(this).list.length; }
+    append(name, value) { QS.get(this).list.push([str(name), str(value)]); qsUpdate(this); }
+    delete(name, value) {
+      const st = QS.get(this); const n = str(name);
+      const v = value === undefined ? undefined : str(value);
+      st.list = st.list.filter(([k, x]) => !(k === n && (v === undefined || x === v)));
+      qsUpdate(this);
+    }
+    get(name) { const n = str(name); const e = QS.get(this).list.find(([k]) => k === n); return e ? e[1] : null; }
+    getAll(name) { const n = str(name); return QS.get(this).list.filter(([k]) => k === n).map(([, v]) => v); }
+    has(name, value) {
+      const n = str(name); const v = value === undefined ? undefined : str(value);
+      return QS.get(this).list.some(([k, x]) => k === n && (v === undefined || x === v));
+    }
+    set(name, value) {
+      const st = QS.get(this); const n = str(name); const v = str(value);
+      const i = hIndex(st.list, n);
+      if (i < 0) st.list.push([n, v]);
+      else { st.list[i][1] = v; st.list = st.list.filter(([k], j) => j <= i || k !== n); }
+      qsUpdate(this);
+    }
+    sort() {
+      const st = QS.get(this);
+      // Stable sort by UTF-16 code units (Array.prototype.sort is stable).
+      st.list.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+      qsUpdate(this);
+    }
+    forEach(cb, thisArg) {
+      if (typeof cb !== "function") throw new TypeError("callback is not a function");
+      for (const [k, v] of this) cb.call(thisArg, v, k, this);
+    }
+    *entries() { const st = QS.get(this); for (let i = 0; i < st.list.length; i++) yield [st.list[i][0], st.list[i][1]]; }
+    *keys() { for (const [k] of this.entries()) yield k; }
+    *values() { for (const [, v] of this.entries()) yield v; }
+    [Symbol.iterator]() { return this.entries(); }
+    toString() { return qsSerialize(QS.get(this).list); }
+    get [Symbol.toStringTag]() { return "URLSearchParams"; }
+  }
+  defineGlobal("URLSearchParams", URLSearchParams);
+
+  // ---------------------------------------------------------------- URL
+  // parts: [href, origin, protocol, username, password, host, hostname, port, pathname, search, hash]
+  const URLS = new WeakMap();
+  const PARTS = ["href", "origin", "protocol", "username", "password", "host", "hostname", "port", "pathname", "search", "hash"];
+  function urlSet(u, prop, value) {
+    const st = URLS.get(u);
+    const parts = N.urlSet(st.parts[0], prop, str(value));
+    if (!parts) {
+      if (prop === "href") throw new TypeError(`Invalid URL: ${value}`);
+      return;
+    }
+    st.parts = parts;
+    if (prop !== "hash" && st.params) QS.get(st.params).list = qsParse(parts[9].slice(1));
+  }
+  function urlSetSearchFromParams(u, serialized) {
+    const st = URLS.get(u);
+    const parts = N.urlSet(st.parts[0], "search", serialized);
+    if (parts) st.parts = parts;
+  }
+  class URL {
+    constructor(url, base) {
+      if (arguments.length < 1) throw new TypeError("URL requires at least 1 argument");
+      const parts = base === undefined ? N.urlParse(str(url)) : N.urlParse(str(url), str(base));
+      if (!parts) throw new TypeError(`Invalid URL: ${String(url)}`);
+      URLS.set(this, { parts, params: null });
+    }
+    static canParse(url, base) {
+      return !!(base === undefined ? N.urlParse(str(url)) : N.urlParse(str(url), str(base)));
+    }
+    static parse(url, base) {
+      try { return base === undefined ? new URL(url) : new URL(url, base); } catch (_) { return null; }
+    }
+    get searchParams() {
+      const st = URLS.get(this);
+      if (!st.params) {
+        st.params = new URLSearchParams(st.parts[9]);
+        QS.get(st.params).url = this;
+      }
+      return st.params;
+    }
+    toString() { return URLS.get(this).parts[0]; }
+    toJSON() { return URLS.get(this).parts[0]; }
+    get [Symbol.toStringTag]() { return "URL"; }
+  }
+  PARTS.forEach((name, i) => {
+    const desc = { get() { const st = URLS.get(this); if (!st) throw new TypeError("Illegal invocation"); return st.parts[i]; },
+      enumerable: true, configurable: true };
+    if (name !== "origin") desc.set = function (v) { urlSet(this, name, v); };
+    Object.defineProperty(URL.prototype, name, desc);
+  });
+  defineGlobal("URL", URL);
+
+  // ---------------------------------------------------------------- Headers
+  const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+  const HDRS = new WeakMap(); // headers -> { list: [[lowername, value]], immutable }
+  function hName(n) {
+    const s = String(n);
+    if (!TOKEN.test(s)) throw new TypeError(`Invalid header name: "${s}"`);
+    return s.toLowerCase();
+  }
+  // Already trimmed, no NUL/CR/LF, only code points <= 0xFF: the usual case.
+  const VALUE_FAST = /^(?:[\x21-\x7e\x80-\xff](?:[\t\x20-\x7e\x80-\xff]*[\x21-\x7e\x80-\xff])?)?$/;
+  function hValue(v) {
+    if (typeof v === "string" && VALUE_FAST.test(v)) return v;
+    const s = String(v).replace(/^[\t\n\r ]+|[\t\n\r ]+$/g, "");
+    if (/[\0\r\n]/.test(s)) throw new TypeError(`Invalid header value: "${s}"`);
+    // Header values are bytes; keep code points <= 0xFF only.
+    if (/[^\x00-\xff]/.test(s)) throw new TypeError(`Invalid header value: "${s}"`);
+    return s;
+  }
+  function hWritable(h) {
+    const st = HDRS.get(h);
+    if (!st) throw new TypeError("Illegal invocation");
+    if (st.immutable) throw new TypeError("Headers are immutable");
+    return st;
+  }
+  function hIndex(list, n) {
+    for (let i = 0; i < list.length; i++) if (list[i][0] === n) return i;
+    return -1;
+  }
+  class Headers {
+    constructor(init) {
+      HDRS.set(this, { list: [], immutable: false });
+      if (init === undefined || init === null) return;
+      if (init instanceof Headers) {
+        for (const e of HDRS.get(init).list) HDRS.get(this).list.push([e[0], e[1]]);
+      } else if (typeof init === "object" || typeof init === "function") {
+        if (typeof init[Symbol.iterator] === "function") {
+          for (const pair of init) {
+            const p = [...pair];
+            if (p.length !== 2) throw new TypeError("Each header pair must be an iterable [name, value] tuple");
+            this.append(p[0], p[1]);
+          }
+        } else {
+          const list = HDRS.get(this).list;
+          const keys = Object.keys(init);
+          for (let i = 0; i < keys.length; i++) list.push([hName(keys[i]), hValue(init[keys[i]])]);
+        }
+      } else {
+        throw new TypeError("Headers init must be an object or iterable");
+      }
+    }
+    append(name, value) { const st = hWritable(this); st.list.push([hName(name), hValue(value)]); }
+    delete(name) { const st = hWritable(this); const n = hName(name); st.list = st.list.filter(([k]) => k !== n); }
+    get(name) {
+      const n = hName(name);
+      const vs = HDRS.get(this).list.filter(([k]) => k === n).map(([, v]) => v);
+      return vs.length ? vs.join(", ") : null;
+    }
+    getSetCookie() { return HDRS.get(this).list.filter(([k]) => k === "set-cookie").map(([, v]) => v); }
+    has(name) { return hIndex(HDRS.get(this).list, hName(name)) >= 0; }
+    set(name, value) {
+      const st = hWritable(this); const n = hName(name); const v = hValue(value);
+      const i = hIndex(st.list, n);
+      if (i < 0) st.list.push([n, v]);
+      else { st.list[i] = [n, v]; st.list = st.list.filter(([k], j) => j <= i || k !== n); }
+    }
+    forEach(cb, thisArg) {
+      if (typeof cb !== "function") throw new TypeError("callback is not a function");
+      for (const [k, v] of this) cb.call(thisArg, v, k, this);
+    }
+    *entries() {
+      const list = HDRS.get(this).list;
+      const names = [...new Set(list.map(([k]) => k))].sort();
+      for (const n of names) {
+        if (n === "set-cookie") { for (const [k, v] of list) if (k === n) yield [n, v]; }
+        else yield [n, this.get(n)];
+      }
+    }
+    *keys() { for (const [k] of this.entries()) yield k; }
+    *values() { for (const [, v] of this.entries()) yield v; }
+    [Symbol.iterator]() { return this.entries(); }
+    get [Symbol.toStringTag]() { return "Headers"; }
+  }
+  defineGlobal("Headers", Headers);
+  const headerPairs = (h) => HDRS.get(h).list.map(([k, v]) => [k, v]);
+  const freezeHeaders = (h) => { HDRS.get(h).immutable = true; return h; };
+
+  // ---------------------------------------------------------------- Blob
+  const BLOBS = new WeakMap();
+  class Blob {
+    constructor(parts = [], options = {}) {
+      const chunks = [];
+      for (const p of parts) {
+        if (p instanceof Blob) chunks.push(BLOBS.get(p).bytes);
+        else if (p instanceof ArrayBuffer || ArrayBuffer.isView(p)) chunks.push(copyBytes(toBytes(p, "part")));
+        else chunks.push(utf8(str(p)));
+      }
+      const type = options && options.type !== undefined ? String(options.type) : "";
+      BLOBS.set(this, { bytes: concat(chunks), type: /^[\x20-\x7e]*$/.test(type) ? type.toLowerCase() : "" });
+    }
+    get size() { return BLOBS.get(this).bytes.length; }
+    get type() { return BLOBS.get(this).type; }
+    async text() { return fromUtf8(BLOBS.get(this).bytes); }
+    async arrayBuffer() { return copyBytes(BLOBS.get(this).bytes).buffer; }
+    async bytes() { return copyBytes(BLOBS.get(this).bytes); }
+    slice(start = 0, end, type = "") {
+      const b = BLOBS.get(this).bytes;
+      const out = new Blob([], { type });
+      BLOBS.get(out).bytes = b.slice(start, end === undefined ? b.length : end);
+      return out;
+    }
+    get [Symbol.toStringTag]() { return "Blob"; }
+  }
+  defineGlobal("Blob", Blob);
+  function concat(chunks) {
+    let n = 0;
+    for (const c of chunks) n += c.length;
+    const out = new Uint8Array(n);
+    let o = 0;
+    for (const c of chunks) { out.set(c, o); o += c.length; }
+    return out;
+  }
+
+  // ---------------------------------------------------------------- ReadableStream (minimal)
+  // Only streams whose data is known synchronously (a body, or a source that
+  // enqueues and closes in `start`) are supported; that covers
+  // `new Response(other.body)` and simple generated bodies.
+  const STREAMS = new WeakMap();
+  class ReadableStream {
+    constructor(source = {}) {
+      const st = { chunks: [], closed: false, locked: false, error: null, disturbed: false };
+      STREAMS.set(this, st);
+      const controller = {
+        enqueue(chunk) {
+          if (st.closed) throw new TypeError("stream is closed");
+          st.chunks.push(typeof chunk === "string" ? utf8(chunk) : copyBytes(toBytes(chunk, "chunk")));
+        },
+        close() { st.closed = true; },
+        error(e) { st.error = e; st.closed = true; },
+        get desiredSize() { return 1; },
+      };
+      if (source && typeof source.start === "function") source.start(controller);
+    }
+    get locked() { return STREAMS.get(this).locked; }
+    getReader() {
+      const st = STREAMS.get(this);
+      if (st.locked) throw new TypeError("ReadableStream is locked");
+      st.locked = true;
+      return {
+        read: async () => {
+          st.disturbed = true;
+          if (st.error) throw st.error;
+          if (st.chunks.length) return { value: st.chunks.shift(), done: false };
+          if (st.closed) return { value: undefined, done: true };
+          throw new TypeError("Streaming sources are not supported yet");
+        },
+        releaseLock: () => { st.locked = false; },
+        cancel: async () => { st.chunks = []; st.closed = true; },
+        closed: Promise.resolve(undefined),
+      };
+    }
+    async cancel() { const st = STREAMS.get(this); st.chunks = []; st.closed = true; }
+    async *[Symbol.asyncIterator]() {
+      const r = this.getReader();
+      try { for (;;) { const { value, done } = await r.read(); if (done) return; yield value; } }
+      finally { r.releaseLock(); }
+    }
+  }
+  defineGlobal("ReadableStream", ReadableStream);
+  function drainStream(s) {
+    const st = STREAMS.get(s);
+    if (st.locked || st.disturbed) throw new TypeError("ReadableStream is locked or disturbed");
+    if (st.error) throw st.error;
+    if (!st.closed) throw new TypeError("Streaming bodies are not supported yet: close the stream in start()");
+    st.disturbed = true;
+    const out = concat(st.chunks);
+    st.chunks = [];
+    return out;
+  }
+
+  // ---------------------------------------------------------------- bodies
+  const BODIES = new WeakMap(); // Request/Response -> { bytes: Uint8Array|null, used, stream }
+  function extractBody(body) {
+    if (body === undefined || body === null) return [null, null];
+    if (typeof body === "string") return [N.utf8Encode(wellFormed(body)), "text/plain;charset=UTF-8"];
+    if (body instanceof ArrayBuffer || ArrayBuffer.isView(body)) return [copyBytes(toBytes(body, "body")), null];
+    if (body instanceof URLSearchParams) return [utf8(body.toString()), "application/x-www-form-urlencoded;charset=UTF-8"];
+    if (body instanceof Blob) { const b = BLOBS.get(body); return [copyBytes(b.bytes), b.type || null]; }
+    if (body instanceof ReadableStream) return [drainStream(body), null];
+    return [utf8(str(body)), "text/plain;charset=UTF-8"];
+  }
+  function takeBytes(o) {
+    const b = BODIES.get(o);
+    if (!b) throw new TypeError("Illegal invocation");
+    if (b.used || (b.stream && STREAMS.get(b.stream).disturbed)) throw new TypeError("Body is unusable: Body has already been read");
+    b.used = true;
+    return b.bytes || new Uint8Array(0);
+  }
+  const bodyMixin = {
+    get body() {
+      const b = BODIES.get(this);
+      if (!b || b.bytes === null) return null;
+      if (!b.stream) {
+        const bytes = b.bytes;
+        b.stream = new ReadableStream({ start(c) { if (bytes.length) c.enqueue(bytes); c.close(); } });
+      }
+      return b.stream;
+    },
+    get bodyUsed() {
+      const b = BODIES.get(this);
+      return !!b && (b.used || (!!b.stream && STREAMS.get(b.stream).disturbed));
+    },
+    async text() { return fromUtf8(takeBytes(this)); },
+    async json() { return JSON.parse(fromUtf8(takeBytes(this))); },
+    async arrayBuffer() { return copyBytes(takeBytes(this)).buffer; },
+    async bytes() { return copyBytes(takeBytes(this)); },
+    async blob() {
+      const bytes = takeBytes(this);
+      return new Blob([bytes], { type: this.headers.get("content-type") || "" });
+    },
+    async formData() { throw new TypeError("formData() is not supported yet"); },
+  };
+  function mixBody(cls) {
+    for (const k of Object.getOwnPropertyNames(bodyMixin)) {
+      Object.defineProperty(cls.prototype, k, Object.getOwnPropertyDescriptor(bodyMixin, k));
+    }
+  }
+  // Bytes of a body without consuming it (for host calls and the outcome).
+  function peekBytes(o) {
+    const b = BODIES.get(o);
+    if (b.stream && STREAMS.get(b.stream).disturbed) {
+      throw new TypeError("Body is unusable: its stream has been read");
+    }
+    return b.bytes;
+  }
+
+  // ---------------------------------------------------------------- AbortController / events
+  class Event {
+    #type;
+    constructor(type) { this.#type = String(type); this.target = null; this.defaultPrevented = false; }
+    get type() { return this.#type; }
+    preventDefault() { this.defaultPrevented = true; }
+  }
+  const LISTENERS = new WeakMap();
+  class EventTarget {
+    constructor() { LISTENERS.set(this, []); }
+    addEventListener(type, cb, options) {
+      if (typeof cb !== "function" && !(cb && typeof cb.handleEvent === "function")) return;
+      const l = LISTENERS.get(this);
+      if (l.some((e) => e.type === type && e.cb === cb)) return;
+      l.push({ type: String(type), cb, once: !!(options && typeof options === "object" && options.once) });
+    }
+    removeEventListener(type, cb) {
+      LISTENERS.set(this, LISTENERS.get(this).filter((e) => !(e.type === type && e.cb === cb)));
+    }
+    dispatchEvent(ev) {
+      ev.target = this;
+      const handler = this["on" + ev.type];
+      for (const e of LISTENERS.get(this).slice()) {
+        if (e.type !== ev.type) continue;
+        if (e.once) this.removeEventListener(e.type, e.cb);
+        try { typeof e.cb === "function" ? e.cb.call(this, ev) : e.cb.handleEvent(ev); }
+        catch (err) { N.log("error", str(`Uncaught (in event listener) ${fmt(err, 0)}`)); }
+      }
+      if (typeof handler === "function") {
+        try { handler.call(this, ev); } catch (err) { N.log("error", str(`Uncaught (in event listener) ${fmt(err, 0)}`)); }
+      }
+      return !ev.defaultPrevented;
+    }
+  }
+  defineGlobal("Event", Event);
+  defineGlobal("EventTarget", EventTarget);
+
+  const SIGNALS = new WeakMap();
+  let signalKey = false;
+  class AbortSignal extends EventTarget {
+    constructor(key) {
+      if (key !== signalKey || !signalKey) throw new TypeError("Illegal constructor");
+      super();
+      SIGNALS.set(this, { aborted: false, reason: undefined });
+      this.onabort = null;
+    }
+    get aborted() { return SIGNALS.get(this).aborted; }
+    get reason() { return SIGNALS.get(this).reason; }
+    throwIfAborted() { const st = SIGNALS.get(this); if (st.aborted) throw st.reason; }
+    static abort(reason) { const s = newSignal(); signalAbort(s, reason); return s; }
+    static timeout(ms) {
+      const s = newSignal();
+      G.setTimeout(() => signalAbort(s, new DOMEx("The operation timed out.", "TimeoutError")), ms);
+      return s;
+    }
+    static any(signals) {
+      const s = newSignal();
+      for (const x of signals) if (x.aborted) { signalAbort(s, x.reason); return s; }
+      for (const x of signals) x.addEventListener("abort", () => signalAbort(s, x.reason), { once: true });
+      return s;
+    }
+  }
+  function newSignal() {
+    signalKey = {};
+    try { return new AbortSignal(signalKey); } finally { signalKey = false; }
+  }
+  function signalAbort(s, reason) {
+    const st = SIGNALS.get(s);
+    if (st.aborted) return;
+    st.aborted = true;
+    st.reason = reason === undefined ? new DOMEx("This operation was aborted", "AbortError") : reason;
+    s.dispatchEvent(new Event("abort"));
+  }
+  class AbortController {
+    #signal = newSignal();
+    get signal() { return this.#signal; }
+    abort(reason) { signalAbort(this.#signal, reason); }
+  }
+  defineGlobal("AbortSignal", AbortSignal);
+  defineGlobal("AbortController", AbortController);
+
+  // ---------------------------------------------------------------- Request
+  const REQS = new WeakMap();
+  const METHOD_NORM = ["DELETE", "GET", "HEAD", "OPTIONS", "POST", "PUT"];
+  function normMethod(m) {
+    const s = String(m);
+    if (!TOKEN.test(s)) throw new TypeError(`Invalid method: "${s}"`);
+    const up = s.toUpperCase();
+    if (up === "CONNECT" || up === "TRACE" || up === "TRACK") throw new TypeError(`Forbidden method: "${s}"`);
+    return METHOD_NORM.includes(up) ? up : s;
+  }
+  class Request {
+    constructor(input, init = {}) {
+      if (arguments.length < 1) throw new TypeError("Request requires at least 1 argument");
+      init = init ?? {};
+      let url, method = "GET", headers, bytes = null, signal = null, redirect = "follow", srcBody = null;
+      if (input instanceof Request) {
+        const src = REQS.get(input);
+        url = src.url; method = src.method; headers = input.headers; signal = src.signal; redirect = src.redirect;
+        srcBody = input;
+      } else {
+        const u = URL.parse(str(input));
+        if (!u) throw new TypeError(`Invalid URL: ${String(input)}`);
+        if (u.username || u.password) throw new TypeError("Request URL must not include credentials");
+        url = u.href;
+      }
+      if (init.method !== undefined) method = normMethod(init.method);
+      if (init.headers !== undefined) headers = init.headers;
+      if (init.signal !== undefined && init.signal !== null) signal = init.signal;
+      if (init.redirect !== undefined) redirect = String(init.redirect);
+      let ctype = null;
+      if (init.body !== undefined && init.body !== null) {
+        [bytes, ctype] = extractBody(init.body);
+      } else if (srcBody && BODIES.get(srcBody).bytes !== null) {
+        bytes = takeBytes(srcBody);
+      }
+      if (bytes !== null && (method === "GET" || method === "HEAD")) {
+        throw new TypeError("Request with GET/HEAD method cannot have body");
+      }
+      const h = new Headers(headers);
+      if (ctype && !h.has("content-type")) h.set("content-type", ctype);
+      REQS.set(this, { url, method, headers: h, signal, redirect });
+      BODIES.set(this, { bytes, used: false, stream: null });
+    }
+    get method() { return REQS.get(this).method; }
+    get url() { return REQS.get(this).url; }
+    get headers() { return REQS.get(this).headers; }
+    get signal() {
+      const st = REQS.get(this);
+      return st.signal || (st.signal = new AbortController().signal);
+    }
+    get redirect() { return REQS.get(this).redirect; }
+    get cache() { return "default"; }
+    get credentials() { return "same-origin"; }
+    get mode() { return "cors"; }
+    get destination() { return ""; }
+    get referrer() { return "about:client"; }
+    get integrity() { return ""; }
+    get keepalive() { return false; }
+    clone() {
+      if (this.bodyUsed) throw new TypeError("Request body is already used");
+      const st = REQS.get(this);
+      const r = new Request(st.url, { method: st.method, headers: st.headers, signal: st.signal, redirect: st.redirect });
+      BODIES.get(r).bytes = peekBytes(this) === null ? null : copyBytes(peekBytes(this));
+      return r;
+    }
+    get [Symbol.toStringTag]() { return "Request"; }
+  }
+  mixBody(Request);
+  defineGlobal("Request", Request);
+
+  // ---------------------------------------------------------------- Response
+  const RESPS = new WeakMap();
+  const NULL_BODY = [101, 103, 204, 205, 304];
+  const REDIRECTS = [301, 302, 303, 307, 308];
+  let internalResponse = false;
+  class Response {
+    constructor(body = null, init = {}) {
+      init = init ?? {};
+      const status = init.status === undefined ? 200 : Number(init.status);
+      if (!internalResponse && (!Number.isInteger(status) || status < 200 || status > 599)) {
+        throw new RangeError(`The status provided (${init.status}) is outside the range [200, 599]`);
+      }
+      const statusText = init.statusText === undefined ? "" : String(init.statusText);
+      if (statusText !== "" && /[^\t\x20-\x7e\x80-\xff]/.test(statusText)) throw new TypeError("Invalid statusText");
+      const headers = new Headers(init.headers);
+      const [bytes, ctype] = extractBody(body);
+      if (bytes !== null && NULL_BODY.includes(status)) {
+        throw new TypeError(`Response with null body status (${status}) cannot have body`);
+      }
+      if (ctype) {
+        const list = HDRS.get(headers).list;
+        if (hIndex(list, "content-type") < 0) list.push(["content-type", ctype]);
+      }
+      RESPS.set(this, { status, statusText, headers, type: "default", url: "", redirected: false });
+      BODIES.set(this, { bytes, used: false, stream: null });
+    }
+    get status() { return RESPS.get(this).status; }
+    get statusText() { return RESPS.get(this).statusText; }
+    get ok() { const s = RESPS.get(this).status; return s >= 200 && s <= 299; }
+    get headers() { return RESPS.get(this).headers; }
+    get type() { return RESPS.get(this).type; }
+    get url() { return RESPS.get(this).url; }
+    get redirected() { return RESPS.get(this).redirected; }
+    clone() {
+      if (this.bodyUsed) throw new TypeError("Response body is already used");
+      const st = RESPS.get(this);
+      const r = makeResponse(st.status, headerPairs(st.headers), peekBytes(this) === null ? null : copyBytes(peekBytes(this)));
+      Object.assign(RESPS.get(r), { statusText: st.statusText, type: st.type, url: st.url, redirected: st.redirected });
+      return r;
+    }
+    static json(data, init = {}) {
+      const text = JSON.stringify(data);
+      if (text === undefined) throw new TypeError("Value is not JSON serializable");
+      const r = new Response(text, init);
+      if (!init || !init.headers || !new Headers(init.headers).has("content-type")) {
+        r.headers.set("content-type", "application/json");
+      }
+      return r;
+    }
+    static redirect(url, status = 302) {
+      const u = URL.parse(str(url));
+      if (!u) throw new TypeError(`Invalid URL: ${String(url)}`);
+      if (!REDIRECTS.includes(Number(status))) throw new RangeError(`Invalid redirect status: ${status}`);
+      const r = new Response(null, { status: Number(status), headers: { location: u.href } });
+      freezeHeaders(r.headers);
+      return r;
+    }
+    static error() {
+      const r = makeResponse(0, [], null);
+      RESPS.get(r).type = "error";
+      freezeHeaders(r.headers);
+      return r;
+    }
+    get [Symbol.toStringTag]() { return "Response"; }
+  }
+  mixBody(Response);
+  defineGlobal("Response", Response);
+  function makeResponse(status, pairs, bytes) {
+    internalResponse = true;
+    try {
+      const r = new Response(null, { status, headers: pairs });
+      BODIES.get(r).bytes = bytes;
+      return r;
+    } finally { internalResponse = false; }
+  }
+
+  // ---------------------------------------------------------------- timers
+  function addTimer(cb, delay, args, repeat) {
+    if (!inv) throw new Error("Timers can only be used while handling a request");
+    if (inv.timers.size >= MAX_TIMERS) throw new RangeError("Too many timers");
+    const id = nextTimerId++;
+    const ms = Math.max(0, Number(delay) || 0);
+    inv.timers.set(id, { cb, args, due: N.now() + ms, every: repeat ? Math.max(1, ms) : 0, seq: id });
+    return id;
+  }
+  defineGlobal("setTimeout", (cb, delay = 0, ...args) => addTimer(cb, delay, args, false));
+  defineGlobal("setInterval", (cb, delay = 0, ...args) => addTimer(cb, delay, args, true));
+  const clear = (id) => { if (inv) inv.timers.delete(Number(id)); };
+  defineGlobal("clearTimeout", clear);
+  defineGlobal("clearInterval", clear);
+  defineGlobal("queueMicrotask", (cb) => {
+    if (typeof cb !== "function") throw new TypeError("callback is not a function");
+    Promise.resolve().then(() => cb());
+  });
+  defineGlobal("performance", { now: () => N.now(), timeOrigin: Date.now() - N.now() });
+
+  // ---------------------------------------------------------------- crypto
+  const INT_ARRAYS = [Int8Array, Uint8Array, Uint8ClampedArray, Int16Array, Uint16Array, Int32Array, Uint32Array,
+    BigInt64Array, BigUint64Array];
+  const cryptoObj = {
+    getRandomValues(array) {
+      if (!INT_ARRAYS.some((T) => array instanceof T)) {
+        throw new DOMEx("The data argument must be an integer-type TypedArray", "TypeMismatchError");
+      }
+      if (array.byteLength > 65536) {
+        throw new DOMEx(`The ArrayBufferView's byte length (${array.byteLength}) exceeds 65536`, "QuotaExceededError");
+      }
+      new Uint8Array(array.buffer, array.byteOffset, array.byteLength).set(N.randomBytes(array.byteLength));
+      return array;
+    },
+    randomUUID() { return N.randomUUID(); },
+  };
+  const DIGESTS = { "SHA-1": "sha1", "SHA-256": "sha256", "SHA-384": "sha384", "SHA-512": "sha512" };
+  const algName = (a) => (typeof a === "string" ? a : a && a.name ? String(a.name) : "");
+  const hashName = (a) => {
+    const n = DIGESTS[algName(a).toUpperCase()];
+    if (!n) throw new DOMEx(`Unrecognized algorithm name: ${algName(a)}`, "NotSupportedError");
+    return n;
+  };
+  const KEYS = new WeakMap();
+  class CryptoKey {
+    constructor() { throw new TypeError("Illegal constructor"); }
+    get type() { return KEYS.get(this).type; }
+    get extractable() { return KEYS.get(this).extractable; }
+    get algorithm() { return { ...KEYS.get(this).algorithm }; }
+    get usages() { return [...KEYS.get(this).usages]; }
+  }
+  defineGlobal("CryptoKey", CryptoKey);
+  const subtle = {
+    async digest(algorithm, data) {
+      const h = hashName(algorithm);
+      return N.digest(h, copyBytes(toBytes(data, "data"))).buffer;
+    },
+    async importKey(format, keyData, algorithm, extractable, usages) {
+      if (format !== "raw") throw new DOMEx(`Unsupported key format: ${format}`, "NotSupportedError");
+      if (algName(algorithm).toUpperCase() !== "HMAC") {
+        throw new DOMEx(`Unsupported algorithm: ${algName(algorithm)}`, "NotSupportedError");
+      }
+      const hash = algorithm.hash;
+      const h = hashName(hash);
+      const use = [...usages];
+      if (use.some((u) => u !== "sign" && u !== "verify")) throw new SyntaxError("Invalid key usage for HMAC");
+      const key = Object.create(CryptoKey.prototype);
+      const bytes = copyBytes(toBytes(keyData, "keyData"));
+      KEYS.set(key, { type: "secret", extractable: !!extractable, usages: use, hash: h, bytes,
+        algorithm: { name: "HMAC", hash: { name: algName(hash).toUpperCase() }, length: bytes.length * 8 } });
+      return key;
+    },
+    async exportKey(format, key) {
+      const k = KEYS.get(key);
+      if (!k) throw new TypeError("key is not a CryptoKey");
+      if (!k.extractable) throw new DOMEx("key is not extractable", "InvalidAccessError");
+      if (format !== "raw") throw new DOMEx(`Unsupported key format: ${format}`, "NotSupportedError");
+      return copyBytes(k.bytes).buffer;
+    },
+    async sign(algorithm, key, data) {
+      const k = KEYS.get(key);
+      if (!k || algName(algorithm).toUpperCase() !== "HMAC") throw new DOMEx("Unsupported algorithm", "NotSupportedError");
+      if (!k.usages.includes("sign")) throw new DOMEx("key does not allow signing", "InvalidAccessError");
+      return N.hmacSign(k.hash, k.bytes, copyBytes(toBytes(data, "data"))).buffer;
+    },
+    async verify(algorithm, key, signature, data) {
+      const k = KEYS.get(key);
+      if (!k || algName(algorithm).toUpperCase() !== "HMAC") throw new DOMEx("Unsupported algorithm", "NotSupportedError");
+      if (!k.usages.includes("verify")) throw new DOMEx("key does not allow verifying", "InvalidAccessError");
+      return N.hmacVerify(k.hash, k.bytes, copyBytes(toBytes(data, "data")), copyBytes(toBytes(signature, "signature")));
+    },
+  };
+  cryptoObj.subtle = subtle;
+  defineGlobal("crypto", cryptoObj);
+
+  // ---------------------------------------------------------------- structuredClone
+  function clone(v, seen) {
+    if (v === null || (typeof v !== "object" && typeof v !== "function" && typeof v !== "symbol")) return v;
+    if (typeof v === "function" || typeof v === "symbol") {
+      throw new DOMEx(`${typeof v === "function" ? "function" : "Symbol"} could not be cloned`, "DataCloneError");
+    }
+    if (seen.has(v)) return seen.get(v);
+    let out;
+    if (v instanceof Date) out = new Date(v.getTime());
+    else if (v instanceof RegExp) out = new RegExp(v.source, v.flags);
+    else if (v instanceof Boolean || v instanceof Number || v instanceof String) out = Object(v.valueOf());
+    else if (v instanceof ArrayBuffer) out = v.slice(0);
+    else if (ArrayBuffer.isView(v)) {
+      const buf = clone(v.buffer, seen);
+      out = v instanceof DataView ? new DataView(buf, v.byteOffset, v.byteLength)
+        : new v.constructor(buf, v.byteOffset, v.length);
+    } else if (v instanceof Map) {
+      out = new Map(); seen.set(v, out);
+      for (const [k, x] of v) out.set(clone(k, seen), clone(x, seen));
+      return out;
+    } else if (v instanceof Set) {
+      out = new Set(); seen.set(v, out);
+      for (const x of v) out.add(clone(x, seen));
+      return out;
+    } else if (v instanceof Error) {
+      const ctors = { EvalError, RangeError, ReferenceError, SyntaxError, TypeError, URIError };
+      out = new (ctors[v.name] || Error)(v.message);
+      seen.set(v, out);
+      if (v.stack !== undefined) out.stack = String(v.stack);
+      return out;
+    } else if (Array.isArray(v)) {
+      out = new Array(v.length); seen.set(v, out);
+      for (const k of Object.keys(v)) out[k] = clone(v[k], seen);
+      return out;
+    } else {
+      const proto = Object.getPrototypeOf(v);
+      if (proto !== Object.prototype && proto !== null) {
+        const tag = Object.prototype.toString.call(v);
+        if (v instanceof Promise || v instanceof WeakMap || v instanceof WeakSet || tag === "[object Request]"
+            || tag === "[object Response]" || tag === "[object Headers]" || tag === "[object URL]") {
+          throw new DOMEx(`${tag} could not be cloned`, "DataCloneError");
+        }
+      }
+      out = {}; seen.set(v, out);
+      for (const k of Object.keys(v)) out[k] = clone(v[k], seen);
+      return out;
+    }
+    seen.set(v, out);
+    return out;
+  }
+  defineGlobal("structuredClone", function structuredClone(value) {
+    if (arguments.length < 1) throw new TypeError("structuredClone requires 1 argument");
+    return clone(value, new Map());
+  });
+
+  // ---------------------------------------------------------------- host calls (fetch, next)
+  function hostCall(kind, request, options) {
+    if (!inv) return Promise.reject(new Error(`${kind}() can only be used while handling a request`));
+    const st = REQS.get(request);
+    const bytes = peekBytes(request);
+    const meta = JSON.stringify({
+      method: st.method, url: st.url, headers: headerPairs(st.headers),
+      sendConditionalRequest: !!(options && options.sendConditionalRequest),
+    });
+    const id = nextHostId++;
+    return new Promise((resolve, reject) => {
+      inv.host.set(id, { resolve, reject, kind, url: st.url });
+      const signal = st.signal;
+      if (signal && signal.aborted) { inv.host.delete(id); reject(signal.reason); return; }
+      if (signal) signal.addEventListener("abort", () => {
+        if (inv && inv.host.delete(id)) reject(signal.reason);
+      }, { once: true });
+      if (!N.hostCall(kind, id, meta, bytes === null ? new Uint8Array(0) : bytes)) {
+        inv.host.delete(id);
+        reject(new TypeError(`${kind === "next" ? "context.next()" : "fetch"} failed: the request body is too large`));
+      }
+    });
+  }
+  defineGlobal("fetch", function fetch(input, init) {
+    try {
+      return hostCall("fetch", new Request(input, init), null);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  });
+
+  // ---------------------------------------------------------------- cookies
+  const COOKIE_NAME = TOKEN;
+  const COOKIE_VALUE = /^[\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]*$/;
+  function parseCookies(header) {
+    const out = new Map();
+    if (!header) return out;
+    for (const part of header.split(";")) {
+      const i = part.indexOf("=");
+      if (i < 0) continue;
+      const k = part.slice(0, i).trim();
+      let v = part.slice(i + 1).trim();
+      if (v.length >= 2 && v.startsWith('"') && v.endsWith('"')) v = v.slice(1, -1);
+      if (k && !out.has(k)) out.set(k, v);
+    }
+    return out;
+  }
+  function serializeCookie(c) {
+    const name = String(c.name ?? "");
+    const value = String(c.value ?? "");
+    if (!COOKIE_NAME.test(name)) throw new TypeError(`Invalid cookie name: "${name}"`);
+    if (!COOKIE_VALUE.test(value)) throw new TypeError(`Invalid cookie value: "${value}"`);
+    const out = [`${name}=${value}`];
+    if (c.secure || name.startsWith("__Secure-") || name.startsWith("__Host-")) out.push("Secure");
+    if (c.httpOnly) out.push("HttpOnly");
+    if (c.maxAge !== undefined) {
+      const n = Number(c.maxAge);
+      if (!Number.isInteger(n)) throw new TypeError("maxAge must be an integer");
+      out.push(`Max-Age=${n}`);
+    }
+    const checkAttr = (what, v) => {
+      const s = String(v);
+      if (/[;\x00-\x1f\x7f]/.test(s)) throw new TypeError(`Invalid cookie ${what}: "${s}"`);
+      return s;
+    };
+    if (c.domain) out.push(`Domain=${checkAttr("domain", c.domain)}`);
+    if (c.sameSite) {
+      const ss = String(c.sameSite);
+      if (!["Strict", "Lax", "None"].includes(ss)) throw new TypeError(`Invalid sameSite: "${ss}"`);
+      out.push(`SameSite=${ss}`);
+    }
+    if (c.path) out.push(`Path=${checkAttr("path", c.path)}`);
+    if (c.expires !== undefined && c.expires !== null) {
+      const d = c.expires instanceof Date ? c.expires : new Date(c.expires);
+      if (isNaN(d.getTime())) throw new TypeError("Invalid cookie expires");
+      out.push(`Expires=${d.toUTCString()}`);
+    }
+    if (c.unparsed) for (const u of c.unparsed) out.push(checkAttr("attribute", u));
+    return out.join("; ");
+  }
+  function makeCookies(reqHeaders) {
+    const jar = parseCookies(reqHeaders.get("cookie"));
+    return Object.freeze({
+      get(name) {
+        const n = typeof name === "object" && name !== null ? String(name.name) : String(name);
+        return jar.get(n);
+      },
+      set(a, b) {
+        const c = typeof a === "object" && a !== null ? a : { name: a, value: b };
+        inv.cookies.push(serializeCookie(c));
+      },
+      delete(a) {
+        const c = typeof a === "object" && a !== null ? a : { name: a };
+        inv.cookies.push(serializeCookie({ name: c.name, value: "", domain: c.domain, path: c.path,
+          expires: new Date(0) }));
+      },
+    });
+  }
+
+  // ---------------------------------------------------------------- Netlify global
+  let currentContext = null;
+  // The invocation's env, parsed on first use; set/delete stay in this invocation.
+  // Outside a handler (module top level, late timers): the deploy's env.
+  let deployEnv = null;
+  const envOf = () => (inv ? inv.envObj || (inv.envObj = JSON.parse(inv.envJson))
+    : deployEnv || (deployEnv = JSON.parse(deployEnvJson || "{}")));
+  const envObj = Object.freeze({
+    get(k) { const e = envOf(); return e && Object.prototype.hasOwnProperty.call(e, k) ? e[k] : undefined; },
+    has(k) { const e = envOf(); return !!e && Object.prototype.hasOwnProperty.call(e, k); },
+    set(k, v) { const e = envOf(); if (e) e[String(k)] = String(v); },
+    delete(k) { const e = envOf(); if (e) delete e[String(k)]; },
+    toObject() { const e = envOf(); return e ? { ...e } : {}; },
+  });
+  defineGlobal("Netlify", Object.freeze({
+    env: envObj,
+    get context() { return currentContext; },
+  }));
+
+  // The per-request `context`. A class, so that requests share one shape and
+  // one set of methods; the request it belongs to is kept in a WeakMap.
+  const CTX = new WeakMap();
+  class Context {
+    constructor(ctxJson, request) {
+      CTX.set(this, { request, json: ctxJson, c: null, url: null, cookies: null });
+    }
+    get account() { return ctxData(this).account; }
+    get deploy() { return ctxData(this).deploy; }
+    get geo() { return ctxData(this).geo; }
+    get ip() { return ctxData(this).ip; }
+    get params() { return ctxData(this).params; }
+    get requestId() { return ctxData(this).requestId; }
+    get server() { return ctxData(this).server; }
+    get site() { return ctxData(this).site; }
+    get url() { const st = CTX.get(this); return st.url || (st.url = new URL(st.request.url)); }
+    get cookies() { const st = CTX.get(this); return st.cookies || (st.cookies = makeCookies(st.request.headers)); }
+    json(v, init) { return Response.json(v, init); }
+    log(...args) { consoleObj.log(...args); }
+    next(a, b) {
+      if (a instanceof Request) return hostCall("next", a, b);
+      return hostCall("next", CTX.get(this).request, a);
+    }
+    waitUntil(p) {
+      const state = inv;
+      if (!state) return;
+      state.waitCount++;
+      Promise.resolve(p).then(() => {}, (e) => {
+        N.log("error", str(`Uncaught (in waitUntil) ${fmt(e, 0)}`));
+      }).then(() => { state.waitCount--; });
+    }
+    rewrite(url) {
+      const request = CTX.get(this).request;
+      const u = new URL(String(url), request.url);
+      return hostCall("next", new Request(u.href, { method: "GET", headers: request.headers }), undefined);
+    }
+  }
+  // The context data is parsed on first use: most functions read little of it.
+  function ctxData(ctx) {
+    const st = CTX.get(ctx);
+    if (!st) throw new TypeError("Illegal invocation");
+    return st.c || (st.c = JSON.parse(st.json));
+  }
+  const makeContext = (ctxJson, request) => new Context(ctxJson, request);
+
+  // ---------------------------------------------------------------- outcome
+  function describe(e) {
+    if (e instanceof Error) return { name: e.name, message: `${e.name}: ${e.message}`, stack: String(e.stack || "") };
+    let m;
+    try { m = fmt(e, 0); } catch (_) { m = "a value"; }
+    return { name: "", message: `Uncaught ${m}`, stack: "" };
+  }
+  function finish(v) {
+    if (v instanceof Response) {
+      const st = RESPS.get(v);
+      if (st.type === "error") throw new TypeError("The function returned Response.error()");
+      let bytes = peekBytes(v);
+      if (BODIES.get(v).used) throw new TypeError("The returned Response's body has already been read");
+      const list = HDRS.get(st.headers).list;
+      const flat = [];
+      for (let i = 0; i < list.length; i++) flat.push(list[i][0], list[i][1]);
+      for (const c of inv.cookies) flat.push("set-cookie", c);
+      return ["response", st.status, "", flat, bytes || new Uint8Array(0)];
+    }
+    if (v instanceof URL) return ["rewrite", 0, v.href, null, null];
+    if (v === undefined || v === null) return ["pass", 0, "", null, null];
+    throw new TypeError(`The function must return a Response, a URL or undefined (got ${Object.prototype.toString.call(v)})`);
+  }
+
+  // ---------------------------------------------------------------- unhandled rejections
+  // QuickJS reports a rejection without handlers, and again if a handler is
+  // attached later; what is still unhandled when the invocation ends is logged.
+  const unhandled = new Map();
+  Object.defineProperty(G, "__ledgeRejection", {
+    value: (promise, reason, handled) => {
+      if (handled) unhandled.delete(promise);
+      else if (unhandled.size < 100) unhandled.set(promise, reason);
+    },
+    writable: false, configurable: false, enumerable: false,
+  });
+  function flushRejections() {
+    for (const reason of unhandled.values()) N.log("error", str(`Uncaught (in promise) ${fmt(reason, 0)}`));
+    unhandled.clear();
+  }
+
+  // ---------------------------------------------------------------- internals (for Rust only)
+  return {
+    // Start an invocation; progress is read with state().
+    run(handler, reqJson, body, ctxJson, envJson) {
+      const meta = JSON.parse(reqJson);
+      inv = { done: 0, result: null, error: null, cookies: [], waitCount: 0, host: new Map(),
+        timers: new Map(), envJson, envObj: null };
+      internalResponse = false;
+      // The request was validated and normalised by Rust: build it directly.
+      const req = Object.create(Request.prototype);
+      const headers = Object.create(Headers.prototype);
+      HDRS.set(headers, { list: meta.headers, immutable: false });
+      REQS.set(req, { url: meta.url, method: meta.method, headers, signal: null, redirect: "follow" });
+      const hasBody = meta.method !== "GET" && meta.method !== "HEAD";
+      BODIES.set(req, { bytes: hasBody ? body : null, used: false, stream: null });
+      const context = makeContext(ctxJson, req);
+      currentContext = context;
+      const state = inv;
+      let p;
+      try { p = Promise.resolve(handler(req, context)); } catch (e) { p = Promise.reject(e); }
+      p.then((v) => {
+        if (state !== inv) return;
+        try {
+          state.result = finish(v); state.done = 1;
+        } catch (e) {
+          state.error = describe(e); state.done = 3;
+        }
+        N.settled();
+      }, (e) => {
+        if (state !== inv) return;
+        state.error = describe(e); state.done = 2;
+        N.settled();
+      });
+    },
+    // [done (0 pending, 1 ok, 2 rejected, 3 invalid return), resultJson, body, errorJson,
+    //  pendingWaitUntil, cookiesJson]
+    state() {
+      if (!inv) return [0, null, null, 0, null];
+      return [inv.done, inv.result, inv.error ? JSON.stringify(inv.error) : null, inv.waitCount,
+        inv.cookies.length ? inv.cookies : null];
+    },
+    resolveHost(id, ok, metaJson, body) {
+      if (!inv) return;
+      const p = inv.host.get(id);
+      if (!p) return;
+      inv.host.delete(id);
+      if (!ok) { p.reject(new TypeError(`${p.kind === "next" ? "context.next()" : "fetch"} failed: ${metaJson}`)); return; }
+      try {
+        const meta = JSON.parse(metaJson);
+        const bytes = NULL_BODY.includes(meta.status) ? null : body;
+        const r = makeResponse(meta.status, meta.headers, bytes);
+        if (p.kind === "fetch") RESPS.get(r).url = p.url;
+        p.resolve(r);
+      } catch (e) {
+        p.reject(e);
+      }
+    },
+    nextTimer() {
+      if (!inv || inv.timers.size === 0) return -1;
+      let best = Infinity;
+      for (const t of inv.timers.values()) if (t.due < best) best = t.due;
+      return best;
+    },
+    fireTimers() {
+      if (!inv) return;
+      const now = N.now();
+      const due = [...inv.timers.entries()].filter(([, t]) => t.due <= now).sort((a, b) => a[1].due - b[1].due || a[1].seq - b[1].seq);
+      for (const [id, t] of due) {
+        if (!inv.timers.has(id)) continue;
+        if (t.every) t.due = now + t.every; else inv.timers.delete(id);
+        try {
+          if (typeof t.cb === "function") t.cb(...t.args);
+        } catch (e) {
+          N.log("error", str(`Uncaught (in timer) ${fmt(e, 0)}`));
+        }
+      }
+    },
+    end() {
+      flushRejections();
+      inv = null; currentContext = null;
+    },
+    config(ns) {
+      const c = ns.config;
+      if (c === undefined || c === null) return null;
+      return JSON.stringify(c);
+    },
+  };
+}

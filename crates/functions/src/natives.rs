@@ -1,0 +1,423 @@
+//! Native functions behind the Web globals: UTF-8, base64, URL parsing, form
+//! encoding, randomness, digests and HMAC, console and host calls. The JS glue
+//! (`js/runtime.js`) receives them as one object and never exposes it.
+
+use std::sync::Arc;
+
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD};
+use base64::engine::DecodePaddingMode;
+use base64::{alphabet, Engine as _};
+use ring::rand::SecureRandom;
+use rquickjs::function::Opt;
+use rquickjs::{Ctx, Function, Object, Result, TypedArray, Value};
+use url::Url;
+
+use crate::isolate::{lock, HostOp, Shared};
+
+/// Copies the bytes of a `Uint8Array` (or a view of one) out of the engine.
+#[allow(unsafe_code)]
+pub(crate) fn copy_bytes(array: &TypedArray<'_, u8>) -> Vec<u8> {
+    // SAFETY: the slice aliases memory owned by the engine and is valid until
+    // JavaScript runs again; it is copied at once and no JS runs meanwhile.
+    unsafe { array.as_bytes() }
+        .map(<[u8]>::to_vec)
+        .unwrap_or_default()
+}
+
+/// A short description of a thrown value for error messages.
+pub(crate) fn display_value(v: &Value<'_>) -> String {
+    if let Some(s) = v.as_string() {
+        return s.to_string().unwrap_or_default();
+    }
+    if let Some(o) = v.as_object() {
+        let name: Option<String> = o.get("name").ok().flatten();
+        let message: Option<String> = o.get("message").ok().flatten();
+        if let Some(message) = message {
+            return format!("{}: {message}", name.unwrap_or_else(|| "Error".into()));
+        }
+    }
+    if let Some(n) = v.as_number() {
+        return n.to_string();
+    }
+    format!("{:?}", v.type_of())
+}
+
+const URL_PARTS: usize = 11;
+
+fn url_parts(u: &Url) -> Vec<String> {
+    use url::quirks as q;
+    let parts = vec![
+        q::href(u).to_string(),
+        q::origin(u),
+        q::protocol(u).to_string(),
+        q::username(u).to_string(),
+        q::password(u).to_string(),
+        q::host(u).to_string(),
+        q::hostname(u).to_string(),
+        q::port(u).to_string(),
+        q::pathname(u).to_string(),
+        q::search(u).to_string(),
+        q::hash(u).to_string(),
+    ];
+    debug_assert_eq!(parts.len(), URL_PARTS);
+    parts
+}
+
+pub(crate) fn url_parse(input: &str, base: Option<&str>) -> Option<Vec<String>> {
+    let base = match base {
+        Some(b) => Some(Url::parse(b).ok()?),
+        None => None,
+    };
+    let u = Url::options().base_url(base.as_ref()).parse(input).ok()?;
+    Some(url_parts(&u))
+}
+
+pub(crate) fn url_set(href: &str, prop: &str, value: &str) -> Option<Vec<String>> {
+    use url::quirks as q;
+    let mut u = Url::parse(href).ok()?;
+    let ok = match prop {
+        "href" => q::set_href(&mut u, value).is_ok(),
+        "protocol" => q::set_protocol(&mut u, value).is_ok(),
+        "username" => q::set_username(&mut u, value).is_ok(),
+        "password" => q::set_password(&mut u, value).is_ok(),
+        "host" => q::set_host(&mut u, value).is_ok(),
+        "hostname" => q::set_hostname(&mut u, value).is_ok(),
+        "port" => q::set_port(&mut u, value).is_ok(),
+        "pathname" => {
+            q::set_pathname(&mut u, value);
+            true
+        }
+        "search" => {
+            q::set_search(&mut u, value);
+            true
+        }
+        "hash" => {
+            q::set_hash(&mut u, value);
+            true
+        }
+        _ => false,
+    };
+    ok.then(|| url_parts(&u))
+}
+
+pub(crate) fn btoa(input: &str) -> Option<String> {
+    let bytes = input
+        .chars()
+        .map(|c| u8::try_from(u32::from(c)).ok())
+        .collect::<Option<Vec<u8>>>()?;
+    Some(STANDARD.encode(bytes))
+}
+
+const FORGIVING: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::STANDARD,
+    GeneralPurposeConfig::new()
+        .with_decode_padding_mode(DecodePaddingMode::RequireNone)
+        .with_decode_allow_trailing_bits(true),
+);
+
+/// Forgiving-base64 decode (HTML spec), returning a binary string.
+pub(crate) fn atob(input: &str) -> Option<String> {
+    let mut s: String = input
+        .chars()
+        .filter(|c| !matches!(c, '\t' | '\n' | '\x0c' | '\r' | ' '))
+        .collect();
+    if s.len() % 4 == 0 {
+        for _ in 0..2 {
+            if s.ends_with('=') {
+                s.pop();
+            }
+        }
+    }
+    if s.len() % 4 == 1
+        || !s
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
+    {
+        return None;
+    }
+    let bytes = FORGIVING.decode(s.as_bytes()).ok()?;
+    Some(bytes.into_iter().map(char::from).collect())
+}
+
+pub(crate) fn utf8_decode(bytes: &[u8], fatal: bool, skip_bom: bool) -> Option<String> {
+    let bytes = if skip_bom {
+        bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes)
+    } else {
+        bytes
+    };
+    if fatal {
+        std::str::from_utf8(bytes).ok().map(str::to_string)
+    } else {
+        Some(String::from_utf8_lossy(bytes).into_owned())
+    }
+}
+
+pub(crate) fn random_uuid(rng: &dyn SecureRandom) -> String {
+    let mut b = [0u8; 16];
+    if rng.fill(&mut b).is_err() {
+        // The system RNG failing is not recoverable in a meaningful way;
+        // fall back to a time-derived value rather than panicking.
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        b = t.to_le_bytes();
+    }
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h = hex::encode(b);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+fn digest_alg(name: &str) -> Option<&'static ring::digest::Algorithm> {
+    Some(match name {
+        "sha1" => &ring::digest::SHA1_FOR_LEGACY_USE_ONLY,
+        "sha256" => &ring::digest::SHA256,
+        "sha384" => &ring::digest::SHA384,
+        "sha512" => &ring::digest::SHA512,
+        _ => return None,
+    })
+}
+
+fn hmac_alg(name: &str) -> Option<ring::hmac::Algorithm> {
+    Some(match name {
+        "sha1" => ring::hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY,
+        "sha256" => ring::hmac::HMAC_SHA256,
+        "sha384" => ring::hmac::HMAC_SHA384,
+        "sha512" => ring::hmac::HMAC_SHA512,
+        _ => return None,
+    })
+}
+
+fn type_error(ctx: &Ctx<'_>, message: &str) -> rquickjs::Error {
+    rquickjs::Exception::throw_type(ctx, message)
+}
+
+/// Builds the object of native functions handed to the glue.
+pub(crate) fn install<'js>(ctx: &Ctx<'js>, shared: Arc<Shared>) -> Result<Object<'js>> {
+    let n = Object::new(ctx.clone())?;
+    let rng = Arc::new(ring::rand::SystemRandom::new());
+
+    n.set(
+        "utf8Encode",
+        Function::new(ctx.clone(), |ctx: Ctx<'js>, s: String| {
+            TypedArray::<u8>::new(ctx, s.into_bytes())
+        })?,
+    )?;
+    n.set(
+        "utf8Decode",
+        Function::new(
+            ctx.clone(),
+            |bytes: TypedArray<'js, u8>, fatal: bool, skip_bom: bool| {
+                utf8_decode(&copy_bytes(&bytes), fatal, skip_bom)
+            },
+        )?,
+    )?;
+    n.set(
+        "b64encode",
+        Function::new(ctx.clone(), |s: String| btoa(&s))?,
+    )?;
+    n.set(
+        "b64decode",
+        Function::new(ctx.clone(), |s: String| atob(&s))?,
+    )?;
+    n.set(
+        "urlParse",
+        Function::new(ctx.clone(), |input: String, base: Opt<String>| {
+            url_parse(&input, base.0.as_deref())
+        })?,
+    )?;
+    n.set(
+        "urlSet",
+        Function::new(ctx.clone(), |href: String, prop: String, value: String| {
+            url_set(&href, &prop, &value)
+        })?,
+    )?;
+    n.set(
+        "formParse",
+        Function::new(ctx.clone(), |s: String| {
+            url::form_urlencoded::parse(s.as_bytes())
+                .flat_map(|(k, v)| [k.into_owned(), v.into_owned()])
+                .collect::<Vec<String>>()
+        })?,
+    )?;
+    n.set(
+        "formSerialize",
+        Function::new(ctx.clone(), |flat: Vec<String>| {
+            let mut ser = url::form_urlencoded::Serializer::new(String::new());
+            for pair in flat.chunks(2) {
+                if let [k, v] = pair {
+                    ser.append_pair(k, v);
+                }
+            }
+            ser.finish()
+        })?,
+    )?;
+    {
+        let rng = Arc::clone(&rng);
+        n.set(
+            "randomBytes",
+            Function::new(ctx.clone(), move |ctx: Ctx<'js>, len: usize| {
+                let mut buf = vec![0u8; len.min(65536)];
+                rng.fill(&mut buf)
+                    .map_err(|_| type_error(&ctx, "the system random source failed"))?;
+                TypedArray::<u8>::new(ctx, buf)
+            })?,
+        )?;
+    }
+    {
+        let rng = Arc::clone(&rng);
+        n.set(
+            "randomUUID",
+            Function::new(ctx.clone(), move || random_uuid(rng.as_ref()))?,
+        )?;
+    }
+    n.set(
+        "digest",
+        Function::new(
+            ctx.clone(),
+            |ctx: Ctx<'js>, alg: String, data: TypedArray<'js, u8>| {
+                let alg = digest_alg(&alg).ok_or_else(|| type_error(&ctx, "unknown digest"))?;
+                let d = ring::digest::digest(alg, &copy_bytes(&data));
+                TypedArray::<u8>::new_copy(ctx, d.as_ref())
+            },
+        )?,
+    )?;
+    n.set(
+        "hmacSign",
+        Function::new(
+            ctx.clone(),
+            |ctx: Ctx<'js>, alg: String, key: TypedArray<'js, u8>, data: TypedArray<'js, u8>| {
+                let alg = hmac_alg(&alg).ok_or_else(|| type_error(&ctx, "unknown hash"))?;
+                let key = ring::hmac::Key::new(alg, &copy_bytes(&key));
+                let tag = ring::hmac::sign(&key, &copy_bytes(&data));
+                TypedArray::<u8>::new_copy(ctx, tag.as_ref())
+            },
+        )?,
+    )?;
+    n.set(
+        "hmacVerify",
+        Function::new(
+            ctx.clone(),
+            |ctx: Ctx<'js>,
+             alg: String,
+             key: TypedArray<'js, u8>,
+             data: TypedArray<'js, u8>,
+             sig: TypedArray<'js, u8>| {
+                let alg = hmac_alg(&alg).ok_or_else(|| type_error(&ctx, "unknown hash"))?;
+                let key = ring::hmac::Key::new(alg, &copy_bytes(&key));
+                Ok::<bool, rquickjs::Error>(
+                    ring::hmac::verify(&key, &copy_bytes(&data), &copy_bytes(&sig)).is_ok(),
+                )
+            },
+        )?,
+    )?;
+    {
+        let shared = Arc::clone(&shared);
+        n.set(
+            "log",
+            Function::new(ctx.clone(), move |level: String, message: String| {
+                shared.log(&level, message);
+            })?,
+        )?;
+    }
+    {
+        let shared = Arc::clone(&shared);
+        n.set(
+            "settled",
+            Function::new(ctx.clone(), move || {
+                shared
+                    .settled
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+            })?,
+        )?;
+    }
+    {
+        let shared = Arc::clone(&shared);
+        n.set("now", Function::new(ctx.clone(), move || shared.now_ms())?)?;
+    }
+    {
+        let shared = Arc::clone(&shared);
+        n.set(
+            "hostCall",
+            Function::new(
+                ctx.clone(),
+                move |kind: String, id: f64, meta: String, body: TypedArray<'js, u8>| {
+                    // Bodies leave the isolate's memory limit here: bound them.
+                    if body.len() > shared.max_host_body_bytes {
+                        return false;
+                    }
+                    let body = copy_bytes(&body);
+                    lock(&shared.host_ops).push(HostOp {
+                        kind,
+                        id,
+                        meta,
+                        body,
+                    });
+                    true
+                },
+            )?,
+        )?;
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_forgiving() {
+        assert_eq!(btoa("hello").as_deref(), Some("aGVsbG8="));
+        assert_eq!(btoa("\u{ff}").as_deref(), Some("/w=="));
+        assert_eq!(btoa("\u{100}"), None);
+        assert_eq!(atob("aGVsbG8=").as_deref(), Some("hello"));
+        assert_eq!(atob(" aGVs bG8 ").as_deref(), Some("hello"));
+        assert_eq!(atob("aGVsbG8").as_deref(), Some("hello"));
+        assert_eq!(atob("YQ").as_deref(), Some("a"));
+        assert_eq!(
+            atob("YR==").as_deref(),
+            Some("a"),
+            "trailing bits are discarded"
+        );
+        assert_eq!(atob("a"), None);
+        assert_eq!(atob("aGVsbG8=="), None);
+        assert_eq!(atob("aGV=bG8="), None);
+        assert_eq!(atob("a-b_"), None);
+        assert_eq!(atob("").as_deref(), Some(""));
+    }
+
+    #[test]
+    fn uuid_shape() {
+        let rng = ring::rand::SystemRandom::new();
+        let u = random_uuid(&rng);
+        assert_eq!(u.len(), 36);
+        assert_eq!(&u[14..15], "4");
+        assert!(matches!(&u[19..20], "8" | "9" | "a" | "b"));
+        assert_ne!(u, random_uuid(&rng));
+    }
+
+    #[test]
+    fn utf8() {
+        assert_eq!(
+            utf8_decode(b"\xEF\xBB\xBFa", false, true).as_deref(),
+            Some("a")
+        );
+        assert_eq!(
+            utf8_decode(b"\xEF\xBB\xBFa", false, false).as_deref(),
+            Some("\u{feff}a")
+        );
+        assert_eq!(
+            utf8_decode(b"a\xffb", false, true).as_deref(),
+            Some("a\u{fffd}b")
+        );
+        assert_eq!(utf8_decode(b"a\xffb", true, true), None);
+    }
+}

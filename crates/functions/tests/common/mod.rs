@@ -1,0 +1,130 @@
+#![allow(dead_code)]
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use ledge_functions::*;
+
+/// A host whose `next()` answers from a fixed origin and records requests.
+#[derive(Default)]
+pub struct TestHost {
+    pub seen: Mutex<Vec<(String, HostRequest)>>,
+    pub delay: Option<Duration>,
+}
+
+#[async_trait]
+impl Host for TestHost {
+    async fn next(&self, request: HostRequest) -> Result<HttpResponse, HostError> {
+        self.answer("next", request).await
+    }
+    async fn fetch(&self, request: HostRequest) -> Result<HttpResponse, HostError> {
+        if request.url.contains("fail.invalid") {
+            return Err(HostError::new("connection refused"));
+        }
+        self.answer("fetch", request).await
+    }
+}
+
+impl TestHost {
+    async fn answer(&self, kind: &str, request: HostRequest) -> Result<HttpResponse, HostError> {
+        if let Some(d) = self.delay {
+            tokio::time::sleep(d).await;
+        }
+        self.seen
+            .lock()
+            .unwrap()
+            .push((kind.to_string(), request.clone()));
+        let echo = format!(
+            "{} {} {} body={}",
+            kind,
+            request.method,
+            request.url,
+            String::from_utf8_lossy(&request.body)
+        );
+        let mut headers = vec![
+            ("content-type".to_string(), "text/plain".to_string()),
+            ("x-origin".to_string(), "1".to_string()),
+        ];
+        for (k, v) in &request.headers {
+            if k.starts_with("x-") {
+                headers.push((format!("echo-{k}"), v.clone()));
+            }
+        }
+        Ok(HttpResponse {
+            status: 200,
+            headers,
+            body: echo.into_bytes(),
+        })
+    }
+}
+
+pub fn request(url: &str) -> InvocationRequest {
+    InvocationRequest {
+        method: "GET".into(),
+        url: url.into(),
+        headers: vec![("host".into(), "site.example".into())],
+        body: Vec::new(),
+        context: RequestContext {
+            ip: "203.0.113.7".into(),
+            request_id: "req-1".into(),
+            site: SiteInfo {
+                id: "s1".into(),
+                name: "site".into(),
+                url: "https://site.example".into(),
+            },
+            deploy: DeployInfo {
+                id: "d1".into(),
+                context: "production".into(),
+                published: true,
+            },
+            server: ServerInfo {
+                region: "eu-1".into(),
+            },
+            ..Default::default()
+        },
+    }
+}
+
+pub fn engine() -> Engine {
+    Engine::new(Limits::default())
+}
+
+pub async fn run(engine: &Engine, source: &str, req: &InvocationRequest) -> Invocation {
+    let bundle = Bundle::single("test", source);
+    engine.invoke(&bundle, req, &TestHost::default()).await
+}
+
+pub fn response(inv: &Invocation) -> &HttpResponse {
+    match &inv.outcome {
+        InvocationOutcome::Response(r) => r,
+        other => panic!(
+            "expected a response, got {other:?}; console: {:?}",
+            inv.telemetry.console
+        ),
+    }
+}
+
+pub fn body(inv: &Invocation) -> String {
+    String::from_utf8_lossy(&response(inv).body).into_owned()
+}
+
+/// Runs `script` (the body of an async function) and returns its string result:
+/// `return "..."` in the script becomes the response body.
+pub async fn eval(script: &str) -> String {
+    let src = format!(
+        "export default async (request, context) => {{ const __r = await (async () => {{ {script} }})(); return new Response(String(__r)); }}"
+    );
+    let inv = run(&engine(), &src, &request("https://site.example/")).await;
+    match &inv.outcome {
+        InvocationOutcome::Response(r) => String::from_utf8_lossy(&r.body).into_owned(),
+        other => format!("!{other:?}"),
+    }
+}
+
+pub fn error_kind(inv: &Invocation) -> Option<ErrorKind> {
+    match &inv.outcome {
+        InvocationOutcome::Error(e) => Some(e.kind),
+        _ => None,
+    }
+}

@@ -1,0 +1,85 @@
+mod common;
+use std::sync::Arc;
+
+use common::*;
+use ledge_functions::*;
+
+#[tokio::test]
+async fn hello() {
+    let e = engine();
+    let inv = run(
+        &e,
+        "export default async () => new Response('hello')",
+        &request("https://site.example/"),
+    )
+    .await;
+    assert_eq!(body(&inv), "hello");
+    assert_eq!(
+        response(&inv).header("content-type"),
+        Some("text/plain;charset=UTF-8")
+    );
+    assert!(inv.telemetry.cold_start);
+    let inv = run(
+        &e,
+        "export default async () => new Response('hello')",
+        &request("https://site.example/"),
+    )
+    .await;
+    assert!(!inv.telemetry.cold_start);
+    assert_eq!(e.idle_isolates(), 1);
+}
+
+#[tokio::test]
+async fn eval_helper() {
+    assert_eq!(eval("return 1 + 1").await, "2");
+}
+
+fn assert_send<T: Send>(t: T) -> T {
+    t
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invocations_run_concurrently_on_a_multi_thread_runtime() {
+    let engine = Arc::new(engine());
+    let bundle = Bundle::single("conc", "let n = 0; export default async () => { await new Promise(r => setTimeout(r, 20)); return new Response(String(++n)); }");
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let engine = Arc::clone(&engine);
+        let bundle = bundle.clone();
+        // The invoke future is Send, so it can be spawned.
+        tasks.push(tokio::spawn(assert_send(async move {
+            engine
+                .invoke(
+                    &bundle,
+                    &request("https://s.example/"),
+                    &TestHost::default(),
+                )
+                .await
+        })));
+    }
+    let started = std::time::Instant::now();
+    let mut cold = 0;
+    for t in tasks {
+        let inv = t.await.unwrap();
+        assert_eq!(
+            body(&inv),
+            "1",
+            "each concurrent request had its own isolate"
+        );
+        cold += usize::from(inv.telemetry.cold_start);
+    }
+    assert_eq!(cold, 8);
+    assert!(started.elapsed() < std::time::Duration::from_secs(2));
+    assert_eq!(engine.idle_isolates(), 8);
+}
+
+#[tokio::test]
+async fn catastrophic_regex_hits_cpu_limit() {
+    let inv = run(
+        &engine(),
+        "export default () => new Response(String(/^(a+)+$/.test('a'.repeat(40) + 'b')))",
+        &request("https://s.example/"),
+    )
+    .await;
+    assert_eq!(error_kind(&inv), Some(ErrorKind::CpuLimit));
+}
