@@ -342,7 +342,7 @@ fn check_record(r: &Value, s: &Sent, deploy: &str, window: (SystemTime, SystemTi
     assert_eq!(r["answered_by"], e.answered_by, "{ctx}");
     assert_eq!(r["rule"].as_str(), e.rule, "{ctx}");
     // A complete proxied response must have no error class; that is pinned
-    // by its own test (`complete_proxied_responses_are_not_client_closed`)
+    // by its own test (`complete_streamed_responses_are_not_client_closed`)
     // so a failure there names the problem.
     if e.kind != "proxy" {
         assert_eq!(r["error_class"].as_str(), e.error_class, "{ctx}");
@@ -596,26 +596,41 @@ fn records_stats_and_metrics_match_a_known_mix() {
     }
 }
 
-/// A proxied response the client read to its end is complete: no error
-/// class, every byte counted, in the record and in the statistics.
+/// A streamed response the client read to its end is complete: no error
+/// class, every byte counted, in the record and in the statistics. Both
+/// kinds of streamed body: a proxied one, and a static file served from
+/// disk rather than the memory cache (`[cache] max_object_mb = 0` streams
+/// every file).
 #[test]
-fn complete_proxied_responses_are_not_client_closed() {
-    let node = Node::start_with(&["--outbound-allow", "127.0.0.0/8"]);
+fn complete_streamed_responses_are_not_client_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("ledge.toml");
+    std::fs::write(&config, "[cache]\nmax_object_mb = 0\n").unwrap();
+    let node = Node::start_with(&[
+        "--outbound-allow",
+        "127.0.0.0/8",
+        "--config",
+        config.to_str().unwrap(),
+    ]);
     deploy_site(&Api::of(&node), SITE);
-    let proxied = &mix()[5];
-    assert_eq!(proxied.kind, "proxy");
-    let s = send(&node, HOST, proxied);
-    assert_eq!(s.body_len, ORIGIN_BODY.len() as u64);
-    let records = access_records(&node.data, SITE, 1);
-    let r = &records[0];
-    assert_eq!(r["request_id"], s.id.as_str());
-    assert_eq!(r["response_size"], s.body_len, "{r}");
-    assert_eq!(
-        r["error_class"],
-        Value::Null,
-        "the client read the whole response, yet the record says {}: {r}",
-        r["error_class"]
-    );
+    let (proxied, file) = (&mix()[5], &mix()[0]);
+    assert_eq!((proxied.kind, file.kind), ("proxy", "static"));
+    let sent = [send(&node, HOST, proxied), send(&node, HOST, file)];
+    assert_eq!(sent[0].body_len, ORIGIN_BODY.len() as u64);
+    assert_eq!(sent[1].body_len, PAGE.len() as u64);
+    let records = access_records(&node.data, SITE, 2);
+    let mut wrong = Vec::new();
+    for (r, s) in records.iter().zip(&sent) {
+        assert_eq!(r["request_id"], s.id.as_str(), "{r}");
+        assert_eq!(r["response_size"], s.body_len, "{r}");
+        if !r["error_class"].is_null() {
+            wrong.push(format!(
+                "the client read the whole {} response, yet the record says {}: {r}",
+                s.expect.kind, r["error_class"]
+            ));
+        }
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
     let v = cli_json(&Api::of(&node), &["stats", "--site", SITE, "--json"]);
     assert_eq!(v["total"]["counters"]["edge_errors"], 0, "{v:#}");
 }
