@@ -279,7 +279,7 @@ async fn node(cfg: ServeConfig) -> anyhow::Result<()> {
     }
 
     shutdown_signal().await;
-    eprintln!("ledge: draining connections");
+    tracing::info!("draining connections");
     let _ = stop_tx.send(true);
     let _ = edge_task.await;
     if let Some(t) = tls_task {
@@ -293,7 +293,7 @@ async fn node(cfg: ServeConfig) -> anyhow::Result<()> {
         t.shutdown();
         background.join().await;
     }
-    eprintln!("ledge: stopped");
+    tracing::info!("stopped");
     Ok(())
 }
 
@@ -386,8 +386,8 @@ async fn ensure_admin_token(meta: &dyn MetaStore, cfg: &ServeConfig) -> anyhow::
     let path = cfg.data.join("admin-token");
     if meta.has_admin_token().await? {
         if !path.exists() {
-            eprintln!(
-                "ledge: warning: {} is missing; the admin token cannot be shown again",
+            tracing::warn!(
+                "{} is missing; the admin token cannot be shown again",
                 path.display()
             );
         }

@@ -50,7 +50,8 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if self.status.is_server_error() {
+        // 503 says a part is switched off (telemetry): expected, not a fault.
+        if self.status.is_server_error() && self.status != StatusCode::SERVICE_UNAVAILABLE {
             tracing::error!(code = self.code, message = %self.message, "API error");
         }
         let body = json!({"error": {"code": self.code, "message": self.message}});

@@ -20,6 +20,9 @@ pub struct Logged {
     record: Option<Box<AccessRecord>>,
     start: Instant,
     bytes: u64,
+    /// The body's length when known (`Content-Length`): hyper stops polling
+    /// once it has written that many bytes, so the end may never be seen.
+    expected: Option<u64>,
     finished: bool,
     sink: Arc<Telemetry>,
 }
@@ -31,8 +34,10 @@ impl Logged {
         record: Box<AccessRecord>,
         start: Instant,
         sink: Arc<Telemetry>,
+        expected: Option<u64>,
     ) -> Self {
         Self {
+            expected: expected.or_else(|| http_body::Body::size_hint(&inner).exact()),
             inner,
             record: Some(record),
             start,
@@ -48,7 +53,9 @@ impl Logged {
         };
         record.duration = self.start.elapsed();
         record.response_size = self.bytes;
-        let complete = self.finished || http_body::Body::is_end_stream(&self.inner);
+        let complete = self.finished
+            || http_body::Body::is_end_stream(&self.inner)
+            || self.expected.is_some_and(|n| self.bytes >= n);
         if !complete && record.error_class.is_none() {
             record.error_class = Some(ErrorClass::ClientClosed);
         }

@@ -306,12 +306,23 @@ impl Edge {
             http_version: http_version(parts.version).to_owned(),
             error_class: error,
         });
+        // HEAD answers and 304s carry a length but no body.
+        let expected = if parts.method == Method::HEAD || resp.status() == StatusCode::NOT_MODIFIED
+        {
+            Some(0)
+        } else {
+            resp.headers()
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok())
+        };
         let body = std::mem::replace(resp.body_mut(), Body::Empty);
         *resp.body_mut() = Body::Logged(Box::new(crate::log::Logged::new(
             body,
             record,
             start,
             telemetry.clone(),
+            expected,
         )));
     }
 
