@@ -84,15 +84,7 @@ where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    if fwd.hops > MAX_HOPS {
-        return Err(EdgeError::ProxyLoop);
-    }
-    let target: reqwest::Url = url
-        .parse()
-        .map_err(|_| EdgeError::BadProxyTarget(format!("{url:?} is not a valid URL")))?;
-    origin
-        .check_url(&target)
-        .map_err(|e| EdgeError::ProxyRefused(e.to_string()))?;
+    let target = checked_target(origin, url, &fwd)?;
 
     let headers = request_headers(req_headers, rule_headers, &fwd);
     let authority = origin_key(&target);
@@ -232,15 +224,7 @@ pub async fn forward_upgrade(
     rule_headers: &[(String, String)],
     fwd: Forwarding<'_>,
 ) -> Result<Response<Body>, EdgeError> {
-    if fwd.hops > MAX_HOPS {
-        return Err(EdgeError::ProxyLoop);
-    }
-    let target: reqwest::Url = url
-        .parse()
-        .map_err(|_| EdgeError::BadProxyTarget(format!("{url:?} is not a valid URL")))?;
-    origin
-        .check_url(&target)
-        .map_err(|e| EdgeError::ProxyRefused(e.to_string()))?;
+    let target = checked_target(origin, url, &fwd)?;
     let host = target
         .host_str()
         .ok_or_else(|| EdgeError::BadProxyTarget(format!("{url:?} has no host")))?;
@@ -381,6 +365,25 @@ where
         .send_request(request)
         .await
         .map_err(|e| EdgeError::OriginUnreachable(root_cause(&e)))
+}
+
+/// The rule's target URL, once the hop count and the outbound policy (for IP
+/// literals; names are checked when resolved) allow it.
+fn checked_target(
+    origin: &Origin,
+    url: &str,
+    fwd: &Forwarding<'_>,
+) -> Result<reqwest::Url, EdgeError> {
+    if fwd.hops > MAX_HOPS {
+        return Err(EdgeError::ProxyLoop);
+    }
+    let target: reqwest::Url = url
+        .parse()
+        .map_err(|_| EdgeError::BadProxyTarget(format!("{url:?} is not a valid URL")))?;
+    origin
+        .check_url(&target)
+        .map_err(|e| EdgeError::ProxyRefused(e.to_string()))?;
+    Ok(target)
 }
 
 /// `host:port` of a target, the unit of passive health.

@@ -195,27 +195,27 @@ impl Protocols {
         let drained = async move {
             let _ = drain.wait_for(|d| *d).await;
         };
-        let result = if is_h2 {
-            let conn = self.h2.serve_connection(io, svc);
-            tokio::pin!(conn);
-            tokio::select! {
-                r = conn.as_mut() => r,
-                () = drained => {
-                    conn.as_mut().graceful_shutdown();
-                    conn.await
+        // Serves `conn` until it ends; once a drain starts, lets in-flight
+        // requests finish and closes it. (hyper's two connection types share
+        // no trait for graceful shutdown, hence a macro.)
+        macro_rules! until_drained {
+            ($conn:expr) => {{
+                let conn = $conn;
+                tokio::pin!(conn);
+                tokio::select! {
+                    r = conn.as_mut() => r,
+                    () = drained => {
+                        conn.as_mut().graceful_shutdown();
+                        conn.await
+                    }
                 }
-            }
+            }};
+        }
+        let result = if is_h2 {
+            until_drained!(self.h2.serve_connection(io, svc))
         } else {
             // Upgrades (WebSocket) hand the socket to the proxy once answered.
-            let conn = self.h1.serve_connection(io, svc).with_upgrades();
-            tokio::pin!(conn);
-            tokio::select! {
-                r = conn.as_mut() => r,
-                () = drained => {
-                    conn.as_mut().graceful_shutdown();
-                    conn.await
-                }
-            }
+            until_drained!(self.h1.serve_connection(io, svc).with_upgrades())
         };
         if let Err(e) = result {
             tracing::debug!(error = %e, %peer, "connection ended with an error");
