@@ -318,16 +318,11 @@ impl Record {
         // than `#[serde(flatten)]`, which goes through a map).
         let (prefix, ok) = match self {
             Self::Access(a) => {
-                out.extend_from_slice(b"{\"log_type\":\"traffic\",");
-                let at = out.len();
-                let ok = serde_json::to_writer(
-                    &mut out,
-                    &Redacted {
-                        inner: a,
-                        exclude_pii,
-                    },
-                );
-                (at, ok)
+                // The hot path: written by hand (a tenth of serde's cost; a
+                // test checks both give the same JSON).
+                access_json(&mut out, a, exclude_pii);
+                out.push(b'\n');
+                return out;
             }
             Self::Function(f) => {
                 out.extend_from_slice(b"{\"log_type\":\"edge_functions\",");
@@ -350,11 +345,13 @@ impl Record {
 }
 
 /// An access record with its PII fields optionally left out.
+#[cfg(test)]
 struct Redacted<'a> {
     inner: &'a AccessRecord,
     exclude_pii: bool,
 }
 
+#[cfg(test)]
 impl Serialize for Redacted<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         if !self.exclude_pii {
@@ -369,6 +366,208 @@ impl Serialize for Redacted<'_> {
         }
         v.serialize(s)
     }
+}
+
+/// Appends `s` as a JSON string.
+fn json_str(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    let b = s.as_bytes();
+    let mut start = 0;
+    for (i, &c) in b.iter().enumerate() {
+        let esc: &[u8] = match c {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
+            0..=0x1f => b"",
+            _ => continue,
+        };
+        out.extend_from_slice(&b[start..i]);
+        if esc.is_empty() {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            out.extend_from_slice(b"\\u00");
+            out.push(HEX[usize::from(c >> 4)]);
+            out.push(HEX[usize::from(c & 0xf)]);
+        } else {
+            out.extend_from_slice(esc);
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(&b[start..]);
+    out.push(b'"');
+}
+
+fn json_opt_str(out: &mut Vec<u8>, s: Option<&str>) {
+    match s {
+        Some(s) => json_str(out, s),
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
+/// Appends an unsigned integer in decimal.
+fn json_u64(out: &mut Vec<u8>, mut n: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[i..]);
+}
+
+/// Milliseconds with microsecond precision (`3.621`), the same number serde
+/// writes for `micros as f64 / 1000.0`.
+fn json_millis(out: &mut Vec<u8>, d: Duration) {
+    let micros = d.as_micros();
+    let whole = u64::try_from(micros / 1000).unwrap_or(u64::MAX);
+    let frac = (micros % 1000) as u16;
+    json_u64(out, whole);
+    out.push(b'.');
+    if frac == 0 {
+        out.push(b'0');
+        return;
+    }
+    let digits = [
+        (frac / 100) as u8,
+        (frac / 10 % 10) as u8,
+        (frac % 10) as u8,
+    ];
+    let len = if digits[2] != 0 {
+        3
+    } else if digits[1] != 0 {
+        2
+    } else {
+        1
+    };
+    out.extend(digits[..len].iter().map(|d| b'0' + d));
+}
+
+fn error_class_str(e: ErrorClass) -> &'static str {
+    match e {
+        ErrorClass::BadRequest => "bad_request",
+        ErrorClass::Blocked => "blocked",
+        ErrorClass::UpstreamUnreachable => "upstream_unreachable",
+        ErrorClass::UpstreamTimeout => "upstream_timeout",
+        ErrorClass::UpstreamError => "upstream_error",
+        ErrorClass::FunctionError => "function_error",
+        ErrorClass::ClientClosed => "client_closed",
+        ErrorClass::Internal => "internal",
+    }
+}
+
+/// An access record as one JSON object, fields in declaration order with
+/// `log_type` first, exactly what serde writes for [`AccessRecord`].
+fn access_json(out: &mut Vec<u8>, a: &AccessRecord, exclude_pii: bool) {
+    use std::io::Write as _;
+    out.extend_from_slice(b"{\"log_type\":\"traffic\",\"timestamp\":\"");
+    rfc3339_into(out, a.timestamp);
+    out.extend_from_slice(b"\",\"request_id\":");
+    json_str(out, &a.request_id);
+    out.extend_from_slice(b",\"site_id\":");
+    json_str(out, &a.site);
+    out.extend_from_slice(b",\"deploy_id\":");
+    json_opt_str(out, a.deploy.as_deref());
+    out.extend_from_slice(b",\"host\":");
+    json_str(out, &a.host);
+    out.extend_from_slice(b",\"method\":");
+    json_str(out, &a.method);
+    out.extend_from_slice(b",\"path\":");
+    json_str(out, &a.path);
+    out.extend_from_slice(b",\"query\":");
+    json_opt_str(out, a.query.as_deref());
+    out.extend_from_slice(b",\"status_code\":");
+    json_u64(out, u64::from(a.status_code));
+    out.extend_from_slice(b",\"request_size\":");
+    json_u64(out, a.request_size);
+    out.extend_from_slice(b",\"response_size\":");
+    json_u64(out, a.response_size);
+    out.extend_from_slice(b",\"content_type\":");
+    json_opt_str(out, a.content_type.as_deref());
+    out.extend_from_slice(b",\"duration\":");
+    json_millis(out, a.duration);
+    out.extend_from_slice(b",\"time_to_first_byte\":");
+    json_millis(out, a.ttfb);
+    if !exclude_pii {
+        out.extend_from_slice(b",\"client_ip\":");
+        match a.client_ip {
+            Some(ip) => {
+                out.push(b'"');
+                let _ = write!(out, "{ip}");
+                out.push(b'"');
+            }
+            None => out.extend_from_slice(b"null"),
+        }
+    }
+    out.extend_from_slice(b",\"country\":");
+    json_opt_str(out, a.country.as_deref());
+    if !exclude_pii {
+        out.extend_from_slice(b",\"user_agent\":");
+        json_opt_str(out, a.user_agent.as_deref());
+    }
+    out.extend_from_slice(b",\"referrer\":");
+    json_opt_str(out, a.referrer.as_deref());
+    out.extend_from_slice(b",\"cache_status\":");
+    json_str(out, a.cache_status.as_str());
+    out.extend_from_slice(b",\"answered_by\":");
+    json_str(out, a.answered_by.as_str());
+    out.extend_from_slice(b",\"rule\":");
+    json_opt_str(out, a.rule.as_deref());
+    out.extend_from_slice(b",\"function_name\":");
+    json_opt_str(out, a.function_name.as_deref());
+    out.extend_from_slice(b",\"firewall_rule\":");
+    json_opt_str(out, a.firewall_rule.as_deref());
+    out.extend_from_slice(b",\"block_reason\":");
+    json_opt_str(out, a.block_reason.as_deref());
+    out.extend_from_slice(b",\"tls_version\":");
+    json_opt_str(out, a.tls_version.as_deref());
+    out.extend_from_slice(b",\"http_version\":");
+    json_str(out, &a.http_version);
+    out.extend_from_slice(b",\"error_class\":");
+    json_opt_str(out, a.error_class.map(error_class_str));
+    out.push(b'}');
+}
+
+/// Appends what [`Rfc3339`] displays, without the formatting machinery.
+fn rfc3339_into(out: &mut Vec<u8>, t: SystemTime) {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs();
+    let rem = secs % 86_400;
+    let (y, m, day) = civil_from_days((secs / 86_400) as i64);
+    let digits = |out: &mut Vec<u8>, n: u64, width: usize| {
+        let mut buf = [b'0'; 20];
+        let mut v = n;
+        for slot in buf[..width].iter_mut().rev() {
+            *slot = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+        if v > 0 {
+            // Wider than expected (a year past 9999): all of it.
+            json_u64(out, n);
+        } else {
+            out.extend_from_slice(&buf[..width]);
+        }
+    };
+    digits(out, u64::try_from(y).unwrap_or(0), 4);
+    out.push(b'-');
+    digits(out, u64::from(m), 2);
+    out.push(b'-');
+    digits(out, u64::from(day), 2);
+    out.push(b'T');
+    digits(out, rem / 3600, 2);
+    out.push(b':');
+    digits(out, (rem / 60) % 60, 2);
+    out.push(b':');
+    digits(out, rem % 60, 2);
+    out.push(b'.');
+    digits(out, u64::from(d.subsec_millis()), 3);
+    out.push(b'Z');
 }
 
 /// Formats a time as RFC 3339 in UTC with milliseconds
@@ -494,6 +693,83 @@ mod millis {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The hand-written access line is exactly serde's, field for field and
+    /// in order, for awkward values too.
+    #[test]
+    fn hand_written_access_json_equals_serde() {
+        let base = AccessRecord {
+            timestamp: UNIX_EPOCH + Duration::from_millis(1_795_867_545_123),
+            request_id: "0123456789abcdef".into(),
+            site: "blog".into(),
+            deploy: Some("6749a4c5e8b1f2a3c4d5e6f7".into()),
+            host: "blog.example".into(),
+            method: "GET".into(),
+            path: "/a b/\"q\"\\\u{1}\u{1f}\t\n\r\u{8}\u{c}é😀\u{7f}/".into(),
+            query: Some("x=1&y=%20".into()),
+            status_code: 404,
+            request_size: 0,
+            response_size: 123_456_789,
+            content_type: Some("text/html; charset=utf-8".into()),
+            duration: Duration::from_micros(3_621),
+            ttfb: Duration::from_micros(257),
+            client_ip: Some("2001:db8::1".parse().unwrap()),
+            country: Some("DE".into()),
+            user_agent: Some("curl/8 \"quoted\"".into()),
+            referrer: None,
+            cache_status: CacheStatus::Stale,
+            answered_by: Phase::Proxy,
+            rule: Some("_redirects:12".into()),
+            function_name: None,
+            firewall_rule: None,
+            block_reason: None,
+            tls_version: Some("TLSv1.3".into()),
+            http_version: "HTTP/2".into(),
+            error_class: Some(ErrorClass::UpstreamTimeout),
+        };
+        let mut empty = base.clone();
+        empty.deploy = None;
+        empty.query = None;
+        empty.content_type = None;
+        empty.client_ip = None;
+        empty.country = None;
+        empty.user_agent = None;
+        empty.rule = None;
+        empty.tls_version = None;
+        empty.error_class = None;
+        empty.duration = Duration::ZERO;
+        empty.ttfb = Duration::from_micros(1_000_010);
+        let mut durations = base.clone();
+        durations.duration = Duration::from_micros(1_500);
+        durations.ttfb = Duration::from_nanos(999);
+        for a in [base, empty, durations] {
+            for pii in [false, true] {
+                let mut reference = b"{\"log_type\":\"traffic\",".to_vec();
+                let at = reference.len();
+                serde_json::to_writer(
+                    &mut reference,
+                    &Redacted {
+                        inner: &a,
+                        exclude_pii: pii,
+                    },
+                )
+                .unwrap();
+                reference.remove(at);
+                reference.push(b'\n');
+                let line = Record::Access(a.clone()).to_json_line(pii);
+                if !pii {
+                    // Same bytes where serde keeps field order.
+                    assert_eq!(
+                        String::from_utf8_lossy(&line),
+                        String::from_utf8_lossy(&reference)
+                    );
+                }
+                let got: serde_json::Value = serde_json::from_slice(&line).unwrap();
+                let want: serde_json::Value = serde_json::from_slice(&reference).unwrap();
+                assert_eq!(got, want);
+            }
+        }
+    }
 
     #[test]
     fn rfc3339_round_trips_and_matches_known_dates() {
