@@ -368,31 +368,42 @@ impl Serialize for Redacted<'_> {
     }
 }
 
+/// Bytes a JSON string must escape: controls, `"` and `\\`.
+const ESCAPE: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 0x20 {
+        t[i] = true;
+        i += 1;
+    }
+    t[b'"' as usize] = true;
+    t[b'\\' as usize] = true;
+    t
+};
+
 /// Appends `s` as a JSON string.
 fn json_str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
     let b = s.as_bytes();
     let mut start = 0;
-    for (i, &c) in b.iter().enumerate() {
-        let esc: &[u8] = match c {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            b'\t' => b"\\t",
-            0x08 => b"\\b",
-            0x0c => b"\\f",
-            0..=0x1f => b"",
-            _ => continue,
-        };
+    while let Some(off) = b[start..].iter().position(|&c| ESCAPE[usize::from(c)]) {
+        let i = start + off;
         out.extend_from_slice(&b[start..i]);
-        if esc.is_empty() {
-            const HEX: &[u8; 16] = b"0123456789abcdef";
-            out.extend_from_slice(b"\\u00");
-            out.push(HEX[usize::from(c >> 4)]);
-            out.push(HEX[usize::from(c & 0xf)]);
-        } else {
-            out.extend_from_slice(esc);
+        let c = b[i];
+        match c {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            0x08 => out.extend_from_slice(b"\\b"),
+            0x0c => out.extend_from_slice(b"\\f"),
+            _ => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX[usize::from(c >> 4)]);
+                out.push(HEX[usize::from(c & 0xf)]);
+            }
         }
         start = i + 1;
     }
@@ -497,6 +508,16 @@ fn access_json(out: &mut Vec<u8>, a: &AccessRecord, exclude_pii: bool) {
     if !exclude_pii {
         out.extend_from_slice(b",\"client_ip\":");
         match a.client_ip {
+            Some(std::net::IpAddr::V4(v4)) => {
+                out.push(b'"');
+                for (i, octet) in v4.octets().iter().enumerate() {
+                    if i > 0 {
+                        out.push(b'.');
+                    }
+                    json_u64(out, u64::from(*octet));
+                }
+                out.push(b'"');
+            }
             Some(ip) => {
                 out.push(b'"');
                 let _ = write!(out, "{ip}");
@@ -742,6 +763,7 @@ mod tests {
         let mut durations = base.clone();
         durations.duration = Duration::from_micros(1_500);
         durations.ttfb = Duration::from_nanos(999);
+        durations.client_ip = Some("203.0.113.7".parse().unwrap());
         for a in [base, empty, durations] {
             for pii in [false, true] {
                 let mut reference = b"{\"log_type\":\"traffic\",".to_vec();
