@@ -14,7 +14,9 @@ use crate::jwt;
 use crate::netlify_toml::EdgeFunctionDecl;
 use crate::pattern::{segments, trim_slash, IndexKey, PathPattern};
 use crate::rule::RedirectRule;
-use crate::url::{form_encode, has_params, parse_query, parse_target, percent_decode, Target};
+use crate::url::{
+    form_encode, has_params, parse_query, parse_target, percent_decode, tail_start, Target,
+};
 use crate::{MAX_HEADER_BLOCKS, MAX_PATH_BYTES, MAX_RULES, MAX_TARGET_BYTES};
 
 /// The texts of a deploy's rule files; `None` when a file is absent.
@@ -239,6 +241,9 @@ struct CompiledRule {
     rule: RedirectRule,
     /// `rule.to` parsed once: what a match without substitutions answers.
     target: Target,
+    /// For an absolute target, where its path starts in `rule.to`: the
+    /// origin is then parsed once and only the rest is substituted.
+    tail_at: Option<usize>,
     pattern: Option<PathPattern>,
     country: Option<Vec<String>>,
     language: Option<Vec<String>>,
@@ -503,6 +508,7 @@ impl RuleSet {
             }
             set.rules.push(CompiledRule {
                 target: parse_target(&rule.to),
+                tail_at: tail_start(&rule.to),
                 rule,
                 pattern,
                 country,
@@ -758,13 +764,31 @@ impl RuleSet {
             for (n, v) in qcaps {
                 vars.entry(n).or_insert(v);
             }
-            let mut to = c.rule.to.clone();
+            // Substitute into the path part alone when no name can occur in
+            // the authority (replacing in the whole string gives the same).
+            let prefix = match c.tail_at {
+                Some(at) if c.target.origin.is_some() => {
+                    let authority = c.rule.to.get(..at).unwrap_or("");
+                    let named = |n: &str| {
+                        authority
+                            .match_indices(':')
+                            .any(|(i, _)| authority[i + 1..].starts_with(n))
+                    };
+                    if vars.keys().any(|n| named(n)) {
+                        0
+                    } else {
+                        at
+                    }
+                }
+                _ => 0,
+            };
+            let mut to = c.rule.to.get(prefix..).unwrap_or("").to_owned();
             let mut too_long = false;
             for (n, v) in &vars {
                 let pat = format!(":{n}");
                 if to.contains(&pat) {
                     to = to.replace(&pat, v);
-                    if to.len() > MAX_TARGET_BYTES {
+                    if prefix + to.len() > MAX_TARGET_BYTES {
                         too_long = true;
                         break;
                     }
@@ -775,7 +799,7 @@ impl RuleSet {
                 continue;
             }
             note!(trace, "{} matches", describe_at(&c.rule, idx));
-            matched = Some((idx, Some(to)));
+            matched = Some((idx, Some((to, prefix > 0))));
             break;
         }
         let Some((idx, to)) = matched else {
@@ -831,7 +855,12 @@ impl RuleSet {
         }
         let status = rule.effective_status();
         let target: Cow<'_, Target> = match to {
-            Some(to) => Cow::Owned(parse_target(&to)),
+            Some((tail, true)) => {
+                let mut t = parse_target(&tail);
+                t.origin.clone_from(&c.target.origin);
+                Cow::Owned(t)
+            }
+            Some((to, false)) => Cow::Owned(parse_target(&to)),
             None => Cow::Borrowed(&c.target),
         };
         let query = match &target.query {

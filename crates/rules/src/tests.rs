@@ -343,3 +343,29 @@ fn indexing_preserves_first_match_order() {
     assert_eq!(eval(&rs, "/p7/", ""), redirect(8, 301, "/t7"));
     assert_eq!(eval(&rs, "/zzz", ""), redirect(501, 302, "/catch"));
 }
+
+/// Absolute targets substitute into their path alone (the origin is parsed
+/// once), unless a captured name also occurs in the authority.
+#[test]
+fn absolute_targets_substitute_where_they_should() {
+    let (rs, _) = compile(
+        "/api/*  http://Origin.Example:8080/v1/:splat?from=:splat  200\n\
+         /r/:id  https://example.net:443/items/:id#top  301\n\
+         /:sub/*  https://:sub.example.com/:splat  301\n",
+        None,
+    );
+    match eval(&rs, "/api/a/b", "") {
+        Outcome::Proxy { url, .. } => {
+            assert_eq!(url, "http://origin.example:8080/v1/a/b?from=a/b")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        eval(&rs, "/r/42", ""),
+        redirect(1, 301, "https://example.net/items/42#top")
+    );
+    assert_eq!(
+        eval(&rs, "/shop/x", ""),
+        redirect(2, 301, "https://shop.example.com/x")
+    );
+}

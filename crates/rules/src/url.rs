@@ -257,6 +257,12 @@ pub(crate) fn split_absolute(s: &str) -> Option<(&'static str, String, &str)> {
     Some((scheme, host, tail))
 }
 
+/// Where the path (or query, or fragment) of an absolute target starts.
+pub(crate) fn tail_start(to: &str) -> Option<usize> {
+    let (_, _, tail) = split_absolute(to)?;
+    Some(to.len() - tail.len())
+}
+
 /// Splits a target (absolute URL or path) and serialises each part as the
 /// WHATWG URL parser would.
 pub(crate) fn parse_target(to: &str) -> Target {
