@@ -1111,7 +1111,8 @@ impl CacheStatus {
             s.push_str(f.as_str());
         }
         if let Some(st) = self.fwd_status {
-            let _ = write!(s, "; fwd-status={st}");
+            s.push_str("; fwd-status=");
+            push_decimal(&mut s, u64::from(st));
         }
         if self.stored {
             s.push_str("; stored");
@@ -1120,7 +1121,11 @@ impl CacheStatus {
             s.push_str("; collapsed");
         }
         if let Some(t) = self.ttl {
-            let _ = write!(s, "; ttl={t}");
+            s.push_str("; ttl=");
+            if t < 0 {
+                s.push('-');
+            }
+            push_decimal(&mut s, t.unsigned_abs());
         }
         if let Some(d) = self.detail {
             let _ = write!(s, "; detail={d}");
@@ -1140,7 +1145,24 @@ pub fn cache_status_headers(
     if let Some(age) = age {
         headers.insert(header::AGE, HeaderValue::from(age));
     }
-    if let Ok(v) = HeaderValue::from_str(&status.format(name)) {
+    if let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(status.format(name))) {
         headers.append(CACHE_STATUS, v);
+    }
+}
+
+/// Appends `n` in decimal (on every response: cheaper than `write!`).
+fn push_decimal(s: &mut String, mut n: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for &d in &buf[i..] {
+        s.push(char::from(d));
     }
 }

@@ -24,7 +24,8 @@ use crate::rescue::EdgeError;
 pub(crate) struct Upstream<'a> {
     pub url: &'a str,
     pub rule_headers: &'a [(String, String)],
-    pub fwd: Forwarding<'a>,
+    /// The forwarding headers, built only when the origin is asked.
+    pub fwd: &'a (dyn Fn() -> Forwarding<'a> + Send + Sync),
 }
 
 fn into_body(r: Response<ledge_cache::CacheBody>) -> Response<Body> {
@@ -71,7 +72,7 @@ impl Edge {
             Lookup::Miss(fill) => {
                 let headers = fill.origin_headers(&parts.headers);
                 match self
-                    .send(parts, &headers, body, up.url, up.rule_headers, up.fwd)
+                    .send(parts, &headers, body, up.url, up.rule_headers, (up.fwd)())
                     .await
                 {
                     Ok(resp) => {
@@ -89,7 +90,14 @@ impl Edge {
             }
             Lookup::Pass(status) => {
                 let mut resp = self
-                    .send(parts, &parts.headers, body, up.url, up.rule_headers, up.fwd)
+                    .send(
+                        parts,
+                        &parts.headers,
+                        body,
+                        up.url,
+                        up.rule_headers,
+                        (up.fwd)(),
+                    )
                     .await?;
                 cache.pass_headers(resp.headers_mut(), &status);
                 Ok((resp, CacheStatus::Bypass))
@@ -138,12 +146,13 @@ impl Edge {
         let url = up.url.to_owned();
         let rule_headers = up.rule_headers.to_vec();
         let max_body = self.config.max_body;
-        let forwarded_for = up.fwd.forwarded_for.clone();
-        let proto = up.fwd.proto.to_owned();
-        let host = up.fwd.host.to_owned();
-        let request_id = up.fwd.request_id.clone();
-        let country = up.fwd.country.map(str::to_owned);
-        let hops = up.fwd.hops;
+        let f = (up.fwd)();
+        let forwarded_for = f.forwarded_for;
+        let proto = f.proto.to_owned();
+        let host = f.host.to_owned();
+        let request_id = f.request_id.clone();
+        let country = f.country.map(str::to_owned);
+        let hops = f.hops;
         tokio::spawn(async move {
             let fwd = Forwarding {
                 forwarded_for,

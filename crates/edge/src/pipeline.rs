@@ -623,32 +623,35 @@ impl Edge {
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        let hops = parts
-            .headers
-            .get(HOPS_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u32>().ok())
-            .unwrap_or(0);
-        let forwarded_for = match parts
-            .headers
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-        {
-            Some(prior) if ctx.peer_trusted => format!("{prior}, {}", ctx.peer),
-            _ => ctx.peer.to_string(),
-        };
-        let original_host = parts
-            .headers
-            .get(header::HOST)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or(&ctx.host);
-        let fwd = Forwarding {
-            forwarded_for,
-            proto: ctx.scheme,
-            host: original_host,
-            request_id: &ctx.id,
-            country: ctx.country.as_deref(),
-            hops,
+        // Built only when the request goes to the origin (not on cache hits).
+        let fwd = || {
+            let hops = parts
+                .headers
+                .get(HOPS_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u32>().ok())
+                .unwrap_or(0);
+            let forwarded_for = match parts
+                .headers
+                .get("x-forwarded-for")
+                .and_then(|v| v.to_str().ok())
+            {
+                Some(prior) if ctx.peer_trusted => format!("{prior}, {}", ctx.peer),
+                _ => ctx.peer.to_string(),
+            };
+            let original_host = parts
+                .headers
+                .get(header::HOST)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or(&ctx.host);
+            Forwarding {
+                forwarded_for,
+                proto: ctx.scheme,
+                host: original_host,
+                request_id: &ctx.id,
+                country: ctx.country.as_deref(),
+                hops,
+            }
         };
         if let Some(upgrade) = upgrade.filter(|_| proxy::is_upgrade(&parts.headers)) {
             let resp = proxy::forward_upgrade(
@@ -658,7 +661,7 @@ impl Edge {
                 &parts.headers,
                 upgrade,
                 rule.headers,
-                fwd,
+                fwd(),
             )
             .await?;
             return Ok((resp, CacheStatus::None));
@@ -667,7 +670,7 @@ impl Edge {
             let up = crate::cache_phase::Upstream {
                 url: rule.url,
                 rule_headers: rule.headers,
-                fwd,
+                fwd: &fwd,
             };
             return self.cached_proxy(cache, ctx, parts, body, up).await;
         }
@@ -679,7 +682,7 @@ impl Edge {
             body,
             self.config.max_body,
             rule.headers,
-            fwd,
+            fwd(),
         )
         .await?;
         Ok((resp, CacheStatus::None))
