@@ -120,9 +120,8 @@ pub(crate) enum EncodeSet {
 /// Percent-encodes the bytes of `s` that the WHATWG URL serialiser would
 /// encode in the given component. Existing `%XX` escapes are kept.
 pub(crate) fn encode_set(s: &str, set: EncodeSet) -> String {
-    let mut out = String::with_capacity(s.len());
-    for &b in s.as_bytes() {
-        let enc = !(0x20..0x7f).contains(&b)
+    let needs = |b: u8| {
+        !(0x20..0x7f).contains(&b)
             || b == b' '
             || b == b'"'
             || b == b'<'
@@ -131,8 +130,16 @@ pub(crate) fn encode_set(s: &str, set: EncodeSet) -> String {
                 EncodeSet::Path => matches!(b, b'#' | b'?' | b'`' | b'{' | b'}'),
                 EncodeSet::Query => matches!(b, b'#' | b'\''),
                 EncodeSet::Fragment => b == b'`',
-            };
-        if enc {
+            }
+    };
+    // Most targets need nothing encoded: copy them whole.
+    let Some(first) = s.bytes().position(needs) else {
+        return s.to_owned();
+    };
+    let mut out = String::with_capacity(s.len() + 8);
+    out.push_str(&s[..first]);
+    for &b in &s.as_bytes()[first..] {
+        if needs(b) {
             push_escaped(&mut out, b);
         } else {
             out.push(char::from(b));
@@ -144,10 +151,11 @@ pub(crate) fn encode_set(s: &str, set: EncodeSet) -> String {
 /// Removes `.` and `..` segments from an absolute path (RFC 3986 §5.2.4, as
 /// the WHATWG parser does, including `%2e` spellings) and turns `\` into `/`.
 pub(crate) fn normalize_path(path: &str) -> String {
-    let path = path.replace('\\', "/");
-    if !path.contains('.') {
-        return path;
-    }
+    let path = if path.contains('\\') {
+        path.replace('\\', "/")
+    } else {
+        path.to_owned()
+    };
     let is_dot = |s: &str| s == "." || s.eq_ignore_ascii_case("%2e");
     let is_dotdot = |s: &str| {
         matches!(s.len(), 2 | 4 | 6) && {
@@ -155,6 +163,10 @@ pub(crate) fn normalize_path(path: &str) -> String {
             l == ".." || l == ".%2e" || l == "%2e." || l == "%2e%2e"
         }
     };
+    // Nothing to remove (the common case, `/assets/app.css` included).
+    if !path.contains('.') || !path.split('/').any(|seg| is_dot(seg) || is_dotdot(seg)) {
+        return path;
+    }
     let mut segs: Vec<&str> = Vec::new();
     let parts: Vec<&str> = path.split('/').skip(1).collect();
     let n = parts.len();
