@@ -93,6 +93,7 @@ mod cpu;
 mod engine;
 mod isolate;
 mod natives;
+pub mod routes;
 mod types;
 #[cfg(feature = "typescript")]
 mod typescript;
