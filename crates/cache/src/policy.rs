@@ -57,8 +57,9 @@ const EDGE_ONLY: [HeaderName; 5] = [
     NETLIFY_CACHE_ID,
 ];
 
-/// Connection-scoped headers, never stored (RFC 9110 §7.6.1).
-const HOP_BY_HOP: [&str; 9] = [
+/// Connection-scoped headers (RFC 9110 §7.6.1): never stored, never
+/// forwarded by the edge's proxy either.
+pub const HOP_BY_HOP: [&str; 9] = [
     "connection",
     "keep-alive",
     "proxy-connection",

@@ -209,7 +209,7 @@ async fn node(cfg: ServeConfig) -> anyhow::Result<()> {
         deploys: DeployCache::new(blobs.clone(), cfg.deploy_cache),
         blobs: BlobCache::new(blobs.clone(), cfg.blob_cache_bytes, cfg.max_object_bytes),
         config: cfg.edge.clone(),
-        telemetry: telemetry.as_ref().map(|(t, _)| Arc::new(t.clone())),
+        telemetry: telemetry.as_ref().map(|(t, _)| t.clone()),
         cache: Some(http_cache),
     });
 

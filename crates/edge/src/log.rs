@@ -4,7 +4,6 @@
 //! to telemetry's bounded queue, which never makes a request wait.
 
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -24,7 +23,7 @@ pub struct Logged {
     /// once it has written that many bytes, so the end may never be seen.
     expected: Option<u64>,
     finished: bool,
-    sink: Arc<Telemetry>,
+    sink: Telemetry,
 }
 
 impl Logged {
@@ -33,7 +32,7 @@ impl Logged {
         inner: Body,
         record: Box<AccessRecord>,
         start: Instant,
-        sink: Arc<Telemetry>,
+        sink: Telemetry,
         expected: Option<u64>,
     ) -> Self {
         Self {

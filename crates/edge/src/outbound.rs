@@ -248,6 +248,15 @@ impl Health {
         }
     }
 
+    /// Connect failures counted for `origin` since it was last up or down.
+    #[cfg(test)]
+    pub(crate) fn failures(&self, origin: &str) -> u32 {
+        self.state
+            .lock()
+            .map(|s| s.get(origin).map_or(0, |(n, _)| *n))
+            .unwrap_or(0)
+    }
+
     /// Records a response: the origin is up.
     pub fn succeeded(&self, origin: &str) {
         if let Ok(mut state) = self.state.lock() {

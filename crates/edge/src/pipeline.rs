@@ -154,7 +154,7 @@ pub struct Edge {
     /// Settings.
     pub config: EdgeConfig,
     /// Access records, statistics and metrics; `None` logs nothing.
-    pub telemetry: Option<Arc<Telemetry>>,
+    pub telemetry: Option<Telemetry>,
     /// The HTTP cache for proxied responses; `None` caches nothing.
     pub cache: Option<Arc<ledge_cache::Cache>>,
 }
@@ -238,7 +238,7 @@ impl Edge {
     #[allow(clippy::too_many_arguments)]
     fn log_phase(
         &self,
-        telemetry: &Arc<Telemetry>,
+        telemetry: &Telemetry,
         mut ctx: RequestCtx,
         parts: &http::request::Parts,
         conn: &ConnInfo,

@@ -10,21 +10,13 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Response, StatusCode};
 use http_body_util::BodyExt;
 
+// Headers that describe one connection, never forwarded (RFC 9110 §7.6.1):
+// the cache's list, `upgrade` included.
+use ledge_cache::policy::HOP_BY_HOP;
+
 use crate::body::Body;
 use crate::outbound::Origin;
 use crate::rescue::EdgeError;
-
-/// Headers that describe one connection, never forwarded (RFC 9110 §7.6.1).
-const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-];
 
 /// Request header counting proxy hops through Ledge nodes; one hop is allowed
 /// (a site proxying to another Ledge site), more is a loop.
@@ -44,7 +36,7 @@ pub fn strip_hop_by_hop(src: &HeaderMap) -> HeaderMap {
     let mut out = HeaderMap::with_capacity(src.len());
     for (k, v) in src {
         let name = k.as_str();
-        if HOP_BY_HOP.contains(&name) || name == "upgrade" || named.iter().any(|n| n == name) {
+        if HOP_BY_HOP.contains(&name) || named.iter().any(|n| n == name) {
             continue;
         }
         out.append(k.clone(), v.clone());
@@ -101,42 +93,39 @@ where
             .get(header::CONTENT_LENGTH)
             .is_none_or(|v| v.as_bytes() == b"0");
     let replayable = bodyless && method.is_idempotent();
-    let send = |body: reqwest::Body| {
+    let send = |headers: HeaderMap, body: reqwest::Body| {
         let request = origin
             .client
             .request(method.clone(), target.clone())
-            .headers(headers.clone())
+            .headers(headers)
             .body(body);
         tokio::time::timeout(origin.response_timeout, request.send())
     };
+    let is_connect = |r: &Result<Result<reqwest::Response, reqwest::Error>, _>| matches!(r, Ok(Err(e)) if e.is_connect());
     let first = if bodyless {
-        send(reqwest::Body::from(Bytes::new())).await
+        send(headers, reqwest::Body::from(Bytes::new())).await
     } else {
-        send(streamed_body(body, max_body)).await
+        send(headers, streamed_body(body, max_body)).await
     };
-    let outcome = match first {
-        Ok(Err(e)) if e.is_connect() => {
-            origin.health.failed(&authority);
-            if replayable {
-                tracing::debug!(origin = %authority, error = %root_cause(&e), "connect failed; retrying once");
-                send(reqwest::Body::from(Bytes::new())).await
-            } else {
-                Ok(Err(e))
+    let mut outcome = first;
+    if is_connect(&outcome) {
+        origin.health.failed(&authority);
+        if replayable {
+            tracing::debug!(origin = %authority, "connect failed; retrying once");
+            // Rebuilt rather than kept: the retry is rare, the copy would not be.
+            let headers = request_headers(req_headers, rule_headers, &fwd);
+            outcome = send(headers, reqwest::Body::from(Bytes::new())).await;
+            if is_connect(&outcome) {
+                origin.health.failed(&authority);
             }
         }
-        other => other,
-    };
+    }
     let resp = match outcome {
         Err(_) => return Err(EdgeError::OriginTimeout(origin.response_timeout)),
         Ok(Err(e)) if e.is_timeout() => {
             return Err(EdgeError::OriginTimeout(origin.response_timeout))
         }
-        Ok(Err(e)) => {
-            if e.is_connect() {
-                origin.health.failed(&authority);
-            }
-            return Err(EdgeError::OriginUnreachable(root_cause(&e)));
-        }
+        Ok(Err(e)) => return Err(EdgeError::OriginUnreachable(root_cause(&e))),
         Ok(Ok(r)) => r,
     };
     origin.health.succeeded(&authority);
@@ -430,3 +419,98 @@ fn root_cause(e: &dyn std::error::Error) -> String {
 
 /// Default time allowed for an origin's response head (Netlify uses 26 s).
 pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(26);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outbound::{OriginOptions, OutboundPolicy};
+
+    fn fwd(id: &HeaderValue) -> Forwarding<'_> {
+        Forwarding {
+            forwarded_for: "203.0.113.9".into(),
+            proto: "http",
+            host: "site.example",
+            request_id: id,
+            country: None,
+            hops: 0,
+        }
+    }
+
+    /// A connect failure is retried once for an idempotent request without a
+    /// body, never for one with a body; each attempt counts once toward the
+    /// origin's passive health.
+    #[tokio::test]
+    async fn connect_failures_retry_idempotent_requests_once() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let origin = Origin::new(
+            OutboundPolicy {
+                allow: vec!["127.0.0.0/8".parse().unwrap()],
+                control_api: None,
+            },
+            &OriginOptions {
+                fail_threshold: 100,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let key = format!("127.0.0.1:{}", closed.port());
+        let url = format!("http://{closed}/x");
+        let id = HeaderValue::from_static("0123456789abcdef");
+        let none = http_body_util::Empty::<Bytes>::new();
+        let get = forward(
+            &origin,
+            &http::Method::GET,
+            &url,
+            &HeaderMap::new(),
+            none,
+            1 << 20,
+            &[],
+            fwd(&id),
+        )
+        .await;
+        assert!(matches!(get, Err(EdgeError::OriginUnreachable(_))));
+        assert_eq!(origin.health.failures(&key), 2, "tried, then retried once");
+
+        let mut with_body = HeaderMap::new();
+        with_body.insert(header::CONTENT_LENGTH, HeaderValue::from_static("5"));
+        let body = http_body_util::Full::new(Bytes::from_static(b"hello"));
+        let post = forward(
+            &origin,
+            &http::Method::POST,
+            &url,
+            &with_body,
+            body,
+            1 << 20,
+            &[],
+            fwd(&id),
+        )
+        .await;
+        assert!(matches!(post, Err(EdgeError::OriginUnreachable(_))));
+        assert_eq!(
+            origin.health.failures(&key),
+            3,
+            "a request with a body is not retried"
+        );
+
+        let put = forward(
+            &origin,
+            &http::Method::PUT,
+            &url,
+            &with_body,
+            http_body_util::Full::new(Bytes::from_static(b"hello")),
+            1 << 20,
+            &[],
+            fwd(&id),
+        )
+        .await;
+        assert!(put.is_err());
+        assert_eq!(
+            origin.health.failures(&key),
+            4,
+            "idempotent, but its body is gone"
+        );
+    }
+}
