@@ -82,6 +82,40 @@ pub trait Host: Send + Sync {
     async fn fetch(&self, request: HostRequest) -> Result<HttpResponse, HostError>;
 }
 
+/// Something that runs edge functions: the in-process [`Engine`] or a pool of
+/// sandboxed worker processes. The edge holds one `Arc<dyn Runner>`.
+#[async_trait]
+pub trait Runner: Send + Sync {
+    /// Runs `bundle`'s default export for one request; host calls
+    /// (`context.next()`, `fetch`) go to `host`.
+    async fn invoke(
+        &self,
+        bundle: &Bundle,
+        request: &InvocationRequest,
+        host: &dyn Host,
+    ) -> Invocation;
+
+    /// Drops warm isolates of every bundle with this id (a deploy that will
+    /// not run again).
+    fn evict(&self, bundle_id: &str);
+}
+
+#[async_trait]
+impl Runner for Engine {
+    async fn invoke(
+        &self,
+        bundle: &Bundle,
+        request: &InvocationRequest,
+        host: &dyn Host,
+    ) -> Invocation {
+        Engine::invoke(self, bundle, request, host).await
+    }
+
+    fn evict(&self, bundle_id: &str) {
+        Engine::evict(self, bundle_id)
+    }
+}
+
 /// Runs edge functions in a pool of warm isolates.
 pub struct Engine {
     limits: Limits,

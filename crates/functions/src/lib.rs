@@ -99,7 +99,7 @@ mod types;
 mod typescript;
 
 pub use bundle::{Bundle, BundleError, BundleSource};
-pub use engine::{Engine, Host, HostError, Limits};
+pub use engine::{Engine, Host, HostError, Limits, Runner};
 pub use types::*;
 
 /// Deploy-time preparation of sources (feature `typescript`).
