@@ -90,6 +90,8 @@
 mod alloc;
 mod bundle;
 mod cpu;
+#[cfg(feature = "typescript")]
+pub mod deploy;
 mod engine;
 mod isolate;
 mod natives;

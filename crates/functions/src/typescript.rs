@@ -24,7 +24,7 @@ pub struct Diagnostic {
     pub message: String,
 }
 
-fn line_of(source: &str, offset: u32) -> u32 {
+pub(crate) fn line_of(source: &str, offset: u32) -> u32 {
     let end = usize::try_from(offset)
         .unwrap_or(usize::MAX)
         .min(source.len());
@@ -37,7 +37,7 @@ fn line_of(source: &str, offset: u32) -> u32 {
         .saturating_add(1)
 }
 
-fn source_type(path: &str) -> SourceType {
+pub(crate) fn source_type(path: &str) -> SourceType {
     // Unknown extensions are treated as JavaScript modules.
     SourceType::from_path(path).unwrap_or_else(|_| SourceType::mjs())
 }
@@ -128,6 +128,16 @@ fn prepare_module(
     source: &str,
     modules: Option<&BTreeMap<String, String>>,
 ) -> Result<String, Vec<Diagnostic>> {
+    prepare_module_with_imports(path, source, modules).map(|(code, _)| code)
+}
+
+/// Like [`prepare_module`], also returning the bundle paths the module
+/// imports (statically or by `import("literal")`).
+pub(crate) fn prepare_module_with_imports(
+    path: &str,
+    source: &str,
+    modules: Option<&BTreeMap<String, String>>,
+) -> Result<(String, Vec<String>), Vec<Diagnostic>> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         prepare_module_inner(path, source, modules)
     }))
@@ -144,7 +154,7 @@ fn prepare_module_inner(
     path: &str,
     source: &str,
     modules: Option<&BTreeMap<String, String>>,
-) -> Result<String, Vec<Diagnostic>> {
+) -> Result<(String, Vec<String>), Vec<Diagnostic>> {
     let allocator = Allocator::default();
     let source_type = source_type(path);
     let parsed = Parser::new(&allocator, source, source_type).parse();
@@ -160,16 +170,19 @@ fn prepare_module_inner(
         return Err(d);
     }
 
+    let mut imports = Vec::new();
     if let Some(modules) = modules {
         let mut problems = Vec::new();
-        let check = |specifier: &str, span: Span| {
-            resolve(modules, path, specifier)
-                .err()
-                .map(|message| Diagnostic {
-                    path: path.to_string(),
-                    line: line_of(source, span.start),
-                    message,
-                })
+        let mut check = |specifier: &str, span: Span| match resolve(modules, path, specifier) {
+            Ok(found) => {
+                imports.push(found);
+                None
+            }
+            Err(message) => Some(Diagnostic {
+                path: path.to_string(),
+                line: line_of(source, span.start),
+                message,
+            }),
         };
         for (specifier, requests) in parsed.module_record.requested_modules.iter() {
             for r in requests.iter().filter(|r| !r.is_type) {
@@ -199,7 +212,7 @@ fn prepare_module_inner(
     }
 
     if !is_typescript(path) && !source_type.is_jsx() {
-        return Ok(source.to_string());
+        return Ok((source.to_string(), imports));
     }
     let mut program = parsed.program;
     let semantic = SemanticBuilder::new().with_enum_eval(true).build(&program);
@@ -211,7 +224,7 @@ fn prepare_module_inner(
     if transformed.diagnostics.has_errors() {
         return Err(diagnostics(path, source, transformed.diagnostics.errors()));
     }
-    Ok(Codegen::new().build(&program).code)
+    Ok((Codegen::new().build(&program).code, imports))
 }
 
 #[cfg(test)]
