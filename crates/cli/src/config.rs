@@ -270,6 +270,7 @@ impl ServeArgs {
                 trusted_proxies: trusted,
                 max_uri_len: l.max_uri_len.unwrap_or(edge_defaults.max_uri_len),
                 max_body: l.max_body_bytes.unwrap_or(edge_defaults.max_body),
+                region: edge_defaults.region.clone(),
             },
             outbound_allow,
             origin_ca: self.origin_ca.or(file.origin_ca),

@@ -123,6 +123,7 @@ async fn node(cfg: ServeConfig) -> anyhow::Result<()> {
         blobs: blobs.clone(),
         feed: feed.clone(),
         check: config_check(),
+        functions: Some(Arc::new(ledge_edge::functions::build)),
     };
     let acme_challenges = cfg.acme.as_ref().map(|_| ledge_acme::ChallengeStore::new());
     for id in meta.processing_deploys().await? {
@@ -211,6 +212,9 @@ async fn node(cfg: ServeConfig) -> anyhow::Result<()> {
         config: cfg.edge.clone(),
         telemetry: telemetry.as_ref().map(|(t, _)| t.clone()),
         cache: Some(http_cache),
+        functions: Some(Arc::new(ledge_functions::Engine::new(
+            ledge_functions::Limits::default(),
+        ))),
     });
 
     let (stop_tx, stop_rx) = watch::channel(false);

@@ -47,6 +47,19 @@ use crate::token_hash;
 pub type ConfigCheck =
     Arc<dyn Fn(&BTreeMap<String, String>) -> Vec<DeployDiagnostic> + Send + Sync>;
 
+/// Bundles a deploy's edge functions: configuration texts (path → text) and
+/// the sources under `netlify/edge-functions/` (path relative to that folder
+/// → text) in, the bundled functions or every problem out. Any problem fails
+/// the deploy. Runs on a blocking thread.
+pub type FunctionBuild = Arc<
+    dyn Fn(
+            &BTreeMap<String, String>,
+            &BTreeMap<String, String>,
+        ) -> Result<Vec<ledge_store::SnapshotFunction>, Vec<DeployDiagnostic>>
+        + Send
+        + Sync,
+>;
+
 /// Most paths in one deploy.
 pub const MAX_DEPLOY_FILES: usize = 200_000;
 /// Longest path in a deploy.

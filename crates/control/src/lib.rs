@@ -12,7 +12,7 @@ pub mod error;
 pub mod observe;
 pub mod process;
 
-pub use api::{router, ApiState, ConfigCheck};
+pub use api::{router, ApiState, ConfigCheck, FunctionBuild};
 pub use error::ApiError;
 
 use sha2::{Digest as _, Sha256};

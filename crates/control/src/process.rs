@@ -12,7 +12,7 @@ use ledge_store::{
     blobs::compress, BlobStore, DeployDiagnostic, Encoding, Feed, FileEntry, MetaStore, Snapshot,
 };
 
-use crate::api::ConfigCheck;
+use crate::api::{ConfigCheck, FunctionBuild};
 
 /// Smallest file worth compressing.
 const MIN_COMPRESS: u64 = 256;
@@ -21,6 +21,8 @@ const MAX_COMPRESS: u64 = 32 << 20;
 /// Largest configuration file read (bigger ones are refused with a diagnostic);
 /// the same as the rules engine's own `MAX_FILE_BYTES`.
 const MAX_CONFIG_FILE: u64 = 16 << 20;
+/// Largest edge function source file read.
+const MAX_FUNCTION_FILE: u64 = 20 << 20;
 
 /// What processing needs.
 #[derive(Clone)]
@@ -33,6 +35,8 @@ pub struct Processor {
     pub feed: Feed,
     /// Validates configuration files into diagnostics.
     pub check: ConfigCheck,
+    /// Bundles edge functions; `None` keeps their sources unprocessed.
+    pub functions: Option<FunctionBuild>,
 }
 
 impl Processor {
@@ -77,6 +81,7 @@ impl Processor {
             files: BTreeMap::new(),
             config: BTreeMap::new(),
             functions: BTreeMap::new(),
+            edge_functions: Vec::new(),
             diagnostics: Vec::new(),
         };
         let mut diagnostics = Vec::new();
@@ -143,6 +148,9 @@ impl Processor {
             );
         }
         diagnostics.extend((self.check)(&snapshot.config));
+        if let Some(build) = &self.functions {
+            snapshot.edge_functions = self.build_functions(build, &snapshot).await?;
+        }
         snapshot.diagnostics = diagnostics.clone();
         let json = serde_json::to_vec(&snapshot).map_err(|e| e.to_string())?;
         self.blobs
@@ -150,6 +158,71 @@ impl Processor {
             .await
             .map_err(|e| e.to_string())?;
         Ok(diagnostics)
+    }
+
+    /// Reads the deploy's function sources and bundles them; any problem
+    /// fails the deploy with every `file:line: message`.
+    async fn build_functions(
+        &self,
+        build: &FunctionBuild,
+        snapshot: &Snapshot,
+    ) -> Result<Vec<ledge_store::SnapshotFunction>, String> {
+        let mut sources = BTreeMap::new();
+        let mut problems = Vec::new();
+        for (path, digest) in &snapshot.functions {
+            let rel = &path[FUNCTIONS_PREFIX.len()..];
+            let scripted = rel
+                .rsplit_once('.')
+                .is_some_and(|(_, ext)| ledge_store::snapshot::FUNCTION_EXTENSIONS.contains(&ext));
+            if !scripted {
+                continue;
+            }
+            let size = self
+                .blobs
+                .len(digest, Encoding::Identity)
+                .await
+                .map_err(|e| e.to_string())?
+                .unwrap_or(0);
+            if size > MAX_FUNCTION_FILE {
+                problems.push(format!(
+                    "{}: file is {size} bytes; edge function sources may be at most {MAX_FUNCTION_FILE}",
+                    path.trim_start_matches('/')
+                ));
+                continue;
+            }
+            let bytes = self
+                .blobs
+                .read(digest, Encoding::Identity)
+                .await
+                .map_err(|e| e.to_string())?;
+            match String::from_utf8(bytes.to_vec()) {
+                Ok(text) => {
+                    sources.insert(rel.to_owned(), text);
+                }
+                Err(_) => problems.push(format!(
+                    "{}: file is not UTF-8 text",
+                    path.trim_start_matches('/')
+                )),
+            }
+        }
+        if problems.is_empty() {
+            let build = build.clone();
+            let config = snapshot.config.clone();
+            let built = tokio::task::spawn_blocking(move || build(&config, &sources))
+                .await
+                .map_err(|e| format!("edge function bundling failed: {e}"))?;
+            match built {
+                Ok(functions) => return Ok(functions),
+                Err(diagnostics) => problems.extend(diagnostics.iter().map(|d| match d.line {
+                    Some(line) => format!("{}:{line}: {}", d.file, d.message),
+                    None => format!("{}: {}", d.file, d.message),
+                })),
+            }
+        }
+        Err(format!(
+            "edge functions could not be bundled, so nothing was published:\n{}",
+            problems.join("\n")
+        ))
     }
 
     /// The size of `digest`'s variant in `enc`, producing it once per blob;

@@ -119,6 +119,8 @@ pub struct LoadedDeploy {
     files: HashMap<Box<str>, Arc<ServedFile>, foldhash::fast::RandomState>,
     /// Every request path that resolves to a file or a folder redirect.
     resolvable: HashSet<Box<str>, foldhash::fast::RandomState>,
+    /// Its edge functions, when any can run.
+    pub functions: Option<Arc<crate::functions::DeployFunctions>>,
 }
 
 impl LoadedDeploy {
@@ -149,7 +151,10 @@ impl LoadedDeploy {
             .into_iter()
             .map(String::into_boxed_str)
             .collect();
+        let functions =
+            crate::functions::DeployFunctions::load(s.deploy.as_str(), &s.edge_functions, &rules);
         Self {
+            functions,
             id: s.deploy,
             site: s.site,
             resolvable,

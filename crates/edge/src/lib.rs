@@ -18,6 +18,7 @@ pub mod body;
 mod cache_phase;
 pub mod deploys;
 pub mod files;
+pub mod functions;
 pub mod geo;
 pub mod log;
 pub mod outbound;

@@ -43,6 +43,8 @@ pub struct EdgeConfig {
     pub max_uri_len: usize,
     /// Largest request body accepted (bytes).
     pub max_body: u64,
+    /// What edge functions see as `context.server.region`.
+    pub region: String,
 }
 
 impl Default for EdgeConfig {
@@ -51,12 +53,13 @@ impl Default for EdgeConfig {
             trusted_proxies: Vec::new(),
             max_uri_len: 8 * 1024,
             max_body: 16 * 1024 * 1024,
+            region: "local".into(),
         }
     }
 }
 
 /// The per-request context every phase reads and extends.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct RequestCtx {
     /// `x-ledge-id`.
     pub id: HeaderValue,
@@ -82,6 +85,8 @@ pub struct RequestCtx {
     pub rule: Option<usize>,
     /// What the HTTP cache did.
     pub cache_status: CacheStatus,
+    /// The first edge function that ran.
+    pub function: Option<String>,
 }
 
 /// Key authorizations of pending ACME HTTP-01 challenges, by token.
@@ -130,6 +135,14 @@ enum RulesFlow {
     },
 }
 
+/// The functions that run for a request: the runner, the deploy's
+/// functions, the chain.
+type FunctionSteps = (
+    Arc<dyn ledge_functions::Runner>,
+    Arc<crate::functions::DeployFunctions>,
+    Vec<crate::functions::Step>,
+);
+
 /// A proxy rule's outcome, as the proxy phase takes it.
 struct ProxyRule<'a> {
     url: &'a str,
@@ -157,6 +170,8 @@ pub struct Edge {
     pub telemetry: Option<Telemetry>,
     /// The HTTP cache for proxied responses; `None` caches nothing.
     pub cache: Option<Arc<ledge_cache::Cache>>,
+    /// Runs edge functions; `None` serves deploys as if they had none.
+    pub functions: Option<Arc<dyn ledge_functions::Runner>>,
 }
 
 impl Edge {
@@ -185,6 +200,7 @@ impl Edge {
             answered_by: Phase::Static,
             rule: None,
             cache_status: CacheStatus::None,
+            function: None,
         };
         let result = async {
             self.accept(&mut ctx, &parts)?;
@@ -198,28 +214,10 @@ impl Edge {
                 ctx.answered_by = Phase::Guard;
                 return Ok(r);
             }
-            // 4 functions, 5 cache, 6 cached functions: later phases.
-            match self.rules(&mut ctx, &parts)? {
-                RulesFlow::Continue => self.static_phase(&ctx, &parts).await,
-                RulesFlow::Respond(r) => {
-                    ctx.answered_by = Phase::Redirect;
-                    Ok(r)
-                }
-                RulesFlow::Rewrite { path, status } => {
-                    ctx.answered_by = Phase::Rewrite;
-                    self.rewrite(&ctx, &parts, &path, status).await
-                }
-                RulesFlow::Proxy { url, headers } => {
-                    ctx.answered_by = Phase::Proxy;
-                    let rule = ProxyRule {
-                        url: &url,
-                        headers: &headers,
-                    };
-                    let (resp, cache) = self.proxy(&ctx, &parts, body, upgrade, rule).await?;
-                    ctx.cache_status = cache;
-                    Ok(resp)
-                }
+            if let Some(steps) = self.function_steps(&ctx, &parts) {
+                return self.functions_phase(&mut ctx, &parts, body, steps).await;
             }
+            self.after_functions(&mut ctx, &parts, body, upgrade).await
         }
         .await;
         let mut error = None;
@@ -232,6 +230,136 @@ impl Edge {
             self.log_phase(t, ctx, &parts, conn, error, start, &mut resp);
         }
         resp
+    }
+
+    /// Phase 4 (functions): the deploy's edge functions that run for this
+    /// request, in order; `None` when there are none.
+    fn function_steps(
+        &self,
+        ctx: &RequestCtx,
+        parts: &http::request::Parts,
+    ) -> Option<FunctionSteps> {
+        let runner = self.functions.as_ref()?;
+        let fns = ctx.deploy.as_ref()?.functions.as_ref()?;
+        let steps = fns.chain(&parts.method, parts.uri.path(), &parts.headers);
+        if steps.is_empty() {
+            return None;
+        }
+        Some((runner.clone(), fns.clone(), steps))
+    }
+
+    /// Phase 4 (functions): runs the chain; each function's `context.next()`
+    /// reaches the next one and, after the last, [`Edge::after_functions`].
+    async fn functions_phase<B>(
+        &self,
+        ctx: &mut RequestCtx,
+        parts: &http::request::Parts,
+        body: B,
+        (runner, functions, steps): FunctionSteps,
+    ) -> Result<Response<Body>, EdgeError>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        use http_body_util::BodyExt;
+        let limit = usize::try_from(self.config.max_body).unwrap_or(usize::MAX);
+        let body = http_body_util::Limited::new(body, limit)
+            .collect()
+            .await
+            .map_err(|_| EdgeError::BodyTooLarge)?
+            .to_bytes();
+        ctx.answered_by = Phase::Function;
+        ctx.function = steps.first().map(|s| s.function.clone());
+        if ctx.country.is_none() {
+            ctx.country = self.country(ctx, &parts.headers);
+        }
+        let context = self.function_context(ctx);
+        let chain = crate::functions::Chain {
+            edge: self,
+            runner: &*runner,
+            functions,
+            steps,
+            ctx: ctx.clone(),
+            context,
+        };
+        let target = parts
+            .uri
+            .path_and_query()
+            .map_or("/", |pq| pq.as_str())
+            .to_owned();
+        let req = crate::functions::ChainRequest {
+            method: parts.method.clone(),
+            target,
+            headers: parts.headers.clone(),
+            body,
+        };
+        Ok(chain.run(0, req).await)
+    }
+
+    /// What functions see as `context` (all but `params`).
+    fn function_context(&self, ctx: &RequestCtx) -> ledge_functions::RequestContext {
+        let mut c = ledge_functions::RequestContext {
+            ip: ctx.client_ip.to_string(),
+            request_id: ctx.id.to_str().unwrap_or("").to_owned(),
+            ..Default::default()
+        };
+        c.server.region = self.config.region.clone();
+        if let Some(code) = &ctx.country {
+            c.geo.country = Some(ledge_functions::CodeName {
+                code: code.clone(),
+                name: crate::geo::country_name(code).unwrap_or(code).to_owned(),
+            });
+        }
+        if let Some(t) = &ctx.target {
+            c.site.id = t.site.to_string();
+            c.site.name = t.site.to_string();
+            c.site.url = format!("{}://{}", ctx.scheme, ctx.host);
+            c.deploy.id = t.deploy.to_string();
+            c.deploy.published = t.production;
+            c.deploy.context = if t.production {
+                "production".into()
+            } else {
+                "deploy-preview".into()
+            };
+            c.env = t.settings.env.clone();
+        }
+        c
+    }
+
+    /// Phases 5–8 for a request the functions passed on (or that had none):
+    /// rules, then a redirect, rewrite, proxy or static file.
+    pub(crate) async fn after_functions<B>(
+        &self,
+        ctx: &mut RequestCtx,
+        parts: &http::request::Parts,
+        body: B,
+        upgrade: Option<hyper::upgrade::OnUpgrade>,
+    ) -> Result<Response<Body>, EdgeError>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        match self.rules(ctx, parts)? {
+            RulesFlow::Continue => self.static_phase(ctx, parts).await,
+            RulesFlow::Respond(r) => {
+                ctx.answered_by = Phase::Redirect;
+                Ok(r)
+            }
+            RulesFlow::Rewrite { path, status } => {
+                ctx.answered_by = Phase::Rewrite;
+                self.rewrite(ctx, parts, &path, status).await
+            }
+            RulesFlow::Proxy { url, headers } => {
+                ctx.answered_by = Phase::Proxy;
+                let rule = ProxyRule {
+                    url: &url,
+                    headers: &headers,
+                };
+                let (resp, cache) = self.proxy(ctx, parts, body, upgrade, rule).await?;
+                ctx.cache_status = cache;
+                Ok(resp)
+            }
+        }
     }
 
     /// Phase 10 (log): starts the access record; the body finishes it.
@@ -299,7 +427,7 @@ impl Edge {
                 ctx.answered_by
             },
             rule,
-            function_name: None,
+            function_name: ctx.function,
             firewall_rule: None,
             block_reason: None,
             tls_version: conn.tls_version.map(str::to_owned),

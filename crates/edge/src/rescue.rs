@@ -51,6 +51,14 @@ pub enum EdgeError {
     /// The Host belongs to another site than the TLS server name.
     #[error("this connection was made for another site: open a new connection for this host")]
     Misdirected,
+    /// An edge function failed and its `onError` is `fail`.
+    #[error("the edge function {function:?} failed: {why}")]
+    FunctionFailed {
+        /// Its name.
+        function: String,
+        /// Why, for visitors (no tenant details).
+        why: String,
+    },
     /// The request already went through Ledge proxies too many times.
     #[error("proxy loop: this request already passed through Ledge")]
     ProxyLoop,
@@ -72,6 +80,7 @@ impl EdgeError {
                 StatusCode::BAD_GATEWAY
             }
             Self::OriginTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            Self::FunctionFailed { .. } => StatusCode::BAD_GATEWAY,
             Self::ProxyLoop => StatusCode::LOOP_DETECTED,
             Self::Misdirected => StatusCode::MISDIRECTED_REQUEST,
         }
@@ -103,6 +112,7 @@ pub fn rescue(err: &EdgeError) -> Response<Body> {
         | EdgeError::ProxyRefused(_)
         | EdgeError::OriginUnreachable(_) => ("Bad gateway", err.to_string()),
         EdgeError::OriginTimeout(_) => ("Gateway timeout", err.to_string()),
+        EdgeError::FunctionFailed { .. } => ("Edge function failed", err.to_string()),
         other => (
             status.canonical_reason().unwrap_or("Error"),
             other.to_string(),

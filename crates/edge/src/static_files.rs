@@ -73,6 +73,7 @@ mod tests {
             files,
             config: Default::default(),
             functions: Default::default(),
+            edge_functions: Vec::new(),
             diagnostics: vec![],
         })
     }

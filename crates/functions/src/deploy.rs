@@ -16,8 +16,8 @@ use oxc_parser::Parser;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::typescript::{line_of, prepare_module_with_imports, source_type, Diagnostic};
 use crate::types::FunctionConfig;
+use crate::typescript::{line_of, prepare_module_with_imports, source_type, Diagnostic};
 
 /// Extensions of function files, in precedence order: when `x.js` and `x.ts`
 /// both exist, `x.js` is the function (as Netlify's bundler decides).
@@ -66,9 +66,7 @@ pub fn discover<'a>(paths: impl IntoIterator<Item = &'a str>) -> BTreeMap<String
         };
         let (name, rank) = match stem.split_once('/') {
             None => (stem, (0, precedence(ext))),
-            Some((dir, file)) if !file.contains('/') && file == dir => {
-                (dir, (1, precedence(ext)))
-            }
+            Some((dir, file)) if !file.contains('/') && file == dir => (dir, (1, precedence(ext))),
             Some((dir, "index")) => (dir, (2, precedence(ext))),
             Some(_) => continue,
         };
@@ -177,9 +175,10 @@ pub fn extract_config(path: &str, source: &str) -> Result<Option<FunctionConfig>
     }
     let body = &parsed.program.body;
     let exported_locally = body.iter().any(|s| match s {
-        Statement::ExportNamedDeclaration(e) => e.specifiers.iter().any(|sp| {
-            export_name(&sp.exported) == "config" && export_name(&sp.local) == "config"
-        }),
+        Statement::ExportNamedDeclaration(e) => e
+            .specifiers
+            .iter()
+            .any(|sp| export_name(&sp.exported) == "config" && export_name(&sp.local) == "config"),
         _ => false,
     });
     let mut init = None;
@@ -352,7 +351,10 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(local.path, vec!["/b"]);
-        assert_eq!(extract_config("c.js", "export default () => {}").unwrap(), None);
+        assert_eq!(
+            extract_config("c.js", "export default () => {}").unwrap(),
+            None
+        );
         // A local `config` that is not exported is not the function's config.
         assert_eq!(
             extract_config("d.js", "const config = { path: '/d' };").unwrap(),
@@ -362,8 +364,11 @@ mod tests {
 
     #[test]
     fn config_that_needs_running_code_is_refused_with_its_line() {
-        let e = extract_config("a.js", "const p = '/x';\nexport const config = {\n  path: p,\n};")
-            .unwrap_err();
+        let e = extract_config(
+            "a.js",
+            "const p = '/x';\nexport const config = {\n  path: p,\n};",
+        )
+        .unwrap_err();
         assert_eq!(e.line, 3, "{e:?}");
         assert!(e.message.contains("literal"), "{e:?}");
         let e = extract_config("a.js", "export const config = { path: 5 };").unwrap_err();
@@ -398,9 +403,15 @@ mod tests {
     #[test]
     fn every_problem_fails_the_build_with_file_and_line() {
         let f = files(&[
-            ("a.ts", "import { x } from './missing.ts';\nexport default () => {};"),
+            (
+                "a.ts",
+                "import { x } from './missing.ts';\nexport default () => {};",
+            ),
             ("b.js", "export default () => {\n  let = ;\n};"),
-            ("c.js", "import pad from 'npm:left-pad';\nexport default () => {};"),
+            (
+                "c.js",
+                "import pad from 'npm:left-pad';\nexport default () => {};",
+            ),
             ("d.js", "export default () => {};"),
         ]);
         let e = build_functions(&f, MAX_BUNDLE_BYTES).unwrap_err();

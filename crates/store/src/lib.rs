@@ -25,7 +25,7 @@ pub use events::{ChangeEvent, EventKind, Feed, PendingWrite};
 pub use meta::{MetaError, MetaStore};
 pub use model::*;
 pub use settings::{SettingsError, SiteSettings};
-pub use snapshot::{FileEntry, Snapshot, CONFIG_PATHS};
+pub use snapshot::{FileEntry, Snapshot, SnapshotFunction, CONFIG_PATHS};
 pub use sqlite::SqliteStore;
 
 /// Seconds since the Unix epoch, the store's clock.

@@ -1,0 +1,502 @@
+//! Edge functions end to end: a real node, real deploys through the CLI
+//! (sources in `netlify/edge-functions/`, bundled on the server), requests over
+//! real sockets.
+
+mod common;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
+
+use common::*;
+
+const H: &str = "fns.localhost";
+
+fn deploy_site(node: &Node, files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = site(files);
+    let d = node.deploy(dir.path(), "fns", &["--prod"]);
+    assert_eq!(d["state"], "ready", "{d}");
+    dir
+}
+
+fn node_with_site() -> Node {
+    let node = Node::start_with(&[
+        "--trusted-proxy",
+        "127.0.0.1/32",
+        "--geo-header",
+        "X-Geo-Country",
+        "--outbound-allow",
+        "127.0.0.0/8",
+    ]);
+    node.ok(&["sites", "create", "fns"]);
+    node
+}
+
+/// A tiny origin on loopback: answers every request with its method, path
+/// and a header, and counts nothing.
+fn origin() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            std::thread::spawn(move || {
+                let mut r = BufReader::new(s.try_clone().unwrap());
+                let mut first = String::new();
+                r.read_line(&mut first).unwrap_or(0);
+                let mut len = 0usize;
+                loop {
+                    let mut line = String::new();
+                    if r.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        len = v.trim().parse().unwrap_or(0);
+                    }
+                }
+                let mut body = vec![0; len];
+                let _ = r.read_exact(&mut body);
+                let mut parts = first.split(' ');
+                let method = parts.next().unwrap_or("");
+                let path = parts.next().unwrap_or("");
+                if path == "/moved" {
+                    let _ = s.write_all(
+                        b"HTTP/1.1 302 Found\r\nLocation: /data\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                    );
+                    return;
+                }
+                let text = format!(
+                    "{{\"method\":\"{method}\",\"path\":\"{path}\",\"body\":\"{}\"}}",
+                    String::from_utf8_lossy(&body)
+                );
+                let _ = write!(
+                    s,
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Origin: yes\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+                    text.len()
+                );
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn realistic_functions_run_in_the_request() {
+    let node = node_with_site();
+    node.ok(&["sites", "set", "fns", "env.GREETING=hello from env"]);
+    let up = origin();
+    let ab = r#"
+export default async (request, context) => {
+  let bucket = context.cookies.get("ab");
+  if (!bucket) {
+    bucket = new URL(request.url).searchParams.get("force") || "b";
+    context.cookies.set({ name: "ab", value: bucket, path: "/" });
+  }
+  return new URL(bucket === "a" ? "/a.html" : "/b.html", request.url);
+};
+export const config = { path: "/ab" };
+"#;
+    let geo = r#"
+export default async (request, context) => {
+  const c = context.geo.country;
+  return new Response(c ? `Hello, visitor from ${c.name} (${c.code})` : "Hello, visitor", {
+    headers: { "content-type": "text/plain" },
+  });
+};
+export const config = { path: "/geo" };
+"#;
+    let auth = r#"
+export default async (request, context) => {
+  if (request.headers.get("authorization") !== "Bearer letmein") {
+    return new Response("unauthorized", { status: 401, headers: { "www-authenticate": "Bearer" } });
+  }
+};
+export const config = { path: "/admin/*" };
+"#;
+    let api = r#"
+export default async (request, context) => {
+  return Response.json({
+    user: context.params.id,
+    method: request.method,
+    ip: context.ip,
+    site: context.site.name,
+    greeting: Netlify.env.get("GREETING"),
+    requestId: context.requestId,
+  });
+};
+export const config = { path: "/api/users/:id", method: ["GET", "POST"] };
+"#;
+    let transform = r#"
+export default async (request, context) => {
+  const resp = await context.next();
+  const html = await resp.text();
+  const out = new Response(html.replace("</body>", "<p>injected</p></body>"), resp);
+  out.headers.set("x-transformed", "1");
+  return out;
+};
+export const config = { path: "/page" };
+"#;
+    let fetcher = format!(
+        r#"
+export default async (request) => {{
+  const r = await fetch("http://{up}/moved");
+  const data = await r.json();
+  return Response.json({{ status: r.status, origin: r.headers.get("x-origin"), data }});
+}};
+export const config = {{ path: "/proxy-fetch" }};
+"#
+    );
+    let ts_main = r#"
+import { shout } from "./lib/text.ts";
+import type { Context } from "@netlify/edge-functions";
+export default async (req: Request, context: Context): Promise<Response> => {
+  const n: number = 3;
+  return new Response(shout("typed") + n);
+};
+export const config = { path: "/ts" };
+"#;
+    let ts_lib = "export function shout(s: string): string { return s.toUpperCase() + \"!\"; }\n";
+    let _dir = deploy_site(
+        &node,
+        &[
+            ("index.html", "<html><body>home</body></html>"),
+            ("a.html", "variant A"),
+            ("b.html", "variant B"),
+            ("page.html", "<html><body>page</body></html>"),
+            ("admin/index.html", "admin area"),
+            ("netlify/edge-functions/ab.js", ab),
+            ("netlify/edge-functions/geo.js", geo),
+            ("netlify/edge-functions/auth.mjs", auth),
+            ("netlify/edge-functions/api.js", api),
+            ("netlify/edge-functions/transform.js", transform),
+            ("netlify/edge-functions/fetcher.js", &fetcher),
+            ("netlify/edge-functions/typed/index.ts", ts_main),
+            ("netlify/edge-functions/typed/lib/text.ts", ts_lib),
+        ],
+    );
+    let e = node.edge;
+
+    // A/B by cookie: the first visit is assigned and remembered.
+    let first = get(e, H, "/ab", &[]);
+    assert_eq!(first.status, 200);
+    assert_eq!(first.text(), "variant B");
+    assert!(
+        first.header("set-cookie").unwrap().starts_with("ab=b"),
+        "{first:?}"
+    );
+    assert_eq!(get(e, H, "/ab", &[("cookie", "ab=a")]).text(), "variant A");
+    assert!(get(e, H, "/ab", &[("cookie", "ab=a")])
+        .header("set-cookie")
+        .is_none());
+    assert_eq!(get(e, H, "/ab?force=a", &[]).text(), "variant A");
+
+    // Geolocation from the trusted front proxy's header.
+    assert_eq!(
+        get(e, H, "/geo", &[("x-geo-country", "DE")]).text(),
+        "Hello, visitor from Germany (DE)"
+    );
+    assert_eq!(get(e, H, "/geo", &[]).text(), "Hello, visitor");
+
+    // Auth gate: 401 without the token; with it the function passes on.
+    let denied = get(e, H, "/admin/", &[]);
+    assert_eq!(denied.status, 401);
+    assert_eq!(denied.header("www-authenticate"), Some("Bearer"));
+    let allowed = get(e, H, "/admin/", &[("authorization", "Bearer letmein")]);
+    assert_eq!(
+        (allowed.status, allowed.text().as_str()),
+        (200, "admin area")
+    );
+
+    // JSON API with params, env and context.
+    let r = get(e, H, "/api/users/42", &[]);
+    assert_eq!(r.status, 200);
+    assert!(r
+        .header("content-type")
+        .unwrap()
+        .starts_with("application/json"));
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(v["user"], "42");
+    assert_eq!(v["method"], "GET");
+    assert_eq!(v["ip"], "127.0.0.1");
+    assert_eq!(v["site"], "fns");
+    assert_eq!(v["greeting"], "hello from env");
+    assert_eq!(v["requestId"].as_str(), r.header("x-ledge-id"));
+    // `method` restricts it: DELETE is not declared, so static handling answers.
+    assert_eq!(request(e, "DELETE", H, "/api/users/42", &[]).status, 405);
+
+    // next() and a transformed body and header.
+    let r = get(e, H, "/page", &[]);
+    assert_eq!(r.text(), "<html><body>page<p>injected</p></body></html>");
+    assert_eq!(r.header("x-transformed"), Some("1"));
+    assert_eq!(
+        r.header("content-length").map(str::to_owned),
+        Some(r.body.len().to_string())
+    );
+
+    // fetch to a local origin (allowed by --outbound-allow), redirect followed.
+    let r = get(e, H, "/proxy-fetch", &[]);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(v["status"], 200);
+    assert_eq!(v["origin"], "yes");
+    assert_eq!(v["data"]["path"], "/data");
+
+    // TypeScript with a relative import, stripped at deploy.
+    assert_eq!(get(e, H, "/ts", &[]).text(), "TYPED!3");
+
+    // Paths without functions are untouched.
+    assert_eq!(get(e, H, "/", &[]).text(), "<html><body>home</body></html>");
+}
+
+#[test]
+fn declarations_order_and_precedence() {
+    let node = node_with_site();
+    let tag = |name: &str| {
+        format!(
+            "export default async (req, ctx) => {{\n  const r = await ctx.next();\n  const t = await r.text();\n  return new Response(t + \"<{name}\", r);\n}};\n"
+        )
+    };
+    let zeta = format!("{}export const config = {{ path: \"/x\" }};\n", tag("zeta"));
+    let alpha = format!(
+        "{}export const config = {{ path: \"/x\" }};\n",
+        tag("alpha")
+    );
+    let first = tag("first");
+    let _dir = deploy_site(
+        &node,
+        &[
+            ("x.html", "x"),
+            ("old.html", "old"),
+            ("admin/x.css", "css"),
+            ("admin/x.html", "adminx"),
+            (
+                "netlify.toml",
+                "[[edge_functions]]\nfunction = \"first\"\npath = \"/x\"\n\n[[edge_functions]]\nfunction = \"guard\"\npath = \"/admin/*\"\nexcludedPath = \"/admin/*.css\"\n",
+            ),
+            ("_redirects", "/old  /x  301!\n"),
+            ("_headers", "/*\n  X-Custom: 1\n"),
+            ("netlify/edge-functions/zeta.js", &zeta),
+            ("netlify/edge-functions/alpha.js", &alpha),
+            ("netlify/edge-functions/first.js", &first),
+            (
+                "netlify/edge-functions/guard.js",
+                "export default () => new Response('guarded');",
+            ),
+            (
+                "netlify/edge-functions/old.js",
+                "export default () => new Response('from function');\nexport const config = { path: '/old' };",
+            ),
+            (
+                "netlify/edge-functions/flag.js",
+                "export default () => new Response('flagged');\nexport const config = { path: '/flag', header: { 'x-flag': true } };",
+            ),
+            (
+                "netlify/edge-functions/slash.js",
+                "export default () => new Response('hello');\nexport const config = { path: '/hello' };",
+            ),
+            (
+                "netlify/edge-functions/wild.js",
+                "export default () => new Response('wild');\nexport const config = { path: '/products/*' };",
+            ),
+            (
+                "netlify/edge-functions/undeclared.js",
+                "export default () => new Response('never');",
+            ),
+        ],
+    );
+    let e = node.edge;
+    // E-07/E-08: toml first, then inline alphabetically; innermost runs last.
+    assert_eq!(get(e, H, "/x", &[]).text(), "x<zeta<alpha<first");
+    // E-03: excludedPath.
+    assert_eq!(get(e, H, "/admin/x.html", &[]).text(), "guarded");
+    assert_eq!(get(e, H, "/admin/x.css", &[]).text(), "css");
+    // E-06 and E-14: the function answers before the forced redirect, and
+    // `_headers` do not apply to its response.
+    let r = get(e, H, "/old", &[]);
+    assert_eq!((r.status, r.text().as_str()), (200, "from function"));
+    assert_eq!(r.header("x-custom"), None);
+    assert_eq!(get(e, H, "/x.html", &[]).header("x-custom"), Some("1"));
+    // E-10: header condition.
+    assert_eq!(get(e, H, "/flag", &[]).status, 404);
+    assert_eq!(get(e, H, "/flag", &[("x-flag", "1")]).text(), "flagged");
+    // E-01 and E-02: trailing slash, no prefix match, case, `/*` needs a slash.
+    assert_eq!(get(e, H, "/hello/", &[]).text(), "hello");
+    assert_eq!(get(e, H, "/hello/x", &[]).status, 404);
+    assert_eq!(get(e, H, "/HELLO", &[]).status, 404);
+    assert_eq!(get(e, H, "/products", &[]).status, 404);
+    assert_eq!(get(e, H, "/products/a/b", &[]).text(), "wild");
+    // A function without a path never runs.
+    assert_eq!(get(e, H, "/undeclared", &[]).status, 404);
+}
+
+#[test]
+fn failures_follow_on_error() {
+    let node = node_with_site();
+    let thrower = |on_error: &str| {
+        format!(
+            "export default () => {{ throw new Error('boom'); }};\nexport const config = {{ path: '/{}', onError: '{}' }};\n",
+            on_error.trim_start_matches('/').replace('/', "-"),
+            on_error
+        )
+    };
+    let _dir = deploy_site(
+        &node,
+        &[
+            ("bypass.html", "bypassed to static"),
+            ("oops.html", "the error page"),
+            ("netlify/edge-functions/f1.js", &thrower("fail")),
+            ("netlify/edge-functions/f2.js", &thrower("bypass")),
+            ("netlify/edge-functions/f3.js", &thrower("/oops")),
+            (
+                "netlify/edge-functions/spin.js",
+                "export default () => { for (;;) {} };\nexport const config = { path: '/spin', onError: 'bypass' };",
+            ),
+            (
+                "netlify/edge-functions/hog.js",
+                "export default () => { const a = []; for (;;) { a.push(new Array(1e6).fill(1)); } };\nexport const config = { path: '/hog' };",
+            ),
+            (
+                "netlify/edge-functions/deep.js",
+                "const f = (n) => f(n + 1) + 1;\nexport default () => new Response(String(f(0)));\nexport const config = { path: '/deep' };",
+            ),
+            (
+                "netlify/edge-functions/wrong.js",
+                "export default () => 42;\nexport const config = { path: '/wrong' };",
+            ),
+            (
+                "netlify/edge-functions/elsewhere.js",
+                "export default () => new URL('https://example.com/');\nexport const config = { path: '/elsewhere' };",
+            ),
+        ],
+    );
+    let e = node.edge;
+    let r = get(e, H, "/fail", &[]);
+    assert_eq!(r.status, 502);
+    assert!(r.text().contains("f1"), "{}", r.text());
+    assert!(
+        !r.text().contains("boom"),
+        "tenant error details leak: {}",
+        r.text()
+    );
+    assert_eq!(get(e, H, "/bypass", &[]).text(), "bypassed to static");
+    let r = get(e, H, "/oops", &[]);
+    assert_eq!((r.status, r.text().as_str()), (200, "the error page"));
+    // Runaway code is stopped by its limits; the node keeps serving.
+    assert_eq!(
+        get(e, H, "/spin", &[]).status,
+        404,
+        "bypass after the CPU limit"
+    );
+    let r = get(e, H, "/hog", &[]);
+    assert_eq!(r.status, 502);
+    assert!(r.text().contains("memory"), "{}", r.text());
+    let r = get(e, H, "/deep", &[]);
+    assert_eq!(r.status, 502);
+    assert!(r.text().contains("recursed"), "{}", r.text());
+    assert_eq!(get(e, H, "/wrong", &[]).status, 502);
+    assert_eq!(get(e, H, "/elsewhere", &[]).status, 502);
+    assert_eq!(get(e, H, "/oops.html", &[]).text(), "the error page");
+}
+
+fn deploy_expect_error(node: &Node, dir: &Path) -> String {
+    let out = node.cli(&["deploy", dir.to_str().unwrap(), "--site", "fns", "--prod"]);
+    assert!(!out.status.success(), "deploy should fail");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn broken_functions_fail_the_deploy_and_nothing_is_published() {
+    let node = node_with_site();
+    let _good = deploy_site(
+        &node,
+        &[
+            ("index.html", "v1"),
+            (
+                "netlify/edge-functions/hi.js",
+                "export default () => new Response('hi v1');\nexport const config = { path: '/hi' };",
+            ),
+        ],
+    );
+    assert_eq!(get(node.edge, H, "/hi", &[]).text(), "hi v1");
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "netlify/edge-functions/hi.ts",
+            "export default () => {\n  const x: = 1;\n};",
+            "netlify/edge-functions/hi.ts:2",
+        ),
+        (
+            "netlify/edge-functions/hi.js",
+            "import pad from 'npm:left-pad';\nexport default () => {};",
+            "netlify/edge-functions/hi.js:1",
+        ),
+        (
+            "netlify/edge-functions/hi.js",
+            "\nimport { x } from './missing.js';\nexport default () => {};",
+            "netlify/edge-functions/hi.js:2",
+        ),
+        (
+            "netlify/edge-functions/hi.js",
+            "import m from 'https://deno.land/x/mod.ts';\nexport default () => {};",
+            "netlify/edge-functions/hi.js:1",
+        ),
+    ];
+    for (path, source, expect) in cases {
+        let dir = site(&[("index.html", "v2"), (path, source)]);
+        let err = deploy_expect_error(&node, dir.path());
+        assert!(err.contains(expect), "expected {expect} in: {err}");
+        assert_eq!(
+            get(node.edge, H, "/", &[]).text(),
+            "v1",
+            "nothing published"
+        );
+        assert_eq!(get(node.edge, H, "/hi", &[]).text(), "hi v1");
+    }
+    // A toml declaration of a function that does not exist.
+    let dir = site(&[
+        ("index.html", "v2"),
+        (
+            "netlify.toml",
+            "[[edge_functions]]\nfunction = \"ghost\"\npath = \"/g\"\n",
+        ),
+    ]);
+    let err = deploy_expect_error(&node, dir.path());
+    assert!(err.contains("ghost"), "{err}");
+    // Sources are never served as files.
+    assert_eq!(
+        get(node.edge, H, "/netlify/edge-functions/hi.js", &[]).status,
+        404
+    );
+}
+
+#[test]
+fn invocations_are_recorded_in_the_access_log() {
+    let node = node_with_site();
+    let _dir = deploy_site(
+        &node,
+        &[(
+            "netlify/edge-functions/logger.js",
+            "export default (req) => { console.log('seen', new URL(req.url).pathname); return new Response('ok'); };\nexport const config = { path: '/log' };",
+        )],
+    );
+    let r = get(node.edge, H, "/log", &[]);
+    assert_eq!(r.text(), "ok");
+    let id = r.header("x-ledge-id").unwrap().to_owned();
+    let log = node.data.join("logs").join("access.log");
+    let mut lines = Vec::new();
+    eventually("the function and access records", || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        lines = text
+            .lines()
+            .filter(|l| l.contains(&id))
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .collect();
+        lines.len() == 2
+    });
+    let func = lines.iter().find(|v| v.get("console").is_some()).unwrap();
+    assert_eq!(func["function_name"], "logger");
+    assert_eq!(func["outcome"], "ok");
+    assert_eq!(func["status_code"], 200);
+    assert_eq!(func["console"][0]["message"], "seen /log");
+    let access = lines.iter().find(|v| v.get("console").is_none()).unwrap();
+    assert_eq!(access["function_name"], "logger");
+    assert_eq!(access["status_code"], 200);
+}

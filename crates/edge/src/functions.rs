@@ -1,0 +1,798 @@
+//! Edge functions in the pipeline (phase 4): which of a deploy's functions
+//! run for a request, in which order, and what their outcomes do.
+//!
+//! - At deploy time [`build`] bundles `netlify/edge-functions/` (through
+//!   `ledge_functions::deploy`), checks every `[[edge_functions]]` of
+//!   `netlify.toml` names a function that exists and that every path, pattern
+//!   and `onError` compiles; any problem fails the deploy.
+//! - When a deploy is loaded, [`DeployFunctions::load`] plans its routes
+//!   (spec §4.3 order) and keeps one [`Bundle`] per function.
+//! - Per request, a [`Chain`] runs the matching functions in order. Each
+//!   function's `context.next()` runs the rest of the chain, and after the
+//!   last function the rest of the pipeline (rules, proxy, static files), in
+//!   process. A `Response` ends the chain; `undefined` passes on; a `URL`
+//!   rewrites (same site only) to the rest of the pipeline without running
+//!   functions again; a failure applies the function's `onError`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use http::header::{self, HeaderName, HeaderValue};
+use http::{HeaderMap, Method, Response, StatusCode};
+use http_body_util::BodyExt;
+use ledge_functions::routes::{self, Declaration, RouteRequest, Routes};
+use ledge_functions::{
+    Bundle, BundleSource, ErrorKind, FunctionConfig, Host, HostError, HostRequest, HttpResponse,
+    InvocationOutcome, InvocationRequest, RequestContext, Runner,
+};
+use ledge_rules::RuleSet;
+use ledge_store::{DeployDiagnostic, SnapshotFunction};
+use ledge_telemetry::{FunctionRecord, Outcome as FnOutcome};
+
+use crate::body::Body;
+use crate::pipeline::{Edge, RequestCtx};
+use crate::rescue::{rescue, EdgeError};
+
+/// Where function sources live in a site folder and a deploy.
+pub const FUNCTIONS_DIR: &str = "netlify/edge-functions";
+
+/// Largest response body `context.next()` or `fetch()` hands to a function.
+pub const MAX_HOST_BODY: usize = 32 << 20;
+
+/// Redirects `fetch()` follows before giving up.
+const MAX_FETCH_REDIRECTS: usize = 10;
+
+/// What happens when a function fails (`config.onError`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OnError {
+    /// The platform's error page (502).
+    Fail,
+    /// Continue as if the function had returned `undefined`.
+    Bypass,
+    /// Serve this same-site path instead, without running functions for it.
+    Rewrite(String),
+}
+
+impl OnError {
+    fn parse(v: Option<&str>) -> Result<OnError, String> {
+        match v {
+            None | Some("fail") => Ok(OnError::Fail),
+            Some("bypass") => Ok(OnError::Bypass),
+            Some(p) if p.starts_with('/') && !p.starts_with("//") => {
+                Ok(OnError::Rewrite(p.to_owned()))
+            }
+            Some(other) => Err(format!(
+                "onError must be \"fail\", \"bypass\" or a path starting with /, not {other:?}"
+            )),
+        }
+    }
+}
+
+/// One loaded function.
+struct Loaded {
+    bundle: Bundle,
+    on_error: OnError,
+}
+
+/// A deploy's functions, ready to run.
+pub struct DeployFunctions {
+    routes: Routes,
+    functions: HashMap<String, Loaded>,
+}
+
+impl std::fmt::Debug for DeployFunctions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeployFunctions")
+            .field("functions", &self.functions.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+/// The `[[edge_functions]]` of a rule set, as the router takes them.
+pub fn declarations(rules: &RuleSet) -> Vec<Declaration> {
+    rules
+        .edge_functions()
+        .iter()
+        .map(|d| Declaration {
+            function: d.function.clone(),
+            path: d.path.iter().cloned().collect(),
+            pattern: d.pattern.iter().cloned().collect(),
+            excluded_path: d.excluded_path.clone(),
+            excluded_pattern: d.excluded_pattern.clone(),
+            method: d.method.clone(),
+            header: d
+                .header
+                .iter()
+                .map(|(k, v)| {
+                    let v = match v {
+                        ledge_rules::HeaderCondition::Present(b) => {
+                            ledge_functions::HeaderCondition::Present(*b)
+                        }
+                        ledge_rules::HeaderCondition::Matches(s) => {
+                            ledge_functions::HeaderCondition::Matches(s.clone())
+                        }
+                    };
+                    (k.clone(), v)
+                })
+                .collect(),
+            cache_manual: d.cache_manual,
+        })
+        .collect()
+}
+
+fn config_of(f: &SnapshotFunction) -> Result<Option<FunctionConfig>, String> {
+    match &f.config {
+        None => Ok(None),
+        Some(v) => serde_json::from_value(v.clone())
+            .map(Some)
+            .map_err(|e| format!("invalid config: {e}")),
+    }
+}
+
+/// Plans routes and checks `onError` for built functions; every problem.
+fn plan(
+    functions: &[SnapshotFunction],
+    rules: &RuleSet,
+) -> Result<(Routes, HashMap<String, OnError>), Vec<String>> {
+    let mut problems = Vec::new();
+    let mut inline = BTreeMap::new();
+    let mut on_error = HashMap::new();
+    for f in functions {
+        match config_of(f) {
+            Ok(c) => {
+                match OnError::parse(c.as_ref().and_then(|c| c.on_error.as_deref())) {
+                    Ok(o) => {
+                        on_error.insert(f.name.clone(), o);
+                    }
+                    Err(e) => problems.push(format!("{FUNCTIONS_DIR}/{}: {e}", f.entry)),
+                }
+                if let Some(c) = c {
+                    inline.insert(f.name.clone(), c);
+                }
+            }
+            Err(e) => problems.push(format!("{FUNCTIONS_DIR}/{}: {e}", f.entry)),
+        }
+    }
+    let toml = declarations(rules);
+    for d in &toml {
+        if !functions.iter().any(|f| f.name == d.function) {
+            problems.push(format!(
+                "netlify.toml: [[edge_functions]] names function {:?}, which {FUNCTIONS_DIR}/ does not have",
+                d.function
+            ));
+        }
+    }
+    let routes = match routes::plan(&toml, &inline) {
+        Ok(r) => r,
+        Err(e) => {
+            problems.push(e.to_string());
+            Routes::default()
+        }
+    };
+    if problems.is_empty() {
+        Ok((routes, on_error))
+    } else {
+        Err(problems)
+    }
+}
+
+/// Deploy-time processing of edge functions (the node's `FunctionBuild`):
+/// `config` holds the deploy's configuration texts by path (`/netlify.toml`),
+/// `sources` the files under `netlify/edge-functions/` by relative path.
+pub fn build(
+    config: &BTreeMap<String, String>,
+    sources: &BTreeMap<String, String>,
+) -> Result<Vec<SnapshotFunction>, Vec<DeployDiagnostic>> {
+    let error = |file: String, line: Option<u32>, message: String| DeployDiagnostic {
+        file,
+        line,
+        severity: "error".into(),
+        message,
+    };
+    let built = ledge_functions::deploy::build_functions(
+        sources,
+        ledge_functions::deploy::MAX_BUNDLE_BYTES,
+    )
+    .map_err(|diags| {
+        diags
+            .into_iter()
+            .map(|d| {
+                error(
+                    format!("{FUNCTIONS_DIR}/{}", d.path),
+                    Some(d.line),
+                    d.message,
+                )
+            })
+            .collect::<Vec<_>>()
+    })?;
+    let functions: Vec<SnapshotFunction> = built
+        .into_iter()
+        .map(|b| SnapshotFunction {
+            name: b.name,
+            entry: b.entry,
+            modules: b.modules,
+            config: b.config.and_then(|c| serde_json::to_value(c).ok()),
+        })
+        .collect();
+    let text = |p: &str| config.get(p).map(String::as_str);
+    let (rules, _) = RuleSet::compile(&ledge_rules::Sources {
+        redirects: text("/_redirects"),
+        headers: text("/_headers"),
+        netlify_toml: text("/netlify.toml"),
+    });
+    plan(&functions, &rules).map_err(|problems| {
+        problems
+            .into_iter()
+            .map(|p| match p.split_once(": ") {
+                Some((file, msg)) if !file.contains(' ') => {
+                    error(file.to_owned(), None, msg.to_owned())
+                }
+                _ => error("netlify.toml".into(), None, p),
+            })
+            .collect::<Vec<_>>()
+    })?;
+    Ok(functions)
+}
+
+impl DeployFunctions {
+    /// The functions of a loaded deploy; `None` when it has none that can run.
+    pub fn load(
+        deploy: &str,
+        functions: &[SnapshotFunction],
+        rules: &RuleSet,
+    ) -> Option<Arc<DeployFunctions>> {
+        if functions.is_empty() {
+            return None;
+        }
+        let (routes, on_error) = match plan(functions, rules) {
+            Ok(p) => p,
+            Err(problems) => {
+                tracing::warn!(
+                    deploy,
+                    ?problems,
+                    "edge functions of this deploy do not load"
+                );
+                return None;
+            }
+        };
+        if routes.pre_cache.is_empty() && routes.post_cache.is_empty() {
+            return None;
+        }
+        let mut loaded = HashMap::new();
+        for f in functions {
+            let source = BundleSource {
+                id: format!("{deploy}/{}", f.name),
+                entry: f.entry.clone(),
+                modules: f.modules.clone(),
+            };
+            match Bundle::new(source) {
+                Ok(bundle) => {
+                    let on_error = on_error.get(&f.name).cloned().unwrap_or(OnError::Fail);
+                    loaded.insert(f.name.clone(), Loaded { bundle, on_error });
+                }
+                Err(e) => {
+                    tracing::warn!(deploy, function = %f.name, error = %e, "edge function does not load");
+                }
+            }
+        }
+        Some(Arc::new(DeployFunctions {
+            routes,
+            functions: loaded,
+        }))
+    }
+
+    /// The functions that run for a request, in chain order, with their
+    /// `context.params`.
+    pub fn chain(&self, method: &Method, path: &str, headers: &HeaderMap) -> Vec<Step> {
+        let header = |name: &str| -> Option<String> {
+            let mut values = headers.get_all(name).iter().filter_map(|v| v.to_str().ok());
+            let first = values.next()?;
+            let mut joined = first.to_owned();
+            for v in values {
+                joined.push(',');
+                joined.push_str(v);
+            }
+            Some(joined)
+        };
+        let req = RouteRequest {
+            method: method.as_str(),
+            path,
+            header: &header,
+        };
+        self.routes
+            .matching(&req)
+            .filter(|(r, _)| self.functions.contains_key(&r.function))
+            .map(|(r, params)| Step {
+                function: r.function.clone(),
+                params: params.into_iter().collect(),
+            })
+            .collect()
+    }
+}
+
+/// One function of a request's chain.
+#[derive(Debug, Clone)]
+pub struct Step {
+    /// Function name.
+    pub function: String,
+    /// Named groups of its matched path.
+    pub params: BTreeMap<String, String>,
+}
+
+/// A request as it moves along the chain.
+#[derive(Debug, Clone)]
+pub(crate) struct ChainRequest {
+    pub method: Method,
+    /// Path and query (`/a?b`).
+    pub target: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl ChainRequest {
+    fn parts(&self) -> Result<http::request::Parts, EdgeError> {
+        let mut req = http::Request::builder()
+            .method(self.method.clone())
+            .uri(self.target.as_str())
+            .body(())
+            .map_err(|_| EdgeError::BadRequest("an edge function passed on a malformed request"))?;
+        *req.headers_mut() = self.headers.clone();
+        Ok(req.into_parts().0)
+    }
+}
+
+/// The functions of one request, run in order.
+pub(crate) struct Chain<'e> {
+    pub edge: &'e Edge,
+    pub runner: &'e dyn Runner,
+    pub functions: Arc<DeployFunctions>,
+    pub steps: Vec<Step>,
+    /// The request's context (read-only here; every later phase gets a copy).
+    pub ctx: RequestCtx,
+    /// What functions see as `context`, without `params`.
+    pub context: RequestContext,
+}
+
+impl<'e> Chain<'e> {
+    /// Runs step `i` (or, past the last, the rest of the pipeline).
+    pub fn run<'s>(&'s self, i: usize, req: ChainRequest) -> BoxFuture<'s, Response<Body>> {
+        Box::pin(async move {
+            let Some(step) = self.steps.get(i) else {
+                return self.rest(&req).await;
+            };
+            let Some(loaded) = self.functions.functions.get(&step.function) else {
+                return self.run(i + 1, req).await;
+            };
+            let invocation = InvocationRequest {
+                method: req.method.as_str().to_owned(),
+                url: format!("{}://{}{}", self.ctx.scheme, self.ctx.host, req.target),
+                headers: header_pairs(&req.headers),
+                body: req.body.to_vec(),
+                context: RequestContext {
+                    params: step.params.clone(),
+                    ..self.context.clone()
+                },
+            };
+            let host = StepHost {
+                chain: self,
+                next: i + 1,
+            };
+            let started = SystemTime::now();
+            let inv = self.runner.invoke(&loaded.bundle, &invocation, &host).await;
+            self.record(step, &req, started, &inv);
+            let mut resp = match inv.outcome {
+                InvocationOutcome::Response(r) => return to_response(r),
+                InvocationOutcome::PassThrough => self.run(i + 1, req).await,
+                InvocationOutcome::Rewrite { url } => match self.same_site(&url) {
+                    Some(target) => self.rest(&ChainRequest { target, ..req }).await,
+                    None => rescue(&EdgeError::FunctionFailed {
+                        function: step.function.clone(),
+                        why: "it rewrote to another site (use fetch for that)".into(),
+                    }),
+                },
+                InvocationOutcome::Error(e) => {
+                    tracing::debug!(function = %step.function, kind = ?e.kind, error = %e.message, "edge function failed");
+                    match &loaded.on_error {
+                        OnError::Fail => {
+                            return rescue(&EdgeError::FunctionFailed {
+                                function: step.function.clone(),
+                                why: failure(e.kind).into(),
+                            })
+                        }
+                        OnError::Bypass => self.run(i + 1, req).await,
+                        OnError::Rewrite(path) => {
+                            self.rest(&ChainRequest {
+                                target: path.clone(),
+                                ..req
+                            })
+                            .await
+                        }
+                    }
+                }
+            };
+            for c in &inv.set_cookies {
+                if let Ok(v) = HeaderValue::from_str(c) {
+                    resp.headers_mut().append(header::SET_COOKIE, v);
+                }
+            }
+            resp
+        })
+    }
+
+    /// The rest of the pipeline after the functions: rules, proxy, static.
+    async fn rest(&self, req: &ChainRequest) -> Response<Body> {
+        let parts = match req.parts() {
+            Ok(p) => p,
+            Err(e) => return rescue(&e),
+        };
+        let mut ctx = self.ctx.clone();
+        let body = http_body_util::Full::new(req.body.clone());
+        match self
+            .edge
+            .after_functions(&mut ctx, &parts, body, None)
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => rescue(&e),
+        }
+    }
+
+    /// The path and query of `url` when it is on this request's site.
+    fn same_site(&self, url: &str) -> Option<String> {
+        let base = url::Url::parse(&format!("{}://{}/", self.ctx.scheme, self.ctx.host)).ok()?;
+        let u = base.join(url).ok()?;
+        let host = u.host_str()?;
+        let same = ledge_core::normalize_host(host).is_some_and(|h| h == self.ctx.host)
+            && matches!(u.scheme(), "http" | "https");
+        if !same {
+            return None;
+        }
+        Some(match u.query() {
+            Some(q) => format!("{}?{q}", u.path()),
+            None => u.path().to_owned(),
+        })
+    }
+
+    fn record(
+        &self,
+        step: &Step,
+        req: &ChainRequest,
+        started: SystemTime,
+        inv: &ledge_functions::Invocation,
+    ) {
+        let Some(t) = &self.edge.telemetry else {
+            return;
+        };
+        let (outcome, status_code) = match &inv.outcome {
+            InvocationOutcome::Response(r) => (FnOutcome::Ok, Some(r.status)),
+            InvocationOutcome::Rewrite { .. } | InvocationOutcome::PassThrough => {
+                (FnOutcome::Ok, None)
+            }
+            InvocationOutcome::Error(e) => (
+                match e.kind {
+                    ErrorKind::CpuLimit => FnOutcome::CpuLimit,
+                    ErrorKind::MemoryLimit => FnOutcome::MemoryLimit,
+                    ErrorKind::WallTimeout => FnOutcome::Timeout,
+                    _ => FnOutcome::Error,
+                },
+                None,
+            ),
+        };
+        let path = req.target.split('?').next().unwrap_or("").to_owned();
+        t.record_function(FunctionRecord {
+            timestamp: started,
+            request_id: self.ctx.id.to_str().unwrap_or("").to_owned(),
+            site: self.context.site.name.clone(),
+            deploy: self.context.deploy.id.clone(),
+            function_name: step.function.clone(),
+            duration: inv.telemetry.duration,
+            cpu_time: inv.telemetry.cpu_time,
+            outcome,
+            status_code,
+            method: req.method.as_str().to_owned(),
+            path,
+            console: inv
+                .telemetry
+                .console
+                .iter()
+                .map(|c| ledge_telemetry::ConsoleLine {
+                    level: c.level.clone(),
+                    message: c.message.clone(),
+                })
+                .collect(),
+        });
+    }
+}
+
+/// What a visitor is told about a failed function (no tenant details).
+fn failure(kind: ErrorKind) -> &'static str {
+    match kind {
+        ErrorKind::CpuLimit => "it used more CPU time than allowed",
+        ErrorKind::MemoryLimit => "it used more memory than allowed",
+        ErrorKind::StackOverflow => "it recursed too deeply",
+        ErrorKind::WallTimeout => "it did not answer in time",
+        ErrorKind::Module | ErrorKind::NoHandler => "its code could not be loaded",
+        ErrorKind::InvalidReturn => {
+            "it returned something that is not a Response, URL or undefined"
+        }
+        ErrorKind::NoResponse => "it never produced a response",
+        ErrorKind::Uncaught => "it threw an error",
+        _ => "the function runtime failed",
+    }
+}
+
+/// `context.next()` and `fetch()` for one step of the chain.
+struct StepHost<'c, 'e> {
+    chain: &'c Chain<'e>,
+    next: usize,
+}
+
+/// Request headers `context.next()` drops unless `sendConditionalRequest`.
+const CONDITIONAL: [HeaderName; 4] = [
+    header::IF_NONE_MATCH,
+    header::IF_MODIFIED_SINCE,
+    header::IF_MATCH,
+    header::IF_UNMODIFIED_SINCE,
+];
+
+#[async_trait::async_trait]
+impl Host for StepHost<'_, '_> {
+    async fn next(&self, request: HostRequest) -> Result<HttpResponse, HostError> {
+        let chain = self.chain;
+        let target = chain.same_site(&request.url).ok_or_else(|| {
+            HostError::new("context.next() takes a request for this site; use fetch() for others")
+        })?;
+        let method = Method::from_bytes(request.method.as_bytes())
+            .map_err(|_| HostError::new("invalid method"))?;
+        let mut headers = pairs_to_headers(&request.headers);
+        if !request.send_conditional_request {
+            for h in CONDITIONAL {
+                headers.remove(h);
+            }
+        }
+        let req = ChainRequest {
+            method,
+            target,
+            headers,
+            body: Bytes::from(request.body),
+        };
+        let resp = chain.run(self.next, req).await;
+        collect(resp).await
+    }
+
+    async fn fetch(&self, request: HostRequest) -> Result<HttpResponse, HostError> {
+        fetch(self.chain.edge, request).await
+    }
+}
+
+/// `fetch()` from a function: the node's origin client under its outbound
+/// policy, redirects followed (each hop checked again; credentials dropped
+/// when the origin changes).
+async fn fetch(edge: &Edge, request: HostRequest) -> Result<HttpResponse, HostError> {
+    let origin = &edge.origin;
+    let mut url = reqwest::Url::parse(&request.url)
+        .map_err(|e| HostError::new(format!("invalid URL {:?}: {e}", request.url)))?;
+    let mut method = reqwest::Method::from_bytes(request.method.as_bytes())
+        .map_err(|_| HostError::new("invalid method"))?;
+    let mut headers = crate::proxy::strip_hop_by_hop(&pairs_to_headers(&request.headers));
+    headers.remove(header::HOST);
+    let mut body = Bytes::from(request.body);
+    for _ in 0..=MAX_FETCH_REDIRECTS {
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(HostError::new(format!(
+                "fetch supports http and https URLs, not {}",
+                url.scheme()
+            )));
+        }
+        origin
+            .check_url(&url)
+            .map_err(|e| HostError::new(format!("fetch to {url} is not allowed: {e}")))?;
+        let mut rb = origin
+            .client
+            .request(method.clone(), url.clone())
+            .headers(headers.clone())
+            .timeout(origin.response_timeout);
+        if !body.is_empty() {
+            rb = rb.body(body.clone());
+        }
+        let resp = rb
+            .send()
+            .await
+            .map_err(|e| HostError::new(format!("fetch to {url} failed: {}", error_chain(&e))))?;
+        let status = resp.status();
+        if status.is_redirection() {
+            if let Some(loc) = resp
+                .headers()
+                .get(header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+            {
+                let next = url
+                    .join(loc)
+                    .map_err(|e| HostError::new(format!("bad redirect location {loc:?}: {e}")))?;
+                if next.origin() != url.origin() {
+                    headers.remove(header::AUTHORIZATION);
+                    headers.remove(header::COOKIE);
+                    headers.remove(header::PROXY_AUTHORIZATION);
+                }
+                let keep = matches!(status.as_u16(), 307 | 308);
+                if !keep && method != reqwest::Method::HEAD {
+                    method = reqwest::Method::GET;
+                    body = Bytes::new();
+                    headers.remove(header::CONTENT_TYPE);
+                    headers.remove(header::CONTENT_LENGTH);
+                }
+                url = next;
+                continue;
+            }
+        }
+        let mut out_headers = Vec::with_capacity(resp.headers().len());
+        for (k, v) in crate::proxy::strip_hop_by_hop(resp.headers()).iter() {
+            out_headers.push((
+                k.as_str().to_owned(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            ));
+        }
+        let mut stream = resp;
+        let mut buf = Vec::new();
+        while let Some(chunk) = stream
+            .chunk()
+            .await
+            .map_err(|e| HostError::new(format!("fetch to {url} failed: {}", error_chain(&e))))?
+        {
+            if buf.len() + chunk.len() > MAX_HOST_BODY {
+                return Err(HostError::new(format!(
+                    "fetch response body is larger than {MAX_HOST_BODY} bytes"
+                )));
+            }
+            buf.extend_from_slice(&chunk);
+        }
+        return Ok(HttpResponse {
+            status: status.as_u16(),
+            headers: out_headers,
+            body: buf,
+        });
+    }
+    Err(HostError::new(format!(
+        "fetch followed {MAX_FETCH_REDIRECTS} redirects without reaching a response"
+    )))
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
+}
+
+/// A response of the rest of the pipeline, whole, for a function.
+async fn collect(resp: Response<Body>) -> Result<HttpResponse, HostError> {
+    let (parts, body) = resp.into_parts();
+    let bytes = http_body_util::Limited::new(body, MAX_HOST_BODY)
+        .collect()
+        .await
+        .map_err(|e| HostError::new(format!("reading the response failed: {e}")))?
+        .to_bytes();
+    Ok(HttpResponse {
+        status: parts.status.as_u16(),
+        headers: header_pairs(&parts.headers),
+        body: bytes.to_vec(),
+    })
+}
+
+fn header_pairs(h: &HeaderMap) -> Vec<(String, String)> {
+    h.iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_owned(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect()
+}
+
+fn pairs_to_headers(pairs: &[(String, String)]) -> HeaderMap {
+    let mut h = HeaderMap::with_capacity(pairs.len());
+    for (k, v) in pairs {
+        if let (Ok(n), Ok(v)) = (
+            HeaderName::from_bytes(k.as_bytes()),
+            HeaderValue::from_str(v),
+        ) {
+            h.append(n, v);
+        }
+    }
+    h
+}
+
+/// A function's `Response` as the edge sends it: framing headers are the
+/// edge's own business.
+fn to_response(r: HttpResponse) -> Response<Body> {
+    let mut resp = Response::new(Body::full(r.body));
+    *resp.status_mut() = StatusCode::from_u16(r.status).unwrap_or(StatusCode::OK);
+    let h = resp.headers_mut();
+    for (k, v) in &r.headers {
+        let Ok(name) = HeaderName::from_bytes(k.as_bytes()) else {
+            continue;
+        };
+        if name == header::CONTENT_LENGTH
+            || name == header::TRANSFER_ENCODING
+            || name == header::CONNECTION
+        {
+            continue;
+        }
+        if let Ok(v) = HeaderValue::from_str(v) {
+            h.append(name, v);
+        }
+    }
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn on_error_values() {
+        assert_eq!(OnError::parse(None), Ok(OnError::Fail));
+        assert_eq!(OnError::parse(Some("fail")), Ok(OnError::Fail));
+        assert_eq!(OnError::parse(Some("bypass")), Ok(OnError::Bypass));
+        assert_eq!(
+            OnError::parse(Some("/oops")),
+            Ok(OnError::Rewrite("/oops".into()))
+        );
+        assert!(OnError::parse(Some("//evil.example/")).is_err());
+        assert!(OnError::parse(Some("retry")).is_err());
+    }
+
+    fn sources(list: &[(&str, &str)]) -> BTreeMap<String, String> {
+        list.iter()
+            .map(|(p, s)| (p.to_string(), s.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn build_checks_toml_declarations_and_on_error() {
+        let src = sources(&[
+            (
+                "a.js",
+                "export default () => {};\nexport const config = { path: '/a' };",
+            ),
+            (
+                "b.js",
+                "export default () => {};\nexport const config = { path: '/b', onError: 'retry' };",
+            ),
+        ]);
+        let mut cfg = BTreeMap::new();
+        cfg.insert(
+            "/netlify.toml".to_string(),
+            "[[edge_functions]]\nfunction = \"ghost\"\npath = \"/g\"\n".to_string(),
+        );
+        let d = build(&cfg, &src).unwrap_err();
+        let text: Vec<String> = d
+            .iter()
+            .map(|d| format!("{}: {}", d.file, d.message))
+            .collect();
+        assert!(
+            text.iter()
+                .any(|t| t.contains("b.js") && t.contains("onError")),
+            "{text:?}"
+        );
+        assert!(text.iter().any(|t| t.contains("\"ghost\"")), "{text:?}");
+        let ok = build(
+            &BTreeMap::new(),
+            &sources(&[(
+                "a.js",
+                "export default () => {};\nexport const config = { path: '/a' };",
+            )]),
+        )
+        .unwrap();
+        assert_eq!(ok.len(), 1);
+        assert_eq!(ok[0].config.as_ref().unwrap()["path"][0], "/a");
+    }
+}
