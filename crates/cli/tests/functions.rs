@@ -500,3 +500,48 @@ fn invocations_are_recorded_in_the_access_log() {
     assert_eq!(access["function_name"], "logger");
     assert_eq!(access["status_code"], 200);
 }
+
+#[test]
+fn manual_cache_stores_function_responses() {
+    let node = node_with_site();
+    let counter = |path: &str, manual: bool| {
+        format!(
+            "let n = 0;\nexport default () => new Response(`call ${{++n}}`, {{ headers: {{ 'cache-control': 'public, s-maxage=3600', 'netlify-cache-tag': 'fn' }} }});\nexport const config = {{ path: '{path}'{} }};\n",
+            if manual { ", cache: 'manual'" } else { "" }
+        )
+    };
+    let _dir = deploy_site(
+        &node,
+        &[
+            ("netlify/edge-functions/plain.js", &counter("/plain", false)),
+            ("netlify/edge-functions/cached.js", &counter("/cached", true)),
+            (
+                "netlify/edge-functions/pre.js",
+                "export default async (req, ctx) => { const r = await ctx.next(); r.headers.set('x-pre', 'ran'); return r; };\nexport const config = { path: '/cached' };",
+            ),
+        ],
+    );
+    let e = node.edge;
+    // E-12: without cache: "manual" every request invokes the function.
+    assert_eq!(get(e, H, "/plain", &[]).text(), "call 1");
+    assert_eq!(get(e, H, "/plain", &[]).text(), "call 2");
+    // E-13: with it the second request is a cache hit; functions before the
+    // cache still run on every request.
+    let first = get(e, H, "/cached", &[]);
+    assert_eq!(first.text(), "call 1");
+    assert!(
+        first.header("cache-status").unwrap().contains("miss"),
+        "{first:?}"
+    );
+    let second = get(e, H, "/cached", &[]);
+    assert_eq!(second.text(), "call 1");
+    assert!(
+        second.header("cache-status").unwrap().contains("hit"),
+        "{second:?}"
+    );
+    assert_eq!(second.header("x-pre"), Some("ran"));
+    // A purge by tag makes the next request invoke the function again.
+    node.ok(&["purge", "--site", "fns", "--tag", "fn"]);
+    assert_eq!(get(e, H, "/cached", &[]).text(), "call 2");
+    assert_eq!(get(e, H, "/cached", &[]).text(), "call 2");
+}

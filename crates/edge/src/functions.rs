@@ -308,6 +308,7 @@ impl DeployFunctions {
             .map(|(r, params)| Step {
                 function: r.function.clone(),
                 params: params.into_iter().collect(),
+                cache_manual: r.cache_manual,
             })
             .collect()
     }
@@ -320,6 +321,8 @@ pub struct Step {
     pub function: String,
     /// Named groups of its matched path.
     pub params: BTreeMap<String, String>,
+    /// Runs after the cache lookup (`cache: "manual"`).
+    pub cache_manual: bool,
 }
 
 /// A request as it moves along the chain.
@@ -354,11 +357,100 @@ pub(crate) struct Chain<'e> {
     pub ctx: RequestCtx,
     /// What functions see as `context`, without `params`.
     pub context: RequestContext,
+    /// What the cache did for the `cache: "manual"` part of the chain.
+    pub cache_status: std::sync::Mutex<ledge_telemetry::CacheStatus>,
 }
 
 impl<'e> Chain<'e> {
     /// Runs step `i` (or, past the last, the rest of the pipeline).
     pub fn run<'s>(&'s self, i: usize, req: ChainRequest) -> BoxFuture<'s, Response<Body>> {
+        Box::pin(async move {
+            let starts_cached = self.steps.get(i).is_some_and(|s| s.cache_manual)
+                && (i == 0 || !self.steps[i - 1].cache_manual);
+            match &self.edge.cache {
+                Some(cache) if starts_cached => self.cached(cache, i, req).await,
+                _ => self.step(i, req).await,
+            }
+        })
+    }
+
+    /// Phases 5 and 6: the cache around the `cache: "manual"` functions
+    /// (spec §5.6). A hit answers without invoking them; a miss runs them and
+    /// stores what they answer when its headers allow; a stale entry that
+    /// needs a refresh is refreshed by this request.
+    async fn cached(
+        &self,
+        cache: &ledge_cache::Cache,
+        i: usize,
+        req: ChainRequest,
+    ) -> Response<Body> {
+        use ledge_telemetry::CacheStatus as Status;
+        let Some(target) = &self.ctx.target else {
+            return self.step(i, req).await;
+        };
+        let deploy = target.deploy.to_string();
+        let host = format!("{}#functions", self.ctx.host);
+        let (path, query) = match req.target.split_once('?') {
+            Some((p, q)) => (p.to_owned(), Some(q.to_owned())),
+            None => (req.target.clone(), None),
+        };
+        let lookup = cache
+            .lookup(&ledge_cache::CacheRequest {
+                site: target.site.as_str(),
+                deploy: Some(&deploy),
+                method: &req.method,
+                host: &host,
+                path: &path,
+                query: query.as_deref(),
+                headers: &req.headers,
+                country: self.ctx.country.as_deref(),
+            })
+            .await;
+        let set = |s: Status| {
+            if let Ok(mut c) = self.cache_status.lock() {
+                *c = s;
+            }
+        };
+        let fill = match lookup {
+            ledge_cache::Lookup::Hit(r) => {
+                set(Status::Hit);
+                return cached_body(r.into_response());
+            }
+            ledge_cache::Lookup::Stale {
+                response,
+                refresh: None,
+            } => {
+                set(Status::Stale);
+                return cached_body(response.into_response());
+            }
+            ledge_cache::Lookup::Stale {
+                refresh: Some(fill),
+                ..
+            }
+            | ledge_cache::Lookup::Miss(fill) => fill,
+            ledge_cache::Lookup::Pass(status) => {
+                set(Status::Bypass);
+                let mut resp = self.step(i, req).await;
+                cache.pass_headers(resp.headers_mut(), &status);
+                return resp;
+            }
+        };
+        set(Status::Miss);
+        let resp = self.step(i, req).await;
+        let (parts, body) = resp.into_parts();
+        let stored = fill
+            .store(
+                parts,
+                body,
+                ledge_cache::ResponseSource::EdgeFunction { manual: true },
+                &ledge_cache::RuleVary::default(),
+            )
+            .await;
+        cached_body(stored)
+    }
+
+    /// Invokes step `i` (or, past the last, the rest of the pipeline).
+    fn step<'s>(&'s self, i: usize, req: ChainRequest) -> BoxFuture<'s, Response<Body>> {
         Box::pin(async move {
             let Some(step) = self.steps.get(i) else {
                 return self.rest(&req).await;
@@ -505,6 +597,10 @@ impl<'e> Chain<'e> {
                 .collect(),
         });
     }
+}
+
+fn cached_body(r: Response<ledge_cache::CacheBody>) -> Response<Body> {
+    r.map(|b| Body::Stream(b.boxed_unsync()))
 }
 
 /// What a visitor is told about a failed function (no tenant details).

@@ -281,6 +281,7 @@ impl Edge {
             steps,
             ctx: ctx.clone(),
             context,
+            cache_status: std::sync::Mutex::new(CacheStatus::None),
         };
         let target = parts
             .uri
@@ -293,7 +294,11 @@ impl Edge {
             headers: parts.headers.clone(),
             body,
         };
-        Ok(chain.run(0, req).await)
+        let resp = chain.run(0, req).await;
+        if let Ok(status) = chain.cache_status.lock() {
+            ctx.cache_status = *status;
+        }
+        Ok(resp)
     }
 
     /// What functions see as `context` (all but `params`).
