@@ -119,6 +119,29 @@ struct FileConfig {
     limits: LimitsConfig,
     #[serde(default)]
     cache: CacheConfig,
+    #[serde(default)]
+    functions: FunctionsConfig,
+}
+
+/// `[functions]` in `ledge.toml`: edge function limits and workers.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+struct FunctionsConfig {
+    /// CPU time per invocation (default 50).
+    cpu_ms: Option<u64>,
+    /// Memory per isolate (default 128).
+    memory_mb: Option<usize>,
+    /// Time until the response (default 40).
+    wall_secs: Option<u64>,
+    /// `fetch()` and `context.next()` calls per invocation (default 50).
+    max_subrequests: Option<u32>,
+    /// Warm isolates kept per process (default 64).
+    max_isolates: Option<usize>,
+    /// Sandboxed worker processes (default: one per core; 0 runs functions
+    /// inside the node's own process, without the sandbox).
+    workers: Option<usize>,
+    /// `context.server.region` (default `local`).
+    region: Option<String>,
 }
 
 /// `[limits]` in `ledge.toml`.
@@ -177,6 +200,10 @@ pub struct ServeConfig {
     pub deploy_cache: usize,
     /// HTTP cache sizes: (memory, disk, largest object), bytes.
     pub http_cache: (u64, u64, u64),
+    /// Edge function limits.
+    pub function_limits: ledge_functions::Limits,
+    /// Sandboxed function worker processes; 0 runs functions in process.
+    pub function_workers: usize,
     /// Non-public ranges tenant traffic may reach.
     pub outbound_allow: Vec<Cidr>,
     /// Extra CA file for TLS to origins.
@@ -270,7 +297,11 @@ impl ServeArgs {
                 trusted_proxies: trusted,
                 max_uri_len: l.max_uri_len.unwrap_or(edge_defaults.max_uri_len),
                 max_body: l.max_body_bytes.unwrap_or(edge_defaults.max_body),
-                region: edge_defaults.region.clone(),
+                region: file
+                    .functions
+                    .region
+                    .clone()
+                    .unwrap_or_else(|| edge_defaults.region.clone()),
             },
             outbound_allow,
             origin_ca: self.origin_ca.or(file.origin_ca),
@@ -325,6 +356,21 @@ impl ServeArgs {
                 file.cache.http_disk_mb.unwrap_or(1024) << 20,
                 file.cache.http_max_object_mb.unwrap_or(512) << 20,
             ),
+            function_limits: {
+                let f = &file.functions;
+                let d = ledge_functions::Limits::default();
+                ledge_functions::Limits {
+                    cpu_time: f.cpu_ms.map_or(d.cpu_time, Duration::from_millis),
+                    memory_bytes: f.memory_mb.map_or(d.memory_bytes, |m| m << 20),
+                    wall_time: f.wall_secs.map_or(d.wall_time, Duration::from_secs),
+                    max_host_calls: f.max_subrequests.unwrap_or(d.max_host_calls),
+                    max_isolates: f.max_isolates.unwrap_or(d.max_isolates),
+                    ..d
+                }
+            },
+            function_workers: file.functions.workers.unwrap_or_else(|| {
+                std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
+            }),
         })
     }
 }

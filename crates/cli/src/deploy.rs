@@ -46,6 +46,22 @@ pub struct DeployArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
+    /// The folder served, in place of `[build] publish` (relative to DIR).
+    #[arg(long)]
+    pub publish: Option<PathBuf>,
+    /// The edge functions folder, in place of `[build] edge_functions` or
+    /// `netlify/edge-functions` (relative to DIR).
+    #[arg(long)]
+    pub functions: Option<PathBuf>,
+}
+
+/// Where a deploy's parts come from.
+#[derive(Default)]
+pub(crate) struct Layout {
+    /// `--publish`.
+    pub publish: Option<PathBuf>,
+    /// `--functions`.
+    pub functions: Option<PathBuf>,
 }
 
 /// One file to deploy.
@@ -80,16 +96,55 @@ pub fn publish_dir(dir: &Path) -> anyhow::Result<PathBuf> {
     Ok(out)
 }
 
+/// `[build] edge_functions` of DIR/netlify.toml, if set.
+fn functions_dir_setting(dir: &Path) -> anyhow::Result<Option<String>> {
+    let Ok(text) = std::fs::read_to_string(dir.join("netlify.toml")) else {
+        return Ok(None);
+    };
+    // Syntax errors are reported by the server with their line.
+    let Ok(table) = text.parse::<toml::Table>() else {
+        return Ok(None);
+    };
+    match table.get("build").and_then(|b| b.get("edge_functions")) {
+        None => Ok(None),
+        Some(toml::Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => bail!("netlify.toml: `[build] edge_functions` must be a folder name"),
+    }
+}
+
 /// Lists the files a deploy of `dir` carries.
-pub(crate) fn collect(dir: &Path) -> anyhow::Result<Vec<LocalFile>> {
+pub(crate) fn collect(dir: &Path, layout: &Layout) -> anyhow::Result<Vec<LocalFile>> {
     if !dir.is_dir() {
         bail!("{} is not a folder", dir.display());
     }
-    let publish = publish_dir(dir)?;
+    let publish = match &layout.publish {
+        Some(p) => {
+            let p = dir.join(p);
+            if !p.is_dir() {
+                bail!("--publish {} is not a folder", p.display());
+            }
+            p
+        }
+        None => publish_dir(dir)?,
+    };
+    let functions = match (&layout.functions, functions_dir_setting(dir)?) {
+        (Some(f), _) => {
+            let f = dir.join(f);
+            if !f.is_dir() {
+                bail!("--functions {} is not a folder", f.display());
+            }
+            f
+        }
+        (None, Some(f)) => dir.join(f.trim_start_matches("./")),
+        (None, None) => dir.join("netlify").join("edge-functions"),
+    };
     let same = publish.canonicalize()? == dir.canonicalize()?;
     let mut files = Vec::new();
     walk(&publish, &publish, same, &mut files)?;
-    if !same {
+    if same {
+        // Functions travel only under their own prefix, from `functions`.
+        files.retain(|f| !f.path.starts_with("/netlify/edge-functions/"));
+    } else {
         let toml = dir.join("netlify.toml");
         if toml.is_file() {
             files.push(LocalFile {
@@ -98,14 +153,27 @@ pub(crate) fn collect(dir: &Path) -> anyhow::Result<Vec<LocalFile>> {
                 digest: String::new(),
             });
         }
-        let functions = dir.join("netlify").join("edge-functions");
-        if functions.is_dir() {
-            let mut fns = Vec::new();
-            walk(&functions, &functions, false, &mut fns)?;
-            for mut f in fns {
-                f.path = format!("/netlify/edge-functions{}", f.path);
-                files.push(f);
-            }
+    }
+    if functions.is_dir() {
+        let mut fns = Vec::new();
+        walk(&functions, &functions, false, &mut fns)?;
+        let inside_publish = functions
+            .canonicalize()
+            .ok()
+            .zip(publish.canonicalize().ok())
+            .and_then(|(f, p)| {
+                f.strip_prefix(&p)
+                    .ok()
+                    .map(|r| r.to_string_lossy().replace('\\', "/"))
+            });
+        if let Some(rel) = inside_publish.filter(|r| !r.is_empty()) {
+            // A functions folder inside the publish folder is not served.
+            let prefix = format!("/{rel}/");
+            files.retain(|f| !f.path.starts_with(&prefix));
+        }
+        for mut f in fns {
+            f.path = format!("/netlify/edge-functions{}", f.path);
+            files.push(f);
         }
     }
     files.sort_by(|a, b| a.path.cmp(&b.path));
@@ -289,8 +357,12 @@ async fn upload(c: &Client, deploy: &str, digest: &str, source: &Path) -> anyhow
 /// Runs `ledge deploy`.
 pub async fn run(c: &Client, args: DeployArgs) -> anyhow::Result<()> {
     let dir = args.dir.clone();
+    let layout = Layout {
+        publish: args.publish.clone(),
+        functions: args.functions.clone(),
+    };
     let files = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<LocalFile>> {
-        let mut files = collect(&dir)?;
+        let mut files = collect(&dir, &layout)?;
         hash_all(&mut files)?;
         Ok(files)
     })
@@ -467,7 +539,7 @@ mod tests {
         )
         .unwrap();
         std::fs::write(root.join("src.txt"), "not served").unwrap();
-        let files = collect(root).unwrap();
+        let files = collect(root, &Layout::default()).unwrap();
         let paths: Vec<&str> = files.iter().map(|f| f.path.as_str()).collect();
         assert_eq!(
             paths,
@@ -483,6 +555,62 @@ mod tests {
             "[build]\npublish = \"missing\"\n",
         )
         .unwrap();
-        assert!(collect(root).is_err());
+        assert!(collect(root, &Layout::default()).is_err());
+    }
+
+    #[test]
+    fn functions_folder_from_toml_or_flag() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("edge/lib")).unwrap();
+        std::fs::create_dir_all(root.join("other")).unwrap();
+        std::fs::write(
+            root.join("netlify.toml"),
+            "[build]\nedge_functions = \"edge\"\n",
+        )
+        .unwrap();
+        std::fs::write(root.join("index.html"), "hi").unwrap();
+        std::fs::write(root.join("edge/a.ts"), "export default () => {}").unwrap();
+        std::fs::write(root.join("edge/lib/u.ts"), "export const u = 1").unwrap();
+        std::fs::write(root.join("other/b.js"), "export default () => {}").unwrap();
+        let paths = |layout: &Layout| -> Vec<String> {
+            collect(root, layout)
+                .unwrap()
+                .into_iter()
+                .map(|f| f.path)
+                .collect()
+        };
+        // The functions folder inside the served folder is not served.
+        assert_eq!(
+            paths(&Layout::default()),
+            [
+                "/index.html",
+                "/netlify.toml",
+                "/netlify/edge-functions/a.ts",
+                "/netlify/edge-functions/lib/u.ts",
+                "/other/b.js"
+            ]
+        );
+        let flagged = Layout {
+            publish: Some("edge".into()),
+            functions: Some("other".into()),
+        };
+        assert_eq!(
+            paths(&flagged),
+            [
+                "/a.ts",
+                "/lib/u.ts",
+                "/netlify.toml",
+                "/netlify/edge-functions/b.js"
+            ]
+        );
+        assert!(collect(
+            root,
+            &Layout {
+                functions: Some("missing".into()),
+                ..Layout::default()
+            }
+        )
+        .is_err());
     }
 }

@@ -47,7 +47,7 @@ struct Local {
 }
 
 fn load(dir: &std::path::Path) -> anyhow::Result<Local> {
-    let files = collect(dir)?;
+    let files = collect(dir, &crate::deploy::Layout::default())?;
     let read = |p: &str| -> anyhow::Result<Option<String>> {
         match files.iter().find(|f| f.path == p) {
             Some(f) => std::fs::read_to_string(&f.source)

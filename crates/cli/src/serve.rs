@@ -213,7 +213,7 @@ async fn node(cfg: ServeConfig) -> anyhow::Result<()> {
         telemetry: telemetry.as_ref().map(|(t, _)| t.clone()),
         cache: Some(http_cache),
         functions: Some(Arc::new(ledge_functions::Engine::new(
-            ledge_functions::Limits::default(),
+            cfg.function_limits.clone(),
         ))),
     });
 
