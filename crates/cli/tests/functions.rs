@@ -545,3 +545,49 @@ fn manual_cache_stores_function_responses() {
     assert_eq!(get(e, H, "/cached", &[]).text(), "call 2");
     assert_eq!(get(e, H, "/cached", &[]).text(), "call 2");
 }
+
+#[test]
+fn logs_functions_streams_invocations_with_console_lines() {
+    let node = node_with_site();
+    let _dir = deploy_site(
+        &node,
+        &[
+            ("index.html", "home"),
+            (
+                "netlify/edge-functions/chatty.js",
+                "export default async (req, ctx) => { console.log('hello', ctx.params.n); console.error('careful'); return ctx.next(); };\nexport const config = { path: '/talk/:n' };",
+            ),
+        ],
+    );
+    let mut stream = Streaming::start(
+        &node,
+        &["logs", "--site", "fns", "--functions", "--follow", "--json"],
+    );
+    let seen = stream.wait_live(|| {
+        get(node.edge, H, "/talk/probe", &[]);
+    });
+    let records = json_lines(&seen);
+    // With --functions the invocations join the requests.
+    assert!(
+        records
+            .iter()
+            .all(|r| r["log_type"] == "edge_functions" || r["log_type"] == "traffic"),
+        "{records:#?}"
+    );
+    let r = get(node.edge, H, "/talk/7", &[]);
+    let id = r.header("x-ledge-id").unwrap().to_owned();
+    let lines = stream.read_until(|got| {
+        got.iter()
+            .any(|l| l.contains(&id) && l.contains("\"edge_functions\""))
+    });
+    let rec = json_lines(&lines)
+        .into_iter()
+        .find(|r| r["request_id"] == id.as_str() && r["log_type"] == "edge_functions")
+        .unwrap_or_else(|| panic!("no invocation record in {lines:#?}"));
+    assert_eq!(rec["function_name"], "chatty", "{rec}");
+    assert_eq!(rec["path"], "/talk/7", "{rec}");
+    assert_eq!(rec["console"][0]["level"], "log", "{rec}");
+    assert_eq!(rec["console"][0]["message"], "hello 7", "{rec}");
+    assert_eq!(rec["console"][1]["level"], "error", "{rec}");
+    assert_eq!(rec["outcome"], "ok", "{rec}");
+}

@@ -5,7 +5,7 @@
 
 mod common;
 use std::collections::{BTreeSet, HashMap};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -633,84 +633,6 @@ fn complete_streamed_responses_are_not_client_closed() {
     assert!(wrong.is_empty(), "{wrong:#?}");
     let v = cli_json(&Api::of(&node), &["stats", "--site", SITE, "--json"]);
     assert_eq!(v["total"]["counters"]["edge_errors"], 0, "{v:#}");
-}
-
-/// A `ledge …` child whose stdout lines arrive on a channel.
-struct Streaming {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Streaming {
-    fn start(node: &Node, args: &[&str]) -> Streaming {
-        let mut child = Command::new(BIN)
-            .args(args)
-            .env("LEDGE_API", format!("http://{}", node.api))
-            .env("LEDGE_TOKEN", &node.token)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Streaming { child, lines }
-    }
-
-    /// Sends `probe` requests until one shows up on the stream (the
-    /// subscription is then live); returns the lines read meanwhile.
-    fn wait_live(&mut self, mut probe: impl FnMut()) -> Vec<String> {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            probe();
-            if let Ok(first) = self.lines.recv_timeout(Duration::from_millis(250)) {
-                let mut seen = vec![first];
-                seen.extend(self.lines.try_iter());
-                return seen;
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                let mut err = String::new();
-                let _ = self.child.stderr.take().unwrap().read_to_string(&mut err);
-                panic!("ledge logs exited early ({status}): {err}");
-            }
-        }
-        panic!("the log stream never showed a record");
-    }
-
-    /// Reads lines until `done` says so (bounded).
-    fn read_until(&self, mut done: impl FnMut(&[String]) -> bool) -> Vec<String> {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let mut got = Vec::new();
-        while !done(&got) {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(l) => got.push(l),
-                Err(_) => panic!("stream ended or timed out; got {got:#?}"),
-            }
-        }
-        got
-    }
-}
-
-impl Drop for Streaming {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn json_lines(lines: &[String]) -> Vec<Value> {
-    lines
-        .iter()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-        .collect()
 }
 
 /// (c) `ledge logs --follow`: the live records of one site, raw or filtered.

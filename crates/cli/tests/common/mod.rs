@@ -257,3 +257,81 @@ pub fn http() -> reqwest::blocking::Client {
         .build()
         .unwrap()
 }
+
+/// A `ledge …` child whose stdout lines arrive on a channel.
+pub struct Streaming {
+    pub child: Child,
+    pub lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Streaming {
+    pub fn start(node: &Node, args: &[&str]) -> Streaming {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .env("LEDGE_API", format!("http://{}", node.api))
+            .env("LEDGE_TOKEN", &node.token)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Streaming { child, lines }
+    }
+
+    /// Sends `probe` requests until one shows up on the stream (the
+    /// subscription is then live); returns the lines read meanwhile.
+    pub fn wait_live(&mut self, mut probe: impl FnMut()) -> Vec<String> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while std::time::Instant::now() < deadline {
+            probe();
+            if let Ok(first) = self.lines.recv_timeout(Duration::from_millis(250)) {
+                let mut seen = vec![first];
+                seen.extend(self.lines.try_iter());
+                return seen;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                let mut err = String::new();
+                let _ = self.child.stderr.take().unwrap().read_to_string(&mut err);
+                panic!("ledge logs exited early ({status}): {err}");
+            }
+        }
+        panic!("the log stream never showed a record");
+    }
+
+    /// Reads lines until `done` says so (bounded).
+    pub fn read_until(&self, mut done: impl FnMut(&[String]) -> bool) -> Vec<String> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let mut got = Vec::new();
+        while !done(&got) {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) => got.push(l),
+                Err(_) => panic!("stream ended or timed out; got {got:#?}"),
+            }
+        }
+        got
+    }
+}
+
+impl Drop for Streaming {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn json_lines(lines: &[String]) -> Vec<serde_json::Value> {
+    lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
