@@ -10,7 +10,7 @@
 # site is one proxy rule to the harness's origin.
 
 SRV_PORT=31085
-SRV_SCENARIOS="static-1k static-100k redirect h2-tls proxy-cache conn-close many-files static-1m tls-handshake"
+SRV_SCENARIOS="static-1k static-100k redirect h2-tls proxy-cache conn-close many-files static-1m tls-handshake fn-hello"
 
 ledge_bin() {
   if [[ -n ${LEDGE_BIN:-} ]]; then echo "$LEDGE_BIN"
@@ -24,6 +24,7 @@ srv_note() {
   case $1 in
     redirect) echo "Netlify _redirects, compiled";;
     proxy-cache) echo "proxy rule /* -> origin, ledge-cache memory tier (disk tier on)";;
+    fn-hello) echo "Netlify edge function (QuickJS), ${LEDGE_FN_WORKERS:-1} sandboxed worker(s) on the server's core (0 = in process)";;
     h2-tls) echo "rustls (ring), certificate by SNI resolver, default cert for no-SNI";;
     static-*|many-files|conn-close) echo "deploy snapshot, file bytes from the in-memory blob cache (8 MiB objects)";;
   esac
@@ -56,6 +57,18 @@ TOML
       echo "log_drains = [\"$LEDGE_LOG_DRAIN\"]" >>"$dir/ledge.toml"
     fi
   fi
+  if [[ $scen == fn-hello ]]; then
+    # A site whose /hello is an edge function; its workers inherit the
+    # server's pinned core.
+    printf '\n[functions]\nworkers = %s\n' "${LEDGE_FN_WORKERS:-1}" >>"$dir/ledge.toml"
+    mkdir -p "$dir/fn-site/netlify/edge-functions"
+    echo "home" >"$dir/fn-site/index.html"
+    cat >"$dir/fn-site/netlify/edge-functions/hello.js" <<'JS'
+export default () =>
+  new Response("hello from ledge\n", { headers: { "content-type": "text/plain" } });
+export const config = { path: "/hello" };
+JS
+  fi
   if [[ $scen == proxy-cache ]]; then
     # A site that is one proxy rule to the harness's origin.
     mkdir -p "$dir/proxy-site"
@@ -68,6 +81,7 @@ srv_cmd() {
   local dir=$2
   local site=$SITE
   [[ $1 == proxy-cache ]] && site=$dir/proxy-site
+  [[ $1 == fn-hello ]] && site=$dir/fn-site
   SRV_CMD=(bash "$BENCH_DIR/servers/ledge-run.sh" "$(ledge_bin)" "$dir/ledge.toml" "$site")
   SRV_ENV=(LEDGE_LOG=warn TOKIO_WORKER_THREADS="$SERVER_NCPU")
 }
