@@ -97,6 +97,7 @@ pub mod routes;
 mod types;
 #[cfg(feature = "typescript")]
 mod typescript;
+pub mod worker;
 
 pub use bundle::{Bundle, BundleError, BundleSource};
 pub use engine::{Engine, Host, HostError, Limits, Runner};
