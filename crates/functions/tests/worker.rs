@@ -19,6 +19,10 @@ use common::*;
 use ledge_functions::worker::{worker_main, WorkerOptions, WorkerPool};
 use ledge_functions::*;
 
+/// As in the node's binary: the sandbox must suit this allocator.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const WORKER_ENV: &str = "LEDGE_TEST_WORKER";
 const PROBE_ENV: &str = "LEDGE_TEST_SANDBOX_PROBE";
 const FAKE_ENV: &str = "LEDGE_TEST_FAKE_WORKER";

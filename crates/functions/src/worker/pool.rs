@@ -49,8 +49,9 @@ pub struct WorkerOptions {
     /// An invocation without `Done` by `limits.wall_time + hang_grace` means
     /// the worker hangs: it is killed. Default 2 s.
     pub hang_grace: Duration,
-    /// Pings: one every `ping_interval`; no answer within `ping_timeout` and
-    /// the worker is killed. Defaults 1 s and 5 s.
+    /// Pings: one every `ping_interval`; no answer within `ping_timeout`
+    /// (at least 4 × `limits.cpu_time`) and the worker is killed. Defaults 1 s
+    /// and 5 s.
     pub ping_interval: Duration,
     pub ping_timeout: Duration,
     /// Longest wait before respawning a worker that keeps dying (the wait
@@ -446,7 +447,7 @@ impl Conn {
         let key = bundle.key();
         let load = {
             let mut st = lock(&self.state);
-            let fresh = st.loaded.insert(key.to_string());
+            let fresh = !st.loaded.contains(key) && st.loaded.insert(key.to_string());
             fresh || reload
         };
         if load {
@@ -770,6 +771,8 @@ fn read_loop(inner: &Inner, conn: &Conn, sock: UnixStream) -> String {
 /// Pings every worker; kills those that do not answer in time.
 fn monitor(inner: Arc<Inner>) {
     let mut seq = 0u64;
+    // A worker answers between isolate segments, each at most a CPU budget.
+    let timeout = inner.opts.ping_timeout.max(inner.opts.limits.cpu_time * 4);
     loop {
         std::thread::sleep(inner.opts.ping_interval);
         if inner.shutdown.load(Ordering::Relaxed) {
@@ -782,7 +785,7 @@ fn monitor(inner: Arc<Inner>) {
             let overdue = {
                 let mut ping = lock(&conn.ping);
                 match *ping {
-                    Some((_, sent)) => sent.elapsed() > inner.opts.ping_timeout,
+                    Some((_, sent)) => sent.elapsed() > timeout,
                     None => {
                         seq += 1;
                         *ping = Some((seq, Instant::now()));
@@ -795,8 +798,7 @@ fn monitor(inner: Arc<Inner>) {
             };
             if overdue {
                 conn.kill(&format!(
-                    "no answer to a ping within {:?}: killed as hung",
-                    inner.opts.ping_timeout
+                    "no answer to a ping within {timeout:?}: killed as hung"
                 ));
             }
         }
