@@ -70,6 +70,9 @@ fn main() -> ExitCode {
             "hung_worker_is_killed",
             || block_on(hung_worker_is_killed()),
         ),
+        ("large_bodies_both_ways", || {
+            block_on(large_bodies_both_ways())
+        }),
     ];
     let mut failed = Vec::new();
     let mut ran = 0;
@@ -591,4 +594,43 @@ async fn hung_worker_is_killed() {
     assert!(message.contains("hung"), "{message}");
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(pool.restarts() >= 1, "a fresh worker replaced it");
+}
+
+/// Bodies larger than the socket buffer: the node's non-blocking write hands
+/// the rest to the writer thread; the worker's reader and writer loop.
+async fn large_bodies_both_ways() {
+    let pool = start(options(
+        2,
+        Limits {
+            cpu_time: Duration::from_secs(5),
+            ..Limits::default()
+        },
+    ))
+    .await;
+    let src = r#"export default async (request, context) => {
+        const mine = new Uint8Array(await request.arrayBuffer());
+        const next = new Uint8Array(await (await context.next({ method: 'POST', body: mine })).arrayBuffer());
+        let sum = 0;
+        for (const b of mine) sum = (sum + b) % 65521;
+        return new Response(mine, { headers: { 'x-len': String(mine.length), 'x-next': String(next.length), 'x-sum': String(sum) } });
+    }"#;
+    let bundle = Bundle::single("site/big", src);
+    let host = TestHost::default();
+    let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    let mut req = request("https://site.example/");
+    req.method = "POST".into();
+    req.body = big.clone();
+    let runs = (0..4).map(|_| pool.invoke(&bundle, &req, &host));
+    for inv in futures_util::future::join_all(runs).await {
+        let r = response(&inv);
+        assert_eq!(r.header("x-len"), Some("3000000"));
+        // The echo host answers "next POST <url> body=<3 MB>".
+        assert!(
+            r.header("x-next")
+                .and_then(|n| n.parse::<usize>().ok())
+                .unwrap_or(0)
+                > 3_000_000
+        );
+        assert!(r.body == big, "the body came back intact");
+    }
 }
