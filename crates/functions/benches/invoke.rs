@@ -3,7 +3,8 @@
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::{criterion_group, Criterion};
+use ledge_functions::worker::{worker_main, WorkerOptions, WorkerPool};
 use ledge_functions::*;
 
 struct NoHost;
@@ -114,5 +115,63 @@ fn cold(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, warm, warm_pass, cold);
-criterion_main!(benches);
+/// The same warm "hello" through a pool of worker processes (this bench
+/// binary re-executed as the worker), beside the in-process engine.
+fn warm_pool(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let exe = std::env::current_exe().expect("current exe");
+    let mut opts = WorkerOptions::new(exe, Vec::new());
+    opts.envs.push((WORKER_ENV.into(), "1".into()));
+    opts.workers = 1;
+    let pool = WorkerPool::start(opts).expect("worker pool");
+    assert!(rt.block_on(pool.ready(Duration::from_secs(10))));
+    let bundle = Bundle::single("bench/hello", HELLO);
+    let req = request();
+    c.bench_function("warm hello invocation, worker pool (1 worker)", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let t = Instant::now();
+                for _ in 0..iters {
+                    let inv = pool.invoke(&bundle, &req, &NoHost).await;
+                    assert!(matches!(inv.outcome, InvocationOutcome::Response(_)));
+                }
+                t.elapsed()
+            })
+        })
+    });
+    // Throughput with 16 in flight (batched frames), per invocation.
+    c.bench_function("warm hello invocation, worker pool, 16 in flight", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let t = Instant::now();
+                let mut left = iters;
+                while left > 0 {
+                    let n = left.min(16);
+                    left -= n;
+                    let runs = (0..n).map(|_| pool.invoke(&bundle, &req, &NoHost));
+                    for inv in futures_util::future::join_all(runs).await {
+                        assert!(matches!(inv.outcome, InvocationOutcome::Response(_)));
+                    }
+                }
+                t.elapsed()
+            })
+        })
+    });
+}
+
+const WORKER_ENV: &str = "LEDGE_BENCH_WORKER";
+
+criterion_group!(benches, warm, warm_pool, warm_pass, cold);
+
+fn main() -> std::process::ExitCode {
+    if std::env::var_os(WORKER_ENV).is_some() {
+        return worker_main();
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+    std::process::ExitCode::SUCCESS
+}

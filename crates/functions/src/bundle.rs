@@ -135,6 +135,11 @@ impl Bundle {
         &self.env
     }
 
+    /// Whether the bundle was made with [`Bundle::with_env`] (its key says so).
+    pub(crate) fn has_env(&self) -> bool {
+        self.key != self.code_key
+    }
+
     pub fn id(&self) -> &str {
         &self.id
     }

@@ -168,6 +168,10 @@ pub enum ErrorKind {
     WallTimeout,
     /// A failure of the runtime itself.
     Internal,
+    /// The worker process running the invocation died, hung or sent a
+    /// malformed frame, so it was replaced; the function's own outcome is
+    /// unknown. Only invocations on that worker see this.
+    WorkerLost,
 }
 
 impl ErrorKind {

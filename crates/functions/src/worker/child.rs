@@ -1,0 +1,328 @@
+//! The worker process: sandbox, then an [`Engine`] on a current-thread tokio
+//! runtime serving frames from the node on fd 0.
+
+use std::collections::{BTreeMap, HashMap};
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::process::ExitCode;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::bundle::Bundle;
+use crate::engine::{Engine, Host, HostError};
+use crate::isolate::lock;
+use crate::types::{HostRequest, HttpResponse};
+use crate::worker::protocol::{self, HostOutcome, ToParent, ToWorker};
+use crate::worker::sandbox;
+
+/// Stack of the thread that runs the isolates (see the crate doc on
+/// `Limits::stack_bytes`).
+const STACK_BYTES: usize = 8 << 20;
+
+/// Exit codes, for the node's log.
+const EXIT_SETUP: u8 = 70;
+const EXIT_PROTOCOL: u8 = 71;
+
+/// The worker process's entry point. See [`crate::worker`] for the contract:
+/// the node's socket is fd 0. Call it first thing in the process, before any
+/// other thread or runtime is started.
+pub fn worker_main() -> ExitCode {
+    let std_stream = match socket_from_stdin() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("ledge function worker: fd 0 is not usable: {e}");
+            return ExitCode::from(EXIT_SETUP);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        // Look at the socket often: pings and host results are answered
+        // between isolate segments.
+        .event_interval(8)
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ledge function worker: runtime: {e}");
+            return ExitCode::from(EXIT_SETUP);
+        }
+    };
+    let report = sandbox::apply();
+    if !report.confined() {
+        eprintln!("ledge function worker: sandbox not applied: {report:?}");
+        return ExitCode::from(EXIT_SETUP);
+    }
+    let thread = std::thread::Builder::new()
+        .stack_size(STACK_BYTES)
+        .spawn(move || serve(runtime, std_stream, report));
+    match thread.map(|t| t.join()) {
+        Ok(Ok(code)) => code,
+        Ok(Err(_)) => ExitCode::from(EXIT_PROTOCOL),
+        Err(e) => {
+            eprintln!("ledge function worker: thread: {e}");
+            ExitCode::from(EXIT_SETUP)
+        }
+    }
+}
+
+fn socket_from_stdin() -> std::io::Result<std::os::unix::net::UnixStream> {
+    #[allow(unsafe_code)]
+    // SAFETY: fd 0 is open for the life of the process (the node passed the
+    // socket as stdin) and nothing else in this process uses or closes it,
+    // so taking ownership of it here is sound.
+    let fd = unsafe { OwnedFd::from_raw_fd(0) };
+    let stream = std::os::unix::net::UnixStream::from(fd);
+    stream.set_nonblocking(true)?;
+    Ok(stream)
+}
+
+fn serve(
+    runtime: tokio::runtime::Runtime,
+    stream: std::os::unix::net::UnixStream,
+    report: sandbox::SandboxReport,
+) -> ExitCode {
+    let local = tokio::task::LocalSet::new();
+    let result = local.block_on(&runtime, async move {
+        let stream = tokio::net::UnixStream::from_std(stream)?;
+        let (rd, wr) = stream.into_split();
+        let (out, out_rx) = mpsc::unbounded_channel::<Vec<u8>>();
+        tokio::task::spawn_local(write_loop(wr, out_rx));
+        Worker::new(out, report).read_loop(rd).await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ledge function worker: {e}");
+            ExitCode::from(EXIT_PROTOCOL)
+        }
+    }
+}
+
+/// Writes queued frames, coalescing everything queued into one write.
+async fn write_loop(
+    mut wr: tokio::net::unix::OwnedWriteHalf,
+    mut rx: mpsc::UnboundedReceiver<Vec<u8>>,
+) {
+    let mut buf = Vec::new();
+    while let Some(first) = rx.recv().await {
+        buf.clear();
+        buf.extend_from_slice(&first);
+        while let Ok(more) = rx.try_recv() {
+            buf.extend_from_slice(&more);
+        }
+        if wr.write_all(&buf).await.is_err() {
+            // The node went away: nothing left to serve.
+            std::process::exit(0);
+        }
+    }
+}
+
+type PendingCalls = Arc<Mutex<HashMap<(u64, u32), oneshot::Sender<HostOutcome>>>>;
+
+struct Worker {
+    out: mpsc::UnboundedSender<Vec<u8>>,
+    report: Option<sandbox::SandboxReport>,
+    engine: Option<Rc<Engine>>,
+    max_bundles: usize,
+    /// Bundle key → (bundle, last use).
+    bundles: HashMap<String, (Bundle, u64)>,
+    tick: u64,
+    calls: PendingCalls,
+}
+
+fn send(out: &mpsc::UnboundedSender<Vec<u8>>, msg: &ToParent) {
+    match protocol::frame(msg) {
+        Ok(f) => {
+            let _ = out.send(f);
+        }
+        Err(e) => eprintln!("ledge function worker: cannot encode a frame: {e}"),
+    }
+}
+
+impl Worker {
+    fn new(out: mpsc::UnboundedSender<Vec<u8>>, report: sandbox::SandboxReport) -> Worker {
+        Worker {
+            out,
+            report: Some(report),
+            engine: None,
+            max_bundles: 1,
+            bundles: HashMap::new(),
+            tick: 0,
+            calls: PendingCalls::default(),
+        }
+    }
+
+    async fn read_loop(mut self, rd: tokio::net::unix::OwnedReadHalf) -> std::io::Result<()> {
+        let mut rd = BufReader::with_capacity(64 << 10, rd);
+        let mut payload = Vec::new();
+        loop {
+            let mut header = [0u8; 4];
+            match rd.read_exact(&mut header).await {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+                Err(e) => return Err(e),
+            }
+            let len = protocol::payload_len(header).ok_or_else(|| bad("frame too large"))?;
+            payload.resize(len, 0);
+            rd.read_exact(&mut payload).await?;
+            let msg: ToWorker = protocol::decode(&payload).map_err(|e| bad(&e.to_string()))?;
+            self.handle(msg)?;
+        }
+    }
+
+    fn handle(&mut self, msg: ToWorker) -> std::io::Result<()> {
+        match msg {
+            ToWorker::Init {
+                limits,
+                max_bundles,
+            } => {
+                self.engine = Some(Rc::new(Engine::new(limits)));
+                self.max_bundles = max_bundles.max(1);
+                if let Some(sandbox) = self.report.take() {
+                    send(&self.out, &ToParent::Ready { sandbox });
+                }
+            }
+            ToWorker::Load { key, source, env } => self.load(key, source, env)?,
+            ToWorker::Invoke { id, key, request } => {
+                let engine = self
+                    .engine
+                    .clone()
+                    .ok_or_else(|| bad("invoke before init"))?;
+                self.tick += 1;
+                let Some((bundle, used)) = self.bundles.get_mut(&key) else {
+                    send(&self.out, &ToParent::UnknownBundle { id });
+                    return Ok(());
+                };
+                *used = self.tick;
+                let bundle = bundle.clone();
+                let host = WorkerHost {
+                    id,
+                    out: self.out.clone(),
+                    calls: Arc::clone(&self.calls),
+                    next_call: AtomicU32::new(0),
+                };
+                let out = self.out.clone();
+                tokio::task::spawn_local(async move {
+                    let invocation = engine.invoke(&bundle, &request, &host).await;
+                    send(&out, &ToParent::Done { id, invocation });
+                });
+            }
+            ToWorker::HostResult { id, call, result } => {
+                if let Some(tx) = lock(&self.calls).remove(&(id, call)) {
+                    let _ = tx.send(result);
+                }
+            }
+            ToWorker::Evict { bundle_id } => {
+                let prefix = format!("{bundle_id}#");
+                self.bundles.retain(|k, _| !k.starts_with(&prefix));
+                if let Some(engine) = &self.engine {
+                    engine.evict(&bundle_id);
+                }
+            }
+            ToWorker::Ping { seq } => send(&self.out, &ToParent::Pong { seq }),
+        }
+        Ok(())
+    }
+
+    fn load(
+        &mut self,
+        key: String,
+        source: crate::bundle::BundleSource,
+        env: Option<BTreeMap<String, String>>,
+    ) -> std::io::Result<()> {
+        let bundle = Bundle::new(source).map_err(|e| bad(&e.to_string()))?;
+        let bundle = match env {
+            Some(env) => bundle.with_env(env),
+            None => bundle,
+        };
+        if bundle.key() != key {
+            return Err(bad("bundle key does not match its source"));
+        }
+        self.tick += 1;
+        self.bundles.insert(key, (bundle, self.tick));
+        while self.bundles.len() > self.max_bundles {
+            let oldest = self
+                .bundles
+                .iter()
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(k, _)| k.clone());
+            match oldest {
+                Some(k) => {
+                    self.bundles.remove(&k);
+                }
+                None => break,
+            }
+        }
+        Ok(())
+    }
+}
+
+fn bad(what: &str) -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::InvalidData,
+        format!("bad frame: {what}"),
+    )
+}
+
+/// The [`Host`] of invocations in the worker: host calls become frames to the
+/// node, answered by `HostResult`.
+struct WorkerHost {
+    id: u64,
+    out: mpsc::UnboundedSender<Vec<u8>>,
+    calls: PendingCalls,
+    next_call: AtomicU32,
+}
+
+/// Forgets a pending call whose future was dropped (host call timeout).
+struct CallGuard<'a> {
+    calls: &'a PendingCalls,
+    key: (u64, u32),
+}
+
+impl Drop for CallGuard<'_> {
+    fn drop(&mut self) {
+        lock(self.calls).remove(&self.key);
+    }
+}
+
+impl WorkerHost {
+    async fn call(&self, fetch: bool, request: HostRequest) -> Result<HttpResponse, HostError> {
+        let call = self.next_call.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        lock(&self.calls).insert((self.id, call), tx);
+        let _guard = CallGuard {
+            calls: &self.calls,
+            key: (self.id, call),
+        };
+        send(
+            &self.out,
+            &ToParent::HostCall {
+                id: self.id,
+                call,
+                fetch,
+                request,
+            },
+        );
+        match rx.await {
+            Ok(HostOutcome::Ok(r)) => Ok(r),
+            Ok(HostOutcome::Err(m)) => Err(HostError::new(m)),
+            Err(_) => Err(HostError::new("host call lost")),
+        }
+    }
+}
+
+#[async_trait]
+impl Host for WorkerHost {
+    async fn next(&self, request: HostRequest) -> Result<HttpResponse, HostError> {
+        self.call(false, request).await
+    }
+
+    async fn fetch(&self, request: HostRequest) -> Result<HttpResponse, HostError> {
+        self.call(true, request).await
+    }
+}

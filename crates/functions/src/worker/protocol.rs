@@ -1,0 +1,382 @@
+//! The frames between the node and a worker process.
+//!
+//! A frame is a little-endian `u32` payload length followed by the payload,
+//! one postcard-encoded [`ToWorker`] or [`ToParent`]. Postcard is not
+//! self-describing, so the types whose serde form relies on that
+//! (`#[serde(tag)]`, `skip_serializing_if`) cross as the `*Wire` mirrors
+//! below (serde remote derives: same fields, plain encoding, bodies as bytes).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::ser::SerializeStructVariant;
+use serde::{Deserialize, Serialize, Serializer};
+
+use crate::bundle::BundleSource;
+use crate::engine::Limits;
+use crate::types::{
+    AccountInfo, CodeName, DeployInfo, Geo, HostRequest, HttpResponse, Invocation, InvocationError,
+    InvocationOutcome, InvocationRequest, RequestContext, ServerInfo, SiteInfo, Telemetry,
+};
+use crate::worker::sandbox::SandboxReport;
+
+/// Largest payload accepted from either side (bodies are capped far lower).
+pub(crate) const MAX_FRAME: usize = 256 << 20;
+
+/// Node → worker.
+// Decoded and consumed at once, never stored in bulk: boxing would only add
+// an allocation per invocation.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum ToWorker {
+    /// First frame: the limits of the worker's engine.
+    Init {
+        #[serde(with = "LimitsWire")]
+        limits: Limits,
+        max_bundles: usize,
+    },
+    /// A bundle the next `Invoke`s refer to by `key` (its [`crate::Bundle::key`]).
+    Load {
+        key: String,
+        source: BundleSource,
+        /// `Some` when the bundle was made with [`crate::Bundle::with_env`].
+        env: Option<BTreeMap<String, String>>,
+    },
+    /// Run one request (encoded without a copy by [`InvokeRef`]).
+    Invoke {
+        id: u64,
+        key: String,
+        #[serde(with = "RequestWire")]
+        request: InvocationRequest,
+    },
+    /// The answer to a [`ToParent::HostCall`].
+    HostResult {
+        id: u64,
+        call: u32,
+        result: HostOutcome,
+    },
+    /// Forget the bundles and warm isolates of this bundle id.
+    Evict {
+        bundle_id: String,
+    },
+    Ping {
+        seq: u64,
+    },
+}
+
+/// Variant index of [`ToWorker::Invoke`] (declaration order above).
+const INVOKE_VARIANT: u32 = 2;
+
+/// [`ToWorker::Invoke`] by reference, so the request is not cloned.
+pub(crate) struct InvokeRef<'a> {
+    pub id: u64,
+    pub key: &'a str,
+    pub request: &'a InvocationRequest,
+}
+
+impl Serialize for InvokeRef<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        struct Req<'a>(&'a InvocationRequest);
+        impl Serialize for Req<'_> {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                RequestWire::serialize(self.0, s)
+            }
+        }
+        let mut v = s.serialize_struct_variant("ToWorker", INVOKE_VARIANT, "Invoke", 3)?;
+        v.serialize_field("id", &self.id)?;
+        v.serialize_field("key", self.key)?;
+        v.serialize_field("request", &Req(self.request))?;
+        v.end()
+    }
+}
+
+/// Worker → node.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum ToParent {
+    /// Sent once, after the sandbox was applied and `Init` read.
+    Ready {
+        sandbox: SandboxReport,
+    },
+    /// `context.next()` (`fetch == false`) or `fetch()` of invocation `id`.
+    HostCall {
+        id: u64,
+        call: u32,
+        fetch: bool,
+        #[serde(with = "HostRequestWire")]
+        request: HostRequest,
+    },
+    Done {
+        id: u64,
+        #[serde(with = "InvocationWire")]
+        invocation: Invocation,
+    },
+    /// `Invoke` named a bundle the worker does not hold (never loaded or
+    /// evicted by its LRU): send `Load` and `Invoke` again.
+    UnknownBundle {
+        id: u64,
+    },
+    Pong {
+        seq: u64,
+    },
+}
+
+/// Result of a host call.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum HostOutcome {
+    Ok(#[serde(with = "HttpResponseWire")] HttpResponse),
+    Err(String),
+}
+
+/// Appends one frame holding `msg` to `out`.
+pub(crate) fn encode<T: Serialize>(msg: &T, out: &mut Vec<u8>) -> Result<(), postcard::Error> {
+    let start = out.len();
+    out.extend_from_slice(&[0; 4]);
+    let buf = std::mem::take(out);
+    match postcard::to_extend(msg, buf) {
+        Ok(buf) => *out = buf,
+        Err(e) => return Err(e),
+    }
+    let len = out.len() - start - 4;
+    match u32::try_from(len) {
+        Ok(n) if len <= MAX_FRAME => {
+            out[start..start + 4].copy_from_slice(&n.to_le_bytes());
+            Ok(())
+        }
+        _ => {
+            out.truncate(start);
+            Err(postcard::Error::SerializeBufferFull)
+        }
+    }
+}
+
+/// One frame holding `msg`.
+pub(crate) fn frame<T: Serialize>(msg: &T) -> Result<Vec<u8>, postcard::Error> {
+    let mut out = Vec::new();
+    encode(msg, &mut out)?;
+    Ok(out)
+}
+
+/// Payload length from a frame header, or `None` if it is too large.
+pub(crate) fn payload_len(header: [u8; 4]) -> Option<usize> {
+    let len = u32::from_le_bytes(header) as usize;
+    (len <= MAX_FRAME).then_some(len)
+}
+
+// ---- wire mirrors -------------------------------------------------------
+
+mod bytes {
+    use serde::de::{SeqAccess, Visitor};
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(v)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Vec<u8>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("bytes")
+            }
+            fn visit_bytes<E>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+                Ok(v.to_vec())
+            }
+            fn visit_byte_buf<E>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+                Ok(v)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u8>, A::Error> {
+                let mut out = Vec::new();
+                while let Some(b) = seq.next_element()? {
+                    out.push(b);
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_byte_buf(V)
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(remote = "Limits")]
+struct LimitsWire {
+    memory_bytes: usize,
+    stack_bytes: usize,
+    cpu_time: Duration,
+    wall_time: Duration,
+    host_call_timeout: Duration,
+    max_host_calls: u32,
+    max_host_body_bytes: usize,
+    max_console_lines: usize,
+    max_console_line_bytes: usize,
+    max_isolates: usize,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(remote = "Geo")]
+struct GeoWire {
+    city: Option<String>,
+    country: Option<CodeName>,
+    subdivision: Option<CodeName>,
+    postal_code: Option<String>,
+    latitude: Option<f64>,
+    longitude: Option<f64>,
+    timezone: Option<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(remote = "RequestContext")]
+struct ContextWire {
+    ip: String,
+    request_id: String,
+    #[serde(with = "GeoWire")]
+    geo: Geo,
+    site: SiteInfo,
+    deploy: DeployInfo,
+    server: ServerInfo,
+    account: AccountInfo,
+    params: BTreeMap<String, String>,
+    env: BTreeMap<String, String>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(remote = "InvocationRequest")]
+struct RequestWire {
+    method: String,
+    url: String,
+    headers: Vec<(String, String)>,
+    #[serde(with = "bytes")]
+    body: Vec<u8>,
+    #[serde(with = "ContextWire")]
+    context: RequestContext,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(remote = "HostRequest")]
+struct HostRequestWire {
+    method: String,
+    url: String,
+    headers: Vec<(String, String)>,
+    #[serde(with = "bytes")]
+    body: Vec<u8>,
+    send_conditional_request: bool,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(remote = "HttpResponse")]
+struct HttpResponseWire {
+    status: u16,
+    headers: Vec<(String, String)>,
+    #[serde(with = "bytes")]
+    body: Vec<u8>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(remote = "InvocationOutcome")]
+enum OutcomeWire {
+    Response(#[serde(with = "HttpResponseWire")] HttpResponse),
+    Rewrite { url: String },
+    PassThrough,
+    Error(InvocationError),
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(remote = "Invocation")]
+struct InvocationWire {
+    #[serde(with = "OutcomeWire")]
+    outcome: InvocationOutcome,
+    set_cookies: Vec<String>,
+    telemetry: Telemetry,
+}
+
+/// Decodes one payload; `Err` means a malformed frame.
+pub(crate) fn decode<'a, T: Deserialize<'a>>(payload: &'a [u8]) -> Result<T, postcard::Error> {
+    postcard::from_bytes(payload)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::{ConsoleLine, ErrorKind};
+
+    fn request() -> InvocationRequest {
+        let mut r = InvocationRequest {
+            method: "POST".into(),
+            url: "https://s.example/a?b".into(),
+            headers: vec![("x-a".into(), "1".into())],
+            body: b"\x00\xffbody".to_vec(),
+            ..Default::default()
+        };
+        r.context.geo.city = Some("Lyon".into());
+        r.context.geo.latitude = Some(45.7);
+        r.context.env.insert("K".into(), "V".into());
+        r
+    }
+
+    fn payload(frame: &[u8]) -> &[u8] {
+        let len = payload_len([frame[0], frame[1], frame[2], frame[3]]).unwrap();
+        assert_eq!(len, frame.len() - 4);
+        &frame[4..]
+    }
+
+    #[test]
+    fn invoke_by_reference_decodes_as_invoke() {
+        let req = request();
+        let f = frame(&InvokeRef {
+            id: 7,
+            key: "k",
+            request: &req,
+        })
+        .unwrap();
+        match decode::<ToWorker>(payload(&f)).unwrap() {
+            ToWorker::Invoke { id, key, request } => {
+                assert_eq!((id, key.as_str()), (7, "k"));
+                assert_eq!(request, req);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn outcomes_round_trip() {
+        for outcome in [
+            InvocationOutcome::Response(HttpResponse {
+                status: 201,
+                headers: vec![("a".into(), "b".into())],
+                body: vec![1, 2, 3],
+            }),
+            InvocationOutcome::Rewrite { url: "/x".into() },
+            InvocationOutcome::PassThrough,
+            InvocationOutcome::Error(InvocationError::new(ErrorKind::CpuLimit, "cpu")),
+        ] {
+            let inv = Invocation {
+                outcome,
+                set_cookies: vec!["a=b".into()],
+                telemetry: Telemetry {
+                    console: vec![ConsoleLine {
+                        level: "log".into(),
+                        message: "hi".into(),
+                    }],
+                    late_error: Some(InvocationError::new(ErrorKind::Uncaught, "late")),
+                    ..Default::default()
+                },
+            };
+            let f = frame(&ToParent::Done {
+                id: 1,
+                invocation: inv.clone(),
+            })
+            .unwrap();
+            match decode::<ToParent>(payload(&f)).unwrap() {
+                ToParent::Done { invocation, .. } => assert_eq!(invocation, inv),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn malformed_payloads_are_errors() {
+        assert!(decode::<ToParent>(&[200, 1, 2]).is_err());
+        assert!(decode::<ToParent>(&[]).is_err());
+        assert_eq!(payload_len(u32::MAX.to_le_bytes()), None);
+    }
+}

@@ -1,0 +1,636 @@
+//! The worker pool end to end: this test binary is also the worker program
+//! (it re-executes itself with `LEDGE_TEST_WORKER=1` and calls
+//! `worker_main`), so there is no second binary in the workspace.
+//!
+//! `harness = false`: run with `cargo test -p ledge-functions --test worker
+//! [name-filter]`.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::ffi::CString;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use common::*;
+use ledge_functions::worker::{worker_main, WorkerOptions, WorkerPool};
+use ledge_functions::*;
+
+/// As in the node's binary: the sandbox must suit this allocator.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const WORKER_ENV: &str = "LEDGE_TEST_WORKER";
+const PROBE_ENV: &str = "LEDGE_TEST_SANDBOX_PROBE";
+const FAKE_ENV: &str = "LEDGE_TEST_FAKE_WORKER";
+
+const HELLO: &str = "export default async () => new Response('Hello, world!')";
+
+fn main() -> ExitCode {
+    if std::env::var_os(WORKER_ENV).is_some() {
+        return worker_main();
+    }
+    if std::env::var_os(PROBE_ENV).is_some() {
+        return probe();
+    }
+    if let Some(kind) = std::env::var_os(FAKE_ENV) {
+        return fake_worker(&kind.to_string_lossy());
+    }
+    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let tests: &[(&str, fn())] = &[
+        ("hello_round_trip", || block_on(hello_round_trip())),
+        ("host_calls_are_proxied", || {
+            block_on(host_calls_are_proxied())
+        }),
+        ("env_reaches_the_worker", || {
+            block_on(env_reaches_the_worker())
+        }),
+        ("hundred_in_flight", || block_on(hundred_in_flight())),
+        ("killed_worker_fails_its_invocation", || {
+            block_on(killed_worker_fails_its_invocation())
+        }),
+        ("runaway_does_not_block_others", || {
+            block_on(runaway_does_not_block_others())
+        }),
+        ("memory_bomb", || block_on(memory_bomb())),
+        ("sandbox_refuses_files_sockets_exec", sandbox_refuses),
+        ("eviction_and_unknown_bundle", || {
+            block_on(eviction_and_unknown_bundle())
+        }),
+        ("deploys_do_not_share_globals", || {
+            block_on(deploys_do_not_share_globals())
+        }),
+        ("malformed_frame_kills_the_worker", || {
+            block_on(malformed_frame_kills_the_worker())
+        }),
+        (
+            "hung_worker_is_killed",
+            || block_on(hung_worker_is_killed()),
+        ),
+        ("large_bodies_both_ways", || {
+            block_on(large_bodies_both_ways())
+        }),
+    ];
+    let mut failed = Vec::new();
+    let mut ran = 0;
+    for (name, test) in tests {
+        if filter.as_deref().is_some_and(|f| !name.contains(f)) {
+            continue;
+        }
+        ran += 1;
+        let t = Instant::now();
+        let ok = std::panic::catch_unwind(test).is_ok();
+        println!(
+            "test {name} ... {} ({:.2?})",
+            if ok { "ok" } else { "FAILED" },
+            t.elapsed()
+        );
+        if !ok {
+            failed.push(*name);
+        }
+    }
+    println!(
+        "\nworker tests: {} passed; {} failed {failed:?}",
+        ran - failed.len(),
+        failed.len()
+    );
+    if failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn block_on<F: std::future::Future<Output = ()>>(f: F) {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(f)
+}
+
+fn options(workers: usize, limits: Limits) -> WorkerOptions {
+    let exe = std::env::current_exe().expect("current exe");
+    let mut o = WorkerOptions::new(exe, Vec::new());
+    o.envs.push((WORKER_ENV.into(), "1".into()));
+    o.workers = workers;
+    o.limits = limits;
+    o
+}
+
+async fn start(o: WorkerOptions) -> WorkerPool {
+    let pool = WorkerPool::start(o).expect("pool");
+    assert!(pool.ready(Duration::from_secs(10)).await, "workers ready");
+    pool
+}
+
+async fn pool(workers: usize) -> WorkerPool {
+    start(options(workers, Limits::default())).await
+}
+
+async fn hello_round_trip() {
+    let pool = pool(2).await;
+    let bundle = Bundle::single("site/hello", HELLO);
+    let host = TestHost::default();
+    let inv = pool
+        .invoke(&bundle, &request("https://site.example/"), &host)
+        .await;
+    assert_eq!(body(&inv), "Hello, world!");
+    assert!(inv.telemetry.cold_start);
+    let inv = pool
+        .invoke(&bundle, &request("https://site.example/"), &host)
+        .await;
+    assert_eq!(body(&inv), "Hello, world!");
+    assert!(!inv.telemetry.cold_start, "the isolate stays warm");
+    for report in pool.sandbox_reports() {
+        let report = report.expect("ready");
+        assert!(report.confined(), "{report:?}");
+        eprintln!("  sandbox: {report:?}");
+    }
+}
+
+async fn host_calls_are_proxied() {
+    let pool = pool(2).await;
+    let src = r#"export default async (request, context) => {
+        const n = await context.next();
+        const [a, b] = await Promise.all([
+            fetch('https://origin.example/a', { method: 'POST', body: 'ping' }),
+            fetch('https://origin.example/b', { headers: { 'x-k': 'v' } }),
+        ]);
+        const bad = await fetch('https://fail.invalid/').then(() => 'ok', (e) => 'failed: ' + e.message);
+        return new Response([await n.text(), await a.text(), await b.text(), b.headers.get('echo-x-k'), bad].join('|'));
+    }"#;
+    let bundle = Bundle::single("site/proxy", src);
+    let host = TestHost::default();
+    let inv = pool
+        .invoke(&bundle, &request("https://site.example/p"), &host)
+        .await;
+    assert_eq!(
+        body(&inv),
+        "next GET https://site.example/p body=|fetch POST https://origin.example/a body=ping|fetch GET https://origin.example/b body=|v|failed: fetch failed: connection refused"
+    );
+    assert_eq!(inv.telemetry.host_calls, 4);
+    assert_eq!(host.seen.lock().unwrap().len(), 3);
+}
+
+async fn env_reaches_the_worker() {
+    let pool = pool(1).await;
+    let src = "const top = Netlify.env.get('GREETING'); export default async () => new Response(top + '/' + Netlify.env.get('REQ'))";
+    let mut env = BTreeMap::new();
+    env.insert("GREETING".to_string(), "hi".to_string());
+    let bundle = Bundle::single("site/env", src).with_env(env);
+    let mut req = request("https://site.example/");
+    req.context.env.insert("REQ".into(), "r".into());
+    let inv = pool.invoke(&bundle, &req, &TestHost::default()).await;
+    assert_eq!(body(&inv), "hi/r");
+}
+
+async fn hundred_in_flight() {
+    let pool = pool(2).await;
+    let host = TestHost {
+        delay: Some(Duration::from_millis(50)),
+        ..Default::default()
+    };
+    let src = "export default async (request, context) => { await context.next(); return new Response(new URL(request.url).searchParams.get('i')); }";
+    let bundles = [
+        Bundle::single("site/a", src),
+        Bundle::single("site/b", src),
+        Bundle::single("site/c", src),
+    ];
+    let t = Instant::now();
+    let runs = (0..100).map(|i| {
+        let bundle = &bundles[i % 3];
+        let pool = &pool;
+        let host = &host;
+        async move {
+            let inv = pool
+                .invoke(
+                    bundle,
+                    &request(&format!("https://site.example/?i={i}")),
+                    host,
+                )
+                .await;
+            assert_eq!(body(&inv), i.to_string());
+        }
+    });
+    futures_util::future::join_all(runs).await;
+    let took = t.elapsed();
+    eprintln!("  100 invocations with a 50 ms host call each: {took:?}");
+    assert!(took < Duration::from_secs(3), "they ran concurrently");
+    assert_eq!(host.seen.lock().unwrap().len(), 100);
+}
+
+/// A host whose `next()` says it was entered, then waits.
+struct SlowHost {
+    entered: AtomicBool,
+}
+
+#[async_trait]
+impl Host for SlowHost {
+    async fn next(&self, _: HostRequest) -> Result<HttpResponse, HostError> {
+        self.entered.store(true, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        Err(HostError::new("too late"))
+    }
+    async fn fetch(&self, _: HostRequest) -> Result<HttpResponse, HostError> {
+        Err(HostError::new("no"))
+    }
+}
+
+async fn killed_worker_fails_its_invocation() {
+    let pool = Arc::new(pool(1).await);
+    let pid = pool.pids()[0].expect("pid");
+    let host = Arc::new(SlowHost {
+        entered: AtomicBool::new(false),
+    });
+    let bundle = Bundle::single(
+        "site/slow",
+        "export default async (r, context) => { await context.next(); return new Response('x'); }",
+    );
+    let running = {
+        let (pool, host, bundle) = (Arc::clone(&pool), Arc::clone(&host), bundle.clone());
+        tokio::spawn(async move {
+            pool.invoke(&bundle, &request("https://site.example/"), &*host)
+                .await
+        })
+    };
+    while !host.entered.load(Ordering::SeqCst) {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    #[allow(unsafe_code)]
+    // SAFETY: kill(2) with integer arguments; the pid is our own live child.
+    let rc = unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+    assert_eq!(rc, 0);
+    let inv = running.await.expect("join");
+    assert_eq!(
+        error_kind(&inv),
+        Some(ErrorKind::WorkerLost),
+        "{:?}",
+        inv.outcome
+    );
+    let inv = pool
+        .invoke(
+            &Bundle::single("site/hello", HELLO),
+            &request("https://site.example/"),
+            &TestHost::default(),
+        )
+        .await;
+    assert_eq!(body(&inv), "Hello, world!");
+    assert_eq!(pool.restarts(), 1);
+    assert_ne!(pool.pids()[0], Some(pid));
+}
+
+async fn runaway_does_not_block_others() {
+    let cpu = Duration::from_millis(500);
+    let pool = Arc::new(
+        start(options(
+            2,
+            Limits {
+                cpu_time: cpu,
+                ..Limits::default()
+            },
+        ))
+        .await,
+    );
+    let spin = Bundle::single(
+        "tenant-a/spin",
+        "export default async (request) => { if (new URL(request.url).pathname === '/ok') return new Response('fine'); for (;;) {} }",
+    );
+    let hello = Bundle::single("tenant-b/hello", HELLO);
+    let host = TestHost::default();
+    // Warm both.
+    for b in [&spin, &hello] {
+        let inv = pool
+            .invoke(b, &request("https://s.example/ok"), &host)
+            .await;
+        assert!(matches!(inv.outcome, InvocationOutcome::Response(_)));
+    }
+    let started = Instant::now();
+    let runaway = {
+        let (pool, spin) = (Arc::clone(&pool), spin.clone());
+        tokio::spawn(async move {
+            pool.invoke(
+                &spin,
+                &request("https://s.example/spin"),
+                &TestHost::default(),
+            )
+            .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let mut latencies = Vec::new();
+    while started.elapsed() < cpu - Duration::from_millis(100) {
+        let t = Instant::now();
+        let inv = pool
+            .invoke(&hello, &request("https://s.example/"), &host)
+            .await;
+        latencies.push(t.elapsed());
+        assert_eq!(body(&inv), "Hello, world!");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let inv = runaway.await.expect("join");
+    assert_eq!(
+        error_kind(&inv),
+        Some(ErrorKind::CpuLimit),
+        "{:?}",
+        inv.outcome
+    );
+    latencies.sort();
+    let max = latencies[latencies.len() - 1];
+    eprintln!(
+        "  while a function spun for {cpu:?}: {} hello invocations, p50 {:?}, max {max:?}",
+        latencies.len(),
+        latencies[latencies.len() / 2]
+    );
+    assert!(latencies.len() >= 10);
+    // Loose (the machine is shared): far below the runaway's budget.
+    assert!(max < cpu / 4, "max latency {max:?}");
+    let inv = pool
+        .invoke(&spin, &request("https://s.example/ok"), &host)
+        .await;
+    assert_eq!(body(&inv), "fine");
+}
+
+async fn memory_bomb() {
+    let pool = start(options(
+        1,
+        Limits {
+            memory_bytes: 16 << 20,
+            cpu_time: Duration::from_secs(5),
+            ..Limits::default()
+        },
+    ))
+    .await;
+    let bomb = Bundle::single(
+        "site/bomb",
+        "export default async () => { const a = []; for (;;) a.push(new Array(10000).fill(1.5)); }",
+    );
+    let host = TestHost::default();
+    let inv = pool
+        .invoke(&bomb, &request("https://s.example/"), &host)
+        .await;
+    assert_eq!(
+        error_kind(&inv),
+        Some(ErrorKind::MemoryLimit),
+        "{:?}",
+        inv.outcome
+    );
+    let inv = pool
+        .invoke(
+            &Bundle::single("site/hello", HELLO),
+            &request("https://s.example/"),
+            &host,
+        )
+        .await;
+    assert_eq!(body(&inv), "Hello, world!");
+    assert_eq!(pool.restarts(), 0, "the worker survived");
+}
+
+/// Applies the sandbox to this process, then tries what it must not do.
+fn probe() -> ExitCode {
+    let report = ledge_functions::worker::sandbox::apply();
+    println!("report={report:?}");
+    println!("confined={}", report.confined());
+    let show = |name: &str, r: Result<(), std::io::Error>| match r {
+        Ok(()) => println!("{name}=allowed"),
+        Err(e) => println!("{name}=refused({})", e.raw_os_error().unwrap_or(0)),
+    };
+    show("open", std::fs::File::open("/etc/passwd").map(drop));
+    show(
+        "create",
+        std::fs::File::create("/tmp/ledge-sandbox-probe").map(drop),
+    );
+    show("tcp", std::net::TcpStream::connect("127.0.0.1:9").map(drop));
+    show("udp", std::net::UdpSocket::bind("127.0.0.1:0").map(drop));
+    show(
+        "spawn",
+        std::process::Command::new("/bin/true").status().map(drop),
+    );
+    let path = CString::new("/bin/true").expect("cstring");
+    let argv = [path.as_ptr(), std::ptr::null()];
+    let envp = [std::ptr::null()];
+    #[allow(unsafe_code)]
+    // SAFETY: execve with NUL-terminated path and NULL-terminated argv/envp
+    // arrays that live across the call; on success the process is replaced.
+    let rc = unsafe { libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+    show(
+        "execve",
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        },
+    );
+    #[allow(unsafe_code)]
+    // SAFETY: fork in a single-threaded process; the child only calls _exit.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        #[allow(unsafe_code)]
+        // SAFETY: _exit ends the forked child at once.
+        unsafe {
+            libc::_exit(0)
+        };
+    }
+    show(
+        "fork",
+        if pid > 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        },
+    );
+    // Threads still work (the worker's runtime runs on one).
+    let thread = std::thread::spawn(|| 7).join();
+    println!(
+        "thread={}",
+        if matches!(thread, Ok(7)) {
+            "ok"
+        } else {
+            "failed"
+        }
+    );
+    ExitCode::SUCCESS
+}
+
+fn sandbox_refuses() {
+    let out = std::process::Command::new(std::env::current_exe().expect("exe"))
+        .env(PROBE_ENV, "1")
+        .env_remove(WORKER_ENV)
+        .output()
+        .expect("probe");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{}", stdout.trim_end().replace('\n', "\n  "));
+    assert!(out.status.success(), "{out:?}");
+    assert!(stdout.contains("confined=true"), "{stdout}");
+    for what in ["open", "create", "tcp", "udp", "spawn", "execve", "fork"] {
+        assert!(
+            stdout.contains(&format!("{what}=refused(")),
+            "{what} must be refused: {stdout}"
+        );
+    }
+    assert!(stdout.contains("thread=ok"), "{stdout}");
+}
+
+async fn eviction_and_unknown_bundle() {
+    let pool = pool(1).await;
+    let host = TestHost::default();
+    let a = Bundle::single("ev/a", HELLO);
+    let req = request("https://s.example/");
+    assert!(pool.invoke(&a, &req, &host).await.telemetry.cold_start);
+    assert!(!pool.invoke(&a, &req, &host).await.telemetry.cold_start);
+    pool.evict("ev/a");
+    let inv = pool.invoke(&a, &req, &host).await;
+    assert_eq!(body(&inv), "Hello, world!");
+    assert!(inv.telemetry.cold_start, "evicted isolates are gone");
+
+    // A worker that keeps one bundle answers "unknown bundle" for the other,
+    // and the pool sends it again.
+    let mut o = options(1, Limits::default());
+    o.max_bundles = 1;
+    let pool = start(o).await;
+    let x = Bundle::single("ev/x", "export default () => new Response('x')");
+    let y = Bundle::single("ev/y", "export default () => new Response('y')");
+    for _ in 0..3 {
+        assert_eq!(body(&pool.invoke(&x, &req, &host).await), "x");
+        assert_eq!(body(&pool.invoke(&y, &req, &host).await), "y");
+    }
+}
+
+async fn deploys_do_not_share_globals() {
+    let pool = pool(1).await;
+    let src = "let n = 0; export default () => { const seen = globalThis.mark ?? 'none'; globalThis.mark = 'set'; return new Response(++n + ':' + seen); }";
+    let d1 = Bundle::single("deploy-1/fn", src);
+    let d2 = Bundle::single("deploy-2/fn", src);
+    let host = TestHost::default();
+    let req = request("https://s.example/");
+    assert_eq!(body(&pool.invoke(&d1, &req, &host).await), "1:none");
+    assert_eq!(body(&pool.invoke(&d1, &req, &host).await), "2:set");
+    assert_eq!(body(&pool.invoke(&d2, &req, &host).await), "1:none");
+}
+
+/// Workers that misbehave: `garbage` writes a malformed frame, `silent`
+/// reads and never answers.
+fn fake_worker(kind: &str) -> ExitCode {
+    use std::io::{Read, Write};
+    use std::os::fd::FromRawFd;
+    #[allow(unsafe_code)]
+    // SAFETY: fd 0 is the pool's socket, used by nothing else here.
+    let mut sock = unsafe { std::fs::File::from_raw_fd(0) };
+    if kind == "garbage" {
+        let _ = sock.write_all(&[5, 0, 0, 0, 250, 251, 252, 253, 254]);
+    }
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = sock.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+fn fake(kind: &str, limits: Limits) -> WorkerOptions {
+    let mut o = options(1, limits);
+    o.envs = vec![(FAKE_ENV.into(), kind.into())];
+    o.spawn_wait = Duration::from_millis(100);
+    o
+}
+
+async fn malformed_frame_kills_the_worker() {
+    let pool = WorkerPool::start(fake("garbage", Limits::default())).expect("pool");
+    let inv = pool
+        .invoke(
+            &Bundle::single("s/h", HELLO),
+            &request("https://s.example/"),
+            &TestHost::default(),
+        )
+        .await;
+    assert_eq!(
+        error_kind(&inv),
+        Some(ErrorKind::WorkerLost),
+        "{:?}",
+        inv.outcome
+    );
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(pool.restarts() >= 1);
+}
+
+async fn hung_worker_is_killed() {
+    let mut o = fake(
+        "silent",
+        Limits {
+            wall_time: Duration::from_millis(300),
+            ..Limits::default()
+        },
+    );
+    o.hang_grace = Duration::from_millis(200);
+    let pool = WorkerPool::start(o).expect("pool");
+    let t = Instant::now();
+    let inv = pool
+        .invoke(
+            &Bundle::single("s/h", HELLO),
+            &request("https://s.example/"),
+            &TestHost::default(),
+        )
+        .await;
+    assert_eq!(
+        error_kind(&inv),
+        Some(ErrorKind::WorkerLost),
+        "{:?}",
+        inv.outcome
+    );
+    let took = t.elapsed();
+    assert!(
+        took >= Duration::from_millis(500) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
+    let message = match &inv.outcome {
+        InvocationOutcome::Error(e) => e.message.clone(),
+        _ => String::new(),
+    };
+    assert!(message.contains("hung"), "{message}");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(pool.restarts() >= 1, "a fresh worker replaced it");
+}
+
+/// Bodies larger than the socket buffer: the node's non-blocking write hands
+/// the rest to the writer thread; the worker's reader and writer loop.
+async fn large_bodies_both_ways() {
+    let pool = start(options(
+        2,
+        Limits {
+            cpu_time: Duration::from_secs(5),
+            ..Limits::default()
+        },
+    ))
+    .await;
+    let src = r#"export default async (request, context) => {
+        const mine = new Uint8Array(await request.arrayBuffer());
+        const next = new Uint8Array(await (await context.next({ method: 'POST', body: mine })).arrayBuffer());
+        let sum = 0;
+        for (const b of mine) sum = (sum + b) % 65521;
+        return new Response(mine, { headers: { 'x-len': String(mine.length), 'x-next': String(next.length), 'x-sum': String(sum) } });
+    }"#;
+    let bundle = Bundle::single("site/big", src);
+    let host = TestHost::default();
+    let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    let mut req = request("https://site.example/");
+    req.method = "POST".into();
+    req.body = big.clone();
+    let runs = (0..4).map(|_| pool.invoke(&bundle, &req, &host));
+    for inv in futures_util::future::join_all(runs).await {
+        let r = response(&inv);
+        assert_eq!(r.header("x-len"), Some("3000000"));
+        // The echo host answers "next POST <url> body=<3 MB>".
+        assert!(
+            r.header("x-next")
+                .and_then(|n| n.parse::<usize>().ok())
+                .unwrap_or(0)
+                > 3_000_000
+        );
+        assert!(r.body == big, "the body came back intact");
+    }
+}
