@@ -196,6 +196,12 @@ enum DeploysCmd {
 }
 
 fn main() -> ExitCode {
+    // A sandboxed edge function worker, started by `ledge serve`: it must
+    // sandbox itself before any other thread exists, so it is dispatched here,
+    // before argument parsing.
+    if std::env::args_os().nth(1).as_deref() == Some(std::ffi::OsStr::new(FUNCTION_WORKER)) {
+        return ledge_functions::worker::worker_main();
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve::run(*args),
@@ -210,6 +216,9 @@ fn main() -> ExitCode {
         }
     }
 }
+
+/// The hidden first argument that makes this binary an edge function worker.
+pub const FUNCTION_WORKER: &str = "function-worker";
 
 fn client_command(cmd: Command) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -76,6 +76,26 @@ pub fn to_deploy_diagnostic(d: ledge_rules::Diagnostic) -> ledge_store::DeployDi
     }
 }
 
+/// Where edge functions run: sandboxed worker processes (this binary with
+/// the hidden `function-worker` argument), or in this process when the
+/// operator set `[functions] workers = 0`.
+fn function_runner(cfg: &ServeConfig) -> anyhow::Result<Arc<dyn ledge_functions::Runner>> {
+    if cfg.function_workers == 0 {
+        return Ok(Arc::new(ledge_functions::Engine::new(
+            cfg.function_limits.clone(),
+        )));
+    }
+    let exe =
+        std::env::current_exe().context("cannot find this program to start function workers")?;
+    let mut opts =
+        ledge_functions::worker::WorkerOptions::new(exe, vec![crate::FUNCTION_WORKER.into()]);
+    opts.workers = cfg.function_workers;
+    opts.limits = cfg.function_limits.clone();
+    let pool = ledge_functions::worker::WorkerPool::start(opts)
+        .context("cannot start edge function workers")?;
+    Ok(Arc::new(pool))
+}
+
 async fn node(cfg: ServeConfig) -> anyhow::Result<()> {
     init_tracing(cfg.log_format);
     std::fs::create_dir_all(&cfg.data)
@@ -212,9 +232,7 @@ async fn node(cfg: ServeConfig) -> anyhow::Result<()> {
         config: cfg.edge.clone(),
         telemetry: telemetry.as_ref().map(|(t, _)| t.clone()),
         cache: Some(http_cache),
-        functions: Some(Arc::new(ledge_functions::Engine::new(
-            cfg.function_limits.clone(),
-        ))),
+        functions: Some(function_runner(&cfg)?),
     });
 
     let (stop_tx, stop_rx) = watch::channel(false);

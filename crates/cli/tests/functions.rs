@@ -591,3 +591,116 @@ fn logs_functions_streams_invocations_with_console_lines() {
     assert_eq!(rec["console"][1]["level"], "error", "{rec}");
     assert_eq!(rec["outcome"], "ok", "{rec}");
 }
+
+/// Pids of the processes whose parent is `parent` (the node's function workers).
+fn children(parent: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid ...: comm may hold spaces, so split after ')'.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        if ppid == Some(parent) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// An origin that answers after `delay`.
+fn slow_origin(delay: std::time::Duration) -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf);
+                std::thread::sleep(delay);
+                let _ = s.write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\nConnection: close\r\n\r\nslow",
+                );
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn functions_run_in_sandboxed_workers_that_are_replaced_when_they_die() {
+    let node = node_with_site();
+    let up = slow_origin(std::time::Duration::from_secs(3));
+    let waiter = |path: &str, on_error: &str| {
+        format!(
+            "export default async () => {{ const r = await fetch('http://{up}/'); return new Response(await r.text()); }};\nexport const config = {{ path: '{path}'{on_error} }};\n"
+        )
+    };
+    let _dir = deploy_site(
+        &node,
+        &[
+            ("fallback.html", "static fallback"),
+            ("netlify/edge-functions/wait.js", &waiter("/wait", "")),
+            (
+                "netlify/edge-functions/fallback.js",
+                &waiter("/fallback", ", onError: 'bypass'"),
+            ),
+            (
+                "netlify/edge-functions/hi.js",
+                "export default () => new Response('hi');\nexport const config = { path: '/hi' };",
+            ),
+        ],
+    );
+    let e = node.edge;
+    assert_eq!(get(e, H, "/hi", &[]).text(), "hi");
+    let workers = children(node.child.id());
+    assert!(!workers.is_empty(), "no worker processes under the node");
+    for pid in &workers {
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+        assert!(
+            String::from_utf8_lossy(&cmdline).contains("function-worker"),
+            "{:?}",
+            String::from_utf8_lossy(&cmdline)
+        );
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find(|l| l.starts_with(name))
+                .map(|l| l[name.len()..].trim().to_owned())
+        };
+        assert_eq!(field("NoNewPrivs:").as_deref(), Some("1"), "{status}");
+        assert_eq!(
+            field("Seccomp:").as_deref(),
+            Some("2"),
+            "seccomp filter mode: {status}"
+        );
+    }
+    // Requests in flight on the workers when they die get onError.
+    let failing = std::thread::spawn(move || get(e, H, "/wait", &[]));
+    let bypassed = std::thread::spawn(move || get(e, H, "/fallback", &[]));
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    for pid in children(node.child.id()) {
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
+    }
+    let r = failing.join().unwrap();
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert_eq!(bypassed.join().unwrap().text(), "static fallback");
+    // Fresh workers take over.
+    eventually("a fresh worker", || get(e, H, "/hi", &[]).text() == "hi");
+    let fresh = children(node.child.id());
+    assert!(!fresh.is_empty());
+    assert!(
+        fresh.iter().all(|p| !workers.contains(p)),
+        "{fresh:?} {workers:?}"
+    );
+}
