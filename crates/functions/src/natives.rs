@@ -204,6 +204,10 @@ fn type_error(ctx: &Ctx<'_>, message: &str) -> rquickjs::Error {
 pub(crate) fn install<'js>(ctx: &Ctx<'js>, shared: Arc<Shared>) -> Result<Object<'js>> {
     let n = Object::new(ctx.clone())?;
     let rng = Arc::new(ring::rand::SystemRandom::new());
+    n.set(
+        "maxBodyBytes",
+        crate::isolate::MAX_STREAMED_BODY_BYTES as f64,
+    )?;
 
     n.set(
         "utf8Encode",

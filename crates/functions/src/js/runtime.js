@@ -416,6 +416,7 @@ export default function (N, deployEnvJson) {
     async text() { return fromUtf8(BLOBS.get(this).bytes); }
     async arrayBuffer() { return copyBytes(BLOBS.get(this).bytes).buffer; }
     async bytes() { return copyBytes(BLOBS.get(this).bytes); }
+    stream() { return streams().fromBytes(copyBytes(BLOBS.get(this).bytes)); }
     slice(start = 0, end, type = "") {
       const b = BLOBS.get(this).bytes;
       const out = new Blob([], { type });
@@ -434,118 +435,138 @@ export default function (N, deployEnvJson) {
     return out;
   }
 
-  // ---------------------------------------------------------------- ReadableStream (minimal)
-  // Only streams whose data is known synchronously (a body, or a source that
-  // enqueues and closes in `start`) are supported; that covers
-  // `new Response(other.body)` and simple generated bodies.
-  const STREAMS = new WeakMap();
-  class ReadableStream {
-    constructor(source = {}) {
-      const st = { chunks: [], closed: false, locked: false, error: null, disturbed: false };
-      STREAMS.set(this, st);
-      const controller = {
-        enqueue(chunk) {
-          if (st.closed) throw new TypeError("stream is closed");
-          st.chunks.push(typeof chunk === "string" ? utf8(chunk) : copyBytes(toBytes(chunk, "chunk")));
-        },
-        close() { st.closed = true; },
-        error(e) { st.error = e; st.closed = true; },
-        get desiredSize() { return 1; },
-      };
-      if (source && typeof source.start === "function") source.start(controller);
-    }
-    get locked() { return STREAMS.get(this).locked; }
-    getReader() {
-      const st = STREAMS.get(this);
-      if (st.locked) throw new TypeError("ReadableStream is locked");
-      st.locked = true;
-      return {
-        read: async () => {
-          st.disturbed = true;
-          if (st.error) throw st.error;
-          if (st.chunks.length) return { value: st.chunks.shift(), done: false };
-          if (st.closed) return { value: undefined, done: true };
-          throw new TypeError("Streaming sources are not supported yet");
-        },
-        releaseLock: () => { st.locked = false; },
-        cancel: async () => { st.chunks = []; st.closed = true; },
-        closed: Promise.resolve(undefined),
-      };
-    }
-    async cancel() { const st = STREAMS.get(this); st.chunks = []; st.closed = true; }
-    async *[Symbol.asyncIterator]() {
-      const r = this.getReader();
-      try { for (;;) { const { value, done } = await r.read(); if (done) return; yield value; } }
-      finally { r.releaseLock(); }
-    }
+  // ---------------------------------------------------------------- streams (built on first use)
+  // `S` stays null until a stream is needed: until then no value can be a
+  // ReadableStream, and bodies are plain bytes.
+  let S = null;
+  const streams = () => S || (S = ledgeStreams({ AbortSignal, AbortController, TextDecoder, utf8, toBytes, concat }));
+  const isStream = (x) => S !== null && typeof x === "object" && x !== null && S.isReadable(x);
+  // A global built on first access (then a plain data property).
+  const lazyGlobal = (name, make) => Object.defineProperty(G, name, {
+    get() { const v = make(); defineGlobal(name, v); return v; },
+    set(v) { defineGlobal(name, v); },
+    configurable: true, enumerable: false,
+  });
+  for (const name of ["ReadableStream", "ReadableStreamDefaultController", "ReadableStreamDefaultReader",
+    "WritableStream", "WritableStreamDefaultController", "WritableStreamDefaultWriter", "TransformStream",
+    "TransformStreamDefaultController", "CountQueuingStrategy", "ByteLengthQueuingStrategy", "TextEncoderStream",
+    "TextDecoderStream"]) {
+    lazyGlobal(name, () => streams()[name]);
   }
-  defineGlobal("ReadableStream", ReadableStream);
-  function drainStream(s) {
-    const st = STREAMS.get(s);
-    if (st.locked || st.disturbed) throw new TypeError("ReadableStream is locked or disturbed");
-    if (st.error) throw st.error;
-    if (!st.closed) throw new TypeError("Streaming bodies are not supported yet: close the stream in start()");
-    st.disturbed = true;
-    const out = concat(st.chunks);
-    st.chunks = [];
-    return out;
-  }
+  // Largest body drained from a stream (a returned Response, a request sent
+  // with fetch): a stream that never ends is stopped here or by the limits.
+  const MAX_BODY = N.maxBodyBytes;
 
   // ---------------------------------------------------------------- bodies
-  const BODIES = new WeakMap(); // Request/Response -> { bytes: Uint8Array|null, used, stream }
+  // Request/Response -> { bytes: Uint8Array|null, used, stream: ReadableStream|null }.
+  // A body is known bytes (`bytes`; `stream` made on demand by `.body`) or a
+  // stream (`bytes` null): streams are read when the body is consumed.
+  const BODIES = new WeakMap();
+  const unusable = () => new TypeError("Body is unusable: Body has already been read");
+  // [bytes, content-type, stream]
   function extractBody(body) {
-    if (body === undefined || body === null) return [null, null];
-    if (typeof body === "string") return [N.utf8Encode(wellFormed(body)), "text/plain;charset=UTF-8"];
-    if (body instanceof ArrayBuffer || ArrayBuffer.isView(body)) return [copyBytes(toBytes(body, "body")), null];
-    if (body instanceof URLSearchParams) return [utf8(body.toString()), "application/x-www-form-urlencoded;charset=UTF-8"];
-    if (body instanceof Blob) { const b = BLOBS.get(body); return [copyBytes(b.bytes), b.type || null]; }
-    if (body instanceof ReadableStream) return [drainStream(body), null];
-    return [utf8(str(body)), "text/plain;charset=UTF-8"];
+    if (body === undefined || body === null) return [null, null, null];
+    if (typeof body === "string") return [N.utf8Encode(wellFormed(body)), "text/plain;charset=UTF-8", null];
+    if (body instanceof ArrayBuffer || ArrayBuffer.isView(body)) return [copyBytes(toBytes(body, "body")), null, null];
+    if (body instanceof URLSearchParams) return [utf8(body.toString()), "application/x-www-form-urlencoded;charset=UTF-8", null];
+    if (body instanceof Blob) { const b = BLOBS.get(body); return [copyBytes(b.bytes), b.type || null, null]; }
+    if (isStream(body)) {
+      if (S.isLocked(body) || S.isDisturbed(body)) throw new TypeError("The body ReadableStream is locked or disturbed");
+      const known = S.takeKnownBytes(body);
+      return known !== null ? [known, null, null] : [null, null, body];
+    }
+    if (isFormData(body)) return formDataBody(body);
+    return [utf8(str(body)), "text/plain;charset=UTF-8", null];
   }
-  function takeBytes(o) {
+  const hasBody = (b) => b.bytes !== null || b.stream !== null;
+  // Takes the body for consumption: a promise of its bytes.
+  function consume(o) {
     const b = BODIES.get(o);
-    if (!b) throw new TypeError("Illegal invocation");
-    if (b.used || (b.stream && STREAMS.get(b.stream).disturbed)) throw new TypeError("Body is unusable: Body has already been read");
+    if (!b) return Promise.reject(new TypeError("Illegal invocation"));
+    if (b.used) return Promise.reject(unusable());
+    if (b.stream !== null) {
+      if (S.isDisturbed(b.stream)) return Promise.reject(unusable());
+      if (S.isLocked(b.stream)) return Promise.reject(new TypeError("Body is unusable: its stream is locked"));
+      b.used = true;
+      const known = S.takeKnownBytes(b.stream);
+      return known !== null ? Promise.resolve(known) : S.readAll(b.stream, MAX_BODY, "body");
+    }
     b.used = true;
-    return b.bytes || new Uint8Array(0);
+    return Promise.resolve(b.bytes || new Uint8Array(0));
+  }
+  // Moves the body out of `o` (new Request(request)): [bytes, stream].
+  function takeBody(o) {
+    const b = BODIES.get(o);
+    if (b.used || (b.stream !== null && (S.isDisturbed(b.stream) || S.isLocked(b.stream)))) throw unusable();
+    b.used = true;
+    if (b.stream !== null) {
+      const known = S.takeKnownBytes(b.stream);
+      return known !== null ? [known, null] : [null, b.stream];
+    }
+    return [b.bytes, null];
+  }
+  // A second copy of the body for clone(): [bytes, stream]; a stream is teed.
+  function cloneBody(o) {
+    const b = BODIES.get(o);
+    if (b.used || (b.stream !== null && (S.isDisturbed(b.stream) || S.isLocked(b.stream)))) {
+      throw new TypeError("Body is unusable: it has already been read or is locked");
+    }
+    if (b.bytes === null && b.stream !== null) {
+      const [x, y] = S.teeStream(b.stream);
+      b.stream = x;
+      return [null, y];
+    }
+    return [b.bytes === null ? null : copyBytes(b.bytes), null];
   }
   const bodyMixin = {
     get body() {
       const b = BODIES.get(this);
-      if (!b || b.bytes === null) return null;
-      if (!b.stream) {
-        const bytes = b.bytes;
-        b.stream = new ReadableStream({ start(c) { if (bytes.length) c.enqueue(bytes); c.close(); } });
+      if (!b) throw new TypeError("Illegal invocation");
+      if (b.stream === null) {
+        if (b.bytes === null) return null;
+        b.stream = streams().fromBytes(b.bytes);
       }
       return b.stream;
     },
     get bodyUsed() {
       const b = BODIES.get(this);
-      return !!b && (b.used || (!!b.stream && STREAMS.get(b.stream).disturbed));
+      return !!b && (b.used || (b.stream !== null && S.isDisturbed(b.stream)));
     },
-    async text() { return fromUtf8(takeBytes(this)); },
-    async json() { return JSON.parse(fromUtf8(takeBytes(this))); },
-    async arrayBuffer() { return copyBytes(takeBytes(this)).buffer; },
-    async bytes() { return copyBytes(takeBytes(this)); },
+    async text() { return fromUtf8(await consume(this)); },
+    async json() { return JSON.parse(fromUtf8(await consume(this))); },
+    async arrayBuffer() { return copyBytes(await consume(this)).buffer; },
+    async bytes() { return copyBytes(await consume(this)); },
     async blob() {
-      const bytes = takeBytes(this);
+      const bytes = await consume(this);
       return new Blob([bytes], { type: this.headers.get("content-type") || "" });
     },
-    async formData() { throw new TypeError("formData() is not supported yet"); },
+    async formData() {
+      const ctype = this.headers.get("content-type") || "";
+      return parseFormData(await consume(this), ctype);
+    },
   };
   function mixBody(cls) {
     for (const k of Object.getOwnPropertyNames(bodyMixin)) {
       Object.defineProperty(cls.prototype, k, Object.getOwnPropertyDescriptor(bodyMixin, k));
     }
   }
-  // Bytes of a body without consuming it (for host calls and the outcome).
-  function peekBytes(o) {
+  // Bytes of a body without consuming it (host calls, the outcome); a
+  // promise when the body is a stream, which is read (and so consumed).
+  function peekBytes(o, what) {
     const b = BODIES.get(o);
-    if (b.stream && STREAMS.get(b.stream).disturbed) {
-      throw new TypeError("Body is unusable: its stream has been read");
+    if (b.stream !== null) {
+      if (S.isDisturbed(b.stream)) throw new TypeError(`${what}: the body's stream has already been read`);
+      if (S.isLocked(b.stream)) throw new TypeError(`${what}: the body's stream is locked`);
+      if (b.bytes === null) { b.used = true; return S.readAll(b.stream, MAX_BODY, what); }
     }
     return b.bytes;
   }
+
+  // ---------------------------------------------------------------- FormData
+  const FORMS = new WeakMap();
+  const isFormData = (x) => typeof x === "object" && x !== null && FORMS.has(x);
+  function formDataBody() { throw new TypeError("FormData bodies are not supported yet"); }
+  function parseFormData() { throw new TypeError("formData() is not supported yet"); }
 
   // ---------------------------------------------------------------- AbortController / events
   class Event {
@@ -657,19 +678,19 @@ export default function (N, deployEnvJson) {
       if (init.headers !== undefined) headers = init.headers;
       if (init.signal !== undefined && init.signal !== null) signal = init.signal;
       if (init.redirect !== undefined) redirect = String(init.redirect);
-      let ctype = null;
+      let ctype = null, stream = null;
       if (init.body !== undefined && init.body !== null) {
-        [bytes, ctype] = extractBody(init.body);
-      } else if (srcBody && BODIES.get(srcBody).bytes !== null) {
-        bytes = takeBytes(srcBody);
+        [bytes, ctype, stream] = extractBody(init.body);
+      } else if (srcBody && hasBody(BODIES.get(srcBody))) {
+        [bytes, stream] = takeBody(srcBody);
       }
-      if (bytes !== null && (method === "GET" || method === "HEAD")) {
+      if ((bytes !== null || stream !== null) && (method === "GET" || method === "HEAD")) {
         throw new TypeError("Request with GET/HEAD method cannot have body");
       }
       const h = new Headers(headers);
       if (ctype && !h.has("content-type")) h.set("content-type", ctype);
       REQS.set(this, { url, method, headers: h, signal, redirect });
-      BODIES.set(this, { bytes, used: false, stream: null });
+      BODIES.set(this, { bytes, used: false, stream });
     }
     get method() { return REQS.get(this).method; }
     get url() { return REQS.get(this).url; }
@@ -689,8 +710,9 @@ export default function (N, deployEnvJson) {
     clone() {
       if (this.bodyUsed) throw new TypeError("Request body is already used");
       const st = REQS.get(this);
+      const [bytes, stream] = cloneBody(this);
       const r = new Request(st.url, { method: st.method, headers: st.headers, signal: st.signal, redirect: st.redirect });
-      BODIES.get(r).bytes = peekBytes(this) === null ? null : copyBytes(peekBytes(this));
+      Object.assign(BODIES.get(r), { bytes, stream });
       return r;
     }
     get [Symbol.toStringTag]() { return "Request"; }
@@ -713,8 +735,8 @@ export default function (N, deployEnvJson) {
       const statusText = init.statusText === undefined ? "" : String(init.statusText);
       if (statusText !== "" && /[^\t\x20-\x7e\x80-\xff]/.test(statusText)) throw new TypeError("Invalid statusText");
       const headers = new Headers(init.headers);
-      const [bytes, ctype] = extractBody(body);
-      if (bytes !== null && NULL_BODY.includes(status)) {
+      const [bytes, ctype, stream] = extractBody(body);
+      if ((bytes !== null || stream !== null) && NULL_BODY.includes(status)) {
         throw new TypeError(`Response with null body status (${status}) cannot have body`);
       }
       if (ctype) {
@@ -722,7 +744,7 @@ export default function (N, deployEnvJson) {
         if (hIndex(list, "content-type") < 0) list.push(["content-type", ctype]);
       }
       RESPS.set(this, { status, statusText, headers, type: "default", url: "", redirected: false });
-      BODIES.set(this, { bytes, used: false, stream: null });
+      BODIES.set(this, { bytes, used: false, stream });
     }
     get status() { return RESPS.get(this).status; }
     get statusText() { return RESPS.get(this).statusText; }
@@ -734,7 +756,9 @@ export default function (N, deployEnvJson) {
     clone() {
       if (this.bodyUsed) throw new TypeError("Response body is already used");
       const st = RESPS.get(this);
-      const r = makeResponse(st.status, headerPairs(st.headers), peekBytes(this) === null ? null : copyBytes(peekBytes(this)));
+      const [bytes, stream] = cloneBody(this);
+      const r = makeResponse(st.status, headerPairs(st.headers), bytes);
+      BODIES.get(r).stream = stream;
       Object.assign(RESPS.get(r), { statusText: st.statusText, type: st.type, url: st.url, redirected: st.redirected });
       return r;
     }
@@ -928,7 +952,14 @@ export default function (N, deployEnvJson) {
   function hostCall(kind, request, options) {
     if (!inv) return Promise.reject(new Error(`${kind}() can only be used while handling a request`));
     const st = REQS.get(request);
-    const bytes = peekBytes(request);
+    const what = kind === "next" ? "context.next()" : "fetch";
+    let bytes;
+    try { bytes = peekBytes(request, what); } catch (e) { return Promise.reject(e); }
+    if (bytes instanceof Promise) return bytes.then((b) => hostSend(kind, st, b, options));
+    return hostSend(kind, st, bytes, options);
+  }
+  function hostSend(kind, st, bytes, options) {
+    if (!inv) return Promise.reject(new Error(`${kind}() can only be used while handling a request`));
     const meta = JSON.stringify({
       method: st.method, url: st.url, headers: headerPairs(st.headers),
       sendConditionalRequest: !!(options && options.sendConditionalRequest),
@@ -1094,21 +1125,28 @@ export default function (N, deployEnvJson) {
     try { m = fmt(e, 0); } catch (_) { m = "a value"; }
     return { name: "", message: `Uncaught ${m}`, stack: "" };
   }
-  function finish(v) {
+  // The outcome of a returned value, or a promise of it when the returned
+  // Response's body is a stream (drained here, up to MAX_BODY bytes).
+  function finish(v, state) {
     if (v instanceof Response) {
       const st = RESPS.get(v);
       if (st.type === "error") throw new TypeError("The function returned Response.error()");
-      let bytes = peekBytes(v);
       if (BODIES.get(v).used) throw new TypeError("The returned Response's body has already been read");
-      const list = HDRS.get(st.headers).list;
-      const flat = [];
-      for (let i = 0; i < list.length; i++) flat.push(list[i][0], list[i][1]);
-      for (const c of inv.cookies) flat.push("set-cookie", c);
-      return ["response", st.status, "", flat, bytes || new Uint8Array(0)];
+      const bytes = peekBytes(v, "The returned Response");
+      if (bytes instanceof Promise) return bytes.then((b) => responseOutcome(st, b, state));
+      return responseOutcome(st, bytes, state);
     }
     if (v instanceof URL) return ["rewrite", 0, v.href, null, null];
     if (v === undefined || v === null) return ["pass", 0, "", null, null];
     throw new TypeError(`The function must return a Response, a URL or undefined (got ${Object.prototype.toString.call(v)})`);
+  }
+
+  function responseOutcome(st, bytes, state) {
+    const list = HDRS.get(st.headers).list;
+    const flat = [];
+    for (let i = 0; i < list.length; i++) flat.push(list[i][0], list[i][1]);
+    for (const c of state.cookies) flat.push("set-cookie", c);
+    return ["response", st.status, "", flat, bytes || new Uint8Array(0)];
   }
 
   // ---------------------------------------------------------------- unhandled rejections
@@ -1147,14 +1185,29 @@ export default function (N, deployEnvJson) {
       const state = inv;
       let p;
       try { p = Promise.resolve(handler(req, context)); } catch (e) { p = Promise.reject(e); }
+      const done = (result) => {
+        if (state !== inv) return;
+        state.result = result; state.done = 1;
+        N.settled();
+      };
+      const invalid = (e) => {
+        if (state !== inv) return;
+        // A body stream that errored is the tenant's error; a body too large
+        // or of the wrong type is an invalid return value.
+        state.error = describe(e); state.done = S !== null && S.isBodyError(e) ? 3 : 2;
+        N.settled();
+      };
       p.then((v) => {
         if (state !== inv) return;
+        let r;
         try {
-          state.result = finish(v); state.done = 1;
+          r = finish(v, state);
         } catch (e) {
           state.error = describe(e); state.done = 3;
+          N.settled();
+          return;
         }
-        N.settled();
+        if (r instanceof Promise) r.then(done, invalid); else done(r);
       }, (e) => {
         if (state !== inv) return;
         state.error = describe(e); state.done = 2;
