@@ -23,7 +23,11 @@ use crate::{Host, HostError, Limits};
 
 /// The glue: the module, then the parts it builds lazily (function
 /// declarations at module scope, out of the tenant's reach).
-const GLUE: &str = concat!(include_str!("js/runtime.js"), include_str!("js/streams.js"),);
+const GLUE: &str = concat!(
+    include_str!("js/runtime.js"),
+    include_str!("js/streams.js"),
+    include_str!("js/urlpattern.js"),
+);
 
 /// Largest response body drained from a stream when a handler returns a
 /// `Response` whose body is a `ReadableStream` (also the cap on a streamed

@@ -453,6 +453,11 @@ export default function (N, deployEnvJson) {
     "TextDecoderStream"]) {
     lazyGlobal(name, () => streams()[name]);
   }
+  lazyGlobal("URLPattern", () => ledgeURLPattern({
+    urlParse: (s, base) => (base === undefined ? N.urlParse(str(s)) : N.urlParse(str(s), str(base))),
+    urlSet: (href, prop, value) => N.urlSet(href, prop, str(value)),
+    isURL: (x) => x instanceof URL,
+  }).URLPattern);
   // Largest body drained from a stream (a returned Response, a request sent
   // with fetch): a stream that never ends is stopped here or by the limits.
   const MAX_BODY = N.maxBodyBytes;
