@@ -92,6 +92,7 @@ mod bundle;
 mod cpu;
 mod engine;
 mod isolate;
+mod multipart;
 mod natives;
 pub mod routes;
 mod types;

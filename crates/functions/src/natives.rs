@@ -264,6 +264,31 @@ pub(crate) fn install<'js>(ctx: &Ctx<'js>, shared: Arc<Shared>) -> Result<Object
             ser.finish()
         })?,
     )?;
+    n.set(
+        "multipartParse",
+        Function::new(
+            ctx.clone(),
+            |ctx: Ctx<'js>, bytes: TypedArray<'js, u8>, content_type: String| {
+                let Some(boundary) = crate::multipart::boundary(&content_type) else {
+                    return Ok(None);
+                };
+                let Some(parts) = crate::multipart::parse(&copy_bytes(&bytes), &boundary) else {
+                    return Ok(None);
+                };
+                // [name, filename | undefined, type | undefined, bytes, ...]
+                let out = rquickjs::Array::new(ctx.clone())?;
+                let mut i = 0;
+                for p in parts {
+                    out.set(i, p.name)?;
+                    out.set(i + 1, p.filename)?;
+                    out.set(i + 2, p.content_type)?;
+                    out.set(i + 3, TypedArray::<u8>::new(ctx.clone(), p.body)?)?;
+                    i += 4;
+                }
+                Ok::<_, rquickjs::Error>(Some(out))
+            },
+        )?,
+    )?;
     {
         let rng = Arc::clone(&rng);
         n.set(
