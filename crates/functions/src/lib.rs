@@ -90,6 +90,7 @@
 mod alloc;
 mod bundle;
 mod cpu;
+mod ecdsa;
 mod engine;
 mod isolate;
 mod multipart;
