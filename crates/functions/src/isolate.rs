@@ -21,7 +21,19 @@ use crate::types::{
 };
 use crate::{Host, HostError, Limits};
 
-const GLUE: &str = include_str!("js/runtime.js");
+/// The glue: the module, then the parts it builds lazily (function
+/// declarations at module scope, out of the tenant's reach).
+const GLUE: &str = concat!(
+    include_str!("js/runtime.js"),
+    include_str!("js/streams.js"),
+    include_str!("js/urlpattern.js"),
+);
+
+/// Largest response body drained from a stream when a handler returns a
+/// `Response` whose body is a `ReadableStream` (also the cap on a streamed
+/// body sent with `fetch`/`next()`). Past it the invocation fails.
+// TODO: a `Limits` field once `engine.rs` is free to change.
+pub(crate) const MAX_STREAMED_BODY_BYTES: usize = 32 << 20;
 
 /// State shared between the isolate's owner and its native functions and
 /// interrupt handler.

@@ -55,15 +55,29 @@
 //! # Globals
 //!
 //! `Request`, `Response` (`json`, `redirect`, `error`; `text`, `json`,
-//! `arrayBuffer`, `bytes`, `blob`; `clone`), `Headers`, `URL`,
-//! `URLSearchParams`, `TextEncoder`, `TextDecoder` (UTF-8, streaming),
-//! `atob`, `btoa`, `console`, `crypto.getRandomValues`, `crypto.randomUUID`,
-//! `crypto.subtle.digest` (SHA-1/256/384/512) and HMAC
-//! `importKey`/`sign`/`verify`/`exportKey`, `setTimeout`/`setInterval` and
-//! their `clear*`, `queueMicrotask`, `performance.now`, `structuredClone`,
+//! `arrayBuffer`, `bytes`, `blob`, `formData`; `clone`; `body` is a
+//! `ReadableStream` of `Uint8Array`, and a stream may be a body), `Headers`,
+//! `URL`, `URLSearchParams`, `URLPattern`, `FormData`, `File`, `Blob`
+//! (`stream()`), `TextEncoder`, `TextDecoder` (UTF-8, streaming), `atob`,
+//! `btoa`, `console`, `crypto.getRandomValues`, `crypto.randomUUID`,
+//! `crypto.subtle` (`digest` SHA-1/256/384/512; HMAC and ECDSA P-256/P-384
+//! `generateKey`/`importKey`/`exportKey`/`sign`/`verify`; key formats
+//! `raw`, `jwk`, `spki`, `pkcs8`), `setTimeout`/`setInterval` and their
+//! `clear*`, `queueMicrotask`, `performance.now`, `structuredClone`,
 //! `AbortController`, `AbortSignal` (`abort`, `timeout`, `any`), `Event`,
-//! `EventTarget`, `DOMException`, `Blob`, a minimal `ReadableStream` (bodies
-//! known up front), `fetch`, and `Netlify.env` / `Netlify.context`.
+//! `EventTarget`, `DOMException`, streams (`ReadableStream` with
+//! `getReader`, `tee`, `pipeTo`, `pipeThrough`, `from` and async iteration;
+//! `WritableStream`; `TransformStream`; their readers, writers and
+//! controllers; `CountQueuingStrategy`, `ByteLengthQueuingStrategy`,
+//! `TextEncoderStream`, `TextDecoderStream`), `fetch`, and `Netlify.env` /
+//! `Netlify.context`. Streams and `URLPattern` are built on first use, so
+//! an invocation that never touches them does not pay for them.
+//!
+//! A returned `Response` whose body is a stream is drained before the
+//! invocation ends (the invocation API carries a whole body), up to 32 MiB
+//! (`isolate::MAX_STREAMED_BODY_BYTES`; past it the invocation fails with
+//! [`ErrorKind::InvalidReturn`]); a stream that never ends is stopped by
+//! that cap or by the CPU-time and wall-clock limits.
 //! Unhandled promise rejections are logged as `console.error` lines when the
 //! invocation ends.
 //!
@@ -102,8 +116,10 @@ mod bundle;
 mod cpu;
 #[cfg(feature = "typescript")]
 pub mod deploy;
+mod ecdsa;
 mod engine;
 mod isolate;
+mod multipart;
 mod natives;
 pub mod routes;
 mod types;

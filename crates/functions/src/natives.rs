@@ -12,6 +12,7 @@ use rquickjs::function::Opt;
 use rquickjs::{Ctx, Function, Object, Result, TypedArray, Value};
 use url::Url;
 
+use crate::ecdsa;
 use crate::isolate::{lock, HostOp, Shared};
 
 /// Copies the bytes of a `Uint8Array` (or a view of one) out of the engine.
@@ -204,6 +205,10 @@ fn type_error(ctx: &Ctx<'_>, message: &str) -> rquickjs::Error {
 pub(crate) fn install<'js>(ctx: &Ctx<'js>, shared: Arc<Shared>) -> Result<Object<'js>> {
     let n = Object::new(ctx.clone())?;
     let rng = Arc::new(ring::rand::SystemRandom::new());
+    n.set(
+        "maxBodyBytes",
+        crate::isolate::MAX_STREAMED_BODY_BYTES as f64,
+    )?;
 
     n.set(
         "utf8Encode",
@@ -259,6 +264,31 @@ pub(crate) fn install<'js>(ctx: &Ctx<'js>, shared: Arc<Shared>) -> Result<Object
             }
             ser.finish()
         })?,
+    )?;
+    n.set(
+        "multipartParse",
+        Function::new(
+            ctx.clone(),
+            |ctx: Ctx<'js>, bytes: TypedArray<'js, u8>, content_type: String| {
+                let Some(boundary) = crate::multipart::boundary(&content_type) else {
+                    return Ok(None);
+                };
+                let Some(parts) = crate::multipart::parse(&copy_bytes(&bytes), &boundary) else {
+                    return Ok(None);
+                };
+                // [name, filename | undefined, type | undefined, bytes, ...]
+                let out = rquickjs::Array::new(ctx.clone())?;
+                let mut i = 0;
+                for p in parts {
+                    out.set(i, p.name)?;
+                    out.set(i + 1, p.filename)?;
+                    out.set(i + 2, p.content_type)?;
+                    out.set(i + 3, TypedArray::<u8>::new(ctx.clone(), p.body)?)?;
+                    i += 4;
+                }
+                Ok::<_, rquickjs::Error>(Some(out))
+            },
+        )?,
     )?;
     {
         let rng = Arc::clone(&rng);
@@ -319,6 +349,7 @@ pub(crate) fn install<'js>(ctx: &Ctx<'js>, shared: Arc<Shared>) -> Result<Object
             },
         )?,
     )?;
+    install_ecdsa(ctx, &n, &rng)?;
     {
         let shared = Arc::clone(&shared);
         n.set(
@@ -367,6 +398,147 @@ pub(crate) fn install<'js>(ctx: &Ctx<'js>, shared: Arc<Shared>) -> Result<Object
         )?;
     }
     Ok(n)
+}
+
+fn curve<'js>(ctx: &Ctx<'js>, name: &str) -> Result<ecdsa::Curve> {
+    ecdsa::Curve::from_name(name).ok_or_else(|| type_error(ctx, "unsupported curve"))
+}
+
+/// `[pkcs8, d, point]` of a private key.
+fn key_parts<'js>(ctx: &Ctx<'js>, k: ecdsa::PrivateKey) -> Result<rquickjs::Array<'js>> {
+    let out = rquickjs::Array::new(ctx.clone())?;
+    out.set(0, TypedArray::<u8>::new(ctx.clone(), k.pkcs8)?)?;
+    out.set(1, TypedArray::<u8>::new(ctx.clone(), k.d)?)?;
+    out.set(2, TypedArray::<u8>::new(ctx.clone(), k.point)?)?;
+    Ok(out)
+}
+
+/// ECDSA natives; `null` results are bad key material or an unsupported
+/// curve/hash pair, which the glue turns into `DOMException`s.
+fn install_ecdsa<'js>(
+    ctx: &Ctx<'js>,
+    n: &Object<'js>,
+    rng: &Arc<ring::rand::SystemRandom>,
+) -> Result<()> {
+    {
+        let rng = Arc::clone(rng);
+        n.set(
+            "ecGenerate",
+            Function::new(ctx.clone(), move |ctx: Ctx<'js>, c: String| {
+                let c = curve(&ctx, &c)?;
+                match ecdsa::generate(c, rng.as_ref()) {
+                    Some(k) => key_parts(&ctx, k).map(Some),
+                    None => Ok(None),
+                }
+            })?,
+        )?;
+    }
+    {
+        let rng = Arc::clone(rng);
+        n.set(
+            "ecFromPkcs8",
+            Function::new(
+                ctx.clone(),
+                move |ctx: Ctx<'js>, c: String, bytes: TypedArray<'js, u8>| {
+                    let c = curve(&ctx, &c)?;
+                    match ecdsa::from_pkcs8(c, &copy_bytes(&bytes), rng.as_ref()) {
+                        Some(k) => key_parts(&ctx, k).map(Some),
+                        None => Ok(None),
+                    }
+                },
+            )?,
+        )?;
+    }
+    {
+        let rng = Arc::clone(rng);
+        n.set(
+            "ecFromParts",
+            Function::new(
+                ctx.clone(),
+                move |ctx: Ctx<'js>,
+                      c: String,
+                      d: TypedArray<'js, u8>,
+                      point: TypedArray<'js, u8>| {
+                    let c = curve(&ctx, &c)?;
+                    match ecdsa::from_parts(c, &copy_bytes(&d), &copy_bytes(&point), rng.as_ref()) {
+                        Some(k) => key_parts(&ctx, k).map(Some),
+                        None => Ok(None),
+                    }
+                },
+            )?,
+        )?;
+    }
+    n.set(
+        "ecSpkiToPoint",
+        Function::new(
+            ctx.clone(),
+            |ctx: Ctx<'js>, c: String, spki: TypedArray<'js, u8>| {
+                let c = curve(&ctx, &c)?;
+                match ecdsa::point_from_spki(c, &copy_bytes(&spki)) {
+                    Some(p) => TypedArray::<u8>::new(ctx, p).map(Some),
+                    None => Ok(None),
+                }
+            },
+        )?,
+    )?;
+    n.set(
+        "ecPointToSpki",
+        Function::new(
+            ctx.clone(),
+            |ctx: Ctx<'js>, c: String, point: TypedArray<'js, u8>| {
+                let c = curve(&ctx, &c)?;
+                TypedArray::<u8>::new(ctx, ecdsa::spki_from_point(c, &copy_bytes(&point)))
+            },
+        )?,
+    )?;
+    {
+        let rng = Arc::clone(rng);
+        n.set(
+            "ecSign",
+            Function::new(
+                ctx.clone(),
+                move |ctx: Ctx<'js>,
+                      c: String,
+                      hash: String,
+                      pkcs8: TypedArray<'js, u8>,
+                      data: TypedArray<'js, u8>| {
+                    let c = curve(&ctx, &c)?;
+                    match ecdsa::sign(
+                        c,
+                        &hash,
+                        &copy_bytes(&pkcs8),
+                        &copy_bytes(&data),
+                        rng.as_ref(),
+                    ) {
+                        Some(sig) => TypedArray::<u8>::new(ctx, sig).map(Some),
+                        None => Ok(None),
+                    }
+                },
+            )?,
+        )?;
+    }
+    n.set(
+        "ecVerify",
+        Function::new(
+            ctx.clone(),
+            |ctx: Ctx<'js>,
+             c: String,
+             hash: String,
+             point: TypedArray<'js, u8>,
+             sig: TypedArray<'js, u8>,
+             data: TypedArray<'js, u8>| {
+                let c = curve(&ctx, &c)?;
+                Ok::<_, rquickjs::Error>(ecdsa::verify(
+                    c,
+                    &hash,
+                    &copy_bytes(&point),
+                    &copy_bytes(&sig),
+                    &copy_bytes(&data),
+                ))
+            },
+        )?,
+    )?;
+    Ok(())
 }
 
 #[cfg(test)]

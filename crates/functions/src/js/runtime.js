@@ -416,6 +416,7 @@ export default function (N, deployEnvJson) {
     async text() { return fromUtf8(BLOBS.get(this).bytes); }
     async arrayBuffer() { return copyBytes(BLOBS.get(this).bytes).buffer; }
     async bytes() { return copyBytes(BLOBS.get(this).bytes); }
+    stream() { return streams().fromBytes(copyBytes(BLOBS.get(this).bytes)); }
     slice(start = 0, end, type = "") {
       const b = BLOBS.get(this).bytes;
       const out = new Blob([], { type });
@@ -434,117 +435,244 @@ export default function (N, deployEnvJson) {
     return out;
   }
 
-  // ---------------------------------------------------------------- ReadableStream (minimal)
-  // Only streams whose data is known synchronously (a body, or a source that
-  // enqueues and closes in `start`) are supported; that covers
-  // `new Response(other.body)` and simple generated bodies.
-  const STREAMS = new WeakMap();
-  class ReadableStream {
-    constructor(source = {}) {
-      const st = { chunks: [], closed: false, locked: false, error: null, disturbed: false };
-      STREAMS.set(this, st);
-      const controller = {
-        enqueue(chunk) {
-          if (st.closed) throw new TypeError("stream is closed");
-          st.chunks.push(typeof chunk === "string" ? utf8(chunk) : copyBytes(toBytes(chunk, "chunk")));
-        },
-        close() { st.closed = true; },
-        error(e) { st.error = e; st.closed = true; },
-        get desiredSize() { return 1; },
-      };
-      if (source && typeof source.start === "function") source.start(controller);
-    }
-    get locked() { return STREAMS.get(this).locked; }
-    getReader() {
-      const st = STREAMS.get(this);
-      if (st.locked) throw new TypeError("ReadableStream is locked");
-      st.locked = true;
-      return {
-        read: async () => {
-          st.disturbed = true;
-          if (st.error) throw st.error;
-          if (st.chunks.length) return { value: st.chunks.shift(), done: false };
-          if (st.closed) return { value: undefined, done: true };
-          throw new TypeError("Streaming sources are not supported yet");
-        },
-        releaseLock: () => { st.locked = false; },
-        cancel: async () => { st.chunks = []; st.closed = true; },
-        closed: Promise.resolve(undefined),
-      };
-    }
-    async cancel() { const st = STREAMS.get(this); st.chunks = []; st.closed = true; }
-    async *[Symbol.asyncIterator]() {
-      const r = this.getReader();
-      try { for (;;) { const { value, done } = await r.read(); if (done) return; yield value; } }
-      finally { r.releaseLock(); }
-    }
+  // ---------------------------------------------------------------- streams (built on first use)
+  // `S` stays null until a stream is needed: until then no value can be a
+  // ReadableStream, and bodies are plain bytes.
+  let S = null;
+  const streams = () => S || (S = ledgeStreams({ AbortSignal, AbortController, TextDecoder, utf8, toBytes, concat }));
+  const isStream = (x) => S !== null && typeof x === "object" && x !== null && S.isReadable(x);
+  // A global built on first access (then a plain data property).
+  const lazyGlobal = (name, make) => Object.defineProperty(G, name, {
+    get() { const v = make(); defineGlobal(name, v); return v; },
+    set(v) { defineGlobal(name, v); },
+    configurable: true, enumerable: false,
+  });
+  for (const name of ["ReadableStream", "ReadableStreamDefaultController", "ReadableStreamDefaultReader",
+    "WritableStream", "WritableStreamDefaultController", "WritableStreamDefaultWriter", "TransformStream",
+    "TransformStreamDefaultController", "CountQueuingStrategy", "ByteLengthQueuingStrategy", "TextEncoderStream",
+    "TextDecoderStream"]) {
+    lazyGlobal(name, () => streams()[name]);
   }
-  defineGlobal("ReadableStream", ReadableStream);
-  function drainStream(s) {
-    const st = STREAMS.get(s);
-    if (st.locked || st.disturbed) throw new TypeError("ReadableStream is locked or disturbed");
-    if (st.error) throw st.error;
-    if (!st.closed) throw new TypeError("Streaming bodies are not supported yet: close the stream in start()");
-    st.disturbed = true;
-    const out = concat(st.chunks);
-    st.chunks = [];
-    return out;
-  }
+  lazyGlobal("URLPattern", () => ledgeURLPattern({
+    urlParse: (s, base) => (base === undefined ? N.urlParse(str(s)) : N.urlParse(str(s), str(base))),
+    urlSet: (href, prop, value) => N.urlSet(href, prop, str(value)),
+    isURL: (x) => x instanceof URL,
+  }).URLPattern);
+  // Largest body drained from a stream (a returned Response, a request sent
+  // with fetch): a stream that never ends is stopped here or by the limits.
+  const MAX_BODY = N.maxBodyBytes;
 
   // ---------------------------------------------------------------- bodies
-  const BODIES = new WeakMap(); // Request/Response -> { bytes: Uint8Array|null, used, stream }
+  // Request/Response -> { bytes: Uint8Array|null, used, stream: ReadableStream|null }.
+  // A body is known bytes (`bytes`; `stream` made on demand by `.body`) or a
+  // stream (`bytes` null): streams are read when the body is consumed.
+  const BODIES = new WeakMap();
+  const unusable = () => new TypeError("Body is unusable: Body has already been read");
+  // [bytes, content-type, stream]
   function extractBody(body) {
-    if (body === undefined || body === null) return [null, null];
-    if (typeof body === "string") return [N.utf8Encode(wellFormed(body)), "text/plain;charset=UTF-8"];
-    if (body instanceof ArrayBuffer || ArrayBuffer.isView(body)) return [copyBytes(toBytes(body, "body")), null];
-    if (body instanceof URLSearchParams) return [utf8(body.toString()), "application/x-www-form-urlencoded;charset=UTF-8"];
-    if (body instanceof Blob) { const b = BLOBS.get(body); return [copyBytes(b.bytes), b.type || null]; }
-    if (body instanceof ReadableStream) return [drainStream(body), null];
-    return [utf8(str(body)), "text/plain;charset=UTF-8"];
+    if (body === undefined || body === null) return [null, null, null];
+    if (typeof body === "string") return [N.utf8Encode(wellFormed(body)), "text/plain;charset=UTF-8", null];
+    if (body instanceof ArrayBuffer || ArrayBuffer.isView(body)) return [copyBytes(toBytes(body, "body")), null, null];
+    if (body instanceof URLSearchParams) return [utf8(body.toString()), "application/x-www-form-urlencoded;charset=UTF-8", null];
+    if (body instanceof Blob) { const b = BLOBS.get(body); return [copyBytes(b.bytes), b.type || null, null]; }
+    if (isStream(body)) {
+      if (S.isLocked(body) || S.isDisturbed(body)) throw new TypeError("The body ReadableStream is locked or disturbed");
+      const known = S.takeKnownBytes(body);
+      return known !== null ? [known, null, null] : [null, null, body];
+    }
+    if (isFormData(body)) return formDataBody(body);
+    return [utf8(str(body)), "text/plain;charset=UTF-8", null];
   }
-  function takeBytes(o) {
+  const hasBody = (b) => b.bytes !== null || b.stream !== null;
+  // Takes the body for consumption: a promise of its bytes.
+  function consume(o) {
     const b = BODIES.get(o);
-    if (!b) throw new TypeError("Illegal invocation");
-    if (b.used || (b.stream && STREAMS.get(b.stream).disturbed)) throw new TypeError("Body is unusable: Body has already been read");
+    if (!b) return Promise.reject(new TypeError("Illegal invocation"));
+    if (b.used) return Promise.reject(unusable());
+    if (b.stream !== null) {
+      if (S.isDisturbed(b.stream)) return Promise.reject(unusable());
+      if (S.isLocked(b.stream)) return Promise.reject(new TypeError("Body is unusable: its stream is locked"));
+      b.used = true;
+      const known = S.takeKnownBytes(b.stream);
+      return known !== null ? Promise.resolve(known) : S.readAll(b.stream, MAX_BODY, "body");
+    }
     b.used = true;
-    return b.bytes || new Uint8Array(0);
+    return Promise.resolve(b.bytes || new Uint8Array(0));
+  }
+  // Moves the body out of `o` (new Request(request)): [bytes, stream].
+  function takeBody(o) {
+    const b = BODIES.get(o);
+    if (b.used || (b.stream !== null && (S.isDisturbed(b.stream) || S.isLocked(b.stream)))) throw unusable();
+    b.used = true;
+    if (b.stream !== null) {
+      const known = S.takeKnownBytes(b.stream);
+      return known !== null ? [known, null] : [null, b.stream];
+    }
+    return [b.bytes, null];
+  }
+  // A second copy of the body for clone(): [bytes, stream]; a stream is teed.
+  function cloneBody(o) {
+    const b = BODIES.get(o);
+    if (b.used || (b.stream !== null && (S.isDisturbed(b.stream) || S.isLocked(b.stream)))) {
+      throw new TypeError("Body is unusable: it has already been read or is locked");
+    }
+    if (b.bytes === null && b.stream !== null) {
+      const [x, y] = S.teeStream(b.stream);
+      b.stream = x;
+      return [null, y];
+    }
+    return [b.bytes === null ? null : copyBytes(b.bytes), null];
   }
   const bodyMixin = {
     get body() {
       const b = BODIES.get(this);
-      if (!b || b.bytes === null) return null;
-      if (!b.stream) {
-        const bytes = b.bytes;
-        b.stream = new ReadableStream({ start(c) { if (bytes.length) c.enqueue(bytes); c.close(); } });
+      if (!b) throw new TypeError("Illegal invocation");
+      if (b.stream === null) {
+        if (b.bytes === null) return null;
+        b.stream = streams().fromBytes(b.bytes);
       }
       return b.stream;
     },
     get bodyUsed() {
       const b = BODIES.get(this);
-      return !!b && (b.used || (!!b.stream && STREAMS.get(b.stream).disturbed));
+      return !!b && (b.used || (b.stream !== null && S.isDisturbed(b.stream)));
     },
-    async text() { return fromUtf8(takeBytes(this)); },
-    async json() { return JSON.parse(fromUtf8(takeBytes(this))); },
-    async arrayBuffer() { return copyBytes(takeBytes(this)).buffer; },
-    async bytes() { return copyBytes(takeBytes(this)); },
+    async text() { return fromUtf8(await consume(this)); },
+    async json() { return JSON.parse(fromUtf8(await consume(this))); },
+    async arrayBuffer() { return copyBytes(await consume(this)).buffer; },
+    async bytes() { return copyBytes(await consume(this)); },
     async blob() {
-      const bytes = takeBytes(this);
+      const bytes = await consume(this);
       return new Blob([bytes], { type: this.headers.get("content-type") || "" });
     },
-    async formData() { throw new TypeError("formData() is not supported yet"); },
+    async formData() {
+      const ctype = this.headers.get("content-type") || "";
+      return parseFormData(await consume(this), ctype);
+    },
   };
   function mixBody(cls) {
     for (const k of Object.getOwnPropertyNames(bodyMixin)) {
       Object.defineProperty(cls.prototype, k, Object.getOwnPropertyDescriptor(bodyMixin, k));
     }
   }
-  // Bytes of a body without consuming it (for host calls and the outcome).
-  function peekBytes(o) {
+  // Bytes of a body without consuming it (host calls, the outcome); a
+  // promise when the body is a stream, which is read (and so consumed).
+  function peekBytes(o, what) {
     const b = BODIES.get(o);
-    if (b.stream && STREAMS.get(b.stream).disturbed) {
-      throw new TypeError("Body is unusable: its stream has been read");
+    if (b.stream !== null) {
+      if (S.isDisturbed(b.stream)) throw new TypeError(`${what}: the body's stream has already been read`);
+      if (S.isLocked(b.stream)) throw new TypeError(`${what}: the body's stream is locked`);
+      if (b.bytes === null) { b.used = true; return S.readAll(b.stream, MAX_BODY, what); }
     }
     return b.bytes;
+  }
+
+  // ---------------------------------------------------------------- File / FormData
+  const FILES = new WeakMap();
+  class File extends Blob {
+    constructor(bits, name, options = {}) {
+      if (arguments.length < 2) throw new TypeError("File requires 2 arguments");
+      super(bits, options);
+      const lm = options && options.lastModified !== undefined ? Number(options.lastModified) : Date.now();
+      FILES.set(this, { name: str(name), lastModified: Number.isFinite(lm) ? Math.trunc(lm) : 0 });
+    }
+    get name() { return FILES.get(this).name; }
+    get lastModified() { return FILES.get(this).lastModified; }
+    get [Symbol.toStringTag]() { return "File"; }
+  }
+  defineGlobal("File", File);
+
+  const FORMS = new WeakMap(); // FormData -> [[name, string | File]]
+  const isFormData = (x) => typeof x === "object" && x !== null && FORMS.has(x);
+  function formEntry(name, value, filename, n) {
+    if (n < 2) throw new TypeError("FormData.append/set requires 2 arguments");
+    const k = str(name);
+    if (value instanceof Blob) {
+      if (filename !== undefined || !(value instanceof File)) {
+        const fname = filename !== undefined ? str(filename) : value instanceof File ? value.name : "blob";
+        const f = new File([], fname, { type: value.type, lastModified: value instanceof File ? value.lastModified : undefined });
+        BLOBS.get(f).bytes = BLOBS.get(value).bytes;
+        return [k, f];
+      }
+      return [k, value];
+    }
+    if (filename !== undefined) throw new TypeError("FormData: a filename is only allowed with a Blob value");
+    return [k, str(value)];
+  }
+  const formList = (fd) => {
+    const l = FORMS.get(fd);
+    if (!l) throw new TypeError("Illegal invocation");
+    return l;
+  };
+  class FormData {
+    constructor(form = undefined) {
+      if (form !== undefined) throw new TypeError("FormData: forms are not supported here");
+      FORMS.set(this, []);
+    }
+    append(name, value, filename) { formList(this).push(formEntry(name, value, filename, arguments.length)); }
+    set(name, value, filename) {
+      const l = formList(this);
+      const e = formEntry(name, value, filename, arguments.length);
+      const i = l.findIndex(([k]) => k === e[0]);
+      if (i < 0) { l.push(e); return; }
+      l[i] = e;
+      FORMS.set(this, l.filter(([k], j) => j <= i || k !== e[0]));
+    }
+    get(name) { const n = str(name); const e = formList(this).find(([k]) => k === n); return e ? e[1] : null; }
+    getAll(name) { const n = str(name); return formList(this).filter(([k]) => k === n).map(([, v]) => v); }
+    has(name) { const n = str(name); return formList(this).some(([k]) => k === n); }
+    delete(name) { const n = str(name); FORMS.set(this, formList(this).filter(([k]) => k !== n)); }
+    forEach(cb, thisArg) {
+      if (typeof cb !== "function") throw new TypeError("callback is not a function");
+      for (const [k, v] of this) cb.call(thisArg, v, k, this);
+    }
+    *entries() { formList(this); for (let i = 0; i < FORMS.get(this).length; i++) { const e = FORMS.get(this)[i]; yield [e[0], e[1]]; } }
+    *keys() { for (const [k] of this.entries()) yield k; }
+    *values() { for (const [, v] of this.entries()) yield v; }
+    [Symbol.iterator]() { return this.entries(); }
+    get [Symbol.toStringTag]() { return "FormData"; }
+  }
+  defineGlobal("FormData", FormData);
+  const escapeFormName = (s) => s.replace(/\r\n|\r|\n/g, "\r\n").replace(/\n/g, "%0A").replace(/\r/g, "%0D").replace(/"/g, "%22");
+  // [bytes, content-type, null]: multipart/form-data with a random boundary.
+  function formDataBody(fd) {
+    const boundary = `----LedgeFormBoundary${N.randomUUID().replace(/-/g, "")}`;
+    const chunks = [];
+    for (const [name, value] of FORMS.get(fd)) {
+      let head = `--${boundary}\r\nContent-Disposition: form-data; name="${escapeFormName(name)}"`;
+      if (value instanceof File) {
+        head += `; filename="${escapeFormName(value.name)}"\r\nContent-Type: ${value.type || "application/octet-stream"}\r\n\r\n`;
+        chunks.push(utf8(head), BLOBS.get(value).bytes, utf8("\r\n"));
+      } else {
+        chunks.push(utf8(`${head}\r\n\r\n${value.replace(/\r\n|\r|\n/g, "\r\n")}\r\n`));
+      }
+    }
+    chunks.push(utf8(`--${boundary}--\r\n`));
+    return [concat(chunks), `multipart/form-data; boundary=${boundary}`, null];
+  }
+  function parseFormData(bytes, ctype) {
+    const essence = ctype.split(";")[0].trim().toLowerCase();
+    const fd = new FormData();
+    const list = FORMS.get(fd);
+    if (essence === "multipart/form-data") {
+      const flat = N.multipartParse(bytes, ctype);
+      if (!flat) throw new TypeError("Could not parse the body as multipart/form-data");
+      for (let i = 0; i + 3 < flat.length; i += 4) {
+        const [name, filename, type, data] = [flat[i], flat[i + 1], flat[i + 2], flat[i + 3]];
+        if (filename === undefined || filename === null) list.push([name, fromUtf8(data)]);
+        else {
+          const f = new File([], filename, { type: type || "text/plain" });
+          BLOBS.get(f).bytes = data;
+          list.push([name, f]);
+        }
+      }
+      return fd;
+    }
+    if (essence === "application/x-www-form-urlencoded") {
+      for (const e of qsParse(fromUtf8(bytes))) list.push(e);
+      return fd;
+    }
+    throw new TypeError(`Could not parse the body as FormData: unsupported content type "${ctype}"`);
   }
 
   // ---------------------------------------------------------------- AbortController / events
@@ -657,19 +785,19 @@ export default function (N, deployEnvJson) {
       if (init.headers !== undefined) headers = init.headers;
       if (init.signal !== undefined && init.signal !== null) signal = init.signal;
       if (init.redirect !== undefined) redirect = String(init.redirect);
-      let ctype = null;
+      let ctype = null, stream = null;
       if (init.body !== undefined && init.body !== null) {
-        [bytes, ctype] = extractBody(init.body);
-      } else if (srcBody && BODIES.get(srcBody).bytes !== null) {
-        bytes = takeBytes(srcBody);
+        [bytes, ctype, stream] = extractBody(init.body);
+      } else if (srcBody && hasBody(BODIES.get(srcBody))) {
+        [bytes, stream] = takeBody(srcBody);
       }
-      if (bytes !== null && (method === "GET" || method === "HEAD")) {
+      if ((bytes !== null || stream !== null) && (method === "GET" || method === "HEAD")) {
         throw new TypeError("Request with GET/HEAD method cannot have body");
       }
       const h = new Headers(headers);
       if (ctype && !h.has("content-type")) h.set("content-type", ctype);
       REQS.set(this, { url, method, headers: h, signal, redirect });
-      BODIES.set(this, { bytes, used: false, stream: null });
+      BODIES.set(this, { bytes, used: false, stream });
     }
     get method() { return REQS.get(this).method; }
     get url() { return REQS.get(this).url; }
@@ -689,8 +817,9 @@ export default function (N, deployEnvJson) {
     clone() {
       if (this.bodyUsed) throw new TypeError("Request body is already used");
       const st = REQS.get(this);
+      const [bytes, stream] = cloneBody(this);
       const r = new Request(st.url, { method: st.method, headers: st.headers, signal: st.signal, redirect: st.redirect });
-      BODIES.get(r).bytes = peekBytes(this) === null ? null : copyBytes(peekBytes(this));
+      Object.assign(BODIES.get(r), { bytes, stream });
       return r;
     }
     get [Symbol.toStringTag]() { return "Request"; }
@@ -713,8 +842,8 @@ export default function (N, deployEnvJson) {
       const statusText = init.statusText === undefined ? "" : String(init.statusText);
       if (statusText !== "" && /[^\t\x20-\x7e\x80-\xff]/.test(statusText)) throw new TypeError("Invalid statusText");
       const headers = new Headers(init.headers);
-      const [bytes, ctype] = extractBody(body);
-      if (bytes !== null && NULL_BODY.includes(status)) {
+      const [bytes, ctype, stream] = extractBody(body);
+      if ((bytes !== null || stream !== null) && NULL_BODY.includes(status)) {
         throw new TypeError(`Response with null body status (${status}) cannot have body`);
       }
       if (ctype) {
@@ -722,7 +851,7 @@ export default function (N, deployEnvJson) {
         if (hIndex(list, "content-type") < 0) list.push(["content-type", ctype]);
       }
       RESPS.set(this, { status, statusText, headers, type: "default", url: "", redirected: false });
-      BODIES.set(this, { bytes, used: false, stream: null });
+      BODIES.set(this, { bytes, used: false, stream });
     }
     get status() { return RESPS.get(this).status; }
     get statusText() { return RESPS.get(this).statusText; }
@@ -734,7 +863,9 @@ export default function (N, deployEnvJson) {
     clone() {
       if (this.bodyUsed) throw new TypeError("Response body is already used");
       const st = RESPS.get(this);
-      const r = makeResponse(st.status, headerPairs(st.headers), peekBytes(this) === null ? null : copyBytes(peekBytes(this)));
+      const [bytes, stream] = cloneBody(this);
+      const r = makeResponse(st.status, headerPairs(st.headers), bytes);
+      BODIES.get(r).stream = stream;
       Object.assign(RESPS.get(r), { statusText: st.statusText, type: st.type, url: st.url, redirected: st.redirected });
       return r;
     }
@@ -826,44 +957,207 @@ export default function (N, deployEnvJson) {
     get usages() { return [...KEYS.get(this).usages]; }
   }
   defineGlobal("CryptoKey", CryptoKey);
+  const CURVES = { "P-256": 32, "P-384": 48 };
+  const HASH_NAMES = { sha1: "SHA-1", sha256: "SHA-256", sha384: "SHA-384", sha512: "SHA-512" };
+  const HMAC_BLOCK = { sha1: 512, sha256: 512, sha384: 1024, sha512: 1024 };
+  const binary = (u8) => { let s = ""; for (let i = 0; i < u8.length; i += 8192) s += String.fromCharCode(...u8.subarray(i, i + 8192)); return s; };
+  const b64url = (u8) => N.b64encode(binary(u8)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+  function unb64url(v, what) {
+    if (typeof v !== "string" || !/^[A-Za-z0-9_-]*$/.test(v)) throw new DOMEx(`Invalid JWK member "${what}"`, "DataError");
+    const bin = N.b64decode(v.replace(/-/g, "+").replace(/_/g, "/"));
+    if (bin === null || bin === undefined) throw new DOMEx(`Invalid JWK member "${what}"`, "DataError");
+    const out = new Uint8Array(bin.length);
+    for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+    return out;
+  }
+  function checkUsages(usages, allowed, what) {
+    const use = [...usages].map(String);
+    for (const u of use) if (!allowed.includes(u)) throw new DOMEx(`Invalid key usage "${u}" for ${what}`, "SyntaxError");
+    return [...new Set(use)];
+  }
+  function newKey(slots) {
+    const key = Object.create(CryptoKey.prototype);
+    KEYS.set(key, slots);
+    return key;
+  }
+  function keySlots(key, name, usage) {
+    const k = KEYS.get(key);
+    if (!k) throw new TypeError("key is not a CryptoKey");
+    if (k.algorithm.name !== name) throw new DOMEx(`The key is not a ${name} key`, "InvalidAccessError");
+    if (!k.usages.includes(usage)) throw new DOMEx(`The key does not allow "${usage}"`, "InvalidAccessError");
+    return k;
+  }
+  function curveOf(algorithm) {
+    const c = algorithm && algorithm.namedCurve !== undefined ? String(algorithm.namedCurve) : "";
+    if (!CURVES[c]) throw new DOMEx(`Unsupported namedCurve: ${c}`, "NotSupportedError");
+    return c;
+  }
+  const ecKey = (type, curve, extractable, usages, parts) => newKey({
+    type, extractable: !!extractable, usages, curve, pkcs8: parts.pkcs8 || null, d: parts.d || null, point: parts.point,
+    algorithm: { name: "ECDSA", namedCurve: curve },
+  });
+  const ecPrivate = (curve, extractable, usages, arr) =>
+    ecKey("private", curve, extractable, usages, { pkcs8: arr[0], d: arr[1], point: arr[2] });
+  function importEcdsa(format, keyData, algorithm, extractable, usages) {
+    const curve = curveOf(algorithm);
+    const size = CURVES[curve];
+    const isPoint = (p) => p.length === 1 + 2 * size && p[0] === 4;
+    if (format === "raw" || format === "spki") {
+      const use = checkUsages(usages, ["verify"], "an ECDSA public key");
+      const bytes = copyBytes(toBytes(keyData, "keyData"));
+      const point = format === "raw" ? bytes : N.ecSpkiToPoint(curve, bytes);
+      if (!point || !isPoint(point)) throw new DOMEx(`Invalid ${format} ECDSA public key for ${curve}`, "DataError");
+      return ecKey("public", curve, extractable, use, { point });
+    }
+    if (format === "pkcs8") {
+      const use = checkUsages(usages, ["sign"], "an ECDSA private key");
+      if (use.length === 0) throw new DOMEx("A private key needs a usage", "SyntaxError");
+      const arr = N.ecFromPkcs8(curve, copyBytes(toBytes(keyData, "keyData")));
+      if (!arr) throw new DOMEx(`Invalid pkcs8 ECDSA private key for ${curve}`, "DataError");
+      return ecPrivate(curve, extractable, use, arr);
+    }
+    if (format === "jwk") {
+      const jwk = keyData;
+      if (jwk === null || typeof jwk !== "object") throw new TypeError("keyData must be a JWK object");
+      if (jwk.kty !== "EC") throw new DOMEx("The JWK kty must be \"EC\"", "DataError");
+      if (jwk.crv !== curve) throw new DOMEx(`The JWK crv (${jwk.crv}) does not match ${curve}`, "DataError");
+      if (jwk.ext === false && extractable) throw new DOMEx("The JWK is not extractable", "DataError");
+      if (jwk.alg !== undefined && jwk.alg !== (curve === "P-256" ? "ES256" : "ES384")) {
+        throw new DOMEx(`The JWK alg (${jwk.alg}) does not match ${curve}`, "DataError");
+      }
+      const x = unb64url(jwk.x, "x"), y = unb64url(jwk.y, "y");
+      if (x.length !== size || y.length !== size) throw new DOMEx("Invalid JWK coordinates", "DataError");
+      const point = concat([new Uint8Array([4]), x, y]);
+      if (jwk.d !== undefined) {
+        const use = checkUsages(usages, ["sign"], "an ECDSA private key");
+        if (use.length === 0) throw new DOMEx("A private key needs a usage", "SyntaxError");
+        const arr = N.ecFromParts(curve, unb64url(jwk.d, "d"), point);
+        if (!arr) throw new DOMEx("Invalid JWK private key", "DataError");
+        return ecPrivate(curve, extractable, use, arr);
+      }
+      const use = checkUsages(usages, ["verify"], "an ECDSA public key");
+      return ecKey("public", curve, extractable, use, { point });
+    }
+    throw new DOMEx(`Unsupported key format: ${format}`, "NotSupportedError");
+  }
+  function exportEcdsa(format, k) {
+    if (format === "jwk") {
+      const size = CURVES[k.curve];
+      const jwk = { kty: "EC", crv: k.curve, x: b64url(k.point.subarray(1, 1 + size)), y: b64url(k.point.subarray(1 + size)),
+        ext: k.extractable, key_ops: [...k.usages] };
+      if (k.type === "private") jwk.d = b64url(k.d);
+      return jwk;
+    }
+    if (k.type === "public" && format === "raw") return copyBytes(k.point).buffer;
+    if (k.type === "public" && format === "spki") return N.ecPointToSpki(k.curve, k.point).buffer;
+    if (k.type === "private" && format === "pkcs8") return copyBytes(k.pkcs8).buffer;
+    if (["raw", "spki", "pkcs8"].includes(format)) {
+      throw new DOMEx(`A ${k.type} key cannot be exported as ${format}`, "InvalidAccessError");
+    }
+    throw new DOMEx(`Unsupported key format: ${format}`, "NotSupportedError");
+  }
+  const hmacKey = (h, hashAlg, bytes, extractable, use) => newKey({ type: "secret", extractable: !!extractable, usages: use,
+    hash: h, bytes, algorithm: { name: "HMAC", hash: { name: HASH_NAMES[h] }, length: bytes.length * 8 } });
+  function importHmac(format, keyData, algorithm, extractable, usages) {
+    const h = hashName(algorithm.hash);
+    const use = checkUsages(usages, ["sign", "verify"], "HMAC");
+    if (use.length === 0) throw new DOMEx("A secret key needs a usage", "SyntaxError");
+    let bytes;
+    if (format === "raw") bytes = copyBytes(toBytes(keyData, "keyData"));
+    else if (format === "jwk") {
+      if (keyData === null || typeof keyData !== "object") throw new TypeError("keyData must be a JWK object");
+      if (keyData.kty !== "oct") throw new DOMEx("The JWK kty must be \"oct\"", "DataError");
+      if (keyData.ext === false && extractable) throw new DOMEx("The JWK is not extractable", "DataError");
+      bytes = unb64url(keyData.k, "k");
+    } else throw new DOMEx(`Unsupported key format: ${format}`, "NotSupportedError");
+    if (bytes.length === 0) throw new DOMEx("An HMAC key cannot be empty", "DataError");
+    return hmacKey(h, algorithm.hash, bytes, extractable, use);
+  }
   const subtle = {
     async digest(algorithm, data) {
       const h = hashName(algorithm);
       return N.digest(h, copyBytes(toBytes(data, "data"))).buffer;
     },
     async importKey(format, keyData, algorithm, extractable, usages) {
-      if (format !== "raw") throw new DOMEx(`Unsupported key format: ${format}`, "NotSupportedError");
-      if (algName(algorithm).toUpperCase() !== "HMAC") {
-        throw new DOMEx(`Unsupported algorithm: ${algName(algorithm)}`, "NotSupportedError");
+      const name = algName(algorithm).toUpperCase();
+      if (name === "HMAC") return importHmac(String(format), keyData, algorithm, extractable, usages);
+      if (name === "ECDSA") return importEcdsa(String(format), keyData, algorithm, extractable, usages);
+      throw new DOMEx(`Unsupported algorithm: ${algName(algorithm)}`, "NotSupportedError");
+    },
+    async generateKey(algorithm, extractable, usages) {
+      const name = algName(algorithm).toUpperCase();
+      if (name === "ECDSA") {
+        const curve = curveOf(algorithm);
+        const use = checkUsages(usages, ["sign", "verify"], "ECDSA");
+        const privUse = use.filter((u) => u === "sign");
+        if (privUse.length === 0) throw new DOMEx("The private key needs the \"sign\" usage", "SyntaxError");
+        const arr = N.ecGenerate(curve);
+        if (!arr) throw new DOMEx("Key generation failed", "OperationError");
+        return {
+          privateKey: ecPrivate(curve, extractable, privUse, arr),
+          publicKey: ecKey("public", curve, true, use.filter((u) => u === "verify"), { point: arr[2] }),
+        };
       }
-      const hash = algorithm.hash;
-      const h = hashName(hash);
-      const use = [...usages];
-      if (use.some((u) => u !== "sign" && u !== "verify")) throw new SyntaxError("Invalid key usage for HMAC");
-      const key = Object.create(CryptoKey.prototype);
-      const bytes = copyBytes(toBytes(keyData, "keyData"));
-      KEYS.set(key, { type: "secret", extractable: !!extractable, usages: use, hash: h, bytes,
-        algorithm: { name: "HMAC", hash: { name: algName(hash).toUpperCase() }, length: bytes.length * 8 } });
-      return key;
+      if (name === "HMAC") {
+        const h = hashName(algorithm.hash);
+        const use = checkUsages(usages, ["sign", "verify"], "HMAC");
+        if (use.length === 0) throw new DOMEx("A secret key needs a usage", "SyntaxError");
+        const bits = algorithm.length === undefined ? HMAC_BLOCK[h] : Number(algorithm.length);
+        if (!Number.isInteger(bits) || bits <= 0 || bits % 8 !== 0 || bits > 8192) {
+          throw new DOMEx("Unsupported HMAC key length", "OperationError");
+        }
+        return hmacKey(h, algorithm.hash, N.randomBytes(bits / 8), extractable, use);
+      }
+      throw new DOMEx(`Unsupported algorithm: ${algName(algorithm)}`, "NotSupportedError");
     },
     async exportKey(format, key) {
       const k = KEYS.get(key);
       if (!k) throw new TypeError("key is not a CryptoKey");
       if (!k.extractable) throw new DOMEx("key is not extractable", "InvalidAccessError");
-      if (format !== "raw") throw new DOMEx(`Unsupported key format: ${format}`, "NotSupportedError");
-      return copyBytes(k.bytes).buffer;
+      if (k.algorithm.name === "ECDSA") return exportEcdsa(String(format), k);
+      if (format === "raw") return copyBytes(k.bytes).buffer;
+      if (format === "jwk") {
+        const alg = { sha1: "HS1", sha256: "HS256", sha384: "HS384", sha512: "HS512" }[k.hash];
+        return { kty: "oct", k: b64url(k.bytes), alg, ext: k.extractable, key_ops: [...k.usages] };
+      }
+      throw new DOMEx(`Unsupported key format: ${format}`, "NotSupportedError");
     },
     async sign(algorithm, key, data) {
-      const k = KEYS.get(key);
-      if (!k || algName(algorithm).toUpperCase() !== "HMAC") throw new DOMEx("Unsupported algorithm", "NotSupportedError");
-      if (!k.usages.includes("sign")) throw new DOMEx("key does not allow signing", "InvalidAccessError");
-      return N.hmacSign(k.hash, k.bytes, copyBytes(toBytes(data, "data"))).buffer;
+      const name = algName(algorithm).toUpperCase();
+      const bytes = copyBytes(toBytes(data, "data"));
+      if (name === "HMAC") {
+        const k = keySlots(key, "HMAC", "sign");
+        return N.hmacSign(k.hash, k.bytes, bytes).buffer;
+      }
+      if (name === "ECDSA") {
+        const h = hashName(algorithm.hash);
+        const k = keySlots(key, "ECDSA", "sign");
+        if (k.type !== "private") throw new DOMEx("Signing needs a private key", "InvalidAccessError");
+        const sig = N.ecSign(k.curve, h, k.pkcs8, bytes);
+        if (!sig) throw new DOMEx(`ECDSA ${k.curve} with ${HASH_NAMES[h]} is not supported`, "NotSupportedError");
+        return sig.buffer;
+      }
+      throw new DOMEx(`Unsupported algorithm: ${algName(algorithm)}`, "NotSupportedError");
     },
     async verify(algorithm, key, signature, data) {
-      const k = KEYS.get(key);
-      if (!k || algName(algorithm).toUpperCase() !== "HMAC") throw new DOMEx("Unsupported algorithm", "NotSupportedError");
-      if (!k.usages.includes("verify")) throw new DOMEx("key does not allow verifying", "InvalidAccessError");
-      return N.hmacVerify(k.hash, k.bytes, copyBytes(toBytes(data, "data")), copyBytes(toBytes(signature, "signature")));
+      const name = algName(algorithm).toUpperCase();
+      const bytes = copyBytes(toBytes(data, "data"));
+      const sig = copyBytes(toBytes(signature, "signature"));
+      if (name === "HMAC") {
+        const k = keySlots(key, "HMAC", "verify");
+        return N.hmacVerify(k.hash, k.bytes, bytes, sig);
+      }
+      if (name === "ECDSA") {
+        const h = hashName(algorithm.hash);
+        const k = keySlots(key, "ECDSA", "verify");
+        if (k.type !== "public") throw new DOMEx("Verifying needs a public key", "InvalidAccessError");
+        const ok = N.ecVerify(k.curve, h, k.point, sig, bytes);
+        if (ok === null || ok === undefined) {
+          throw new DOMEx(`ECDSA ${k.curve} with ${HASH_NAMES[h]} is not supported`, "NotSupportedError");
+        }
+        return ok;
+      }
+      throw new DOMEx(`Unsupported algorithm: ${algName(algorithm)}`, "NotSupportedError");
     },
   };
   cryptoObj.subtle = subtle;
@@ -928,7 +1222,14 @@ export default function (N, deployEnvJson) {
   function hostCall(kind, request, options) {
     if (!inv) return Promise.reject(new Error(`${kind}() can only be used while handling a request`));
     const st = REQS.get(request);
-    const bytes = peekBytes(request);
+    const what = kind === "next" ? "context.next()" : "fetch";
+    let bytes;
+    try { bytes = peekBytes(request, what); } catch (e) { return Promise.reject(e); }
+    if (bytes instanceof Promise) return bytes.then((b) => hostSend(kind, st, b, options));
+    return hostSend(kind, st, bytes, options);
+  }
+  function hostSend(kind, st, bytes, options) {
+    if (!inv) return Promise.reject(new Error(`${kind}() can only be used while handling a request`));
     const meta = JSON.stringify({
       method: st.method, url: st.url, headers: headerPairs(st.headers),
       sendConditionalRequest: !!(options && options.sendConditionalRequest),
@@ -1094,21 +1395,28 @@ export default function (N, deployEnvJson) {
     try { m = fmt(e, 0); } catch (_) { m = "a value"; }
     return { name: "", message: `Uncaught ${m}`, stack: "" };
   }
-  function finish(v) {
+  // The outcome of a returned value, or a promise of it when the returned
+  // Response's body is a stream (drained here, up to MAX_BODY bytes).
+  function finish(v, state) {
     if (v instanceof Response) {
       const st = RESPS.get(v);
       if (st.type === "error") throw new TypeError("The function returned Response.error()");
-      let bytes = peekBytes(v);
       if (BODIES.get(v).used) throw new TypeError("The returned Response's body has already been read");
-      const list = HDRS.get(st.headers).list;
-      const flat = [];
-      for (let i = 0; i < list.length; i++) flat.push(list[i][0], list[i][1]);
-      for (const c of inv.cookies) flat.push("set-cookie", c);
-      return ["response", st.status, "", flat, bytes || new Uint8Array(0)];
+      const bytes = peekBytes(v, "The returned Response");
+      if (bytes instanceof Promise) return bytes.then((b) => responseOutcome(st, b, state));
+      return responseOutcome(st, bytes, state);
     }
     if (v instanceof URL) return ["rewrite", 0, v.href, null, null];
     if (v === undefined || v === null) return ["pass", 0, "", null, null];
     throw new TypeError(`The function must return a Response, a URL or undefined (got ${Object.prototype.toString.call(v)})`);
+  }
+
+  function responseOutcome(st, bytes, state) {
+    const list = HDRS.get(st.headers).list;
+    const flat = [];
+    for (let i = 0; i < list.length; i++) flat.push(list[i][0], list[i][1]);
+    for (const c of state.cookies) flat.push("set-cookie", c);
+    return ["response", st.status, "", flat, bytes || new Uint8Array(0)];
   }
 
   // ---------------------------------------------------------------- unhandled rejections
@@ -1147,14 +1455,29 @@ export default function (N, deployEnvJson) {
       const state = inv;
       let p;
       try { p = Promise.resolve(handler(req, context)); } catch (e) { p = Promise.reject(e); }
+      const done = (result) => {
+        if (state !== inv) return;
+        state.result = result; state.done = 1;
+        N.settled();
+      };
+      const invalid = (e) => {
+        if (state !== inv) return;
+        // A body stream that errored is the tenant's error; a body too large
+        // or of the wrong type is an invalid return value.
+        state.error = describe(e); state.done = S !== null && S.isBodyError(e) ? 3 : 2;
+        N.settled();
+      };
       p.then((v) => {
         if (state !== inv) return;
+        let r;
         try {
-          state.result = finish(v); state.done = 1;
+          r = finish(v, state);
         } catch (e) {
           state.error = describe(e); state.done = 3;
+          N.settled();
+          return;
         }
-        N.settled();
+        if (r instanceof Promise) r.then(done, invalid); else done(r);
       }, (e) => {
         if (state !== inv) return;
         state.error = describe(e); state.done = 2;
