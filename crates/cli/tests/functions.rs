@@ -704,3 +704,67 @@ fn functions_run_in_sandboxed_workers_that_are_replaced_when_they_die() {
         "{fresh:?} {workers:?}"
     );
 }
+
+#[test]
+fn streamed_bodies_and_stream_transforms() {
+    let node = node_with_site();
+    let _dir = deploy_site(
+        &node,
+        &[
+            ("page.html", "<p>hello world</p>"),
+            (
+                "netlify/edge-functions/ticker.js",
+                r#"export default () => {
+  const enc = new TextEncoder();
+  let i = 0;
+  const body = new ReadableStream({
+    async pull(c) {
+      await new Promise((r) => setTimeout(r, 5));
+      if (i < 5) c.enqueue(enc.encode(`chunk ${i++}\n`)); else c.close();
+    },
+  });
+  return new Response(body, { headers: { "content-type": "text/plain" } });
+};
+export const config = { path: "/ticker" };"#,
+            ),
+            (
+                "netlify/edge-functions/upper.ts",
+                r#"import type { Context } from "@netlify/edge-functions";
+export default async (req: Request, context: Context) => {
+  const resp = await context.next();
+  const upper = new TransformStream<string, string>({
+    transform(chunk, controller) { controller.enqueue(chunk.toUpperCase()); },
+  });
+  const body = resp.body!
+    .pipeThrough(new TextDecoderStream())
+    .pipeThrough(upper)
+    .pipeThrough(new TextEncoderStream());
+  return new Response(body, resp);
+};
+export const config = { path: "/page.html" };"#,
+            ),
+            (
+                "netlify/edge-functions/echo.js",
+                r#"export default async (req) => {
+  const form = await req.formData();
+  return Response.json({ name: form.get("name"), tags: form.getAll("tag") });
+};
+export const config = { path: "/form", method: "POST" };"#,
+            ),
+        ],
+    );
+    let e = node.edge;
+    let r = get(e, H, "/ticker", &[]);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text(), "chunk 0\nchunk 1\nchunk 2\nchunk 3\nchunk 4\n");
+    assert_eq!(get(e, H, "/page.html", &[]).text(), "<P>HELLO WORLD</P>");
+    let body = "name=ledge&tag=a&tag=b";
+    let raw_req = format!(
+        "POST /form HTTP/1.1\r\nHost: {H}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let r = raw(e, raw_req.as_bytes());
+    let v: serde_json::Value =
+        serde_json::from_slice(&r.body).unwrap_or_else(|_| panic!("{}", r.text()));
+    assert_eq!(v, serde_json::json!({"name": "ledge", "tags": ["a", "b"]}));
+}
