@@ -366,6 +366,7 @@ async fn cookies_read_set_and_delete() {
         ctx.cookies.set({ name: 'session', value: 'abc', path: '/', httpOnly: true, secure: true, sameSite: 'Lax', maxAge: 60 });
         ctx.cookies.set('plain', 'v');
         ctx.cookies.delete('c');
+        ctx.cookies.delete({ name: 'd', path: '/app', domain: 'example.com' });
         let bad = false;
         try { ctx.cookies.set('bad name', 'x'); } catch (e) { bad = e instanceof TypeError; }
         return new Response([ctx.cookies.get('a'), ctx.cookies.get('b'), ctx.cookies.get('zz'), bad].join(','));
@@ -383,10 +384,11 @@ async fn cookies_read_set_and_delete() {
         vec![
             "session=abc; Secure; HttpOnly; Max-Age=60; SameSite=Lax; Path=/",
             "plain=v",
-            "c=; Expires=Thu, 01 Jan 1970 00:00:00 GMT",
+            "c=; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT",
+            "d=; Domain=example.com; Path=/app; Expires=Thu, 01 Jan 1970 00:00:00 GMT",
         ]
     );
-    assert_eq!(inv.set_cookies.len(), 3);
+    assert_eq!(inv.set_cookies.len(), 4);
 }
 
 #[tokio::test]

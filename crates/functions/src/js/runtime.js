@@ -1318,8 +1318,10 @@ export default function (N, deployEnvJson) {
       },
       delete(a) {
         const c = typeof a === "object" && a !== null ? a : { name: a };
-        inv.cookies.push(serializeCookie({ name: c.name, value: "", domain: c.domain, path: c.path,
-          expires: new Date(0) }));
+        // As Netlify's runtime: the path defaults to "/", so a cookie set for
+        // the whole site is removed from any page.
+        inv.cookies.push(serializeCookie({ name: c.name, value: "", domain: c.domain,
+          path: c.path ?? "/", expires: new Date(0) }));
       },
     });
   }
