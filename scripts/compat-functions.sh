@@ -46,9 +46,12 @@ installed() {
     && [ -x "$inst/node_modules/.bin/deno" ] \
     && "$inst/node_modules/.bin/deno" --version >/dev/null 2>&1
 }
+mkdir -p "$inst"
+# One install at a time when several runs share the folder.
+exec 9>"$inst/.lock"
+flock -w 1000 9 || { echo "compat: $inst is locked by another install for too long" >&2; exit 1; }
 if ! installed; then
   log "installing netlify-cli@$NETLIFY_CLI_VERSION and deno@$DENO_VERSION into $inst"
-  mkdir -p "$inst"
   t0=$SECONDS
   if ! (cd "$inst" && { [ -f package.json ] || npm init -y >/dev/null; } \
         && timeout 900 npm install --no-audit --no-fund --loglevel=error \
@@ -60,6 +63,7 @@ if ! installed; then
   installed || { echo "compat: npm install finished but netlify-cli/deno are not usable in $inst" >&2; exit 1; }
   log "installed in $((SECONDS - t0)) s"
 fi
+exec 9>&-
 
 # --- temporary folders, child processes, cleanup ---------------------------
 tmp="$(mktemp -d /tmp/ledge-compat.XXXXXX)"
@@ -88,11 +92,16 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# Polls `cmd…` every half second for up to `secs`; fails with `what`.
+# wait_for SECS WHAT PID CMD…: polls CMD every half second for up to SECS;
+# fails early when process PID has exited.
 wait_for() {
-  local secs=$1 what=$2; shift 2
+  local secs=$1 what=$2 pid=$3; shift 3
   local until=$((SECONDS + secs))
   while ! "$@" >/dev/null 2>&1; do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      echo "compat: $what did not happen: the server exited" >&2
+      return 1
+    fi
     if [ "$SECONDS" -ge "$until" ]; then
       echo "compat: $what did not happen within ${secs}s" >&2
       return 1
@@ -116,7 +125,6 @@ functions_ready() {
     });
     req.on("timeout", () => req.destroy()); req.on("error", () => process.exit(1));' "$1"
 }
-alive() { kill -0 "$1" 2>/dev/null; }
 
 # --- netlify dev --offline, on a copy of the site --------------------------
 mkdir -p "$tmp/netlify"
@@ -137,8 +145,8 @@ setsid "$bin" serve --listen 127.0.0.1:0 --api-listen 127.0.0.1:0 --data "$tmp/l
   >"$tmp/ledge.log" 2>&1 </dev/null &
 ledge_pid=$!
 listening() { grep -q '^ledge: edge listening on ' "$tmp/ledge.log" && grep -q '^ledge: API listening on ' "$tmp/ledge.log"; }
-wait_for 60 "ledge serve listening" listening \
-  || { alive "$ledge_pid" || log "ledge serve exited"; tail -n 20 "$tmp/ledge.log" >&2; exit 1; }
+wait_for 60 "ledge serve listening" "$ledge_pid" listening \
+  || { tail -n 20 "$tmp/ledge.log" >&2; exit 1; }
 ledge_url="http://$(sed -n 's/^ledge: edge listening on http:\/\///p' "$tmp/ledge.log" | head -n1)"
 export LEDGE_API="http://$(sed -n 's/^ledge: API listening on http:\/\///p' "$tmp/ledge.log" | head -n1)"
 LEDGE_TOKEN="$(cat "$tmp/ledge-data/admin-token")"
@@ -151,14 +159,12 @@ if ! timeout 300 "$bin" deploy "$tmp/ledge-site" --site "$SITE_NAME" --prod >"$t
   cat "$tmp/deploy.log" >&2
   exit 1
 fi
-wait_for 60 "Ledge serving the site's functions" functions_ready "$ledge_url" \
+wait_for 60 "Ledge serving the site's functions" "$ledge_pid" functions_ready "$ledge_url" \
   || { tail -n 20 "$tmp/ledge.log" >&2; exit 1; }
 log "ledge ready at $ledge_url (site $SITE_NAME)"
 
 netlify_url="http://127.0.0.1:$nport"
-netlify_up() { alive "$netlify_pid" && functions_ready "$netlify_url"; }
-if ! wait_for 240 "netlify dev serving the site's functions" netlify_up; then
-  alive "$netlify_pid" || log "netlify dev exited"
+if ! wait_for 240 "netlify dev serving the site's functions" "$netlify_pid" functions_ready "$netlify_url"; then
   tail -n 40 "$tmp/netlify.log" >&2
   exit 1
 fi
