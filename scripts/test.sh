@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace on a fresh machine: installs the pinned
 # Netlify oracle packages (npm) that the rules differential tests compare
-# against, then runs the whole test suite.
+# against, runs the whole test suite, then compares edge functions with
+# `netlify dev --offline` (scripts/compat-functions.sh; installs netlify-cli
+# and deno from npm into ~/.cache/ledge-netlify-dev on its first run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,3 +33,9 @@ bash scripts/telemetry-deps.sh
 export ORACLE_NODE_MODULES_DIR LEDGE_SHARED_DIR="$shared"
 
 cargo test --workspace --locked "$@"
+
+# Edge functions: the same Netlify-style site (tests/compat/edge-functions/)
+# under `netlify dev --offline` and under Ledge, compared request by request.
+# The binary comes from the target folder the tests used.
+cargo build -p ledge --locked
+LEDGE_BIN="$(cd "${CARGO_TARGET_DIR:-target}" && pwd)/debug/ledge" bash scripts/compat-functions.sh
