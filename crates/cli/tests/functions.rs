@@ -590,6 +590,14 @@ fn logs_functions_streams_invocations_with_console_lines() {
     assert_eq!(rec["console"][0]["message"], "hello 7", "{rec}");
     assert_eq!(rec["console"][1]["level"], "error", "{rec}");
     assert_eq!(rec["outcome"], "ok", "{rec}");
+    // The site's statistics count the invocations.
+    let mut stats = serde_json::Value::Null;
+    eventually("invocations in the statistics", || {
+        let out = node.ok(&["stats", "--site", "fns", "--json"]);
+        stats = serde_json::from_str(out.trim()).unwrap();
+        stats["total"]["counters"]["function_invocations"].as_u64() >= Some(2)
+    });
+    assert_eq!(stats["total"]["counters"]["function_errors"], 0, "{stats}");
 }
 
 /// Pids of the processes whose parent is `parent` (the node's function workers).
