@@ -472,10 +472,17 @@ fn invocations_are_recorded_in_the_access_log() {
     let node = node_with_site();
     let _dir = deploy_site(
         &node,
-        &[(
-            "netlify/edge-functions/logger.js",
-            "export default (req) => { console.log('seen', new URL(req.url).pathname); return new Response('ok'); };\nexport const config = { path: '/log' };",
-        )],
+        &[
+            (
+                "netlify/edge-functions/logger.js",
+                "export default (req) => { console.log('seen', new URL(req.url).pathname); return new Response('ok'); };\nexport const config = { path: '/log' };",
+            ),
+            ("pass.html", "static page"),
+            (
+                "netlify/edge-functions/passer.js",
+                "export default () => {};\nexport const config = { path: '/pass' };",
+            ),
+        ],
     );
     let r = get(node.edge, H, "/log", &[]);
     assert_eq!(r.text(), "ok");
@@ -498,7 +505,30 @@ fn invocations_are_recorded_in_the_access_log() {
     assert_eq!(func["console"][0]["message"], "seen /log");
     let access = lines.iter().find(|v| v.get("console").is_none()).unwrap();
     assert_eq!(access["function_name"], "logger");
+    assert_eq!(access["answered_by"], "function");
     assert_eq!(access["status_code"], 200);
+
+    // A function that passes the request on ran, but the file answered.
+    let r = get(node.edge, H, "/pass", &[]);
+    assert_eq!(r.text(), "static page");
+    let id = r.header("x-ledge-id").unwrap().to_owned();
+    let mut access = serde_json::Value::Null;
+    eventually("the pass-through access record", || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        match text
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .find(|v| v["request_id"] == id.as_str() && v.get("console").is_none())
+        {
+            Some(v) => {
+                access = v;
+                true
+            }
+            None => false,
+        }
+    });
+    assert_eq!(access["function_name"], "passer", "{access}");
+    assert_eq!(access["answered_by"], "static", "{access}");
 }
 
 #[test]

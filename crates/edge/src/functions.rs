@@ -359,6 +359,9 @@ pub(crate) struct Chain<'e> {
     pub context: RequestContext,
     /// What the cache did for the `cache: "manual"` part of the chain.
     pub cache_status: std::sync::Mutex<ledge_telemetry::CacheStatus>,
+    /// Who produced the response last: `None` a function, or the phase
+    /// (and rule) of the rest of the pipeline, for the access record.
+    pub answered: std::sync::Mutex<Option<(ledge_telemetry::Phase, Option<usize>)>>,
 }
 
 impl<'e> Chain<'e> {
@@ -476,7 +479,12 @@ impl<'e> Chain<'e> {
             let inv = self.runner.invoke(&loaded.bundle, &invocation, &host).await;
             self.record(step, &req, started, &inv);
             let mut resp = match inv.outcome {
-                InvocationOutcome::Response(r) => return to_response(r),
+                InvocationOutcome::Response(r) => {
+                    if let Ok(mut a) = self.answered.lock() {
+                        *a = None;
+                    }
+                    return to_response(r);
+                }
                 InvocationOutcome::PassThrough => self.run(i + 1, req).await,
                 InvocationOutcome::Rewrite { url } => match self.same_site(&url) {
                     Some(target) => self.rest(&ChainRequest { target, ..req }).await,
@@ -521,15 +529,21 @@ impl<'e> Chain<'e> {
             Err(e) => return rescue(&e),
         };
         let mut ctx = self.ctx.clone();
+        // Static files answer unless a later phase says otherwise.
+        ctx.answered_by = ledge_telemetry::Phase::Static;
         let body = http_body_util::Full::new(req.body.clone());
-        match self
+        let resp = match self
             .edge
             .after_functions(&mut ctx, &parts, body, None)
             .await
         {
             Ok(r) => r,
             Err(e) => rescue(&e),
+        };
+        if let Ok(mut a) = self.answered.lock() {
+            *a = Some((ctx.answered_by, ctx.rule));
         }
+        resp
     }
 
     /// The path and query of `url` when it is on this request's site.

@@ -282,6 +282,7 @@ impl Edge {
             ctx: ctx.clone(),
             context,
             cache_status: std::sync::Mutex::new(CacheStatus::None),
+            answered: std::sync::Mutex::new(None),
         };
         let target = parts
             .uri
@@ -297,6 +298,11 @@ impl Edge {
         let resp = chain.run(0, req).await;
         if let Ok(status) = chain.cache_status.lock() {
             ctx.cache_status = *status;
+        }
+        // A function that passed the request on did not answer it.
+        if let Ok(Some((phase, rule))) = chain.answered.lock().as_deref().copied() {
+            ctx.answered_by = phase;
+            ctx.rule = rule;
         }
         Ok(resp)
     }
