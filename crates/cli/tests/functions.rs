@@ -395,6 +395,27 @@ fn failures_follow_on_error() {
     assert_eq!(get(e, H, "/wrong", &[]).status, 502);
     assert_eq!(get(e, H, "/elsewhere", &[]).status, 502);
     assert_eq!(get(e, H, "/oops.html", &[]).text(), "the error page");
+    // Operator metrics count invocations by outcome.
+    let metrics = http()
+        .get(node.api_url("/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let count = |outcome: &str| -> u64 {
+        let key = format!("ledge_function_invocations_total{{outcome=\"{outcome}\"}} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&key))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {key} in {metrics}"))
+    };
+    assert_eq!(count("cpu_limit"), 1);
+    assert_eq!(count("memory_limit"), 1);
+    // fail, bypass, /oops, deep (stack), wrong (return value); elsewhere
+    // returned a URL, which is not an error of the invocation.
+    assert_eq!(count("error"), 5);
+    assert_eq!(count("ok"), 1);
 }
 
 fn deploy_expect_error(node: &Node, dir: &Path) -> String {
