@@ -108,16 +108,11 @@ impl Processor {
                     });
                     continue;
                 }
-                let bytes = self
-                    .blobs
-                    .read(digest, Encoding::Identity)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                match String::from_utf8(bytes.to_vec()) {
-                    Ok(text) => {
+                match self.read_text(digest).await? {
+                    Some(text) => {
                         snapshot.config.insert(path.clone(), text);
                     }
-                    Err(_) => diagnostics.push(DeployDiagnostic {
+                    None => diagnostics.push(DeployDiagnostic {
                         file: path.trim_start_matches('/').to_owned(),
                         line: None,
                         severity: "error".into(),
@@ -190,16 +185,11 @@ impl Processor {
                 ));
                 continue;
             }
-            let bytes = self
-                .blobs
-                .read(digest, Encoding::Identity)
-                .await
-                .map_err(|e| e.to_string())?;
-            match String::from_utf8(bytes.to_vec()) {
-                Ok(text) => {
+            match self.read_text(digest).await? {
+                Some(text) => {
                     sources.insert(rel.to_owned(), text);
                 }
-                Err(_) => problems.push(format!(
+                None => problems.push(format!(
                     "{}: file is not UTF-8 text",
                     path.trim_start_matches('/')
                 )),
@@ -223,6 +213,16 @@ impl Processor {
             "edge functions could not be bundled, so nothing was published:\n{}",
             problems.join("\n")
         ))
+    }
+
+    /// A blob as text; `None` when it is not UTF-8.
+    async fn read_text(&self, digest: &ledge_core::Digest) -> Result<Option<String>, String> {
+        let bytes = self
+            .blobs
+            .read(digest, Encoding::Identity)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(String::from_utf8(bytes.to_vec()).ok())
     }
 
     /// The size of `digest`'s variant in `enc`, producing it once per blob;

@@ -4,37 +4,6 @@
 mod common;
 use common::*;
 
-const HARNESS: &str = r#"
-const __fails = [];
-const eq = (a, b, label) => {
-  const sa = typeof a === 'string' ? a : JSON.stringify(a), sb = typeof b === 'string' ? b : JSON.stringify(b);
-  if (sa !== sb) __fails.push(`${label}: got ${sa}, want ${sb}`);
-};
-const ok = (c, label) => { if (!c) __fails.push(`${label}: not true`); };
-const throws = (f, name, label) => {
-  try { f(); __fails.push(`${label}: did not throw`); }
-  catch (e) { if (e == null || e.name !== name) __fails.push(`${label}: threw ${e && e.name} (${e && e.message}), want ${name}`); }
-};
-const rejects = async (p, name, label) => {
-  try { await p; __fails.push(`${label}: did not reject`); }
-  catch (e) { if (e == null || e.name !== name) __fails.push(`${label}: rejected ${e && e.name} (${e && e.message}), want ${name}`); }
-};
-"#;
-
-async fn check(script: &str) {
-    let src = format!(
-        "{HARNESS}\nexport default async (request, context) => {{\n{script}\n; return new Response(__fails.length ? __fails.join('\\n') : 'ok'); }}"
-    );
-    let inv = run(&engine(), &src, &request("https://site.example/")).await;
-    match &inv.outcome {
-        ledge_functions::InvocationOutcome::Response(r) => {
-            let text = String::from_utf8_lossy(&r.body);
-            assert_eq!(text, "ok", "\n{text}");
-        }
-        other => panic!("{other:?}"),
-    }
-}
-
 #[tokio::test]
 async fn headers() {
     check(r#"
