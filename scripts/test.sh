@@ -36,6 +36,12 @@ cargo test --workspace --locked "$@"
 
 # Edge functions: the same Netlify-style site (tests/compat/edge-functions/)
 # under `netlify dev --offline` and under Ledge, compared request by request.
-# The binary comes from the target folder the tests used.
-cargo build -p ledge --locked
-LEDGE_BIN="$(cd "${CARGO_TARGET_DIR:-target}" && pwd)/debug/ledge" bash scripts/compat-functions.sh
+# The binary is the one `cargo test` just built for the end-to-end tests (a
+# separate `cargo build -p ledge` would resolve features differently and
+# rebuild much of the tree).
+LEDGE_BIN="$(cd "${CARGO_TARGET_DIR:-target}" && pwd)/debug/ledge"
+if [ ! -x "$LEDGE_BIN" ]; then
+  echo "test.sh: $LEDGE_BIN was not built by cargo test" >&2
+  exit 1
+fi
+LEDGE_BIN="$LEDGE_BIN" bash scripts/compat-functions.sh
