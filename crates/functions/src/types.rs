@@ -172,6 +172,9 @@ pub enum ErrorKind {
     /// malformed frame, so it was replaced; the function's own outcome is
     /// unknown. Only invocations on that worker see this.
     WorkerLost,
+    /// Too many invocations of the same site were already waiting for a
+    /// worker: this one was refused without running.
+    Overloaded,
 }
 
 impl ErrorKind {

@@ -55,6 +55,9 @@ fn main() -> ExitCode {
         ("runaway_does_not_block_others", || {
             block_on(runaway_does_not_block_others())
         }),
+        ("noisy_tenant_does_not_delay_quiet_one", || {
+            block_on(noisy_tenant_does_not_delay_quiet_one())
+        }),
         ("memory_bomb", || block_on(memory_bomb())),
         ("sandbox_refuses_files_sockets_exec", sandbox_refuses),
         ("eviction_and_unknown_bundle", || {
@@ -353,6 +356,81 @@ async fn runaway_does_not_block_others() {
         .invoke(&spin, &request("https://s.example/ok"), &host)
         .await;
     assert_eq!(body(&inv), "fine");
+}
+
+/// The isolation bound of `crate::worker` (module doc): tenant A keeps 8
+/// invocations that spin to their CPU limit in flight on two workers; tenant
+/// B's hello invocations wait at most about one CPU limit.
+async fn noisy_tenant_does_not_delay_quiet_one() {
+    let cpu = Duration::from_millis(100);
+    let pool = Arc::new(
+        start(options(
+            2,
+            Limits {
+                cpu_time: cpu,
+                ..Limits::default()
+            },
+        ))
+        .await,
+    );
+    let spin = Bundle::single("tenant-a/spin", "export default () => { for (;;) {} }");
+    let hello = Bundle::single("tenant-b/hello", HELLO);
+    let host = TestHost::default();
+    let inv = pool
+        .invoke(&hello, &request("https://s.example/"), &host)
+        .await;
+    assert_eq!(body(&inv), "Hello, world!");
+    let stop = Arc::new(AtomicBool::new(false));
+    let noise: Vec<_> = (0..8)
+        .map(|_| {
+            let (pool, spin, stop) = (Arc::clone(&pool), spin.clone(), Arc::clone(&stop));
+            tokio::spawn(async move {
+                let mut spins = 0u32;
+                while !stop.load(Ordering::Relaxed) {
+                    let inv = pool
+                        .invoke(&spin, &request("https://s.example/"), &TestHost::default())
+                        .await;
+                    assert_eq!(
+                        error_kind(&inv),
+                        Some(ErrorKind::CpuLimit),
+                        "{:?}",
+                        inv.outcome
+                    );
+                    spins += 1;
+                }
+                spins
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let started = Instant::now();
+    let mut latencies = Vec::new();
+    while started.elapsed() < Duration::from_secs(3) {
+        let t = Instant::now();
+        let inv = pool
+            .invoke(&hello, &request("https://s.example/"), &host)
+            .await;
+        latencies.push(t.elapsed());
+        assert_eq!(body(&inv), "Hello, world!");
+        tokio::time::sleep(Duration::from_millis(7)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut spins = 0;
+    for n in noise {
+        spins += n.await.expect("join");
+    }
+    latencies.sort();
+    let pct = |p: f64| latencies[((latencies.len() - 1) as f64 * p) as usize];
+    let max = latencies[latencies.len() - 1];
+    eprintln!(
+        "  8 clients spinning to a {cpu:?} CPU limit on 2 workers ({spins} spins): {} hello invocations, p50 {:?}, p99 {:?}, max {max:?}",
+        latencies.len(),
+        pct(0.5),
+        pct(0.99),
+    );
+    assert!(latencies.len() >= 20, "{} samples", latencies.len());
+    assert!(spins >= 20, "the noise ran ({spins} spins)");
+    assert!(max < cpu * 5 / 2, "max latency {max:?}");
 }
 
 async fn memory_bomb() {

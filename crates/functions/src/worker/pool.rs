@@ -1,19 +1,19 @@
 //! The node's side: spawning, feeding and supervising worker processes.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::ffi::OsString;
 use std::io::{self, BufReader, Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use futures_util::stream::{FuturesUnordered, StreamExt};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::bundle::Bundle;
 use crate::engine::{Host, Limits, Runner};
@@ -40,12 +40,21 @@ pub struct WorkerOptions {
     pub limits: Limits,
     /// Bundles a worker keeps loaded (LRU). Default 256.
     pub max_bundles: usize,
-    /// Invocations runnable in its home worker (not waiting for a host call)
-    /// above which a new invocation goes to the least loaded worker. Default 4.
+    /// Runnable invocations (sent and not waiting for a host call) a worker
+    /// may have queued: at this many it gets no new invocation. An invocation
+    /// of a CPU-heavy bundle counts as this many. Default 4.
     pub spill_after: usize,
     /// A worker that owes an answer and has sent nothing for this long is
-    /// busy running JavaScript: new invocations avoid it. Default 1 ms.
+    /// busy running JavaScript: it gets no new invocation. Default 1 ms.
     pub stall_after: Duration,
+    /// An invocation that used this much CPU time (or hit the CPU limit)
+    /// makes its bundle CPU-heavy: its invocations then only go to a worker
+    /// with nothing else runnable, and nothing else joins them. Default 4 ms.
+    pub heavy_after: Duration,
+    /// Invocations of one tenant (the deploy: the bundle id before its `/`)
+    /// waiting for a worker, beyond which more fail at once with
+    /// [`ErrorKind::Overloaded`]. Default 1024.
+    pub max_queued: usize,
     /// An invocation without `Done` by `limits.wall_time + hang_grace` means
     /// the worker hangs: it is killed. Default 2 s.
     pub hang_grace: Duration,
@@ -72,6 +81,8 @@ impl WorkerOptions {
             max_bundles: 256,
             spill_after: 4,
             stall_after: Duration::from_millis(1),
+            heavy_after: Duration::from_millis(4),
+            max_queued: 1024,
             hang_grace: Duration::from_secs(2),
             ping_interval: Duration::from_secs(1),
             ping_timeout: Duration::from_secs(5),
@@ -93,6 +104,85 @@ struct Inner {
     restarts: AtomicU64,
     shutdown: AtomicBool,
     epoch: Instant,
+    /// Invocations waiting for a worker, by tenant.
+    sched: Mutex<Sched>,
+    /// How many wait in `sched` (read without the lock on the fast path).
+    queued: AtomicUsize,
+    /// CPU appetite of bundles, by a hash of their key: 0 unknown, 1 light,
+    /// 2 and more heavy (set to `HEAVY` by a heavy invocation, lowered by
+    /// each light one).
+    heat: Box<[AtomicU8]>,
+}
+
+const HEAT_SLOTS: usize = 1024;
+const HEAVY: u8 = 9;
+
+/// The node-side queue: FIFO per tenant, tenants served round-robin.
+#[derive(Default)]
+struct Sched {
+    groups: HashMap<String, VecDeque<Waiter>>,
+    /// Tenants with waiters, the next to be served first.
+    order: VecDeque<String>,
+    next_seq: u64,
+}
+
+struct Waiter {
+    seq: u64,
+    home: usize,
+    weight: i64,
+    tx: oneshot::Sender<Claim>,
+}
+
+/// A place on a worker: `weight` counted in its `load` until the invocation
+/// is registered (the count moves to its [`Call`]) or the claim is dropped.
+struct Claim {
+    conn: Arc<Conn>,
+    weight: i64,
+    armed: bool,
+}
+
+impl Claim {
+    /// Gives the place back without waking waiters (the caller does).
+    fn release_quietly(mut self) {
+        self.armed = false;
+        self.conn.load.fetch_sub(self.weight, Ordering::Relaxed);
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        if self.armed {
+            self.conn.load.fetch_sub(self.weight, Ordering::Relaxed);
+            if let Some(inner) = self.conn.pool.upgrade() {
+                inner.pump();
+            }
+        }
+    }
+}
+
+/// Takes a waiter out of the queue if its invocation stops waiting.
+struct Queued<'a> {
+    inner: &'a Inner,
+    group: String,
+    seq: u64,
+}
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        let mut sched = lock(&self.inner.sched);
+        let Some(q) = sched.groups.get_mut(&self.group) else {
+            return;
+        };
+        let before = q.len();
+        q.retain(|w| w.seq != self.seq);
+        if q.len() < before {
+            self.inner.queued.fetch_sub(1, Ordering::Relaxed);
+        }
+        if q.is_empty() {
+            sched.groups.remove(&self.group);
+            sched.order.retain(|g| *g != self.group);
+        }
+    }
 }
 
 #[derive(Default)]
@@ -114,28 +204,48 @@ enum Event {
 
 /// One running worker process.
 struct Conn {
-    slot: usize,
+    pool: Weak<Inner>,
     pid: u32,
     child: Mutex<Child>,
     sock: UnixStream,
     out: Mutex<OutState>,
     out_cv: Condvar,
     state: Mutex<ConnState>,
-    /// Answers the worker owes (invocations and host results sent, minus
-    /// host calls and `Done`s received): its runnable work.
-    owed: AtomicI64,
-    /// When the worker last made progress (ns since the pool's epoch).
+    /// Its runnable work: the weights of its runnable invocations (see
+    /// [`Call`]) and of the claims not yet registered.
+    load: AtomicI64,
+    /// When the worker last made progress or got work while it had none
+    /// (ns since the pool's epoch).
     progress_ns: AtomicU64,
+    /// The last [`Conn::idle`] check: when, and whether it was running.
+    checked_ns: AtomicU64,
+    checked_running: AtomicBool,
     ping: Mutex<Option<(u64, Instant)>>,
     sandbox: Mutex<Option<SandboxReport>>,
     /// Why the node killed it, if it did.
     killed: Mutex<Option<String>>,
 }
 
+/// An invocation sent to a worker and not `Done`.
+struct Call {
+    /// `None` once its `invoke` future is gone (the worker still runs it).
+    tx: Option<mpsc::UnboundedSender<Event>>,
+    /// Answers owed: 1 + host results sent − frames received. Runnable while
+    /// positive (several concurrent host calls make it negative).
+    owed: i64,
+    /// What it counts in the worker's `load` while runnable (1, or
+    /// `spill_after` for a CPU-heavy bundle) ...
+    weight: i64,
+    /// ... and what it counts now (0 when not runnable, or forgiven).
+    counted: i64,
+    /// Its bundle's slot in `Inner::heat`.
+    heat: usize,
+}
+
 #[derive(Default)]
 struct ConnState {
     dead: bool,
-    calls: HashMap<u64, mpsc::UnboundedSender<Event>>,
+    calls: HashMap<u64, Call>,
     /// Bundle keys sent with `Load`.
     loaded: HashSet<String>,
 }
@@ -162,6 +272,9 @@ impl WorkerPool {
             restarts: AtomicU64::new(0),
             shutdown: AtomicBool::new(false),
             epoch: Instant::now(),
+            sched: Mutex::new(Sched::default()),
+            queued: AtomicUsize::new(0),
+            heat: (0..HEAT_SLOTS).map(|_| AtomicU8::new(0)).collect(),
         });
         let pool = WorkerPool {
             inner: Arc::clone(&inner),
@@ -228,43 +341,76 @@ impl WorkerPool {
             .collect()
     }
 
-    /// The worker for an invocation of `key`: its home worker (hash of the
-    /// key, where its isolates are warm) unless that one is stalled or has
-    /// `spill_after` runnable invocations; then the least loaded one.
-    fn choose(&self, key: &str) -> Option<Arc<Conn>> {
+    /// Waits in the tenant's queue until [`Inner::pump`] hands this
+    /// invocation a place on a worker.
+    async fn wait_for_worker(
+        &self,
+        bundle: &Bundle,
+        home: usize,
+        weight: i64,
+        started: Instant,
+    ) -> Result<Claim, InvocationError> {
         let inner = &*self.inner;
-        let n = inner.slots.len();
-        let home = (fnv1a(key.as_bytes()) % n as u64) as usize;
-        let now = inner.now_ns();
-        let stall = inner.opts.stall_after.as_nanos() as u64;
-        if let Some(c) = lock(&inner.slots[home].current).as_ref() {
-            if c.owed() < inner.opts.spill_after as i64 && !c.stalled(now, stall) {
-                return Some(Arc::clone(c));
+        let group = tenant(bundle.id()).to_string();
+        let (tx, mut rx) = oneshot::channel();
+        let seq = {
+            let mut sched = lock(&inner.sched);
+            let s = &mut *sched;
+            let waiting = s.groups.get(&group).map_or(0, VecDeque::len);
+            if waiting >= inner.opts.max_queued {
+                return Err(InvocationError::new(
+                    ErrorKind::Overloaded,
+                    format!("{waiting} invocations of this site already wait for a worker"),
+                ));
             }
-        }
-        let mut best: Option<((bool, i64, bool), Arc<Conn>)> = None;
-        for slot in &inner.slots {
-            let Some(c) = lock(&slot.current).clone() else {
-                continue;
-            };
-            let rank = (c.stalled(now, stall), c.owed(), c.slot != home);
-            if best.as_ref().is_none_or(|(r, _)| rank < *r) {
-                best = Some((rank, c));
+            let seq = s.next_seq;
+            s.next_seq += 1;
+            if waiting == 0 {
+                // A tenant that had nothing waiting goes first.
+                s.order.push_front(group.clone());
             }
-        }
-        best.map(|(_, c)| c)
-    }
-
-    async fn pick(&self, key: &str) -> Option<Arc<Conn>> {
-        let until = Instant::now() + self.inner.opts.spawn_wait;
+            s.groups
+                .entry(group.clone())
+                .or_default()
+                .push_back(Waiter {
+                    seq,
+                    home,
+                    weight,
+                    tx,
+                });
+            inner.queued.fetch_add(1, Ordering::Relaxed);
+            seq
+        };
+        let _queued = Queued { inner, group, seq };
+        inner.pump();
+        let wall = started + inner.opts.limits.wall_time;
+        // Time alone makes a worker eligible again only when it has been
+        // silent so long that it cannot be running JavaScript (`doze`).
+        let recheck = inner.doze().min(inner.opts.spawn_wait);
         loop {
-            if let Some(c) = self.choose(key) {
-                return Some(c);
+            let until = (Instant::now() + recheck).min(wall);
+            match tokio::time::timeout_at(until.into(), &mut rx).await {
+                Ok(Ok(claim)) => return Ok(claim),
+                Ok(Err(_)) => return Err(lost("the worker pool was dropped")),
+                Err(_) => {
+                    if Instant::now() >= wall {
+                        return Err(InvocationError::new(
+                            ErrorKind::WallTimeout,
+                            format!(
+                                "no worker was free within the wall time ({:?})",
+                                inner.opts.limits.wall_time
+                            ),
+                        ));
+                    }
+                    if inner.shutdown.load(Ordering::Relaxed)
+                        || (started.elapsed() > inner.opts.spawn_wait
+                            && inner.slots.iter().all(|s| lock(&s.current).is_none()))
+                    {
+                        return Err(lost("no worker process is running"));
+                    }
+                    inner.pump();
+                }
             }
-            if Instant::now() > until || self.inner.shutdown.load(Ordering::Relaxed) {
-                return None;
-            }
-            tokio::time::sleep(Duration::from_millis(2)).await;
         }
     }
 
@@ -273,19 +419,37 @@ impl WorkerPool {
         bundle: &Bundle,
         request: &InvocationRequest,
         host: &dyn Host,
+        started: Instant,
     ) -> Result<Invocation, InvocationError> {
-        let conn = self
-            .pick(bundle.key())
-            .await
-            .ok_or_else(|| lost("no worker process is running"))?;
-        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        let _registration = conn
-            .register(id, tx)
-            .ok_or_else(|| lost("the worker process exited"))?;
+        let inner = &*self.inner;
+        let hash = fnv1a(bundle.key().as_bytes());
+        let home = (hash % inner.slots.len() as u64) as usize;
+        let heat = ((hash >> 32) % HEAT_SLOTS as u64) as usize;
+        let weight = inner.weight(heat);
+        // Fast path: nobody waits and a worker can start it promptly.
+        let fast = if inner.queued.load(Ordering::Relaxed) == 0 {
+            inner.place(home, weight)
+        } else {
+            None
+        };
+        let mut claim = match fast {
+            Some(c) => c,
+            None => self.wait_for_worker(bundle, home, weight, started).await?,
+        };
+        let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
         let mut frames = Vec::new();
-        conn.frames_for_invoke(id, bundle, request, false, &mut frames)?;
-        conn.send(&frames, 1, &self.inner);
+        claim
+            .conn
+            .frames_for_invoke(id, bundle, request, false, &mut frames)?;
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let _registration = claim
+            .conn
+            .register(id, tx, claim.weight, heat)
+            .ok_or_else(|| lost("the worker process exited"))?;
+        // The call counts the weight now.
+        claim.armed = false;
+        let conn = &*claim.conn;
+        conn.send(&frames);
 
         let limits = &self.inner.opts.limits;
         let deadline = tokio::time::sleep(limits.wall_time + self.inner.opts.hang_grace);
@@ -306,7 +470,8 @@ impl WorkerPool {
                         resent = true;
                         frames.clear();
                         conn.frames_for_invoke(id, bundle, request, true, &mut frames)?;
-                        conn.send(&frames, 1, &self.inner);
+                        conn.owe(id, inner);
+                        conn.send(&frames);
                     }
                     Some(Event::UnknownBundle) => {
                         return Err(InvocationError::new(ErrorKind::Internal, "the worker did not keep the bundle"));
@@ -326,7 +491,8 @@ impl WorkerPool {
                         protocol::encode(&ToWorker::HostResult { id, call, result }, &mut frames)
                             .map_err(|e| InvocationError::new(ErrorKind::Internal, e.to_string()))?;
                     }
-                    conn.send(&frames, 1, &self.inner);
+                    conn.owe(id, inner);
+                    conn.send(&frames);
                 }
                 _ = &mut deadline => {
                     let why = format!(
@@ -354,7 +520,7 @@ impl Runner for WorkerPool {
         host: &dyn Host,
     ) -> Invocation {
         let started = Instant::now();
-        match self.run(bundle, request, host).await {
+        match self.run(bundle, request, host, started).await {
             Ok(inv) => inv,
             Err(e) => Invocation {
                 outcome: InvocationOutcome::Error(e),
@@ -382,7 +548,7 @@ impl Runner for WorkerPool {
         }
         for conn in self.conns().into_iter().flatten() {
             lock(&conn.state).loaded.retain(|k| !k.starts_with(&prefix));
-            conn.send(&frames, 0, &self.inner);
+            conn.send(&frames);
         }
     }
 }
@@ -400,6 +566,122 @@ impl Inner {
     fn now_ns(&self) -> u64 {
         self.epoch.elapsed().as_nanos() as u64
     }
+
+    /// What a worker may have runnable (`spill_after`), the weight of a
+    /// CPU-heavy invocation.
+    fn cap(&self) -> i64 {
+        self.opts.spill_after.max(1) as i64
+    }
+
+    /// A worker silent this long with runnable work is not running
+    /// JavaScript (no isolate segment lasts longer than the CPU limit): its
+    /// invocations wait for timers or promises the node cannot see.
+    fn doze(&self) -> Duration {
+        self.opts.limits.cpu_time * 3 / 2 + self.opts.stall_after
+    }
+
+    /// Weight of an invocation of the bundle in heat slot `heat`: 1 when it
+    /// is known to be light, else (CPU-heavy or not seen yet) a whole worker.
+    fn weight(&self, heat: usize) -> i64 {
+        if self.heat[heat].load(Ordering::Relaxed) == 1 {
+            1
+        } else {
+            self.cap()
+        }
+    }
+
+    /// A place for an invocation of `weight` on a worker that can start it
+    /// promptly: its home worker if it can, else the least loaded one.
+    fn place(&self, home: usize, weight: i64) -> Option<Claim> {
+        let now = self.now_ns();
+        if let Some(c) = lock(&self.slots[home].current).as_ref() {
+            if c.try_claim(weight, now, self) {
+                return Some(Claim {
+                    conn: Arc::clone(c),
+                    weight,
+                    armed: true,
+                });
+            }
+        }
+        for _ in 1..self.slots.len() {
+            let mut best: Option<(i64, Arc<Conn>)> = None;
+            for (i, slot) in self.slots.iter().enumerate() {
+                if i == home {
+                    continue;
+                }
+                let guard = lock(&slot.current);
+                let Some(c) = guard.as_ref() else {
+                    continue;
+                };
+                let load = c.load.load(Ordering::Relaxed);
+                if c.eligible(load, weight, now, self) && best.as_ref().is_none_or(|b| load < b.0) {
+                    best = Some((load, Arc::clone(c)));
+                }
+            }
+            let (_, c) = best?;
+            if c.try_claim(weight, now, self) {
+                return Some(Claim {
+                    conn: c,
+                    weight,
+                    armed: true,
+                });
+            }
+        }
+        None
+    }
+
+    /// Hands waiting invocations places on workers while there are any:
+    /// tenants in turn, each tenant's invocations in order. Called whenever a
+    /// worker's load drops, a worker starts, and by waiters now and then.
+    fn pump(&self) {
+        if self.queued.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let mut sched = lock(&self.sched);
+        let s = &mut *sched;
+        // Tenants in order; one that is served goes to the back, one whose
+        // next invocation finds no place keeps its turn.
+        let mut i = 0;
+        while let Some(group) = s.order.get(i) {
+            let Some(q) = s.groups.get_mut(group) else {
+                s.order.remove(i);
+                continue;
+            };
+            while q.front().is_some_and(|w| w.tx.is_closed()) {
+                q.pop_front();
+                self.queued.fetch_sub(1, Ordering::Relaxed);
+            }
+            let Some((home, weight)) = q.front().map(|w| (w.home, w.weight)) else {
+                if let Some(g) = s.order.remove(i) {
+                    s.groups.remove(&g);
+                }
+                continue;
+            };
+            let Some(claim) = self.place(home, weight) else {
+                i += 1;
+                continue;
+            };
+            if let Some(w) = q.pop_front() {
+                self.queued.fetch_sub(1, Ordering::Relaxed);
+                if let Err(claim) = w.tx.send(claim) {
+                    claim.release_quietly();
+                }
+            }
+            let empty = q.is_empty();
+            if let Some(g) = s.order.remove(i) {
+                if empty {
+                    s.groups.remove(&g);
+                } else {
+                    s.order.push_back(g);
+                }
+            }
+        }
+    }
+}
+
+/// The tenant of a bundle id (`"{deploy_id}/{function}"`): its deploy.
+fn tenant(bundle_id: &str) -> &str {
+    bundle_id.split_once('/').map_or(bundle_id, |(t, _)| t)
 }
 
 /// Unregisters an invocation when its future ends or is dropped.
@@ -410,26 +692,174 @@ struct Registration<'a> {
 
 impl Drop for Registration<'_> {
     fn drop(&mut self) {
-        lock(&self.conn.state).calls.remove(&self.id);
+        // The worker runs it to its `Done` anyway: keep counting it.
+        if let Some(call) = lock(&self.conn.state).calls.get_mut(&self.id) {
+            call.tx = None;
+        }
     }
 }
 
 impl Conn {
-    fn owed(&self) -> i64 {
-        self.owed.load(Ordering::Relaxed)
+    /// Whether an invocation of `weight` may join: the worker has nothing
+    /// runnable, or it made progress within `stall_after` (it is not stuck
+    /// in JavaScript) and has room, or it is silent but not running at all
+    /// (its invocations wait for timers: [`Conn::idle`]).
+    fn eligible(&self, load: i64, weight: i64, now: u64, inner: &Inner) -> bool {
+        if load <= 0 {
+            return true;
+        }
+        let silence = now.saturating_sub(self.progress_ns.load(Ordering::Relaxed));
+        if silence > inner.opts.stall_after.as_nanos() as u64 {
+            return self.idle(now, silence, inner);
+        }
+        load + weight <= inner.cap()
     }
 
-    fn stalled(&self, now: u64, stall_ns: u64) -> bool {
-        self.owed() > 0 && now.saturating_sub(self.progress_ns.load(Ordering::Relaxed)) > stall_ns
+    /// Whether a silent worker is idle rather than running JavaScript: its
+    /// isolate thread is not runnable (`/proc/<pid>/task/<tid>/stat`), or,
+    /// where that cannot be read, it has been silent past `doze`. Cached
+    /// for `stall_after`.
+    fn idle(&self, now: u64, silence: u64, inner: &Inner) -> bool {
+        let stall = inner.opts.stall_after.as_nanos() as u64;
+        if now.saturating_sub(self.checked_ns.load(Ordering::Relaxed)) < stall {
+            return !self.checked_running.load(Ordering::Relaxed);
+        }
+        let running = match threads_running(self.pid) {
+            Some(r) => r,
+            None => silence <= inner.doze().as_nanos() as u64,
+        };
+        self.checked_running.store(running, Ordering::Relaxed);
+        self.checked_ns.store(now, Ordering::Relaxed);
+        !running
     }
 
-    fn register(&self, id: u64, tx: mpsc::UnboundedSender<Event>) -> Option<Registration<'_>> {
+    /// Claims `weight` of the worker's room if it is [`Conn::eligible`].
+    fn try_claim(&self, weight: i64, now: u64, inner: &Inner) -> bool {
+        let silence = now.saturating_sub(self.progress_ns.load(Ordering::Relaxed));
+        let mut fresh = silence <= inner.opts.stall_after.as_nanos() as u64;
+        if !fresh && self.load.load(Ordering::Relaxed) > 0 {
+            if !self.idle(now, silence, inner) {
+                return false;
+            }
+            self.forgive();
+            fresh = true;
+        }
+        let cap = inner.cap();
+        let claimed = self
+            .load
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |l| {
+                (l <= 0 || (fresh && l + weight <= cap)).then_some(l + weight)
+            });
+        match claimed {
+            Ok(before) => {
+                if before <= 0 {
+                    self.progress_ns.store(now, Ordering::Relaxed);
+                }
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// The worker is idle although invocations count as runnable: they wait
+    /// for something the node does not see (a timer).
+    /// They stop counting until they next get a host result.
+    fn forgive(&self) {
+        let mut st = lock(&self.state);
+        for call in st.calls.values_mut() {
+            if call.counted > 0 {
+                self.load.fetch_sub(call.counted, Ordering::Relaxed);
+                call.counted = 0;
+            }
+        }
+    }
+
+    /// Registers an invocation that holds a claim of `weight`.
+    fn register(
+        &self,
+        id: u64,
+        tx: mpsc::UnboundedSender<Event>,
+        weight: i64,
+        heat: usize,
+    ) -> Option<Registration<'_>> {
         let mut st = lock(&self.state);
         if st.dead {
             return None;
         }
-        st.calls.insert(id, tx);
+        st.calls.insert(
+            id,
+            Call {
+                tx: Some(tx),
+                owed: 1,
+                weight,
+                counted: weight,
+                heat,
+            },
+        );
         Some(Registration { conn: self, id })
+    }
+
+    /// Before sending a host result (or the invocation again): one more
+    /// answer owed, so the invocation may be runnable again.
+    fn owe(&self, id: u64, inner: &Inner) {
+        let mut st = lock(&self.state);
+        let Some(call) = st.calls.get_mut(&id) else {
+            return;
+        };
+        call.owed += 1;
+        if call.owed > 0 && call.counted == 0 {
+            call.counted = call.weight;
+            if self.load.fetch_add(call.weight, Ordering::Relaxed) <= 0 {
+                self.progress_ns.store(inner.now_ns(), Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// A frame for invocation `id` came (a host call, `Done` or `UnknownBundle`):
+    /// one answer less owed. Returns where to deliver it and whether the
+    /// worker's load dropped. `Done` also updates the bundle's heat.
+    fn answered(
+        &self,
+        id: u64,
+        done: Option<&Invocation>,
+        inner: &Inner,
+    ) -> (Option<mpsc::UnboundedSender<Event>>, bool) {
+        let mut st = lock(&self.state);
+        let Some(call) = st.calls.get_mut(&id) else {
+            return (None, false);
+        };
+        call.owed -= 1;
+        let mut released = false;
+        if call.owed <= 0 || done.is_some() {
+            released = call.counted > 0;
+            self.load.fetch_sub(call.counted, Ordering::Relaxed);
+            call.counted = 0;
+        }
+        let tx = call.tx.clone();
+        let heat = call.heat;
+        let Some(inv) = done else {
+            return (tx, released);
+        };
+        st.calls.remove(&id);
+        let heavy = inv.telemetry.cpu_time >= inner.opts.heavy_after
+            || matches!(&inv.outcome, InvocationOutcome::Error(e) if e.kind == ErrorKind::CpuLimit);
+        if heavy {
+            inner.heat[heat].store(HEAVY, Ordering::Relaxed);
+            // Its siblings queued on this worker weigh a whole worker too.
+            let cap = inner.cap();
+            for c in st.calls.values_mut().filter(|c| c.heat == heat) {
+                if c.counted > 0 && c.counted < cap {
+                    self.load.fetch_add(cap - c.counted, Ordering::Relaxed);
+                    c.counted = cap;
+                }
+                c.weight = cap;
+            }
+        } else {
+            let _ = inner.heat[heat].fetch_update(Ordering::Relaxed, Ordering::Relaxed, |h| {
+                (h != 1).then_some(h.saturating_sub(1).max(1))
+            });
+        }
+        (tx, released)
     }
 
     /// `Load` (when this worker has not been sent the bundle, or `reload`)
@@ -464,11 +894,8 @@ impl Conn {
         protocol::encode(&InvokeRef { id, key, request }, out).map_err(internal)
     }
 
-    /// Queues frames; `owes` is how many answers they ask for.
-    fn send(&self, frames: &[u8], owes: i64, inner: &Inner) {
-        if owes > 0 && self.owed.fetch_add(owes, Ordering::Relaxed) <= 0 {
-            self.progress_ns.store(inner.now_ns(), Ordering::Relaxed);
-        }
+    /// Queues frames (the caller accounted for the answers they ask for).
+    fn send(&self, frames: &[u8]) {
         let mut st = lock(&self.out);
         if st.closed {
             return;
@@ -535,7 +962,7 @@ impl Conn {
             st.dead = true;
             std::mem::take(&mut st.calls)
         };
-        for tx in calls.values() {
+        for tx in calls.values().filter_map(|c| c.tx.as_ref()) {
             let _ = tx.send(Event::Lost(reason.clone()));
         }
         let mut out = lock(&self.out);
@@ -576,6 +1003,31 @@ fn send_nowait(sock: &UnixStream, data: &[u8]) -> io::Result<usize> {
     Ok(done)
 }
 
+/// Whether a thread of process `pid` other than its main thread (which only
+/// waits for the isolate thread) is running or runnable; `None` if `/proc`
+/// cannot tell.
+fn threads_running(pid: u32) -> Option<bool> {
+    let main = pid.to_string();
+    let mut seen = false;
+    for entry in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+        let name = entry.ok()?.file_name();
+        if name.to_str() == Some(main.as_str()) {
+            continue;
+        }
+        let mut path = PathBuf::from(format!("/proc/{pid}/task"));
+        path.push(&name);
+        path.push("stat");
+        let stat = std::fs::read_to_string(path).ok()?;
+        // "tid (comm) S ...": the state follows the last ')'.
+        let state = stat.rsplit_once(')')?.1.trim_start().chars().next()?;
+        if state == 'R' {
+            return Some(true);
+        }
+        seen = true;
+    }
+    seen.then_some(false)
+}
+
 fn fnv1a(bytes: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in bytes {
@@ -599,15 +1051,17 @@ fn spawn_worker(inner: &Arc<Inner>, slot: usize) -> io::Result<(Arc<Conn>, UnixS
     drop(cmd);
     let reader = ours.try_clone()?;
     let conn = Arc::new(Conn {
-        slot,
+        pool: Arc::downgrade(inner),
         pid: child.id(),
         child: Mutex::new(child),
         sock: ours,
         out: Mutex::new(OutState::default()),
         out_cv: Condvar::new(),
         state: Mutex::new(ConnState::default()),
-        owed: AtomicI64::new(0),
+        load: AtomicI64::new(0),
         progress_ns: AtomicU64::new(inner.now_ns()),
+        checked_ns: AtomicU64::new(0),
+        checked_running: AtomicBool::new(false),
         ping: Mutex::new(None),
         sandbox: Mutex::new(None),
         killed: Mutex::new(None),
@@ -626,7 +1080,7 @@ fn spawn_worker(inner: &Arc<Inner>, slot: usize) -> io::Result<(Arc<Conn>, UnixS
         max_bundles: opts.max_bundles,
     })
     .map_err(|e| io::Error::other(e.to_string()))?;
-    conn.send(&init, 0, inner);
+    conn.send(&init);
     Ok((conn, reader))
 }
 
@@ -669,6 +1123,7 @@ fn supervise(inner: Arc<Inner>, slot: usize, mut first: Option<(Arc<Conn>, UnixS
         match spawned {
             Ok((conn, reader)) => {
                 *lock(&inner.slots[slot].current) = Some(Arc::clone(&conn));
+                inner.pump();
                 let reason = read_loop(&inner, &conn, reader);
                 *lock(&inner.slots[slot].current) = None;
                 if !inner.shutdown.load(Ordering::Relaxed) {
@@ -751,8 +1206,14 @@ fn read_loop(inner: &Inner, conn: &Conn, sock: UnixStream) -> String {
             ToParent::Done { id, invocation } => (id, Event::Done(invocation)),
             ToParent::UnknownBundle { id } => (id, Event::UnknownBundle),
         };
-        conn.owed.fetch_sub(1, Ordering::Relaxed);
-        let tx = lock(&conn.state).calls.get(&id).cloned();
+        let done = match &event {
+            Event::Done(inv) => Some(inv),
+            _ => None,
+        };
+        let (tx, released) = conn.answered(id, done, inner);
+        if released {
+            inner.pump();
+        }
         let undelivered = match tx {
             Some(tx) => tx.send(event).err().map(|e| e.0),
             None => Some(event),
@@ -762,7 +1223,8 @@ fn read_loop(inner: &Inner, conn: &Conn, sock: UnixStream) -> String {
         if let Some(Event::HostCall { call, .. }) = undelivered {
             let result = HostOutcome::Err("the invocation was cancelled".into());
             if let Ok(f) = protocol::frame(&ToWorker::HostResult { id, call, result }) {
-                conn.send(&f, 1, inner);
+                conn.owe(id, inner);
+                conn.send(&f);
             }
         }
     }
@@ -790,7 +1252,7 @@ fn monitor(inner: Arc<Inner>) {
                         seq += 1;
                         *ping = Some((seq, Instant::now()));
                         if let Ok(f) = protocol::frame(&ToWorker::Ping { seq }) {
-                            conn.send(&f, 0, &inner);
+                            conn.send(&f);
                         }
                         false
                     }
