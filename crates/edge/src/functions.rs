@@ -630,6 +630,8 @@ fn failure(kind: ErrorKind) -> &'static str {
         }
         ErrorKind::NoResponse => "it never produced a response",
         ErrorKind::Uncaught => "it threw an error",
+        ErrorKind::WorkerLost => "the process running it stopped",
+        ErrorKind::Overloaded => "too many requests are waiting for edge functions",
         _ => "the function runtime failed",
     }
 }
