@@ -827,3 +827,25 @@ export const config = { path: "/form", method: "POST" };"#,
         serde_json::from_slice(&r.body).unwrap_or_else(|_| panic!("{}", r.text()));
     assert_eq!(v, serde_json::json!({"name": "ledge", "tags": ["a", "b"]}));
 }
+
+#[test]
+fn a_new_deploy_never_sees_the_old_ones_globals() {
+    let node = node_with_site();
+    let stateful = |version: &str| {
+        format!(
+            "globalThis.seen = globalThis.seen || [];\nexport default () => {{ globalThis.seen.push('{version}'); return new Response(globalThis.seen.join(',')); }};\nexport const config = {{ path: '/state' }};\n"
+        )
+    };
+    let v1 = stateful("v1");
+    let _one = deploy_site(&node, &[("netlify/edge-functions/state.js", &v1)]);
+    assert_eq!(get(node.edge, H, "/state", &[]).text(), "v1");
+    // A warm isolate keeps its module state between requests of one deploy.
+    assert_eq!(get(node.edge, H, "/state", &[]).text(), "v1,v1");
+    let v2 = stateful("v2");
+    let _two = deploy_site(&node, &[("netlify/edge-functions/state.js", &v2)]);
+    assert_eq!(get(node.edge, H, "/state", &[]).text(), "v2");
+    // Rolling back serves the first deploy's code again, still apart from v2.
+    node.ok(&["rollback", "--site", "fns"]);
+    let back = get(node.edge, H, "/state", &[]).text();
+    assert!(back.starts_with("v1") && !back.contains("v2"), "{back}");
+}
