@@ -496,6 +496,9 @@ impl<'e> Chain<'e> {
                 InvocationOutcome::Error(e) => {
                     tracing::debug!(function = %step.function, kind = ?e.kind, error = %e.message, "edge function failed");
                     match &loaded.on_error {
+                        OnError::Fail if e.kind == ErrorKind::Overloaded => {
+                            return rescue(&EdgeError::FunctionsOverloaded)
+                        }
                         OnError::Fail => {
                             return rescue(&EdgeError::FunctionFailed {
                                 function: step.function.clone(),
@@ -631,7 +634,6 @@ fn failure(kind: ErrorKind) -> &'static str {
         ErrorKind::NoResponse => "it never produced a response",
         ErrorKind::Uncaught => "it threw an error",
         ErrorKind::WorkerLost => "the process running it stopped",
-        ErrorKind::Overloaded => "too many requests are waiting for edge functions",
         _ => "the function runtime failed",
     }
 }
@@ -848,6 +850,13 @@ fn to_response(r: HttpResponse) -> Response<Body> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_overloaded_runtime_asks_to_retry() {
+        let r = rescue(&EdgeError::FunctionsOverloaded);
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(r.headers()[header::RETRY_AFTER], "1");
+    }
 
     #[test]
     fn on_error_values() {

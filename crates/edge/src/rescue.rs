@@ -59,6 +59,9 @@ pub enum EdgeError {
         /// Why, for visitors (no tenant details).
         why: String,
     },
+    /// Too many requests wait for edge functions on this node.
+    #[error("too many requests are waiting for edge functions on this server; try again shortly")]
+    FunctionsOverloaded,
     /// The request already went through Ledge proxies too many times.
     #[error("proxy loop: this request already passed through Ledge")]
     ProxyLoop,
@@ -81,6 +84,7 @@ impl EdgeError {
             }
             Self::OriginTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             Self::FunctionFailed { .. } => StatusCode::BAD_GATEWAY,
+            Self::FunctionsOverloaded => StatusCode::SERVICE_UNAVAILABLE,
             Self::ProxyLoop => StatusCode::LOOP_DETECTED,
             Self::Misdirected => StatusCode::MISDIRECTED_REQUEST,
         }
@@ -119,6 +123,10 @@ pub fn rescue(err: &EdgeError) -> Response<Body> {
         ),
     };
     let mut r = platform_page(status, title, &detail);
+    if matches!(err, EdgeError::FunctionsOverloaded) {
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
     if matches!(err, EdgeError::MethodNotAllowed) {
         r.headers_mut()
             .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
