@@ -10,7 +10,8 @@
 //! ```
 //!
 //! Functions: `hello` (the criterion bench's async hello), `hello-sync`
-//! (a synchronous hello) and `pass` (`() => {}`: the fixed cost).
+//! (a synchronous hello), `pass` (`() => {}`: the fixed cost) and
+//! `custom 'SOURCE'` (any module whose handler passes through).
 
 use async_trait::async_trait;
 use ledge_functions::*;
@@ -34,10 +35,14 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let which = args.next().unwrap_or_else(|| "hello".into());
     let n: u64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(1000);
+    let custom = args.next();
     let (source, pass) = match which.as_str() {
         "hello" => ("export default async (request, context) => new Response('Hello, world!', { headers: { 'content-type': 'text/plain' } });", false),
         "hello-sync" => ("export default () => new Response(\"hello from ledge\\n\", { headers: { \"content-type\": \"text/plain\" } });", false),
         "pass" => ("export default () => {}", true),
+        // `custom 'SOURCE'`: a module whose handler passes through (returns
+        // undefined), to measure one piece of work against `pass`.
+        "custom" => (custom.as_deref().unwrap_or("export default () => {}"), true),
         other => {
             eprintln!("unknown function {other:?}: hello, hello-sync or pass");
             std::process::exit(2);

@@ -1,7 +1,7 @@
 //! One QuickJS runtime + context running one bundle, and the event loop of an
 //! invocation (jobs, host calls, timers) with its limits.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -45,6 +45,10 @@ pub(crate) struct Shared {
     invocation_start_ns: AtomicU64,
     /// Set by the glue when the handler's promise settled.
     pub(crate) settled: AtomicBool,
+    /// What it settled with (or why that could not be read), from the glue.
+    pub(crate) outcome: Mutex<Option<Result<Settled, String>>>,
+    /// `waitUntil` promises of the current invocation still pending.
+    pub(crate) waits: AtomicI32,
     /// Whether the current segment is measured with the thread's CPU clock.
     precise: AtomicBool,
     /// The isolate's memory budget (its allocator's counters).
@@ -84,6 +88,8 @@ impl Shared {
             interrupted: AtomicBool::new(false),
             invocation_start_ns: AtomicU64::new(0),
             settled: AtomicBool::new(false),
+            outcome: Mutex::new(None),
+            waits: AtomicI32::new(0),
             precise: AtomicBool::new(false),
             console: Mutex::new(ConsoleBuf {
                 max_lines: limits.max_console_lines,
@@ -352,6 +358,8 @@ impl Isolate {
     fn begin(&self, limits: &Limits) {
         self.shared.interrupted.store(false, Ordering::Relaxed);
         self.shared.settled.store(false, Ordering::Relaxed);
+        *lock(&self.shared.outcome) = None;
+        self.shared.waits.store(0, Ordering::Relaxed);
         self.shared.budget.reset_refused();
         self.shared
             .invocation_start_ns
@@ -373,7 +381,7 @@ impl Isolate {
         started: Instant,
     ) -> Result<(), InvocationError> {
         let wall_deadline = tokio::time::Instant::from_std(started + limits.wall_time);
-        let req_json = request_meta(request)?;
+        let meta = request_meta(request)?;
         let ctx_json = serde_json::to_string(&ContextData(&request.context))
             .map_err(|e| err(ErrorKind::Internal, e.to_string()))?;
         let env_json = serde_json::to_string(&request.context.env)
@@ -381,10 +389,17 @@ impl Isolate {
 
         self.segment(run, limits, true, |ctx, internals, handler| {
             let start: Function = internals.get("run")?;
-            let body = TypedArray::<u8>::new_copy(ctx.clone(), &request.body)?;
+            // GET and HEAD requests have no body.
+            let body = if meta.has_body {
+                Some(TypedArray::<u8>::new_copy(ctx.clone(), &request.body)?)
+            } else {
+                None
+            };
             start.call::<_, ()>((
                 handler,
-                req_json.as_str(),
+                meta.method.as_str(),
+                meta.url.as_str(),
+                meta.headers.as_str(),
                 body,
                 ctx_json.as_str(),
                 env_json.as_str(),
@@ -393,29 +408,31 @@ impl Isolate {
 
         let mut inflight = FuturesUnordered::new();
         loop {
-            let state = self.segment(run, limits, false, |ctx, internals, _| {
-                read_state(ctx, internals)
-            })?;
             if run.outcome.is_none() {
-                match state.done {
-                    0 => {}
-                    1 => {
-                        run.cookies = state.cookies.clone();
-                        run.outcome = Some(state.result.clone().ok_or_else(|| {
-                            err(ErrorKind::Internal, "the handler settled without a result")
-                        })?);
-                    }
-                    2 => {
-                        run.cookies = state.cookies.clone();
-                        return Err(err(ErrorKind::Uncaught, state.error_message()));
-                    }
-                    _ => {
-                        run.cookies = state.cookies.clone();
-                        return Err(err(ErrorKind::InvalidReturn, state.error_message()));
+                let settled = lock(&self.shared.outcome).take();
+                match settled {
+                    None => {}
+                    Some(Err(message)) => return Err(err(ErrorKind::Internal, message)),
+                    Some(Ok(state)) => {
+                        run.cookies = state.cookies;
+                        match state.done {
+                            1 => {
+                                run.outcome = Some(state.result.ok_or_else(|| {
+                                    err(ErrorKind::Internal, "the handler settled without a result")
+                                })?);
+                            }
+                            2 => return Err(err(ErrorKind::Uncaught, error_message(state.error))),
+                            _ => {
+                                return Err(err(
+                                    ErrorKind::InvalidReturn,
+                                    error_message(state.error),
+                                ))
+                            }
+                        }
                     }
                 }
             }
-            if run.outcome.is_some() && state.waits == 0 {
+            if run.outcome.is_some() && self.shared.waits.load(Ordering::Relaxed) <= 0 {
                 if self.rt.is_job_pending() {
                     // Leftover microtasks run now, within the budget, so they
                     // never leak into the next invocation.
@@ -736,11 +753,15 @@ impl serde::Serialize for ContextData<'_> {
     }
 }
 
-#[derive(serde::Serialize)]
-struct RequestMeta<'a> {
+/// The incoming request as the glue's `run` takes it.
+struct RequestMeta {
     method: String,
     url: String,
-    headers: Vec<(String, &'a str)>,
+    /// `name\nvalue\n...`: lowercase token names, values without CR, LF or
+    /// NUL, so the separator never occurs inside either.
+    headers: String,
+    /// Whether the request has a body (not GET or HEAD).
+    has_body: bool,
 }
 
 fn is_token(s: &str) -> bool {
@@ -752,7 +773,7 @@ fn is_token(s: &str) -> bool {
 /// Validates and normalises the incoming request the way the `Request` and
 /// `Headers` constructors would, so the glue can build them without checks.
 /// Headers that `Headers` would refuse are dropped.
-fn request_meta(request: &InvocationRequest) -> Result<String, InvocationError> {
+fn request_meta(request: &InvocationRequest) -> Result<RequestMeta, InvocationError> {
     let url = url::Url::parse(&request.url)
         .map_err(|e| err(ErrorKind::Internal, format!("invalid request URL: {e}")))?;
     if !is_token(&request.method) {
@@ -763,27 +784,36 @@ fn request_meta(request: &InvocationRequest) -> Result<String, InvocationError> 
         "DELETE" | "GET" | "HEAD" | "OPTIONS" | "POST" | "PUT" => upper,
         _ => request.method.clone(),
     };
-    let headers = request
-        .headers
-        .iter()
-        .filter(|(k, _)| is_token(k))
-        .map(|(k, v)| {
-            (
-                k.to_ascii_lowercase(),
-                v.trim_matches(|c| matches!(c, ' ' | '\t' | '\r' | '\n')),
-            )
-        })
-        .filter(|(_, v)| {
-            v.chars()
+    let mut headers = String::with_capacity(
+        request
+            .headers
+            .iter()
+            .map(|(k, v)| k.len() + v.len() + 2)
+            .sum(),
+    );
+    for (k, v) in &request.headers {
+        let v = v.trim_matches(|c| matches!(c, ' ' | '\t' | '\r' | '\n'));
+        if !is_token(k)
+            || !v
+                .chars()
                 .all(|c| c != '\0' && c != '\r' && c != '\n' && u32::from(c) <= 0xff)
-        })
-        .collect();
-    serde_json::to_string(&RequestMeta {
+        {
+            continue;
+        }
+        if !headers.is_empty() {
+            headers.push('\n');
+        }
+        headers.extend(k.chars().map(|c| c.to_ascii_lowercase()));
+        headers.push('\n');
+        headers.push_str(v);
+    }
+    let has_body = method != "GET" && method != "HEAD";
+    Ok(RequestMeta {
         method,
         url: url.into(),
         headers,
+        has_body,
     })
-    .map_err(|e| err(ErrorKind::Internal, e.to_string()))
 }
 
 #[derive(Deserialize)]
@@ -796,46 +826,32 @@ struct HostRequestMeta {
     send_conditional_request: bool,
 }
 
-struct State {
-    done: i32,
-    result: Option<InvocationOutcome>,
-    error: Option<String>,
-    waits: i32,
-    cookies: Vec<String>,
+/// How the handler settled, as the glue reports it (`N.settled`).
+pub(crate) struct Settled {
+    /// 1 ok, 2 rejected, 3 invalid return value.
+    pub(crate) done: i32,
+    pub(crate) result: Option<InvocationOutcome>,
+    /// `{message, stack}` as JSON.
+    pub(crate) error: Option<String>,
+    pub(crate) cookies: Vec<String>,
 }
 
-impl State {
-    fn error_message(&self) -> String {
-        #[derive(Deserialize)]
-        struct E {
-            message: String,
-            #[serde(default)]
-            stack: String,
-        }
-        match self.error.as_deref().map(serde_json::from_str::<E>) {
-            Some(Ok(e)) if e.stack.is_empty() => e.message,
-            Some(Ok(e)) => format!("{}\n{}", e.message, e.stack.trim_end()),
-            _ => "unknown error".to_string(),
-        }
+fn error_message(error: Option<String>) -> String {
+    #[derive(Deserialize)]
+    struct E {
+        message: String,
+        #[serde(default)]
+        stack: String,
+    }
+    match error.as_deref().map(serde_json::from_str::<E>) {
+        Some(Ok(e)) if e.stack.is_empty() => e.message,
+        Some(Ok(e)) => format!("{}\n{}", e.message, e.stack.trim_end()),
+        _ => "unknown error".to_string(),
     }
 }
 
-fn read_state<'js>(ctx: &Ctx<'js>, internals: Object<'js>) -> rquickjs::Result<State> {
-    let f: Function = internals.get("state")?;
-    let a: Array = f.call(())?;
-    let _ = ctx;
-    let result: Option<Array> = a.get(1)?;
-    Ok(State {
-        done: a.get(0)?,
-        result: result.map(|r| read_result(&r)).transpose()?,
-        error: a.get(2)?,
-        waits: a.get(3)?,
-        cookies: a.get::<Option<Vec<String>>>(4)?.unwrap_or_default(),
-    })
-}
-
 /// `[kind, status, url, [name, value, ...], body]` from the glue's `finish`.
-fn read_result(r: &Array<'_>) -> rquickjs::Result<InvocationOutcome> {
+pub(crate) fn read_result(r: &Array<'_>) -> rquickjs::Result<InvocationOutcome> {
     let kind: String = r.get(0)?;
     Ok(match kind.as_str() {
         "response" => {

@@ -766,6 +766,21 @@ export default function (N, deployEnvJson) {
     if (up === "CONNECT" || up === "TRACE" || up === "TRACK") throw new TypeError(`Forbidden method: "${s}"`);
     return METHOD_NORM.includes(up) ? up : s;
   }
+  // A request's Headers; the invocation's request gets them from the raw
+  // "name\nvalue\n..." string Rust validated, on first use.
+  function reqHeaders(st) {
+    if (st.headers === null) {
+      const h = Object.create(Headers.prototype);
+      const list = [];
+      if (st.raw !== "") {
+        const flat = st.raw.split("\n");
+        for (let i = 0; i + 1 < flat.length; i += 2) list.push([flat[i], flat[i + 1]]);
+      }
+      HDRS.set(h, { list, immutable: false });
+      st.headers = h; st.raw = "";
+    }
+    return st.headers;
+  }
   class Request {
     constructor(input, init = {}) {
       if (arguments.length < 1) throw new TypeError("Request requires at least 1 argument");
@@ -796,12 +811,12 @@ export default function (N, deployEnvJson) {
       }
       const h = new Headers(headers);
       if (ctype && !h.has("content-type")) h.set("content-type", ctype);
-      REQS.set(this, { url, method, headers: h, signal, redirect });
+      REQS.set(this, { url, method, headers: h, raw: "", signal, redirect });
       BODIES.set(this, { bytes, used: false, stream });
     }
     get method() { return REQS.get(this).method; }
     get url() { return REQS.get(this).url; }
-    get headers() { return REQS.get(this).headers; }
+    get headers() { return reqHeaders(REQS.get(this)); }
     get signal() {
       const st = REQS.get(this);
       return st.signal || (st.signal = new AbortController().signal);
@@ -818,7 +833,7 @@ export default function (N, deployEnvJson) {
       if (this.bodyUsed) throw new TypeError("Request body is already used");
       const st = REQS.get(this);
       const [bytes, stream] = cloneBody(this);
-      const r = new Request(st.url, { method: st.method, headers: st.headers, signal: st.signal, redirect: st.redirect });
+      const r = new Request(st.url, { method: st.method, headers: reqHeaders(st), signal: st.signal, redirect: st.redirect });
       Object.assign(BODIES.get(r), { bytes, stream });
       return r;
     }
@@ -908,6 +923,7 @@ export default function (N, deployEnvJson) {
   // ---------------------------------------------------------------- timers
   function addTimer(cb, delay, args, repeat) {
     if (!inv) throw new Error("Timers can only be used while handling a request");
+    if (inv.timers === null) inv.timers = new Map();
     if (inv.timers.size >= MAX_TIMERS) throw new RangeError("Too many timers");
     const id = nextTimerId++;
     const ms = Math.max(0, Number(delay) || 0);
@@ -916,7 +932,7 @@ export default function (N, deployEnvJson) {
   }
   defineGlobal("setTimeout", (cb, delay = 0, ...args) => addTimer(cb, delay, args, false));
   defineGlobal("setInterval", (cb, delay = 0, ...args) => addTimer(cb, delay, args, true));
-  const clear = (id) => { if (inv) inv.timers.delete(Number(id)); };
+  const clear = (id) => { if (inv && inv.timers) inv.timers.delete(Number(id)); };
   defineGlobal("clearTimeout", clear);
   defineGlobal("clearInterval", clear);
   defineGlobal("queueMicrotask", (cb) => {
@@ -1231,16 +1247,16 @@ export default function (N, deployEnvJson) {
   function hostSend(kind, st, bytes, options) {
     if (!inv) return Promise.reject(new Error(`${kind}() can only be used while handling a request`));
     const meta = JSON.stringify({
-      method: st.method, url: st.url, headers: headerPairs(st.headers),
+      method: st.method, url: st.url, headers: headerPairs(reqHeaders(st)),
       sendConditionalRequest: !!(options && options.sendConditionalRequest),
     });
     const id = nextHostId++;
     return new Promise((resolve, reject) => {
-      inv.host.set(id, { resolve, reject, kind, url: st.url });
+      (inv.host || (inv.host = new Map())).set(id, { resolve, reject, kind, url: st.url });
       const signal = st.signal;
       if (signal && signal.aborted) { inv.host.delete(id); reject(signal.reason); return; }
       if (signal) signal.addEventListener("abort", () => {
-        if (inv && inv.host.delete(id)) reject(signal.reason);
+        if (inv && inv.host && inv.host.delete(id)) reject(signal.reason);
       }, { once: true });
       if (!N.hostCall(kind, id, meta, bytes === null ? new Uint8Array(0) : bytes)) {
         inv.host.delete(id);
@@ -1371,10 +1387,10 @@ export default function (N, deployEnvJson) {
     waitUntil(p) {
       const state = inv;
       if (!state) return;
-      state.waitCount++;
+      N.waits(++state.waitCount);
       Promise.resolve(p).then(() => {}, (e) => {
         N.log("error", str(`Uncaught (in waitUntil) ${fmt(e, 0)}`));
-      }).then(() => { state.waitCount--; });
+      }).then(() => { state.waitCount--; if (state === inv) N.waits(state.waitCount); });
     }
     rewrite(url) {
       const request = CTX.get(this).request;
@@ -1388,7 +1404,6 @@ export default function (N, deployEnvJson) {
     if (!st) throw new TypeError("Illegal invocation");
     return st.c || (st.c = JSON.parse(st.json));
   }
-  const makeContext = (ctxJson, request) => new Context(ctxJson, request);
 
   // ---------------------------------------------------------------- outcome
   function describe(e) {
@@ -1411,6 +1426,15 @@ export default function (N, deployEnvJson) {
     if (v instanceof URL) return ["rewrite", 0, v.href, null, null];
     if (v === undefined || v === null) return ["pass", 0, "", null, null];
     throw new TypeError(`The function must return a Response, a URL or undefined (got ${Object.prototype.toString.call(v)})`);
+  }
+
+  // Hands the outcome of the invocation `state` to Rust (once; nothing if the
+  // invocation is over): done 1 ok (`result`), 2 rejected, 3 invalid return
+  // (`error`), with the cookies set so far.
+  function settle(state, done, result, error) {
+    if (state !== inv) return;
+    N.settled(done, result, error === null ? null : JSON.stringify(describe(error)),
+      state.cookies.length ? state.cookies : null);
   }
 
   function responseOutcome(st, bytes, state) {
@@ -1439,62 +1463,40 @@ export default function (N, deployEnvJson) {
 
   // ---------------------------------------------------------------- internals (for Rust only)
   return {
-    // Start an invocation; progress is read with state().
-    run(handler, reqJson, body, ctxJson, envJson) {
-      const meta = JSON.parse(reqJson);
-      inv = { done: 0, result: null, error: null, cookies: [], waitCount: 0, host: new Map(),
-        timers: new Map(), envJson, envObj: null };
+    // Start an invocation. The request was validated and normalised by Rust:
+    // it is built directly, its headers ("name\nvalue\n...") on first use.
+    // The outcome reaches Rust through N.settled; pending waitUntil work
+    // through N.waits.
+    run(handler, method, url, rawHeaders, body, ctxJson, envJson) {
+      const state = { cookies: [], waitCount: 0, host: null, timers: null, envJson, envObj: null };
+      inv = state;
       internalResponse = false;
-      // The request was validated and normalised by Rust: build it directly.
       const req = Object.create(Request.prototype);
-      const headers = Object.create(Headers.prototype);
-      HDRS.set(headers, { list: meta.headers, immutable: false });
-      REQS.set(req, { url: meta.url, method: meta.method, headers, signal: null, redirect: "follow" });
-      const hasBody = meta.method !== "GET" && meta.method !== "HEAD";
-      BODIES.set(req, { bytes: hasBody ? body : null, used: false, stream: null });
-      const context = makeContext(ctxJson, req);
+      REQS.set(req, { url, method, headers: null, raw: rawHeaders, signal: null, redirect: "follow" });
+      BODIES.set(req, { bytes: body === undefined ? null : body, used: false, stream: null });
+      const context = new Context(ctxJson, req);
       currentContext = context;
-      const state = inv;
       let p;
       try { p = Promise.resolve(handler(req, context)); } catch (e) { p = Promise.reject(e); }
-      const done = (result) => {
-        if (state !== inv) return;
-        state.result = result; state.done = 1;
-        N.settled();
-      };
-      const invalid = (e) => {
-        if (state !== inv) return;
-        // A body stream that errored is the tenant's error; a body too large
-        // or of the wrong type is an invalid return value.
-        state.error = describe(e); state.done = S !== null && S.isBodyError(e) ? 3 : 2;
-        N.settled();
-      };
       p.then((v) => {
         if (state !== inv) return;
         let r;
         try {
           r = finish(v, state);
         } catch (e) {
-          state.error = describe(e); state.done = 3;
-          N.settled();
+          settle(state, 3, null, e);
           return;
         }
-        if (r instanceof Promise) r.then(done, invalid); else done(r);
-      }, (e) => {
-        if (state !== inv) return;
-        state.error = describe(e); state.done = 2;
-        N.settled();
-      });
-    },
-    // [done (0 pending, 1 ok, 2 rejected, 3 invalid return), resultJson, body, errorJson,
-    //  pendingWaitUntil, cookiesJson]
-    state() {
-      if (!inv) return [0, null, null, 0, null];
-      return [inv.done, inv.result, inv.error ? JSON.stringify(inv.error) : null, inv.waitCount,
-        inv.cookies.length ? inv.cookies : null];
+        if (r instanceof Promise) {
+          // A body stream that errored is the tenant's error; a body too
+          // large or of the wrong type is an invalid return value.
+          r.then((x) => settle(state, 1, x, null),
+            (e) => settle(state, S !== null && S.isBodyError(e) ? 3 : 2, null, e));
+        } else settle(state, 1, r, null);
+      }, (e) => settle(state, 2, null, e));
     },
     resolveHost(id, ok, metaJson, body) {
-      if (!inv) return;
+      if (!inv || !inv.host) return;
       const p = inv.host.get(id);
       if (!p) return;
       inv.host.delete(id);
@@ -1510,13 +1512,13 @@ export default function (N, deployEnvJson) {
       }
     },
     nextTimer() {
-      if (!inv || inv.timers.size === 0) return -1;
+      if (!inv || !inv.timers || inv.timers.size === 0) return -1;
       let best = Infinity;
       for (const t of inv.timers.values()) if (t.due < best) best = t.due;
       return best;
     },
     fireTimers() {
-      if (!inv) return;
+      if (!inv || !inv.timers) return;
       const now = N.now();
       const due = [...inv.timers.entries()].filter(([, t]) => t.due <= now).sort((a, b) => a[1].due - b[1].due || a[1].seq - b[1].seq);
       for (const [id, t] of due) {
