@@ -7,7 +7,7 @@ export default function (N, deployEnvJson) {
   const G = globalThis;
   const defineGlobal = (name, value) =>
     Object.defineProperty(G, name, { value, writable: true, configurable: true, enumerable: false });
-  const wellFormed = (s) => (typeof s.toWellFormed === "function" ? s.toWellFormed() : s);
+  const wellFormed = typeof String.prototype.toWellFormed === "function" ? (s) => s.toWellFormed() : (s) => s;
   const str = (v) => wellFormed(String(v));
 
   // ---------------------------------------------------------------- DOMException
@@ -315,15 +315,32 @@ export default function (N, deployEnvJson) {
   // ---------------------------------------------------------------- Headers
   const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
   const HDRS = new WeakMap(); // headers -> { list: [[lowername, value]], immutable }
+  // Names and values already validated, so that the usual ones skip the
+  // regular expressions (a test costs a match object). Bounded: few and short.
+  const NAMES_SEEN = new Map(); // name -> lowercase name
+  const VALUES_SEEN = new Set();
+  const SEEN_MAX = 256;
   function hName(n) {
+    if (typeof n === "string") {
+      const seen = NAMES_SEEN.get(n);
+      if (seen !== undefined) return seen;
+    }
     const s = String(n);
     if (!TOKEN.test(s)) throw new TypeError(`Invalid header name: "${s}"`);
-    return s.toLowerCase();
+    const lower = s.toLowerCase();
+    if (typeof n === "string" && s.length <= 64 && NAMES_SEEN.size < SEEN_MAX) NAMES_SEEN.set(s, lower);
+    return lower;
   }
   // Already trimmed, no NUL/CR/LF, only code points <= 0xFF: the usual case.
   const VALUE_FAST = /^(?:[\x21-\x7e\x80-\xff](?:[\t\x20-\x7e\x80-\xff]*[\x21-\x7e\x80-\xff])?)?$/;
   function hValue(v) {
-    if (typeof v === "string" && VALUE_FAST.test(v)) return v;
+    if (typeof v === "string") {
+      if (VALUES_SEEN.has(v)) return v;
+      if (VALUE_FAST.test(v)) {
+        if (v.length <= 128 && VALUES_SEEN.size < SEEN_MAX) VALUES_SEEN.add(v);
+        return v;
+      }
+    }
     const s = String(v).replace(/^[\t\n\r ]+|[\t\n\r ]+$/g, "");
     if (/[\0\r\n]/.test(s)) throw new TypeError(`Invalid header value: "${s}"`);
     // Header values are bytes; keep code points <= 0xFF only.
@@ -468,9 +485,11 @@ export default function (N, deployEnvJson) {
   // stream (`bytes` null): streams are read when the body is consumed.
   const BODIES = new WeakMap();
   const unusable = () => new TypeError("Body is unusable: Body has already been read");
-  // [bytes, content-type, stream]
+  // [bytes, content-type, stream] (read by index: destructuring an array
+  // runs the iterator protocol, which costs several objects).
+  const NO_BODY = Object.freeze([null, null, null]);
   function extractBody(body) {
-    if (body === undefined || body === null) return [null, null, null];
+    if (body === undefined || body === null) return NO_BODY;
     if (typeof body === "string") return [N.utf8Encode(wellFormed(body)), "text/plain;charset=UTF-8", null];
     if (body instanceof ArrayBuffer || ArrayBuffer.isView(body)) return [copyBytes(toBytes(body, "body")), null, null];
     if (body instanceof URLSearchParams) return [utf8(body.toString()), "application/x-www-form-urlencoded;charset=UTF-8", null];
@@ -802,7 +821,8 @@ export default function (N, deployEnvJson) {
       if (init.redirect !== undefined) redirect = String(init.redirect);
       let ctype = null, stream = null;
       if (init.body !== undefined && init.body !== null) {
-        [bytes, ctype, stream] = extractBody(init.body);
+        const b = extractBody(init.body);
+        bytes = b[0]; ctype = b[1]; stream = b[2];
       } else if (srcBody && hasBody(BODIES.get(srcBody))) {
         [bytes, stream] = takeBody(srcBody);
       }
@@ -844,7 +864,7 @@ export default function (N, deployEnvJson) {
 
   // ---------------------------------------------------------------- Response
   const RESPS = new WeakMap();
-  const NULL_BODY = [101, 103, 204, 205, 304];
+  const nullBodyStatus = (s) => s === 204 || s === 304 || s === 101 || s === 103 || s === 205;
   const REDIRECTS = [301, 302, 303, 307, 308];
   let internalResponse = false;
   class Response {
@@ -857,8 +877,9 @@ export default function (N, deployEnvJson) {
       const statusText = init.statusText === undefined ? "" : String(init.statusText);
       if (statusText !== "" && /[^\t\x20-\x7e\x80-\xff]/.test(statusText)) throw new TypeError("Invalid statusText");
       const headers = new Headers(init.headers);
-      const [bytes, ctype, stream] = extractBody(body);
-      if ((bytes !== null || stream !== null) && NULL_BODY.includes(status)) {
+      const b = extractBody(body);
+      const bytes = b[0], ctype = b[1], stream = b[2];
+      if ((bytes !== null || stream !== null) && nullBodyStatus(status)) {
         throw new TypeError(`Response with null body status (${status}) cannot have body`);
       }
       if (ctype) {
@@ -1441,7 +1462,8 @@ export default function (N, deployEnvJson) {
     const list = HDRS.get(st.headers).list;
     const flat = [];
     for (let i = 0; i < list.length; i++) flat.push(list[i][0], list[i][1]);
-    for (const c of state.cookies) flat.push("set-cookie", c);
+    const cookies = state.cookies;
+    for (let i = 0; i < cookies.length; i++) flat.push("set-cookie", cookies[i]);
     return ["response", st.status, "", flat, bytes || new Uint8Array(0)];
   }
 
@@ -1457,12 +1479,40 @@ export default function (N, deployEnvJson) {
     writable: false, configurable: false, enumerable: false,
   });
   function flushRejections() {
+    if (unhandled.size === 0) return;
     for (const reason of unhandled.values()) N.log("error", str(`Uncaught (in promise) ${fmt(reason, 0)}`));
     unhandled.clear();
   }
 
+  // ---------------------------------------------------------------- object shapes
+  // QuickJS frees an object shape, and with it the cached transition to it,
+  // as soon as no object has that shape; every invocation would then build
+  // the shapes of its records again, property by property. One live object
+  // per prefix of each hot record's keys (in the order the code adds them)
+  // and per hot prototype keeps them.
+  const SHAPES = [];
+  function keepShapes(proto, keys) {
+    for (let n = 0; n <= keys.length; n++) {
+      const o = Object.create(proto);
+      for (let i = 0; i < n; i++) o[keys[i]] = null;
+      SHAPES.push(o);
+    }
+  }
+  keepShapes(Object.prototype, ["cookies", "waitCount", "host", "timers", "envJson", "envObj"]); // inv
+  keepShapes(Object.prototype, ["url", "method", "headers", "raw", "signal", "redirect"]); // REQS
+  keepShapes(Object.prototype, ["bytes", "used", "stream"]); // BODIES
+  keepShapes(Object.prototype, ["request", "json", "c", "url", "cookies"]); // CTX
+  keepShapes(Object.prototype, ["list", "immutable"]); // HDRS
+  keepShapes(Object.prototype, ["status", "statusText", "headers", "type", "url", "redirected"]); // RESPS
+  for (const proto of [Request.prototype, Response.prototype, Headers.prototype, Context.prototype]) {
+    keepShapes(proto, []);
+  }
+  SHAPES.push(new Uint8Array(0), Promise.resolve());
+
   // ---------------------------------------------------------------- internals (for Rust only)
   return {
+    // Held here: a local nothing refers to would die with this call.
+    shapes: SHAPES,
     // Start an invocation. The request was validated and normalised by Rust:
     // it is built directly, its headers ("name\nvalue\n...") on first use.
     // The outcome reaches Rust through N.settled; pending waitUntil work
@@ -1503,7 +1553,7 @@ export default function (N, deployEnvJson) {
       if (!ok) { p.reject(new TypeError(`${p.kind === "next" ? "context.next()" : "fetch"} failed: ${metaJson}`)); return; }
       try {
         const meta = JSON.parse(metaJson);
-        const bytes = NULL_BODY.includes(meta.status) ? null : body;
+        const bytes = nullBodyStatus(meta.status) ? null : body;
         const r = makeResponse(meta.status, meta.headers, bytes);
         if (p.kind === "fetch") RESPS.get(r).url = p.url;
         p.resolve(r);
