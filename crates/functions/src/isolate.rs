@@ -58,6 +58,8 @@ pub(crate) struct Shared {
     pub(crate) outcome: Mutex<Option<Result<Settled, String>>>,
     /// `waitUntil` promises of the current invocation still pending.
     pub(crate) waits: AtomicI32,
+    /// The glue was told of a promise rejection since it last ran `end`.
+    rejections: AtomicBool,
     /// Whether the current segment is measured with the thread's CPU clock.
     precise: AtomicBool,
     /// The isolate's memory budget (its allocator's counters).
@@ -102,6 +104,7 @@ impl Shared {
             settled: AtomicBool::new(false),
             outcome: Mutex::new(None),
             waits: AtomicI32::new(0),
+            rejections: AtomicBool::new(false),
             precise: AtomicBool::new(false),
             console: Mutex::new(ConsoleBuf {
                 max_lines: limits.max_console_lines,
@@ -287,18 +290,22 @@ impl Isolate {
         let shared = Arc::new(Shared::new(limits, budget));
         let watcher = Arc::clone(&shared);
         rt.set_interrupt_handler(Some(Box::new(move || watcher.should_interrupt())));
-        rt.set_host_promise_rejection_tracker(Some(Box::new(|ctx, promise, reason, handled| {
-            // Nothing is pending when QuickJS calls this; whatever our own
-            // calls below leave pending is cleared, never propagated.
-            let pending_before = ctx.has_exception();
-            // The glue keeps the list; it is logged when the invocation ends.
-            if let Ok(track) = ctx.globals().get::<_, Function>("__ledgeRejection") {
-                let _ = track.call::<_, ()>((promise, reason, handled));
-            }
-            if !pending_before && ctx.has_exception() {
-                let _ = ctx.catch();
-            }
-        })));
+        let tracker = Arc::clone(&shared);
+        rt.set_host_promise_rejection_tracker(Some(Box::new(
+            move |ctx, promise, reason, handled| {
+                tracker.rejections.store(true, Ordering::Relaxed);
+                // Nothing is pending when QuickJS calls this; whatever our own
+                // calls below leave pending is cleared, never propagated.
+                let pending_before = ctx.has_exception();
+                // The glue keeps the list; it is logged when the invocation ends.
+                if let Ok(track) = ctx.globals().get::<_, Function>("__ledgeRejection") {
+                    let _ = track.call::<_, ()>((promise, reason, handled));
+                }
+                if !pending_before && ctx.has_exception() {
+                    let _ = ctx.catch();
+                }
+            },
+        )));
         rt.set_loader(
             BundleResolver(bundle.shared_modules()),
             BundleLoader {
@@ -363,8 +370,12 @@ impl Isolate {
                 telemetry.late_error.get_or_insert(e);
             }
         }
-        // Reset the invocation state in JS (timers, pending host calls).
-        if !self.poisoned {
+        // Log the rejections left unhandled, and reset the invocation state in
+        // JS (timers, pending host calls). Without rejections to log this is
+        // left to the next `run`, which replaces that state before any JS
+        // runs (nothing runs in an isolate between invocations), and every
+        // callback of an earlier invocation checks that it is still current.
+        if !self.poisoned && self.shared.rejections.swap(false, Ordering::Relaxed) {
             self.shared.arm(limits.cpu_time, false);
             let reset = self.ctx.with(|ctx| -> rquickjs::Result<()> {
                 let internals = self.handles.internals.clone().restore(&ctx)?;

@@ -756,3 +756,41 @@ async fn unhandled_rejections_are_logged_handled_ones_are_not() {
         ]
     );
 }
+
+#[tokio::test]
+async fn rejections_are_logged_by_the_invocation_that_left_them_once() {
+    // A rejection at module top level is logged by the first invocation; one
+    // left by an invocation by that invocation; none by the ones after.
+    let src = r#"Promise.reject(new Error('at load'));
+        let n = 0;
+        export default async (request, context) => {
+            n++;
+            if (n === 2) Promise.reject(new Error('second'));
+            return new Response(String(n) + ' ' + new URL(request.url).pathname + ' ' + context.requestId);
+        }"#;
+    let engine = engine();
+    let bundle = Bundle::single("test", src);
+    let errors = |inv: &Invocation| -> Vec<String> {
+        inv.telemetry
+            .console
+            .iter()
+            .filter(|l| l.level == "error")
+            .map(|l| l.message.clone())
+            .collect()
+    };
+    let mut req = request("https://s.example/a");
+    req.context.request_id = "r1".into();
+    let first = engine.invoke(&bundle, &req, &TestHost::default()).await;
+    assert_eq!(body(&first), "1 /a r1");
+    assert_eq!(errors(&first), vec!["Uncaught (in promise) Error: at load"]);
+    let mut req = request("https://s.example/b");
+    req.context.request_id = "r2".into();
+    let second = engine.invoke(&bundle, &req, &TestHost::default()).await;
+    assert_eq!(body(&second), "2 /b r2");
+    assert_eq!(errors(&second), vec!["Uncaught (in promise) Error: second"]);
+    let mut req = request("https://s.example/c");
+    req.context.request_id = "r3".into();
+    let third = engine.invoke(&bundle, &req, &TestHost::default()).await;
+    assert_eq!(body(&third), "3 /c r3");
+    assert!(errors(&third).is_empty());
+}
