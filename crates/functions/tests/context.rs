@@ -794,3 +794,23 @@ async fn rejections_are_logged_by_the_invocation_that_left_them_once() {
     assert_eq!(body(&third), "3 /c r3");
     assert!(errors(&third).is_empty());
 }
+
+#[tokio::test]
+async fn incoming_headers_keep_empty_values_duplicates_and_none() {
+    let mut req = request("https://s.example/");
+    req.headers.push(("X-Empty".into(), "   ".into()));
+    req.headers.push(("X-Dup".into(), "1".into()));
+    req.headers.push(("x-dup".into(), "2".into()));
+    let src = "export default (req) => { const c = req.clone(); return Response.json({ same: req.headers === req.headers, all: [...req.headers], dup: c.headers.get('x-dup'), empty: req.headers.get('x-empty'), body: req.body }); }";
+    let inv = run(&engine(), src, &req).await;
+    let v: serde_json::Value = serde_json::from_slice(&response(&inv).body).unwrap();
+    assert_eq!(
+        v,
+        serde_json::json!({ "same": true, "dup": "1, 2", "empty": "", "body": null,
+            "all": [["host", "site.example"], ["x-dup", "1, 2"], ["x-empty", ""]] })
+    );
+    req.headers.clear();
+    let src = "export default (req) => Response.json([...req.headers])";
+    let inv = run(&engine(), src, &req).await;
+    assert_eq!(body(&inv), "[]");
+}
