@@ -247,6 +247,9 @@ pub(crate) struct Isolate {
     pub(crate) config: Option<FunctionConfig>,
     /// Set once a limit was hit: never run this isolate again.
     pub(crate) poisoned: bool,
+    /// The last invocation's env and its JSON: a site's env rarely changes
+    /// between requests, and comparing costs less than serialising.
+    env_cache: Option<(std::collections::BTreeMap<String, String>, Arc<str>)>,
     /// Bytecode buffers QuickJS may point into: dropped after `rt` (last field).
     _keep: KeepAlive,
 }
@@ -329,6 +332,7 @@ impl Isolate {
             key: bundle.key().to_string(),
             config,
             poisoned: false,
+            env_cache: None,
             _keep: keep,
         })
     }
@@ -437,8 +441,16 @@ impl Isolate {
         let meta = request_meta(request)?;
         let ctx_json = serde_json::to_string(&ContextData(&request.context))
             .map_err(|e| err(ErrorKind::Internal, e.to_string()))?;
-        let env_json = serde_json::to_string(&request.context.env)
-            .map_err(|e| err(ErrorKind::Internal, e.to_string()))?;
+        let env_json = match &self.env_cache {
+            Some((env, json)) if *env == request.context.env => Arc::clone(json),
+            _ => {
+                let json: Arc<str> = serde_json::to_string(&request.context.env)
+                    .map_err(|e| err(ErrorKind::Internal, e.to_string()))?
+                    .into();
+                self.env_cache = Some((request.context.env.clone(), Arc::clone(&json)));
+                json
+            }
+        };
 
         self.segment(run, limits, true, |ctx, internals, handler| {
             let start: Function = internals.get("run")?;
@@ -455,7 +467,7 @@ impl Isolate {
                 meta.headers.as_str(),
                 body,
                 ctx_json.as_str(),
-                env_json.as_str(),
+                &*env_json,
             ))
         })?;
 

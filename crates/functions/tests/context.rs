@@ -814,3 +814,24 @@ async fn incoming_headers_keep_empty_values_duplicates_and_none() {
     let inv = run(&engine(), src, &req).await;
     assert_eq!(body(&inv), "[]");
 }
+
+#[tokio::test]
+async fn a_warm_isolate_sees_the_env_of_each_request() {
+    let src = "export default () => new Response(String(Netlify.env.get('K')))";
+    let e = engine();
+    let mut req = request("https://s.example/");
+    for (value, expected) in [
+        (Some("1"), "1"),
+        (Some("1"), "1"),
+        (Some("2"), "2"),
+        (None, "undefined"),
+    ] {
+        req.context.env.clear();
+        if let Some(v) = value {
+            req.context.env.insert("K".into(), v.into());
+        }
+        let inv = run(&e, src, &req).await;
+        assert!(!inv.telemetry.cold_start || expected == "1");
+        assert_eq!(body(&inv), expected);
+    }
+}
