@@ -1,7 +1,7 @@
 //! One QuickJS runtime + context running one bundle, and the event loop of an
 //! invocation (jobs, host calls, timers) with its limits.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -35,16 +35,31 @@ const GLUE: &str = concat!(
 // TODO: a `Limits` field once `engine.rs` is free to change.
 pub(crate) const MAX_STREAMED_BODY_BYTES: usize = 32 << 20;
 
+const NO_ANCHOR: u64 = u64::MAX;
+
 /// State shared between the isolate's owner and its native functions and
 /// interrupt handler.
 pub(crate) struct Shared {
     base: Instant,
-    /// Nanoseconds since `base` after which running JS is interrupted.
-    deadline_ns: AtomicU64,
+    /// The current segment's budget (`u64::MAX` between segments: never
+    /// interrupt), and its start on the wall clock (nanoseconds since `base`).
+    budget_ns: AtomicU64,
+    segment_start_ns: AtomicU64,
+    /// A precise segment's reading of the thread's CPU clock, taken the first
+    /// time its budget is checked (`NO_ANCHOR` until then), and the wall time
+    /// charged for the part of the segment before it.
+    anchor_cpu_ns: AtomicU64,
+    before_anchor_ns: AtomicU64,
     interrupted: AtomicBool,
     invocation_start_ns: AtomicU64,
     /// Set by the glue when the handler's promise settled.
     pub(crate) settled: AtomicBool,
+    /// What it settled with (or why that could not be read), from the glue.
+    pub(crate) outcome: Mutex<Option<Result<Settled, String>>>,
+    /// `waitUntil` promises of the current invocation still pending.
+    pub(crate) waits: AtomicI32,
+    /// The glue was told of a promise rejection since it last ran `end`.
+    rejections: AtomicBool,
     /// Whether the current segment is measured with the thread's CPU clock.
     precise: AtomicBool,
     /// The isolate's memory budget (its allocator's counters).
@@ -80,10 +95,16 @@ impl Shared {
         Shared {
             budget,
             base: Instant::now(),
-            deadline_ns: AtomicU64::new(u64::MAX),
+            budget_ns: AtomicU64::new(u64::MAX),
+            segment_start_ns: AtomicU64::new(0),
+            anchor_cpu_ns: AtomicU64::new(NO_ANCHOR),
+            before_anchor_ns: AtomicU64::new(0),
             interrupted: AtomicBool::new(false),
             invocation_start_ns: AtomicU64::new(0),
             settled: AtomicBool::new(false),
+            outcome: Mutex::new(None),
+            waits: AtomicI32::new(0),
+            rejections: AtomicBool::new(false),
             precise: AtomicBool::new(false),
             console: Mutex::new(ConsoleBuf {
                 max_lines: limits.max_console_lines,
@@ -99,20 +120,50 @@ impl Shared {
         u64::try_from(self.base.elapsed().as_nanos()).unwrap_or(u64::MAX)
     }
 
-    /// The clock the budget is measured with in the current segment: the
-    /// thread's CPU time while tenant code runs (wall time if that clock is
-    /// unavailable), wall time for the glue's own short bookkeeping calls
-    /// (reading the thread's CPU clock is a system call, ~0.7 µs here).
-    fn clock_ns(&self) -> u64 {
-        if self.precise.load(Ordering::Relaxed) {
-            crate::cpu::thread_cpu_ns().unwrap_or_else(|| self.now_ns())
-        } else {
-            self.now_ns()
+    /// Time charged to the current segment so far. A segment that runs
+    /// tenant code (`precise`) is measured with the thread's CPU clock, so
+    /// that time the thread spends preempted is not charged; reading that
+    /// clock is a system call (~0.7 µs here), so it is read lazily: the first
+    /// budget check of the segment (QuickJS's interrupt handler, every 10k
+    /// interpreter ticks, or the job loop) anchors it, and the part before is
+    /// charged as wall time. A short segment (most invocations are one) never
+    /// reads it: its wall time is charged, which can only overcharge, by what
+    /// the thread was preempted before its first check. The glue's own
+    /// bookkeeping segments use wall time. `anchor`: take the CPU anchor
+    /// now if there is none (a budget check).
+    fn charged_ns(&self, anchor: bool) -> u64 {
+        let start = self.segment_start_ns.load(Ordering::Relaxed);
+        if !self.precise.load(Ordering::Relaxed) {
+            return self.now_ns().saturating_sub(start);
+        }
+        let anchor_cpu = self.anchor_cpu_ns.load(Ordering::Relaxed);
+        if anchor_cpu == NO_ANCHOR {
+            let wall = self.now_ns().saturating_sub(start);
+            if anchor {
+                if let Some(cpu) = crate::cpu::thread_cpu_ns() {
+                    self.before_anchor_ns.store(wall, Ordering::Relaxed);
+                    self.anchor_cpu_ns.store(cpu, Ordering::Relaxed);
+                }
+            }
+            return wall;
+        }
+        match crate::cpu::thread_cpu_ns() {
+            Some(cpu) => self
+                .before_anchor_ns
+                .load(Ordering::Relaxed)
+                .saturating_add(cpu.saturating_sub(anchor_cpu)),
+            None => self.now_ns().saturating_sub(start),
         }
     }
 
+    /// Whether the current segment used up its budget.
+    fn past_deadline(&self) -> bool {
+        let budget = self.budget_ns.load(Ordering::Relaxed);
+        budget != u64::MAX && self.charged_ns(true) > budget
+    }
+
     fn should_interrupt(&self) -> bool {
-        if self.clock_ns() > self.deadline_ns.load(Ordering::Relaxed) {
+        if self.past_deadline() {
             self.interrupted.store(true, Ordering::Relaxed);
             true
         } else {
@@ -120,23 +171,23 @@ impl Shared {
         }
     }
 
-    /// Starts a segment with `budget` left; returns the clock reading it
-    /// started at. `precise`: the segment runs tenant code (CPU clock).
-    fn arm(&self, budget: Duration, precise: bool) -> u64 {
+    /// Starts a segment with `budget` left. `precise`: the segment runs
+    /// tenant code (CPU clock, see `charged_ns`).
+    fn arm(&self, budget: Duration, precise: bool) {
         self.precise.store(precise, Ordering::Relaxed);
-        let budget = u64::try_from(budget.as_nanos()).unwrap_or(u64::MAX);
-        let start = self.clock_ns();
-        self.deadline_ns
-            .store(start.saturating_add(budget), Ordering::Relaxed);
-        start
+        self.anchor_cpu_ns.store(NO_ANCHOR, Ordering::Relaxed);
+        self.segment_start_ns
+            .store(self.now_ns(), Ordering::Relaxed);
+        let budget = u64::try_from(budget.as_nanos()).unwrap_or(u64::MAX - 1);
+        self.budget_ns
+            .store(budget.min(u64::MAX - 1), Ordering::Relaxed);
     }
 
-    fn disarm(&self) {
-        self.deadline_ns.store(u64::MAX, Ordering::Relaxed);
-    }
-
-    fn past_deadline(&self) -> bool {
-        self.clock_ns() > self.deadline_ns.load(Ordering::Relaxed)
+    /// Ends a segment; returns the time charged to it.
+    fn disarm(&self) -> u64 {
+        let spent = self.charged_ns(false);
+        self.budget_ns.store(u64::MAX, Ordering::Relaxed);
+        spent
     }
 
     /// Milliseconds since the start of the current invocation.
@@ -196,6 +247,9 @@ pub(crate) struct Isolate {
     pub(crate) config: Option<FunctionConfig>,
     /// Set once a limit was hit: never run this isolate again.
     pub(crate) poisoned: bool,
+    /// The last invocation's env and its JSON: a site's env rarely changes
+    /// between requests, and comparing costs less than serialising.
+    env_cache: Option<(std::collections::BTreeMap<String, String>, Arc<str>)>,
     /// Bytecode buffers QuickJS may point into: dropped after `rt` (last field).
     _keep: KeepAlive,
 }
@@ -239,18 +293,22 @@ impl Isolate {
         let shared = Arc::new(Shared::new(limits, budget));
         let watcher = Arc::clone(&shared);
         rt.set_interrupt_handler(Some(Box::new(move || watcher.should_interrupt())));
-        rt.set_host_promise_rejection_tracker(Some(Box::new(|ctx, promise, reason, handled| {
-            // Nothing is pending when QuickJS calls this; whatever our own
-            // calls below leave pending is cleared, never propagated.
-            let pending_before = ctx.has_exception();
-            // The glue keeps the list; it is logged when the invocation ends.
-            if let Ok(track) = ctx.globals().get::<_, Function>("__ledgeRejection") {
-                let _ = track.call::<_, ()>((promise, reason, handled));
-            }
-            if !pending_before && ctx.has_exception() {
-                let _ = ctx.catch();
-            }
-        })));
+        let tracker = Arc::clone(&shared);
+        rt.set_host_promise_rejection_tracker(Some(Box::new(
+            move |ctx, promise, reason, handled| {
+                tracker.rejections.store(true, Ordering::Relaxed);
+                // Nothing is pending when QuickJS calls this; whatever our own
+                // calls below leave pending is cleared, never propagated.
+                let pending_before = ctx.has_exception();
+                // The glue keeps the list; it is logged when the invocation ends.
+                if let Ok(track) = ctx.globals().get::<_, Function>("__ledgeRejection") {
+                    let _ = track.call::<_, ()>((promise, reason, handled));
+                }
+                if !pending_before && ctx.has_exception() {
+                    let _ = ctx.catch();
+                }
+            },
+        )));
         rt.set_loader(
             BundleResolver(bundle.shared_modules()),
             BundleLoader {
@@ -274,6 +332,7 @@ impl Isolate {
             key: bundle.key().to_string(),
             config,
             poisoned: false,
+            env_cache: None,
             _keep: keep,
         })
     }
@@ -315,8 +374,12 @@ impl Isolate {
                 telemetry.late_error.get_or_insert(e);
             }
         }
-        // Reset the invocation state in JS (timers, pending host calls).
-        if !self.poisoned {
+        // Log the rejections left unhandled, and reset the invocation state in
+        // JS (timers, pending host calls). Without rejections to log this is
+        // left to the next `run`, which replaces that state before any JS
+        // runs (nothing runs in an isolate between invocations), and every
+        // callback of an earlier invocation checks that it is still current.
+        if !self.poisoned && self.shared.rejections.swap(false, Ordering::Relaxed) {
             self.shared.arm(limits.cpu_time, false);
             let reset = self.ctx.with(|ctx| -> rquickjs::Result<()> {
                 let internals = self.handles.internals.clone().restore(&ctx)?;
@@ -352,6 +415,8 @@ impl Isolate {
     fn begin(&self, limits: &Limits) {
         self.shared.interrupted.store(false, Ordering::Relaxed);
         self.shared.settled.store(false, Ordering::Relaxed);
+        *lock(&self.shared.outcome) = None;
+        self.shared.waits.store(0, Ordering::Relaxed);
         self.shared.budget.reset_refused();
         self.shared
             .invocation_start_ns
@@ -373,49 +438,66 @@ impl Isolate {
         started: Instant,
     ) -> Result<(), InvocationError> {
         let wall_deadline = tokio::time::Instant::from_std(started + limits.wall_time);
-        let req_json = request_meta(request)?;
+        let meta = request_meta(request)?;
         let ctx_json = serde_json::to_string(&ContextData(&request.context))
             .map_err(|e| err(ErrorKind::Internal, e.to_string()))?;
-        let env_json = serde_json::to_string(&request.context.env)
-            .map_err(|e| err(ErrorKind::Internal, e.to_string()))?;
+        let env_json = match &self.env_cache {
+            Some((env, json)) if *env == request.context.env => Arc::clone(json),
+            _ => {
+                let json: Arc<str> = serde_json::to_string(&request.context.env)
+                    .map_err(|e| err(ErrorKind::Internal, e.to_string()))?
+                    .into();
+                self.env_cache = Some((request.context.env.clone(), Arc::clone(&json)));
+                json
+            }
+        };
 
         self.segment(run, limits, true, |ctx, internals, handler| {
             let start: Function = internals.get("run")?;
-            let body = TypedArray::<u8>::new_copy(ctx.clone(), &request.body)?;
+            // GET and HEAD requests have no body.
+            let body = if meta.has_body {
+                Some(TypedArray::<u8>::new_copy(ctx.clone(), &request.body)?)
+            } else {
+                None
+            };
             start.call::<_, ()>((
                 handler,
-                req_json.as_str(),
+                meta.method.as_str(),
+                meta.url.as_str(),
+                meta.headers.as_str(),
                 body,
                 ctx_json.as_str(),
-                env_json.as_str(),
+                &*env_json,
             ))
         })?;
 
         let mut inflight = FuturesUnordered::new();
         loop {
-            let state = self.segment(run, limits, false, |ctx, internals, _| {
-                read_state(ctx, internals)
-            })?;
             if run.outcome.is_none() {
-                match state.done {
-                    0 => {}
-                    1 => {
-                        run.cookies = state.cookies.clone();
-                        run.outcome = Some(state.result.clone().ok_or_else(|| {
-                            err(ErrorKind::Internal, "the handler settled without a result")
-                        })?);
-                    }
-                    2 => {
-                        run.cookies = state.cookies.clone();
-                        return Err(err(ErrorKind::Uncaught, state.error_message()));
-                    }
-                    _ => {
-                        run.cookies = state.cookies.clone();
-                        return Err(err(ErrorKind::InvalidReturn, state.error_message()));
+                let settled = lock(&self.shared.outcome).take();
+                match settled {
+                    None => {}
+                    Some(Err(message)) => return Err(err(ErrorKind::Internal, message)),
+                    Some(Ok(state)) => {
+                        run.cookies = state.cookies;
+                        match state.done {
+                            1 => {
+                                run.outcome = Some(state.result.ok_or_else(|| {
+                                    err(ErrorKind::Internal, "the handler settled without a result")
+                                })?);
+                            }
+                            2 => return Err(err(ErrorKind::Uncaught, error_message(state.error))),
+                            _ => {
+                                return Err(err(
+                                    ErrorKind::InvalidReturn,
+                                    error_message(state.error),
+                                ))
+                            }
+                        }
                     }
                 }
             }
-            if run.outcome.is_some() && state.waits == 0 {
+            if run.outcome.is_some() && self.shared.waits.load(Ordering::Relaxed) <= 0 {
                 if self.rt.is_job_pending() {
                     // Leftover microtasks run now, within the budget, so they
                     // never leak into the next invocation.
@@ -523,7 +605,7 @@ impl Isolate {
         let Some(budget) = limits.cpu_time.checked_sub(run.cpu) else {
             return Err(cpu_error(limits));
         };
-        let t0 = self.shared.arm(budget, jobs);
+        self.shared.arm(budget, jobs);
         let result = self.ctx.with(|ctx| -> Result<R, InvocationError> {
             let internals = self
                 .handles
@@ -547,8 +629,7 @@ impl Isolate {
         } else {
             Ok(())
         };
-        let spent = self.shared.clock_ns().saturating_sub(t0);
-        self.shared.disarm();
+        let spent = self.shared.disarm();
         run.cpu += Duration::from_nanos(spent);
         if self.shared.interrupted.load(Ordering::Relaxed) || run.cpu > limits.cpu_time {
             return Err(cpu_error(limits));
@@ -736,11 +817,15 @@ impl serde::Serialize for ContextData<'_> {
     }
 }
 
-#[derive(serde::Serialize)]
-struct RequestMeta<'a> {
+/// The incoming request as the glue's `run` takes it.
+struct RequestMeta {
     method: String,
     url: String,
-    headers: Vec<(String, &'a str)>,
+    /// `name\nvalue\n...`: lowercase token names, values without CR, LF or
+    /// NUL, so the separator never occurs inside either.
+    headers: String,
+    /// Whether the request has a body (not GET or HEAD).
+    has_body: bool,
 }
 
 fn is_token(s: &str) -> bool {
@@ -752,7 +837,7 @@ fn is_token(s: &str) -> bool {
 /// Validates and normalises the incoming request the way the `Request` and
 /// `Headers` constructors would, so the glue can build them without checks.
 /// Headers that `Headers` would refuse are dropped.
-fn request_meta(request: &InvocationRequest) -> Result<String, InvocationError> {
+fn request_meta(request: &InvocationRequest) -> Result<RequestMeta, InvocationError> {
     let url = url::Url::parse(&request.url)
         .map_err(|e| err(ErrorKind::Internal, format!("invalid request URL: {e}")))?;
     if !is_token(&request.method) {
@@ -763,27 +848,36 @@ fn request_meta(request: &InvocationRequest) -> Result<String, InvocationError> 
         "DELETE" | "GET" | "HEAD" | "OPTIONS" | "POST" | "PUT" => upper,
         _ => request.method.clone(),
     };
-    let headers = request
-        .headers
-        .iter()
-        .filter(|(k, _)| is_token(k))
-        .map(|(k, v)| {
-            (
-                k.to_ascii_lowercase(),
-                v.trim_matches(|c| matches!(c, ' ' | '\t' | '\r' | '\n')),
-            )
-        })
-        .filter(|(_, v)| {
-            v.chars()
+    let mut headers = String::with_capacity(
+        request
+            .headers
+            .iter()
+            .map(|(k, v)| k.len() + v.len() + 2)
+            .sum(),
+    );
+    for (k, v) in &request.headers {
+        let v = v.trim_matches(|c| matches!(c, ' ' | '\t' | '\r' | '\n'));
+        if !is_token(k)
+            || !v
+                .chars()
                 .all(|c| c != '\0' && c != '\r' && c != '\n' && u32::from(c) <= 0xff)
-        })
-        .collect();
-    serde_json::to_string(&RequestMeta {
+        {
+            continue;
+        }
+        if !headers.is_empty() {
+            headers.push('\n');
+        }
+        headers.extend(k.chars().map(|c| c.to_ascii_lowercase()));
+        headers.push('\n');
+        headers.push_str(v);
+    }
+    let has_body = method != "GET" && method != "HEAD";
+    Ok(RequestMeta {
         method,
         url: url.into(),
         headers,
+        has_body,
     })
-    .map_err(|e| err(ErrorKind::Internal, e.to_string()))
 }
 
 #[derive(Deserialize)]
@@ -796,46 +890,32 @@ struct HostRequestMeta {
     send_conditional_request: bool,
 }
 
-struct State {
-    done: i32,
-    result: Option<InvocationOutcome>,
-    error: Option<String>,
-    waits: i32,
-    cookies: Vec<String>,
+/// How the handler settled, as the glue reports it (`N.settled`).
+pub(crate) struct Settled {
+    /// 1 ok, 2 rejected, 3 invalid return value.
+    pub(crate) done: i32,
+    pub(crate) result: Option<InvocationOutcome>,
+    /// `{message, stack}` as JSON.
+    pub(crate) error: Option<String>,
+    pub(crate) cookies: Vec<String>,
 }
 
-impl State {
-    fn error_message(&self) -> String {
-        #[derive(Deserialize)]
-        struct E {
-            message: String,
-            #[serde(default)]
-            stack: String,
-        }
-        match self.error.as_deref().map(serde_json::from_str::<E>) {
-            Some(Ok(e)) if e.stack.is_empty() => e.message,
-            Some(Ok(e)) => format!("{}\n{}", e.message, e.stack.trim_end()),
-            _ => "unknown error".to_string(),
-        }
+fn error_message(error: Option<String>) -> String {
+    #[derive(Deserialize)]
+    struct E {
+        message: String,
+        #[serde(default)]
+        stack: String,
+    }
+    match error.as_deref().map(serde_json::from_str::<E>) {
+        Some(Ok(e)) if e.stack.is_empty() => e.message,
+        Some(Ok(e)) => format!("{}\n{}", e.message, e.stack.trim_end()),
+        _ => "unknown error".to_string(),
     }
 }
 
-fn read_state<'js>(ctx: &Ctx<'js>, internals: Object<'js>) -> rquickjs::Result<State> {
-    let f: Function = internals.get("state")?;
-    let a: Array = f.call(())?;
-    let _ = ctx;
-    let result: Option<Array> = a.get(1)?;
-    Ok(State {
-        done: a.get(0)?,
-        result: result.map(|r| read_result(&r)).transpose()?,
-        error: a.get(2)?,
-        waits: a.get(3)?,
-        cookies: a.get::<Option<Vec<String>>>(4)?.unwrap_or_default(),
-    })
-}
-
 /// `[kind, status, url, [name, value, ...], body]` from the glue's `finish`.
-fn read_result(r: &Array<'_>) -> rquickjs::Result<InvocationOutcome> {
+pub(crate) fn read_result(r: &Array<'_>) -> rquickjs::Result<InvocationOutcome> {
     let kind: String = r.get(0)?;
     Ok(match kind.as_str() {
         "response" => {

@@ -42,7 +42,9 @@
 //! a tenant's `throw null`) and a JS stack limit;
 //! per invocation: a CPU-time budget (default 50 ms of time spent running JS,
 //! enforced by QuickJS's interrupt handler and between jobs, covering
-//! `waitUntil` work too) and a wall-clock limit; per host call its own timeout,
+//! `waitUntil` work too; measured with the thread's CPU clock, read from
+//! a segment's first budget check on, so time preempted is not charged except
+//! before that check, where wall time is) and a wall-clock limit; per host call its own timeout,
 //! since the interrupt hook only runs while JS runs. An isolate that hit a
 //! limit is dropped, never reused, and the next request gets a fresh one.
 //! Error kinds: [`ErrorKind`].
@@ -85,22 +87,42 @@
 //!
 //! `cargo bench -p ledge-functions` (criterion, `benches/invoke.rs`), release
 //! profile, one thread, on the shared 2-core development machine while other
-//! engineers were building (load average 2–4), 2026-11-28. Ranges are over
-//! several runs; the spread is the machine, not the code.
+//! engineers were building (load average 1.4–4). Ranges are over several
+//! runs; the spread is the machine, not the code. Wall time on this machine
+//! is too noisy to compare small changes: `examples/invoke_count.rs` runs N
+//! warm invocations for callgrind, and the instruction counts below are
+//! `(total(N = 11000) - total(N = 1000)) / 10000`.
 //!
 //! | what | result |
 //! |---|---|
-//! | warm "hello" invocation (`new Response('Hello, world!', {headers})`), full `invoke` round trip | 14.6–26.5 µs/op (typically ~15–19) |
-//! | warm pass-through invocation (`() => {}`): the fixed cost of request, context and event loop | 8.4–11.6 µs/op |
-//! | cold isolate: create runtime + context, load the glue (bytecode), evaluate the module, drop | p50 475–540 µs; p99 0.74–0.90 ms at load ≤ 3, up to 4.7 ms when the cores were oversubscribed |
-//! | warm "hello" through a [`worker::WorkerPool`] of 1 worker, one at a time (2026-11-29, same run as the in-process row at 20.1–33.5 µs, load 1.5–6.5) | 65–96 µs/op: ×2.9–3.3 the in-process engine, i.e. +45–63 µs per round trip |
+//! | warm "hello" invocation (`async () => new Response('Hello, world!', {headers})`), full `invoke` round trip | 10.0–10.3 µs/op (load 1.4–1.6), 106k instructions (2026-11-28, before the changes below: 17.3 µs/op in the same session, 171k instructions) |
+//! | warm pass-through invocation (`() => {}`): the fixed cost of request, context and event loop | 5.0–5.1 µs/op, 55k instructions (before: 10.3 µs/op, 103k instructions) |
+//! | cold isolate: create runtime + context, load the glue (bytecode), evaluate the module, drop | 2026-11-28, load ~1.5: p50 0.98 ms, p99 1.16 ms (0.95 / 1.24 ms before the changes below, same session; earlier runs on a quieter machine: p50 475–540 µs, p99 0.74–0.90 ms) |
+//! | warm "hello" through a [`worker::WorkerPool`] of 1 worker, one at a time (2026-11-29, before the changes below, same run as the in-process row at 20.1–33.5 µs, load 1.5–6.5) | 65–96 µs/op: ×2.9–3.3 the in-process engine, i.e. +45–63 µs per round trip |
 //! | the same with 16 invocations in flight (frames batched both ways) | 26.8–38.1 µs/op: ×1.1–1.3 the in-process engine, +5–7 µs per invocation |
 //!
 //! The cold budget (< 1 ms p99) holds when the cores are not oversubscribed
-//! (the p99 outliers above are scheduling, not work). The warm cost is above the "a few µs"
-//! of a bare QuickJS call: it is dominated by building the `Request`,
-//! `context` and `Response` objects in the interpreted glue and by the
-//! promise jobs of the async handler.
+//! (the p99 outliers above are scheduling, not work). What a warm invocation
+//! costs is mostly QuickJS building objects: the `Request`, `context` and
+//! `Response` and their records, and the promise jobs of an async handler.
+//! What keeps it down:
+//!
+//! - the request reaches the glue as plain arguments, its headers as one
+//!   `name\nvalue\n…` string split only when `request.headers` is first read
+//!   (no JSON); the outcome comes back through one native call
+//!   (`N.settled`), not a `state()` array read field by field;
+//! - QuickJS frees an object shape, and the cached transition to it, as soon
+//!   as no object has it: the glue keeps one object per prefix of each hot
+//!   record's keys, so a record's properties are added along cached
+//!   transitions (about 5k instructions saved per six-key record);
+//! - header names and values that passed validation once skip the regular
+//!   expressions (a `test` builds a match object) — a bounded cache;
+//! - no array destructuring or `for…of` on the hot paths (the iterator
+//!   protocol allocates), no per-invocation `Map`s, no spare closures;
+//! - the end-of-invocation call into JS only runs when a promise rejection
+//!   is left to log; otherwise the next `run` replaces the state;
+//! - the thread's CPU clock (a system call) is read only once a segment's
+//!   budget is first checked, so a short invocation makes none.
 //!
 //! The worker pool's one-at-a-time cost is three wake-ups across threads and
 //! processes (node → worker process → the node's reader thread → the

@@ -363,10 +363,36 @@ pub(crate) fn install<'js>(ctx: &Ctx<'js>, shared: Arc<Shared>) -> Result<Object
         let shared = Arc::clone(&shared);
         n.set(
             "settled",
-            Function::new(ctx.clone(), move || {
-                shared
-                    .settled
-                    .store(true, std::sync::atomic::Ordering::Relaxed);
+            Function::new(
+                ctx.clone(),
+                move |done: i32,
+                      result: Option<rquickjs::Array<'js>>,
+                      error: Option<String>,
+                      cookies: Option<Vec<String>>| {
+                    let result = result
+                        .map(|r| crate::isolate::read_result(&r))
+                        .transpose()
+                        .map(|result| crate::isolate::Settled {
+                            done,
+                            result,
+                            error,
+                            cookies: cookies.unwrap_or_default(),
+                        })
+                        .map_err(|e| format!("reading the outcome: {e}"));
+                    *lock(&shared.outcome) = Some(result);
+                    shared
+                        .settled
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
+                },
+            )?,
+        )?;
+    }
+    {
+        let shared = Arc::clone(&shared);
+        n.set(
+            "waits",
+            Function::new(ctx.clone(), move |n: i32| {
+                shared.waits.store(n, std::sync::atomic::Ordering::Relaxed);
             })?,
         )?;
     }

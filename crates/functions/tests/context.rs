@@ -756,3 +756,82 @@ async fn unhandled_rejections_are_logged_handled_ones_are_not() {
         ]
     );
 }
+
+#[tokio::test]
+async fn rejections_are_logged_by_the_invocation_that_left_them_once() {
+    // A rejection at module top level is logged by the first invocation; one
+    // left by an invocation by that invocation; none by the ones after.
+    let src = r#"Promise.reject(new Error('at load'));
+        let n = 0;
+        export default async (request, context) => {
+            n++;
+            if (n === 2) Promise.reject(new Error('second'));
+            return new Response(String(n) + ' ' + new URL(request.url).pathname + ' ' + context.requestId);
+        }"#;
+    let engine = engine();
+    let bundle = Bundle::single("test", src);
+    let errors = |inv: &Invocation| -> Vec<String> {
+        inv.telemetry
+            .console
+            .iter()
+            .filter(|l| l.level == "error")
+            .map(|l| l.message.clone())
+            .collect()
+    };
+    let mut req = request("https://s.example/a");
+    req.context.request_id = "r1".into();
+    let first = engine.invoke(&bundle, &req, &TestHost::default()).await;
+    assert_eq!(body(&first), "1 /a r1");
+    assert_eq!(errors(&first), vec!["Uncaught (in promise) Error: at load"]);
+    let mut req = request("https://s.example/b");
+    req.context.request_id = "r2".into();
+    let second = engine.invoke(&bundle, &req, &TestHost::default()).await;
+    assert_eq!(body(&second), "2 /b r2");
+    assert_eq!(errors(&second), vec!["Uncaught (in promise) Error: second"]);
+    let mut req = request("https://s.example/c");
+    req.context.request_id = "r3".into();
+    let third = engine.invoke(&bundle, &req, &TestHost::default()).await;
+    assert_eq!(body(&third), "3 /c r3");
+    assert!(errors(&third).is_empty());
+}
+
+#[tokio::test]
+async fn incoming_headers_keep_empty_values_duplicates_and_none() {
+    let mut req = request("https://s.example/");
+    req.headers.push(("X-Empty".into(), "   ".into()));
+    req.headers.push(("X-Dup".into(), "1".into()));
+    req.headers.push(("x-dup".into(), "2".into()));
+    let src = "export default (req) => { const c = req.clone(); return Response.json({ same: req.headers === req.headers, all: [...req.headers], dup: c.headers.get('x-dup'), empty: req.headers.get('x-empty'), body: req.body }); }";
+    let inv = run(&engine(), src, &req).await;
+    let v: serde_json::Value = serde_json::from_slice(&response(&inv).body).unwrap();
+    assert_eq!(
+        v,
+        serde_json::json!({ "same": true, "dup": "1, 2", "empty": "", "body": null,
+            "all": [["host", "site.example"], ["x-dup", "1, 2"], ["x-empty", ""]] })
+    );
+    req.headers.clear();
+    let src = "export default (req) => Response.json([...req.headers])";
+    let inv = run(&engine(), src, &req).await;
+    assert_eq!(body(&inv), "[]");
+}
+
+#[tokio::test]
+async fn a_warm_isolate_sees_the_env_of_each_request() {
+    let src = "export default () => new Response(String(Netlify.env.get('K')))";
+    let e = engine();
+    let mut req = request("https://s.example/");
+    for (value, expected) in [
+        (Some("1"), "1"),
+        (Some("1"), "1"),
+        (Some("2"), "2"),
+        (None, "undefined"),
+    ] {
+        req.context.env.clear();
+        if let Some(v) = value {
+            req.context.env.insert("K".into(), v.into());
+        }
+        let inv = run(&e, src, &req).await;
+        assert!(!inv.telemetry.cold_start || expected == "1");
+        assert_eq!(body(&inv), expected);
+    }
+}

@@ -7,7 +7,7 @@ export default function (N, deployEnvJson) {
   const G = globalThis;
   const defineGlobal = (name, value) =>
     Object.defineProperty(G, name, { value, writable: true, configurable: true, enumerable: false });
-  const wellFormed = (s) => (typeof s.toWellFormed === "function" ? s.toWellFormed() : s);
+  const wellFormed = typeof String.prototype.toWellFormed === "function" ? (s) => s.toWellFormed() : (s) => s;
   const str = (v) => wellFormed(String(v));
 
   // ---------------------------------------------------------------- DOMException
@@ -315,15 +315,32 @@ export default function (N, deployEnvJson) {
   // ---------------------------------------------------------------- Headers
   const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
   const HDRS = new WeakMap(); // headers -> { list: [[lowername, value]], immutable }
+  // Names and values already validated, so that the usual ones skip the
+  // regular expressions (a test costs a match object). Bounded: few and short.
+  const NAMES_SEEN = new Map(); // name -> lowercase name
+  const VALUES_SEEN = new Set();
+  const SEEN_MAX = 256;
   function hName(n) {
+    if (typeof n === "string") {
+      const seen = NAMES_SEEN.get(n);
+      if (seen !== undefined) return seen;
+    }
     const s = String(n);
     if (!TOKEN.test(s)) throw new TypeError(`Invalid header name: "${s}"`);
-    return s.toLowerCase();
+    const lower = s.toLowerCase();
+    if (typeof n === "string" && s.length <= 64 && NAMES_SEEN.size < SEEN_MAX) NAMES_SEEN.set(s, lower);
+    return lower;
   }
   // Already trimmed, no NUL/CR/LF, only code points <= 0xFF: the usual case.
   const VALUE_FAST = /^(?:[\x21-\x7e\x80-\xff](?:[\t\x20-\x7e\x80-\xff]*[\x21-\x7e\x80-\xff])?)?$/;
   function hValue(v) {
-    if (typeof v === "string" && VALUE_FAST.test(v)) return v;
+    if (typeof v === "string") {
+      if (VALUES_SEEN.has(v)) return v;
+      if (VALUE_FAST.test(v)) {
+        if (v.length <= 128 && VALUES_SEEN.size < SEEN_MAX) VALUES_SEEN.add(v);
+        return v;
+      }
+    }
     const s = String(v).replace(/^[\t\n\r ]+|[\t\n\r ]+$/g, "");
     if (/[\0\r\n]/.test(s)) throw new TypeError(`Invalid header value: "${s}"`);
     // Header values are bytes; keep code points <= 0xFF only.
@@ -468,9 +485,11 @@ export default function (N, deployEnvJson) {
   // stream (`bytes` null): streams are read when the body is consumed.
   const BODIES = new WeakMap();
   const unusable = () => new TypeError("Body is unusable: Body has already been read");
-  // [bytes, content-type, stream]
+  // [bytes, content-type, stream] (read by index: destructuring an array
+  // runs the iterator protocol, which costs several objects).
+  const NO_BODY = Object.freeze([null, null, null]);
   function extractBody(body) {
-    if (body === undefined || body === null) return [null, null, null];
+    if (body === undefined || body === null) return NO_BODY;
     if (typeof body === "string") return [N.utf8Encode(wellFormed(body)), "text/plain;charset=UTF-8", null];
     if (body instanceof ArrayBuffer || ArrayBuffer.isView(body)) return [copyBytes(toBytes(body, "body")), null, null];
     if (body instanceof URLSearchParams) return [utf8(body.toString()), "application/x-www-form-urlencoded;charset=UTF-8", null];
@@ -766,6 +785,21 @@ export default function (N, deployEnvJson) {
     if (up === "CONNECT" || up === "TRACE" || up === "TRACK") throw new TypeError(`Forbidden method: "${s}"`);
     return METHOD_NORM.includes(up) ? up : s;
   }
+  // A request's Headers; the invocation's request gets them from the raw
+  // "name\nvalue\n..." string Rust validated, on first use.
+  function reqHeaders(st) {
+    if (st.headers === null) {
+      const h = Object.create(Headers.prototype);
+      const list = [];
+      if (st.raw !== "") {
+        const flat = st.raw.split("\n");
+        for (let i = 0; i + 1 < flat.length; i += 2) list.push([flat[i], flat[i + 1]]);
+      }
+      HDRS.set(h, { list, immutable: false });
+      st.headers = h; st.raw = "";
+    }
+    return st.headers;
+  }
   class Request {
     constructor(input, init = {}) {
       if (arguments.length < 1) throw new TypeError("Request requires at least 1 argument");
@@ -787,7 +821,8 @@ export default function (N, deployEnvJson) {
       if (init.redirect !== undefined) redirect = String(init.redirect);
       let ctype = null, stream = null;
       if (init.body !== undefined && init.body !== null) {
-        [bytes, ctype, stream] = extractBody(init.body);
+        const b = extractBody(init.body);
+        bytes = b[0]; ctype = b[1]; stream = b[2];
       } else if (srcBody && hasBody(BODIES.get(srcBody))) {
         [bytes, stream] = takeBody(srcBody);
       }
@@ -796,12 +831,12 @@ export default function (N, deployEnvJson) {
       }
       const h = new Headers(headers);
       if (ctype && !h.has("content-type")) h.set("content-type", ctype);
-      REQS.set(this, { url, method, headers: h, signal, redirect });
+      REQS.set(this, { url, method, headers: h, raw: "", signal, redirect });
       BODIES.set(this, { bytes, used: false, stream });
     }
     get method() { return REQS.get(this).method; }
     get url() { return REQS.get(this).url; }
-    get headers() { return REQS.get(this).headers; }
+    get headers() { return reqHeaders(REQS.get(this)); }
     get signal() {
       const st = REQS.get(this);
       return st.signal || (st.signal = new AbortController().signal);
@@ -818,7 +853,7 @@ export default function (N, deployEnvJson) {
       if (this.bodyUsed) throw new TypeError("Request body is already used");
       const st = REQS.get(this);
       const [bytes, stream] = cloneBody(this);
-      const r = new Request(st.url, { method: st.method, headers: st.headers, signal: st.signal, redirect: st.redirect });
+      const r = new Request(st.url, { method: st.method, headers: reqHeaders(st), signal: st.signal, redirect: st.redirect });
       Object.assign(BODIES.get(r), { bytes, stream });
       return r;
     }
@@ -829,7 +864,7 @@ export default function (N, deployEnvJson) {
 
   // ---------------------------------------------------------------- Response
   const RESPS = new WeakMap();
-  const NULL_BODY = [101, 103, 204, 205, 304];
+  const nullBodyStatus = (s) => s === 204 || s === 304 || s === 101 || s === 103 || s === 205;
   const REDIRECTS = [301, 302, 303, 307, 308];
   let internalResponse = false;
   class Response {
@@ -842,8 +877,9 @@ export default function (N, deployEnvJson) {
       const statusText = init.statusText === undefined ? "" : String(init.statusText);
       if (statusText !== "" && /[^\t\x20-\x7e\x80-\xff]/.test(statusText)) throw new TypeError("Invalid statusText");
       const headers = new Headers(init.headers);
-      const [bytes, ctype, stream] = extractBody(body);
-      if ((bytes !== null || stream !== null) && NULL_BODY.includes(status)) {
+      const b = extractBody(body);
+      const bytes = b[0], ctype = b[1], stream = b[2];
+      if ((bytes !== null || stream !== null) && nullBodyStatus(status)) {
         throw new TypeError(`Response with null body status (${status}) cannot have body`);
       }
       if (ctype) {
@@ -908,6 +944,7 @@ export default function (N, deployEnvJson) {
   // ---------------------------------------------------------------- timers
   function addTimer(cb, delay, args, repeat) {
     if (!inv) throw new Error("Timers can only be used while handling a request");
+    if (inv.timers === null) inv.timers = new Map();
     if (inv.timers.size >= MAX_TIMERS) throw new RangeError("Too many timers");
     const id = nextTimerId++;
     const ms = Math.max(0, Number(delay) || 0);
@@ -916,7 +953,7 @@ export default function (N, deployEnvJson) {
   }
   defineGlobal("setTimeout", (cb, delay = 0, ...args) => addTimer(cb, delay, args, false));
   defineGlobal("setInterval", (cb, delay = 0, ...args) => addTimer(cb, delay, args, true));
-  const clear = (id) => { if (inv) inv.timers.delete(Number(id)); };
+  const clear = (id) => { if (inv && inv.timers) inv.timers.delete(Number(id)); };
   defineGlobal("clearTimeout", clear);
   defineGlobal("clearInterval", clear);
   defineGlobal("queueMicrotask", (cb) => {
@@ -1231,16 +1268,16 @@ export default function (N, deployEnvJson) {
   function hostSend(kind, st, bytes, options) {
     if (!inv) return Promise.reject(new Error(`${kind}() can only be used while handling a request`));
     const meta = JSON.stringify({
-      method: st.method, url: st.url, headers: headerPairs(st.headers),
+      method: st.method, url: st.url, headers: headerPairs(reqHeaders(st)),
       sendConditionalRequest: !!(options && options.sendConditionalRequest),
     });
     const id = nextHostId++;
     return new Promise((resolve, reject) => {
-      inv.host.set(id, { resolve, reject, kind, url: st.url });
+      (inv.host || (inv.host = new Map())).set(id, { resolve, reject, kind, url: st.url });
       const signal = st.signal;
       if (signal && signal.aborted) { inv.host.delete(id); reject(signal.reason); return; }
       if (signal) signal.addEventListener("abort", () => {
-        if (inv && inv.host.delete(id)) reject(signal.reason);
+        if (inv && inv.host && inv.host.delete(id)) reject(signal.reason);
       }, { once: true });
       if (!N.hostCall(kind, id, meta, bytes === null ? new Uint8Array(0) : bytes)) {
         inv.host.delete(id);
@@ -1371,10 +1408,10 @@ export default function (N, deployEnvJson) {
     waitUntil(p) {
       const state = inv;
       if (!state) return;
-      state.waitCount++;
+      N.waits(++state.waitCount);
       Promise.resolve(p).then(() => {}, (e) => {
         N.log("error", str(`Uncaught (in waitUntil) ${fmt(e, 0)}`));
-      }).then(() => { state.waitCount--; });
+      }).then(() => { state.waitCount--; if (state === inv) N.waits(state.waitCount); });
     }
     rewrite(url) {
       const request = CTX.get(this).request;
@@ -1388,7 +1425,6 @@ export default function (N, deployEnvJson) {
     if (!st) throw new TypeError("Illegal invocation");
     return st.c || (st.c = JSON.parse(st.json));
   }
-  const makeContext = (ctxJson, request) => new Context(ctxJson, request);
 
   // ---------------------------------------------------------------- outcome
   function describe(e) {
@@ -1413,11 +1449,21 @@ export default function (N, deployEnvJson) {
     throw new TypeError(`The function must return a Response, a URL or undefined (got ${Object.prototype.toString.call(v)})`);
   }
 
+  // Hands the outcome of the invocation `state` to Rust (once; nothing if the
+  // invocation is over): done 1 ok (`result`), 2 rejected, 3 invalid return
+  // (`error`), with the cookies set so far.
+  function settle(state, done, result, error) {
+    if (state !== inv) return;
+    N.settled(done, result, error === null ? null : JSON.stringify(describe(error)),
+      state.cookies.length ? state.cookies : null);
+  }
+
   function responseOutcome(st, bytes, state) {
     const list = HDRS.get(st.headers).list;
     const flat = [];
     for (let i = 0; i < list.length; i++) flat.push(list[i][0], list[i][1]);
-    for (const c of state.cookies) flat.push("set-cookie", c);
+    const cookies = state.cookies;
+    for (let i = 0; i < cookies.length; i++) flat.push("set-cookie", cookies[i]);
     return ["response", st.status, "", flat, bytes || new Uint8Array(0)];
   }
 
@@ -1433,75 +1479,81 @@ export default function (N, deployEnvJson) {
     writable: false, configurable: false, enumerable: false,
   });
   function flushRejections() {
+    if (unhandled.size === 0) return;
     for (const reason of unhandled.values()) N.log("error", str(`Uncaught (in promise) ${fmt(reason, 0)}`));
     unhandled.clear();
   }
 
+  // ---------------------------------------------------------------- object shapes
+  // QuickJS frees an object shape, and with it the cached transition to it,
+  // as soon as no object has that shape; every invocation would then build
+  // the shapes of its records again, property by property. One live object
+  // per prefix of each hot record's keys (in the order the code adds them)
+  // and per hot prototype keeps them.
+  const SHAPES = [];
+  function keepShapes(proto, keys) {
+    for (let n = 0; n <= keys.length; n++) {
+      const o = Object.create(proto);
+      for (let i = 0; i < n; i++) o[keys[i]] = null;
+      SHAPES.push(o);
+    }
+  }
+  keepShapes(Object.prototype, ["cookies", "waitCount", "host", "timers", "envJson", "envObj"]); // inv
+  keepShapes(Object.prototype, ["url", "method", "headers", "raw", "signal", "redirect"]); // REQS
+  keepShapes(Object.prototype, ["bytes", "used", "stream"]); // BODIES
+  keepShapes(Object.prototype, ["request", "json", "c", "url", "cookies"]); // CTX
+  keepShapes(Object.prototype, ["list", "immutable"]); // HDRS
+  keepShapes(Object.prototype, ["status", "statusText", "headers", "type", "url", "redirected"]); // RESPS
+  for (const proto of [Request.prototype, Response.prototype, Headers.prototype, Context.prototype]) {
+    keepShapes(proto, []);
+  }
+  SHAPES.push(new Uint8Array(0), Promise.resolve());
+
   // ---------------------------------------------------------------- internals (for Rust only)
   return {
-    // Start an invocation; progress is read with state().
-    run(handler, reqJson, body, ctxJson, envJson) {
-      const meta = JSON.parse(reqJson);
-      inv = { done: 0, result: null, error: null, cookies: [], waitCount: 0, host: new Map(),
-        timers: new Map(), envJson, envObj: null };
+    // Held here: a local nothing refers to would die with this call.
+    shapes: SHAPES,
+    // Start an invocation. The request was validated and normalised by Rust:
+    // it is built directly, its headers ("name\nvalue\n...") on first use.
+    // The outcome reaches Rust through N.settled; pending waitUntil work
+    // through N.waits.
+    run(handler, method, url, rawHeaders, body, ctxJson, envJson) {
+      const state = { cookies: [], waitCount: 0, host: null, timers: null, envJson, envObj: null };
+      inv = state;
       internalResponse = false;
-      // The request was validated and normalised by Rust: build it directly.
       const req = Object.create(Request.prototype);
-      const headers = Object.create(Headers.prototype);
-      HDRS.set(headers, { list: meta.headers, immutable: false });
-      REQS.set(req, { url: meta.url, method: meta.method, headers, signal: null, redirect: "follow" });
-      const hasBody = meta.method !== "GET" && meta.method !== "HEAD";
-      BODIES.set(req, { bytes: hasBody ? body : null, used: false, stream: null });
-      const context = makeContext(ctxJson, req);
+      REQS.set(req, { url, method, headers: null, raw: rawHeaders, signal: null, redirect: "follow" });
+      BODIES.set(req, { bytes: body === undefined ? null : body, used: false, stream: null });
+      const context = new Context(ctxJson, req);
       currentContext = context;
-      const state = inv;
       let p;
       try { p = Promise.resolve(handler(req, context)); } catch (e) { p = Promise.reject(e); }
-      const done = (result) => {
-        if (state !== inv) return;
-        state.result = result; state.done = 1;
-        N.settled();
-      };
-      const invalid = (e) => {
-        if (state !== inv) return;
-        // A body stream that errored is the tenant's error; a body too large
-        // or of the wrong type is an invalid return value.
-        state.error = describe(e); state.done = S !== null && S.isBodyError(e) ? 3 : 2;
-        N.settled();
-      };
       p.then((v) => {
         if (state !== inv) return;
         let r;
         try {
           r = finish(v, state);
         } catch (e) {
-          state.error = describe(e); state.done = 3;
-          N.settled();
+          settle(state, 3, null, e);
           return;
         }
-        if (r instanceof Promise) r.then(done, invalid); else done(r);
-      }, (e) => {
-        if (state !== inv) return;
-        state.error = describe(e); state.done = 2;
-        N.settled();
-      });
-    },
-    // [done (0 pending, 1 ok, 2 rejected, 3 invalid return), resultJson, body, errorJson,
-    //  pendingWaitUntil, cookiesJson]
-    state() {
-      if (!inv) return [0, null, null, 0, null];
-      return [inv.done, inv.result, inv.error ? JSON.stringify(inv.error) : null, inv.waitCount,
-        inv.cookies.length ? inv.cookies : null];
+        if (r instanceof Promise) {
+          // A body stream that errored is the tenant's error; a body too
+          // large or of the wrong type is an invalid return value.
+          r.then((x) => settle(state, 1, x, null),
+            (e) => settle(state, S !== null && S.isBodyError(e) ? 3 : 2, null, e));
+        } else settle(state, 1, r, null);
+      }, (e) => settle(state, 2, null, e));
     },
     resolveHost(id, ok, metaJson, body) {
-      if (!inv) return;
+      if (!inv || !inv.host) return;
       const p = inv.host.get(id);
       if (!p) return;
       inv.host.delete(id);
       if (!ok) { p.reject(new TypeError(`${p.kind === "next" ? "context.next()" : "fetch"} failed: ${metaJson}`)); return; }
       try {
         const meta = JSON.parse(metaJson);
-        const bytes = NULL_BODY.includes(meta.status) ? null : body;
+        const bytes = nullBodyStatus(meta.status) ? null : body;
         const r = makeResponse(meta.status, meta.headers, bytes);
         if (p.kind === "fetch") RESPS.get(r).url = p.url;
         p.resolve(r);
@@ -1510,13 +1562,13 @@ export default function (N, deployEnvJson) {
       }
     },
     nextTimer() {
-      if (!inv || inv.timers.size === 0) return -1;
+      if (!inv || !inv.timers || inv.timers.size === 0) return -1;
       let best = Infinity;
       for (const t of inv.timers.values()) if (t.due < best) best = t.due;
       return best;
     },
     fireTimers() {
-      if (!inv) return;
+      if (!inv || !inv.timers) return;
       const now = N.now();
       const due = [...inv.timers.entries()].filter(([, t]) => t.due <= now).sort((a, b) => a[1].due - b[1].due || a[1].seq - b[1].seq);
       for (const [id, t] of due) {

@@ -1,0 +1,83 @@
+//! Runs N warm invocations in process, for counting instructions with
+//! callgrind (wall time on a shared machine is too noisy to compare small
+//! changes):
+//!
+//! ```text
+//! cargo build --release -p ledge-functions --example invoke_count
+//! valgrind --tool=callgrind --callgrind-out-file=/tmp/a.out target/release/examples/invoke_count hello 1000
+//! valgrind --tool=callgrind --callgrind-out-file=/tmp/b.out target/release/examples/invoke_count hello 11000
+//! # instructions per invocation = (total(b) - total(a)) / 10000
+//! ```
+//!
+//! Functions: `hello` (the criterion bench's async hello), `hello-sync`
+//! (a synchronous hello), `pass` (`() => {}`: the fixed cost) and
+//! `custom 'SOURCE'` (any module whose handler passes through).
+
+use async_trait::async_trait;
+use ledge_functions::*;
+
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+struct NoHost;
+
+#[async_trait]
+impl Host for NoHost {
+    async fn next(&self, _: HostRequest) -> Result<HttpResponse, HostError> {
+        Err(HostError::new("none"))
+    }
+    async fn fetch(&self, _: HostRequest) -> Result<HttpResponse, HostError> {
+        Err(HostError::new("none"))
+    }
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let which = args.next().unwrap_or_else(|| "hello".into());
+    let n: u64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(1000);
+    let custom = args.next();
+    let (source, pass) = match which.as_str() {
+        "hello" => ("export default async (request, context) => new Response('Hello, world!', { headers: { 'content-type': 'text/plain' } });", false),
+        "hello-sync" => ("export default () => new Response(\"hello from ledge\\n\", { headers: { \"content-type\": \"text/plain\" } });", false),
+        "pass" => ("export default () => {}", true),
+        // `custom 'SOURCE'`: a module whose handler passes through (returns
+        // undefined), to measure one piece of work against `pass`.
+        "custom" => (custom.as_deref().unwrap_or("export default () => {}"), true),
+        other => {
+            eprintln!("unknown function {other:?}: hello, hello-sync or pass");
+            std::process::exit(2);
+        }
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("tokio runtime");
+    // Generous limits: under valgrind everything runs ~50x slower.
+    let engine = Engine::new(Limits {
+        cpu_time: std::time::Duration::from_secs(10),
+        wall_time: std::time::Duration::from_secs(60),
+        ..Limits::default()
+    });
+    let bundle = Bundle::single("count/fn", source);
+    let req = InvocationRequest {
+        method: "GET".into(),
+        url: "https://site.example/hello".into(),
+        headers: vec![
+            ("host".into(), "site.example".into()),
+            ("accept".into(), "*/*".into()),
+        ],
+        body: Vec::new(),
+        context: RequestContext::default(),
+    };
+    rt.block_on(async {
+        for _ in 0..n {
+            let inv = engine.invoke(&bundle, &req, &NoHost).await;
+            let ok = if pass {
+                matches!(inv.outcome, InvocationOutcome::PassThrough)
+            } else {
+                matches!(inv.outcome, InvocationOutcome::Response(_))
+            };
+            assert!(ok, "unexpected outcome: {:?}", inv.outcome);
+        }
+    });
+}
