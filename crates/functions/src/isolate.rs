@@ -35,21 +35,12 @@ const GLUE: &str = concat!(
 // TODO: a `Limits` field once `engine.rs` is free to change.
 pub(crate) const MAX_STREAMED_BODY_BYTES: usize = 32 << 20;
 
-const NO_ANCHOR: u64 = u64::MAX;
-
 /// State shared between the isolate's owner and its native functions and
 /// interrupt handler.
 pub(crate) struct Shared {
     base: Instant,
-    /// The current segment's budget (`u64::MAX` between segments: never
-    /// interrupt), and its start on the wall clock (nanoseconds since `base`).
-    budget_ns: AtomicU64,
-    segment_start_ns: AtomicU64,
-    /// A precise segment's reading of the thread's CPU clock, taken the first
-    /// time its budget is checked (`NO_ANCHOR` until then), and the wall time
-    /// charged for the part of the segment before it.
-    anchor_cpu_ns: AtomicU64,
-    before_anchor_ns: AtomicU64,
+    /// Nanoseconds since `base` after which running JS is interrupted.
+    deadline_ns: AtomicU64,
     interrupted: AtomicBool,
     invocation_start_ns: AtomicU64,
     /// Set by the glue when the handler's promise settled.
@@ -95,10 +86,7 @@ impl Shared {
         Shared {
             budget,
             base: Instant::now(),
-            budget_ns: AtomicU64::new(u64::MAX),
-            segment_start_ns: AtomicU64::new(0),
-            anchor_cpu_ns: AtomicU64::new(NO_ANCHOR),
-            before_anchor_ns: AtomicU64::new(0),
+            deadline_ns: AtomicU64::new(u64::MAX),
             interrupted: AtomicBool::new(false),
             invocation_start_ns: AtomicU64::new(0),
             settled: AtomicBool::new(false),
@@ -120,50 +108,20 @@ impl Shared {
         u64::try_from(self.base.elapsed().as_nanos()).unwrap_or(u64::MAX)
     }
 
-    /// Time charged to the current segment so far. A segment that runs
-    /// tenant code (`precise`) is measured with the thread's CPU clock, so
-    /// that time the thread spends preempted is not charged; reading that
-    /// clock is a system call (~0.7 µs here), so it is read lazily: the first
-    /// budget check of the segment (QuickJS's interrupt handler, every 10k
-    /// interpreter ticks, or the job loop) anchors it, and the part before is
-    /// charged as wall time. A short segment (most invocations are one) never
-    /// reads it: its wall time is charged, which can only overcharge, by what
-    /// the thread was preempted before its first check. The glue's own
-    /// bookkeeping segments use wall time. `anchor`: take the CPU anchor
-    /// now if there is none (a budget check).
-    fn charged_ns(&self, anchor: bool) -> u64 {
-        let start = self.segment_start_ns.load(Ordering::Relaxed);
-        if !self.precise.load(Ordering::Relaxed) {
-            return self.now_ns().saturating_sub(start);
+    /// The clock the budget is measured with in the current segment: the
+    /// thread's CPU time while tenant code runs (wall time if that clock is
+    /// unavailable), wall time for the glue's own short bookkeeping calls
+    /// (reading the thread's CPU clock is a system call, ~0.7 µs here).
+    fn clock_ns(&self) -> u64 {
+        if self.precise.load(Ordering::Relaxed) {
+            crate::cpu::thread_cpu_ns().unwrap_or_else(|| self.now_ns())
+        } else {
+            self.now_ns()
         }
-        let anchor_cpu = self.anchor_cpu_ns.load(Ordering::Relaxed);
-        if anchor_cpu == NO_ANCHOR {
-            let wall = self.now_ns().saturating_sub(start);
-            if anchor {
-                if let Some(cpu) = crate::cpu::thread_cpu_ns() {
-                    self.before_anchor_ns.store(wall, Ordering::Relaxed);
-                    self.anchor_cpu_ns.store(cpu, Ordering::Relaxed);
-                }
-            }
-            return wall;
-        }
-        match crate::cpu::thread_cpu_ns() {
-            Some(cpu) => self
-                .before_anchor_ns
-                .load(Ordering::Relaxed)
-                .saturating_add(cpu.saturating_sub(anchor_cpu)),
-            None => self.now_ns().saturating_sub(start),
-        }
-    }
-
-    /// Whether the current segment used up its budget.
-    fn past_deadline(&self) -> bool {
-        let budget = self.budget_ns.load(Ordering::Relaxed);
-        budget != u64::MAX && self.charged_ns(true) > budget
     }
 
     fn should_interrupt(&self) -> bool {
-        if self.past_deadline() {
+        if self.clock_ns() > self.deadline_ns.load(Ordering::Relaxed) {
             self.interrupted.store(true, Ordering::Relaxed);
             true
         } else {
@@ -171,23 +129,23 @@ impl Shared {
         }
     }
 
-    /// Starts a segment with `budget` left. `precise`: the segment runs
-    /// tenant code (CPU clock, see `charged_ns`).
-    fn arm(&self, budget: Duration, precise: bool) {
+    /// Starts a segment with `budget` left; returns the clock reading it
+    /// started at. `precise`: the segment runs tenant code (CPU clock).
+    fn arm(&self, budget: Duration, precise: bool) -> u64 {
         self.precise.store(precise, Ordering::Relaxed);
-        self.anchor_cpu_ns.store(NO_ANCHOR, Ordering::Relaxed);
-        self.segment_start_ns
-            .store(self.now_ns(), Ordering::Relaxed);
-        let budget = u64::try_from(budget.as_nanos()).unwrap_or(u64::MAX - 1);
-        self.budget_ns
-            .store(budget.min(u64::MAX - 1), Ordering::Relaxed);
+        let budget = u64::try_from(budget.as_nanos()).unwrap_or(u64::MAX);
+        let start = self.clock_ns();
+        self.deadline_ns
+            .store(start.saturating_add(budget), Ordering::Relaxed);
+        start
     }
 
-    /// Ends a segment; returns the time charged to it.
-    fn disarm(&self) -> u64 {
-        let spent = self.charged_ns(false);
-        self.budget_ns.store(u64::MAX, Ordering::Relaxed);
-        spent
+    fn disarm(&self) {
+        self.deadline_ns.store(u64::MAX, Ordering::Relaxed);
+    }
+
+    fn past_deadline(&self) -> bool {
+        self.clock_ns() > self.deadline_ns.load(Ordering::Relaxed)
     }
 
     /// Milliseconds since the start of the current invocation.
@@ -605,7 +563,7 @@ impl Isolate {
         let Some(budget) = limits.cpu_time.checked_sub(run.cpu) else {
             return Err(cpu_error(limits));
         };
-        self.shared.arm(budget, jobs);
+        let t0 = self.shared.arm(budget, jobs);
         let result = self.ctx.with(|ctx| -> Result<R, InvocationError> {
             let internals = self
                 .handles
@@ -629,7 +587,8 @@ impl Isolate {
         } else {
             Ok(())
         };
-        let spent = self.shared.disarm();
+        let spent = self.shared.clock_ns().saturating_sub(t0);
+        self.shared.disarm();
         run.cpu += Duration::from_nanos(spent);
         if self.shared.interrupted.load(Ordering::Relaxed) || run.cpu > limits.cpu_time {
             return Err(cpu_error(limits));
