@@ -42,9 +42,8 @@
 //! a tenant's `throw null`) and a JS stack limit;
 //! per invocation: a CPU-time budget (default 50 ms of time spent running JS,
 //! enforced by QuickJS's interrupt handler and between jobs, covering
-//! `waitUntil` work too; measured with the thread's CPU clock, read from
-//! a segment's first budget check on, so time preempted is not charged except
-//! before that check, where wall time is) and a wall-clock limit; per host call its own timeout,
+//! `waitUntil` work too; measured with the thread's CPU clock, so time the
+//! thread spends preempted is not charged) and a wall-clock limit; per host call its own timeout,
 //! since the interrupt hook only runs while JS runs. An isolate that hit a
 //! limit is dropped, never reused, and the next request gets a fresh one.
 //! Error kinds: [`ErrorKind`].
@@ -120,9 +119,12 @@
 //! - no array destructuring or `for…of` on the hot paths (the iterator
 //!   protocol allocates), no per-invocation `Map`s, no spare closures;
 //! - the end-of-invocation call into JS only runs when a promise rejection
-//!   is left to log; otherwise the next `run` replaces the state;
-//! - the thread's CPU clock (a system call) is read only once a segment's
-//!   budget is first checked, so a short invocation makes none.
+//!   is left to log; otherwise the next `run` replaces the state.
+//!
+//! Kept on purpose: the thread's CPU clock is read at the start and end of
+//! every segment (two system calls per invocation, ~1 µs). Reading it lazily
+//! would charge a short segment its wall time, so a thread preempted on a
+//! busy node could be stopped for CPU it never used.
 //!
 //! The worker pool's one-at-a-time cost is three wake-ups across threads and
 //! processes (node → worker process → the node's reader thread → the
