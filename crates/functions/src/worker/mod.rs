@@ -42,16 +42,20 @@
 //! *eligible* when it has nothing runnable, or when it made progress within
 //! [`WorkerOptions::stall_after`] (1 ms: it is not stuck in JavaScript) and
 //! its runnable invocations (sent, not `Done`, not waiting for a host call)
-//! weigh less than [`WorkerOptions::spill_after`] (4). A *silent* worker
+//! leave room under [`WorkerOptions::spill_after`] (4 light invocations). A *silent* worker
 //! (runnable work, nothing sent for `stall_after`) is eligible only if its
 //! isolate thread is not running (`/proc/<pid>/task/*/stat`; its invocations
 //! wait for timers) — or, where `/proc` cannot say, after 1.5 CPU limits.
 //!
-//! Invocations weigh 1 when their bundle is known to be light; a bundle not
-//! seen yet, or whose last invocation used [`WorkerOptions::heavy_after`]
-//! (4 ms) of CPU or hit its CPU limit, is *heavy*: its invocations weigh a
-//! whole worker (they go only to a worker with nothing runnable, and nothing
-//! joins them). A heavy bundle turns light again after 8 light invocations.
+//! Invocations weigh one slot when their bundle is known to be light, a
+//! sixteenth of a slot when it is *tiny* (its last invocation used less than
+//! [`WorkerOptions::tiny_below`], 250 µs, of CPU: hello-world functions, so
+//! up to 64 of them batch on a worker, at most ~16 ms of queued work); a
+//! bundle not seen yet, or whose last invocation used
+//! [`WorkerOptions::heavy_after`] (4 ms) of CPU or hit its CPU limit, is
+//! *heavy*: its invocations weigh a whole worker (they go only to a worker
+//! with nothing runnable, and nothing joins them). A heavy bundle turns
+//! light again after 8 light invocations.
 //!
 //! An invocation goes to its bundle's *home* worker (a hash of the bundle
 //! key, where its isolates are warm) if that one is eligible, else to the
@@ -73,8 +77,8 @@
 //! as (1) there are at most as many tenants with CPU-bound invocations
 //! waiting as there are workers (each takes one turn per freed worker), (2)
 //! the CPU-bound bundles have run once before (a bundle that turns CPU-bound
-//! while classed light can hold up to `spill_after - 1` invocations queued
-//! behind it on its worker, once), (3) the workers get their cores (the limit
+//! while classed light or tiny can hold the worker's other queued
+//! invocations behind it, once), (3) the workers get their cores (the limit
 //! is CPU time: on an oversubscribed machine it takes longer in wall time),
 //! and (4) the runaway does not spin while it waits for a host call or after
 //! a timer (the node then counts it as waiting). Measured in `tests/worker.rs`
@@ -110,8 +114,9 @@
 //! After the fair dispatch (same VM, old and new binaries alternated three
 //! times): one at a time 82.9–103.4 → 81.2–83.6 µs (no change); 16 in flight
 //! 25.9–27.2 → 36.0–36.8 µs (+38%: one worker now takes 4 light invocations
-//! at a time, not 16, so frames batch less; raise `spill_after` to trade
-//! bound for throughput).
+//! at a time, not 16, so frames batch less). Tiny bundles then got their
+//! sixteenth-slot weight: on a real node (harness `fn-hello`, one worker on
+//! the server's core, 64 connections) 19.5k → see `docs/benchmarks.md`.
 //!
 //! | warm "hello" | µs/op | vs in process |
 //! |---|---|---|

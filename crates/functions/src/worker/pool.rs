@@ -42,8 +42,14 @@ pub struct WorkerOptions {
     pub max_bundles: usize,
     /// Runnable invocations (sent and not waiting for a host call) a worker
     /// may have queued: at this many it gets no new invocation. An invocation
-    /// of a CPU-heavy bundle counts as this many. Default 4.
+    /// of a CPU-heavy bundle counts as this many; one of a tiny bundle (see
+    /// `tiny_below`) as a sixteenth. Default 4.
     pub spill_after: usize,
+    /// An invocation that used less CPU time than this makes its bundle
+    /// tiny: sixteen of its invocations count as one light one, so a worker
+    /// takes up to `16 × spill_after` of them (at most that many times this
+    /// much queued work). Default 250 µs.
+    pub tiny_below: Duration,
     /// A worker that owes an answer and has sent nothing for this long is
     /// busy running JavaScript: it gets no new invocation. Default 1 ms.
     pub stall_after: Duration,
@@ -80,6 +86,7 @@ impl WorkerOptions {
             limits: Limits::default(),
             max_bundles: 256,
             spill_after: 4,
+            tiny_below: Duration::from_micros(250),
             stall_after: Duration::from_millis(1),
             heavy_after: Duration::from_millis(4),
             max_queued: 1024,
@@ -108,14 +115,18 @@ struct Inner {
     sched: Mutex<Sched>,
     /// How many wait in `sched` (read without the lock on the fast path).
     queued: AtomicUsize,
-    /// CPU appetite of bundles, by a hash of their key: 0 unknown, 1 light,
-    /// 2 and more heavy (set to `HEAVY` by a heavy invocation, lowered by
-    /// each light one).
+    /// CPU appetite of bundles, by a hash of their key: 0 unknown, `TINY`,
+    /// `LIGHT`, above that heavy (set to `HEAVY` by a heavy invocation,
+    /// lowered by each light or tiny one).
     heat: Box<[AtomicU8]>,
 }
 
 const HEAT_SLOTS: usize = 1024;
-const HEAVY: u8 = 9;
+const TINY: u8 = 1;
+const LIGHT: u8 = 2;
+const HEAVY: u8 = 10;
+/// Weight of a light invocation; a tiny one weighs 1.
+const UNIT: i64 = 16;
 
 /// The node-side queue: FIFO per tenant, tenants served round-robin.
 #[derive(Default)]
@@ -570,7 +581,7 @@ impl Inner {
     /// What a worker may have runnable (`spill_after`), the weight of a
     /// CPU-heavy invocation.
     fn cap(&self) -> i64 {
-        self.opts.spill_after.max(1) as i64
+        self.opts.spill_after.max(1) as i64 * UNIT
     }
 
     /// A worker silent this long with runnable work is not running
@@ -581,12 +592,13 @@ impl Inner {
     }
 
     /// Weight of an invocation of the bundle in heat slot `heat`: 1 when it
-    /// is known to be light, else (CPU-heavy or not seen yet) a whole worker.
+    /// is known to be tiny, `UNIT` when light, else (CPU-heavy or not seen
+    /// yet) a whole worker.
     fn weight(&self, heat: usize) -> i64 {
-        if self.heat[heat].load(Ordering::Relaxed) == 1 {
-            1
-        } else {
-            self.cap()
+        match self.heat[heat].load(Ordering::Relaxed) {
+            TINY => 1,
+            LIGHT => UNIT,
+            _ => self.cap(),
         }
     }
 
@@ -855,8 +867,18 @@ impl Conn {
                 c.weight = cap;
             }
         } else {
+            // Heavy cools down one light invocation at a time; below that the
+            // last invocation decides between tiny and light.
+            let tiny = inv.telemetry.cpu_time < inner.opts.tiny_below;
             let _ = inner.heat[heat].fetch_update(Ordering::Relaxed, Ordering::Relaxed, |h| {
-                (h != 1).then_some(h.saturating_sub(1).max(1))
+                let next = if h > LIGHT {
+                    h - 1
+                } else if tiny {
+                    TINY
+                } else {
+                    LIGHT
+                };
+                (next != h).then_some(next)
             });
         }
         (tx, released)
