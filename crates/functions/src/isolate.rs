@@ -21,13 +21,28 @@ use crate::types::{
 };
 use crate::{Host, HostError, Limits};
 
-/// The glue: the module, then the parts it builds lazily (function
-/// declarations at module scope, out of the tenant's reach).
-const GLUE: &str = concat!(
-    include_str!("js/runtime.js"),
-    include_str!("js/streams.js"),
-    include_str!("js/urlpattern.js"),
-);
+/// The glue module.
+const GLUE: &str = include_str!("js/runtime.js");
+
+/// Parts of the glue loaded on first use (`N.lazyGlue(name)`), so a cold
+/// isolate does not read their bytecode: each module's default export is the
+/// builder the glue calls with what it shares.
+const LAZY_GLUE: [(&str, &str); 2] = [
+    (
+        "streams",
+        concat!(
+            include_str!("js/streams.js"),
+            "\nexport default ledgeStreams;\n"
+        ),
+    ),
+    (
+        "urlpattern",
+        concat!(
+            include_str!("js/urlpattern.js"),
+            "\nexport default ledgeURLPattern;\n"
+        ),
+    ),
+];
 
 /// Largest response body drained from a stream when a handler returns a
 /// `Response` whose body is a `ReadableStream` (also the cap on a streamed
@@ -671,22 +686,52 @@ type Setup = (
 fn glue_bytecode() -> Option<&'static [u8]> {
     static BYTECODE: OnceLock<Option<Vec<u8>>> = OnceLock::new();
     BYTECODE
-        .get_or_init(|| {
-            let rt = Runtime::new().ok()?;
-            let ctx = Context::full(&rt).ok()?;
-            ctx.with(|ctx| {
-                Module::declare(ctx, GLUE_NAME, GLUE)
-                    .and_then(|m| {
-                        m.write(WriteOptions {
-                            strip_source: true,
-                            strip_debug: true,
-                            ..WriteOptions::default()
-                        })
-                    })
-                    .ok()
-            })
-        })
+        .get_or_init(|| compile_glue(GLUE_NAME, GLUE))
         .as_deref()
+}
+
+/// Compiles a glue module to bytecode.
+fn compile_glue(name: &str, source: &str) -> Option<Vec<u8>> {
+    let rt = Runtime::new().ok()?;
+    let ctx = Context::full(&rt).ok()?;
+    ctx.with(|ctx| {
+        Module::declare(ctx, name, source)
+            .and_then(|m| {
+                m.write(WriteOptions {
+                    strip_source: true,
+                    strip_debug: true,
+                    ..WriteOptions::default()
+                })
+            })
+            .ok()
+    })
+}
+
+/// Loads a lazily built part of the glue and returns its builder (its
+/// default export). Compiled to bytecode once per process.
+pub(crate) fn load_lazy_glue<'js>(ctx: &Ctx<'js>, name: &str) -> rquickjs::Result<Function<'js>> {
+    static BYTECODE: OnceLock<Vec<Option<Vec<u8>>>> = OnceLock::new();
+    let all = BYTECODE.get_or_init(|| {
+        LAZY_GLUE
+            .iter()
+            .map(|(n, src)| compile_glue(&format!("ledge:{n}"), src))
+            .collect()
+    });
+    let Some(at) = LAZY_GLUE.iter().position(|(n, _)| *n == name) else {
+        return Err(rquickjs::Error::new_from_js("string", "glue part"));
+    };
+    let module_name = format!("ledge:{name}");
+    let declared = match all.get(at).and_then(Option::as_deref) {
+        #[allow(unsafe_code)]
+        // SAFETY: as in `load_glue`: bytes written by `Module::write` in this
+        // process from our own source, kept in a static that outlives every
+        // runtime.
+        Some(bytes) => unsafe { Module::load(ctx.clone(), bytes)? },
+        None => Module::declare(ctx.clone(), module_name, LAZY_GLUE[at].1)?,
+    };
+    let (module, promise) = declared.eval()?;
+    promise.finish::<()>()?;
+    module.get("default")
 }
 
 const GLUE_NAME: &str = "ledge:runtime";

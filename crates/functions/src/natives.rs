@@ -211,6 +211,12 @@ pub(crate) fn install<'js>(ctx: &Ctx<'js>, shared: Arc<Shared>) -> Result<Object
     )?;
 
     n.set(
+        "lazyGlue",
+        Function::new(ctx.clone(), |ctx: Ctx<'js>, name: String| {
+            crate::isolate::load_lazy_glue(&ctx, &name)
+        })?,
+    )?;
+    n.set(
         "utf8Encode",
         Function::new(ctx.clone(), |ctx: Ctx<'js>, s: String| {
             TypedArray::<u8>::new(ctx, s.into_bytes())

@@ -456,7 +456,7 @@ export default function (N, deployEnvJson) {
   // `S` stays null until a stream is needed: until then no value can be a
   // ReadableStream, and bodies are plain bytes.
   let S = null;
-  const streams = () => S || (S = ledgeStreams({ AbortSignal, AbortController, TextDecoder, utf8, toBytes, concat }));
+  const streams = () => S || (S = N.lazyGlue("streams")({ AbortSignal, AbortController, TextDecoder, utf8, toBytes, concat }));
   const isStream = (x) => S !== null && typeof x === "object" && x !== null && S.isReadable(x);
   // A global built on first access (then a plain data property).
   const lazyGlobal = (name, make) => Object.defineProperty(G, name, {
@@ -470,7 +470,7 @@ export default function (N, deployEnvJson) {
     "TextDecoderStream"]) {
     lazyGlobal(name, () => streams()[name]);
   }
-  lazyGlobal("URLPattern", () => ledgeURLPattern({
+  lazyGlobal("URLPattern", () => N.lazyGlue("urlpattern")({
     urlParse: (s, base) => (base === undefined ? N.urlParse(str(s)) : N.urlParse(str(s), str(base))),
     urlSet: (href, prop, value) => N.urlSet(href, prop, str(value)),
     isURL: (x) => x instanceof URL,
