@@ -96,7 +96,7 @@
 //! |---|---|
 //! | warm "hello" invocation (`async () => new Response('Hello, world!', {headers})`), full `invoke` round trip | 10.0–10.3 µs/op (load 1.4–1.6), 106k instructions (2026-11-28, before the changes below: 17.3 µs/op in the same session, 171k instructions) |
 //! | warm pass-through invocation (`() => {}`): the fixed cost of request, context and event loop | 5.0–5.1 µs/op, 55k instructions (before: 10.3 µs/op, 103k instructions) |
-//! | cold isolate: create runtime + context, load the glue (bytecode), evaluate the module, drop | 2026-11-28, load ~1.5: p50 0.98 ms, p99 1.16 ms (0.95 / 1.24 ms before the changes below, same session; earlier runs on a quieter machine: p50 475–540 µs, p99 0.74–0.90 ms) |
+//! | cold isolate: create runtime + context, load the glue (bytecode), evaluate the module, drop | 2026-11-28, load ~0.8: **p50 0.67 ms, p99 0.93 ms** with the streams and URLPattern glue loaded on first use (p50 0.98 ms, p99 1.16–1.29 ms while every isolate read them; p50 475–540 µs before they existed) |
 //! | warm "hello" through a [`worker::WorkerPool`] of 1 worker, one at a time (2026-11-29, before the changes below, same run as the in-process row at 20.1–33.5 µs, load 1.5–6.5) | 65–96 µs/op: ×2.9–3.3 the in-process engine, i.e. +45–63 µs per round trip |
 //! | the same with 16 invocations in flight (frames batched both ways) | 26.8–38.1 µs/op: ×1.1–1.3 the in-process engine, +5–7 µs per invocation |
 //!
