@@ -849,3 +849,65 @@ fn a_new_deploy_never_sees_the_old_ones_globals() {
     let back = get(node.edge, H, "/state", &[]).text();
     assert!(back.starts_with("v1") && !back.contains("v2"), "{back}");
 }
+
+/// Writes a MaxMind City database placing 127.0.0.0/8 in Kyoto.
+fn write_city_mmdb(path: &Path) {
+    let script = format!(
+        "from mmdb_writer import MMDBWriter\n\
+         from netaddr import IPSet\n\
+         w = MMDBWriter(ip_version=4, database_type='GeoIP2-City')\n\
+         w.insert_network(IPSet(['127.0.0.0/8']), {{\n\
+           'country': {{'iso_code': 'JP', 'names': {{'en': 'Japan'}}}},\n\
+           'city': {{'names': {{'en': 'Kyoto'}}}},\n\
+           'subdivisions': [{{'iso_code': '26', 'names': {{'en': 'Kyoto'}}}}],\n\
+           'postal': {{'code': '600-8216'}},\n\
+           'location': {{'latitude': 34.9858, 'longitude': 135.7588, 'time_zone': 'Asia/Tokyo'}},\n\
+         }})\n\
+         w.to_db_file('{}')\n",
+        path.display()
+    );
+    let out = std::process::Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .expect("python3 is needed to write a test GeoIP database");
+    assert!(
+        out.status.success(),
+        "writing the test .mmdb failed (pip install mmdb-writer): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn context_geo_has_what_a_city_database_knows() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("city.mmdb");
+    write_city_mmdb(&db);
+    let node = Node::start_with(&["--geoip-db", db.to_str().unwrap()]);
+    node.ok(&["sites", "create", "fns"]);
+    let _site = deploy_site(
+        &node,
+        &[(
+            "netlify/edge-functions/where.js",
+            "export default (req, ctx) => Response.json(ctx.geo);\nexport const config = { path: '/where' };",
+        )],
+    );
+    let r = get(node.edge, H, "/where", &[]);
+    let v: serde_json::Value =
+        serde_json::from_slice(&r.body).unwrap_or_else(|_| panic!("{}", r.text()));
+    assert_eq!(
+        v,
+        serde_json::json!({
+            "city": "Kyoto",
+            "country": {"code": "JP", "name": "Japan"},
+            "subdivision": {"code": "26", "name": "Kyoto"},
+            "postalCode": "600-8216",
+            "latitude": 34.9858,
+            "longitude": 135.7588,
+            "timezone": "Asia/Tokyo",
+        })
+    );
+    // A site that opts out of geolocation sees none of it.
+    node.ok(&["sites", "set", "fns", "geo_source=none"]);
+    let r = get(node.edge, H, "/where", &[]);
+    assert_eq!(r.text(), "{}");
+}

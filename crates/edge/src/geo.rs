@@ -65,6 +65,63 @@ impl Geo {
     }
 }
 
+/// What a city database knows of an address, for edge functions'
+/// `context.geo` (English names).
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Place {
+    /// City name.
+    pub city: Option<String>,
+    /// Country name, as the database spells it.
+    pub country_name: Option<String>,
+    /// First subdivision: ISO code and name.
+    pub subdivision: Option<(String, String)>,
+    /// Postal code.
+    pub postal_code: Option<String>,
+    /// Latitude and longitude.
+    pub location: Option<(f64, f64)>,
+    /// IANA time zone.
+    pub timezone: Option<String>,
+}
+
+impl Geo {
+    /// The details of `client_ip` in the operator's database, when the
+    /// site's source is `default` and a database is configured.
+    pub fn place(&self, source: GeoSource, client_ip: IpAddr) -> Option<Place> {
+        if source != GeoSource::Default {
+            return None;
+        }
+        let db = self.db.as_ref()?;
+        let found = db.lookup(client_ip).ok()?;
+        let text = |path: &[PathElement<'_>]| -> Option<String> {
+            found
+                .decode_path::<String>(path)
+                .ok()
+                .flatten()
+                .filter(|s| !s.is_empty() && s.len() <= 256)
+        };
+        let number = |path: &[PathElement<'_>]| -> Option<f64> {
+            found.decode_path::<f64>(path).ok().flatten()
+        };
+        use PathElement::{Index, Key};
+        let sub_code = text(&[Key("subdivisions"), Index(0), Key("iso_code")]);
+        let sub_name = text(&[Key("subdivisions"), Index(0), Key("names"), Key("en")]);
+        Some(Place {
+            city: text(&[Key("city"), Key("names"), Key("en")]),
+            country_name: text(&[Key("country"), Key("names"), Key("en")]),
+            subdivision: match (sub_code, sub_name) {
+                (Some(c), Some(n)) => Some((c, n)),
+                (Some(c), None) => Some((c.clone(), c)),
+                (None, Some(n)) => Some((String::new(), n)),
+                (None, None) => None,
+            },
+            postal_code: text(&[Key("postal"), Key("code")]),
+            location: number(&[Key("location"), Key("latitude")])
+                .zip(number(&[Key("location"), Key("longitude")])),
+            timezone: text(&[Key("location"), Key("time_zone")]),
+        })
+    }
+}
+
 fn lookup(db: &maxminddb::Reader<Vec<u8>>, ip: IpAddr) -> Option<String> {
     let found = db.lookup(ip).ok()?;
     let code: Option<String> = found

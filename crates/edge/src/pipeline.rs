@@ -315,12 +315,29 @@ impl Edge {
             ..Default::default()
         };
         c.server.region = self.config.region.clone();
+        let source = ctx
+            .target
+            .as_ref()
+            .map_or(GeoSource::Default, |t| t.settings.geo_source);
+        let place = self.geo.place(source, ctx.client_ip).unwrap_or_default();
         if let Some(code) = &ctx.country {
             c.geo.country = Some(ledge_functions::CodeName {
                 code: code.clone(),
-                name: crate::geo::country_name(code).unwrap_or(code).to_owned(),
+                name: place
+                    .country_name
+                    .clone()
+                    .or_else(|| crate::geo::country_name(code).map(str::to_owned))
+                    .unwrap_or_else(|| code.clone()),
             });
         }
+        c.geo.city = place.city;
+        c.geo.subdivision = place
+            .subdivision
+            .map(|(code, name)| ledge_functions::CodeName { code, name });
+        c.geo.postal_code = place.postal_code;
+        c.geo.latitude = place.location.map(|l| l.0);
+        c.geo.longitude = place.location.map(|l| l.1);
+        c.geo.timezone = place.timezone;
         if let Some(t) = &ctx.target {
             c.site.id = t.site.to_string();
             c.site.name = t.site.to_string();
