@@ -742,6 +742,20 @@ fn functions_run_in_sandboxed_workers_that_are_replaced_when_they_die() {
             "seccomp filter mode: {status}"
         );
     }
+    // A stop signal to the process group (a service manager, a terminal)
+    // leaves the workers to the node: they keep answering while it drains.
+    for pid in &workers {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status();
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!(
+        children(node.child.id()),
+        workers,
+        "SIGTERM stopped a worker"
+    );
+    assert_eq!(get(e, H, "/hi", &[]).text(), "hi");
     // Requests in flight on the workers when they die get onError.
     let failing = std::thread::spawn(move || get(e, H, "/wait", &[]));
     let bypassed = std::thread::spawn(move || get(e, H, "/fallback", &[]));

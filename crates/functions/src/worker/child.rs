@@ -31,6 +31,10 @@ const EXIT_PROTOCOL: u8 = 71;
 /// the node's socket is fd 0. Call it first thing in the process, before any
 /// other thread or runtime is started.
 pub fn worker_main() -> ExitCode {
+    if let Err(e) = sandbox::ignore_stop_signals() {
+        eprintln!("ledge function worker: signals: {e}");
+        return ExitCode::from(EXIT_SETUP);
+    }
     let std_stream = match socket_from_stdin() {
         Ok(s) => s,
         Err(e) => {

@@ -99,6 +99,22 @@ pub fn apply() -> SandboxReport {
     }
 }
 
+/// Ignores SIGTERM, SIGINT and SIGHUP. A service manager or a terminal
+/// signals the whole process group; the node then drains its in-flight
+/// requests, and its workers must keep answering them. A worker ends when
+/// the node closes its socket (or kills it).
+pub fn ignore_stop_signals() -> io::Result<()> {
+    for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+        // SAFETY: installs the SIG_IGN disposition for a standard signal; no
+        // handler code of ours runs, and no memory is passed.
+        let previous = unsafe { libc::signal(sig, libc::SIG_IGN) };
+        if previous == libc::SIG_ERR {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
 fn set_no_new_privs() -> io::Result<()> {
     // SAFETY: prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) takes integer arguments
     // only and touches no memory of ours.
