@@ -58,6 +58,9 @@ fn main() -> ExitCode {
         ("noisy_tenant_does_not_delay_quiet_one", || {
             block_on(noisy_tenant_does_not_delay_quiet_one())
         }),
+        ("queue_overflow_is_overloaded", || {
+            block_on(queue_overflow_is_overloaded())
+        }),
         ("memory_bomb", || block_on(memory_bomb())),
         ("sandbox_refuses_files_sockets_exec", sandbox_refuses),
         ("eviction_and_unknown_bundle", || {
@@ -361,6 +364,68 @@ async fn runaway_does_not_block_others() {
 /// The isolation bound of `crate::worker` (module doc): tenant A keeps 8
 /// invocations that spin to their CPU limit in flight on two workers; tenant
 /// B's hello invocations wait at most about one CPU limit.
+/// Past `max_queued` waiting invocations of one tenant, more fail at once
+/// with `Overloaded`; another tenant still gets its turn.
+async fn queue_overflow_is_overloaded() {
+    let cpu = Duration::from_millis(300);
+    let mut o = options(
+        1,
+        Limits {
+            cpu_time: cpu,
+            ..Limits::default()
+        },
+    );
+    o.max_queued = 2;
+    let pool = Arc::new(start(o).await);
+    let spin = Bundle::single("tenant-a/spin", "export default () => { for (;;) {} }");
+    let hello = Bundle::single("tenant-b/hello", HELLO);
+    // One spin runs (a worker to itself: the bundle is not known yet), two
+    // wait, the fourth is refused at once.
+    let running: Vec<_> = (0..3)
+        .map(|_| {
+            let (pool, spin) = (Arc::clone(&pool), spin.clone());
+            tokio::spawn(async move {
+                pool.invoke(&spin, &request("https://s.example/"), &TestHost::default())
+                    .await
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let t = Instant::now();
+    let refused = pool
+        .invoke(&spin, &request("https://s.example/"), &TestHost::default())
+        .await;
+    assert_eq!(
+        error_kind(&refused),
+        Some(ErrorKind::Overloaded),
+        "{:?}",
+        refused.outcome
+    );
+    assert!(t.elapsed() < cpu / 2, "refused after {:?}", t.elapsed());
+    // Another tenant's queue is its own, and a tenant with nothing waiting
+    // goes first: it runs when the current spin ends, before the two queued
+    // ones (which would take two more CPU limits).
+    let t = Instant::now();
+    let other = pool
+        .invoke(&hello, &request("https://s.example/"), &TestHost::default())
+        .await;
+    assert_eq!(body(&other), "Hello, world!");
+    assert!(
+        t.elapsed() < cpu * 2,
+        "the other tenant waited {:?}",
+        t.elapsed()
+    );
+    for r in running {
+        let inv = r.await.expect("join");
+        assert_eq!(
+            error_kind(&inv),
+            Some(ErrorKind::CpuLimit),
+            "{:?}",
+            inv.outcome
+        );
+    }
+}
+
 async fn noisy_tenant_does_not_delay_quiet_one() {
     let cpu = Duration::from_millis(100);
     let pool = Arc::new(
