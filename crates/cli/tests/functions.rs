@@ -864,30 +864,16 @@ fn a_new_deploy_never_sees_the_old_ones_globals() {
     assert!(back.starts_with("v1") && !back.contains("v2"), "{back}");
 }
 
-/// Writes a MaxMind City database placing 127.0.0.0/8 in Kyoto.
+/// A City database placing 127.0.0.0/8 in Kyoto.
 fn write_city_mmdb(path: &Path) {
-    let script = format!(
-        "from mmdb_writer import MMDBWriter\n\
-         from netaddr import IPSet\n\
-         w = MMDBWriter(ip_version=4, database_type='GeoIP2-City')\n\
-         w.insert_network(IPSet(['127.0.0.0/8']), {{\n\
-           'country': {{'iso_code': 'JP', 'names': {{'en': 'Japan'}}}},\n\
-           'city': {{'names': {{'en': 'Kyoto'}}}},\n\
-           'subdivisions': [{{'iso_code': '26', 'names': {{'en': 'Kyoto'}}}}],\n\
-           'postal': {{'code': '600-8216'}},\n\
-           'location': {{'latitude': 34.9858, 'longitude': 135.7588, 'time_zone': 'Asia/Tokyo'}},\n\
-         }})\n\
-         w.to_db_file('{}')\n",
-        path.display()
-    );
-    let out = std::process::Command::new("python3")
-        .args(["-c", &script])
-        .output()
-        .expect("python3 is needed to write a test GeoIP database");
-    assert!(
-        out.status.success(),
-        "writing the test .mmdb failed (pip install mmdb-writer): {}",
-        String::from_utf8_lossy(&out.stderr)
+    write_mmdb(
+        path,
+        "GeoIP2-City",
+        "{'country': {'iso_code': 'JP', 'names': {'en': 'Japan'}}, \
+          'city': {'names': {'en': 'Kyoto'}}, \
+          'subdivisions': [{'iso_code': '26', 'names': {'en': 'Kyoto'}}], \
+          'postal': {'code': '600-8216'}, \
+          'location': {'latitude': 34.9858, 'longitude': 135.7588, 'time_zone': 'Asia/Tokyo'}}",
     );
 }
 

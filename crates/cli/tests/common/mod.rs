@@ -335,3 +335,26 @@ pub fn json_lines(lines: &[String]) -> Vec<serde_json::Value> {
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
         .collect()
 }
+
+/// Writes a MaxMind database of `kind` (`GeoIP2-Country`, `GeoIP2-City`)
+/// mapping 127.0.0.0/8 to `record` (a Python literal), with the
+/// `mmdb-writer` package (installed by scripts/test.sh).
+pub fn write_mmdb(path: &Path, kind: &str, record: &str) {
+    let script = format!(
+        "from mmdb_writer import MMDBWriter\n\
+         from netaddr import IPSet\n\
+         w = MMDBWriter(ip_version=4, database_type='{kind}')\n\
+         w.insert_network(IPSet(['127.0.0.0/8']), {record})\n\
+         w.to_db_file('{}')\n",
+        path.display()
+    );
+    let out = Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .expect("python3 is needed to write a test GeoIP database");
+    assert!(
+        out.status.success(),
+        "writing the test .mmdb failed (pip install mmdb-writer): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
