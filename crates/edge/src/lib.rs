@@ -20,6 +20,7 @@ pub mod deploys;
 pub mod files;
 pub mod functions;
 pub mod geo;
+mod h1;
 pub mod log;
 pub mod outbound;
 pub mod pipeline;

@@ -21,6 +21,7 @@ use ledge_tls::CertResolver;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
+use crate::h1::{self, Ended, Rewind};
 use crate::pipeline::{ConnInfo, Edge};
 
 /// Connection-level limits.
@@ -78,7 +79,12 @@ pub async fn serve(
         .max_local_error_reset_streams(1024)
         .keep_alive_interval(Duration::from_secs(30))
         .keep_alive_timeout(Duration::from_secs(10));
-    let protocols = Arc::new(Protocols { h1, h2 });
+    let protocols = Arc::new(Protocols {
+        h1,
+        h2,
+        max_header_bytes: limits.max_header_bytes.max(8192),
+        header_read_timeout: limits.header_read_timeout,
+    });
     // The drain: every connection holds a receiver; `true` asks it to finish
     // its in-flight requests and close; the sender sees when all are gone.
     let (drain, _) = tokio::sync::watch::channel(false);
@@ -124,9 +130,7 @@ pub async fn serve(
                         sni: None,
                         tls_version: None,
                     };
-                    protocols
-                        .drive(TokioIo::new(stream), is_h2, edge, conn, watcher)
-                        .await;
+                    protocols.drive(stream, is_h2, edge, conn, watcher).await;
                 }
                 Some(resolver) => {
                     let Ok(Some((stream, sni))) =
@@ -146,9 +150,7 @@ pub async fn serve(
                         sni,
                         tls_version,
                     };
-                    protocols
-                        .drive(TokioIo::new(stream), is_h2, edge, conn, watcher)
-                        .await;
+                    protocols.drive(stream, is_h2, edge, conn, watcher).await;
                 }
             }
             drop(permit);
@@ -164,26 +166,48 @@ pub async fn serve(
     }
 }
 
-/// The HTTP/1.1 and h2 connection builders, configured once.
+/// The HTTP/1.1 and h2 connection builders, configured once, and the limits
+/// of the HTTP/1.1 fast path.
 struct Protocols {
     h1: http1::Builder,
     h2: http2::Builder<TokioExecutor>,
+    max_header_bytes: usize,
+    header_read_timeout: Duration,
 }
 
 impl Protocols {
-    /// Serves one connection until it ends or the drain closes it.
-    async fn drive<I>(
+    /// Serves one connection until it ends or the drain closes it: HTTP/1.1
+    /// through the fast path until a request needs hyper, h2 through hyper.
+    async fn drive<S>(
         &self,
-        io: I,
+        io: S,
         is_h2: bool,
         edge: Arc<Edge>,
         conn: ConnInfo,
         mut drain: tokio::sync::watch::Receiver<bool>,
     ) where
-        I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
         let peer = conn.peer;
         let conn = Arc::new(conn);
+        let io = if is_h2 {
+            Rewind::new(io, bytes::Bytes::new())
+        } else {
+            match h1::serve(
+                io,
+                &edge,
+                &conn,
+                self.max_header_bytes,
+                self.header_read_timeout,
+                &mut drain,
+            )
+            .await
+            {
+                Ended::Closed => return,
+                Ended::Handoff(io, read) => Rewind::new(io, read),
+            }
+        };
+        let io = TokioIo::new(io);
         let svc = service_fn(move |req| {
             let edge = edge.clone();
             let conn = conn.clone();

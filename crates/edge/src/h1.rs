@@ -1,0 +1,597 @@
+//! The HTTP/1.1 fast path: bodiless `GET` and `HEAD` requests, which are
+//! nearly all of an edge's traffic, parsed and answered without hyper's
+//! per-request machinery.
+//!
+//! The path is deliberately narrow. Anything it does not handle itself (a
+//! request body, an upgrade, `Expect`, HTTP/1.0, an unusual request target,
+//! any parse error, a head over the limits) hands the connection, with the
+//! bytes already read, to hyper for the rest of its life, so hyper's checks
+//! and error answers stay the only ones for everything unusual.
+//!
+//! What it does per request: one `httparse` pass over the buffered head, an
+//! `http::Request` whose URI and header values share the read buffer, the
+//! pipeline, then the response head and (for bodies up to
+//! [`COALESCE_BYTES`]) the body written with one `write` call. Bodies with no
+//! known length are sent chunked, each frame as soon as it comes.
+//!
+//! The header-read timeout is one timer per connection, moved only when its
+//! deadline falls more than a little behind (see [`Deadline`]), instead of a
+//! timer armed per request.
+
+use std::io;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http::header::{CONNECTION, CONTENT_LENGTH, DATE, TRANSFER_ENCODING};
+use http::{HeaderName, HeaderValue, Method, Request, StatusCode, Uri, Version};
+use http_body::Body as _;
+use http_body_util::{BodyExt, Empty};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::Instant;
+
+use crate::body::Body;
+use crate::pipeline::{ConnInfo, Edge};
+
+/// Most headers the fast path parses; a request with more goes to hyper,
+/// which applies the configured limit.
+const MAX_FAST_HEADERS: usize = 64;
+
+/// Bodies up to this size go out in the same `write` as the head.
+pub const COALESCE_BYTES: usize = 16 * 1024;
+
+/// How the fast path left a connection.
+pub(crate) enum Ended<S> {
+    /// The connection is finished (closed by either side, timed out, drained
+    /// or failed).
+    Closed,
+    /// hyper must take over: the stream and the bytes read but not answered.
+    Handoff(S, Bytes),
+}
+
+/// Serves simple requests on `io` until the connection ends or a request needs
+/// hyper.
+pub(crate) async fn serve<S>(
+    mut io: S,
+    edge: &Edge,
+    conn: &ConnInfo,
+    max_header_bytes: usize,
+    header_read_timeout: Duration,
+    drain: &mut tokio::sync::watch::Receiver<bool>,
+) -> Ended<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut buf = BytesMut::with_capacity(8192);
+    let mut out: Vec<u8> = Vec::with_capacity(1024);
+    let mut deadline = Deadline::new(header_read_timeout);
+    let timer = tokio::time::sleep_until(deadline.at);
+    tokio::pin!(timer);
+    loop {
+        // A new request starts: it has the whole timeout for its head.
+        if deadline.extend() {
+            timer.as_mut().reset(deadline.at);
+        }
+        let head = loop {
+            match parse(&buf) {
+                Parse::Simple(head) => break head,
+                Parse::Partial if buf.len() < max_header_bytes => {}
+                Parse::Partial | Parse::Other => return Ended::Handoff(io, buf.freeze()),
+            }
+            if buf.capacity() - buf.len() < 1024 {
+                buf.reserve(4096);
+            }
+            let idle = buf.is_empty();
+            let read = tokio::select! {
+                biased;
+                r = io.read_buf(&mut buf) => r,
+                () = &mut timer => return Ended::Closed,
+                _ = drain.wait_for(|d| *d), if idle => return Ended::Closed,
+            };
+            match read {
+                Ok(0) | Err(_) => return Ended::Closed,
+                Ok(_) => {}
+            }
+        };
+        let bytes = buf.split_to(head.len).freeze();
+        let Some(req) = head.request(&bytes) else {
+            // Unreachable in practice (httparse checked every byte); hyper
+            // gives the exact error answer.
+            let mut rest = BytesMut::with_capacity(bytes.len() + buf.len());
+            rest.extend_from_slice(&bytes);
+            rest.extend_from_slice(&buf);
+            return Ended::Handoff(io, rest.freeze());
+        };
+        let is_head = head.is_head;
+        let close = head.close || *drain.borrow();
+        let resp = edge.handle(req, conn).await;
+        drop(bytes);
+        if write_response(&mut io, &mut out, resp, is_head, close)
+            .await
+            .is_err()
+        {
+            return Ended::Closed;
+        }
+        if close {
+            let _ = io.shutdown().await;
+            return Ended::Closed;
+        }
+    }
+}
+
+/// The header-read deadline of a connection, moved forward only when it would
+/// fall short of `now + timeout`, and then a little further (an eighth of the
+/// timeout, at most a second), so back-to-back requests re-arm no timer.
+struct Deadline {
+    at: Instant,
+    timeout: Duration,
+    slack: Duration,
+}
+
+impl Deadline {
+    fn new(timeout: Duration) -> Self {
+        let slack = (timeout / 8).min(Duration::from_secs(1));
+        Self {
+            at: Instant::now() + timeout + slack,
+            timeout,
+            slack,
+        }
+    }
+
+    /// Gives the next request its full timeout; true if the timer must move.
+    fn extend(&mut self) -> bool {
+        let want = Instant::now() + self.timeout;
+        if self.at >= want {
+            return false;
+        }
+        self.at = want + self.slack;
+        true
+    }
+}
+
+enum Parse {
+    /// A complete, simple request head.
+    Simple(Head),
+    /// More bytes are needed.
+    Partial,
+    /// Not for the fast path (or not valid): hyper decides.
+    Other,
+}
+
+/// Where the parts of a simple request head lie in the read buffer.
+struct Head {
+    len: usize,
+    is_head: bool,
+    close: bool,
+    target: (usize, usize),
+    count: usize,
+    headers: [(usize, usize, usize, usize); MAX_FAST_HEADERS],
+}
+
+impl Head {
+    /// Builds the request; URI and header values share `bytes`.
+    fn request(&self, bytes: &Bytes) -> Option<Request<Empty<Bytes>>> {
+        let mut req = Request::new(Empty::new());
+        *req.method_mut() = if self.is_head {
+            Method::HEAD
+        } else {
+            Method::GET
+        };
+        *req.version_mut() = Version::HTTP_11;
+        let (a, b) = self.target;
+        *req.uri_mut() = Uri::from_maybe_shared(bytes.slice(a..b)).ok()?;
+        let map = req.headers_mut();
+        map.reserve(self.count);
+        for &(ns, ne, vs, ve) in &self.headers[..self.count] {
+            let name = HeaderName::from_bytes(bytes.get(ns..ne)?).ok()?;
+            let value = HeaderValue::from_maybe_shared(bytes.slice(vs..ve)).ok()?;
+            map.append(name, value);
+        }
+        Some(req)
+    }
+}
+
+/// Parses the head at the start of `buf` and decides whether the fast path
+/// takes it.
+fn parse(buf: &[u8]) -> Parse {
+    if buf.is_empty() {
+        return Parse::Partial;
+    }
+    let mut slots = [httparse::EMPTY_HEADER; MAX_FAST_HEADERS];
+    let mut req = httparse::Request::new(&mut slots);
+    let len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Parse::Partial,
+        Err(_) => return Parse::Other,
+    };
+    let is_head = match req.method {
+        Some("GET") => false,
+        Some("HEAD") => true,
+        _ => return Parse::Other,
+    };
+    if req.version != Some(1) {
+        return Parse::Other;
+    }
+    let Some(path) = req.path.filter(|p| p.starts_with('/')) else {
+        return Parse::Other;
+    };
+    let base = buf.as_ptr() as usize;
+    let offset = |s: &[u8]| s.as_ptr() as usize - base;
+    let start = offset(path.as_bytes());
+    let mut head = Head {
+        len,
+        is_head,
+        close: false,
+        target: (start, start + path.len()),
+        count: req.headers.len(),
+        headers: [(0, 0, 0, 0); MAX_FAST_HEADERS],
+    };
+    for (slot, h) in head.headers.iter_mut().zip(req.headers.iter()) {
+        let name = h.name.as_bytes();
+        // Whatever frames a body or changes the protocol is hyper's.
+        if name.eq_ignore_ascii_case(b"content-length")
+            || name.eq_ignore_ascii_case(b"transfer-encoding")
+            || name.eq_ignore_ascii_case(b"upgrade")
+            || name.eq_ignore_ascii_case(b"expect")
+        {
+            return Parse::Other;
+        }
+        if name.eq_ignore_ascii_case(b"connection") {
+            let v = h.value.trim_ascii();
+            if v.eq_ignore_ascii_case(b"close") {
+                head.close = true;
+            } else if !v.eq_ignore_ascii_case(b"keep-alive") {
+                return Parse::Other;
+            }
+        }
+        let ns = offset(name);
+        let vs = offset(h.value);
+        *slot = (ns, ns + name.len(), vs, vs + h.value.len());
+    }
+    Parse::Simple(head)
+}
+
+/// Writes `resp` as an HTTP/1.1 response. `Err` means the connection cannot be
+/// reused (a write failed, or the body broke or did not match its length).
+async fn write_response<S>(
+    io: &mut S,
+    out: &mut Vec<u8>,
+    resp: http::Response<Body>,
+    is_head: bool,
+    close: bool,
+) -> io::Result<()>
+where
+    S: AsyncWrite + Unpin,
+{
+    let (parts, mut body) = resp.into_parts();
+    let status = parts.status;
+    out.clear();
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in &parts.headers {
+        if name == CONNECTION {
+            continue; // this layer decides whether the connection stays
+        }
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if !parts.headers.contains_key(DATE) {
+        out.extend_from_slice(b"date: ");
+        push_date(out);
+        out.extend_from_slice(b"\r\n");
+    }
+    let bodiless = status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED;
+    let declared: Option<u64> = parts
+        .headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok());
+    let mut length = declared;
+    let mut chunked = parts.headers.contains_key(TRANSFER_ENCODING);
+    if !bodiless && declared.is_none() && !chunked {
+        if let Some(n) = body.size_hint().exact() {
+            out.extend_from_slice(b"content-length: ");
+            push_u64(out, n);
+            out.extend_from_slice(b"\r\n");
+            length = Some(n);
+        } else if !is_head {
+            out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+            chunked = true;
+        }
+    }
+    if close {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    if is_head || bodiless {
+        io.write_all(out).await?;
+        drop(body);
+        return io.flush().await;
+    }
+
+    let mut sent: u64 = 0;
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame.map_err(io::Error::other)?.into_data() else {
+            continue; // trailers are not sent on HTTP/1.1
+        };
+        if data.is_empty() {
+            continue;
+        }
+        sent += data.len() as u64;
+        if chunked {
+            push_hex(out, data.len());
+            out.extend_from_slice(b"\r\n");
+        }
+        if data.len() <= COALESCE_BYTES {
+            out.extend_from_slice(&data);
+        } else {
+            write_two(io, out, &data).await?;
+            out.clear();
+        }
+        if chunked {
+            out.extend_from_slice(b"\r\n");
+        }
+        // A stream's frames go out as they come; a whole body waits for the
+        // end (the next poll) so the head and body share one write.
+        if !body.is_end_stream() {
+            io.write_all(out).await?;
+            out.clear();
+            io.flush().await?;
+        }
+    }
+    if chunked {
+        out.extend_from_slice(b"0\r\n\r\n");
+    }
+    if !out.is_empty() {
+        io.write_all(out).await?;
+    }
+    io.flush().await?;
+    if length.is_some_and(|n| n != sent) {
+        return Err(io::Error::other("body length differs from content-length"));
+    }
+    Ok(())
+}
+
+/// Writes `a` then `b`, with vectored writes where the stream has them.
+async fn write_two<S>(io: &mut S, a: &[u8], b: &[u8]) -> io::Result<()>
+where
+    S: AsyncWrite + Unpin,
+{
+    let (mut a, mut b) = (a, b);
+    while !a.is_empty() {
+        let n = io
+            .write_vectored(&[io::IoSlice::new(a), io::IoSlice::new(b)])
+            .await?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        if n < a.len() {
+            a = &a[n..];
+        } else {
+            b = &b[n - a.len()..];
+            a = &[];
+        }
+    }
+    io.write_all(b).await
+}
+
+fn push_u64(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
+fn push_hex(out: &mut Vec<u8>, mut n: usize) {
+    let mut digits = [0u8; 16];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b"0123456789abcdef"[n & 15];
+        n >>= 4;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
+thread_local! {
+    /// The `Date` value, formatted once per second per thread.
+    static DATE_CACHE: std::cell::RefCell<(u64, [u8; 29])> =
+        const { std::cell::RefCell::new((u64::MAX, [0; 29])) };
+}
+
+fn push_date(out: &mut Vec<u8>) {
+    let now = std::time::SystemTime::now();
+    let secs = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    DATE_CACHE.with(|cell| {
+        let mut cache = cell.borrow_mut();
+        if cache.0 != secs {
+            let text = httpdate::fmt_http_date(now);
+            if text.len() == 29 {
+                cache.1.copy_from_slice(text.as_bytes());
+                cache.0 = secs;
+            } else {
+                out.extend_from_slice(text.as_bytes());
+                return;
+            }
+        }
+        out.extend_from_slice(&cache.1);
+    });
+}
+
+/// A stream that first yields bytes already read from it: how the fast path
+/// hands a connection to hyper.
+pub(crate) struct Rewind<S> {
+    pre: Bytes,
+    inner: S,
+}
+
+impl<S> Rewind<S> {
+    pub(crate) fn new(inner: S, pre: Bytes) -> Self {
+        Self { pre, inner }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Rewind<S> {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if !this.pre.is_empty() {
+            let n = this.pre.len().min(buf.remaining());
+            buf.put_slice(&this.pre.split_to(n));
+            return std::task::Poll::Ready(Ok(()));
+        }
+        std::pin::Pin::new(&mut this.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Rewind<S> {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<io::Result<usize>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> std::task::Poll<io::Result<usize>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn simple(req: &[u8]) -> Head {
+        match parse(req) {
+            Parse::Simple(h) => h,
+            Parse::Partial => panic!("partial: {:?}", String::from_utf8_lossy(req)),
+            Parse::Other => panic!("other: {:?}", String::from_utf8_lossy(req)),
+        }
+    }
+
+    fn is_other(req: &[u8]) -> bool {
+        matches!(parse(req), Parse::Other)
+    }
+
+    #[test]
+    fn takes_bodiless_get_and_head() {
+        let raw = b"GET /a/b?c=d HTTP/1.1\r\nHost: x.test\r\nAccept: */*\r\n\r\nGET /next";
+        let h = simple(raw);
+        assert_eq!(h.len, raw.len() - "GET /next".len());
+        let bytes = Bytes::copy_from_slice(&raw[..h.len]);
+        let req = h.request(&bytes).unwrap();
+        assert_eq!(req.method(), Method::GET);
+        assert_eq!(req.uri().path(), "/a/b");
+        assert_eq!(req.uri().query(), Some("c=d"));
+        assert_eq!(req.headers()["host"], "x.test");
+        assert_eq!(req.headers()["accept"], "*/*");
+        assert!(!h.close);
+
+        let h = simple(b"HEAD / HTTP/1.1\r\nConnection: Close\r\n\r\n");
+        assert!(h.is_head && h.close);
+        let h = simple(b"GET / HTTP/1.1\r\nconnection: keep-alive\r\n\r\n");
+        assert!(!h.close);
+    }
+
+    #[test]
+    fn leaves_everything_else_to_hyper() {
+        assert!(matches!(parse(b"GET / HTTP/1.1\r\nHost: x"), Parse::Partial));
+        assert!(matches!(parse(b""), Parse::Partial));
+        for raw in [
+            &b"POST / HTTP/1.1\r\nContent-Length: 1\r\n\r\nx"[..],
+            b"GET / HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
+            b"GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            b"GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+            b"GET / HTTP/1.1\r\nExpect: 100-continue\r\n\r\n",
+            b"GET / HTTP/1.1\r\nConnection: close, TE\r\n\r\n",
+            b"GET / HTTP/1.0\r\n\r\n",
+            b"GET http://x.test/ HTTP/1.1\r\n\r\n",
+            b"OPTIONS * HTTP/1.1\r\n\r\n",
+            b"DELETE /x HTTP/1.1\r\n\r\n",
+            b"GET / HTTP/1.1\r\nBad Header: x\r\n\r\n",
+            b"GET /\x01 HTTP/1.1\r\n\r\n",
+            b"GET / HTTP/2.0\r\n\r\n",
+        ] {
+            assert!(is_other(raw), "{:?}", String::from_utf8_lossy(raw));
+        }
+        // More headers than the fast path holds.
+        let mut many = b"GET / HTTP/1.1\r\n".to_vec();
+        for i in 0..=MAX_FAST_HEADERS {
+            many.extend_from_slice(format!("x-{i}: v\r\n").as_bytes());
+        }
+        many.extend_from_slice(b"\r\n");
+        assert!(is_other(&many));
+    }
+
+    #[test]
+    fn numbers_and_dates() {
+        let mut out = Vec::new();
+        push_u64(&mut out, 0);
+        out.push(b' ');
+        push_u64(&mut out, 18_446_744_073_709_551_615);
+        out.push(b' ');
+        push_hex(&mut out, 0x1f40);
+        out.push(b' ');
+        push_hex(&mut out, 0);
+        assert_eq!(out, b"0 18446744073709551615 1f40 0");
+        let mut d = Vec::new();
+        push_date(&mut d);
+        let text = std::str::from_utf8(&d).unwrap();
+        assert!(httpdate::parse_http_date(text).is_ok(), "{text}");
+    }
+
+    #[test]
+    fn deadline_moves_only_when_it_falls_short() {
+        let mut d = Deadline::new(Duration::from_secs(8));
+        let first = d.at;
+        assert!(!d.extend(), "a fresh deadline has its slack");
+        assert_eq!(d.at, first);
+        d.at = Instant::now();
+        assert!(d.extend());
+        assert!(d.at >= Instant::now() + Duration::from_secs(8));
+    }
+}
