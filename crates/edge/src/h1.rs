@@ -539,7 +539,10 @@ mod tests {
 
     #[test]
     fn leaves_everything_else_to_hyper() {
-        assert!(matches!(parse(b"GET / HTTP/1.1\r\nHost: x"), Parse::Partial));
+        assert!(matches!(
+            parse(b"GET / HTTP/1.1\r\nHost: x"),
+            Parse::Partial
+        ));
         assert!(matches!(parse(b""), Parse::Partial));
         for raw in [
             &b"POST / HTTP/1.1\r\nContent-Length: 1\r\n\r\nx"[..],

@@ -1,0 +1,260 @@
+//! HTTP/1.1 connection handling over raw sockets: keep-alive, pipelining,
+//! `HEAD`, `Connection: close`, requests the fast path hands to hyper in the
+//! middle of a connection, and chunked streaming that reaches the client
+//! frame by frame.
+
+mod common;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use common::*;
+
+const H: &str = "conn.localhost";
+
+struct Resp {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Resp {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+fn read_head(r: &mut impl BufRead) -> (u16, Vec<(String, String)>) {
+    let mut status_line = String::new();
+    r.read_line(&mut status_line).unwrap();
+    assert!(
+        status_line.starts_with("HTTP/1.1 ") && status_line.ends_with("\r\n"),
+        "status line {status_line:?}"
+    );
+    let status = status_line[9..12].parse().unwrap();
+    let mut headers = Vec::new();
+    loop {
+        let mut line = String::new();
+        r.read_line(&mut line).unwrap();
+        if line == "\r\n" {
+            return (status, headers);
+        }
+        let (k, v) = line.trim_end().split_once(':').unwrap();
+        headers.push((k.to_owned(), v.trim().to_owned()));
+    }
+}
+
+/// Reads one chunk of a chunked body; `None` at the last chunk (and its
+/// terminating blank line).
+fn read_chunk(r: &mut impl BufRead) -> Option<Vec<u8>> {
+    let mut size = String::new();
+    r.read_line(&mut size).unwrap();
+    let n = usize::from_str_radix(size.trim_end(), 16).unwrap();
+    let mut data = vec![0; n + 2];
+    r.read_exact(&mut data).unwrap();
+    assert_eq!(&data[n..], b"\r\n");
+    data.truncate(n);
+    (n > 0).then_some(data)
+}
+
+/// Reads one whole response, framed by its `Content-Length` or chunks.
+fn read_response(r: &mut impl BufRead, head_request: bool) -> Resp {
+    let (status, headers) = read_head(r);
+    let mut resp = Resp {
+        status,
+        headers,
+        body: Vec::new(),
+    };
+    if head_request || status == 304 || status == 204 {
+        return resp;
+    }
+    if let Some(n) = resp.header("content-length") {
+        let mut body = vec![0; n.parse().unwrap()];
+        r.read_exact(&mut body).unwrap();
+        resp.body = body;
+    } else {
+        assert_eq!(resp.header("transfer-encoding"), Some("chunked"));
+        while let Some(c) = read_chunk(r) {
+            resp.body.extend_from_slice(&c);
+        }
+    }
+    resp
+}
+
+fn connect(node: &Node) -> (TcpStream, BufReader<TcpStream>) {
+    let s = TcpStream::connect(node.edge).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let r = BufReader::new(s.try_clone().unwrap());
+    (s, r)
+}
+
+fn node_with_site() -> (Node, tempfile::TempDir) {
+    let node = Node::start();
+    node.ok(&["sites", "create", "conn"]);
+    let dir = site(&[
+        ("index.html", "home"),
+        ("a.txt", "alpha"),
+        ("b.txt", &"b".repeat(40_000)),
+        ("_redirects", "/old /a.txt 301\n"),
+    ]);
+    let d = node.deploy(dir.path(), "conn", &["--prod"]);
+    assert_eq!(d["state"], "ready", "{d}");
+    (node, dir)
+}
+
+#[test]
+fn keep_alive_pipelining_and_hand_over() {
+    let (node, _d) = node_with_site();
+    let (mut s, mut r) = connect(&node);
+
+    // Sequential requests on one connection.
+    for _ in 0..3 {
+        write!(s, "GET /a.txt HTTP/1.1\r\nHost: {H}\r\n\r\n").unwrap();
+        let resp = read_response(&mut r, false);
+        assert_eq!(resp.status, 200);
+        assert_eq!(resp.body, b"alpha");
+        assert_eq!(resp.header("content-length"), Some("5"));
+        let date = resp.header("date").expect("a Date header");
+        assert!(httpdate::parse_http_date(date).is_ok(), "bad Date {date:?}");
+        assert_eq!(resp.header("connection"), None);
+    }
+
+    // Pipelined in one write: HEAD (no body may follow its head), a large
+    // GET, a redirect, a POST with a body (hyper's from here on), then GETs.
+    let mut batch = Vec::new();
+    write!(batch, "HEAD /b.txt HTTP/1.1\r\nHost: {H}\r\n\r\n").unwrap();
+    write!(batch, "GET /b.txt HTTP/1.1\r\nHost: {H}\r\n\r\n").unwrap();
+    write!(batch, "GET /old?q=1 HTTP/1.1\r\nHost: {H}\r\n\r\n").unwrap();
+    write!(
+        batch,
+        "POST /a.txt HTTP/1.1\r\nHost: {H}\r\nContent-Length: 4\r\n\r\nbody"
+    )
+    .unwrap();
+    write!(batch, "GET /a.txt HTTP/1.1\r\nHost: {H}\r\n\r\n").unwrap();
+    write!(
+        batch,
+        "GET /index.html HTTP/1.1\r\nHost: {H}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    s.write_all(&batch).unwrap();
+
+    let head = read_response(&mut r, true);
+    assert_eq!(head.status, 200);
+    assert_eq!(head.header("content-length"), Some("40000"));
+    let big = read_response(&mut r, false);
+    assert_eq!(big.status, 200);
+    assert_eq!(big.body, "b".repeat(40_000).as_bytes());
+    let redirect = read_response(&mut r, false);
+    assert_eq!(redirect.status, 301);
+    assert_eq!(redirect.header("location"), Some("/a.txt?q=1"));
+    let post = read_response(&mut r, false);
+    assert!(
+        post.status == 200 || post.status == 405,
+        "POST answered {}",
+        post.status
+    );
+    let after = read_response(&mut r, false);
+    assert_eq!(after.status, 200);
+    assert_eq!(after.body, b"alpha");
+    let last = read_response(&mut r, false);
+    assert_eq!(last.body, b"home");
+    assert_eq!(last.header("connection"), Some("close"));
+    let mut rest = Vec::new();
+    r.read_to_end(&mut rest).unwrap();
+    assert!(rest.is_empty(), "bytes after the last response: {rest:?}");
+}
+
+#[test]
+fn requests_split_across_writes_and_bad_heads() {
+    let (node, _d) = node_with_site();
+    let (mut s, mut r) = connect(&node);
+    // A head that arrives a few bytes at a time.
+    let req = format!("GET /a.txt HTTP/1.1\r\nHost: {H}\r\nAccept: */*\r\n\r\n");
+    for piece in req.as_bytes().chunks(7) {
+        s.write_all(piece).unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let resp = read_response(&mut r, false);
+    assert_eq!(resp.body, b"alpha");
+
+    // HTTP/1.0 and an absolute-form target are still answered (by hyper).
+    write!(s, "GET http://{H}/a.txt HTTP/1.1\r\nHost: {H}\r\n\r\n").unwrap();
+    let resp = read_response(&mut r, false);
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.body, b"alpha");
+    let one_oh = raw(
+        node.edge,
+        format!("GET /a.txt HTTP/1.0\r\nHost: {H}\r\n\r\n").as_bytes(),
+    );
+    assert_eq!(one_oh.status, 200);
+    assert_eq!(one_oh.body, b"alpha");
+
+    // A malformed head gets hyper's 400, and the node keeps serving.
+    let bad = raw(node.edge, b"GET /a.txt HTTP/1.1\r\nBad Header: x\r\n\r\n");
+    assert_eq!(bad.status, 400);
+    assert_eq!(get(node.edge, H, "/a.txt", &[]).text(), "alpha");
+}
+
+/// A chunked origin whose second chunk is sent only once the test says so.
+fn chunked_origin() -> (u16, mpsc::Sender<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (go, wait) = mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut r = BufReader::new(s.try_clone().unwrap());
+        loop {
+            let mut line = String::new();
+            if r.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                break;
+            }
+        }
+        s.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n")
+            .unwrap();
+        s.flush().unwrap();
+        let _ = wait.recv_timeout(Duration::from_secs(20));
+        s.write_all(b"6\r\nsecond\r\n0\r\n\r\n").unwrap();
+        let _ = s.flush();
+        std::thread::sleep(Duration::from_millis(200));
+    });
+    (port, go)
+}
+
+#[test]
+fn streamed_bodies_reach_the_client_chunk_by_chunk() {
+    let node = Node::start_with(&["--outbound-allow", "127.0.0.0/8"]);
+    node.ok(&["sites", "create", "conn"]);
+    let (port, go) = chunked_origin();
+    let dir = site(&[
+        ("index.html", "home"),
+        (
+            "_redirects",
+            &format!("/live http://127.0.0.1:{port}/live 200\n"),
+        ),
+    ]);
+    let d = node.deploy(dir.path(), "conn", &["--prod"]);
+    assert_eq!(d["state"], "ready", "{d}");
+
+    let (mut s, mut r) = connect(&node);
+    write!(s, "GET /live HTTP/1.1\r\nHost: {H}\r\n\r\n").unwrap();
+    let (status, headers) = read_head(&mut r);
+    assert_eq!(status, 200);
+    assert!(
+        headers
+            .iter()
+            .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v == "chunked"),
+        "{headers:?}"
+    );
+    // The first chunk arrives while the origin is still holding the second.
+    assert_eq!(read_chunk(&mut r).as_deref(), Some(&b"first"[..]));
+    go.send(()).unwrap();
+    assert_eq!(read_chunk(&mut r).as_deref(), Some(&b"second"[..]));
+    assert_eq!(read_chunk(&mut r), None);
+    // The connection is still good for the next request.
+    write!(s, "GET / HTTP/1.1\r\nHost: {H}\r\n\r\n").unwrap();
+    assert_eq!(read_response(&mut r, false).body, b"home");
+}
