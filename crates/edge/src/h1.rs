@@ -63,6 +63,7 @@ where
 {
     let mut buf = BytesMut::with_capacity(8192);
     let mut out: Vec<u8> = Vec::with_capacity(1024);
+    let mut spans: Spans = Vec::with_capacity(16);
     let mut deadline = Deadline::new(header_read_timeout);
     let timer = tokio::time::sleep_until(deadline.at);
     tokio::pin!(timer);
@@ -72,7 +73,7 @@ where
             timer.as_mut().reset(deadline.at);
         }
         let head = loop {
-            match parse(&buf) {
+            match parse(&buf, &mut spans) {
                 Parse::Simple(head) => break head,
                 Parse::Partial if buf.len() < max_header_bytes => {}
                 Parse::Partial | Parse::Other => return Ended::Handoff(io, buf.freeze()),
@@ -93,7 +94,7 @@ where
             }
         };
         let bytes = buf.split_to(head.len).freeze();
-        let Some(req) = head.request(&bytes) else {
+        let Some(req) = head.request(&bytes, &spans) else {
             // Unreachable in practice (httparse checked every byte); hyper
             // gives the exact error answer.
             let mut rest = BytesMut::with_capacity(bytes.len() + buf.len());
@@ -157,19 +158,22 @@ enum Parse {
     Other,
 }
 
-/// Where the parts of a simple request head lie in the read buffer.
+/// Where the parts of a simple request head lie in the read buffer (the
+/// headers' spans are in the connection's [`Spans`]).
 struct Head {
     len: usize,
     is_head: bool,
     close: bool,
     target: (usize, usize),
-    count: usize,
-    headers: [(usize, usize, usize, usize); MAX_FAST_HEADERS],
 }
+
+/// Name and value spans of each header of the last parsed head, kept across
+/// requests so parsing allocates nothing.
+type Spans = Vec<[usize; 4]>;
 
 impl Head {
     /// Builds the request; URI and header values share `bytes`.
-    fn request(&self, bytes: &Bytes) -> Option<Request<Empty<Bytes>>> {
+    fn request(&self, bytes: &Bytes, spans: &Spans) -> Option<Request<Empty<Bytes>>> {
         let mut req = Request::new(Empty::new());
         *req.method_mut() = if self.is_head {
             Method::HEAD
@@ -180,8 +184,8 @@ impl Head {
         let (a, b) = self.target;
         *req.uri_mut() = Uri::from_maybe_shared(bytes.slice(a..b)).ok()?;
         let map = req.headers_mut();
-        map.reserve(self.count);
-        for &(ns, ne, vs, ve) in &self.headers[..self.count] {
+        map.reserve(spans.len());
+        for &[ns, ne, vs, ve] in spans {
             let name = HeaderName::from_bytes(bytes.get(ns..ne)?).ok()?;
             let value = HeaderValue::from_maybe_shared(bytes.slice(vs..ve)).ok()?;
             map.append(name, value);
@@ -192,13 +196,14 @@ impl Head {
 
 /// Parses the head at the start of `buf` and decides whether the fast path
 /// takes it.
-fn parse(buf: &[u8]) -> Parse {
+fn parse(buf: &[u8], spans: &mut Spans) -> Parse {
     if buf.is_empty() {
         return Parse::Partial;
     }
-    let mut slots = [httparse::EMPTY_HEADER; MAX_FAST_HEADERS];
-    let mut req = httparse::Request::new(&mut slots);
-    let len = match req.parse(buf) {
+    let mut slots =
+        [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_FAST_HEADERS];
+    let mut req = httparse::Request::new(&mut []);
+    let len = match req.parse_with_uninit_headers(buf, &mut slots) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return Parse::Partial,
         Err(_) => return Parse::Other,
@@ -222,10 +227,9 @@ fn parse(buf: &[u8]) -> Parse {
         is_head,
         close: false,
         target: (start, start + path.len()),
-        count: req.headers.len(),
-        headers: [(0, 0, 0, 0); MAX_FAST_HEADERS],
     };
-    for (slot, h) in head.headers.iter_mut().zip(req.headers.iter()) {
+    spans.clear();
+    for h in req.headers.iter() {
         let name = h.name.as_bytes();
         // Whatever frames a body or changes the protocol is hyper's.
         if name.eq_ignore_ascii_case(b"content-length")
@@ -245,7 +249,7 @@ fn parse(buf: &[u8]) -> Parse {
         }
         let ns = offset(name);
         let vs = offset(h.value);
-        *slot = (ns, ns + name.len(), vs, vs + h.value.len());
+        spans.push([ns, ns + name.len(), vs, vs + h.value.len()]);
     }
     Parse::Simple(head)
 }
@@ -270,16 +274,25 @@ where
     out.push(b' ');
     out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
     out.extend_from_slice(b"\r\n");
+    let mut has_date = false;
+    let mut declared: Option<u64> = None;
+    let mut chunked = false;
     for (name, value) in &parts.headers {
         if name == CONNECTION {
             continue; // this layer decides whether the connection stays
+        } else if name == DATE {
+            has_date = true;
+        } else if name == CONTENT_LENGTH {
+            declared = value.to_str().ok().and_then(|v| v.trim().parse().ok());
+        } else if name == TRANSFER_ENCODING {
+            chunked = true;
         }
         out.extend_from_slice(name.as_str().as_bytes());
         out.extend_from_slice(b": ");
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
-    if !parts.headers.contains_key(DATE) {
+    if !has_date {
         out.extend_from_slice(b"date: ");
         push_date(out);
         out.extend_from_slice(b"\r\n");
@@ -287,13 +300,7 @@ where
     let bodiless = status.is_informational()
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED;
-    let declared: Option<u64> = parts
-        .headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse().ok());
     let mut length = declared;
-    let mut chunked = parts.headers.contains_key(TRANSFER_ENCODING);
     if !bodiless && declared.is_none() && !chunked {
         if let Some(n) = body.size_hint().exact() {
             out.extend_from_slice(b"content-length: ");
@@ -505,25 +512,26 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Rewind<S> {
 mod tests {
     use super::*;
 
-    fn simple(req: &[u8]) -> Head {
-        match parse(req) {
-            Parse::Simple(h) => h,
+    fn simple(req: &[u8]) -> (Head, Spans) {
+        let mut spans = Vec::new();
+        match parse(req, &mut spans) {
+            Parse::Simple(h) => (h, spans),
             Parse::Partial => panic!("partial: {:?}", String::from_utf8_lossy(req)),
             Parse::Other => panic!("other: {:?}", String::from_utf8_lossy(req)),
         }
     }
 
     fn is_other(req: &[u8]) -> bool {
-        matches!(parse(req), Parse::Other)
+        matches!(parse(req, &mut Vec::new()), Parse::Other)
     }
 
     #[test]
     fn takes_bodiless_get_and_head() {
         let raw = b"GET /a/b?c=d HTTP/1.1\r\nHost: x.test\r\nAccept: */*\r\n\r\nGET /next";
-        let h = simple(raw);
+        let (h, spans) = simple(raw);
         assert_eq!(h.len, raw.len() - "GET /next".len());
         let bytes = Bytes::copy_from_slice(&raw[..h.len]);
-        let req = h.request(&bytes).unwrap();
+        let req = h.request(&bytes, &spans).unwrap();
         assert_eq!(req.method(), Method::GET);
         assert_eq!(req.uri().path(), "/a/b");
         assert_eq!(req.uri().query(), Some("c=d"));
@@ -531,19 +539,20 @@ mod tests {
         assert_eq!(req.headers()["accept"], "*/*");
         assert!(!h.close);
 
-        let h = simple(b"HEAD / HTTP/1.1\r\nConnection: Close\r\n\r\n");
+        let (h, _) = simple(b"HEAD / HTTP/1.1\r\nConnection: Close\r\n\r\n");
         assert!(h.is_head && h.close);
-        let h = simple(b"GET / HTTP/1.1\r\nconnection: keep-alive\r\n\r\n");
+        let (h, _) = simple(b"GET / HTTP/1.1\r\nconnection: keep-alive\r\n\r\n");
         assert!(!h.close);
     }
 
     #[test]
     fn leaves_everything_else_to_hyper() {
+        let mut spans = Vec::new();
         assert!(matches!(
-            parse(b"GET / HTTP/1.1\r\nHost: x"),
+            parse(b"GET / HTTP/1.1\r\nHost: x", &mut spans),
             Parse::Partial
         ));
-        assert!(matches!(parse(b""), Parse::Partial));
+        assert!(matches!(parse(b"", &mut spans), Parse::Partial));
         for raw in [
             &b"POST / HTTP/1.1\r\nContent-Length: 1\r\n\r\nx"[..],
             b"GET / HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
