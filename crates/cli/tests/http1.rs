@@ -258,3 +258,72 @@ fn streamed_bodies_reach_the_client_chunk_by_chunk() {
     write!(s, "GET / HTTP/1.1\r\nHost: {H}\r\n\r\n").unwrap();
     assert_eq!(read_response(&mut r, false).body, b"home");
 }
+
+/// Bytes that differ at every offset (a wrong offset shows).
+fn patterned(len: usize) -> String {
+    (0..len)
+        .map(|i| char::from(b'a' + ((i * 7 + i / 26) % 26) as u8))
+        .collect()
+}
+
+#[test]
+fn large_files_are_sent_whole_and_in_ranges_and_logged() {
+    let (node, _d) = node_with_site();
+    let big = patterned(300_000);
+    let dir = site(&[("index.html", "home"), ("big.txt", &big)]);
+    let d = node.deploy(dir.path(), "conn", &["--prod"]);
+    assert_eq!(d["state"], "ready", "{d}");
+
+    let (mut s, mut r) = connect(&node);
+    for _ in 0..2 {
+        write!(s, "GET /big.txt HTTP/1.1\r\nHost: {H}\r\n\r\n").unwrap();
+        let whole = read_response(&mut r, false);
+        assert_eq!(whole.status, 200);
+        assert_eq!(whole.header("content-length"), Some("300000"));
+        assert!(whole.body == big.as_bytes(), "the body differs");
+    }
+    write!(
+        s,
+        "GET /big.txt HTTP/1.1\r\nHost: {H}\r\nRange: bytes=70001-210000\r\n\r\n"
+    )
+    .unwrap();
+    let part = read_response(&mut r, false);
+    assert_eq!(part.status, 206);
+    assert_eq!(
+        part.header("content-range"),
+        Some("bytes 70001-210000/300000")
+    );
+    assert!(
+        part.body == big.as_bytes()[70_001..=210_000],
+        "the range differs"
+    );
+    // The connection is still in step.
+    write!(s, "GET / HTTP/1.1\r\nHost: {H}\r\n\r\n").unwrap();
+    assert_eq!(read_response(&mut r, false).body, b"home");
+
+    // The access log has the bytes sent, and no error.
+    let path = node.data.join("logs/access.log");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let records = loop {
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let whole = text.rfind('\n').map_or("", |i| &text[..i]);
+        let records: Vec<serde_json::Value> = whole
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .filter(|v: &serde_json::Value| v["site_id"] == "conn" && v["path"] == "/big.txt")
+            .collect();
+        if records.len() >= 3 || std::time::Instant::now() > deadline {
+            break records;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(records.len(), 3, "{records:#?}");
+    let sizes: Vec<u64> = records
+        .iter()
+        .map(|v| v["response_size"].as_u64().unwrap())
+        .collect();
+    assert_eq!(sizes, [300_000, 300_000, 140_000]);
+    for v in &records {
+        assert!(v["error_class"].is_null(), "{v}");
+    }
+}

@@ -18,6 +18,19 @@ pub enum Body {
     Stream(UnsyncBoxBody<Bytes, std::io::Error>),
     /// Another body whose end finishes the request's access record.
     Logged(Box<crate::log::Logged>),
+    /// One buffer whose bytes are also in a local file: sent like `Full`,
+    /// or with `sendfile` where the connection allows it.
+    File(Box<FileBody>),
+}
+
+/// The bytes of `file` from `offset`, also held in memory.
+pub struct FileBody {
+    /// The bytes (taken when sent as data).
+    pub bytes: Option<Bytes>,
+    /// The file they were read from.
+    pub file: std::sync::Arc<std::fs::File>,
+    /// Where they start in the file.
+    pub offset: u64,
 }
 
 impl Body {
@@ -45,6 +58,7 @@ impl http_body::Body for Body {
             Body::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             Body::Stream(s) => Pin::new(s).poll_frame(cx),
             Body::Logged(l) => Pin::new(&mut **l).poll_frame(cx),
+            Body::File(f) => Poll::Ready(f.bytes.take().map(|b| Ok(Frame::data(b)))),
         }
     }
 
@@ -54,6 +68,7 @@ impl http_body::Body for Body {
             Body::Full(b) => b.is_none(),
             Body::Stream(s) => s.is_end_stream(),
             Body::Logged(l) => l.is_end_stream(),
+            Body::File(f) => f.bytes.is_none(),
         }
     }
 
@@ -64,6 +79,7 @@ impl http_body::Body for Body {
             Body::Full(None) => SizeHint::with_exact(0),
             Body::Stream(s) => s.size_hint(),
             Body::Logged(l) => l.size_hint(),
+            Body::File(f) => SizeHint::with_exact(f.bytes.as_ref().map_or(0, |b| b.len() as u64)),
         }
     }
 }

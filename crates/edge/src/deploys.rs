@@ -231,7 +231,12 @@ pub struct BlobCache {
     blobs: Arc<dyn BlobStore>,
     cache: Cache<(BlobKey, u8), Bytes, ByteWeight>,
     max_object: u64,
+    /// Open files of large blobs, for `sendfile` (bounded in descriptors).
+    files: Cache<(BlobKey, u8), Arc<std::fs::File>>,
 }
+
+/// Most blob files kept open for `sendfile`.
+const OPEN_FILES: usize = 256;
 
 fn hex_decode(hex: &str, out: &mut [u8; 32]) -> Option<()> {
     let b = hex.as_bytes();
@@ -262,6 +267,7 @@ impl BlobCache {
             blobs,
             cache: Cache::with_weighter(items, capacity_bytes.max(1), ByteWeight),
             max_object,
+            files: Cache::new(OPEN_FILES),
         }
     }
 
@@ -279,6 +285,18 @@ impl BlobCache {
         let b = self.blobs.read(&file.digest, enc).await?;
         self.cache.insert(key, b.clone());
         Ok(b)
+    }
+
+    /// The blob as an open local file, when the store keeps it on a local
+    /// filesystem (cached; `None` otherwise or on any error).
+    pub async fn file(&self, file: &ServedFile, enc: Encoding) -> Option<Arc<std::fs::File>> {
+        let key = (file.key, enc_key(enc));
+        if let Some(f) = self.files.get(&key) {
+            return Some(f);
+        }
+        let f = Arc::new(self.blobs.open_local(&file.digest, enc).await.ok()??);
+        self.files.insert(key, f.clone());
+        Some(f)
     }
 
     /// The blob store behind the cache, for streaming large objects.

@@ -10,11 +10,14 @@ use http::{Method, Response, StatusCode};
 use http_body_util::BodyExt;
 use ledge_store::{BlobError, BlobStore, Encoding};
 
-use crate::body::Body;
+use crate::body::{Body, FileBody};
 use crate::deploys::{BlobCache, LoadedDeploy, ServedFile};
 
 /// Most ranges honoured in one request; more and the whole file is sent.
 pub const MAX_RANGES: usize = 16;
+/// Bodies from this size on may go out with `sendfile` (smaller ones are
+/// cheaper copied into the same write as the head).
+const SENDFILE_MIN: usize = 64 * 1024;
 /// Chunk size when streaming a file too large for the memory cache.
 const STREAM_CHUNK: usize = 256 * 1024;
 
@@ -312,7 +315,17 @@ async fn read_span(
             .unwrap_or(usize::MAX)
             .min(bytes.len());
         let s = usize::try_from(start).unwrap_or(usize::MAX).min(e);
-        return Ok(Body::full(bytes.slice(s..e)));
+        let bytes = bytes.slice(s..e);
+        if bytes.len() >= SENDFILE_MIN {
+            if let Some(f) = cache.file(file, enc).await {
+                return Ok(Body::File(Box::new(FileBody {
+                    bytes: Some(bytes),
+                    file: f,
+                    offset: start,
+                })));
+            }
+        }
+        return Ok(Body::full(bytes));
     }
     Ok(stream(cache.store().clone(), file, enc, start, len))
 }

@@ -39,6 +39,22 @@ const MAX_FAST_HEADERS: usize = 64;
 /// Bodies up to this size go out in the same `write` as the head.
 pub const COALESCE_BYTES: usize = 16 * 1024;
 
+/// A connection's byte stream; plain TCP sockets also offer `sendfile`.
+pub(crate) trait Stream: AsyncRead + AsyncWrite + Unpin {
+    /// The socket, when the stream is plain TCP.
+    fn tcp(&self) -> Option<&tokio::net::TcpStream> {
+        None
+    }
+}
+
+impl Stream for tokio::net::TcpStream {
+    fn tcp(&self) -> Option<&tokio::net::TcpStream> {
+        Some(self)
+    }
+}
+
+impl Stream for tokio_rustls::server::TlsStream<tokio::net::TcpStream> {}
+
 /// How the fast path left a connection.
 pub(crate) enum Ended<S> {
     /// The connection is finished (closed by either side, timed out, drained
@@ -59,7 +75,7 @@ pub(crate) async fn serve<S>(
     drain: &mut tokio::sync::watch::Receiver<bool>,
 ) -> Ended<S>
 where
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: Stream,
 {
     let mut buf = BytesMut::with_capacity(8192);
     let mut out: Vec<u8> = Vec::with_capacity(1024);
@@ -264,7 +280,7 @@ async fn write_response<S>(
     close: bool,
 ) -> io::Result<()>
 where
-    S: AsyncWrite + Unpin,
+    S: Stream,
 {
     let (parts, mut body) = resp.into_parts();
     let status = parts.status;
@@ -316,6 +332,23 @@ where
         out.extend_from_slice(b"connection: close\r\n");
     }
     out.extend_from_slice(b"\r\n");
+    if !is_head && !bodiless && !chunked {
+        if let Some(tcp) = io.tcp() {
+            let file = match &body {
+                Body::File(f) => Some(&**f),
+                Body::Logged(l) => l.file_body(),
+                _ => None,
+            };
+            let len = file.and_then(|f| f.bytes.as_ref()).map_or(0, Bytes::len);
+            if let Some(f) = file.filter(|_| length == Some(len as u64)) {
+                send_file(tcp, out, &f.file, f.offset, len).await?;
+                if let Body::Logged(l) = &mut body {
+                    l.sent_whole(len as u64);
+                }
+                return Ok(());
+            }
+        }
+    }
     if is_head || bodiless {
         io.write_all(out).await?;
         drop(body);
@@ -361,6 +394,44 @@ where
     io.flush().await?;
     if length.is_some_and(|n| n != sent) {
         return Err(io::Error::other("body length differs from content-length"));
+    }
+    Ok(())
+}
+
+/// Sends `head`, then `len` bytes of `file` from `offset` with `sendfile`:
+/// the head goes with `MSG_MORE`, so it leaves in the same segments as the
+/// start of the body.
+async fn send_file(
+    tcp: &tokio::net::TcpStream,
+    head: &[u8],
+    file: &std::fs::File,
+    mut offset: u64,
+    mut len: usize,
+) -> io::Result<()> {
+    use rustix::net::SendFlags;
+    use tokio::io::Interest;
+    let mut head = head;
+    while !head.is_empty() {
+        let sent = tcp.try_io(Interest::WRITABLE, || {
+            rustix::net::send(tcp, head, SendFlags::MORE).map_err(io::Error::from)
+        });
+        match sent {
+            Ok(n) => head = &head[n..],
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => tcp.writable().await?,
+            Err(e) => return Err(e),
+        }
+    }
+    while len > 0 {
+        let sent = tcp.try_io(Interest::WRITABLE, || {
+            rustix::fs::sendfile(tcp, file, Some(&mut offset), len).map_err(io::Error::from)
+        });
+        match sent {
+            // The file ended early: the response cannot be completed.
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => len = len.saturating_sub(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => tcp.writable().await?,
+            Err(e) => return Err(e),
+        }
     }
     Ok(())
 }

@@ -62,6 +62,23 @@ impl Logged {
     }
 }
 
+impl Logged {
+    /// The file behind the body, when it is one the connection may
+    /// `sendfile`.
+    pub(crate) fn file_body(&self) -> Option<&crate::body::FileBody> {
+        match &self.inner {
+            Body::File(f) => Some(f),
+            _ => None,
+        }
+    }
+
+    /// Records that the connection sent the whole body itself, `n` bytes.
+    pub(crate) fn sent_whole(&mut self, n: u64) {
+        self.bytes += n;
+        self.finished = true;
+    }
+}
+
 impl Drop for Logged {
     fn drop(&mut self) {
         self.finish();

@@ -186,7 +186,7 @@ impl Protocols {
         conn: ConnInfo,
         mut drain: tokio::sync::watch::Receiver<bool>,
     ) where
-        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+        S: h1::Stream + Send + 'static,
     {
         let peer = conn.peer;
         let conn = Arc::new(conn);

@@ -91,6 +91,17 @@ pub trait BlobStore: Send + Sync + 'static {
     async fn len(&self, digest: &Digest, enc: Encoding) -> Result<Option<u64>, BlobError>;
     /// A whole blob or variant.
     async fn read(&self, digest: &Digest, enc: Encoding) -> Result<Bytes, BlobError>;
+    /// The blob or variant as an open local file, for stores that keep blobs
+    /// on a local filesystem (so the edge can `sendfile` it); `None` for
+    /// the others. Blobs are never modified once stored, so the file stays
+    /// valid (even if the blob is later deleted) for as long as it is open.
+    async fn open_local(
+        &self,
+        _digest: &Digest,
+        _enc: Encoding,
+    ) -> Result<Option<std::fs::File>, BlobError> {
+        Ok(None)
+    }
     /// `len` bytes from `offset` of a blob or variant.
     async fn read_range(
         &self,
@@ -180,6 +191,18 @@ fn not_found(e: io::Error, what: &dyn std::fmt::Display) -> BlobError {
 impl BlobStore for FsBlobStore {
     async fn has(&self, digest: &Digest) -> Result<bool, BlobError> {
         Ok(tokio::fs::try_exists(self.path(digest, Encoding::Identity)).await?)
+    }
+
+    async fn open_local(
+        &self,
+        digest: &Digest,
+        enc: Encoding,
+    ) -> Result<Option<std::fs::File>, BlobError> {
+        match tokio::fs::File::open(self.path(digest, enc)).await {
+            Ok(f) => Ok(Some(f.into_std().await)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
     }
 
     async fn put_stream(&self, expected: &Digest, mut body: ByteStream) -> Result<u64, BlobError> {
