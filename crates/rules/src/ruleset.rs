@@ -784,8 +784,11 @@ impl RuleSet {
             };
             let mut to = c.rule.to.get(prefix..).unwrap_or("").to_owned();
             let mut too_long = false;
+            let mut pat = String::new();
             for (n, v) in &vars {
-                let pat = format!(":{n}");
+                pat.clear();
+                pat.push(':');
+                pat.push_str(n);
                 if to.contains(&pat) {
                     to = to.replace(&pat, v);
                     if prefix + to.len() > MAX_TARGET_BYTES {
@@ -876,7 +879,7 @@ impl RuleSet {
         }
         if let Some(origin) = &target.origin {
             if redirect {
-                let mut location = format!("{origin}{path_q}");
+                let mut location = concat(origin, &path_q);
                 if let Some(f) = &target.fragment {
                     location.push('#');
                     location.push_str(f);
@@ -908,7 +911,7 @@ impl RuleSet {
             return Outcome::Proxy {
                 rule: idx,
                 status,
-                url: format!("{origin}{path_q}"),
+                url: concat(origin, &path_q),
                 headers,
                 signing,
             };
@@ -1119,4 +1122,12 @@ impl fmt::Display for Explanation {
             Outcome::BadJwt => write!(f, "=> 400: unreadable nf_jwt cookie"),
         }
     }
+}
+
+/// `a` followed by `b` (per request: cheaper than `format!`).
+fn concat(a: &str, b: &str) -> String {
+    let mut s = String::with_capacity(a.len() + b.len());
+    s.push_str(a);
+    s.push_str(b);
+    s
 }
