@@ -327,3 +327,48 @@ fn large_files_are_sent_whole_and_in_ranges_and_logged() {
         assert!(v["error_class"].is_null(), "{v}");
     }
 }
+
+#[test]
+fn header_limits_hold_on_the_fast_path() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("ledge.toml"),
+        "[limits]\nmax_header_bytes = 8192\nmax_headers = 5\n",
+    )
+    .unwrap();
+    let cfg = dir.path().join("ledge.toml");
+    let node = Node::start_in(
+        &dir.path().join("data"),
+        &["--config", cfg.to_str().unwrap()],
+    );
+    node.ok(&["sites", "create", "conn"]);
+    let site_dir = site(&[("a.txt", "alpha")]);
+    let d = node.deploy(site_dir.path(), "conn", &["--prod"]);
+    assert_eq!(d["state"], "ready", "{d}");
+
+    // Five headers (Host and Connection among them) pass; six are refused.
+    let ok = get(
+        node.edge,
+        H,
+        "/a.txt",
+        &[("a", "1"), ("b", "2"), ("c", "3")],
+    );
+    assert_eq!(ok.status, 200);
+    assert_eq!(ok.body, b"alpha");
+    let many = get(
+        node.edge,
+        H,
+        "/a.txt",
+        &[("a", "1"), ("b", "2"), ("c", "3"), ("d", "4")],
+    );
+    assert_eq!(many.status, 431);
+    // A complete head over the byte limit, arriving in one write.
+    let big = "x".repeat(9000);
+    let long = raw(
+        node.edge,
+        format!("GET /a.txt HTTP/1.1\r\nHost: {H}\r\nX-Big: {big}\r\nConnection: close\r\n\r\n")
+            .as_bytes(),
+    );
+    assert_eq!(long.status, 431);
+    assert_eq!(get(node.edge, H, "/a.txt", &[]).body, b"alpha");
+}

@@ -55,6 +55,17 @@ impl Stream for tokio::net::TcpStream {
 
 impl Stream for tokio_rustls::server::TlsStream<tokio::net::TcpStream> {}
 
+/// The connection limits the fast path applies (the same as hyper's).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    /// Most bytes of a request head.
+    pub max_header_bytes: usize,
+    /// Most request headers.
+    pub max_headers: usize,
+    /// Time allowed for a complete head, and for an idle connection.
+    pub header_read_timeout: Duration,
+}
+
 /// How the fast path left a connection.
 pub(crate) enum Ended<S> {
     /// The connection is finished (closed by either side, timed out, drained
@@ -70,8 +81,7 @@ pub(crate) async fn serve<S>(
     mut io: S,
     edge: &Edge,
     conn: &ConnInfo,
-    max_header_bytes: usize,
-    header_read_timeout: Duration,
+    limits: Limits,
     drain: &mut tokio::sync::watch::Receiver<bool>,
 ) -> Ended<S>
 where
@@ -80,7 +90,7 @@ where
     let mut buf = BytesMut::with_capacity(8192);
     let mut out: Vec<u8> = Vec::with_capacity(1024);
     let mut spans: Spans = Vec::with_capacity(16);
-    let mut deadline = Deadline::new(header_read_timeout);
+    let mut deadline = Deadline::new(limits.header_read_timeout);
     let timer = tokio::time::sleep_until(deadline.at);
     tokio::pin!(timer);
     loop {
@@ -90,8 +100,14 @@ where
         }
         let head = loop {
             match parse(&buf, &mut spans) {
-                Parse::Simple(head) => break head,
-                Parse::Partial if buf.len() < max_header_bytes => {}
+                // Over a limit: hyper gives the 431.
+                Parse::Simple(head)
+                    if head.len <= limits.max_header_bytes && spans.len() <= limits.max_headers =>
+                {
+                    break head
+                }
+                Parse::Partial if buf.len() < limits.max_header_bytes => {}
+                Parse::Simple(_) => return Ended::Handoff(io, buf.freeze()),
                 Parse::Partial | Parse::Other => return Ended::Handoff(io, buf.freeze()),
             }
             if buf.capacity() - buf.len() < 1024 {

@@ -82,8 +82,11 @@ pub async fn serve(
     let protocols = Arc::new(Protocols {
         h1,
         h2,
-        max_header_bytes: limits.max_header_bytes.max(8192),
-        header_read_timeout: limits.header_read_timeout,
+        fast: h1::Limits {
+            max_header_bytes: limits.max_header_bytes.max(8192),
+            max_headers: limits.max_headers,
+            header_read_timeout: limits.header_read_timeout,
+        },
     });
     // The drain: every connection holds a receiver; `true` asks it to finish
     // its in-flight requests and close; the sender sees when all are gone.
@@ -171,8 +174,7 @@ pub async fn serve(
 struct Protocols {
     h1: http1::Builder,
     h2: http2::Builder<TokioExecutor>,
-    max_header_bytes: usize,
-    header_read_timeout: Duration,
+    fast: h1::Limits,
 }
 
 impl Protocols {
@@ -193,16 +195,7 @@ impl Protocols {
         let io = if is_h2 {
             Rewind::new(io, bytes::Bytes::new())
         } else {
-            match h1::serve(
-                io,
-                &edge,
-                &conn,
-                self.max_header_bytes,
-                self.header_read_timeout,
-                &mut drain,
-            )
-            .await
-            {
+            match h1::serve(io, &edge, &conn, self.fast, &mut drain).await {
                 Ended::Closed => return,
                 Ended::Handoff(io, read) => Rewind::new(io, read),
             }
