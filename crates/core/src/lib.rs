@@ -14,4 +14,5 @@ pub use host::{normalize_host, parse_edge_host, EdgeHost};
 pub use ids::{DeployId, Digest, IdError, Label, SiteName, MAX_SITE_NAME_LEN};
 
 pub mod net;
+pub mod num;
 pub use net::Cidr;

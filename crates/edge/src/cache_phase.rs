@@ -28,20 +28,6 @@ pub(crate) struct Upstream<'a> {
     pub fwd: &'a (dyn Fn() -> Forwarding<'a> + Send + Sync),
 }
 
-fn push_decimal(s: &mut String, mut n: usize) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    s.extend(digits[i..].iter().map(|&d| char::from(d)));
-}
-
 fn into_body(r: Response<ledge_cache::CacheBody>) -> Response<Body> {
     r.map(|b| Body::Stream(b.boxed_unsync()))
 }
@@ -68,7 +54,8 @@ impl Edge {
         let mut host = String::with_capacity(ctx.host.len() + 21);
         host.push_str(&ctx.host);
         host.push('#');
-        push_decimal(&mut host, ctx.rule.unwrap_or(usize::MAX));
+        let rule = ctx.rule.map_or(u64::MAX, |r| r as u64);
+        host.push_str(ledge_core::num::decimal(rule, &mut [0; 20]));
         let req = CacheRequest {
             site: target.site.as_str(),
             deploy: Some(target.deploy.as_str()),
@@ -204,17 +191,5 @@ impl Edge {
                 Err(e) => tracing::debug!(error = %e, url, "background refresh failed"),
             }
         });
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn decimal_like_display() {
-        for n in [0, 7, 10, 1234, usize::MAX] {
-            let mut s = String::new();
-            super::push_decimal(&mut s, n);
-            assert_eq!(s, n.to_string());
-        }
     }
 }

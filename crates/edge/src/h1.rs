@@ -475,18 +475,8 @@ where
     io.write_all(b).await
 }
 
-fn push_u64(out: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[i..]);
+fn push_u64(out: &mut Vec<u8>, n: u64) {
+    out.extend_from_slice(ledge_core::num::decimal(n, &mut [0; 20]).as_bytes());
 }
 
 fn push_hex(out: &mut Vec<u8>, mut n: usize) {
