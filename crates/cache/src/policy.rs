@@ -1152,18 +1152,6 @@ pub fn cache_status_headers(
 }
 
 /// Appends `n` in decimal (on every response: cheaper than `write!`).
-fn push_decimal(s: &mut String, mut n: u64) {
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    for &d in &buf[i..] {
-        s.push(char::from(d));
-    }
+fn push_decimal(s: &mut String, n: u64) {
+    s.push_str(ledge_core::num::decimal(n, &mut [0; 20]));
 }

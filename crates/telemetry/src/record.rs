@@ -419,18 +419,8 @@ fn json_opt_str(out: &mut Vec<u8>, s: Option<&str>) {
 }
 
 /// Appends an unsigned integer in decimal.
-fn json_u64(out: &mut Vec<u8>, mut n: u64) {
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&buf[i..]);
+fn json_u64(out: &mut Vec<u8>, n: u64) {
+    out.extend_from_slice(ledge_core::num::decimal(n, &mut [0; 20]).as_bytes());
 }
 
 /// Milliseconds with microsecond precision (`3.621`), the same number serde
