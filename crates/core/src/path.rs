@@ -78,10 +78,7 @@ pub fn decode_path(raw: &str) -> Result<Cow<'_, str>, PathError> {
         return Err(PathError::Bad);
     }
     // Fast path: nothing escaped, nothing odd: the raw path is the path.
-    let plain = raw
-        .bytes()
-        .all(|b| b.is_ascii_graphic() && b != b'%' && b != b'\\');
-    if plain && !raw.split('/').any(|seg| seg == "." || seg == "..") {
+    if is_plain(raw.as_bytes()) {
         return Ok(Cow::Borrowed(raw));
     }
     let bytes = raw.as_bytes();
@@ -108,6 +105,29 @@ pub fn decode_path(raw: &str) -> Result<Cow<'_, str>, PathError> {
         return Err(PathError::Bad);
     }
     Ok(Cow::Owned(s))
+}
+
+/// True when `raw` is printable ASCII without `%` or `\\` and has no `.` or
+/// `..` segment: one pass over the bytes (this runs on every request).
+fn is_plain(raw: &[u8]) -> bool {
+    let mut len = 0usize;
+    let mut dots = 0usize;
+    for &b in raw {
+        if b == b'/' {
+            if len != 0 && len == dots && len <= 2 {
+                return false;
+            }
+            len = 0;
+            dots = 0;
+            continue;
+        }
+        if !b.is_ascii_graphic() || b == b'%' || b == b'\\' {
+            return false;
+        }
+        len += 1;
+        dots += usize::from(b == b'.');
+    }
+    !(len != 0 && len == dots && len <= 2)
 }
 
 fn hex_val(b: u8) -> Option<u8> {
@@ -152,6 +172,32 @@ pub fn resolvable_paths<'a>(files: impl IntoIterator<Item = &'a str>) -> Vec<Str
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn plain_check_matches_its_definition() {
+        let slow = |raw: &str| {
+            raw.bytes()
+                .all(|b| b.is_ascii_graphic() && b != b'%' && b != b'\\')
+                && !raw.split('/').any(|seg| seg == "." || seg == "..")
+        };
+        let parts = [
+            "", "/", "a", ".", "..", "...", ".a", "a.", "%2e", "\\", " ", "é", "x.css",
+        ];
+        let mut cases = vec![String::new()];
+        for _ in 0..4 {
+            let mut next = Vec::new();
+            for c in &cases {
+                for p in parts {
+                    next.push(format!("{c}{p}"));
+                }
+            }
+            cases = next;
+        }
+        for c in &cases {
+            assert_eq!(super::is_plain(c.as_bytes()), slow(c), "{c:?}");
+        }
+    }
+
     use super::*;
 
     #[test]
