@@ -131,6 +131,8 @@ export default async (request, context) => {
   const html = await resp.text();
   const out = new Response(html.replace("</body>", "<p>injected</p></body>"), resp);
   out.headers.set("x-transformed", "1");
+  // The id is set once the whole response is known, not in next()'s answer.
+  out.headers.set("x-next-had-id", String(resp.headers.has("x-ledge-id")));
   return out;
 };
 export const config = { path: "/page" };
@@ -227,6 +229,8 @@ export const config = { path: "/ts" };
     let r = get(e, H, "/page", &[]);
     assert_eq!(r.text(), "<html><body>page<p>injected</p></body></html>");
     assert_eq!(r.header("x-transformed"), Some("1"));
+    assert_eq!(r.header("x-next-had-id"), Some("false"));
+    assert_eq!(r.header("x-ledge-id").map(str::len), Some(16));
     assert_eq!(
         r.header("content-length").map(str::to_owned),
         Some(r.body.len().to_string())

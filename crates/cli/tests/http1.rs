@@ -121,6 +121,23 @@ fn keep_alive_pipelining_and_hand_over() {
         let date = resp.header("date").expect("a Date header");
         assert!(httpdate::parse_http_date(date).is_ok(), "bad Date {date:?}");
         assert_eq!(resp.header("connection"), None);
+        let ids: Vec<&str> = resp
+            .headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case("x-ledge-id"))
+            .map(|(_, v)| v.as_str())
+            .collect();
+        assert!(ids.len() == 1 && ids[0].len() == 16, "{ids:?}");
+        // A revalidation answers 304 with the id too.
+        let etag = resp.header("etag").unwrap().to_owned();
+        write!(
+            s,
+            "GET /a.txt HTTP/1.1\r\nHost: {H}\r\nIf-None-Match: {etag}\r\n\r\n"
+        )
+        .unwrap();
+        let not_modified = read_response(&mut r, false);
+        assert_eq!(not_modified.status, 304);
+        assert_eq!(not_modified.header("x-ledge-id").map(str::len), Some(16));
     }
 
     // Pipelined in one write: HEAD (no body may follow its head), a large

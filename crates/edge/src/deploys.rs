@@ -68,7 +68,7 @@ impl ServedFile {
         };
         let vary = file.has_variants();
         let template = |size: u64, etag: &HeaderValue, encoding: Option<&'static str>| {
-            let mut h = HeaderMap::with_capacity(9);
+            let mut h = HeaderMap::with_capacity(10);
             h.insert(header::CONTENT_TYPE, file.content_type.clone());
             h.insert(header::ETAG, etag.clone());
             h.insert(header::LAST_MODIFIED, last_modified.clone());
@@ -81,6 +81,10 @@ impl ServedFile {
                 h.insert(header::CONTENT_ENCODING, HeaderValue::from_static(token));
             }
             h.insert(header::CONTENT_LENGTH, HeaderValue::from(size));
+            // The request id's slot, filled by the pipeline's headers phase:
+            // a clone of this map has no spare capacity, so adding the id
+            // as a new header would reallocate the map on every response.
+            h.insert(crate::pipeline::X_LEDGE_ID, HeaderValue::from_static(""));
             h
         };
         // Indexed like `enc_key`: identity, gzip, brotli.

@@ -793,9 +793,13 @@ async fn collect(resp: Response<Body>) -> Result<HttpResponse, HostError> {
         .await
         .map_err(|e| HostError::new(format!("reading the response failed: {e}")))?
         .to_bytes();
+    let mut headers = header_pairs(&parts.headers);
+    // The request id is set by the headers phase once the whole response is
+    // known (static files carry an empty slot for it until then).
+    headers.retain(|(k, _)| k != crate::pipeline::X_LEDGE_ID.as_str());
     Ok(HttpResponse {
         status: parts.status.as_u16(),
-        headers: header_pairs(&parts.headers),
+        headers,
         body: bytes.to_vec(),
     })
 }

@@ -117,7 +117,7 @@ pub const ACME_CHALLENGE_PREFIX: &str = "/.well-known/acme-challenge/";
 const HSTS: HeaderValue = HeaderValue::from_static("max-age=31536000");
 
 /// Header names the pipeline sets on every response, parsed once.
-const X_LEDGE_ID: HeaderName = HeaderName::from_static("x-ledge-id");
+pub(crate) const X_LEDGE_ID: HeaderName = HeaderName::from_static("x-ledge-id");
 const X_ROBOTS_TAG: HeaderName = HeaderName::from_static("x-robots-tag");
 
 /// What the rules phase decided.
