@@ -83,3 +83,28 @@ impl http_body::Body for Body {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    /// Where `sendfile` is not used (TLS, h2, hyper), a file body is its
+    /// bytes, once, with an exact length.
+    #[tokio::test]
+    async fn file_bodies_yield_their_bytes_elsewhere() {
+        let file = std::fs::File::open(std::env::current_exe().unwrap()).unwrap();
+        let body = Body::File(Box::new(FileBody {
+            bytes: Some(Bytes::from_static(b"0123456789")),
+            file: std::sync::Arc::new(file),
+            offset: 5,
+        }));
+        assert_eq!(http_body::Body::size_hint(&body).exact(), Some(10));
+        assert!(!http_body::Body::is_end_stream(&body));
+        let mut body = body;
+        let frame = body.frame().await.unwrap().unwrap();
+        assert_eq!(frame.into_data().unwrap(), "0123456789");
+        assert!(http_body::Body::is_end_stream(&body));
+        assert!(body.frame().await.is_none());
+    }
+}
