@@ -217,12 +217,38 @@ fn operator_certificate_for_edge_names_and_no_sni() {
         "edge.test",
     ]);
     node.ok(&["sites", "create", "web"]);
-    let s = site_dir(&[("index.html", "edge name")]);
+    let big = "0123456789abcdef".repeat(20_000);
+    let s = site_dir(&[("index.html", "edge name"), ("big.txt", &big)]);
     node.deploy(s.path(), "web", &["--prod"]);
     assert_eq!(
         fetch(&ca.pem, "web.edge.test", https).unwrap().1,
         "edge name"
     );
+    // A file large enough for sendfile on plain TCP goes through TLS whole,
+    // over HTTP/1.1 and h2.
+    for h1 in [true, false] {
+        let mut b = reqwest::blocking::Client::builder()
+            .use_rustls_tls()
+            .add_root_certificate(reqwest::Certificate::from_pem(ca.pem.as_bytes()).unwrap())
+            .resolve("web.edge.test", https)
+            .timeout(std::time::Duration::from_secs(10));
+        if h1 {
+            b = b.http1_only();
+        }
+        let r = b
+            .build()
+            .unwrap()
+            .get(format!("https://web.edge.test:{}/big.txt", https.port()))
+            .send()
+            .unwrap();
+        let want = if h1 {
+            reqwest::Version::HTTP_11
+        } else {
+            reqwest::Version::HTTP_2
+        };
+        assert_eq!(r.version(), want);
+        assert!(r.text().unwrap() == big, "big.txt differs (h1: {h1})");
+    }
     // A name under the edge domain with no site still gets no other tenant's
     // certificate; with the operator wildcard it gets the platform one.
     assert!(fetch(&ca.pem, "nosite.edge.test", https).is_ok());
