@@ -109,7 +109,7 @@ pub fn decode_path(raw: &str) -> Result<Cow<'_, str>, PathError> {
 
 /// True when `raw` is printable ASCII without `%` or `\\` and has no `.` or
 /// `..` segment: one pass over the bytes (this runs on every request).
-fn is_plain(raw: &[u8]) -> bool {
+pub fn is_plain(raw: &[u8]) -> bool {
     let mut len = 0usize;
     let mut dots = 0usize;
     for &b in raw {

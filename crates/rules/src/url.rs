@@ -290,13 +290,29 @@ pub(crate) fn parse_target(to: &str) -> Target {
         Some((p, q)) => (p, Some(encode_set(q, EncodeSet::Query))),
         None => (rest, None),
     };
-    let mut path = encode_set(path, EncodeSet::Path);
-    if !path.starts_with('/') {
-        path.insert(0, '/');
-    }
+    // The common case (a plain path, as a splat tail usually is): nothing to
+    // encode or normalise, one allocation.
+    let plain = ledge_core::path::is_plain(path.as_bytes())
+        && !path
+            .bytes()
+            .any(|b| matches!(b, b'"' | b'<' | b'>' | b'`' | b'{' | b'}'));
+    let path = if plain {
+        let mut p = String::with_capacity(path.len() + 1);
+        if !path.starts_with('/') {
+            p.push('/');
+        }
+        p.push_str(path);
+        p
+    } else {
+        let mut p = encode_set(path, EncodeSet::Path);
+        if !p.starts_with('/') {
+            p.insert(0, '/');
+        }
+        normalize_path(&p)
+    };
     Target {
         origin,
-        path: normalize_path(&path),
+        path,
         query,
         fragment,
     }
@@ -304,6 +320,34 @@ pub(crate) fn parse_target(to: &str) -> Target {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn plain_targets_skip_encoding_with_the_same_result() {
+        let slow = |path: &str| {
+            let mut p = encode_set(path, EncodeSet::Path);
+            if !p.starts_with('/') {
+                p.insert(0, '/');
+            }
+            normalize_path(&p)
+        };
+        let parts = [
+            "", "/", "a", ".", "..", "%2e", "\\", " ", "é", "x.css", "{", "\"",
+        ];
+        let mut cases = vec![String::new()];
+        for _ in 0..4 {
+            let mut next = Vec::new();
+            for c in &cases {
+                for p in parts {
+                    next.push(format!("{c}{p}"));
+                }
+            }
+            cases = next;
+        }
+        for c in &cases {
+            assert_eq!(parse_target(c).path, slow(c), "{c:?}");
+        }
+    }
+
     use super::*;
 
     #[test]
