@@ -241,6 +241,67 @@ fn chunked_origin() -> (u16, mpsc::Sender<()>) {
     (port, go)
 }
 
+/// An origin that sends a chunked head and one chunk, then drops the
+/// connection in the middle of the body.
+fn broken_origin() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for _ in 0..2 {
+            let Ok((mut s, _)) = listener.accept() else {
+                return;
+            };
+            let mut r = BufReader::new(s.try_clone().unwrap());
+            loop {
+                let mut line = String::new();
+                if r.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+            }
+            let _ = s.write_all(
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nCache-Control: no-store\r\n\r\n5\r\nfirst\r\n",
+            );
+            let _ = s.flush();
+            std::thread::sleep(Duration::from_millis(100));
+            drop(s);
+        }
+    });
+    port
+}
+
+#[test]
+fn a_body_cut_short_upstream_is_never_completed_downstream() {
+    let node = Node::start_with(&["--outbound-allow", "127.0.0.0/8"]);
+    node.ok(&["sites", "create", "conn"]);
+    let port = broken_origin();
+    let dir = site(&[
+        ("index.html", "home"),
+        (
+            "_redirects",
+            &format!("/cut http://127.0.0.1:{port}/cut 200\n"),
+        ),
+    ]);
+    let d = node.deploy(dir.path(), "conn", &["--prod"]);
+    assert_eq!(d["state"], "ready", "{d}");
+
+    let (mut s, mut r) = connect(&node);
+    write!(s, "GET /cut HTTP/1.1\r\nHost: {H}\r\n\r\n").unwrap();
+    let (status, _) = read_head(&mut r);
+    assert_eq!(status, 200);
+    assert_eq!(read_chunk(&mut r).as_deref(), Some(&b"first"[..]));
+    // No last chunk: the connection ends, so the client knows the body is
+    // incomplete.
+    let mut rest = Vec::new();
+    let _ = r.read_to_end(&mut rest);
+    assert!(
+        !rest.windows(5).any(|w| w == b"0\r\n\r\n"),
+        "a terminating chunk after a broken upstream: {:?}",
+        String::from_utf8_lossy(&rest)
+    );
+    // The node keeps serving.
+    assert_eq!(get(node.edge, H, "/", &[]).body, b"home");
+}
+
 #[test]
 fn streamed_bodies_reach_the_client_chunk_by_chunk() {
     let node = Node::start_with(&["--outbound-allow", "127.0.0.0/8"]);
