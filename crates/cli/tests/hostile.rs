@@ -79,17 +79,7 @@ fn hostile_paths_and_oversized_requests() {
 
 #[test]
 fn slow_clients_are_cut_off() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("ledge.toml"),
-        "[limits]\nheader_read_timeout_secs = 1\n",
-    )
-    .unwrap();
-    let cfg = dir.path().join("ledge.toml");
-    let node = Node::start_in(
-        &dir.path().join("data"),
-        &["--config", cfg.to_str().unwrap()],
-    );
+    let node = Node::start_configured("[limits]\nheader_read_timeout_secs = 1\n", &[]);
     use std::io::{Read, Write};
     // Sends half a request head and stalls.
     let mut s = std::net::TcpStream::connect(node.edge).unwrap();

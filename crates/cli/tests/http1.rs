@@ -216,6 +216,32 @@ fn requests_split_across_writes_and_bad_heads() {
     assert_eq!(get(node.edge, H, "/a.txt", &[]).text(), "alpha");
 }
 
+/// Reads a request head up to its blank line (an origin's side).
+fn skip_request_head(r: &mut impl BufRead) {
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+            return;
+        }
+    }
+}
+
+/// A node whose site `conn` proxies `path` to the origin on `port`.
+fn proxy_node(path: &str, port: u16) -> (Node, tempfile::TempDir) {
+    let node = Node::start_with(&["--outbound-allow", "127.0.0.0/8"]);
+    node.ok(&["sites", "create", "conn"]);
+    let dir = site(&[
+        ("index.html", "home"),
+        (
+            "_redirects",
+            &format!("{path} http://127.0.0.1:{port}{path} 200\n"),
+        ),
+    ]);
+    let d = node.deploy(dir.path(), "conn", &["--prod"]);
+    assert_eq!(d["state"], "ready", "{d}");
+    (node, dir)
+}
+
 /// A chunked origin whose second chunk is sent only once the test says so.
 fn chunked_origin() -> (u16, mpsc::Sender<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -223,13 +249,7 @@ fn chunked_origin() -> (u16, mpsc::Sender<()>) {
     let (go, wait) = mpsc::channel::<()>();
     std::thread::spawn(move || {
         let (mut s, _) = listener.accept().unwrap();
-        let mut r = BufReader::new(s.try_clone().unwrap());
-        loop {
-            let mut line = String::new();
-            if r.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                break;
-            }
-        }
+        skip_request_head(&mut BufReader::new(s.try_clone().unwrap()));
         s.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n")
             .unwrap();
         s.flush().unwrap();
@@ -251,13 +271,7 @@ fn broken_origin() -> u16 {
             let Ok((mut s, _)) = listener.accept() else {
                 return;
             };
-            let mut r = BufReader::new(s.try_clone().unwrap());
-            loop {
-                let mut line = String::new();
-                if r.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                    break;
-                }
-            }
+            skip_request_head(&mut BufReader::new(s.try_clone().unwrap()));
             let _ = s.write_all(
                 b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nCache-Control: no-store\r\n\r\n5\r\nfirst\r\n",
             );
@@ -271,18 +285,7 @@ fn broken_origin() -> u16 {
 
 #[test]
 fn a_body_cut_short_upstream_is_never_completed_downstream() {
-    let node = Node::start_with(&["--outbound-allow", "127.0.0.0/8"]);
-    node.ok(&["sites", "create", "conn"]);
-    let port = broken_origin();
-    let dir = site(&[
-        ("index.html", "home"),
-        (
-            "_redirects",
-            &format!("/cut http://127.0.0.1:{port}/cut 200\n"),
-        ),
-    ]);
-    let d = node.deploy(dir.path(), "conn", &["--prod"]);
-    assert_eq!(d["state"], "ready", "{d}");
+    let (node, _d) = proxy_node("/cut", broken_origin());
 
     let (mut s, mut r) = connect(&node);
     write!(s, "GET /cut HTTP/1.1\r\nHost: {H}\r\n\r\n").unwrap();
@@ -304,18 +307,8 @@ fn a_body_cut_short_upstream_is_never_completed_downstream() {
 
 #[test]
 fn streamed_bodies_reach_the_client_chunk_by_chunk() {
-    let node = Node::start_with(&["--outbound-allow", "127.0.0.0/8"]);
-    node.ok(&["sites", "create", "conn"]);
     let (port, go) = chunked_origin();
-    let dir = site(&[
-        ("index.html", "home"),
-        (
-            "_redirects",
-            &format!("/live http://127.0.0.1:{port}/live 200\n"),
-        ),
-    ]);
-    let d = node.deploy(dir.path(), "conn", &["--prod"]);
-    assert_eq!(d["state"], "ready", "{d}");
+    let (node, _d) = proxy_node("/live", port);
 
     let (mut s, mut r) = connect(&node);
     write!(s, "GET /live HTTP/1.1\r\nHost: {H}\r\n\r\n").unwrap();
@@ -408,17 +401,7 @@ fn large_files_are_sent_whole_and_in_ranges_and_logged() {
 
 #[test]
 fn header_limits_hold_on_the_fast_path() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("ledge.toml"),
-        "[limits]\nmax_header_bytes = 8192\nmax_headers = 5\n",
-    )
-    .unwrap();
-    let cfg = dir.path().join("ledge.toml");
-    let node = Node::start_in(
-        &dir.path().join("data"),
-        &["--config", cfg.to_str().unwrap()],
-    );
+    let node = Node::start_configured("[limits]\nmax_header_bytes = 8192\nmax_headers = 5\n", &[]);
     node.ok(&["sites", "create", "conn"]);
     let site_dir = site(&[("a.txt", "alpha")]);
     let d = node.deploy(site_dir.path(), "conn", &["--prod"]);

@@ -37,6 +37,19 @@ impl Node {
         n
     }
 
+    /// Starts a node in a fresh data folder with `toml` as its configuration
+    /// file, and extra flags.
+    pub fn start_configured(toml: &str, extra: &[&str]) -> Node {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("ledge.toml");
+        std::fs::write(&cfg, toml).unwrap();
+        let mut args = vec!["--config", cfg.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let mut n = Node::start_in(&dir.path().join("data"), &args);
+        n._dir = Some(dir);
+        n
+    }
+
     /// Starts a node on `data` with extra flags.
     pub fn start_in(data: &Path, extra: &[&str]) -> Node {
         let mut cmd = Command::new(BIN);
