@@ -2,22 +2,13 @@
 
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use criterion::{criterion_group, Criterion};
 use ledge_functions::worker::{worker_main, WorkerOptions, WorkerPool};
 use ledge_functions::*;
 
-struct NoHost;
-
-#[async_trait]
-impl Host for NoHost {
-    async fn next(&self, _: HostRequest) -> Result<HttpResponse, HostError> {
-        Err(HostError::new("none"))
-    }
-    async fn fetch(&self, _: HostRequest) -> Result<HttpResponse, HostError> {
-        Err(HostError::new("none"))
-    }
-}
+#[path = "support/no_host.rs"]
+mod no_host;
+use no_host::NoHost;
 
 const HELLO: &str = "export default async (request, context) => new Response('Hello, world!', { headers: { 'content-type': 'text/plain' } });";
 

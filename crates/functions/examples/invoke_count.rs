@@ -13,23 +13,14 @@
 //! (a synchronous hello), `pass` (`() => {}`: the fixed cost) and
 //! `custom 'SOURCE'` (any module whose handler passes through).
 
-use async_trait::async_trait;
 use ledge_functions::*;
 
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-struct NoHost;
-
-#[async_trait]
-impl Host for NoHost {
-    async fn next(&self, _: HostRequest) -> Result<HttpResponse, HostError> {
-        Err(HostError::new("none"))
-    }
-    async fn fetch(&self, _: HostRequest) -> Result<HttpResponse, HostError> {
-        Err(HostError::new("none"))
-    }
-}
+#[path = "../benches/support/no_host.rs"]
+mod no_host;
+use no_host::NoHost;
 
 fn main() {
     let mut args = std::env::args().skip(1);

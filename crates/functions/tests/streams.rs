@@ -82,6 +82,8 @@ async fn readable_pull_errors_and_cancel() {
       const bl = new ReadableStream({ start(c) { c.enqueue(new Uint8Array(3)); eq(c.desiredSize, 1, 'byte length strategy'); } },
         new ByteLengthQueuingStrategy({ highWaterMark: 4 }));
       eq(new CountQueuingStrategy({ highWaterMark: 3 }).highWaterMark, 3, 'count strategy');
+      throws(() => new CountQueuingStrategy({}), 'TypeError', 'count strategy without highWaterMark');
+      throws(() => new ByteLengthQueuingStrategy(null), 'TypeError', 'byte strategy without init');
       const bad = new ReadableStream({ start(c) { throws(() => c.enqueue('x'), 'RangeError', 'bad size'); } },
         { size: () => -1 });
       await rejects(bad.getReader().read(), 'RangeError', 'bad size errors the stream');
@@ -374,33 +376,20 @@ async fn returned_stream_errors() {
         }"#,
     );
     let host = TestHost::default();
-    let inv = e
-        .invoke(&bundle, &request("https://s.example/error"), &host)
-        .await;
-    assert_eq!(
-        error_kind(&inv),
-        Some(ErrorKind::Uncaught),
-        "{:?}",
-        inv.outcome
-    );
-    let inv = e
-        .invoke(&bundle, &request("https://s.example/type"), &host)
-        .await;
-    assert_eq!(
-        error_kind(&inv),
-        Some(ErrorKind::InvalidReturn),
-        "{:?}",
-        inv.outcome
-    );
-    let inv = e
-        .invoke(&bundle, &request("https://s.example/read"), &host)
-        .await;
-    assert_eq!(
-        error_kind(&inv),
-        Some(ErrorKind::InvalidReturn),
-        "{:?}",
-        inv.outcome
-    );
+    for (path, kind) in [
+        ("/error", ErrorKind::Uncaught),
+        ("/type", ErrorKind::InvalidReturn),
+        ("/read", ErrorKind::InvalidReturn),
+    ] {
+        let inv = e
+            .invoke(
+                &bundle,
+                &request(&format!("https://s.example{path}")),
+                &host,
+            )
+            .await;
+        assert_eq!(error_kind(&inv), Some(kind), "{path}: {:?}", inv.outcome);
+    }
     let inv = e
         .invoke(&bundle, &request("https://s.example/"), &host)
         .await;

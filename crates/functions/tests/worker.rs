@@ -682,8 +682,9 @@ fn fake(kind: &str, limits: Limits) -> WorkerOptions {
     o
 }
 
-async fn malformed_frame_kills_the_worker() {
-    let pool = WorkerPool::start(fake("garbage", Limits::default())).expect("pool");
+/// Invokes a hello function on `pool`, whose fake worker misbehaves, and
+/// checks the invocation fails with `WorkerLost`.
+async fn hello_is_lost(pool: &WorkerPool) -> Invocation {
     let inv = pool
         .invoke(
             &Bundle::single("s/h", HELLO),
@@ -697,6 +698,12 @@ async fn malformed_frame_kills_the_worker() {
         "{:?}",
         inv.outcome
     );
+    inv
+}
+
+async fn malformed_frame_kills_the_worker() {
+    let pool = WorkerPool::start(fake("garbage", Limits::default())).expect("pool");
+    hello_is_lost(&pool).await;
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert!(pool.restarts() >= 1);
 }
@@ -712,19 +719,7 @@ async fn hung_worker_is_killed() {
     o.hang_grace = Duration::from_millis(200);
     let pool = WorkerPool::start(o).expect("pool");
     let t = Instant::now();
-    let inv = pool
-        .invoke(
-            &Bundle::single("s/h", HELLO),
-            &request("https://s.example/"),
-            &TestHost::default(),
-        )
-        .await;
-    assert_eq!(
-        error_kind(&inv),
-        Some(ErrorKind::WorkerLost),
-        "{:?}",
-        inv.outcome
-    );
+    let inv = hello_is_lost(&pool).await;
     let took = t.elapsed();
     assert!(
         took >= Duration::from_millis(500) && took < Duration::from_secs(3),

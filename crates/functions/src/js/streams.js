@@ -972,26 +972,23 @@ function ledgeStreams(E) {
   }
 
   // ------------------------------------------------------------ strategies
+  // The `highWaterMark` both strategies require.
+  function strategyHwm(init, name) {
+    if (init === null || typeof init !== "object" || init.highWaterMark === undefined) {
+      throw new TypeError(name + " needs { highWaterMark }");
+    }
+    return Number(init.highWaterMark);
+  }
   class CountQueuingStrategy {
     #hwm;
-    constructor(init) {
-      if (init === null || typeof init !== "object" || init.highWaterMark === undefined) {
-        throw new TypeError("CountQueuingStrategy needs { highWaterMark }");
-      }
-      this.#hwm = Number(init.highWaterMark);
-    }
+    constructor(init) { this.#hwm = strategyHwm(init, "CountQueuingStrategy"); }
     get highWaterMark() { return this.#hwm; }
     get size() { return countSize; }
   }
   const countSize = function size() { return 1; };
   class ByteLengthQueuingStrategy {
     #hwm;
-    constructor(init) {
-      if (init === null || typeof init !== "object" || init.highWaterMark === undefined) {
-        throw new TypeError("ByteLengthQueuingStrategy needs { highWaterMark }");
-      }
-      this.#hwm = Number(init.highWaterMark);
-    }
+    constructor(init) { this.#hwm = strategyHwm(init, "ByteLengthQueuingStrategy"); }
     get highWaterMark() { return this.#hwm; }
     get size() { return byteSize; }
   }
