@@ -6,24 +6,11 @@ use criterion::{criterion_group, Criterion};
 use ledge_functions::worker::{worker_main, WorkerOptions, WorkerPool};
 use ledge_functions::*;
 
-#[path = "support/no_host.rs"]
-mod no_host;
-use no_host::NoHost;
+#[path = "support/common.rs"]
+mod common;
+use common::{hello_request, NoHost};
 
 const HELLO: &str = "export default async (request, context) => new Response('Hello, world!', { headers: { 'content-type': 'text/plain' } });";
-
-fn request() -> InvocationRequest {
-    InvocationRequest {
-        method: "GET".into(),
-        url: "https://site.example/hello".into(),
-        headers: vec![
-            ("host".into(), "site.example".into()),
-            ("accept".into(), "*/*".into()),
-        ],
-        body: Vec::new(),
-        context: RequestContext::default(),
-    }
-}
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -36,7 +23,7 @@ fn warm(c: &mut Criterion) {
     let rt = rt();
     let engine = Engine::new(Limits::default());
     let bundle = Bundle::single("bench/hello", HELLO);
-    let req = request();
+    let req = hello_request();
     c.bench_function("warm hello invocation", |b| {
         b.iter_custom(|iters| {
             rt.block_on(async {
@@ -55,7 +42,7 @@ fn warm_pass(c: &mut Criterion) {
     let rt = rt();
     let engine = Engine::new(Limits::default());
     let bundle = Bundle::single("bench/pass", "export default () => {}");
-    let req = request();
+    let req = hello_request();
     c.bench_function("warm pass-through invocation", |b| {
         b.iter_custom(|iters| {
             rt.block_on(async {
@@ -121,7 +108,7 @@ fn warm_pool(c: &mut Criterion) {
     let pool = WorkerPool::start(opts).expect("worker pool");
     assert!(rt.block_on(pool.ready(Duration::from_secs(10))));
     let bundle = Bundle::single("bench/hello", HELLO);
-    let req = request();
+    let req = hello_request();
     c.bench_function("warm hello invocation, worker pool (1 worker)", |b| {
         b.iter_custom(|iters| {
             rt.block_on(async {

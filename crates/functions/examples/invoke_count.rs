@@ -18,9 +18,9 @@ use ledge_functions::*;
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[path = "../benches/support/no_host.rs"]
-mod no_host;
-use no_host::NoHost;
+#[path = "../benches/support/common.rs"]
+mod common;
+use common::{hello_request, NoHost};
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -50,16 +50,7 @@ fn main() {
         ..Limits::default()
     });
     let bundle = Bundle::single("count/fn", source);
-    let req = InvocationRequest {
-        method: "GET".into(),
-        url: "https://site.example/hello".into(),
-        headers: vec![
-            ("host".into(), "site.example".into()),
-            ("accept".into(), "*/*".into()),
-        ],
-        body: Vec::new(),
-        context: RequestContext::default(),
-    };
+    let req = hello_request();
     rt.block_on(async {
         for _ in 0..n {
             let inv = engine.invoke(&bundle, &req, &NoHost).await;

@@ -290,18 +290,16 @@ async fn killed_worker_fails_its_invocation() {
     assert_ne!(pool.pids()[0], Some(pid));
 }
 
+fn cpu_limit(cpu: Duration) -> Limits {
+    Limits {
+        cpu_time: cpu,
+        ..Limits::default()
+    }
+}
+
 async fn runaway_does_not_block_others() {
     let cpu = Duration::from_millis(500);
-    let pool = Arc::new(
-        start(options(
-            2,
-            Limits {
-                cpu_time: cpu,
-                ..Limits::default()
-            },
-        ))
-        .await,
-    );
+    let pool = Arc::new(start(options(2, cpu_limit(cpu))).await);
     let spin = Bundle::single(
         "tenant-a/spin",
         "export default async (request) => { if (new URL(request.url).pathname === '/ok') return new Response('fine'); for (;;) {} }",
@@ -428,16 +426,7 @@ async fn queue_overflow_is_overloaded() {
 
 async fn noisy_tenant_does_not_delay_quiet_one() {
     let cpu = Duration::from_millis(100);
-    let pool = Arc::new(
-        start(options(
-            2,
-            Limits {
-                cpu_time: cpu,
-                ..Limits::default()
-            },
-        ))
-        .await,
-    );
+    let pool = Arc::new(start(options(2, cpu_limit(cpu))).await);
     let spin = Bundle::single("tenant-a/spin", "export default () => { for (;;) {} }");
     let hello = Bundle::single("tenant-b/hello", HELLO);
     let host = TestHost::default();
