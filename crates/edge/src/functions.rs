@@ -39,9 +39,6 @@ use crate::rescue::{rescue, EdgeError};
 /// Where function sources live in a site folder and a deploy.
 pub const FUNCTIONS_DIR: &str = "netlify/edge-functions";
 
-/// Largest response body `context.next()` or `fetch()` hands to a function.
-pub const MAX_HOST_BODY: usize = 32 << 20;
-
 /// Redirects `fetch()` follows before giving up.
 const MAX_FETCH_REDIRECTS: usize = 10;
 
@@ -474,16 +471,29 @@ impl<'e> Chain<'e> {
             let host = StepHost {
                 chain: self,
                 next: i + 1,
+                kept: std::sync::Mutex::new(Vec::new()),
             };
             let started = SystemTime::now();
             let inv = self.runner.invoke(&loaded.bundle, &invocation, &host).await;
             self.record(step, &req, started, &inv);
             let mut resp = match inv.outcome {
-                InvocationOutcome::Response(r) => {
+                InvocationOutcome::Response(mut r) => {
+                    let kept = match r.body_handle.take() {
+                        None => None,
+                        Some(h) => match host.take_unread(h) {
+                            Some(body) => Some(body),
+                            None => {
+                                return rescue(&EdgeError::FunctionFailed {
+                                    function: step.function.clone(),
+                                    why: failure(ErrorKind::InvalidReturn).into(),
+                                })
+                            }
+                        },
+                    };
                     if let Ok(mut a) = self.answered.lock() {
                         *a = None;
                     }
-                    return to_response(r);
+                    return to_response(r, kept);
                 }
                 InvocationOutcome::PassThrough => self.run(i + 1, req).await,
                 InvocationOutcome::Rewrite { url } => match self.same_site(&url) {
@@ -642,6 +652,67 @@ fn failure(kind: ErrorKind) -> &'static str {
 struct StepHost<'c, 'e> {
     chain: &'c Chain<'e>,
     next: usize,
+    /// The response bodies of its calls, by handle: a function reads one
+    /// only if it looks at it, and hands an unread one back for nothing.
+    /// Dropped with the step (an upstream connection then closes).
+    kept: std::sync::Mutex<Vec<Option<Kept>>>,
+}
+
+/// Most bytes one read of a kept body hands to a function.
+const READ_CHUNK: usize = 256 << 10;
+
+/// A response body kept on the node for a function.
+struct Kept {
+    body: Body,
+    /// The unread end of a frame larger than [`READ_CHUNK`].
+    rest: Bytes,
+    /// Some of it was read.
+    touched: bool,
+}
+
+impl StepHost<'_, '_> {
+    fn lock_kept(&self) -> std::sync::MutexGuard<'_, Vec<Option<Kept>>> {
+        self.kept.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A response for the function, its body kept here (unless it is known
+    /// to be empty).
+    fn keep(&self, resp: Response<Body>) -> HttpResponse {
+        let (parts, body) = resp.into_parts();
+        let mut headers = header_pairs(&parts.headers);
+        // The request id is set by the headers phase once the whole response
+        // is known (static files carry an empty slot for it until then).
+        headers.retain(|(k, _)| k != crate::pipeline::X_LEDGE_ID.as_str());
+        let empty = http_body::Body::is_end_stream(&body)
+            || http_body::Body::size_hint(&body).exact() == Some(0);
+        let body_handle = if empty {
+            None
+        } else {
+            let mut kept = self.lock_kept();
+            let h = u32::try_from(kept.len()).ok();
+            if h.is_some() {
+                kept.push(Some(Kept {
+                    body,
+                    rest: Bytes::new(),
+                    touched: false,
+                }));
+            }
+            h
+        };
+        HttpResponse {
+            status: parts.status.as_u16(),
+            headers,
+            body: Vec::new(),
+            body_handle,
+        }
+    }
+
+    /// A kept body the function handed back; `None` if there is no such
+    /// body or the function read some of it.
+    fn take_unread(&self, handle: u32) -> Option<Body> {
+        let k = self.lock_kept().get_mut(handle as usize)?.take()?;
+        (!k.touched).then_some(k.body)
+    }
 }
 
 /// Request headers `context.next()` drops unless `sendConditionalRequest`.
@@ -674,18 +745,50 @@ impl Host for StepHost<'_, '_> {
             body: Bytes::from(request.body),
         };
         let resp = chain.run(self.next, req).await;
-        collect(resp).await
+        Ok(self.keep(resp))
     }
 
     async fn fetch(&self, request: HostRequest) -> Result<HttpResponse, HostError> {
-        fetch(self.chain.edge, request).await
+        let resp = fetch(self.chain.edge, request).await?;
+        Ok(self.keep(resp))
+    }
+
+    async fn read_body(&self, handle: u32) -> Result<Option<Vec<u8>>, HostError> {
+        // Taken out while it is read: a second read of the same body at the
+        // same time finds nothing.
+        let slot = handle as usize;
+        let mut k = self
+            .lock_kept()
+            .get_mut(slot)
+            .and_then(Option::take)
+            .ok_or_else(|| HostError::new("the body is gone or being read"))?;
+        k.touched = true;
+        let chunk = loop {
+            if !k.rest.is_empty() {
+                let n = k.rest.len().min(READ_CHUNK);
+                break Ok(Some(k.rest.split_to(n)));
+            }
+            match k.body.frame().await {
+                None => break Ok(None),
+                Some(Err(e)) => break Err(HostError::new(format!("reading the body failed: {e}"))),
+                Some(Ok(f)) => {
+                    if let Ok(data) = f.into_data() {
+                        k.rest = data;
+                    }
+                }
+            }
+        };
+        if let Some(s) = self.lock_kept().get_mut(slot) {
+            *s = Some(k);
+        }
+        chunk.map(|c| c.map(|b| b.to_vec()))
     }
 }
 
 /// `fetch()` from a function: the node's origin client under its outbound
 /// policy, redirects followed (each hop checked again; credentials dropped
 /// when the origin changes).
-async fn fetch(edge: &Edge, request: HostRequest) -> Result<HttpResponse, HostError> {
+async fn fetch(edge: &Edge, request: HostRequest) -> Result<Response<Body>, HostError> {
     let origin = &edge.origin;
     let mut url = reqwest::Url::parse(&request.url)
         .map_err(|e| HostError::new(format!("invalid URL {:?}: {e}", request.url)))?;
@@ -742,32 +845,15 @@ async fn fetch(edge: &Edge, request: HostRequest) -> Result<HttpResponse, HostEr
                 continue;
             }
         }
-        let mut out_headers = Vec::with_capacity(resp.headers().len());
-        for (k, v) in crate::proxy::strip_hop_by_hop(resp.headers()).iter() {
-            out_headers.push((
-                k.as_str().to_owned(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            ));
-        }
-        let mut stream = resp;
-        let mut buf = Vec::new();
-        while let Some(chunk) = stream
-            .chunk()
-            .await
-            .map_err(|e| HostError::new(format!("fetch to {url} failed: {}", error_chain(&e))))?
-        {
-            if buf.len() + chunk.len() > MAX_HOST_BODY {
-                return Err(HostError::new(format!(
-                    "fetch response body is larger than {MAX_HOST_BODY} bytes"
-                )));
-            }
-            buf.extend_from_slice(&chunk);
-        }
-        return Ok(HttpResponse {
-            status: status.as_u16(),
-            headers: out_headers,
-            body: buf,
-        });
+        let headers = crate::proxy::strip_hop_by_hop(resp.headers());
+        let body = http::Response::<reqwest::Body>::from(resp)
+            .into_body()
+            .map_err(|e| std::io::Error::other(error_chain(&e)));
+        let mut out = Response::new(Body::Stream(body.boxed_unsync()));
+        *out.status_mut() =
+            StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+        *out.headers_mut() = headers;
+        return Ok(out);
     }
     Err(HostError::new(format!(
         "fetch followed {MAX_FETCH_REDIRECTS} redirects without reaching a response"
@@ -783,25 +869,6 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         src = inner.source();
     }
     s
-}
-
-/// A response of the rest of the pipeline, whole, for a function.
-async fn collect(resp: Response<Body>) -> Result<HttpResponse, HostError> {
-    let (parts, body) = resp.into_parts();
-    let bytes = http_body_util::Limited::new(body, MAX_HOST_BODY)
-        .collect()
-        .await
-        .map_err(|e| HostError::new(format!("reading the response failed: {e}")))?
-        .to_bytes();
-    let mut headers = header_pairs(&parts.headers);
-    // The request id is set by the headers phase once the whole response is
-    // known (static files carry an empty slot for it until then).
-    headers.retain(|(k, _)| k != crate::pipeline::X_LEDGE_ID.as_str());
-    Ok(HttpResponse {
-        status: parts.status.as_u16(),
-        headers,
-        body: bytes.to_vec(),
-    })
 }
 
 fn header_pairs(h: &HeaderMap) -> Vec<(String, String)> {
@@ -828,10 +895,11 @@ fn pairs_to_headers(pairs: &[(String, String)]) -> HeaderMap {
     h
 }
 
-/// A function's `Response` as the edge sends it: framing headers are the
+/// A function's `Response` as the edge sends it (with `kept`, the unread
+/// body of one of its host calls, sent as it comes): framing headers are the
 /// edge's own business.
-fn to_response(r: HttpResponse) -> Response<Body> {
-    let mut resp = Response::new(Body::full(r.body));
+fn to_response(r: HttpResponse, kept: Option<Body>) -> Response<Body> {
+    let mut resp = Response::new(kept.unwrap_or_else(|| Body::full(r.body)));
     *resp.status_mut() = StatusCode::from_u16(r.status).unwrap_or(StatusCode::OK);
     let h = resp.headers_mut();
     for (k, v) in &r.headers {

@@ -80,6 +80,11 @@ pub trait Host: Send + Sync {
     async fn next(&self, request: HostRequest) -> Result<HttpResponse, HostError>;
     /// `fetch()`: the node's origin client, with the tenant's outbound policy.
     async fn fetch(&self, request: HostRequest) -> Result<HttpResponse, HostError>;
+    /// The next bytes of a body this host kept ([`HttpResponse::body_handle`]),
+    /// `None` at its end. A host that keeps no bodies has none to read.
+    async fn read_body(&self, handle: u32) -> Result<Option<Vec<u8>>, HostError> {
+        Err(HostError::new(format!("no response body {handle} to read")))
+    }
 }
 
 /// Something that runs edge functions: the in-process [`Engine`] or a pool of

@@ -444,7 +444,7 @@ impl Isolate {
             ))
         })?;
 
-        let mut inflight = FuturesUnordered::new();
+        let mut inflight: FuturesUnordered<ReplyFuture<'_>> = FuturesUnordered::new();
         loop {
             if run.outcome.is_none() {
                 let settled = lock(&self.shared.outcome).take();
@@ -483,6 +483,25 @@ impl Isolate {
             let ops = std::mem::take(&mut *lock(&self.shared.host_ops));
             let mut refused = Vec::new();
             for op in ops {
+                let timeout = limits.host_call_timeout;
+                let id = op.id;
+                if op.kind == "read" {
+                    // Reading a kept body is not a new call: it is bounded
+                    // by the CPU and wall limits like any other wait.
+                    let Ok(handle) = op.meta.parse::<u32>() else {
+                        refused.push((op.id, "no such body".to_string()));
+                        continue;
+                    };
+                    inflight.push(Box::pin(async move {
+                        let res = match tokio::time::timeout(timeout, host.read_body(handle)).await
+                        {
+                            Ok(r) => r.map(Reply::Chunk),
+                            Err(_) => Err(HostError::new("timed out")),
+                        };
+                        (id, res)
+                    }));
+                    continue;
+                }
                 if run.host_calls >= limits.max_host_calls {
                     refused.push((op.id, "too many host calls in one invocation".to_string()));
                     continue;
@@ -497,10 +516,8 @@ impl Isolate {
                             body: op.body,
                             send_conditional_request: meta.send_conditional_request,
                         };
-                        let timeout = limits.host_call_timeout;
                         let is_next = op.kind == "next";
-                        let id = op.id;
-                        inflight.push(async move {
+                        inflight.push(Box::pin(async move {
                             let call = async {
                                 if is_next {
                                     host.next(req).await
@@ -509,11 +526,11 @@ impl Isolate {
                                 }
                             };
                             let res = match tokio::time::timeout(timeout, call).await {
-                                Ok(r) => r,
+                                Ok(r) => r.map(Reply::Response),
                                 Err(_) => Err(HostError::new("timed out")),
                             };
                             (id, res)
-                        });
+                        }));
                     }
                     Err(e) => refused.push((op.id, e.to_string())),
                 }
@@ -918,7 +935,8 @@ fn error_message(error: Option<String>) -> String {
     }
 }
 
-/// `[kind, status, url, [name, value, ...], body]` from the glue's `finish`.
+/// `[kind, status, url, [name, value, ...], body, handle]` from the glue's
+/// `finish` (`handle`: a kept body handed back unread).
 pub(crate) fn read_result(r: &Array<'_>) -> rquickjs::Result<InvocationOutcome> {
     let kind: String = r.get(0)?;
     Ok(match kind.as_str() {
@@ -931,10 +949,14 @@ pub(crate) fn read_result(r: &Array<'_>) -> rquickjs::Result<InvocationOutcome> 
             }
             let body: Option<TypedArray<u8>> = r.get(4)?;
             let status: u16 = r.get::<f64>(1).map(|s| s as u16)?;
+            let handle: Option<f64> = r.get(5)?;
             InvocationOutcome::Response(HttpResponse {
                 status,
                 headers,
                 body: body.map(|b| natives::copy_bytes(&b)).unwrap_or_default(),
+                body_handle: handle
+                    .filter(|h| h.fract() == 0.0 && *h >= 0.0 && *h <= f64::from(u32::MAX))
+                    .map(|h| h as u32),
             })
         }
         "rewrite" => InvocationOutcome::Rewrite { url: r.get(2)? },
@@ -942,20 +964,40 @@ pub(crate) fn read_result(r: &Array<'_>) -> rquickjs::Result<InvocationOutcome> 
     })
 }
 
+/// What a host call answers: a response, or the next bytes of a kept body
+/// (`None` at its end).
+enum Reply {
+    Response(HttpResponse),
+    Chunk(Option<Vec<u8>>),
+}
+
+type ReplyFuture<'a> = std::pin::Pin<
+    Box<dyn std::future::Future<Output = (f64, Result<Reply, HostError>)> + Send + 'a>,
+>;
+
 fn deliver<'js>(
     ctx: &Ctx<'js>,
     internals: &Object<'js>,
     id: f64,
-    res: Result<HttpResponse, HostError>,
+    res: Result<Reply, HostError>,
 ) -> rquickjs::Result<()> {
     let f: Function = internals.get("resolveHost")?;
     match res {
-        Ok(resp) => {
-            let meta =
-                serde_json::json!({"status": resp.status, "headers": resp.headers}).to_string();
+        Ok(Reply::Response(resp)) => {
+            let meta = serde_json::json!({
+                "status": resp.status,
+                "headers": resp.headers,
+                "handle": resp.body_handle,
+            })
+            .to_string();
             let body = TypedArray::<u8>::new(ctx.clone(), resp.body)?;
             f.call::<_, ()>((id, true, meta, body))
         }
+        Ok(Reply::Chunk(Some(bytes))) => {
+            let body = TypedArray::<u8>::new(ctx.clone(), bytes)?;
+            f.call::<_, ()>((id, true, "", body))
+        }
+        Ok(Reply::Chunk(None)) => f.call::<_, ()>((id, true, "", rquickjs::Null)),
         Err(e) => f.call::<_, ()>((id, false, e.to_string(), rquickjs::Undefined)),
     }
 }

@@ -110,6 +110,12 @@ pub struct HttpResponse {
     pub headers: Vec<(String, String)>,
     #[serde(with = "bytes_b64")]
     pub body: Vec<u8>,
+    /// A body the host kept (`body` is then empty): from the host, the
+    /// function reads it with [`crate::Host::read_body`] only if it looks at
+    /// it; in the function's answer, the function handed that body back
+    /// unread, so the host sends its own stream, of any size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_handle: Option<u32>,
 }
 
 impl HttpResponse {

@@ -502,12 +502,59 @@ export default function (N, deployEnvJson) {
     if (isFormData(body)) return formDataBody(body);
     return [utf8(str(body)), "text/plain;charset=UTF-8", null];
   }
-  const hasBody = (b) => b.bytes !== null || b.stream !== null;
+  const hasBody = (b) => b.bytes !== null || b.stream !== null || b.held !== undefined;
+
+  // A body the host kept (a response of context.next() or fetch): `held` =
+  // { h: handle, owner: the invocation, returned }. Its bytes cross only if
+  // JavaScript reads them (host calls "read", chunk by chunk); handed back
+  // unread as the function's response, the host sends its own stream.
+  const HELD = new WeakMap(); // ReadableStream over a kept body -> held
+  function hostRead(held) {
+    if (!inv || held.owner !== inv) {
+      return Promise.reject(new TypeError("a response body of context.next() or fetch can only be read while handling its request"));
+    }
+    if (held.returned) return Promise.reject(new TypeError("the body was handed back as the function's response"));
+    const id = nextHostId++;
+    return new Promise((resolve, reject) => {
+      (inv.host || (inv.host = new Map())).set(id, { resolve, reject, kind: "read", url: "" });
+      N.hostCall("read", id, String(held.h), new Uint8Array(0));
+    });
+  }
+  async function drainHeld(held, cap, what) {
+    const chunks = [];
+    let total = 0;
+    for (;;) {
+      const u = await hostRead(held);
+      if (u === null) return concat(chunks);
+      total += u.length;
+      if (total > cap) throw new RangeError(`${what}: the body is larger than ${cap} bytes`);
+      chunks.push(u);
+    }
+  }
+  // Gives a kept body its stream (when JavaScript asks for one).
+  function openHeld(b) {
+    if (b.held !== undefined && b.stream === null && !b.used) {
+      const held = b.held;
+      b.stream = streams().fromPull(() => hostRead(held));
+      HELD.set(b.stream, held);
+    }
+  }
+  // The kept body of `b` if it is still unread, or undefined.
+  function unreadHeld(b) {
+    if (b.used) return undefined;
+    if (b.stream === null) return b.held;
+    const held = HELD.get(b.stream);
+    return held !== undefined && !S.isDisturbed(b.stream) && !S.isLocked(b.stream) ? held : undefined;
+  }
   // Takes the body for consumption: a promise of its bytes.
   function consume(o) {
     const b = BODIES.get(o);
     if (!b) return Promise.reject(new TypeError("Illegal invocation"));
     if (b.used) return Promise.reject(unusable());
+    if (b.held !== undefined && b.stream === null) {
+      b.used = true;
+      return drainHeld(b.held, MAX_BODY, "body");
+    }
     if (b.stream !== null) {
       if (S.isDisturbed(b.stream)) return Promise.reject(unusable());
       if (S.isLocked(b.stream)) return Promise.reject(new TypeError("Body is unusable: its stream is locked"));
@@ -521,6 +568,7 @@ export default function (N, deployEnvJson) {
   // Moves the body out of `o` (new Request(request)): [bytes, stream].
   function takeBody(o) {
     const b = BODIES.get(o);
+    openHeld(b);
     if (b.used || (b.stream !== null && (S.isDisturbed(b.stream) || S.isLocked(b.stream)))) throw unusable();
     b.used = true;
     if (b.stream !== null) {
@@ -532,6 +580,7 @@ export default function (N, deployEnvJson) {
   // A second copy of the body for clone(): [bytes, stream]; a stream is teed.
   function cloneBody(o) {
     const b = BODIES.get(o);
+    openHeld(b);
     if (b.used || (b.stream !== null && (S.isDisturbed(b.stream) || S.isLocked(b.stream)))) {
       throw new TypeError("Body is unusable: it has already been read or is locked");
     }
@@ -546,6 +595,7 @@ export default function (N, deployEnvJson) {
     get body() {
       const b = BODIES.get(this);
       if (!b) throw new TypeError("Illegal invocation");
+      openHeld(b);
       if (b.stream === null) {
         if (b.bytes === null) return null;
         b.stream = streams().fromBytes(b.bytes);
@@ -578,6 +628,10 @@ export default function (N, deployEnvJson) {
   // promise when the body is a stream, which is read (and so consumed).
   function peekBytes(o, what) {
     const b = BODIES.get(o);
+    if (b.held !== undefined && b.stream === null && !b.used) {
+      b.used = true;
+      return drainHeld(b.held, MAX_BODY, what);
+    }
     if (b.stream !== null) {
       if (S.isDisturbed(b.stream)) throw new TypeError(`${what}: the body's stream has already been read`);
       if (S.isLocked(b.stream)) throw new TypeError(`${what}: the body's stream is locked`);
@@ -1439,7 +1493,13 @@ export default function (N, deployEnvJson) {
     if (v instanceof Response) {
       const st = RESPS.get(v);
       if (st.type === "error") throw new TypeError("The function returned Response.error()");
-      if (BODIES.get(v).used) throw new TypeError("The returned Response's body has already been read");
+      const b = BODIES.get(v);
+      if (b.used) throw new TypeError("The returned Response's body has already been read");
+      const held = unreadHeld(b);
+      if (held !== undefined && held.owner === state) {
+        held.returned = true;
+        return responseOutcome(st, null, state, held.h);
+      }
       const bytes = peekBytes(v, "The returned Response");
       if (bytes instanceof Promise) return bytes.then((b) => responseOutcome(st, b, state));
       return responseOutcome(st, bytes, state);
@@ -1458,13 +1518,13 @@ export default function (N, deployEnvJson) {
       state.cookies.length ? state.cookies : null);
   }
 
-  function responseOutcome(st, bytes, state) {
+  function responseOutcome(st, bytes, state, handle) {
     const list = HDRS.get(st.headers).list;
     const flat = [];
     for (let i = 0; i < list.length; i++) flat.push(list[i][0], list[i][1]);
     const cookies = state.cookies;
     for (let i = 0; i < cookies.length; i++) flat.push("set-cookie", cookies[i]);
-    return ["response", st.status, "", flat, bytes || new Uint8Array(0)];
+    return ["response", st.status, "", flat, bytes || new Uint8Array(0), handle === undefined ? null : handle];
   }
 
   // ---------------------------------------------------------------- unhandled rejections
@@ -1550,11 +1610,18 @@ export default function (N, deployEnvJson) {
       const p = inv.host.get(id);
       if (!p) return;
       inv.host.delete(id);
+      if (p.kind === "read") {
+        if (ok) p.resolve(body === null || body === undefined ? null : body);
+        else p.reject(new TypeError(`reading the response body failed: ${metaJson}`));
+        return;
+      }
       if (!ok) { p.reject(new TypeError(`${p.kind === "next" ? "context.next()" : "fetch"} failed: ${metaJson}`)); return; }
       try {
         const meta = JSON.parse(metaJson);
-        const bytes = nullBodyStatus(meta.status) ? null : body;
+        const kept = typeof meta.handle === "number" && !nullBodyStatus(meta.status);
+        const bytes = nullBodyStatus(meta.status) || kept ? null : body;
         const r = makeResponse(meta.status, meta.headers, bytes);
+        if (kept) BODIES.get(r).held = { h: meta.handle, owner: inv, returned: false };
         if (p.kind === "fetch") RESPS.get(r).url = p.url;
         p.resolve(r);
       } catch (e) {

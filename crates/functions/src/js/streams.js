@@ -1043,6 +1043,16 @@ function ledgeStreams(E) {
     rs.bytes = bytes;
     return rs.obj;
   }
+  // A stream read on demand (a body the host kept): `next()` is a promise of
+  // the next chunk, or of null at the end; nothing is read before a reader asks.
+  function fromPull(next) {
+    const pull = (c) => next().then((u) => {
+      if (u === null) rcClose(c);
+      else if (u.length) rcEnqueue(c, u);
+      else return pull(c);
+    });
+    return makeReadable(() => {}, pull, () => Promise.resolve(), 0).obj;
+  }
   const isReadable = (x) => STREAMS.has(x);
   const isLocked = (x) => STREAMS.get(x).reader !== null;
   const isDisturbed = (x) => STREAMS.get(x).disturbed;
@@ -1099,6 +1109,6 @@ function ledgeStreams(E) {
     ReadableStream, ReadableStreamDefaultController, ReadableStreamDefaultReader, WritableStream,
     WritableStreamDefaultController, WritableStreamDefaultWriter, TransformStream, TransformStreamDefaultController,
     CountQueuingStrategy, ByteLengthQueuingStrategy, TextEncoderStream, TextDecoderStream,
-    fromBytes, isReadable, isLocked, isDisturbed, takeKnownBytes, readAll, teeStream, isBodyError,
+    fromBytes, fromPull, isReadable, isLocked, isDisturbed, takeKnownBytes, readAll, teeStream, isBodyError,
   };
 }

@@ -16,7 +16,7 @@ use crate::bundle::Bundle;
 use crate::engine::{Engine, Host, HostError};
 use crate::isolate::lock;
 use crate::types::{HostRequest, HttpResponse};
-use crate::worker::protocol::{self, HostOutcome, ToParent, ToWorker};
+use crate::worker::protocol::{self, CallKind, HostOutcome, ToParent, ToWorker};
 use crate::worker::sandbox;
 
 /// Stack of the thread that runs the isolates (see the crate doc on
@@ -295,7 +295,7 @@ impl Drop for CallGuard<'_> {
 }
 
 impl WorkerHost {
-    async fn call(&self, fetch: bool, request: HostRequest) -> Result<HttpResponse, HostError> {
+    async fn call(&self, kind: CallKind, request: HostRequest) -> Result<HostOutcome, HostError> {
         let call = self.next_call.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         lock(&self.calls).insert((self.id, call), tx);
@@ -308,14 +308,27 @@ impl WorkerHost {
             &ToParent::HostCall {
                 id: self.id,
                 call,
-                fetch,
+                kind,
                 request,
             },
         );
         match rx.await {
-            Ok(HostOutcome::Ok(r)) => Ok(r),
             Ok(HostOutcome::Err(m)) => Err(HostError::new(m)),
+            Ok(outcome) => Ok(outcome),
             Err(_) => Err(HostError::new("host call lost")),
+        }
+    }
+
+    async fn response(
+        &self,
+        kind: CallKind,
+        request: HostRequest,
+    ) -> Result<HttpResponse, HostError> {
+        match self.call(kind, request).await? {
+            HostOutcome::Ok(r) => Ok(r),
+            _ => Err(HostError::new(
+                "the node answered with a body, not a response",
+            )),
         }
     }
 }
@@ -323,10 +336,23 @@ impl WorkerHost {
 #[async_trait]
 impl Host for WorkerHost {
     async fn next(&self, request: HostRequest) -> Result<HttpResponse, HostError> {
-        self.call(false, request).await
+        self.response(CallKind::Next, request).await
     }
 
     async fn fetch(&self, request: HostRequest) -> Result<HttpResponse, HostError> {
-        self.call(true, request).await
+        self.response(CallKind::Fetch, request).await
+    }
+
+    async fn read_body(&self, handle: u32) -> Result<Option<Vec<u8>>, HostError> {
+        match self
+            .call(CallKind::Read(handle), HostRequest::default())
+            .await?
+        {
+            HostOutcome::Chunk(bytes) => Ok(Some(bytes)),
+            HostOutcome::End => Ok(None),
+            _ => Err(HostError::new(
+                "the node answered with a response, not a body",
+            )),
+        }
     }
 }

@@ -22,7 +22,7 @@ use crate::types::{
     ErrorKind, HostRequest, Invocation, InvocationError, InvocationOutcome, InvocationRequest,
     Telemetry,
 };
-use crate::worker::protocol::{self, HostOutcome, InvokeRef, ToParent, ToWorker};
+use crate::worker::protocol::{self, CallKind, HostOutcome, InvokeRef, ToParent, ToWorker};
 use crate::worker::sandbox::SandboxReport;
 
 /// How to start and run the workers. [`WorkerOptions::new`] gives defaults.
@@ -205,7 +205,7 @@ struct Slot {
 enum Event {
     HostCall {
         call: u32,
-        fetch: bool,
+        kind: CallKind,
         request: HostRequest,
     },
     Done(Invocation),
@@ -470,9 +470,16 @@ impl WorkerPool {
         loop {
             tokio::select! {
                 event = rx.recv() => match event {
-                    Some(Event::HostCall { call, fetch, request }) => {
+                    Some(Event::HostCall { call, kind, request }) => {
                         calls.push(async move {
-                            let r = if fetch { host.fetch(request).await } else { host.next(request).await };
+                            let r = match kind {
+                                CallKind::Next => host.next(request).await.map(HostOutcome::Ok),
+                                CallKind::Fetch => host.fetch(request).await.map(HostOutcome::Ok),
+                                CallKind::Read(h) => host.read_body(h).await.map(|c| match c {
+                                    Some(bytes) => HostOutcome::Chunk(bytes),
+                                    None => HostOutcome::End,
+                                }),
+                            };
                             (call, r)
                         });
                     }
@@ -491,10 +498,7 @@ impl WorkerPool {
                     None => return Err(lost("the worker process exited")),
                 },
                 Some((call, result)) = calls.next(), if !calls.is_empty() => {
-                    let result = match result {
-                        Ok(r) => HostOutcome::Ok(r),
-                        Err(e) => HostOutcome::Err(e.message),
-                    };
+                    let result = result.unwrap_or_else(|e| HostOutcome::Err(e.message));
                     frames.clear();
                     if protocol::encode(&ToWorker::HostResult { id, call, result }, &mut frames).is_err() {
                         frames.clear();
@@ -1215,13 +1219,13 @@ fn read_loop(inner: &Inner, conn: &Conn, sock: UnixStream) -> String {
             ToParent::HostCall {
                 id,
                 call,
-                fetch,
+                kind,
                 request,
             } => (
                 id,
                 Event::HostCall {
                     call,
-                    fetch,
+                    kind,
                     request,
                 },
             ),

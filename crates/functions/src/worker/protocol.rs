@@ -97,11 +97,12 @@ pub(crate) enum ToParent {
     Ready {
         sandbox: SandboxReport,
     },
-    /// `context.next()` (`fetch == false`) or `fetch()` of invocation `id`.
+    /// A host call of invocation `id` (`request` is empty for
+    /// [`CallKind::Read`]).
     HostCall {
         id: u64,
         call: u32,
-        fetch: bool,
+        kind: CallKind,
         #[serde(with = "HostRequestWire")]
         request: HostRequest,
     },
@@ -120,10 +121,24 @@ pub(crate) enum ToParent {
     },
 }
 
+/// Which host call: `context.next()`, `fetch()`, or the next bytes of a
+/// body the node kept for one of their responses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum CallKind {
+    Next,
+    Fetch,
+    Read(u32),
+}
+
 /// Result of a host call.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum HostOutcome {
+    /// Of `Next` and `Fetch`.
     Ok(#[serde(with = "HttpResponseWire")] HttpResponse),
+    /// Of `Read`: the next bytes of the body.
+    Chunk(#[serde(with = "bytes")] Vec<u8>),
+    /// Of `Read`: the body has ended.
+    End,
     Err(String),
 }
 
@@ -269,6 +284,7 @@ struct HttpResponseWire {
     headers: Vec<(String, String)>,
     #[serde(with = "bytes")]
     body: Vec<u8>,
+    body_handle: Option<u32>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -344,6 +360,13 @@ mod tests {
                 status: 201,
                 headers: vec![("a".into(), "b".into())],
                 body: vec![1, 2, 3],
+                body_handle: None,
+            }),
+            InvocationOutcome::Response(HttpResponse {
+                status: 200,
+                headers: vec![],
+                body: vec![],
+                body_handle: Some(7),
             }),
             InvocationOutcome::Rewrite { url: "/x".into() },
             InvocationOutcome::PassThrough,

@@ -11,6 +11,30 @@ use ledge_functions::*;
 pub struct TestHost {
     pub seen: Mutex<Vec<(String, HostRequest)>>,
     pub delay: Option<Duration>,
+    /// Keep response bodies (as the node does), handing them out
+    /// `read_chunk` bytes at a time.
+    pub keep: bool,
+    pub read_chunk: usize,
+    /// Every read of a kept body fails.
+    pub fail_reads: bool,
+    /// Kept bodies and how far each was read.
+    pub kept: Mutex<Vec<(Vec<u8>, usize)>>,
+}
+
+impl TestHost {
+    /// A host that keeps bodies, read `chunk` bytes at a time.
+    pub fn keeping(chunk: usize) -> TestHost {
+        TestHost {
+            keep: true,
+            read_chunk: chunk,
+            ..Default::default()
+        }
+    }
+
+    /// How many bytes of kept body `h` were read.
+    pub fn read_of(&self, h: usize) -> usize {
+        self.kept.lock().unwrap()[h].1
+    }
 }
 
 #[async_trait]
@@ -23,6 +47,22 @@ impl Host for TestHost {
             return Err(HostError::new("connection refused"));
         }
         self.answer("fetch", request).await
+    }
+    async fn read_body(&self, handle: u32) -> Result<Option<Vec<u8>>, HostError> {
+        if self.fail_reads {
+            return Err(HostError::new("connection reset"));
+        }
+        let mut kept = self.kept.lock().unwrap();
+        let Some((body, at)) = kept.get_mut(handle as usize) else {
+            return Err(HostError::new("no such body"));
+        };
+        if *at == body.len() {
+            return Ok(None);
+        }
+        let end = (*at + self.read_chunk.max(1)).min(body.len());
+        let chunk = body[*at..end].to_vec();
+        *at = end;
+        Ok(Some(chunk))
     }
 }
 
@@ -51,10 +91,21 @@ impl TestHost {
                 headers.push((format!("echo-{k}"), v.clone()));
             }
         }
+        if self.keep {
+            let mut kept = self.kept.lock().unwrap();
+            kept.push((echo.into_bytes(), 0));
+            return Ok(HttpResponse {
+                status: 200,
+                headers,
+                body: Vec::new(),
+                body_handle: Some(kept.len() as u32 - 1),
+            });
+        }
         Ok(HttpResponse {
             status: 200,
             headers,
             body: echo.into_bytes(),
+            body_handle: None,
         })
     }
 }
