@@ -915,3 +915,124 @@ fn context_geo_has_what_a_city_database_knows() {
     let r = get(node.edge, H, "/where", &[]);
     assert_eq!(r.text(), "{}");
 }
+
+/// An origin that streams `first\n`, then waits until the test says so
+/// (or 20 s) before it sends `second\n` and ends.
+fn gated_origin() -> (SocketAddr, std::sync::mpsc::Sender<()>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            let mut r = BufReader::new(s.try_clone().unwrap());
+            loop {
+                let mut line = String::new();
+                if r.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+            }
+            let _ = s.write_all(
+                b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n6\r\nfirst\n\r\n",
+            );
+            let _ = rx.recv_timeout(std::time::Duration::from_secs(20));
+            let _ = s.write_all(b"7\r\nsecond\n\r\n0\r\n\r\n");
+        }
+    });
+    (addr, tx)
+}
+
+/// Reads from `s` until `buf` holds `want` (panics after the read timeout).
+fn read_until_seen(s: &mut std::net::TcpStream, buf: &mut Vec<u8>, want: &str) {
+    let mut chunk = [0u8; 65536];
+    while !String::from_utf8_lossy(buf).contains(want) {
+        match s.read(&mut chunk) {
+            Ok(0) => panic!("closed before {want:?}: {}", String::from_utf8_lossy(buf)),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) => panic!("no {want:?} yet ({e}): {}", String::from_utf8_lossy(buf)),
+        }
+    }
+}
+
+#[test]
+fn responses_passed_through_a_function_stream_whole_at_any_size() {
+    let node = node_with_site();
+    let (live, release) = gated_origin();
+    // Larger than a function may read into memory (32 MiB).
+    let mut big = String::with_capacity(40 << 20);
+    let mut x: u32 = 7;
+    while big.len() < 40 << 20 {
+        x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+        big.push(char::from(b'a' + (x >> 16) as u8 % 26));
+    }
+    let stamp = r#"export default async (req, context) => {
+  const r = await context.next();
+  r.headers.set("x-stamp", "1");
+  return r;
+};"#;
+    let fetcher = format!(
+        r#"export default async () => {{
+  const r = await fetch("http://{live}/live");
+  return new Response(r.body, {{ status: 203, headers: {{ "x-fetched": "1" }} }});
+}};
+export const config = {{ path: "/fetched" }};"#
+    );
+    let _dir = deploy_site(
+        &node,
+        &[
+            ("big.bin", big.as_str()),
+            ("_redirects", &format!("/live  http://{live}/live  200\n")),
+            (
+                "netlify/edge-functions/stamp.js",
+                &format!("{stamp}\nexport const config = {{ path: [\"/big.bin\", \"/live\"] }};"),
+            ),
+            ("netlify/edge-functions/fetcher.js", &fetcher),
+        ],
+    );
+    let e = node.edge;
+
+    // A static file larger than any function body, untouched by the
+    // function, whole and with its own length.
+    let r = http()
+        .get(format!("http://{e}/big.bin"))
+        .header("host", H)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-stamp"], "1");
+    assert_eq!(
+        r.headers()["content-length"].to_str().unwrap(),
+        big.len().to_string()
+    );
+    let got = r.bytes().unwrap();
+    assert!(
+        got == big.as_bytes(),
+        "the body differs ({} bytes)",
+        got.len()
+    );
+    // A range of it.
+    let r = get(e, H, "/big.bin", &[("Range", "bytes=1000-1099")]);
+    assert_eq!(r.status, 206);
+    assert_eq!(r.header("x-stamp"), Some("1"));
+    assert_eq!(r.body, &big.as_bytes()[1000..1100]);
+
+    // A proxied stream through next(), and a fetched one: the client gets
+    // the first chunk while the origin still holds back the second.
+    for (path, marker) in [("/live", "x-stamp: 1"), ("/fetched", "x-fetched: 1")] {
+        let mut s = std::net::TcpStream::connect(e).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: {H}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut buf = Vec::new();
+        read_until_seen(&mut s, &mut buf, "first\n");
+        let text = String::from_utf8_lossy(&buf).to_ascii_lowercase();
+        assert!(text.contains(marker), "{text}");
+        assert!(!text.contains("second"), "{text}");
+        release.send(()).unwrap();
+        read_until_seen(&mut s, &mut buf, "second\n");
+    }
+}

@@ -664,6 +664,8 @@ const READ_CHUNK: usize = 256 << 10;
 /// A response body kept on the node for a function.
 struct Kept {
     body: Body,
+    /// Its `Content-Length`, sent again if it goes back unread.
+    length: Option<HeaderValue>,
     /// The unread end of a frame larger than [`READ_CHUNK`].
     rest: Bytes,
     /// Some of it was read.
@@ -693,6 +695,7 @@ impl StepHost<'_, '_> {
             if h.is_some() {
                 kept.push(Some(Kept {
                     body,
+                    length: parts.headers.get(header::CONTENT_LENGTH).cloned(),
                     rest: Bytes::new(),
                     touched: false,
                 }));
@@ -707,11 +710,11 @@ impl StepHost<'_, '_> {
         }
     }
 
-    /// A kept body the function handed back; `None` if there is no such
-    /// body or the function read some of it.
-    fn take_unread(&self, handle: u32) -> Option<Body> {
+    /// A kept body the function handed back, with its length; `None` if
+    /// there is no such body or the function read some of it.
+    fn take_unread(&self, handle: u32) -> Option<(Body, Option<HeaderValue>)> {
         let k = self.lock_kept().get_mut(handle as usize)?.take()?;
-        (!k.touched).then_some(k.body)
+        (!k.touched).then_some((k.body, k.length))
     }
 }
 
@@ -896,10 +899,14 @@ fn pairs_to_headers(pairs: &[(String, String)]) -> HeaderMap {
 }
 
 /// A function's `Response` as the edge sends it (with `kept`, the unread
-/// body of one of its host calls, sent as it comes): framing headers are the
-/// edge's own business.
-fn to_response(r: HttpResponse, kept: Option<Body>) -> Response<Body> {
-    let mut resp = Response::new(kept.unwrap_or_else(|| Body::full(r.body)));
+/// body of one of its host calls and that body's own length, sent as it
+/// comes): framing headers are the edge's own business.
+fn to_response(r: HttpResponse, kept: Option<(Body, Option<HeaderValue>)>) -> Response<Body> {
+    let (body, length) = match kept {
+        Some((body, length)) => (body, length),
+        None => (Body::full(r.body), None),
+    };
+    let mut resp = Response::new(body);
     *resp.status_mut() = StatusCode::from_u16(r.status).unwrap_or(StatusCode::OK);
     let h = resp.headers_mut();
     for (k, v) in &r.headers {
@@ -915,6 +922,9 @@ fn to_response(r: HttpResponse, kept: Option<Body>) -> Response<Body> {
         if let Ok(v) = HeaderValue::from_str(v) {
             h.append(name, v);
         }
+    }
+    if let Some(n) = length {
+        h.insert(header::CONTENT_LENGTH, n);
     }
     resp
 }

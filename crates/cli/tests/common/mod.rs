@@ -206,14 +206,47 @@ pub fn parse_raw(buf: &[u8]) -> Raw {
         .unwrap()
         .parse()
         .unwrap();
-    let headers = lines
+    let headers: Vec<(String, String)> = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
         .collect();
+    let body = &buf[end + 4..];
+    let chunked = headers.iter().any(|(k, v)| {
+        k.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked")
+    });
     Raw {
         status,
+        body: if chunked {
+            dechunk(body)
+        } else {
+            body.to_vec()
+        },
         headers,
-        body: buf[end + 4..].to_vec(),
+    }
+}
+
+/// The data of a chunked body (panics on bad framing or a missing last chunk).
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let eol = b
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .unwrap_or_else(|| panic!("no chunk size line in {:?}", String::from_utf8_lossy(b)));
+        let size = std::str::from_utf8(&b[..eol])
+            .ok()
+            .and_then(|l| usize::from_str_radix(l.split(';').next().unwrap_or("").trim(), 16).ok())
+            .unwrap_or_else(|| panic!("bad chunk size in {:?}", String::from_utf8_lossy(b)));
+        b = &b[eol + 2..];
+        if size == 0 {
+            return out;
+        }
+        assert!(
+            b.len() >= size + 2 && &b[size..size + 2] == b"\r\n",
+            "cut chunk"
+        );
+        out.extend_from_slice(&b[..size]);
+        b = &b[size + 2..];
     }
 }
 
