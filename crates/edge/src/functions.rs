@@ -923,8 +923,10 @@ fn to_response(r: HttpResponse, kept: Option<(Body, Option<HeaderValue>)>) -> Re
             h.append(name, v);
         }
     }
-    if let Some(n) = length {
-        h.insert(header::CONTENT_LENGTH, n);
+    // A body that knows its size frames itself; a stream keeps the length
+    // its origin declared.
+    if let Some(n) = length.filter(|_| http_body::Body::size_hint(resp.body()).exact().is_none()) {
+        resp.headers_mut().insert(header::CONTENT_LENGTH, n);
     }
     resp
 }
