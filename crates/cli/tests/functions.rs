@@ -965,6 +965,7 @@ fn responses_passed_through_a_function_stream_whole_at_any_size() {
         x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
         big.push(char::from(b'a' + (x >> 16) as u8 % 26));
     }
+    let long = "<p>hello world</p>\n".repeat(200);
     let stamp = r#"export default async (req, context) => {
   const r = await context.next();
   r.headers.set("x-stamp", "1");
@@ -987,9 +988,27 @@ export const config = {{ path: "/fetched" }};"#
                 &format!("{stamp}\nexport const config = {{ path: [\"/big.bin\", \"/live\"] }};"),
             ),
             ("netlify/edge-functions/fetcher.js", &fetcher),
+            ("long.html", &long),
+            (
+                "netlify/edge-functions/upper.js",
+                r#"export default async (req, context) => {
+  const r = await context.next();
+  return new Response((await r.text()).toUpperCase(), r);
+};
+export const config = { path: "/long.html" };"#,
+            ),
         ],
     );
     let e = node.edge;
+
+    // A browser asks for gzip or brotli; a function that reads the page
+    // still reads the page itself.
+    let plain = get(e, H, "/long.html", &[]);
+    assert!(plain.header("content-encoding").is_none());
+    let r = get(e, H, "/long.html", &[("Accept-Encoding", "gzip, br")]);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-encoding"), None, "{:?}", r.headers);
+    assert_eq!(r.text(), long.to_uppercase());
 
     // A static file larger than any function body, untouched by the
     // function, whole and with its own length.

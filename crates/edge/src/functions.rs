@@ -741,6 +741,10 @@ impl Host for StepHost<'_, '_> {
                 headers.remove(h);
             }
         }
+        // A function that reads the body must get the resource itself, not
+        // a gzip or brotli variant of it (the node does not re-compress
+        // what a function answers).
+        headers.remove(header::ACCEPT_ENCODING);
         let req = ChainRequest {
             method,
             target,
