@@ -485,7 +485,8 @@ impl<'e> Chain<'e> {
                             None => {
                                 return rescue(&EdgeError::FunctionFailed {
                                     function: step.function.clone(),
-                                    why: failure(ErrorKind::InvalidReturn).into(),
+                                    why: "it answered with a response body it had already read"
+                                        .into(),
                                 })
                             }
                         },
@@ -762,7 +763,8 @@ impl Host for StepHost<'_, '_> {
 
     async fn read_body(&self, handle: u32) -> Result<Option<Vec<u8>>, HostError> {
         // Taken out while it is read: a second read of the same body at the
-        // same time finds nothing.
+        // same time finds nothing, and a read cut short by its timeout
+        // loses the body.
         let slot = handle as usize;
         let mut k = self
             .lock_kept()

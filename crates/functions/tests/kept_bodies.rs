@@ -205,3 +205,37 @@ async fn a_host_read_error_rejects_the_read() {
         "TypeError: reading the response body failed: connection reset"
     );
 }
+
+#[tokio::test]
+async fn a_body_handed_back_is_not_read_afterwards() {
+    // The stream goes back as the response; later work that tries to read
+    // it is refused instead of racing the node for the bytes.
+    let host = TestHost::keeping(4);
+    let inv = run_on(
+        &host,
+        r#"export default async (req, context) => {
+          const r = await context.next();
+          const s = r.body;
+          context.waitUntil(new Promise((done) => setTimeout(() => {
+            s.getReader().read().then(
+              () => console.log('read after hand-back'),
+              (e) => console.log(e.name + ': ' + e.message),
+            ).then(done);
+          }, 0)));
+          return new Response(s);
+        }"#,
+    )
+    .await;
+    assert_eq!(response(&inv).body_handle, Some(0), "{inv:?}");
+    assert_eq!(host.read_of(0), 0);
+    let lines: Vec<&str> = inv
+        .telemetry
+        .console
+        .iter()
+        .map(|c| c.message.as_str())
+        .collect();
+    assert_eq!(
+        lines,
+        ["TypeError: the body was handed back as the function's response"]
+    );
+}
