@@ -107,8 +107,9 @@ where
                     break head
                 }
                 Parse::Partial if buf.len() < limits.max_header_bytes => {}
-                Parse::Simple(_) => return Ended::Handoff(io, buf.freeze()),
-                Parse::Partial | Parse::Other => return Ended::Handoff(io, buf.freeze()),
+                Parse::Simple(_) | Parse::Partial | Parse::Other => {
+                    return Ended::Handoff(io, buf.freeze())
+                }
             }
             if buf.capacity() - buf.len() < 1024 {
                 buf.reserve(4096);
@@ -380,6 +381,11 @@ where
             continue;
         }
         sent += data.len() as u64;
+        // Never past the declared length: the bytes would read as the start
+        // of the next response.
+        if length.is_some_and(|n| sent > n) {
+            return Err(io::Error::other("body longer than its content-length"));
+        }
         if chunked {
             push_hex(out, data.len());
             out.extend_from_slice(b"\r\n");
@@ -682,5 +688,38 @@ mod tests {
         d.at = Instant::now();
         assert!(d.extend());
         assert!(d.at >= Instant::now() + Duration::from_secs(8));
+    }
+
+    impl Stream for tokio::io::DuplexStream {}
+
+    /// What `write_response` puts on the wire for `resp`, and its result.
+    async fn written(resp: http::Response<Body>) -> (io::Result<()>, Vec<u8>) {
+        let (mut a, mut b) = tokio::io::duplex(1 << 16);
+        let r = write_response(&mut a, &mut Vec::new(), resp, false, false).await;
+        drop(a);
+        let mut got = Vec::new();
+        b.read_to_end(&mut got).await.unwrap();
+        (r, got)
+    }
+
+    #[tokio::test]
+    async fn bodies_never_pass_their_declared_length() {
+        let framed = |body: &'static str, len: &'static str| {
+            let mut r = http::Response::new(Body::full(body));
+            r.headers_mut()
+                .insert(CONTENT_LENGTH, HeaderValue::from_static(len));
+            r
+        };
+        let (r, got) = written(framed("abc", "3")).await;
+        assert!(r.is_ok());
+        assert!(got.ends_with(b"\r\n\r\nabc"), "{got:?}");
+        // Longer than declared: nothing of the body goes out.
+        let (r, got) = written(framed("abcdef", "3")).await;
+        assert!(r.is_err());
+        assert!(!got.windows(3).any(|w| w == b"abc"), "{got:?}");
+        // Shorter: what there is goes out, and the connection is not reused.
+        let (r, got) = written(framed("ab", "3")).await;
+        assert!(r.is_err());
+        assert!(got.ends_with(b"ab"), "{got:?}");
     }
 }
