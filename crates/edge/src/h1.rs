@@ -93,6 +93,11 @@ where
     let mut deadline = Deadline::new(limits.header_read_timeout);
     let timer = tokio::time::sleep_until(deadline.at);
     tokio::pin!(timer);
+    // One wait for the drain signal for the connection's whole life: made
+    // per request, its registration and removal cost more than the parse.
+    let draining = drain.clone();
+    let drained = drain.wait_for(|d| *d);
+    tokio::pin!(drained);
     loop {
         // A new request starts: it has the whole timeout for its head.
         if deadline.extend() {
@@ -119,7 +124,7 @@ where
                 biased;
                 r = io.read_buf(&mut buf) => r,
                 () = &mut timer => return Ended::Closed,
-                _ = drain.wait_for(|d| *d), if idle => return Ended::Closed,
+                _ = &mut drained, if idle => return Ended::Closed,
             };
             match read {
                 Ok(0) | Err(_) => return Ended::Closed,
@@ -136,7 +141,7 @@ where
             return Ended::Handoff(io, rest.freeze());
         };
         let is_head = head.is_head;
-        let close = head.close || *drain.borrow();
+        let close = head.close || *draining.borrow();
         let resp = edge.handle(req, conn).await;
         drop(bytes);
         if write_response(&mut io, &mut out, resp, is_head, close)

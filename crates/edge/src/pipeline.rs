@@ -182,7 +182,8 @@ impl Edge {
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        let start = std::time::Instant::now();
+        // Timing is for the access record only.
+        let start = self.telemetry.as_ref().map(|_| std::time::Instant::now());
         let (mut parts, body) = req.into_parts();
         // Present only on HTTP/1.1 upgrade requests; a proxy rule may pass it on.
         let upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
@@ -202,8 +203,9 @@ impl Edge {
             cache_status: CacheStatus::None,
             function: None,
         };
+        let has_body = !http_body::Body::is_end_stream(&body);
         let result = async {
-            self.accept(&mut ctx, &parts)?;
+            self.accept(&mut ctx, &parts, has_body)?;
             if let Some(r) = self.acme_challenge(&parts) {
                 ctx.answered_by = Phase::Platform;
                 return Ok(r);
@@ -226,7 +228,7 @@ impl Edge {
             rescue(&e)
         });
         self.headers_phase(&ctx, &mut resp);
-        if let Some(t) = &self.telemetry {
+        if let (Some(t), Some(start)) = (&self.telemetry, start) {
             self.log_phase(t, ctx, &parts, conn, error, start, &mut resp);
         }
         resp
@@ -483,18 +485,26 @@ impl Edge {
     }
 
     /// Phase 1 (accept): limits, Host, client IP, scheme, country.
-    fn accept(&self, ctx: &mut RequestCtx, parts: &http::request::Parts) -> Result<(), EdgeError> {
+    /// `has_body` is false when the request is known to have no body.
+    fn accept(
+        &self,
+        ctx: &mut RequestCtx,
+        parts: &http::request::Parts,
+        has_body: bool,
+    ) -> Result<(), EdgeError> {
         let target_len = parts.uri.path_and_query().map_or(0, |pq| pq.as_str().len());
         if target_len > self.config.max_uri_len {
             return Err(EdgeError::UriTooLong);
         }
-        let declared = parts
-            .headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > self.config.max_body) {
-            return Err(EdgeError::BodyTooLarge);
+        if has_body {
+            let declared = parts
+                .headers
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            if declared.is_some_and(|n| n > self.config.max_body) {
+                return Err(EdgeError::BodyTooLarge);
+            }
         }
         // HTTP/2 carries the host in the URI authority, HTTP/1.1 in Host.
         let raw_host = parts
@@ -628,12 +638,23 @@ impl Edge {
         let (Some(deploy), Some(target)) = (&ctx.deploy, &ctx.target) else {
             return Ok((RulesFlow::Continue, None));
         };
-        let header =
-            |name: header::HeaderName| parts.headers.get(name).and_then(|v| v.to_str().ok());
+        // Cookies, the language and the clock matter only to conditions and
+        // signed proxies; most rule sets have neither.
+        let details = deploy.rules.reads_client_details();
+        let header = |name: header::HeaderName| {
+            details
+                .then(|| parts.headers.get(name))
+                .flatten()
+                .and_then(|v| v.to_str().ok())
+        };
         let country = &ctx.country;
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        let now = if details {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs())
+        } else {
+            0
+        };
         let req = RuleRequest {
             method: parts.method.as_str(),
             scheme: ctx.scheme,

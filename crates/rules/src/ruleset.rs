@@ -341,6 +341,9 @@ pub struct RuleSet {
     hosts: FastMap<String, Bucket>,
     headers: Vec<HeaderBlock>,
     edge_functions: Vec<EdgeFunctionDecl>,
+    /// Some rule has a condition or signs its proxy requests: evaluation may
+    /// read cookies, the language and the clock.
+    conditional: bool,
 }
 
 /// Header names the platform controls (spec §3.3); custom values are ignored.
@@ -494,6 +497,7 @@ impl RuleSet {
                     ),
                 ));
             }
+            set.conditional |= !rule.conditions.is_empty() || rule.signed.is_some();
             let idx = u32::try_from(i).unwrap_or(u32::MAX);
             if let (Some(p), None) = (&pattern, &dead) {
                 let key = p.index_key();
@@ -524,6 +528,14 @@ impl RuleSet {
     /// The redirect rules in evaluation order (`_redirects` first).
     pub fn rules(&self) -> impl ExactSizeIterator<Item = &RedirectRule> {
         self.rules.iter().map(|c| &c.rule)
+    }
+
+    /// Whether evaluation can look at [`RuleRequest::cookie`],
+    /// [`RuleRequest::accept_language`], [`RuleRequest::language`] or
+    /// [`RuleRequest::now_unix`]. When it is false a caller may leave them
+    /// empty (and skip finding them) without changing any outcome.
+    pub fn reads_client_details(&self) -> bool {
+        self.conditional
     }
 
     /// One rule by index (as found in [`Outcome`]).
@@ -632,14 +644,14 @@ impl RuleSet {
         let first = segs.first().copied().unwrap_or("");
         let mut lists = Lists::new();
         self.any_host.lists(norm, first, &mut lists);
-        let host = req.host.rsplit_once(':').map_or(req.host, |(h, p)| {
-            if p.bytes().all(|b| b.is_ascii_digit()) && !h.ends_with(']') {
-                h
-            } else {
-                req.host
-            }
-        });
         if !self.hosts.is_empty() {
+            let host = req.host.rsplit_once(':').map_or(req.host, |(h, p)| {
+                if p.bytes().all(|b| b.is_ascii_digit()) && !h.ends_with(']') {
+                    h
+                } else {
+                    req.host
+                }
+            });
             let key = format!(
                 "{}://{}",
                 req.scheme.to_ascii_lowercase(),

@@ -369,3 +369,47 @@ fn absolute_targets_substitute_where_they_should() {
         redirect(2, 301, "https://shop.example.com/x")
     );
 }
+
+#[test]
+fn client_details_matter_only_to_rule_sets_that_read_them() {
+    let plain = "/a/:x /b/:x 301\n/q id=:id /r/:id 302\n/p/* https://o.example/:splat 200\n/s/* /t/:splat\n/static/* /dyn 200\n";
+    let (rs, _) = compile(plain, None);
+    assert!(!rs.reads_client_details());
+    let site = SiteSettings::default();
+    let files = |p: &str| p == "/static/x";
+    let cases = [
+        ("/a/1", ""),
+        ("/q", "id=7"),
+        ("/p/deep/path", "k=v"),
+        ("/s/x/", ""),
+        ("/static/x", ""),
+        ("/nothing", ""),
+    ];
+    for (path, query) in cases {
+        let bare = RuleRequest::new("https", "example.com", path, query, &site);
+        let mut full = RuleRequest::new("https", "example.com", path, query, &site);
+        full.cookie = Some("nf_country=DE; nf_lang=fr; nf_jwt=garbage");
+        full.accept_language = Some("de-DE,de;q=0.9");
+        full.country = Some("US");
+        full.now_unix = 1_900_000_000;
+        assert_eq!(
+            rs.evaluate(&bare, &files),
+            rs.evaluate(&full, &files),
+            "{path}?{query}"
+        );
+    }
+    for conditional in [
+        "/a /b 302 Country=de\n",
+        "/a /b 302 Language=fr\n",
+        "/a /b 302 Cookie=c\n",
+        "/a /b 200! Role=admin\n",
+    ] {
+        let (rs, _) = compile(conditional, None);
+        assert!(rs.reads_client_details(), "{conditional}");
+    }
+    let (rs, _) = compile(
+        "",
+        Some("[[redirects]]\nfrom = \"/p/*\"\nto = \"https://o.example/:splat\"\nstatus = 200\nsigned = \"KEY\"\n"),
+    );
+    assert!(rs.reads_client_details());
+}
