@@ -978,7 +978,11 @@ fn request_id() -> HeaderValue {
     for (i, b) in buf.iter_mut().enumerate() {
         *b = HEX[((n >> (60 - 4 * i)) & 0xf) as usize];
     }
-    let mut id = HeaderValue::from_bytes(&buf).unwrap_or(HeaderValue::from_static("0"));
+    // One allocation that clones share (the id goes on the response and in
+    // the access record, and to origins); a copied slice would allocate
+    // again on its first clone.
+    let mut id = HeaderValue::from_maybe_shared(Bytes::from_owner(buf))
+        .unwrap_or(HeaderValue::from_static("0"));
     // Unique per response: never worth a slot in the h2 HPACK dynamic table,
     // where it would only evict headers that repeat.
     id.set_sensitive(true);
