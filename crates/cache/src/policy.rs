@@ -562,15 +562,20 @@ pub fn client_not_modified(req: &HeaderMap, stored: &HeaderMap) -> bool {
     if any {
         return false;
     }
-    let since = req
+    // Most requests are unconditional: the stored date is parsed only for a
+    // request that has one to compare.
+    let Some(since) = req
         .get(header::IF_MODIFIED_SINCE)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| httpdate::parse_http_date(v).ok());
-    let modified = stored
+        .and_then(|v| httpdate::parse_http_date(v).ok())
+    else {
+        return false;
+    };
+    stored
         .get(header::LAST_MODIFIED)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| httpdate::parse_http_date(v).ok());
-    matches!((since, modified), (Some(s), Some(m)) if m <= s)
+        .and_then(|v| httpdate::parse_http_date(v).ok())
+        .is_some_and(|m| m <= since)
 }
 
 /// The client's own conditional and range headers, removed from a request

@@ -245,6 +245,11 @@ struct CompiledRule {
     /// origin is then parsed once and only the rest is substituted.
     tail_at: Option<usize>,
     pattern: Option<PathPattern>,
+    /// When `to` ends in its only `:splat`: where the substitution starts
+    /// (as `tail_at` would decide for a match whose one capture is the
+    /// splat). Such a match is then `to[start..len - 6]` + the splat, with
+    /// no search and replace.
+    splat_end: Option<usize>,
     country: Option<Vec<String>>,
     language: Option<Vec<String>>,
     role: Option<Vec<String>>,
@@ -510,9 +515,12 @@ impl RuleSet {
                     _ => set.any_host.add(key, idx),
                 }
             }
+            let target = parse_target(&rule.to);
+            let tail_at = tail_start(&rule.to);
             set.rules.push(CompiledRule {
-                target: parse_target(&rule.to),
-                tail_at: tail_start(&rule.to),
+                splat_end: splat_end(&rule.to, tail_at, target.origin.is_some()),
+                target,
+                tail_at,
                 rule,
                 pattern,
                 country,
@@ -766,6 +774,29 @@ impl RuleSet {
                 matched = Some((idx, None));
                 break;
             }
+            // The common proxy and rewrite shape, `/x/* …/:splat`.
+            if let (Some(start), Some(splat), true, true) = (
+                c.splat_end,
+                &caps.splat,
+                caps.params.is_empty(),
+                qcaps.is_empty(),
+            ) {
+                let lit = c
+                    .rule
+                    .to
+                    .get(start..c.rule.to.len() - SPLAT.len())
+                    .unwrap_or("");
+                if start + lit.len() + splat.len() > MAX_TARGET_BYTES {
+                    note!(trace, "{}: target longer than {MAX_TARGET_BYTES} bytes after substitution; rule skipped", describe_at(&c.rule, idx));
+                    continue;
+                }
+                let mut to = String::with_capacity(lit.len() + splat.len());
+                to.push_str(lit);
+                to.push_str(splat);
+                note!(trace, "{} matches", describe_at(&c.rule, idx));
+                matched = Some((idx, Some((to, start > 0))));
+                break;
+            }
             let mut vars: BTreeMap<String, String> = BTreeMap::new();
             for (n, v) in caps.params {
                 vars.entry(n).or_insert(v);
@@ -869,14 +900,16 @@ impl RuleSet {
             return Outcome::Static { rule: idx };
         }
         let status = rule.effective_status();
-        let target: Cow<'_, Target> = match to {
-            Some((tail, true)) => {
-                let mut t = parse_target(&tail);
-                t.origin.clone_from(&c.target.origin);
-                Cow::Owned(t)
-            }
-            Some((to, false)) => Cow::Owned(parse_target(&to)),
-            None => Cow::Borrowed(&c.target),
+        // A substituted tail keeps the rule's own origin (parsed once).
+        let (target, own_origin): (Cow<'_, Target>, bool) = match to {
+            Some((tail, true)) => (Cow::Owned(parse_target(&tail)), true),
+            Some((to, false)) => (Cow::Owned(parse_target(&to)), false),
+            None => (Cow::Borrowed(&c.target), true),
+        };
+        let origin = if own_origin {
+            c.target.origin.as_deref()
+        } else {
+            target.origin.as_deref()
         };
         let query = match &target.query {
             Some(q) if has_params(q) => Some(q.as_str()),
@@ -889,7 +922,7 @@ impl RuleSet {
             path_q.push('?');
             path_q.push_str(q);
         }
-        if let Some(origin) = &target.origin {
+        if let Some(origin) = origin {
             if redirect {
                 let mut location = concat(origin, &path_q);
                 if let Some(f) = &target.fragment {
@@ -962,6 +995,33 @@ impl RuleSet {
             query: query.map(str::to_owned),
         }
     }
+}
+
+/// The placeholder a splat fills.
+const SPLAT: &str = ":splat";
+
+/// [`CompiledRule::splat_end`]: `Some(start)` when `to` ends in its only
+/// `:splat`. `start` is where the general substitution would begin if the
+/// splat were the one name: after the origin of an absolute target, unless
+/// the authority itself names `:splat`.
+fn splat_end(to: &str, tail_at: Option<usize>, absolute: bool) -> Option<usize> {
+    if !to.ends_with(SPLAT) || to.matches(SPLAT).count() != 1 {
+        return None;
+    }
+    Some(match tail_at {
+        Some(at) if absolute => {
+            let authority = to.get(..at).unwrap_or("");
+            let named = authority
+                .match_indices(':')
+                .any(|(i, _)| authority[i + 1..].starts_with("splat"));
+            if named {
+                0
+            } else {
+                at
+            }
+        }
+        _ => 0,
+    })
 }
 
 fn js_falsy(v: &serde_json::Value) -> bool {

@@ -413,3 +413,35 @@ fn client_details_matter_only_to_rule_sets_that_read_them() {
     );
     assert!(rs.reads_client_details());
 }
+
+#[test]
+fn splat_only_targets_substitute_like_the_general_path() {
+    // Each of these ends in its only `:splat` (the direct path); the last
+    // two do not and take the general one.
+    let (rs, _) = compile(
+        "/a/* /b/::splat 301\n\
+         /h/* https://h.example:splat 301\n\
+         /p/* http://Up.Example:8080/x/:splat 200\n\
+         /q/* /q2/:splat?k=v 301\n\
+         /m/* /m2/:splat/:splat 301\n",
+        None,
+    );
+    assert!(rs.rules().len() == 5);
+    assert_eq!(eval(&rs, "/a/x/y", ""), redirect(0, 301, "/b/:x/y"));
+    assert_eq!(
+        eval(&rs, "/h/z", ""),
+        redirect(1, 301, "https://h.examplez/")
+    );
+    match eval(&rs, "/p/deep/er/", "k=1") {
+        Outcome::Proxy { url, .. } => assert_eq!(url, "http://up.example:8080/x/deep/er/?k=1"),
+        o => panic!("{o:?}"),
+    }
+    // A splat that carries `?` or `#` (encoded in the request) splits the
+    // target as the general path does.
+    assert_eq!(eval(&rs, "/a/x%3Fy", ""), redirect(0, 301, "/b/:x?y"));
+    assert_eq!(eval(&rs, "/q/w", ""), redirect(3, 301, "/q2/w?k=v"));
+    assert_eq!(eval(&rs, "/m/w", ""), redirect(4, 301, "/m2/w/w"));
+    // Too long after substitution: the rule is skipped.
+    let long = format!("/a/{}", "x".repeat(crate::MAX_TARGET_BYTES));
+    assert_eq!(eval(&rs, &long, ""), Outcome::NoMatch);
+}

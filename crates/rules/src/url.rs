@@ -275,6 +275,12 @@ pub(crate) fn tail_start(to: &str) -> Option<usize> {
     Some(to.len() - tail.len())
 }
 
+/// `s.split_once(c)` for an ASCII `c`.
+fn split_at_byte(s: &str, c: u8) -> Option<(&str, &str)> {
+    let i = s.bytes().position(|b| b == c)?;
+    Some((s.get(..i)?, s.get(i + 1..)?))
+}
+
 /// Splits a target (absolute URL or path) and serialises each part as the
 /// WHATWG URL parser would.
 pub(crate) fn parse_target(to: &str) -> Target {
@@ -282,11 +288,12 @@ pub(crate) fn parse_target(to: &str) -> Target {
         Some((scheme, host, tail)) => (Some(format!("{scheme}://{host}")), tail),
         None => (None, to),
     };
-    let (rest, fragment) = match rest.split_once('#') {
+    // Byte scans: `#` and `?` are ASCII, and targets are short.
+    let (rest, fragment) = match split_at_byte(rest, b'#') {
         Some((r, f)) => (r, Some(encode_set(f, EncodeSet::Fragment))),
         None => (rest, None),
     };
-    let (path, query) = match rest.split_once('?') {
+    let (path, query) = match split_at_byte(rest, b'?') {
         Some((p, q)) => (p, Some(encode_set(q, EncodeSet::Query))),
         None => (rest, None),
     };
