@@ -588,8 +588,10 @@ fn primary_key(req: &CacheRequest<'_>) -> String {
     let mut k = String::with_capacity(req.site.len() + req.host.len() + req.path.len() + 3);
     k.push_str(req.site);
     k.push('\u{0}');
-    for c in req.host.chars() {
-        k.push(c.to_ascii_lowercase());
+    let at = k.len();
+    k.push_str(req.host);
+    if let Some(h) = k.get_mut(at..) {
+        h.make_ascii_lowercase();
     }
     k.push('\u{0}');
     policy::normalize_path(req.path, &mut k);

@@ -1100,13 +1100,19 @@ impl CacheStatus {
     /// The list member for a cache named `name`, e.g.
     /// `"Ledge Edge"; hit; ttl=42`.
     pub fn format(&self, name: &str) -> String {
-        let mut s = String::with_capacity(48);
+        let mut s = String::with_capacity(name.len() + 48);
         s.push('"');
-        for c in name.chars() {
-            if c == '"' || c == '\\' {
-                s.push('\\');
+        // Names are plain words in practice: copied whole unless they need
+        // escaping.
+        if name.bytes().any(|b| b == b'"' || b == b'\\') {
+            for c in name.chars() {
+                if c == '"' || c == '\\' {
+                    s.push('\\');
+                }
+                s.push(c);
             }
-            s.push(c);
+        } else {
+            s.push_str(name);
         }
         s.push('"');
         if self.hit {

@@ -661,6 +661,8 @@ fn cache_status_format() {
         miss.format("Netlify Edge"),
         "\"Netlify Edge\"; fwd=uri-miss; fwd-status=200; stored; ttl=3600"
     );
+    // A name with a quote or a backslash is escaped as a quoted string.
+    assert_eq!(hit.format(r#"a"b\c"#), r#""a\"b\\c"; hit; ttl=42"#);
     let mut h = headers(&[("cache-status", "\"Origin\"; hit")]);
     policy::cache_status_headers(&mut h, "Ledge Edge", &hit, Some(7));
     assert_eq!(h.get("age").unwrap(), "7");
