@@ -62,6 +62,9 @@ fn redirects_rewrites_shadowing_and_headers() {
     let r = get(e, H, "/old/a/b?x=1", &[]);
     assert_eq!(r.status, 301);
     assert_eq!(r.header("location"), Some("/new/a/b?x=1"));
+    // Framed as empty, so the connection can carry the next request.
+    assert_eq!(r.header("content-length"), Some("0"));
+    assert!(r.header("transfer-encoding").is_none());
     // An unforced rule is shadowed by the file that exists.
     let r = get(e, H, "/exists", &[]);
     assert_eq!((r.status, r.text().as_str()), (200, "the file"));

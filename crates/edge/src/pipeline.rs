@@ -945,15 +945,14 @@ fn http_version(v: http::Version) -> &'static str {
 }
 
 /// A redirect with an empty body. The location's bytes become the header
-/// value without a copy.
+/// value without a copy. `Content-Length: 0` comes from the body's exact
+/// size, as each protocol writer frames it.
 pub fn redirect(status: StatusCode, location: String) -> Response<Body> {
     let mut r = Response::new(Body::Empty);
     *r.status_mut() = status;
     if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(location)) {
         r.headers_mut().insert(header::LOCATION, v);
     }
-    r.headers_mut()
-        .insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
     r
 }
 
