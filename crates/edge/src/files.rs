@@ -36,13 +36,12 @@ pub async fn respond(
     cache: &BlobCache,
 ) -> Result<Response<Body>, BlobError> {
     let plain = status == StatusCode::OK;
-    let range_header = req
-        .get(header::RANGE)
-        .filter(|_| plain && method == Method::GET);
+    let asks = Asks::of(req);
+    let range_header = asks.range.filter(|_| plain && method == Method::GET);
     // A range applies to the identity bytes; compression is for whole bodies.
     let (enc, size, etag) = match range_header {
         Some(_) => (Encoding::Identity, file.size, &file.etag),
-        None => negotiate(req, file),
+        None => negotiate(&asks.accept_encoding, file),
     };
 
     let mut headers = file.template(enc).cloned().unwrap_or_default();
@@ -50,7 +49,7 @@ pub async fn respond(
         headers.remove(header::ACCEPT_RANGES);
     }
 
-    if plain && not_modified(req, etag, deploy.last_modified_secs) {
+    if plain && not_modified(&asks, etag, deploy.last_modified_secs) {
         headers.remove(header::CONTENT_TYPE);
         headers.remove(header::ACCEPT_RANGES);
         headers.remove(header::CONTENT_LENGTH);
@@ -112,23 +111,53 @@ fn header_value(s: &str) -> HeaderValue {
     HeaderValue::from_str(s).unwrap_or(HeaderValue::from_static(""))
 }
 
+/// The request headers that decide how a file is served, found in one pass
+/// over the request's headers. A lookup per name hashes the name even when
+/// the header is absent, as these four are from most requests.
+#[derive(Default)]
+struct Asks<'a> {
+    /// The first `Range`.
+    range: Option<&'a HeaderValue>,
+    /// Every `Accept-Encoding` line, in order.
+    accept_encoding: Vec<&'a [u8]>,
+    /// The first `If-None-Match`.
+    if_none_match: Option<&'a HeaderValue>,
+    /// The first `If-Modified-Since`.
+    if_modified_since: Option<&'a HeaderValue>,
+}
+
+impl<'a> Asks<'a> {
+    fn of(req: &'a HeaderMap) -> Self {
+        let mut asks = Asks::default();
+        // A name's values come together, first value first: the first one
+        // seen is what `HeaderMap::get` answers.
+        for (name, value) in req {
+            if *name == header::ACCEPT_ENCODING {
+                asks.accept_encoding.push(value.as_bytes());
+            } else if *name == header::RANGE {
+                asks.range.get_or_insert(value);
+            } else if *name == header::IF_NONE_MATCH {
+                asks.if_none_match.get_or_insert(value);
+            } else if *name == header::IF_MODIFIED_SINCE {
+                asks.if_modified_since.get_or_insert(value);
+            }
+        }
+        asks
+    }
+}
+
 /// Picks brotli, then gzip, then identity, by what the client accepts.
-fn negotiate<'f>(req: &HeaderMap, file: &'f ServedFile) -> (Encoding, u64, &'f HeaderValue) {
+fn negotiate<'f>(accept: &[&[u8]], file: &'f ServedFile) -> (Encoding, u64, &'f HeaderValue) {
     if !file.has_variants() {
         return (Encoding::Identity, file.size, &file.etag);
     }
-    let accept: Vec<&[u8]> = req
-        .get_all(header::ACCEPT_ENCODING)
-        .iter()
-        .map(|v| v.as_bytes())
-        .collect();
     if let Some((n, tag)) = &file.br {
-        if accepts(&accept, b"br") {
+        if accepts(accept, b"br") {
             return (Encoding::Brotli, *n, tag);
         }
     }
     if let Some((n, tag)) = &file.gz {
-        if accepts(&accept, b"gzip") {
+        if accepts(accept, b"gzip") {
             return (Encoding::Gzip, *n, tag);
         }
     }
@@ -181,11 +210,11 @@ fn trim(b: &[u8]) -> &[u8] {
 
 /// RFC 9110 §13.2.2: `If-None-Match` (weak comparison) decides when present,
 /// otherwise `If-Modified-Since`.
-fn not_modified(req: &HeaderMap, etag: &HeaderValue, last_modified: i64) -> bool {
-    if let Some(inm) = req.get(header::IF_NONE_MATCH) {
+fn not_modified(asks: &Asks<'_>, etag: &HeaderValue, last_modified: i64) -> bool {
+    if let Some(inm) = asks.if_none_match {
         return etag_list_matches(inm.as_bytes(), etag.as_bytes(), true);
     }
-    if let Some(ims) = req.get(header::IF_MODIFIED_SINCE) {
+    if let Some(ims) = asks.if_modified_since {
         if let Some(t) = ims
             .to_str()
             .ok()
@@ -403,6 +432,33 @@ async fn collect(body: Body) -> Result<Bytes, BlobError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn asks_agree_with_lookups() {
+        let mut req = HeaderMap::new();
+        req.append(header::HOST, HeaderValue::from_static("h"));
+        req.append(header::ACCEPT_ENCODING, HeaderValue::from_static("gzip"));
+        req.append(header::RANGE, HeaderValue::from_static("bytes=0-1"));
+        req.append(header::IF_NONE_MATCH, HeaderValue::from_static("\"a\""));
+        req.append(header::ACCEPT_ENCODING, HeaderValue::from_static("br"));
+        req.append(header::RANGE, HeaderValue::from_static("bytes=2-3"));
+        req.append(header::IF_NONE_MATCH, HeaderValue::from_static("\"b\""));
+        req.append("x-other", HeaderValue::from_static("v"));
+        let asks = Asks::of(&req);
+        assert_eq!(asks.range, req.get(header::RANGE));
+        assert_eq!(asks.if_none_match, req.get(header::IF_NONE_MATCH));
+        assert_eq!(asks.if_modified_since, None);
+        let all: Vec<&[u8]> = req
+            .get_all(header::ACCEPT_ENCODING)
+            .iter()
+            .map(HeaderValue::as_bytes)
+            .collect();
+        assert_eq!(asks.accept_encoding, all);
+        assert_eq!(all, [b"gzip".as_slice(), b"br"]);
+        let empty = HeaderMap::new();
+        let none = Asks::of(&empty);
+        assert!(none.range.is_none() && none.accept_encoding.is_empty());
+    }
 
     #[test]
     fn range_parsing() {
