@@ -275,11 +275,22 @@ pub(crate) fn tail_start(to: &str) -> Option<usize> {
     Some(to.len() - tail.len())
 }
 
-/// `s.split_once(c)` for an ASCII `c`.
-fn split_at_byte(s: &str, c: u8) -> Option<(&str, &str)> {
-    let i = s.bytes().position(|b| b == c)?;
-    Some((s.get(..i)?, s.get(i + 1..)?))
-}
+/// Bytes that keep a target path off the plain fast path: controls, space,
+/// non-ASCII, and what the path encode set or Ledge's own checks treat
+/// specially.
+const NEEDS_ENCODING: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        t[b] = !(b > 0x20 && b < 0x7f)
+            || matches!(
+                b as u8,
+                b'%' | b'\\' | b'"' | b'<' | b'>' | b'`' | b'{' | b'}'
+            );
+        b += 1;
+    }
+    t
+};
 
 /// Splits a target (absolute URL or path) and serialises each part as the
 /// WHATWG URL parser would.
@@ -288,21 +299,42 @@ pub(crate) fn parse_target(to: &str) -> Target {
         Some((scheme, host, tail)) => (Some(format!("{scheme}://{host}")), tail),
         None => (None, to),
     };
-    // Byte scans: `#` and `?` are ASCII, and targets are short.
-    let (rest, fragment) = match split_at_byte(rest, b'#') {
-        Some((r, f)) => (r, Some(encode_set(f, EncodeSet::Fragment))),
-        None => (rest, None),
-    };
-    let (path, query) = match split_at_byte(rest, b'?') {
-        Some((p, q)) => (p, Some(encode_set(q, EncodeSet::Query))),
-        None => (rest, None),
+    // One pass over the rest finds where the query and the fragment start
+    // and whether the path has a byte to encode (targets are short, and this
+    // runs for every rewrite and proxy).
+    let bytes = rest.as_bytes();
+    let mut query_at = None;
+    let mut hash_at = None;
+    let mut odd = false;
+    for (i, &b) in bytes.iter().enumerate() {
+        if b == b'#' {
+            hash_at = Some(i);
+            break;
+        }
+        if query_at.is_none() {
+            if b == b'?' {
+                query_at = Some(i);
+            } else {
+                odd |= NEEDS_ENCODING[usize::from(b)];
+            }
+        }
+    }
+    let end = hash_at.unwrap_or(bytes.len());
+    let fragment =
+        hash_at.map(|i| encode_set(rest.get(i + 1..).unwrap_or(""), EncodeSet::Fragment));
+    let (path, query) = match query_at {
+        Some(q) => (
+            rest.get(..q).unwrap_or(""),
+            Some(encode_set(
+                rest.get(q + 1..end).unwrap_or(""),
+                EncodeSet::Query,
+            )),
+        ),
+        None => (rest.get(..end).unwrap_or(""), None),
     };
     // The common case (a plain path, as a splat tail usually is): nothing to
     // encode or normalise, one allocation.
-    let plain = ledge_core::path::is_plain(path.as_bytes())
-        && !path
-            .bytes()
-            .any(|b| matches!(b, b'"' | b'<' | b'>' | b'`' | b'{' | b'}'));
+    let plain = !odd && ledge_core::path::is_plain(path.as_bytes());
     let path = if plain {
         let mut p = String::with_capacity(path.len() + 1);
         if !path.starts_with('/') {
@@ -365,6 +397,58 @@ mod tests {
         assert_eq!(normalize_path("/a/../b"), "/b");
         assert_eq!(normalize_path("/a/./b/."), "/a/b/");
         assert_eq!(normalize_path("/.."), "/");
+    }
+
+    /// [`parse_target`] in its straightforward form, as a reference.
+    fn reference_target(to: &str) -> Target {
+        let (origin, rest) = match split_absolute(to) {
+            Some((scheme, host, tail)) => (Some(format!("{scheme}://{host}")), tail),
+            None => (None, to),
+        };
+        let (rest, fragment) = match rest.split_once('#') {
+            Some((r, f)) => (r, Some(encode_set(f, EncodeSet::Fragment))),
+            None => (rest, None),
+        };
+        let (path, query) = match rest.split_once('?') {
+            Some((p, q)) => (p, Some(encode_set(q, EncodeSet::Query))),
+            None => (rest, None),
+        };
+        let mut p = encode_set(path, EncodeSet::Path);
+        if !p.starts_with('/') {
+            p.insert(0, '/');
+        }
+        Target {
+            origin,
+            path: normalize_path(&p),
+            query,
+            fragment,
+        }
+    }
+
+    #[test]
+    fn targets_split_like_the_reference() {
+        let parts = [
+            "",
+            "/",
+            "a",
+            ".",
+            "..",
+            "?",
+            "#",
+            "%2e",
+            "\\",
+            " ",
+            "é",
+            "{",
+            "\"",
+            "x?y",
+            "https://H.example",
+        ];
+        let all = ledge_core::path::joinings(&parts, 4);
+        for c in &all {
+            assert_eq!(parse_target(c), reference_target(c), "{c:?}");
+        }
+        assert_eq!(all.len(), parts.len().pow(4));
     }
 
     #[test]
