@@ -79,10 +79,19 @@ fn origin() -> SocketAddr {
     addr
 }
 
-/// A local port nobody listens on.
+/// A local port nobody listens on, for the whole test run: a socket bound to
+/// it and never listening holds it, so connections are refused and no other
+/// test's listener can be given the same port (a port merely found free
+/// could be).
 fn closed_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
+    static HELD: std::sync::OnceLock<(tokio::net::TcpSocket, u16)> = std::sync::OnceLock::new();
+    HELD.get_or_init(|| {
+        let s = tokio::net::TcpSocket::new_v4().unwrap();
+        s.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let port = s.local_addr().unwrap().port();
+        (s, port)
+    })
+    .1
 }
 
 /// The CLI pointed at a node's API.
