@@ -245,11 +245,10 @@ struct CompiledRule {
     /// origin is then parsed once and only the rest is substituted.
     tail_at: Option<usize>,
     pattern: Option<PathPattern>,
-    /// When `to` ends in its only `:splat`: where the substitution starts
-    /// (as `tail_at` would decide for a match whose one capture is the
-    /// splat). Such a match is then `to[start..len - 6]` + the splat, with
-    /// no search and replace.
-    splat_end: Option<usize>,
+    /// When `to` ends in its only `:splat`: where substituting the splat
+    /// alone starts. A match whose one capture is the splat is then
+    /// `to[start..len - 6]` + the splat, with no search and replace.
+    splat_start: Option<usize>,
     country: Option<Vec<String>>,
     language: Option<Vec<String>>,
     role: Option<Vec<String>>,
@@ -515,12 +514,10 @@ impl RuleSet {
                     _ => set.any_host.add(key, idx),
                 }
             }
-            let target = parse_target(&rule.to);
-            let tail_at = tail_start(&rule.to);
-            set.rules.push(CompiledRule {
-                splat_end: splat_end(&rule.to, tail_at, target.origin.is_some()),
-                target,
-                tail_at,
+            let mut compiled = CompiledRule {
+                target: parse_target(&rule.to),
+                tail_at: tail_start(&rule.to),
+                splat_start: None,
                 rule,
                 pattern,
                 country,
@@ -528,7 +525,9 @@ impl RuleSet {
                 role,
                 cookie,
                 dead,
-            });
+            };
+            compiled.splat_start = splat_start(&compiled);
+            set.rules.push(compiled);
         }
         (set, diags)
     }
@@ -544,6 +543,18 @@ impl RuleSet {
     /// empty (and skip finding them) without changing any outcome.
     pub fn reads_client_details(&self) -> bool {
         self.conditional
+    }
+
+    /// The same rules with every splat-only target substituted the general
+    /// way, to check the direct path against, and how many rules had it.
+    #[cfg(test)]
+    pub(crate) fn without_splat_shortcut(mut self) -> (RuleSet, usize) {
+        let n = self
+            .rules
+            .iter_mut()
+            .filter_map(|c| c.splat_start.take())
+            .count();
+        (self, n)
     }
 
     /// One rule by index (as found in [`Outcome`]).
@@ -776,7 +787,7 @@ impl RuleSet {
             }
             // The common proxy and rewrite shape, `/x/* …/:splat`.
             if let (Some(start), Some(splat), true, true) = (
-                c.splat_end,
+                c.splat_start,
                 &caps.splat,
                 caps.params.is_empty(),
                 qcaps.is_empty(),
@@ -807,24 +818,7 @@ impl RuleSet {
             for (n, v) in qcaps {
                 vars.entry(n).or_insert(v);
             }
-            // Substitute into the path part alone when no name can occur in
-            // the authority (replacing in the whole string gives the same).
-            let prefix = match c.tail_at {
-                Some(at) if c.target.origin.is_some() => {
-                    let authority = c.rule.to.get(..at).unwrap_or("");
-                    let named = |n: &str| {
-                        authority
-                            .match_indices(':')
-                            .any(|(i, _)| authority[i + 1..].starts_with(n))
-                    };
-                    if vars.keys().any(|n| named(n)) {
-                        0
-                    } else {
-                        at
-                    }
-                }
-                _ => 0,
-            };
+            let prefix = substitution_start(c, vars.keys().map(String::as_str));
             let mut to = c.rule.to.get(prefix..).unwrap_or("").to_owned();
             let mut too_long = false;
             let mut pat = String::new();
@@ -1000,28 +994,34 @@ impl RuleSet {
 /// The placeholder a splat fills.
 const SPLAT: &str = ":splat";
 
-/// [`CompiledRule::splat_end`]: `Some(start)` when `to` ends in its only
-/// `:splat`. `start` is where the general substitution would begin if the
-/// splat were the one name: after the origin of an absolute target, unless
-/// the authority itself names `:splat`.
-fn splat_end(to: &str, tail_at: Option<usize>, absolute: bool) -> Option<usize> {
-    if !to.ends_with(SPLAT) || to.matches(SPLAT).count() != 1 {
-        return None;
-    }
-    Some(match tail_at {
-        Some(at) if absolute => {
-            let authority = to.get(..at).unwrap_or("");
-            let named = authority
-                .match_indices(':')
-                .any(|(i, _)| authority[i + 1..].starts_with("splat"));
-            if named {
+/// Where substituting `names` into a rule's `to` starts: after the origin of
+/// an absolute target when no name can occur in its authority (replacing in
+/// the whole string would give the same), else at 0.
+fn substitution_start<'n>(c: &CompiledRule, mut names: impl Iterator<Item = &'n str>) -> usize {
+    match c.tail_at {
+        Some(at) if c.target.origin.is_some() => {
+            let authority = c.rule.to.get(..at).unwrap_or("");
+            let named = |n: &str| {
+                authority
+                    .match_indices(':')
+                    .any(|(i, _)| authority[i + 1..].starts_with(n))
+            };
+            if names.any(named) {
                 0
             } else {
                 at
             }
         }
         _ => 0,
-    })
+    }
+}
+
+/// [`CompiledRule::splat_start`]: when `to` ends in its only `:splat`, where
+/// substituting the splat alone starts.
+fn splat_start(c: &CompiledRule) -> Option<usize> {
+    let to = &c.rule.to;
+    (to.ends_with(SPLAT) && to.matches(SPLAT).count() == 1)
+        .then(|| substitution_start(c, std::iter::once("splat")))
 }
 
 fn js_falsy(v: &serde_json::Value) -> bool {

@@ -418,14 +418,13 @@ fn client_details_matter_only_to_rule_sets_that_read_them() {
 fn splat_only_targets_substitute_like_the_general_path() {
     // Each of these ends in its only `:splat` (the direct path); the last
     // two do not and take the general one.
-    let (rs, _) = compile(
-        "/a/* /b/::splat 301\n\
-         /h/* https://h.example:splat 301\n\
-         /p/* http://Up.Example:8080/x/:splat 200\n\
-         /q/* /q2/:splat?k=v 301\n\
-         /m/* /m2/:splat/:splat 301\n",
-        None,
-    );
+    const RULES: &str = "/a/* /b/::splat 301
+/h/* https://h.example:splat 301
+/p/* http://Up.Example:8080/x/:splat 200
+/q/* /q2/:splat?k=v 301
+/m/* /m2/:splat/:splat 301
+";
+    let (rs, _) = compile(RULES, None);
     assert!(rs.rules().len() == 5);
     assert_eq!(eval(&rs, "/a/x/y", ""), redirect(0, 301, "/b/:x/y"));
     assert_eq!(
@@ -444,4 +443,23 @@ fn splat_only_targets_substitute_like_the_general_path() {
     // Too long after substitution: the rule is skipped.
     let long = format!("/a/{}", "x".repeat(crate::MAX_TARGET_BYTES));
     assert_eq!(eval(&rs, &long, ""), Outcome::NoMatch);
+    // The general path answers every case the same.
+    let (general, direct) = compile(RULES, None).0.without_splat_shortcut();
+    assert_eq!(direct, 3);
+    for (path, query) in [
+        ("/a/x/y", ""),
+        ("/h/z", ""),
+        ("/p/deep/er/", "k=1"),
+        ("/a/x%3Fy", ""),
+        ("/a/x%23y", "q=1"),
+        ("/q/w", ""),
+        ("/m/w", ""),
+        (long.as_str(), ""),
+    ] {
+        assert_eq!(
+            eval(&rs, path, query),
+            eval(&general, path, query),
+            "{path}?{query}"
+        );
+    }
 }
