@@ -131,17 +131,9 @@ mod tests {
         let parts = [
             "", "a", "B", ".", ":", "80", "[", "]", "-", "_", "é", " ", "x.Y", "::1",
         ];
-        let mut n = 0;
-        for a in parts {
-            for b in parts {
-                for c in parts {
-                    let raw = format!("{a}{b}{c}");
-                    assert_eq!(normalize_host(&raw), reference(&raw), "{raw:?}");
-                    n += 1;
-                }
-            }
+        for raw in &crate::path::joinings(&parts, 3) {
+            assert_eq!(normalize_host(raw), reference(raw), "{raw:?}");
         }
-        assert_eq!(n, parts.len().pow(3));
         let long = "a".repeat(MAX_HOST_LEN);
         for raw in [
             long.clone(),
