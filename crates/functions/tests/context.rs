@@ -443,12 +443,7 @@ async fn wait_until_work_finishes_before_invoke_returns() {
     }"#;
     let inv = run(&engine(), src, &request("https://s.example/")).await;
     assert_eq!(body(&inv), "now");
-    let lines: Vec<&str> = inv
-        .telemetry
-        .console
-        .iter()
-        .map(|l| l.message.as_str())
-        .collect();
+    let lines = console(&inv);
     assert!(lines.contains(&"later"), "{lines:?}");
     assert!(
         lines

@@ -228,14 +228,8 @@ async fn a_body_handed_back_is_not_read_afterwards() {
     .await;
     assert_eq!(response(&inv).body_handle, Some(0), "{inv:?}");
     assert_eq!(host.read_of(0), 0);
-    let lines: Vec<&str> = inv
-        .telemetry
-        .console
-        .iter()
-        .map(|c| c.message.as_str())
-        .collect();
     assert_eq!(
-        lines,
+        console(&inv),
         ["TypeError: the body was handed back as the function's response"]
     );
 }

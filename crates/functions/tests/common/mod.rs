@@ -156,6 +156,15 @@ pub fn response(inv: &Invocation) -> &HttpResponse {
     }
 }
 
+/// The invocation's console lines, messages only, in order.
+pub fn console(inv: &Invocation) -> Vec<&str> {
+    inv.telemetry
+        .console
+        .iter()
+        .map(|l| l.message.as_str())
+        .collect()
+}
+
 pub fn body(inv: &Invocation) -> String {
     String::from_utf8_lossy(&response(inv).body).into_owned()
 }
