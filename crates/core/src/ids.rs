@@ -78,6 +78,11 @@ impl SiteName {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The name as shared text (no copy).
+    pub fn shared(&self) -> std::sync::Arc<str> {
+        self.0.clone()
+    }
 }
 
 impl fmt::Display for SiteName {

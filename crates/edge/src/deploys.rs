@@ -112,6 +112,8 @@ impl ServedFile {
 pub struct LoadedDeploy {
     /// The deploy.
     pub id: DeployId,
+    /// Its id as shared text (for the access records of its requests).
+    pub id_text: Arc<str>,
     /// Its site.
     pub site: SiteName,
     /// `Last-Modified` for its files (the deploy's creation time).
@@ -159,6 +161,7 @@ impl LoadedDeploy {
             crate::functions::DeployFunctions::load(s.deploy.as_str(), &s.edge_functions, &rules);
         Self {
             functions,
+            id_text: s.deploy.as_str().into(),
             id: s.deploy,
             site: s.site,
             resolvable,

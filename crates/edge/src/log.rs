@@ -58,7 +58,7 @@ impl Logged {
         if !complete && record.error_class.is_none() {
             record.error_class = Some(ErrorClass::ClientClosed);
         }
-        self.sink.record_access(*record);
+        self.sink.record_access(record);
     }
 }
 

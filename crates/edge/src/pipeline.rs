@@ -407,49 +407,59 @@ impl Edge {
         if ctx.country.is_none() {
             ctx.country = self.country(&ctx, &parts.headers);
         }
-        let header = |name: header::HeaderName| {
-            parts
-                .headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)
-        };
+        // One pass over each header map instead of a hashed lookup per
+        // field: most requests carry few headers.
+        let text = |v: &HeaderValue| v.to_str().ok().map(str::to_owned);
+        let (mut user_agent, mut referrer, mut request_size) = (None, None, 0);
+        for (name, value) in &parts.headers {
+            if name == header::USER_AGENT {
+                user_agent = text(value);
+            } else if name == header::REFERER {
+                referrer = text(value);
+            } else if name == header::CONTENT_LENGTH {
+                request_size = number(value).unwrap_or(0);
+            }
+        }
+        let (mut content_type, mut content_length) = (None, None);
+        for (name, value) in resp.headers() {
+            if name == header::CONTENT_TYPE {
+                content_type = text(value);
+            } else if name == header::CONTENT_LENGTH {
+                content_length = number(value);
+            }
+        }
         let rule = match (&ctx.deploy, ctx.rule) {
             (Some(d), Some(i)) => d.rules.rule(i).map(|r| r.origin.to_string()),
             _ => None,
         };
+        let now = std::time::Instant::now();
+        let ttfb = now.saturating_duration_since(start);
         let record = Box::new(AccessRecord {
-            timestamp: std::time::SystemTime::now() - start.elapsed(),
+            timestamp: std::time::SystemTime::now() - ttfb,
             request_id: ctx.id.to_str().unwrap_or("").to_owned(),
             site: ctx
                 .target
                 .as_ref()
-                .map(|t| t.site.to_string())
-                .unwrap_or_default(),
-            deploy: ctx.target.as_ref().map(|t| t.deploy.to_string()),
+                .map_or_else(|| "".into(), |t| t.site.shared()),
+            deploy: match (&ctx.deploy, &ctx.target) {
+                (Some(d), _) => Some(d.id_text.clone()),
+                (None, Some(t)) => Some(t.deploy.as_str().into()),
+                (None, None) => None,
+            },
             host: ctx.host,
-            method: parts.method.as_str().to_owned(),
+            method: method_text(&parts.method),
             path: parts.uri.path().to_owned(),
             query: parts.uri.query().map(str::to_owned),
             status_code: resp.status().as_u16(),
-            request_size: parts
-                .headers
-                .get(header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0),
+            request_size,
             response_size: 0,
-            content_type: resp
-                .headers()
-                .get(header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned),
+            content_type,
             duration: std::time::Duration::ZERO,
-            ttfb: start.elapsed(),
+            ttfb,
             client_ip: Some(ctx.client_ip),
             country: ctx.country,
-            user_agent: header(header::USER_AGENT),
-            referrer: header(header::REFERER),
+            user_agent,
+            referrer,
             cache_status: ctx.cache_status,
             answered_by: if error.is_some() {
                 Phase::Error
@@ -460,8 +470,8 @@ impl Edge {
             function_name: ctx.function,
             firewall_rule: None,
             block_reason: None,
-            tls_version: conn.tls_version.map(str::to_owned),
-            http_version: http_version(parts.version).to_owned(),
+            tls_version: conn.tls_version.map(std::borrow::Cow::Borrowed),
+            http_version: http_version(parts.version).into(),
             error_class: error,
         });
         // HEAD answers and 304s carry a length but no body.
@@ -469,10 +479,7 @@ impl Edge {
         {
             Some(0)
         } else {
-            resp.headers()
-                .get(header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse().ok())
+            content_length
         };
         let body = std::mem::replace(resp.body_mut(), Body::Empty);
         *resp.body_mut() = Body::Logged(Box::new(crate::log::Logged::new(
@@ -934,6 +941,33 @@ fn error_class(e: &EdgeError) -> ErrorClass {
     }
 }
 
+/// A header value as a decimal number, if it is one.
+fn number(v: &HeaderValue) -> Option<u64> {
+    v.to_str().ok()?.parse().ok()
+}
+
+/// The method as text: shared for the standard ones, copied otherwise.
+fn method_text(m: &Method) -> std::borrow::Cow<'static, str> {
+    const STANDARD: [Method; 9] = [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::OPTIONS,
+        Method::PATCH,
+        Method::CONNECT,
+        Method::TRACE,
+    ];
+    const TEXT: [&str; 9] = [
+        "GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "CONNECT", "TRACE",
+    ];
+    match STANDARD.iter().position(|s| s == m) {
+        Some(i) => std::borrow::Cow::Borrowed(TEXT[i]),
+        None => std::borrow::Cow::Owned(m.as_str().to_owned()),
+    }
+}
+
 fn http_version(v: http::Version) -> &'static str {
     match v {
         http::Version::HTTP_09 => "HTTP/0.9",
@@ -1015,6 +1049,18 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[Cidr]) -> IpAddr 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn method_text_is_the_method() {
+        for m in [
+            "GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "CONNECT", "TRACE",
+        ] {
+            let method = Method::from_bytes(m.as_bytes()).unwrap();
+            assert!(matches!(method_text(&method), std::borrow::Cow::Borrowed(t) if t == m));
+        }
+        let purge = Method::from_bytes(b"PURGE").unwrap();
+        assert!(matches!(method_text(&purge), std::borrow::Cow::Owned(t) if t == "PURGE"));
+    }
 
     #[test]
     fn forwarded_for_only_from_trusted_peers() {

@@ -176,7 +176,7 @@ fn bench(c: &mut Criterion) {
     g.measurement_time(Duration::from_secs(3));
     g.warm_up_time(Duration::from_secs(1));
     let recs: Vec<ledge_telemetry::Record> = (0..1024)
-        .map(|i| ledge_telemetry::Record::Access(record(i)))
+        .map(|i| ledge_telemetry::Record::Access(Box::new(record(i))))
         .collect();
     g.bench_function("bucket_add", |b| {
         let mut bucket =

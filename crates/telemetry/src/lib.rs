@@ -77,7 +77,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{broadcast, watch, Notify};
 use tokio::task::JoinHandle;
 
 pub use drain::{DrainError, DrainSpec, DrainTarget};
@@ -187,7 +187,7 @@ pub enum StartError {
 }
 
 struct Shared {
-    tx: mpsc::Sender<Record>,
+    inbox: Inbox,
     metrics: Arc<Metrics>,
     tail: broadcast::Sender<Arc<Record>>,
     agg: Mutex<Aggregator>,
@@ -263,7 +263,6 @@ impl Telemetry {
             ),
         };
         let metrics = Arc::new(Metrics::default());
-        let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
         let (tail, _) = broadcast::channel(config.tail_capacity.max(1));
         let (shutdown, shutdown_rx) = watch::channel(false);
         let node_ctx = SinkContext {
@@ -287,7 +286,7 @@ impl Telemetry {
             tasks.push(t);
         }
         let shared = Arc::new(Shared {
-            tx,
+            inbox: Inbox::new(config.queue_capacity),
             metrics,
             tail,
             agg: Mutex::new(Aggregator::default()),
@@ -301,7 +300,6 @@ impl Telemetry {
         });
         let task = rt.spawn(dispatch(
             shared.clone(),
-            rx,
             node_sinks,
             shutdown_rx,
             DispatchTimes {
@@ -316,27 +314,29 @@ impl Telemetry {
 
     /// Records one request. Counts it in the metrics and queues it without
     /// waiting; if the queue is full the record is dropped and counted.
-    pub fn record_access(&self, record: AccessRecord) {
+    pub fn record_access(&self, record: impl Into<Box<AccessRecord>>) {
+        let record = record.into();
         self.shared.metrics.observe_access(&record);
         self.enqueue(Record::Access(record));
     }
 
     /// Records one edge function invocation (same rules as
     /// [`Telemetry::record_access`]).
-    pub fn record_function(&self, record: FunctionRecord) {
+    pub fn record_function(&self, record: impl Into<Box<FunctionRecord>>) {
+        let record = record.into();
         self.shared.metrics.observe_function(&record);
         self.enqueue(Record::Function(record));
     }
 
     fn enqueue(&self, r: Record) {
-        if self.shared.tx.try_send(r).is_err() {
+        if !self.shared.inbox.push(r) {
             self.shared.metrics.queue_dropped.fetch_add(1, Relaxed);
         }
     }
 
     /// Records waiting in the queue now.
     pub fn queued(&self) -> usize {
-        self.shared.tx.max_capacity() - self.shared.tx.capacity()
+        lock(&self.shared.inbox.records).len()
     }
 
     /// Records dropped because the queue was full (or telemetry had shut
@@ -452,26 +452,76 @@ struct DispatchTimes {
     shutdown_timeout: Duration,
 }
 
-const DISPATCH_BATCH: usize = 256;
+/// The queue between the edge and the dispatcher: a vector behind a mutex,
+/// taken whole by the dispatcher. A push is a lock, a move of one pointer
+/// and an unlock; only the push that finds the queue empty wakes the
+/// dispatcher, which then waits [`GATHER`] for more before taking them, so
+/// under load it runs about every [`GATHER`] on a batch, not once per
+/// request (each wake-up and poll of a task cost more than the record).
+struct Inbox {
+    records: Mutex<Vec<Record>>,
+    capacity: usize,
+    wake: Notify,
+    closed: std::sync::atomic::AtomicBool,
+}
+
+/// How long the dispatcher lets records gather after the first one.
+const GATHER: Duration = Duration::from_millis(10);
+
+impl Inbox {
+    fn new(capacity: usize) -> Self {
+        Self {
+            records: Mutex::new(Vec::new()),
+            capacity: capacity.max(1),
+            wake: Notify::new(),
+            closed: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// Queues a record; false when the queue is full or closed.
+    fn push(&self, r: Record) -> bool {
+        let mut q = lock(&self.records);
+        if q.len() >= self.capacity || self.closed.load(Relaxed) {
+            return false;
+        }
+        q.push(r);
+        let first = q.len() == 1;
+        drop(q);
+        if first {
+            self.wake.notify_one();
+        }
+        true
+    }
+
+    /// Swaps the queued records into `into` (which must be empty), keeping
+    /// both vectors' allocations in use.
+    fn take(&self, into: &mut Vec<Record>) {
+        std::mem::swap(&mut *lock(&self.records), into);
+    }
+
+    /// Refuses records from now on.
+    fn close(&self) {
+        self.closed.store(true, Relaxed);
+    }
+}
 
 async fn dispatch(
     shared: Arc<Shared>,
-    mut rx: mpsc::Receiver<Record>,
     node_sinks: Vec<SinkHandle>,
     mut shutdown: watch::Receiver<bool>,
     times: DispatchTimes,
 ) {
-    let mut buf = Vec::with_capacity(DISPATCH_BATCH);
+    let mut buf = Vec::new();
+    let mut lines = LineBuffers::default();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut swept_hour = 0;
     loop {
         tokio::select! {
-            n = rx.recv_many(&mut buf, DISPATCH_BATCH) => {
-                if n == 0 {
-                    break;
-                }
-                process(&shared, &node_sinks, &mut buf);
+            () = shared.inbox.wake.notified() => {
+                tokio::time::sleep(GATHER).await;
+                shared.inbox.take(&mut buf);
+                process(&shared, &node_sinks, &mut buf, &mut lines);
             }
             _ = tick.tick() => {
                 let now = stats::unix_secs(SystemTime::now());
@@ -485,10 +535,9 @@ async fn dispatch(
         }
     }
     // Intake is closed: records already queued are still processed.
-    rx.close();
-    while rx.recv_many(&mut buf, DISPATCH_BATCH).await > 0 {
-        process(&shared, &node_sinks, &mut buf);
-    }
+    shared.inbox.close();
+    shared.inbox.take(&mut buf);
+    process(&shared, &node_sinks, &mut buf, &mut lines);
     close_minutes(&shared, None).await;
     drop(node_sinks);
     lock(&shared.site_drains).clear();
@@ -503,33 +552,123 @@ async fn dispatch(
     }
 }
 
-fn process(shared: &Shared, node_sinks: &[SinkHandle], buf: &mut Vec<Record>) {
+/// JSON lines of one batch, one buffer per audience: all records for node
+/// drains (with and without PII), and each site's records for its drains.
+#[derive(Default)]
+struct LineBuffers {
+    full: Lines,
+    redacted: Lines,
+    sites: HashMap<String, (Lines, Lines)>,
+}
+
+/// Takes a finished buffer as a chunk for sinks, leaving `l` empty with a
+/// fresh allocation of about the same size for the next batch.
+fn seal(l: &mut Lines) -> Option<sink::Chunk> {
+    if l.count == 0 {
+        return None;
+    }
+    let next = Vec::with_capacity(l.bytes.len() + l.bytes.len() / 4);
+    let bytes = std::mem::replace(&mut l.bytes, next);
+    Some(sink::Chunk {
+        bytes: Bytes::from(bytes),
+        lines: std::mem::take(&mut l.count),
+    })
+}
+
+/// Complete JSON lines being gathered for sinks.
+#[derive(Default)]
+struct Lines {
+    bytes: Vec<u8>,
+    count: usize,
+}
+
+impl Lines {
+    /// Appends `record`'s line; returns where it starts.
+    fn write(&mut self, record: &Record, exclude_pii: bool) -> usize {
+        let at = self.bytes.len();
+        record.write_json_line(&mut self.bytes, exclude_pii);
+        self.count += 1;
+        at
+    }
+    /// Appends a line already written elsewhere.
+    fn copy(&mut self, line: &[u8]) {
+        self.bytes.extend_from_slice(line);
+        self.count += 1;
+    }
+}
+
+fn process(
+    shared: &Shared,
+    node_sinks: &[SinkHandle],
+    buf: &mut Vec<Record>,
+    out: &mut LineBuffers,
+) {
+    if buf.is_empty() {
+        return;
+    }
     let site_drains = lock(&shared.site_drains);
     let mut agg = lock(&shared.agg);
     let tail = shared.tail.receiver_count() > 0;
+    let node_full = node_sinks.iter().any(|s| !s.spec.exclude_pii);
+    let node_redacted = node_sinks.iter().any(|s| s.spec.exclude_pii);
     for record in buf.drain(..) {
         agg.add(&record);
-        let drains = site_drains.get(record.site());
-        if !tail && node_sinks.is_empty() && drains.is_none() {
-            continue;
+        let full = node_full.then(|| (out.full.write(&record, false), out.full.bytes.len()));
+        let redacted =
+            node_redacted.then(|| (out.redacted.write(&record, true), out.redacted.bytes.len()));
+        if let Some(drains) = site_drains.get(record.site()) {
+            let (site_full, site_redacted) = match out.sites.get_mut(record.site()) {
+                Some(s) => s,
+                None => out.sites.entry(record.site().to_owned()).or_default(),
+            };
+            // A site's drains get the same line the node's drains got,
+            // copied, or written when no node drain needed that form.
+            if drains.iter().any(|d| !d.spec.exclude_pii) {
+                match full {
+                    Some((a, b)) => site_full.copy(&out.full.bytes[a..b]),
+                    None => {
+                        site_full.write(&record, false);
+                    }
+                }
+            }
+            if drains.iter().any(|d| d.spec.exclude_pii) {
+                match redacted {
+                    Some((a, b)) => site_redacted.copy(&out.redacted.bytes[a..b]),
+                    None => {
+                        site_redacted.write(&record, true);
+                    }
+                }
+            }
         }
-        let record = Arc::new(record);
         if tail {
             // An error only means nobody is listening any more.
-            let _ = shared.tail.send(record.clone());
-        }
-        let mut full: Option<Bytes> = None;
-        let mut redacted: Option<Bytes> = None;
-        let site_sinks = drains.into_iter().flatten().map(|h| &**h);
-        for sink in node_sinks.iter().chain(site_sinks) {
-            let line = if sink.spec.exclude_pii {
-                redacted.get_or_insert_with(|| Bytes::from(record.to_json_line(true)))
-            } else {
-                full.get_or_insert_with(|| Bytes::from(record.to_json_line(false)))
-            };
-            sink.offer(line, &shared.metrics);
+            let _ = shared.tail.send(Arc::new(record));
         }
     }
+    drop(agg);
+    let full = seal(&mut out.full);
+    let redacted = seal(&mut out.redacted);
+    for sink in node_sinks {
+        let chunk = if sink.spec.exclude_pii {
+            &redacted
+        } else {
+            &full
+        };
+        if let Some(c) = chunk {
+            sink.offer(c, &shared.metrics);
+        }
+    }
+    for (site, (f, r)) in out.sites.iter_mut() {
+        let (f, r) = (seal(f), seal(r));
+        for sink in site_drains.get(site).into_iter().flatten() {
+            let chunk = if sink.spec.exclude_pii { &r } else { &f };
+            if let Some(c) = chunk {
+                sink.offer(c, &shared.metrics);
+            }
+        }
+    }
+    // Sites whose drains are gone keep no buffers.
+    out.sites.retain(|site, _| site_drains.contains_key(site));
 }
 
 /// Writes minutes that ended before `cutoff` (all of them with `None`).

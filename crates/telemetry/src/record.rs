@@ -12,7 +12,9 @@
 //! Durations are milliseconds (floating point), timestamps RFC 3339 in UTC
 //! with milliseconds.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize, Serializer};
@@ -27,14 +29,14 @@ pub struct AccessRecord {
     pub request_id: String,
     /// The site's name.
     #[serde(rename = "site_id")]
-    pub site: String,
+    pub site: Arc<str>,
     /// The deploy that answered, if the host resolved to one.
     #[serde(rename = "deploy_id")]
-    pub deploy: Option<String>,
+    pub deploy: Option<Arc<str>>,
     /// The normalised Host.
     pub host: String,
     /// The request method.
-    pub method: String,
+    pub method: Cow<'static, str>,
     /// The decoded request path.
     pub path: String,
     /// The query string without `?`, if any.
@@ -74,9 +76,9 @@ pub struct AccessRecord {
     /// Why the request was blocked, if it was.
     pub block_reason: Option<String>,
     /// Negotiated TLS version (`TLSv1.3`), `None` on plain HTTP.
-    pub tls_version: Option<String>,
+    pub tls_version: Option<Cow<'static, str>>,
     /// `HTTP/1.1`, `HTTP/2`, ….
-    pub http_version: String,
+    pub http_version: Cow<'static, str>,
     /// The class of error, if the edge answered with one of its own.
     pub error_class: Option<ErrorClass>,
 }
@@ -279,15 +281,14 @@ pub struct ConsoleLine {
 }
 
 /// A record of either kind, as it travels to sinks and the live tail.
-// Not boxed: access records are nearly all of the traffic and a box would
-// cost an allocation per request on the hot path.
-#[allow(clippy::large_enum_variant)]
+/// Boxed: a record moves through the queue as one pointer, not as the
+/// few hundred bytes of its fields.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Record {
     /// A request.
-    Access(AccessRecord),
+    Access(Box<AccessRecord>),
     /// An edge function invocation.
-    Function(FunctionRecord),
+    Function(Box<FunctionRecord>),
 }
 
 impl Record {
@@ -309,38 +310,41 @@ impl Record {
     /// One JSON line (with the trailing `\n`), `log_type` first. With
     /// `exclude_pii`, `client_ip` and `user_agent` are left out.
     pub fn to_json_line(&self, exclude_pii: bool) -> Vec<u8> {
-        let mut out = Vec::with_capacity(512);
-        // Serializing these types cannot fail (no maps with non-string keys,
-        // no fallible Serialize impls); an error would only leave the line
-        // shorter, never panic.
-        // `log_type` first, then the record's own fields: written as the
-        // prefix, with the record object's opening brace dropped (cheaper
-        // than `#[serde(flatten)]`, which goes through a map).
-        let (prefix, ok) = match self {
+        let mut out = Vec::with_capacity(1024);
+        self.write_json_line(&mut out, exclude_pii);
+        out
+    }
+
+    /// Appends [`Record::to_json_line`] to `out` (the dispatcher writes a
+    /// whole batch into one buffer).
+    pub fn write_json_line(&self, out: &mut Vec<u8>, exclude_pii: bool) {
+        let start = out.len();
+        match self {
             Self::Access(a) => {
                 // The hot path: written by hand (a tenth of serde's cost; a
                 // test checks both give the same JSON).
-                access_json(&mut out, a, exclude_pii);
-                out.push(b'\n');
-                return out;
+                access_json(out, a, exclude_pii);
             }
             Self::Function(f) => {
+                // `log_type` first, then the record's own fields: written as
+                // the prefix, with the record object's opening brace dropped
+                // (cheaper than `#[serde(flatten)]`, which goes through a
+                // map). Serializing these types cannot fail (no maps with
+                // non-string keys, no fallible Serialize impls); an error
+                // would only leave `{}` in place of the line, never panic.
                 out.extend_from_slice(b"{\"log_type\":\"edge_functions\",");
-                let at = out.len();
-                (at, serde_json::to_writer(&mut out, f))
+                let brace = out.len();
+                let ok =
+                    serde_json::to_writer(&mut *out, f).is_ok() && out.get(brace) == Some(&b'{');
+                if ok {
+                    out.remove(brace);
+                } else {
+                    out.truncate(start);
+                    out.extend_from_slice(b"{}");
+                }
             }
-        };
-        let ok = ok.is_ok() && out.get(prefix) == Some(&b'{');
-        if ok {
-            out.remove(prefix);
-        }
-        let ok: Result<(), ()> = if ok { Ok(()) } else { Err(()) };
-        if ok.is_err() {
-            out.clear();
-            out.extend_from_slice(b"{}");
         }
         out.push(b'\n');
-        out
     }
 }
 
@@ -406,16 +410,26 @@ fn next_escape(b: &[u8], from: usize) -> Option<usize> {
         }
         i += 8;
     }
-    b.get(i..)?
-        .iter()
+    let rest = b.get(i..)?;
+    if rest.len() < 8 {
+        // The short tail, padded with a byte that needs no escape, is
+        // one more word.
+        let mut word = [b'a'; 8];
+        word[..rest.len()].copy_from_slice(rest);
+        if !flagged(u64::from_le_bytes(word)) {
+            return None;
+        }
+    }
+    rest.iter()
         .position(|&c| ESCAPE[usize::from(c)])
         .map(|off| i + off)
 }
 
 /// Appends `s` as a JSON string.
 fn json_str(out: &mut Vec<u8>, s: &str) {
-    out.push(b'"');
     let b = s.as_bytes();
+    out.reserve(b.len() + 2);
+    out.push(b'"');
     let mut start = 0;
     while let Some(i) = next_escape(b, start) {
         out.extend_from_slice(&b[start..i]);
@@ -441,6 +455,15 @@ fn json_str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
 }
 
+/// Appends one of Ledge's own labels (lowercase ASCII, nothing to escape)
+/// as a JSON string.
+fn json_plain(out: &mut Vec<u8>, s: &'static str) {
+    debug_assert!(next_escape(s.as_bytes(), 0).is_none());
+    out.push(b'"');
+    out.extend_from_slice(s.as_bytes());
+    out.push(b'"');
+}
+
 fn json_opt_str(out: &mut Vec<u8>, s: Option<&str>) {
     match s {
         Some(s) => json_str(out, s),
@@ -448,36 +471,74 @@ fn json_opt_str(out: &mut Vec<u8>, s: Option<&str>) {
     }
 }
 
+/// Two-digit decimal pairs, `00` to `99`.
+const PAIRS: [[u8; 2]; 100] = {
+    let mut t = [[0u8; 2]; 100];
+    let mut i = 0;
+    while i < 100 {
+        t[i] = [b'0' + (i / 10) as u8, b'0' + (i % 10) as u8];
+        i += 1;
+    }
+    t
+};
+
+/// Appends `n` (below 100) as exactly two digits.
+fn two_digits(out: &mut Vec<u8>, n: u64) {
+    out.extend_from_slice(&PAIRS[(n % 100) as usize]);
+}
+
 /// Appends an unsigned integer in decimal.
 fn json_u64(out: &mut Vec<u8>, n: u64) {
-    out.extend_from_slice(ledge_core::num::decimal(n, &mut [0; 20]).as_bytes());
+    if n < 10 {
+        out.push(b'0' + n as u8);
+        return;
+    }
+    if n < 100 {
+        return two_digits(out, n);
+    }
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    let mut v = n;
+    while v >= 100 {
+        i -= 2;
+        buf[i..i + 2].copy_from_slice(&PAIRS[(v % 100) as usize]);
+        v /= 100;
+    }
+    if v >= 10 {
+        i -= 2;
+        buf[i..i + 2].copy_from_slice(&PAIRS[v as usize]);
+    } else {
+        i -= 1;
+        buf[i] = b'0' + v as u8;
+    }
+    out.extend_from_slice(&buf[i..]);
 }
 
 /// Milliseconds with microsecond precision (`3.621`), the same number serde
 /// writes for `micros as f64 / 1000.0`.
 fn json_millis(out: &mut Vec<u8>, d: Duration) {
-    let micros = d.as_micros();
-    let whole = u64::try_from(micros / 1000).unwrap_or(u64::MAX);
-    let frac = (micros % 1000) as u16;
-    json_u64(out, whole);
-    out.push(b'.');
-    if frac == 0 {
-        out.push(b'0');
-        return;
-    }
+    // In u64 (the u128 of `as_micros` divides by a library call).
+    let micros = d
+        .as_secs()
+        .saturating_mul(1_000_000)
+        .saturating_add(u64::from(d.subsec_micros()));
+    json_u64(out, micros / 1000);
+    let frac = micros % 1000;
     let digits = [
-        (frac / 100) as u8,
-        (frac / 10 % 10) as u8,
-        (frac % 10) as u8,
+        b'0' + (frac / 100) as u8,
+        b'0' + (frac / 10 % 10) as u8,
+        b'0' + (frac % 10) as u8,
     ];
-    let len = if digits[2] != 0 {
+    // `.0` for a whole number, else without trailing zeros.
+    let len = if frac % 10 != 0 {
         3
-    } else if digits[1] != 0 {
+    } else if frac % 100 != 0 {
         2
     } else {
         1
     };
-    out.extend(digits[..len].iter().map(|d| b'0' + d));
+    out.push(b'.');
+    out.extend_from_slice(&digits[..len]);
 }
 
 fn error_class_str(e: ErrorClass) -> &'static str {
@@ -555,9 +616,9 @@ fn access_json(out: &mut Vec<u8>, a: &AccessRecord, exclude_pii: bool) {
     out.extend_from_slice(b",\"referrer\":");
     json_opt_str(out, a.referrer.as_deref());
     out.extend_from_slice(b",\"cache_status\":");
-    json_str(out, a.cache_status.as_str());
+    json_plain(out, a.cache_status.as_str());
     out.extend_from_slice(b",\"answered_by\":");
-    json_str(out, a.answered_by.as_str());
+    json_plain(out, a.answered_by.as_str());
     out.extend_from_slice(b",\"rule\":");
     json_opt_str(out, a.rule.as_deref());
     out.extend_from_slice(b",\"function_name\":");
@@ -571,7 +632,10 @@ fn access_json(out: &mut Vec<u8>, a: &AccessRecord, exclude_pii: bool) {
     out.extend_from_slice(b",\"http_version\":");
     json_str(out, &a.http_version);
     out.extend_from_slice(b",\"error_class\":");
-    json_opt_str(out, a.error_class.map(error_class_str));
+    match a.error_class {
+        Some(e) => json_plain(out, error_class_str(e)),
+        None => out.extend_from_slice(b"null"),
+    }
     out.push(b'}');
 }
 
@@ -581,33 +645,29 @@ fn rfc3339_into(out: &mut Vec<u8>, t: SystemTime) {
     let secs = d.as_secs();
     let rem = secs % 86_400;
     let (y, m, day) = civil_from_days((secs / 86_400) as i64);
-    let digits = |out: &mut Vec<u8>, n: u64, width: usize| {
-        let mut buf = [b'0'; 20];
-        let mut v = n;
-        for slot in buf[..width].iter_mut().rev() {
-            *slot = b'0' + (v % 10) as u8;
-            v /= 10;
+    match u64::try_from(y) {
+        Ok(y @ 0..=9999) => {
+            two_digits(out, y / 100);
+            two_digits(out, y % 100);
         }
-        if v > 0 {
-            // Wider than expected (a year past 9999): all of it.
-            json_u64(out, n);
-        } else {
-            out.extend_from_slice(&buf[..width]);
-        }
-    };
-    digits(out, u64::try_from(y).unwrap_or(0), 4);
+        // Past 9999 (or before year 0, which a SystemTime after the
+        // epoch cannot be): all of it.
+        _ => json_u64(out, u64::try_from(y).unwrap_or(0)),
+    }
     out.push(b'-');
-    digits(out, u64::from(m), 2);
+    two_digits(out, u64::from(m));
     out.push(b'-');
-    digits(out, u64::from(day), 2);
+    two_digits(out, u64::from(day));
     out.push(b'T');
-    digits(out, rem / 3600, 2);
+    two_digits(out, rem / 3600);
     out.push(b':');
-    digits(out, (rem / 60) % 60, 2);
+    two_digits(out, (rem / 60) % 60);
     out.push(b':');
-    digits(out, rem % 60, 2);
+    two_digits(out, rem % 60);
     out.push(b'.');
-    digits(out, u64::from(d.subsec_millis()), 3);
+    let ms = u64::from(d.subsec_millis());
+    out.push(b'0' + (ms / 100) as u8);
+    two_digits(out, ms % 100);
     out.push(b'Z');
 }
 
@@ -816,7 +876,7 @@ mod tests {
                 .unwrap();
                 reference.remove(at);
                 reference.push(b'\n');
-                let line = Record::Access(a.clone()).to_json_line(pii);
+                let line = Record::Access(Box::new(a.clone())).to_json_line(pii);
                 if !pii {
                     // Same bytes where serde keeps field order.
                     assert_eq!(
@@ -827,6 +887,57 @@ mod tests {
                 let got: serde_json::Value = serde_json::from_slice(&line).unwrap();
                 let want: serde_json::Value = serde_json::from_slice(&reference).unwrap();
                 assert_eq!(got, want);
+            }
+        }
+    }
+
+    /// The digit writers agree with `Display`, serde's float and the
+    /// formatted timestamp over every length and boundary.
+    #[test]
+    fn numbers_and_times_are_written_like_the_reference() {
+        let mut ns: Vec<u64> = vec![0, u64::MAX, u64::MAX - 1];
+        for p in 0..20u32 {
+            let b = 10u64.pow(p);
+            ns.extend([b.saturating_sub(1), b, b + 1, b.saturating_mul(7) / 3]);
+        }
+        for n in ns {
+            let mut out = Vec::new();
+            json_u64(&mut out, n);
+            assert_eq!(String::from_utf8(out).unwrap(), n.to_string());
+        }
+        let mut micros: Vec<u64> = (0..2_100).collect();
+        micros.extend([
+            9_999,
+            10_000,
+            10_010,
+            123_456,
+            1_000_000,
+            3_600_000_123,
+            86_400_000_001,
+        ]);
+        for m in micros {
+            let mut out = Vec::new();
+            json_millis(&mut out, Duration::from_micros(m));
+            let want = serde_json::to_string(&(m as f64 / 1000.0)).unwrap();
+            assert_eq!(String::from_utf8(out).unwrap(), want, "{m} µs");
+        }
+        // Sub-microsecond parts are cut, as `as_micros` does.
+        let mut out = Vec::new();
+        json_millis(&mut out, Duration::from_nanos(1_999));
+        assert_eq!(out, b"0.001");
+        let mut secs: Vec<u64> = vec![0, 59, 60, 3_599, 86_399, 86_400, 951_782_400, 1_795_867_545];
+        // Up to 9999-12-31T23:59:59 and past it (five-digit years).
+        secs.extend([253_402_300_799, 253_402_300_800, 4_000_000_000_000]);
+        for s in secs {
+            for ms in [0, 7, 45, 999] {
+                let t = UNIX_EPOCH + Duration::from_millis(s * 1000 + ms);
+                let mut out = Vec::new();
+                rfc3339_into(&mut out, t);
+                assert_eq!(
+                    String::from_utf8(out).unwrap(),
+                    format_rfc3339(t),
+                    "{s}.{ms}"
+                );
             }
         }
     }

@@ -495,7 +495,7 @@ mod tests {
     use crate::record::{CacheStatus, Phase};
 
     fn req(site: &str, secs: u64, status: u16) -> Record {
-        Record::Access(AccessRecord {
+        Record::Access(Box::new(AccessRecord {
             timestamp: UNIX_EPOCH + Duration::from_secs(secs),
             request_id: "r".into(),
             site: site.into(),
@@ -523,7 +523,7 @@ mod tests {
             tls_version: None,
             http_version: "HTTP/1.1".into(),
             error_class: None,
-        })
+        }))
     }
 
     #[test]

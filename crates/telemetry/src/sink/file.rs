@@ -6,27 +6,26 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
-use bytes::Bytes;
-use tokio::sync::mpsc;
-
+use super::{Chunk, Intake};
 use crate::metrics::Metrics;
 
-/// Lines written per write-and-flush.
+/// Lines written per write-and-flush (at least: chunks are not split).
 const BATCH: usize = 1024;
 
 /// Somewhere lines can be written synchronously.
 pub(crate) trait LineTarget: Send + 'static {
-    fn write_lines(&mut self, lines: &[Bytes]) -> io::Result<()>;
+    /// Writes chunks of complete lines, then flushes.
+    fn write_chunks(&mut self, chunks: &[Chunk]) -> io::Result<()>;
 }
 
 /// Standard output.
 pub(crate) struct Stdout;
 
 impl LineTarget for Stdout {
-    fn write_lines(&mut self, lines: &[Bytes]) -> io::Result<()> {
+    fn write_chunks(&mut self, chunks: &[Chunk]) -> io::Result<()> {
         let mut out = io::stdout().lock();
-        for l in lines {
-            out.write_all(l)?;
+        for c in chunks {
+            out.write_all(&c.bytes)?;
         }
         out.flush()
     }
@@ -96,26 +95,54 @@ impl RotatingFile {
     }
 
     /// Appends lines, rotating as needed, then flushes.
-    pub fn write_all_lines(&mut self, lines: &[Bytes]) -> io::Result<()> {
+    #[cfg(test)]
+    fn write_all_lines(&mut self, lines: &[bytes::Bytes]) -> io::Result<()> {
         for line in lines {
-            self.open()?;
-            let len = line.len() as u64;
-            if self.size > 0 && self.size + len > self.max_bytes {
-                self.rotate()?;
-            }
-            self.open()?.write_all(line)?;
-            self.size += len;
+            self.append_line(line)?;
         }
-        if let Some(f) = self.file.as_mut() {
-            f.flush()?;
+        self.flush()
+    }
+
+    fn append_line(&mut self, line: &[u8]) -> io::Result<()> {
+        self.open()?;
+        let len = line.len() as u64;
+        if self.size > 0 && self.size + len > self.max_bytes {
+            self.rotate()?;
+        }
+        self.open()?.write_all(line)?;
+        self.size += len;
+        Ok(())
+    }
+
+    /// Appends a chunk of complete lines: in one write when it fits in the
+    /// live file, line by line (rotating between them) when it does not.
+    fn append_chunk(&mut self, chunk: &Chunk) -> io::Result<()> {
+        self.open()?;
+        if self.size + chunk.bytes.len() as u64 <= self.max_bytes {
+            self.open()?.write_all(&chunk.bytes)?;
+            self.size += chunk.bytes.len() as u64;
+            return Ok(());
+        }
+        for line in chunk.lines() {
+            self.append_line(&line)?;
         }
         Ok(())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self.file.as_mut() {
+            Some(f) => f.flush(),
+            None => Ok(()),
+        }
     }
 }
 
 impl LineTarget for RotatingFile {
-    fn write_lines(&mut self, lines: &[Bytes]) -> io::Result<()> {
-        self.write_all_lines(lines)
+    fn write_chunks(&mut self, chunks: &[Chunk]) -> io::Result<()> {
+        for c in chunks {
+            self.append_chunk(c)?;
+        }
+        self.flush()
     }
 }
 
@@ -142,42 +169,45 @@ pub(crate) const POLL_INTERVAL: std::time::Duration = std::time::Duration::from_
 /// under load a wake-up per handful of lines (a futex call and a context
 /// switch on the request path's core) cost more than writing them.
 pub(crate) fn run_blocking<T: LineTarget>(
-    mut rx: mpsc::Receiver<Bytes>,
+    mut rx: Intake,
     mut target: T,
     metrics: Arc<Metrics>,
     name: String,
 ) {
-    let mut lines = Vec::with_capacity(BATCH);
+    let mut chunks = Vec::new();
     let mut failing = false;
     loop {
         let mut closed = false;
-        while lines.len() < BATCH {
+        let mut lines = 0;
+        while lines < BATCH {
             match rx.try_recv() {
-                Ok(l) => lines.push(l),
-                Err(mpsc::error::TryRecvError::Empty) => break,
-                Err(mpsc::error::TryRecvError::Disconnected) => {
-                    closed = true;
+                Ok(c) => {
+                    lines += c.lines;
+                    chunks.push(c);
+                }
+                Err(gone) => {
+                    closed = gone;
                     break;
                 }
             }
         }
-        if lines.is_empty() {
+        if chunks.is_empty() {
             if closed {
                 return;
             }
             std::thread::sleep(POLL_INTERVAL);
             continue;
         }
-        match target.write_lines(&lines) {
+        match target.write_chunks(&chunks) {
             Ok(()) => {
-                metrics.sink_written.fetch_add(lines.len() as u64, Relaxed);
+                metrics.sink_written.fetch_add(lines as u64, Relaxed);
                 if failing {
                     tracing::info!(drain = %name, "log sink writes again");
                     failing = false;
                 }
             }
             Err(e) => {
-                metrics.sink_dropped.fetch_add(lines.len() as u64, Relaxed);
+                metrics.sink_dropped.fetch_add(lines as u64, Relaxed);
                 metrics.sink_failed_batches.fetch_add(1, Relaxed);
                 if !failing {
                     tracing::warn!(drain = %name, error = %e, "log sink cannot write; dropping lines until it can");
@@ -185,13 +215,14 @@ pub(crate) fn run_blocking<T: LineTarget>(
                 }
             }
         }
-        lines.clear();
+        chunks.clear();
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
 
     #[test]
     fn rotates_by_size_keeping_n_files() {
@@ -220,5 +251,29 @@ mod tests {
         let mut again = RotatingFile::new(path.clone(), 100, 2);
         again.write_all_lines(&[line]).unwrap();
         assert_eq!(len(&path), 80);
+    }
+
+    #[test]
+    fn a_chunk_is_written_whole_or_split_at_lines_when_it_crosses_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("access.log");
+        let mut f = RotatingFile::new(path.clone(), 100, 3);
+        let chunk = |n: usize, c: char| Chunk {
+            bytes: Bytes::from(format!("{}\n", c.to_string().repeat(19)).repeat(n)),
+            lines: n,
+        };
+        // 4 lines of 20 bytes fit: one write, no rotation.
+        f.write_chunks(&[chunk(4, 'a')]).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap().len(), 80);
+        assert!(!f.rotated(1).exists());
+        // 3 more cross 100 bytes: the first fills the file, the other two
+        // start a new one; no line is split.
+        f.write_chunks(&[chunk(3, 'b')]).unwrap();
+        let old = String::from_utf8(std::fs::read(f.rotated(1)).unwrap()).unwrap();
+        let live = String::from_utf8(std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(old.len(), 100);
+        assert!(old.ends_with(&format!("{}\n", "b".repeat(19))));
+        assert_eq!(live, format!("{}\n", "b".repeat(19)).repeat(2));
+        assert!(old.lines().chain(live.lines()).all(|l| l.len() == 19));
     }
 }

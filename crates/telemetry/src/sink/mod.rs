@@ -18,6 +18,7 @@ mod nats;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
@@ -88,18 +89,81 @@ pub(crate) struct SinkContext {
     pub buffer: usize,
 }
 
+/// Complete JSON lines (each ending in `\n`) handed to a sink at once: the
+/// dispatcher writes a batch into one buffer and every sink that wants it
+/// shares that buffer.
+#[derive(Debug, Clone)]
+pub(crate) struct Chunk {
+    pub bytes: Bytes,
+    pub lines: usize,
+}
+
+impl Chunk {
+    /// The lines, each with its `\n`.
+    pub fn lines(&self) -> impl Iterator<Item = Bytes> + '_ {
+        let b = &self.bytes;
+        let mut at = 0;
+        std::iter::from_fn(move || {
+            let rest = b.get(at..).filter(|r| !r.is_empty())?;
+            let len = rest
+                .iter()
+                .position(|&c| c == b'\n')
+                .map_or(rest.len(), |i| i + 1);
+            let line = b.slice(at..at + len);
+            at += len;
+            Some(line)
+        })
+    }
+}
+
 /// The dispatcher's side of a running sink.
 #[derive(Debug)]
 pub(crate) struct SinkHandle {
     pub spec: DrainSpec,
-    tx: mpsc::Sender<Bytes>,
+    tx: mpsc::UnboundedSender<Chunk>,
+    /// Lines sent and not yet taken by the sink; bounded by `limit`.
+    pending: Arc<AtomicUsize>,
+    limit: usize,
 }
 
 impl SinkHandle {
-    /// Offers a line; drops (and counts) it if the sink's buffer is full.
-    pub fn offer(&self, line: &Bytes, metrics: &Metrics) {
-        if self.tx.try_send(line.clone()).is_err() {
-            metrics.sink_dropped.fetch_add(1, Relaxed);
+    /// Offers lines; drops (and counts) them all if the sink's buffer has
+    /// no room for them.
+    pub fn offer(&self, chunk: &Chunk, metrics: &Metrics) {
+        let before = self.pending.fetch_add(chunk.lines, Relaxed);
+        if before + chunk.lines > self.limit || self.tx.send(chunk.clone()).is_err() {
+            self.pending.fetch_sub(chunk.lines, Relaxed);
+            metrics.sink_dropped.fetch_add(chunk.lines as u64, Relaxed);
+        }
+    }
+}
+
+/// The sink's side of its buffer.
+pub(crate) struct Intake {
+    rx: mpsc::UnboundedReceiver<Chunk>,
+    pending: Arc<AtomicUsize>,
+}
+
+impl Intake {
+    fn taken(&self, c: &Chunk) {
+        self.pending.fetch_sub(c.lines, Relaxed);
+    }
+    /// The next chunk; `None` once the handle is gone and all is taken.
+    pub async fn recv(&mut self) -> Option<Chunk> {
+        let c = self.rx.recv().await?;
+        self.taken(&c);
+        Some(c)
+    }
+    /// A chunk if one is waiting; `Err(true)` once the handle is gone and
+    /// all is taken.
+    pub fn try_recv(&mut self) -> Result<Chunk, bool> {
+        match self.rx.try_recv() {
+            Ok(c) => {
+                self.taken(&c);
+                Ok(c)
+            }
+            Err(mpsc::error::TryRecvError::Empty) => Err(false),
+            Err(mpsc::error::TryRecvError::Disconnected) => Err(true),
         }
     }
 }
@@ -111,7 +175,12 @@ pub(crate) fn spawn(
     ctx: &SinkContext,
     rt: &tokio::runtime::Handle,
 ) -> (SinkHandle, JoinHandle<()>) {
-    let (tx, rx) = mpsc::channel(ctx.buffer.max(1));
+    let (tx, rx) = mpsc::unbounded_channel();
+    let pending = Arc::new(AtomicUsize::new(0));
+    let rx = Intake {
+        rx,
+        pending: pending.clone(),
+    };
     let metrics = ctx.metrics.clone();
     let name = spec.to_string();
     let task = match &spec.target {
@@ -140,7 +209,15 @@ pub(crate) fn spawn(
             rt.spawn(run_batched(rx, w, ctx.batch.clone(), metrics, name))
         }
     };
-    (SinkHandle { spec, tx }, task)
+    (
+        SinkHandle {
+            spec,
+            tx,
+            pending,
+            limit: ctx.buffer.max(1),
+        },
+        task,
+    )
 }
 
 /// A remote sink's delivery of one batch.
@@ -152,45 +229,75 @@ pub(crate) trait BatchWriter: Send + 'static {
 }
 
 async fn run_batched<W: BatchWriter>(
-    mut rx: mpsc::Receiver<Bytes>,
+    mut rx: Intake,
     mut w: W,
     cfg: BatchConfig,
     metrics: Arc<Metrics>,
     name: String,
 ) {
     let mut batch = Vec::with_capacity(cfg.max_records.min(4096));
+    let mut carry = std::collections::VecDeque::new();
     loop {
-        let closed = fill(&mut rx, &mut batch, &cfg).await;
+        let closed = fill(&mut rx, &mut carry, &mut batch, &cfg).await;
         if !batch.is_empty() {
             deliver(&mut w, &batch, &cfg, &metrics, &name).await;
             batch.clear();
         }
-        if closed {
+        if closed && carry.is_empty() {
             break;
         }
     }
 }
 
-/// Collects one batch; returns whether the channel is closed (flush and
-/// stop).
-async fn fill(rx: &mut mpsc::Receiver<Bytes>, batch: &mut Vec<Bytes>, cfg: &BatchConfig) -> bool {
-    let Some(first) = rx.recv().await else {
-        return true;
+/// Collects one batch of lines, starting with those `carry` holds from the
+/// last chunk; returns whether the intake is closed (flush and stop).
+async fn fill(
+    rx: &mut Intake,
+    carry: &mut std::collections::VecDeque<Bytes>,
+    batch: &mut Vec<Bytes>,
+    cfg: &BatchConfig,
+) -> bool {
+    let mut bytes = 0;
+    let full = |batch: &Vec<Bytes>, bytes: usize| {
+        batch.len() >= cfg.max_records.max(1) || bytes >= cfg.max_bytes
     };
-    let mut bytes = first.len();
-    batch.push(first);
-    let deadline = tokio::time::Instant::now() + cfg.linger;
-    while batch.len() < cfg.max_records && bytes < cfg.max_bytes {
-        match tokio::time::timeout_at(deadline, rx.recv()).await {
-            Ok(Some(line)) => {
-                bytes += line.len();
-                batch.push(line);
-            }
-            Ok(None) => return true,
-            Err(_) => return false,
+    // Lines left over from a chunk larger than a batch go first.
+    while let Some(line) = carry.pop_front() {
+        bytes += line.len();
+        batch.push(line);
+        if full(batch, bytes) {
+            return false;
         }
     }
-    false
+    let first = if batch.is_empty() {
+        match rx.recv().await {
+            Some(c) => Some(c),
+            None => return true,
+        }
+    } else {
+        None
+    };
+    let deadline = tokio::time::Instant::now() + cfg.linger;
+    let mut next = first;
+    loop {
+        let chunk = match next.take() {
+            Some(c) => c,
+            None => match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(c)) => c,
+                Ok(None) => return true,
+                Err(_) => return false,
+            },
+        };
+        let mut lines = chunk.lines();
+        for line in lines.by_ref() {
+            bytes += line.len();
+            batch.push(line);
+            if full(batch, bytes) {
+                carry.extend(lines);
+                return false;
+            }
+        }
+    }
 }
 
 async fn deliver<W: BatchWriter>(
