@@ -194,6 +194,19 @@ fn bench(c: &mut Criterion) {
             black_box(recs[i].to_json_line(false))
         })
     });
+    // As the dispatcher does it: appended to a batch buffer.
+    g.bench_function("write_json_line", |b| {
+        let mut i = 0;
+        let mut out = Vec::with_capacity(1 << 20);
+        b.iter(|| {
+            i = (i + 1) % recs.len();
+            if out.len() > (1 << 20) - 4096 {
+                out.clear();
+            }
+            recs[i].write_json_line(&mut out, false);
+            black_box(out.len())
+        })
+    });
     g.finish();
 
     let mut g = c.benchmark_group("dispatch");

@@ -466,7 +466,7 @@ struct Inbox {
 }
 
 /// How long the dispatcher lets records gather after the first one.
-const GATHER: Duration = Duration::from_millis(10);
+const GATHER: Duration = Duration::from_millis(1);
 
 impl Inbox {
     fn new(capacity: usize) -> Self {

@@ -388,6 +388,7 @@ const ESCAPE: [bool; 256] = {
 /// The index of the first byte at or after `from` that JSON must escape.
 /// Eight bytes are checked at a time while none of them needs it (most
 /// strings in a record need nothing).
+#[inline(always)]
 fn next_escape(b: &[u8], from: usize) -> Option<usize> {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGHS: u64 = 0x8080_8080_8080_8080;
@@ -425,13 +426,30 @@ fn next_escape(b: &[u8], from: usize) -> Option<usize> {
         .map(|off| i + off)
 }
 
-/// Appends `s` as a JSON string.
+/// Appends `s` as a JSON string. Inlined: nearly every string of a record
+/// needs no escape, and then this is a check and one copy.
+#[inline(always)]
 fn json_str(out: &mut Vec<u8>, s: &str) {
     let b = s.as_bytes();
-    out.reserve(b.len() + 2);
+    match next_escape(b, 0) {
+        None => {
+            out.reserve(b.len() + 2);
+            out.push(b'"');
+            out.extend_from_slice(b);
+            out.push(b'"');
+        }
+        Some(first) => json_str_escaped(out, b, first),
+    }
+}
+
+/// [`json_str`] for a string with something to escape, the first at
+/// `first`.
+#[inline(never)]
+fn json_str_escaped(out: &mut Vec<u8>, b: &[u8], first: usize) {
     out.push(b'"');
     let mut start = 0;
-    while let Some(i) = next_escape(b, start) {
+    let mut next = Some(first);
+    while let Some(i) = next {
         out.extend_from_slice(&b[start..i]);
         let c = b[i];
         match c {
@@ -450,6 +468,7 @@ fn json_str(out: &mut Vec<u8>, s: &str) {
             }
         }
         start = i + 1;
+        next = next_escape(b, start);
     }
     out.extend_from_slice(&b[start..]);
     out.push(b'"');
