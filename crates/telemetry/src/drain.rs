@@ -5,7 +5,7 @@
 //! | `file:///var/log/ledge/access.log?max_bytes=104857600&keep=5` or a plain absolute path | JSON lines appended to a file, rotated by size (`access.log.1` … `access.log.N`) |
 //! | `stdout` or `stdout:` | JSON lines on standard output |
 //! | `https://intake.example/path?their=params#format=json&exclude_pii` | batched, gzipped `POST`s; the URL (with its query) is used as is, Ledge's options go in the fragment, which is never sent |
-//! | `nats://host:4222/subject.name?exclude_pii` | one JetStream message per record on `subject.name` (a stream must cover the subject), acknowledged |
+//! | `nats://host:4222/subject.name?exclude_pii` | JetStream messages on `subject.name` (a stream must cover the subject), acknowledged: each holds up to 64 KiB of JSON lines; with `per_record`, one message per record |
 //! | `kafka://host:9092,host2:9092/topic?exclude_pii` | batches produced to `topic` (gzip), partitions round-robin per batch |
 //!
 //! Options common to all: `exclude_pii` (or `exclude_pii=true`) leaves out
@@ -58,8 +58,12 @@ pub enum DrainTarget {
     Nats {
         /// `host:port` of the server.
         server: String,
-        /// Subject each record is published on.
+        /// Subject the records are published on.
         subject: String,
+        /// One message per record (without its newline) instead of
+        /// messages of several JSON lines. Costs a publish and an
+        /// acknowledgement per record.
+        per_record: bool,
     },
     /// Kafka.
     Kafka {
@@ -267,9 +271,11 @@ fn parse_broker(
         ));
     }
     let mut exclude_pii = false;
+    let mut per_record = false;
     for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
         match &*k {
             "exclude_pii" => exclude_pii = truthy(s, &v)?,
+            "per_record" if scheme == "nats" => per_record = truthy(s, &v)?,
             other => return Err(fail(s, format!("unknown option {other:?}"))),
         }
     }
@@ -288,6 +294,7 @@ fn parse_broker(
             target: DrainTarget::Nats {
                 server: hosts.remove(0),
                 subject: name.to_owned(),
+                per_record,
             },
             exclude_pii,
         })
@@ -394,10 +401,21 @@ impl fmt::Display for DrainSpec {
                     write!(f, "{url}#{}", opts.join("&"))
                 }
             }
-            DrainTarget::Nats { server, subject } => {
+            DrainTarget::Nats {
+                server,
+                subject,
+                per_record,
+            } => {
                 write!(f, "nats://{server}/{subject}")?;
+                let mut opts = Vec::new();
                 if pii {
-                    write!(f, "?exclude_pii=true")?;
+                    opts.push("exclude_pii=true");
+                }
+                if *per_record {
+                    opts.push("per_record=true");
+                }
+                if !opts.is_empty() {
+                    write!(f, "?{}", opts.join("&"))?;
                 }
                 Ok(())
             }
@@ -431,6 +449,8 @@ mod tests {
             "https://intake.example/v1/logs#format=json&exclude_pii=true",
             "nats://127.0.0.1:4222/ledge.logs.blog",
             "nats://nats.internal:4222/logs?exclude_pii=true",
+            "nats://nats.internal:4222/logs?per_record",
+            "nats://nats.internal:4222/logs?exclude_pii&per_record=true",
             "kafka://k1:9092,k2:9093/ledge-logs",
             "kafka://[::1]:9092/logs",
         ];
@@ -461,9 +481,18 @@ mod tests {
             n.target,
             DrainTarget::Nats {
                 server: "n:4222".into(),
-                subject: "a.b".into()
+                subject: "a.b".into(),
+                per_record: false,
             }
         );
+        let n: DrainSpec = "nats://n/a.b?per_record".parse().unwrap();
+        assert!(matches!(
+            n.target,
+            DrainTarget::Nats {
+                per_record: true,
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -476,6 +505,7 @@ mod tests {
             "https://x.example/#format=xml",
             "https://x.example/#bogus=1",
             "nats://h:4222/",
+            "kafka://h:9092/t?per_record",
             "nats://h:4222/a.*",
             "nats://a:1,b:2/s",
             "nats://h:99999/s",

@@ -11,11 +11,9 @@ use futures_util::StreamExt;
 use ledge_telemetry::{Telemetry, TelemetryConfig};
 use serde_json::Value;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn delivers_to_a_jetstream_consumer() {
-    let dir = tempfile::tempdir().unwrap();
-    let (_server, port) = start_nats(dir.path());
-
+/// A stream on `ledge.logs.>` of a fresh server, and a pull consumer's
+/// messages once everything is published.
+async fn stream(port: u16) -> (jetstream::Context, stream::Stream) {
     let client = async_nats::connect(format!("nats://127.0.0.1:{port}"))
         .await
         .unwrap();
@@ -28,6 +26,47 @@ async fn delivers_to_a_jetstream_consumer() {
         })
         .await
         .unwrap();
+    (js, stream)
+}
+
+async fn stored_messages(js: &jetstream::Context) -> u64 {
+    js.get_stream("LEDGE_LOGS")
+        .await
+        .unwrap()
+        .cached_info()
+        .state
+        .messages
+}
+
+/// Checks one record line of site `blog` without PII; returns its kind and
+/// request id.
+fn check_line(line: &[u8]) -> (String, String) {
+    let v: Value = serde_json::from_slice(line).unwrap();
+    assert_eq!(v["site_id"], "blog");
+    assert!(v.get("client_ip").is_none(), "exclude_pii");
+    (
+        v["log_type"].as_str().unwrap().to_owned(),
+        v["request_id"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// 60 access and 6 function records of `blog` (and as many of `shop`,
+/// which has no drain).
+fn record_mix(t: &Telemetry) {
+    for i in 0..60 {
+        t.record_access(access("blog", i));
+        t.record_access(access("shop", i));
+        if i % 10 == 0 {
+            t.record_function(function("blog", i));
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivers_json_lines_in_few_messages_to_a_jetstream_consumer() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, port) = start_nats(dir.path());
+    let (js, stream) = stream(port).await;
 
     let mut config = TelemetryConfig::default();
     config.batch.linger = Duration::from_millis(50);
@@ -41,13 +80,74 @@ async fn delivers_to_a_jetstream_consumer() {
         ],
     )
     .unwrap();
-    for i in 0..60 {
-        t.record_access(access("blog", i));
-        t.record_access(access("shop", i));
-        if i % 10 == 0 {
-            t.record_function(function("blog", i));
+    record_mix(&t);
+    // A lone record, then the same again as its own batch: the two
+    // messages are the same bytes, so the stream keeps one (as it does
+    // for a batch sent again after a failed acknowledgement).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    t.record_access(access("blog", 1000));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    t.record_access(access("blog", 1000));
+    t.shutdown();
+    bg.join().await;
+    assert_eq!(t.metrics().sink_dropped(), 0);
+
+    let consumer = stream
+        .create_consumer(pull::Config {
+            durable_name: Some("test".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let stored = stored_messages(&js).await;
+    assert!(
+        (2..=10).contains(&stored),
+        "67 records in a few messages, the duplicate dropped: {stored}"
+    );
+    let mut messages = consumer.messages().await.unwrap();
+    let mut traffic = BTreeSet::new();
+    let mut functions = 0;
+    for _ in 0..stored {
+        let msg = tokio::time::timeout(Duration::from_secs(10), messages.next())
+            .await
+            .expect("messages within 10 s")
+            .expect("stream open")
+            .expect("message");
+        assert_eq!(msg.subject.as_str(), "ledge.logs.blog");
+        assert!(msg.payload.ends_with(b"\n"), "JSON lines");
+        for line in msg.payload.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            match check_line(line) {
+                (kind, id) if kind == "traffic" => assert!(traffic.insert(id), "once"),
+                (kind, _) if kind == "edge_functions" => functions += 1,
+                other => panic!("{other:?}"),
+            }
         }
+        msg.ack().await.unwrap();
     }
+    assert_eq!(traffic.len(), 61);
+    assert!(traffic.contains("req-blog-1000"));
+    assert_eq!(functions, 6);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_record_delivers_one_message_per_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, port) = start_nats(dir.path());
+    let (js, stream) = stream(port).await;
+
+    let mut config = TelemetryConfig::default();
+    config.batch.linger = Duration::from_millis(50);
+    let (t, bg) = Telemetry::start(config).unwrap();
+    t.set_site_drains(
+        "blog",
+        vec![
+            format!("nats://127.0.0.1:{port}/ledge.logs.blog?exclude_pii&per_record")
+                .parse()
+                .unwrap(),
+        ],
+    )
+    .unwrap();
+    record_mix(&t);
     // The same record again (as a retried batch would send it) is
     // de-duplicated by the stream through Nats-Msg-Id.
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -73,26 +173,15 @@ async fn delivers_to_a_jetstream_consumer() {
             .expect("stream open")
             .expect("message");
         assert_eq!(msg.subject.as_str(), "ledge.logs.blog");
-        let v: Value = serde_json::from_slice(&msg.payload).unwrap();
         assert!(!msg.payload.ends_with(b"\n"));
-        assert_eq!(v["site_id"], "blog");
-        match v["log_type"].as_str() {
-            Some("traffic") => {
-                assert!(v.get("client_ip").is_none(), "exclude_pii");
-                assert!(traffic.insert(v["request_id"].as_str().unwrap().to_owned()));
-            }
-            Some("edge_functions") => functions += 1,
+        match check_line(&msg.payload) {
+            (kind, id) if kind == "traffic" => assert!(traffic.insert(id)),
+            (kind, _) if kind == "edge_functions" => functions += 1,
             other => panic!("{other:?}"),
         }
         msg.ack().await.unwrap();
     }
     assert_eq!(traffic.len(), 60);
     assert_eq!(functions, 6);
-    let info = js
-        .get_stream("LEDGE_LOGS")
-        .await
-        .unwrap()
-        .cached_info()
-        .clone();
-    assert_eq!(info.state.messages, 66);
+    assert_eq!(stored_messages(&js).await, 66);
 }

@@ -170,11 +170,16 @@ fn rename_if_exists(from: &Path, to: &Path) -> io::Result<()> {
     }
 }
 
-/// How often a local sink looks for new lines when it found none.
-pub(crate) const POLL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(20);
+/// How often a busy local sink looks for new lines when it found none:
+/// often enough that the lines it writes are still in the cache.
+const POLL_BUSY: std::time::Duration = std::time::Duration::from_millis(2);
+/// How often an idle one looks (after [`IDLE_AFTER`] empty looks).
+const POLL_IDLE: std::time::Duration = std::time::Duration::from_millis(20);
+const IDLE_AFTER: u32 = 50;
 
 /// The blocking loop of a local sink: take what is queued (up to [`BATCH`]),
-/// write and flush; when nothing is queued, sleep [`POLL_INTERVAL`]. It never
+/// write and flush; when nothing is queued, sleep [`POLL_BUSY`] (or
+/// [`POLL_IDLE`] once it has been idle for a while). It never
 /// parks on the channel, so the dispatcher never has to wake this thread:
 /// under load a wake-up per handful of lines (a futex call and a context
 /// switch on the request path's core) cost more than writing them.
@@ -186,6 +191,7 @@ pub(crate) fn run_blocking<T: LineTarget>(
 ) {
     let mut chunks = Vec::new();
     let mut failing = false;
+    let mut empty_looks = 0u32;
     loop {
         let mut closed = false;
         let mut lines = 0;
@@ -205,9 +211,15 @@ pub(crate) fn run_blocking<T: LineTarget>(
             if closed {
                 return;
             }
-            std::thread::sleep(POLL_INTERVAL);
+            empty_looks = empty_looks.saturating_add(1);
+            std::thread::sleep(if empty_looks > IDLE_AFTER {
+                POLL_IDLE
+            } else {
+                POLL_BUSY
+            });
             continue;
         }
+        empty_looks = 0;
         match target.write_chunks(&chunks) {
             Ok(()) => {
                 metrics.sink_written.fetch_add(lines as u64, Relaxed);
@@ -291,7 +303,12 @@ mod tests {
         let path = dir.path().join("big.log");
         let mut f = RotatingFile::new(path.clone(), 1 << 30, 3);
         let big = DIRECT / 20 + 1;
-        let chunks = [chunk(2, 'c'), chunk(big, 'd'), chunk(1, 'e'), chunk(big, 'f')];
+        let chunks = [
+            chunk(2, 'c'),
+            chunk(big, 'd'),
+            chunk(1, 'e'),
+            chunk(big, 'f'),
+        ];
         f.write_chunks(&chunks).unwrap();
         let want: Vec<u8> = chunks.iter().flat_map(|c| c.bytes.to_vec()).collect();
         assert_eq!(std::fs::read(&path).unwrap(), want);

@@ -200,8 +200,17 @@ pub(crate) fn spawn(
                 http::HttpWriter::new(ctx.http.clone(), url.clone(), *format, ctx.check.clone());
             rt.spawn(run_batched(rx, w, ctx.batch.clone(), metrics, name))
         }
-        DrainTarget::Nats { server, subject } => {
-            let w = nats::NatsWriter::new(server.clone(), subject.clone(), ctx.check.clone());
+        DrainTarget::Nats {
+            server,
+            subject,
+            per_record,
+        } => {
+            let w = nats::NatsWriter::new(
+                server.clone(),
+                subject.clone(),
+                *per_record,
+                ctx.check.clone(),
+            );
             rt.spawn(run_batched(rx, w, ctx.batch.clone(), metrics, name))
         }
         DrainTarget::Kafka { brokers, topic } => {
