@@ -207,6 +207,20 @@ fn bench(c: &mut Criterion) {
             black_box(out.len())
         })
     });
+    // With the dispatcher's cache of repeated runs of fields.
+    g.bench_function("write_json_line_cached", |b| {
+        let mut i = 0;
+        let mut out = Vec::with_capacity(1 << 20);
+        let mut cache = ledge_telemetry::LineCache::default();
+        b.iter(|| {
+            i = (i + 1) % recs.len();
+            if out.len() > (1 << 20) - 4096 {
+                out.clear();
+            }
+            recs[i].write_json_line_cached(&mut out, false, &mut cache);
+            black_box(out.len())
+        })
+    });
     g.finish();
 
     let mut g = c.benchmark_group("dispatch");

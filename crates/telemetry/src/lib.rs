@@ -83,7 +83,8 @@ use tokio::task::JoinHandle;
 pub use drain::{DrainError, DrainSpec, DrainTarget};
 pub use metrics::Metrics;
 pub use record::{
-    AccessRecord, CacheStatus, ConsoleLine, ErrorClass, FunctionRecord, Outcome, Phase, Record,
+    AccessRecord, CacheStatus, ConsoleLine, ErrorClass, FunctionRecord, LineCache, Outcome, Phase,
+    Record,
 };
 pub use sink::{BatchConfig, ConnectCheck};
 pub use stats::{Bucket, BucketStore, MemoryStore, Resolution, StatsReport, StoreError};
@@ -559,6 +560,7 @@ struct LineBuffers {
     full: Lines,
     redacted: Lines,
     sites: HashMap<String, (Lines, Lines)>,
+    cache: LineCache,
 }
 
 /// Takes a finished buffer as a chunk for sinks, leaving `l` empty with a
@@ -584,9 +586,9 @@ struct Lines {
 
 impl Lines {
     /// Appends `record`'s line; returns where it starts.
-    fn write(&mut self, record: &Record, exclude_pii: bool) -> usize {
+    fn write(&mut self, record: &Record, exclude_pii: bool, cache: &mut LineCache) -> usize {
         let at = self.bytes.len();
-        record.write_json_line(&mut self.bytes, exclude_pii);
+        record.write_json_line_cached(&mut self.bytes, exclude_pii, cache);
         self.count += 1;
         at
     }
@@ -613,9 +615,14 @@ fn process(
     let node_redacted = node_sinks.iter().any(|s| s.spec.exclude_pii);
     for record in buf.drain(..) {
         agg.add(&record);
-        let full = node_full.then(|| (out.full.write(&record, false), out.full.bytes.len()));
-        let redacted =
-            node_redacted.then(|| (out.redacted.write(&record, true), out.redacted.bytes.len()));
+        let cache = &mut out.cache;
+        let full = node_full.then(|| (out.full.write(&record, false, cache), out.full.bytes.len()));
+        let redacted = node_redacted.then(|| {
+            (
+                out.redacted.write(&record, true, cache),
+                out.redacted.bytes.len(),
+            )
+        });
         if let Some(drains) = site_drains.get(record.site()) {
             let (site_full, site_redacted) = match out.sites.get_mut(record.site()) {
                 Some(s) => s,
@@ -627,7 +634,7 @@ fn process(
                 match full {
                     Some((a, b)) => site_full.copy(&out.full.bytes[a..b]),
                     None => {
-                        site_full.write(&record, false);
+                        site_full.write(&record, false, &mut out.cache);
                     }
                 }
             }
@@ -635,7 +642,7 @@ fn process(
                 match redacted {
                     Some((a, b)) => site_redacted.copy(&out.redacted.bytes[a..b]),
                     None => {
-                        site_redacted.write(&record, true);
+                        site_redacted.write(&record, true, &mut out.cache);
                     }
                 }
             }

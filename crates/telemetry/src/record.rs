@@ -318,12 +318,32 @@ impl Record {
     /// Appends [`Record::to_json_line`] to `out` (the dispatcher writes a
     /// whole batch into one buffer).
     pub fn write_json_line(&self, out: &mut Vec<u8>, exclude_pii: bool) {
+        self.write_json_line_with(out, exclude_pii, None);
+    }
+
+    /// [`Record::write_json_line`], reusing what `cache` holds from the line
+    /// written before (same bytes, less work for runs of similar records).
+    pub fn write_json_line_cached(
+        &self,
+        out: &mut Vec<u8>,
+        exclude_pii: bool,
+        cache: &mut LineCache,
+    ) {
+        self.write_json_line_with(out, exclude_pii, Some(cache));
+    }
+
+    fn write_json_line_with(
+        &self,
+        out: &mut Vec<u8>,
+        exclude_pii: bool,
+        cache: Option<&mut LineCache>,
+    ) {
         let start = out.len();
         match self {
             Self::Access(a) => {
                 // The hot path: written by hand (a tenth of serde's cost; a
                 // test checks both give the same JSON).
-                access_json(out, a, exclude_pii);
+                access_json_with(out, a, exclude_pii, cache);
             }
             Self::Function(f) => {
                 // `log_type` first, then the record's own fields: written as
@@ -575,20 +595,38 @@ fn error_class_str(e: ErrorClass) -> &'static str {
 
 /// An access record as one JSON object, fields in declaration order with
 /// `log_type` first, exactly what serde writes for [`AccessRecord`].
-fn access_json(out: &mut Vec<u8>, a: &AccessRecord, exclude_pii: bool) {
+/// With a `cache`, runs of fields that are the same as in the previous
+/// record are copied from it.
+fn access_json_with(
+    out: &mut Vec<u8>,
+    a: &AccessRecord,
+    exclude_pii: bool,
+    cache: Option<&mut LineCache>,
+) {
     use std::io::Write as _;
     out.extend_from_slice(b"{\"log_type\":\"traffic\",\"timestamp\":\"");
-    rfc3339_into(out, a.timestamp);
+    let cache = match cache {
+        Some(c) => {
+            c.timestamp(out, a.timestamp);
+            Some(c)
+        }
+        None => {
+            rfc3339_into(out, a.timestamp);
+            None
+        }
+    };
     out.extend_from_slice(b"\",\"request_id\":");
     json_str(out, &a.request_id);
-    out.extend_from_slice(b",\"site_id\":");
-    json_str(out, &a.site);
-    out.extend_from_slice(b",\"deploy_id\":");
-    json_opt_str(out, a.deploy.as_deref());
-    out.extend_from_slice(b",\"host\":");
-    json_str(out, &a.host);
-    out.extend_from_slice(b",\"method\":");
-    json_str(out, &a.method);
+    let cache = match cache {
+        Some(c) => {
+            c.head(out, a);
+            Some(c)
+        }
+        None => {
+            head_fields(out, a);
+            None
+        }
+    };
     out.extend_from_slice(b",\"path\":");
     json_str(out, &a.path);
     out.extend_from_slice(b",\"query\":");
@@ -634,6 +672,28 @@ fn access_json(out: &mut Vec<u8>, a: &AccessRecord, exclude_pii: bool) {
     }
     out.extend_from_slice(b",\"referrer\":");
     json_opt_str(out, a.referrer.as_deref());
+    match cache {
+        Some(c) => c.tail(out, a),
+        None => tail_fields(out, a),
+    }
+    out.push(b'}');
+}
+
+/// `site_id` to `method`: the same for most records of a batch.
+fn head_fields(out: &mut Vec<u8>, a: &AccessRecord) {
+    out.extend_from_slice(b",\"site_id\":");
+    json_str(out, &a.site);
+    out.extend_from_slice(b",\"deploy_id\":");
+    json_opt_str(out, a.deploy.as_deref());
+    out.extend_from_slice(b",\"host\":");
+    json_str(out, &a.host);
+    out.extend_from_slice(b",\"method\":");
+    json_str(out, &a.method);
+}
+
+/// `cache_status` to `error_class`: how the request was answered, the same
+/// for most records of a batch.
+fn tail_fields(out: &mut Vec<u8>, a: &AccessRecord) {
     out.extend_from_slice(b",\"cache_status\":");
     json_plain(out, a.cache_status.as_str());
     out.extend_from_slice(b",\"answered_by\":");
@@ -655,7 +715,117 @@ fn access_json(out: &mut Vec<u8>, a: &AccessRecord, exclude_pii: bool) {
         Some(e) => json_plain(out, error_class_str(e)),
         None => out.extend_from_slice(b"null"),
     }
-    out.push(b'}');
+}
+
+/// What a [`LineCache`] keeps of the last record's head fields.
+#[derive(Default)]
+struct HeadKey {
+    site: Option<Arc<str>>,
+    deploy: Option<Arc<str>>,
+    host: String,
+    method: String,
+}
+
+/// What a [`LineCache`] keeps of the last record's tail fields.
+#[derive(Default, PartialEq)]
+struct TailKey {
+    cache_status: CacheStatus,
+    answered_by: Phase,
+    rule: Option<String>,
+    function_name: Option<String>,
+    firewall_rule: Option<String>,
+    block_reason: Option<String>,
+    tls_version: Option<String>,
+    http_version: String,
+    error_class: Option<ErrorClass>,
+}
+
+/// The serialized forms of the runs of fields that the last access record
+/// written had, reused while the next records have the same values (the
+/// dispatcher writes a batch's lines in a row, and most of a site's
+/// traffic shares its site, deploy, host and outcome). Saves about a third
+/// of the work of a line; the bytes are the same as without it.
+#[derive(Default)]
+pub struct LineCache {
+    second: Option<u64>,
+    /// `YYYY-MM-DDTHH:MM:SS.` of `second`.
+    second_text: Vec<u8>,
+    head: Option<HeadKey>,
+    head_text: Vec<u8>,
+    tail: Option<TailKey>,
+    tail_text: Vec<u8>,
+}
+
+impl LineCache {
+    fn timestamp(&mut self, out: &mut Vec<u8>, t: SystemTime) {
+        let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+        if self.second != Some(d.as_secs()) {
+            self.second_text.clear();
+            rfc3339_into(
+                &mut self.second_text,
+                UNIX_EPOCH + Duration::from_secs(d.as_secs()),
+            );
+            // Without the `000Z` of the whole second.
+            self.second_text
+                .truncate(self.second_text.len().saturating_sub(4));
+            self.second = Some(d.as_secs());
+        }
+        out.extend_from_slice(&self.second_text);
+        let ms = u64::from(d.subsec_millis());
+        out.push(b'0' + (ms / 100) as u8);
+        two_digits(out, ms % 100);
+        out.push(b'Z');
+    }
+
+    fn head(&mut self, out: &mut Vec<u8>, a: &AccessRecord) {
+        let same = self.head.as_ref().is_some_and(|k| {
+            k.site.as_deref() == Some(&*a.site)
+                && k.deploy.as_deref() == a.deploy.as_deref()
+                && k.host == a.host
+                && k.method == a.method
+        });
+        if !same {
+            let k = self.head.get_or_insert_with(HeadKey::default);
+            k.site = Some(a.site.clone());
+            k.deploy.clone_from(&a.deploy);
+            k.host.clone_from(&a.host);
+            k.method.clear();
+            k.method.push_str(&a.method);
+            self.head_text.clear();
+            head_fields(&mut self.head_text, a);
+        }
+        out.extend_from_slice(&self.head_text);
+    }
+
+    fn tail(&mut self, out: &mut Vec<u8>, a: &AccessRecord) {
+        let same = self.tail.as_ref().is_some_and(|k| {
+            k.cache_status == a.cache_status
+                && k.answered_by == a.answered_by
+                && k.error_class == a.error_class
+                && k.rule == a.rule
+                && k.function_name == a.function_name
+                && k.firewall_rule == a.firewall_rule
+                && k.block_reason == a.block_reason
+                && k.tls_version.as_deref() == a.tls_version.as_deref()
+                && k.http_version == a.http_version
+        });
+        if !same {
+            let k = self.tail.get_or_insert_with(TailKey::default);
+            k.cache_status = a.cache_status;
+            k.answered_by = a.answered_by;
+            k.error_class = a.error_class;
+            k.rule.clone_from(&a.rule);
+            k.function_name.clone_from(&a.function_name);
+            k.firewall_rule.clone_from(&a.firewall_rule);
+            k.block_reason.clone_from(&a.block_reason);
+            k.tls_version = a.tls_version.as_deref().map(str::to_owned);
+            k.http_version.clear();
+            k.http_version.push_str(&a.http_version);
+            self.tail_text.clear();
+            tail_fields(&mut self.tail_text, a);
+        }
+        out.extend_from_slice(&self.tail_text);
+    }
 }
 
 /// Appends what [`Rfc3339`] displays, without the formatting machinery.
@@ -956,6 +1126,106 @@ mod tests {
                     String::from_utf8(out).unwrap(),
                     format_rfc3339(t),
                     "{s}.{ms}"
+                );
+            }
+        }
+    }
+
+    /// Lines written with a cache are the bytes written without one, for
+    /// runs of records whose head and tail fields change in every way.
+    #[test]
+    fn cached_lines_equal_uncached_ones() {
+        let base = AccessRecord {
+            timestamp: UNIX_EPOCH + Duration::from_millis(1_795_867_545_123),
+            request_id: "0123456789abcdef".into(),
+            site: "blog".into(),
+            deploy: Some("6749a4c5e8b1f2a3c4d5e6f7".into()),
+            host: "blog.example".into(),
+            method: "GET".into(),
+            path: "/".into(),
+            query: None,
+            status_code: 200,
+            request_size: 0,
+            response_size: 1,
+            content_type: None,
+            duration: Duration::from_micros(3),
+            ttfb: Duration::from_micros(2),
+            client_ip: Some("203.0.113.7".parse().unwrap()),
+            country: None,
+            user_agent: None,
+            referrer: None,
+            cache_status: CacheStatus::None,
+            answered_by: Phase::Static,
+            rule: None,
+            function_name: None,
+            firewall_rule: None,
+            block_reason: None,
+            tls_version: None,
+            http_version: "HTTP/1.1".into(),
+            error_class: None,
+        };
+        type Change = fn(&mut AccessRecord, u64);
+        let changes: [Change; 17] = [
+            |_, _| {},
+            |a, i| a.timestamp += Duration::from_millis(i * 337),
+            |a, i| a.site = format!("site{}", i % 3).into(),
+            |a, i| a.deploy = (i % 2 == 0).then(|| format!("d{i}").into()),
+            |a, i| a.host = format!("h{}.example", i % 2),
+            |a, i| {
+                a.method = if i % 2 == 0 {
+                    "POST".into()
+                } else {
+                    "M\"X".to_string().into()
+                }
+            },
+            |a, i| a.path = format!("/p/{i}"),
+            |a, i| {
+                a.cache_status = if i % 2 == 0 {
+                    CacheStatus::Hit
+                } else {
+                    CacheStatus::Miss
+                }
+            },
+            |a, i| {
+                a.answered_by = if i % 2 == 0 {
+                    Phase::Proxy
+                } else {
+                    Phase::Redirect
+                }
+            },
+            |a, i| a.rule = (i % 3 != 0).then(|| format!("_redirects:{i}")),
+            |a, i| a.function_name = (i % 2 == 0).then(|| "fn".into()),
+            |a, i| a.firewall_rule = (i % 2 == 0).then(|| "fw\n".into()),
+            |a, i| a.block_reason = (i % 2 == 0).then(|| "why".into()),
+            |a, i| a.tls_version = (i % 2 == 0).then_some(Cow::Borrowed("TLSv1.3")),
+            |a, i| {
+                a.http_version = if i % 2 == 0 {
+                    "HTTP/2".into()
+                } else {
+                    "HTTP/1.1".into()
+                }
+            },
+            |a, i| a.error_class = (i % 2 == 0).then_some(ErrorClass::Blocked),
+            |a, i| a.timestamp = UNIX_EPOCH + Duration::from_millis(253_402_300_799_000 + i),
+        ];
+        for pii in [false, true] {
+            let mut cache = LineCache::default();
+            let mut a = base.clone();
+            for i in 0..400u64 {
+                // Several fields change at once, some records repeat.
+                let r = i.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 7;
+                for k in 0..3 {
+                    if (r >> (k * 8)) % 3 == 0 {
+                        changes[((r >> (k * 8 + 2)) % 17) as usize](&mut a, i);
+                    }
+                }
+                let record = Record::Access(Box::new(a.clone()));
+                let mut cached = Vec::new();
+                record.write_json_line_cached(&mut cached, pii, &mut cache);
+                assert_eq!(
+                    String::from_utf8(cached).unwrap(),
+                    String::from_utf8(record.to_json_line(pii)).unwrap(),
+                    "record {i}"
                 );
             }
         }
