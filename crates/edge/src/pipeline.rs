@@ -313,7 +313,9 @@ impl Edge {
     fn function_context(&self, ctx: &RequestCtx) -> ledge_functions::RequestContext {
         let mut c = ledge_functions::RequestContext {
             ip: ctx.client_ip.to_string(),
-            request_id: ctx.id.to_str().unwrap_or("").to_owned(),
+            request_id: std::str::from_utf8(ctx.id.as_bytes())
+                .unwrap_or("")
+                .to_owned(),
             ..Default::default()
         };
         c.server.region = self.config.region.clone();
@@ -409,7 +411,9 @@ impl Edge {
         }
         // One pass over each header map instead of a hashed lookup per
         // field: most requests carry few headers.
-        let text = |v: &HeaderValue| v.to_str().ok().map(str::to_owned);
+        // UTF-8 is all JSON needs (and checking it is cheaper than
+        // `to_str`'s visible-ASCII test).
+        let text = |v: &HeaderValue| std::str::from_utf8(v.as_bytes()).ok().map(str::to_owned);
         let (mut user_agent, mut referrer, mut request_size) = (None, None, 0);
         for (name, value) in &parts.headers {
             if name == header::USER_AGENT {

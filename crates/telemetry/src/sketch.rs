@@ -170,6 +170,17 @@ impl QuantileSketch {
         (1.0 + self.alpha) / (1.0 - self.alpha)
     }
 
+    /// `gamma().ln()`, computed once for the default accuracy (every
+    /// insert needs it).
+    fn ln_gamma(&self) -> f64 {
+        static DEFAULT: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+        if self.alpha == Self::DEFAULT_ALPHA {
+            *DEFAULT.get_or_init(|| self.gamma().ln())
+        } else {
+            self.gamma().ln()
+        }
+    }
+
     /// The relative accuracy.
     pub fn alpha(&self) -> f64 {
         self.alpha
@@ -191,7 +202,7 @@ impl QuantileSketch {
         if x <= Self::MIN_VALUE {
             self.zero += n;
         } else {
-            let i = (x.ln() / self.gamma().ln()).ceil();
+            let i = (x.ln() / self.ln_gamma()).ceil();
             let i = i.clamp(i32::MIN as f64, i32::MAX as f64) as i32;
             *self.bins.entry(i).or_insert(0) += n;
             self.fold();

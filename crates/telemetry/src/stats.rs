@@ -387,7 +387,9 @@ impl Bucket {
 /// Open minute buckets, filled by the dispatcher: site → minute → bucket.
 #[derive(Debug, Default)]
 pub(crate) struct Aggregator {
-    open: HashMap<String, BTreeMap<u64, Bucket>>,
+    // Keys are site names (valid labels); a fast hash, as this is looked
+    // up once per record.
+    open: HashMap<String, BTreeMap<u64, Bucket>, foldhash::fast::RandomState>,
 }
 
 impl Aggregator {
