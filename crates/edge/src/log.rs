@@ -5,13 +5,38 @@
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 use ledge_telemetry::{AccessRecord, ErrorClass, Telemetry};
 
 use crate::body::Body;
+
+/// The wall-clock time of `at`, from a per-thread pair of readings of both
+/// clocks taken at most a second before `now` (saves reading the wall
+/// clock for every request; the clocks drift apart by far less than the
+/// record's millisecond precision within a second).
+pub(crate) fn wall_clock(at: Instant, now: Instant) -> SystemTime {
+    use std::cell::Cell;
+    thread_local! {
+        static ANCHOR: Cell<Option<(Instant, SystemTime)>> = const { Cell::new(None) };
+    }
+    let (mono, wall) = ANCHOR.with(|a| match a.get() {
+        Some((mono, wall)) if now.saturating_duration_since(mono) < Duration::from_secs(1) => {
+            (mono, wall)
+        }
+        _ => {
+            let fresh = (now, SystemTime::now());
+            a.set(Some(fresh));
+            fresh
+        }
+    });
+    match at.checked_duration_since(mono) {
+        Some(after) => wall + after,
+        None => wall - mono.saturating_duration_since(at),
+    }
+}
 
 /// A response body that finishes its access record when it ends.
 pub struct Logged {
@@ -118,5 +143,25 @@ impl http_body::Body for Logged {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wall_clock_matches_the_system_clock() {
+        let start = Instant::now();
+        let wall = SystemTime::now();
+        std::thread::sleep(Duration::from_millis(5));
+        let now = Instant::now();
+        // The request's start (before the anchor) and the present.
+        for at in [start, now] {
+            let got = wall_clock(at, now);
+            let want = wall + at.duration_since(start);
+            let diff = got.duration_since(want).unwrap_or_else(|e| e.duration());
+            assert!(diff < Duration::from_millis(2), "{diff:?}");
+        }
     }
 }

@@ -439,7 +439,7 @@ impl Edge {
         let now = std::time::Instant::now();
         let ttfb = now.saturating_duration_since(start);
         let record = Box::new(AccessRecord {
-            timestamp: std::time::SystemTime::now() - ttfb,
+            timestamp: crate::log::wall_clock(start, now),
             request_id: ctx.id.to_str().unwrap_or("").to_owned(),
             site: ctx
                 .target

@@ -4,26 +4,31 @@
 //! # Shape
 //!
 //! ```text
-//!  edge: record_access / record_function ──try_send──▶ bounded queue ──▶ dispatcher task
-//!        (metrics counted here, O(1), never waits;        (drops counted)   │
-//!         a full queue drops the record)                                      ├─▶ per-site minute buckets ──▶ BucketStore (minute + hour)
-//!                                                                             ├─▶ live tail (broadcast)
-//!                                                                             └─▶ JSON line ──try_send──▶ each sink's own bounded buffer ──▶ sink task
-//!                                                                                                         (node drains: all records; site drains: that site's)
+//!  edge: record_access / record_function ──push──▶ inbox ──(1 ms batches)──▶ dispatcher task
+//!        (metrics counted here, O(1), never waits;  (Vec behind a mutex,       │
+//!         a full inbox drops the record)             bounded; drops counted)   ├─▶ per-site minute buckets ──▶ BucketStore (minute + hour)
+//!                                                                              ├─▶ live tail (broadcast)
+//!                                                                              └─▶ one buffer of JSON lines per audience ──▶ each sink's own bounded buffer ──▶ sink task
+//!                                                                                  (node drains: all records; site drains: that site's)
 //! ```
 //!
 //! * [`Telemetry::record_access`] / [`Telemetry::record_function`] update the
-//!   operator [`Metrics`] (relaxed atomics) and `try_send` the record into a
-//!   bounded queue; when it is full the record is dropped and counted
-//!   ([`Telemetry::dropped`]). They never await, lock or block.
-//! * One dispatcher task takes records off the queue, adds them to the open
-//!   minute [`stats::Bucket`] of their site, sends them to live-tail
-//!   subscribers, serializes each once to a JSON line and offers it to every
-//!   node drain and to the drains of the record's site. Each drain has its own
-//!   bounded buffer, so a slow drain loses its own lines and nobody else's.
+//!   operator [`Metrics`] (relaxed atomics) and push the boxed record onto
+//!   the inbox; when it is full the record is dropped and counted
+//!   ([`Telemetry::dropped`]). They never await or block (the inbox lock is
+//!   held for a pointer move), and only the push that finds the inbox empty
+//!   wakes the dispatcher.
+//! * The dispatcher, once woken, lets records gather for 1 ms, takes the
+//!   whole inbox, adds each record to the open minute [`stats::Bucket`] of
+//!   its site, sends it to live-tail subscribers, and writes its JSON line
+//!   into the batch's buffers: one for the node drains, one per site with
+//!   drains. Runs of fields a record shares with the previous one come from
+//!   a [`LineCache`]. Each buffer becomes one shared chunk offered to every
+//!   drain of its audience. Each drain has its own buffer, bounded in lines,
+//!   so a slow drain loses its own lines and nobody else's.
 //! * Closed minutes (5 s after they end) are merged into the [`BucketStore`]
 //!   at minute and hour resolution; old buckets are swept hourly.
-//! * [`Telemetry::shutdown`] stops intake, drains the queue, writes open
+//! * [`Telemetry::shutdown`] stops intake, drains the inbox, writes open
 //!   buckets and lets every sink flush (bounded by `shutdown_timeout`);
 //!   awaiting [`Background::join`] waits for that.
 //!

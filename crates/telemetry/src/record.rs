@@ -526,6 +526,30 @@ fn two_digits(out: &mut Vec<u8>, n: u64) {
     out.extend_from_slice(&PAIRS[(n % 100) as usize]);
 }
 
+/// Each byte value in decimal: up to three digits and their count.
+const OCTETS: [([u8; 3], u8); 256] = {
+    let mut t = [([0u8; 3], 0u8); 256];
+    let mut i = 0;
+    while i < 256 {
+        let (h, te, o) = ((i / 100) as u8, (i / 10 % 10) as u8, (i % 10) as u8);
+        t[i] = if i >= 100 {
+            ([b'0' + h, b'0' + te, b'0' + o], 3)
+        } else if i >= 10 {
+            ([b'0' + te, b'0' + o, 0], 2)
+        } else {
+            ([b'0' + o, 0, 0], 1)
+        };
+        i += 1;
+    }
+    t
+};
+
+/// Appends one byte's value in decimal (an IPv4 address part).
+fn octet(out: &mut Vec<u8>, v: u8) {
+    let (digits, len) = &OCTETS[usize::from(v)];
+    out.extend_from_slice(&digits[..usize::from(*len)]);
+}
+
 /// Appends an unsigned integer in decimal.
 fn json_u64(out: &mut Vec<u8>, n: u64) {
     if n < 10 {
@@ -647,13 +671,15 @@ fn access_json_with(
         out.extend_from_slice(b",\"client_ip\":");
         match a.client_ip {
             Some(std::net::IpAddr::V4(v4)) => {
+                let [a, b, c, d] = v4.octets();
                 out.push(b'"');
-                for (i, octet) in v4.octets().iter().enumerate() {
-                    if i > 0 {
-                        out.push(b'.');
-                    }
-                    json_u64(out, u64::from(*octet));
-                }
+                octet(out, a);
+                out.push(b'.');
+                octet(out, b);
+                out.push(b'.');
+                octet(out, c);
+                out.push(b'.');
+                octet(out, d);
                 out.push(b'"');
             }
             Some(ip) => {
@@ -1093,6 +1119,11 @@ mod tests {
             let mut out = Vec::new();
             json_u64(&mut out, n);
             assert_eq!(String::from_utf8(out).unwrap(), n.to_string());
+        }
+        for v in 0..=255u8 {
+            let mut out = Vec::new();
+            octet(&mut out, v);
+            assert_eq!(String::from_utf8(out).unwrap(), v.to_string());
         }
         let mut micros: Vec<u64> = (0..2_100).collect();
         micros.extend([
