@@ -3,11 +3,10 @@
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 
-use bytes::Bytes;
 use flate2::write::GzEncoder;
 use reqwest::header::{CONTENT_ENCODING, CONTENT_TYPE, USER_AGENT};
 
-use super::{BatchWriter, ConnectCheck, SinkError};
+use super::{Batch, BatchWriter, ConnectCheck, SinkError};
 use crate::drain::HttpFormat;
 
 pub(crate) struct HttpWriter {
@@ -49,18 +48,20 @@ impl HttpWriter {
 }
 
 /// The batch as one body: NDJSON as is, or a JSON array of the lines.
-pub(crate) fn encode(batch: &[Bytes], format: HttpFormat) -> Vec<u8> {
-    let total: usize = batch.iter().map(|l| l.len()).sum();
-    let mut body = Vec::with_capacity(total + 2);
+pub(crate) fn encode(batch: &Batch, format: HttpFormat) -> Vec<u8> {
+    let mut body = Vec::with_capacity(batch.bytes + 2);
     match format {
-        HttpFormat::Ndjson => batch.iter().for_each(|l| body.extend_from_slice(l)),
+        HttpFormat::Ndjson => batch
+            .chunks
+            .iter()
+            .for_each(|c| body.extend_from_slice(&c.bytes)),
         HttpFormat::Json => {
             body.push(b'[');
-            for (i, l) in batch.iter().enumerate() {
+            for (i, l) in batch.lines().enumerate() {
                 if i > 0 {
                     body.push(b',');
                 }
-                body.extend_from_slice(l.strip_suffix(b"\n").unwrap_or(l));
+                body.extend_from_slice(l.strip_suffix(b"\n").unwrap_or(&l));
             }
             body.push(b']');
         }
@@ -78,7 +79,7 @@ fn gzip(body: &[u8]) -> std::io::Result<Vec<u8>> {
 }
 
 impl BatchWriter for HttpWriter {
-    async fn write(&mut self, batch: &[Bytes]) -> Result<(), SinkError> {
+    async fn write(&mut self, batch: &Batch) -> Result<(), SinkError> {
         self.check_literal()?;
         let body = gzip(&encode(batch, self.format))
             .map_err(|e| SinkError::Permanent(format!("gzip: {e}")))?;
@@ -113,15 +114,29 @@ impl BatchWriter for HttpWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
 
     #[test]
     fn encodes_ndjson_and_json_arrays() {
-        let b = [
-            Bytes::from_static(b"{\"a\":1}\n"),
-            Bytes::from_static(b"{\"a\":2}\n"),
-        ];
-        assert_eq!(encode(&b, HttpFormat::Ndjson), b"{\"a\":1}\n{\"a\":2}\n");
+        let b = Batch {
+            chunks: vec![
+                super::super::Chunk {
+                    bytes: Bytes::from_static(b"{\"a\":1}\n"),
+                    lines: 1,
+                },
+                super::super::Chunk {
+                    bytes: Bytes::from_static(b"{\"a\":2}\n{\"a\":3}\n"),
+                    lines: 2,
+                },
+            ],
+            lines: 3,
+            bytes: 24,
+        };
+        assert_eq!(
+            encode(&b, HttpFormat::Ndjson),
+            b"{\"a\":1}\n{\"a\":2}\n{\"a\":3}\n"
+        );
         let arr: serde_json::Value = serde_json::from_slice(&encode(&b, HttpFormat::Json)).unwrap();
-        assert_eq!(arr, serde_json::json!([{"a": 1}, {"a": 2}]));
+        assert_eq!(arr, serde_json::json!([{"a": 1}, {"a": 2}, {"a": 3}]));
     }
 }

@@ -3,12 +3,11 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
 use rskafka::client::partition::{Compression, PartitionClient, UnknownTopicHandling};
 use rskafka::client::{Client, ClientBuilder};
 use rskafka::BackoffConfig;
 
-use super::{allowed_addrs, message, BatchWriter, ConnectCheck, SinkError};
+use super::{allowed_addrs, message, Batch, BatchWriter, ConnectCheck, SinkError};
 
 pub(crate) struct KafkaWriter {
     brokers: Vec<String>,
@@ -86,7 +85,7 @@ impl KafkaWriter {
 }
 
 impl BatchWriter for KafkaWriter {
-    async fn write(&mut self, batch: &[Bytes]) -> Result<(), SinkError> {
+    async fn write(&mut self, batch: &Batch) -> Result<(), SinkError> {
         self.connect().await?;
         let Some((_, partitions)) = &self.conn else {
             return Err(SinkError::Retry("not connected".into()));
@@ -97,10 +96,10 @@ impl BatchWriter for KafkaWriter {
             .unwrap_or(0);
         let now = rskafka::chrono::DateTime::from_timestamp_millis(millis).unwrap_or_default();
         let records = batch
-            .iter()
+            .lines()
             .map(|l| rskafka::record::Record {
                 key: None,
-                value: Some(message(l).to_vec()),
+                value: Some(message(&l).to_vec()),
                 headers: Default::default(),
                 timestamp: now,
             })

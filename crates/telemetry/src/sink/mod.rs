@@ -99,20 +99,103 @@ pub(crate) struct Chunk {
 }
 
 impl Chunk {
-    /// The lines, each with its `\n`.
+    /// The lines, each with its `\n` (a last line without one too).
     pub fn lines(&self) -> impl Iterator<Item = Bytes> + '_ {
         let b = &self.bytes;
         let mut at = 0;
+        let mut ends = memchr::memchr_iter(b'\n', b);
         std::iter::from_fn(move || {
-            let rest = b.get(at..).filter(|r| !r.is_empty())?;
-            let len = rest
-                .iter()
-                .position(|&c| c == b'\n')
-                .map_or(rest.len(), |i| i + 1);
-            let line = b.slice(at..at + len);
-            at += len;
+            let end = match ends.next() {
+                Some(i) => i + 1,
+                None if at < b.len() => b.len(),
+                None => return None,
+            };
+            let line = b.slice(at..end);
+            at = end;
             Some(line)
         })
+    }
+
+    /// Splits off the longest run of whole lines at the front with at most
+    /// `max_lines` lines and `max_bytes` bytes (at least one line, however
+    /// long, when `at_least_one`); returns it and the rest, or `None` when
+    /// nothing may be taken.
+    fn split_front(
+        &self,
+        max_lines: usize,
+        max_bytes: usize,
+        at_least_one: bool,
+    ) -> Option<(Chunk, Chunk)> {
+        let mut cut = 0;
+        let mut lines = 0;
+        for end in memchr::memchr_iter(b'\n', &self.bytes).map(|i| i + 1) {
+            if lines == max_lines || (end > max_bytes && !(at_least_one && lines == 0)) {
+                break;
+            }
+            cut = end;
+            lines += 1;
+        }
+        if lines == 0 {
+            return None;
+        }
+        Some((
+            Chunk {
+                bytes: self.bytes.slice(..cut),
+                lines,
+            },
+            Chunk {
+                bytes: self.bytes.slice(cut..),
+                lines: self.lines - lines,
+            },
+        ))
+    }
+}
+
+/// Lines a remote sink delivers at once: whole chunks as the dispatcher
+/// made them (split only where a chunk crosses the batch's limits).
+#[derive(Debug, Default)]
+pub(crate) struct Batch {
+    pub chunks: Vec<Chunk>,
+    pub lines: usize,
+    pub bytes: usize,
+}
+
+impl Batch {
+    /// Every line, each with its `\n`.
+    pub fn lines(&self) -> impl Iterator<Item = Bytes> + '_ {
+        self.chunks.iter().flat_map(Chunk::lines)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.lines == 0
+    }
+
+    fn clear(&mut self) {
+        self.chunks.clear();
+        self.lines = 0;
+        self.bytes = 0;
+    }
+
+    /// Adds as much of `chunk` as the limits allow; returns the rest.
+    fn add(&mut self, chunk: Chunk, cfg: &BatchConfig) -> Option<Chunk> {
+        let max_lines = cfg.max_records.max(1) - self.lines.min(cfg.max_records.max(1));
+        let max_bytes = cfg.max_bytes.saturating_sub(self.bytes);
+        let (take, rest) = if chunk.lines <= max_lines && chunk.bytes.len() <= max_bytes {
+            (chunk, None)
+        } else {
+            match chunk.split_front(max_lines, max_bytes, self.is_empty()) {
+                Some((take, rest)) => (take, (rest.lines > 0).then_some(rest)),
+                None => return Some(chunk),
+            }
+        };
+        self.lines += take.lines;
+        self.bytes += take.bytes.len();
+        self.chunks.push(take);
+        rest
+    }
+
+    fn full(&self, cfg: &BatchConfig) -> bool {
+        self.lines >= cfg.max_records.max(1) || self.bytes >= cfg.max_bytes
     }
 }
 
@@ -233,7 +316,7 @@ pub(crate) fn spawn(
 pub(crate) trait BatchWriter: Send + 'static {
     fn write<'a>(
         &'a mut self,
-        batch: &'a [Bytes],
+        batch: &'a Batch,
     ) -> impl Future<Output = Result<(), SinkError>> + Send + 'a;
 }
 
@@ -244,74 +327,64 @@ async fn run_batched<W: BatchWriter>(
     metrics: Arc<Metrics>,
     name: String,
 ) {
-    let mut batch = Vec::with_capacity(cfg.max_records.min(4096));
-    let mut carry = std::collections::VecDeque::new();
+    let mut batch = Batch::default();
+    let mut carry = None;
     loop {
         let closed = fill(&mut rx, &mut carry, &mut batch, &cfg).await;
         if !batch.is_empty() {
             deliver(&mut w, &batch, &cfg, &metrics, &name).await;
             batch.clear();
         }
-        if closed && carry.is_empty() {
+        if closed && carry.is_none() {
             break;
         }
     }
 }
 
-/// Collects one batch of lines, starting with those `carry` holds from the
-/// last chunk; returns whether the intake is closed (flush and stop).
+/// Collects one batch: up to `max_records` lines or `max_bytes`, or what
+/// arrived within `linger` of the first line. What is left of a chunk that
+/// crossed the limits waits in `carry` for the next batch. Returns whether
+/// the intake is closed (flush and stop).
 async fn fill(
     rx: &mut Intake,
-    carry: &mut std::collections::VecDeque<Bytes>,
-    batch: &mut Vec<Bytes>,
+    carry: &mut Option<Chunk>,
+    batch: &mut Batch,
     cfg: &BatchConfig,
 ) -> bool {
-    let mut bytes = 0;
-    let full = |batch: &Vec<Bytes>, bytes: usize| {
-        batch.len() >= cfg.max_records.max(1) || bytes >= cfg.max_bytes
-    };
-    // Lines left over from a chunk larger than a batch go first.
-    while let Some(line) = carry.pop_front() {
-        bytes += line.len();
-        batch.push(line);
-        if full(batch, bytes) {
+    if let Some(c) = carry.take() {
+        *carry = batch.add(c, cfg);
+        if batch.full(cfg) || carry.is_some() {
             return false;
         }
-    }
-    let first = if batch.is_empty() {
+    } else {
         match rx.recv().await {
-            Some(c) => Some(c),
+            Some(c) => {
+                *carry = batch.add(c, cfg);
+                if batch.full(cfg) || carry.is_some() {
+                    return false;
+                }
+            }
             None => return true,
         }
-    } else {
-        None
-    };
+    }
     let deadline = tokio::time::Instant::now() + cfg.linger;
-    let mut next = first;
     loop {
-        let chunk = match next.take() {
-            Some(c) => c,
-            None => match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(c)) => c,
-                Ok(None) => return true,
-                Err(_) => return false,
-            },
-        };
-        let mut lines = chunk.lines();
-        for line in lines.by_ref() {
-            bytes += line.len();
-            batch.push(line);
-            if full(batch, bytes) {
-                carry.extend(lines);
-                return false;
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Some(c)) => {
+                *carry = batch.add(c, cfg);
+                if batch.full(cfg) || carry.is_some() {
+                    return false;
+                }
             }
+            Ok(None) => return true,
+            Err(_) => return false,
         }
     }
 }
 
 async fn deliver<W: BatchWriter>(
     w: &mut W,
-    batch: &[Bytes],
+    batch: &Batch,
     cfg: &BatchConfig,
     metrics: &Metrics,
     name: &str,
@@ -325,18 +398,18 @@ async fn deliver<W: BatchWriter>(
         };
         match result {
             Ok(()) => {
-                metrics.sink_written.fetch_add(batch.len() as u64, Relaxed);
+                metrics.sink_written.fetch_add(batch.lines as u64, Relaxed);
                 return;
             }
             Err(SinkError::Permanent(why)) => {
                 metrics.sink_failed_batches.fetch_add(1, Relaxed);
-                tracing::warn!(drain = %redact(name), %why, lines = batch.len(), "log drain refused a batch; dropped");
+                tracing::warn!(drain = %redact(name), %why, lines = batch.lines, "log drain refused a batch; dropped");
                 break;
             }
             Err(SinkError::Retry(why)) => {
                 metrics.sink_failed_batches.fetch_add(1, Relaxed);
                 if attempt == attempts {
-                    tracing::warn!(drain = %redact(name), %why, attempts, lines = batch.len(), "log drain failed; batch dropped");
+                    tracing::warn!(drain = %redact(name), %why, attempts, lines = batch.lines, "log drain failed; batch dropped");
                     break;
                 }
                 tracing::debug!(drain = %redact(name), %why, attempt, "log drain failed; retrying");
@@ -345,7 +418,7 @@ async fn deliver<W: BatchWriter>(
             }
         }
     }
-    metrics.sink_dropped.fetch_add(batch.len() as u64, Relaxed);
+    metrics.sink_dropped.fetch_add(batch.lines as u64, Relaxed);
 }
 
 /// `d` scaled by a factor in [0.5, 1.5), from the clock's low bits (enough
@@ -430,5 +503,81 @@ pub(crate) fn message(line: &Bytes) -> Bytes {
     match line.last() {
         Some(b'\n') => line.slice(..line.len() - 1),
         _ => line.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunk(n: usize, from: usize) -> Chunk {
+        let text: String = (from..from + n).map(|i| format!("{i:03}\n")).collect();
+        Chunk {
+            bytes: Bytes::from(text),
+            lines: n,
+        }
+    }
+
+    fn text(b: &Batch) -> String {
+        b.lines()
+            .map(|l| String::from_utf8(l.to_vec()).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn chunks_yield_their_lines() {
+        let c = chunk(3, 0);
+        let lines: Vec<Bytes> = c.lines().collect();
+        assert_eq!(lines, ["000\n", "001\n", "002\n"]);
+        let open = Chunk {
+            bytes: Bytes::from_static(b"a\nb"),
+            lines: 2,
+        };
+        assert_eq!(open.lines().collect::<Vec<_>>(), ["a\n", "b"]);
+    }
+
+    /// Batches keep whole chunks and split one only where it crosses the
+    /// line or byte limit; nothing is lost or reordered.
+    #[test]
+    fn batches_split_chunks_only_at_their_limits() {
+        let cfg = BatchConfig {
+            max_records: 5,
+            max_bytes: 14, // three 4-byte lines and a bit
+            ..BatchConfig::default()
+        };
+        let mut b = Batch::default();
+        assert!(b.add(chunk(2, 0), &cfg).is_none());
+        assert!(!b.full(&cfg));
+        // 2 more lines fit the line limit but only 1 the byte limit.
+        let rest = b.add(chunk(2, 2), &cfg).expect("split");
+        assert_eq!((b.lines, b.bytes, b.chunks.len()), (3, 12, 2));
+        assert_eq!(text(&b), "000\n001\n002\n");
+        assert_eq!((rest.lines, &rest.bytes[..]), (1, &b"003\n"[..]));
+        // A full batch takes nothing more.
+        let mut b2 = Batch {
+            chunks: b.chunks.clone(),
+            lines: b.lines,
+            bytes: b.bytes,
+        };
+        let back = b2.add(rest.clone(), &cfg).expect("refused");
+        assert_eq!(back.lines, 1);
+        // The line limit: 7 lines into an empty batch give 5 and 2.
+        let cfg = BatchConfig {
+            max_records: 5,
+            ..BatchConfig::default()
+        };
+        let mut b = Batch::default();
+        let rest = b.add(chunk(7, 0), &cfg).expect("split");
+        assert!(b.full(&cfg));
+        assert_eq!(text(&b), "000\n001\n002\n003\n004\n");
+        assert_eq!(rest.lines().collect::<Vec<_>>(), ["005\n", "006\n"]);
+        // A line longer than the byte limit still goes, alone.
+        let cfg = BatchConfig {
+            max_bytes: 2,
+            ..BatchConfig::default()
+        };
+        let mut b = Batch::default();
+        let rest = b.add(chunk(2, 0), &cfg).expect("split");
+        assert_eq!((b.lines, rest.lines), (1, 1));
     }
 }

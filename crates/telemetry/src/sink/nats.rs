@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::{allowed_addrs, message, BatchWriter, ConnectCheck, SinkError};
+use super::{allowed_addrs, message, Batch, BatchWriter, Chunk, ConnectCheck, SinkError};
 
 /// Most bytes of JSON lines in one message (well under the servers'
 /// default `max_payload` of 1 MiB).
@@ -68,12 +68,12 @@ impl NatsWriter {
 }
 
 impl BatchWriter for NatsWriter {
-    async fn write(&mut self, batch: &[Bytes]) -> Result<(), SinkError> {
+    async fn write(&mut self, batch: &Batch) -> Result<(), SinkError> {
         let js = self.connect().await?;
         let messages = if self.per_record {
-            batch.iter().map(message).collect()
+            batch.lines().map(|l| message(&l)).collect()
         } else {
-            messages(batch, MESSAGE_BYTES)
+            messages(&batch.chunks, MESSAGE_BYTES)
         };
         let mut acks = Vec::with_capacity(messages.len());
         for payload in messages {
@@ -98,21 +98,48 @@ impl BatchWriter for NatsWriter {
     }
 }
 
-/// Lines (each ending in `\n`) packed in order into payloads of at most
-/// `limit` bytes; a longer line is a payload of its own. The same lines
-/// always give the same payloads.
-fn messages(lines: &[Bytes], limit: usize) -> Vec<Bytes> {
-    let mut out = Vec::new();
-    let mut cur: Vec<u8> = Vec::new();
-    for line in lines {
-        if !cur.is_empty() && cur.len() + line.len() > limit {
-            out.push(Bytes::from(std::mem::take(&mut cur)));
+/// The chunks' lines packed in order into payloads of at most `limit`
+/// bytes, cut only between lines (a longer line is a payload of its own).
+/// A chunk that fits is used as it is, without a copy; small neighbours are
+/// joined. The same chunks always give the same payloads.
+fn messages(chunks: &[Chunk], limit: usize) -> Vec<Bytes> {
+    // Pieces of at most `limit` bytes (or a single long line), in order.
+    let mut pieces = Vec::new();
+    for c in chunks {
+        let mut rest = c.clone();
+        while rest.bytes.len() > limit {
+            match rest.split_front(usize::MAX, limit, true) {
+                Some((front, back)) => {
+                    pieces.push(front.bytes);
+                    rest = back;
+                }
+                None => break,
+            }
         }
-        cur.extend_from_slice(line);
+        if !rest.bytes.is_empty() {
+            pieces.push(rest.bytes);
+        }
     }
-    if !cur.is_empty() {
-        out.push(Bytes::from(cur));
+    let mut out = Vec::new();
+    let mut group: Vec<Bytes> = Vec::new();
+    let mut size = 0;
+    let flush = |group: &mut Vec<Bytes>, out: &mut Vec<Bytes>| match group.len() {
+        0 => {}
+        1 => out.extend(group.pop()),
+        _ => {
+            out.push(Bytes::from(group.concat()));
+            group.clear();
+        }
+    };
+    for p in pieces {
+        if size + p.len() > limit {
+            flush(&mut group, &mut out);
+            size = 0;
+        }
+        size += p.len();
+        group.push(p);
     }
+    flush(&mut group, &mut out);
     out
 }
 
@@ -131,23 +158,43 @@ fn message_id(payload: &[u8]) -> String {
 mod tests {
     use bytes::Bytes;
 
+    fn chunk(lines: &[Bytes]) -> super::Chunk {
+        super::Chunk {
+            bytes: Bytes::from(lines.concat()),
+            lines: lines.len(),
+        }
+    }
+
     #[test]
     fn lines_are_packed_into_bounded_messages_in_order() {
         let lines: Vec<Bytes> = (0..10)
             .map(|i| Bytes::from(format!("{{\"n\":{i}}}\n")))
             .collect(); // 8 bytes each
-        let m = super::messages(&lines, 20);
+        let all = lines.concat();
+        // One chunk of ten lines, cut at line boundaries into 16-byte parts.
+        let m = super::messages(&[chunk(&lines)], 20);
         assert_eq!(m.len(), 5);
         assert!(m.iter().all(|p| p.len() == 16));
-        assert_eq!(m.concat(), lines.concat());
-        // One message when they fit; a line over the limit goes alone.
-        assert_eq!(super::messages(&lines, 1 << 16).len(), 1);
+        assert_eq!(m.concat(), all);
+        // Chunks that fit together are joined; one that fits alone is kept.
+        let parts = [chunk(&lines[..1]), chunk(&lines[1..2]), chunk(&lines[2..4])];
+        let m = super::messages(&parts, 20);
+        assert_eq!(m, vec![lines[..2].concat(), lines[2..4].concat()]);
+        assert_eq!(
+            super::messages(&[chunk(&lines)], 1 << 16),
+            vec![all.clone()]
+        );
+        // A line over the limit goes alone; the others around it are cut
+        // between lines.
         let big = Bytes::from(format!("{}\n", "x".repeat(40)));
         let mixed = [lines[0].clone(), big.clone(), lines[1].clone()];
-        let m = super::messages(&mixed, 20);
+        let m = super::messages(&[chunk(&mixed)], 20);
         assert_eq!(m, vec![lines[0].clone(), big, lines[1].clone()]);
-        // The same lines give the same payloads (and so the same ids).
-        assert_eq!(super::messages(&lines, 20), super::messages(&lines, 20));
+        // The same chunks give the same payloads (and so the same ids).
+        assert_eq!(
+            super::messages(&[chunk(&lines)], 20),
+            super::messages(&[chunk(&lines)], 20)
+        );
         assert!(super::messages(&[], 20).is_empty());
     }
 

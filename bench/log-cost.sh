@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# log-cost.sh [ROUNDS] — what the access log costs: static-1k (wrk, 64
+# connections, 8 s after a 2 s warm-up) per server CPU-second with the log
+# off, to the default file drain, and to a NATS JetStream drain, alternating
+# in each round so all three see the same machine. Ledge runs with one worker
+# thread on CPU 0 (its log threads too); wrk and nats-server share CPU 1.
+# Prints one line per run and the medians; exits 1 if a run fails.
+# Uses target/release/ledge (or $LEDGE_BIN), wrk, and nats-server from PATH
+# (the NATS case is skipped without it). Fixtures: ./setup.sh --fixtures.
+set -euo pipefail
+rounds=${1:-8}
+here=$(cd "$(dirname "$0")" && pwd)
+source "$here/lib/common.sh"
+bin=${LEDGE_BIN:-$here/../target/release/ledge}
+site=$BENCH_WORK/site
+[[ -d $site ]] || "$here/setup.sh" --fixtures
+work=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+port=31998 nats_port=31997
+url=http://127.0.0.1:$port/assets/asset-1k.css
+
+configs=(off file)
+write_config() { # NAME EXTRA
+  printf 'listen = "127.0.0.1:%s"\napi_listen = "127.0.0.1:0"\ndata = "%s/data"\n%s\n' \
+    "$port" "$work" "$2" >"$work/$1.toml"
+}
+write_config off 'access_log = "off"'
+write_config file 'access_log = "on"'
+if command -v nats-server >/dev/null; then
+  write_config nats "access_log = \"on\"
+log_drains = [\"nats://127.0.0.1:$nats_port/ledge.logs.bench\"]"
+  configs+=(nats)
+  taskset -c 1 nats-server -js -a 127.0.0.1 -p "$nats_port" -sd "$work/nats" >/dev/null 2>&1 &
+  sleep 1
+  # A stream for the drain: memory storage, oldest records dropped past 512 MiB.
+  python3 - "$nats_port" <<'PY'
+import json, socket, sys, time
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+s.recv(4096)
+cfg = json.dumps({"name": "BENCH", "subjects": ["ledge.logs.>"], "storage": "memory",
+                  "max_bytes": 512 << 20, "discard": "old"}).encode()
+s.sendall(b'CONNECT {"verbose":false}\r\nSUB _INBOX.b 1\r\nPUB $JS.API.STREAM.CREATE.BENCH _INBOX.b %d\r\n' % len(cfg)
+          + cfg + b"\r\nPING\r\n")
+time.sleep(0.5)
+reply = s.recv(65536).decode()
+if "stream_create_response" not in reply or '"error"' in reply:
+    sys.exit("creating the stream failed: " + reply[:300])
+PY
+fi
+
+# Deploy the fixture once (a throwaway node over the same data folder).
+"$here/servers/ledge-run.sh" "$bin" "$work/off.toml" "$site" >"$work/deploy.log" 2>&1 &
+deployer=$!
+# (10,000 files: the first upload takes about a minute here.)
+for _ in $(seq 1 600); do curl -sf -o /dev/null "$url" && break; sleep 0.5; done
+curl -sf -o /dev/null "$url" || { cat "$work/deploy.log" >&2; echo "the fixture did not deploy" >&2; exit 1; }
+kill "$deployer"; wait "$deployer" 2>/dev/null || true
+
+tck=$(getconf CLK_TCK)
+declare -A results
+for r in $(seq 1 "$rounds"); do
+  for c in "${configs[@]}"; do
+    TOKIO_WORKER_THREADS=1 taskset -c 0 "$bin" serve --config "$work/$c.toml" >/dev/null 2>&1 &
+    pid=$!
+    for _ in $(seq 1 200); do curl -sf -o /dev/null "$url" && break; sleep 0.1; done
+    taskset -c 1 wrk -t1 -c64 -d2s "$url" >/dev/null
+    t0=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+    out=$(taskset -c 1 wrk -t1 -c64 -d8s "$url")
+    t1=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+    kill "$pid"; wait "$pid" 2>/dev/null || true
+    reqs=$(awk '/requests in/ {print $1}' <<<"$out")
+    [[ -n $reqs && $t1 -gt $t0 ]] || { echo "round $r $c: failed" >&2; exit 1; }
+    per=$(( reqs * tck / (t1 - t0) ))
+    results[$c]+="$per "
+    echo "round $r $c: $reqs requests, $(( t1 - t0 )) ticks, $per req per CPU-s"
+  done
+done
+median() { tr ' ' '\n' | grep . | sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+off=$(median <<<"${results[off]}")
+for c in "${configs[@]}"; do
+  m=$(median <<<"${results[$c]}")
+  echo "median $c: $m req per CPU-s ($(awk -v a="$m" -v b="$off" 'BEGIN {printf "%.3f", a/b}')x off)"
+done
