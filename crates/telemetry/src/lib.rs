@@ -613,6 +613,7 @@ fn process(
     if buf.is_empty() {
         return;
     }
+    let n = buf.len() as u64;
     let site_drains = lock(&shared.site_drains);
     let mut agg = lock(&shared.agg);
     let tail = shared.tail.receiver_count() > 0;
@@ -681,6 +682,7 @@ fn process(
     }
     // Sites whose drains are gone keep no buffers.
     out.sites.retain(|site, _| site_drains.contains_key(site));
+    shared.metrics.processed.fetch_add(n, Relaxed);
 }
 
 /// Writes minutes that ended before `cutoff` (all of them with `None`).

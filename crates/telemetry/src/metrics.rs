@@ -95,6 +95,7 @@ pub struct Metrics {
     upstream_duration: Histogram,
     open_connections: AtomicI64,
     pub(crate) queue_dropped: AtomicU64,
+    pub(crate) processed: AtomicU64,
     pub(crate) sink_dropped: AtomicU64,
     pub(crate) sink_failed_batches: AtomicU64,
     pub(crate) sink_written: AtomicU64,
@@ -119,6 +120,7 @@ impl Default for Metrics {
             upstream_duration: Histogram::default(),
             open_connections: AtomicI64::new(0),
             queue_dropped: AtomicU64::new(0),
+            processed: AtomicU64::new(0),
             sink_dropped: AtomicU64::new(0),
             sink_failed_batches: AtomicU64::new(0),
             sink_written: AtomicU64::new(0),
@@ -185,6 +187,12 @@ impl Metrics {
     /// Records dropped because the telemetry queue was full.
     pub fn queue_dropped(&self) -> u64 {
         self.queue_dropped.load(Relaxed)
+    }
+
+    /// Records the dispatcher has handled (counted, sent to live tails and
+    /// handed to drains).
+    pub fn processed(&self) -> u64 {
+        self.processed.load(Relaxed)
     }
 
     /// Lines dropped because a sink's buffer was full or a batch failed
@@ -332,6 +340,12 @@ impl Metrics {
             "ledge_telemetry_queue_dropped_total",
             "Records dropped because the telemetry queue was full.",
             self.queue_dropped.load(Relaxed),
+        );
+        counter(
+            &mut o,
+            "ledge_telemetry_records_processed_total",
+            "Records the telemetry dispatcher has handled.",
+            self.processed.load(Relaxed),
         );
         counter(
             &mut o,

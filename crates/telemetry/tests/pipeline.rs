@@ -413,6 +413,7 @@ async fn exact_counters_match_a_known_mix() {
     t.shutdown();
     bg.join().await;
     assert_eq!(t.dropped(), 0);
+    assert_eq!(t.metrics().processed(), records.len() as u64);
     let since = UNIX_EPOCH + Duration::from_secs(1_795_867_200);
     let until = since + Duration::from_secs(3600);
     for site in ["blog", "shop", "docs"] {
