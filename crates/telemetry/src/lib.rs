@@ -38,15 +38,22 @@
 //! # Measured cost
 //!
 //! Criterion, `benches/record.rs`, release build, on the project's 2-core
-//! machine while other builds ran (so pessimistic); details in `BENCH.md`.
+//! machine (session 8; noisy to ±10 %):
 //!
 //! | what | time per record |
 //! |---|---|
-//! | `record_access`, queue has room | 177–268 ns |
-//! | `record_access`, with a stalled drain attached | 300–338 ns |
-//! | `record_access`, queue full (dropped, counted) | 257–310 ns |
-//! | dispatcher: statistics only | 412–505 ns (≈ 2 M records/s) |
-//! | dispatcher: statistics + file drain | 2.1–2.3 µs (≈ 450 k records/s) |
+//! | `record_access`, inbox has room | 116–135 ns |
+//! | `record_access`, with a stalled drain attached | 217–254 ns |
+//! | `record_access`, inbox full (dropped, counted; the record freed) | 206–207 ns |
+//! | statistics of one record (`Bucket::add`) | 65–69 ns |
+//! | its JSON line, into a batch buffer | 240 ns; 212–223 ns with the [`LineCache`] |
+//! | push + dispatcher: statistics only | 537–566 ns |
+//! | push + dispatcher: statistics + file drain | 770–850 ns |
+//!
+//! In a node serving 1 KB files, logging to the default file costs about
+//! 4.8k instructions per request (callgrind), and 7 % of requests per
+//! CPU-second in a median of eight rounds (`bench/log-cost.sh`,
+//! `docs/benchmarks.md`).
 //!
 //! # Wiring (edge and CLI)
 //!
