@@ -4,7 +4,8 @@
 # off, to the default file drain, and to a NATS JetStream drain, alternating
 # in each round so all three see the same machine. Ledge runs with one worker
 # thread on CPU 0 (its log threads too); wrk and nats-server share CPU 1.
-# Prints one line per run and the medians; exits 1 if a run fails.
+# Prints one line per run (with the records the log lost, which must be 0
+# for the comparison to hold) and the medians; exits 1 if a run fails.
 # Uses target/release/ledge (or $LEDGE_BIN), wrk, and nats-server from PATH
 # (the NATS case is skipped without it). Fixtures: ./setup.sh --fixtures.
 set -euo pipefail
@@ -60,19 +61,27 @@ tck=$(getconf CLK_TCK)
 declare -A results
 for r in $(seq 1 "$rounds"); do
   for c in "${configs[@]}"; do
-    TOKIO_WORKER_THREADS=1 taskset -c 0 "$bin" serve --config "$work/$c.toml" >/dev/null 2>&1 &
+    TOKIO_WORKER_THREADS=1 taskset -c 0 "$bin" serve --config "$work/$c.toml" >"$work/server.log" 2>&1 &
     pid=$!
     for _ in $(seq 1 200); do curl -sf -o /dev/null "$url" && break; sleep 0.1; done
     taskset -c 1 wrk -t1 -c64 -d2s "$url" >/dev/null
     t0=$(awk '{print $14 + $15}' "/proc/$pid/stat")
     out=$(taskset -c 1 wrk -t1 -c64 -d8s "$url")
     t1=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+    # Records lost anywhere (queue full, a drain's buffer full or a batch
+    # given up): the comparison only holds if this is 0.
+    lost=-
+    if [[ $c != off ]]; then
+      api=$(sed -n 's/^ledge: API listening on //p' "$work/server.log")
+      lost=$(curl -s -H "Authorization: Bearer $(cat "$work/data/admin-token")" "$api/metrics" |
+        awk '/^ledge_telemetry_(queue|sink)_dropped_total / {n += $2; seen = 1} END {print seen ? n : "?"}')
+    fi
     kill "$pid"; wait "$pid" 2>/dev/null || true
     reqs=$(awk '/requests in/ {print $1}' <<<"$out")
     [[ -n $reqs && $t1 -gt $t0 ]] || { echo "round $r $c: failed" >&2; exit 1; }
     per=$(( reqs * tck / (t1 - t0) ))
     results[$c]+="$per "
-    echo "round $r $c: $reqs requests, $(( t1 - t0 )) ticks, $per req per CPU-s"
+    echo "round $r $c: $reqs requests, $(( t1 - t0 )) ticks, $per req per CPU-s, records lost: $lost"
   done
 done
 median() { tr ' ' '\n' | grep . | sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
