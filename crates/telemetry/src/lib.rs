@@ -51,9 +51,9 @@
 //! | push + dispatcher: statistics + file drain | 770–850 ns |
 //!
 //! In a node serving 1 KB files, logging to the default file costs about
-//! 4.8k instructions per request (callgrind), and 7 % of requests per
-//! CPU-second in a median of eight rounds (`bench/log-cost.sh`,
-//! `docs/benchmarks.md`).
+//! 4.8k instructions per request (callgrind). It costs about 13 % of
+//! requests per CPU-second (pooled medians of 26 rounds of
+//! `bench/log-cost.sh`, `docs/benchmarks.md`).
 //!
 //! # Wiring (edge and CLI)
 //!
