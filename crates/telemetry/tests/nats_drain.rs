@@ -11,8 +11,7 @@ use futures_util::StreamExt;
 use ledge_telemetry::{Telemetry, TelemetryConfig};
 use serde_json::Value;
 
-/// A stream on `ledge.logs.>` of a fresh server, and a pull consumer's
-/// messages once everything is published.
+/// A fresh server's JetStream context and a stream on `ledge.logs.>`.
 async fn stream(port: u16) -> (jetstream::Context, stream::Stream) {
     let client = async_nats::connect(format!("nats://127.0.0.1:{port}"))
         .await
@@ -27,6 +26,29 @@ async fn stream(port: u16) -> (jetstream::Context, stream::Stream) {
         .await
         .unwrap();
     (js, stream)
+}
+
+/// Telemetry with a NATS drain for site `blog` (batches sent after 50 ms).
+fn draining_blog_to(drain: &str) -> (Telemetry, ledge_telemetry::Background) {
+    let mut config = TelemetryConfig::default();
+    config.batch.linger = Duration::from_millis(50);
+    let (t, bg) = Telemetry::start(config).unwrap();
+    t.set_site_drains("blog", vec![drain.parse().unwrap()])
+        .unwrap();
+    (t, bg)
+}
+
+/// A durable pull consumer of everything in the stream.
+async fn consumer(
+    stream: &stream::Stream,
+) -> async_nats::jetstream::consumer::Consumer<pull::Config> {
+    stream
+        .create_consumer(pull::Config {
+            durable_name: Some("test".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
 }
 
 async fn stored_messages(js: &jetstream::Context) -> u64 {
@@ -68,18 +90,9 @@ async fn delivers_json_lines_in_few_messages_to_a_jetstream_consumer() {
     let (_server, port) = start_nats(dir.path());
     let (js, stream) = stream(port).await;
 
-    let mut config = TelemetryConfig::default();
-    config.batch.linger = Duration::from_millis(50);
-    let (t, bg) = Telemetry::start(config).unwrap();
-    t.set_site_drains(
-        "blog",
-        vec![
-            format!("nats://127.0.0.1:{port}/ledge.logs.blog?exclude_pii")
-                .parse()
-                .unwrap(),
-        ],
-    )
-    .unwrap();
+    let (t, bg) = draining_blog_to(&format!(
+        "nats://127.0.0.1:{port}/ledge.logs.blog?exclude_pii"
+    ));
     record_mix(&t);
     // A lone record, then the same again as its own batch: the two
     // messages are the same bytes, so the stream keeps one (as it does
@@ -92,13 +105,7 @@ async fn delivers_json_lines_in_few_messages_to_a_jetstream_consumer() {
     bg.join().await;
     assert_eq!(t.metrics().sink_dropped(), 0);
 
-    let consumer = stream
-        .create_consumer(pull::Config {
-            durable_name: Some("test".into()),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let consumer = consumer(&stream).await;
     let stored = stored_messages(&js).await;
     assert!(
         (2..=10).contains(&stored),
@@ -135,18 +142,9 @@ async fn per_record_delivers_one_message_per_record() {
     let (_server, port) = start_nats(dir.path());
     let (js, stream) = stream(port).await;
 
-    let mut config = TelemetryConfig::default();
-    config.batch.linger = Duration::from_millis(50);
-    let (t, bg) = Telemetry::start(config).unwrap();
-    t.set_site_drains(
-        "blog",
-        vec![
-            format!("nats://127.0.0.1:{port}/ledge.logs.blog?exclude_pii&per_record")
-                .parse()
-                .unwrap(),
-        ],
-    )
-    .unwrap();
+    let (t, bg) = draining_blog_to(&format!(
+        "nats://127.0.0.1:{port}/ledge.logs.blog?exclude_pii&per_record"
+    ));
     record_mix(&t);
     // The same record again (as a retried batch would send it) is
     // de-duplicated by the stream through Nats-Msg-Id.
@@ -156,14 +154,7 @@ async fn per_record_delivers_one_message_per_record() {
     bg.join().await;
     assert_eq!(t.metrics().sink_dropped(), 0);
 
-    let consumer = stream
-        .create_consumer(pull::Config {
-            durable_name: Some("test".into()),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let mut messages = consumer.messages().await.unwrap();
+    let mut messages = consumer(&stream).await.messages().await.unwrap();
     let mut traffic = BTreeSet::new();
     let mut functions = 0;
     while traffic.len() + functions < 66 {
