@@ -487,7 +487,7 @@ where
 }
 
 fn push_u64(out: &mut Vec<u8>, n: u64) {
-    out.extend_from_slice(ledge_core::num::decimal(n, &mut [0; 20]).as_bytes());
+    out.extend_from_slice(ledge_core::num::decimal_bytes(n, &mut [0; 20]));
 }
 
 fn push_hex(out: &mut Vec<u8>, mut n: usize) {

@@ -510,20 +510,9 @@ fn json_opt_str(out: &mut Vec<u8>, s: Option<&str>) {
     }
 }
 
-/// Two-digit decimal pairs, `00` to `99`.
-const PAIRS: [[u8; 2]; 100] = {
-    let mut t = [[0u8; 2]; 100];
-    let mut i = 0;
-    while i < 100 {
-        t[i] = [b'0' + (i / 10) as u8, b'0' + (i % 10) as u8];
-        i += 1;
-    }
-    t
-};
-
 /// Appends `n` (below 100) as exactly two digits.
 fn two_digits(out: &mut Vec<u8>, n: u64) {
-    out.extend_from_slice(&PAIRS[(n % 100) as usize]);
+    out.extend_from_slice(&ledge_core::num::two_digits(n));
 }
 
 /// Each byte value in decimal: up to three digits and their count.
@@ -552,29 +541,7 @@ fn octet(out: &mut Vec<u8>, v: u8) {
 
 /// Appends an unsigned integer in decimal.
 fn json_u64(out: &mut Vec<u8>, n: u64) {
-    if n < 10 {
-        out.push(b'0' + n as u8);
-        return;
-    }
-    if n < 100 {
-        return two_digits(out, n);
-    }
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    let mut v = n;
-    while v >= 100 {
-        i -= 2;
-        buf[i..i + 2].copy_from_slice(&PAIRS[(v % 100) as usize]);
-        v /= 100;
-    }
-    if v >= 10 {
-        i -= 2;
-        buf[i..i + 2].copy_from_slice(&PAIRS[v as usize]);
-    } else {
-        i -= 1;
-        buf[i] = b'0' + v as u8;
-    }
-    out.extend_from_slice(&buf[i..]);
+    out.extend_from_slice(ledge_core::num::decimal_bytes(n, &mut [0; 20]));
 }
 
 /// Milliseconds with microsecond precision (`3.621`), the same number serde
@@ -625,32 +592,20 @@ fn access_json_with(
     out: &mut Vec<u8>,
     a: &AccessRecord,
     exclude_pii: bool,
-    cache: Option<&mut LineCache>,
+    mut cache: Option<&mut LineCache>,
 ) {
     use std::io::Write as _;
     out.extend_from_slice(b"{\"log_type\":\"traffic\",\"timestamp\":\"");
-    let cache = match cache {
-        Some(c) => {
-            c.timestamp(out, a.timestamp);
-            Some(c)
-        }
-        None => {
-            rfc3339_into(out, a.timestamp);
-            None
-        }
-    };
+    match cache.as_deref_mut() {
+        Some(c) => c.timestamp(out, a.timestamp),
+        None => rfc3339_into(out, a.timestamp),
+    }
     out.extend_from_slice(b"\",\"request_id\":");
     json_str(out, &a.request_id);
-    let cache = match cache {
-        Some(c) => {
-            c.head(out, a);
-            Some(c)
-        }
-        None => {
-            head_fields(out, a);
-            None
-        }
-    };
+    match cache.as_deref_mut() {
+        Some(c) => c.head(out, a),
+        None => head_fields(out, a),
+    }
     out.extend_from_slice(b",\"path\":");
     json_str(out, &a.path);
     out.extend_from_slice(b",\"query\":");
@@ -753,7 +708,7 @@ struct HeadKey {
 }
 
 /// What a [`LineCache`] keeps of the last record's tail fields.
-#[derive(Default, PartialEq)]
+#[derive(Default)]
 struct TailKey {
     cache_status: CacheStatus,
     answered_by: Phase,
