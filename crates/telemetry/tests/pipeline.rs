@@ -763,3 +763,55 @@ async fn site_drains_are_replaced_and_removed() {
     assert_eq!(only_b.lines().count(), 1);
     assert!(only_b.contains("req-blog-3"));
 }
+
+/// Node and site drains get their own buffers of each batch: a site's drain
+/// without PII gets the site's lines as the node's drain has them (copied),
+/// one with `exclude_pii` gets them without client IP and user agent
+/// (written for it), and other sites' lines go to neither.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn site_drains_get_their_sites_lines_in_their_form() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = dir.path().join("node.log");
+    let site_full = dir.path().join("blog.log");
+    let site_redacted = dir.path().join("blog-redacted.log");
+    let config = TelemetryConfig {
+        allow_local_site_drains: true,
+        ..config_with(vec![DrainSpec::file(&node)])
+    };
+    let (t, bg) = Telemetry::start(config).unwrap();
+    let redacted: DrainSpec = format!("file://{}?exclude_pii", site_redacted.display())
+        .parse()
+        .unwrap();
+    t.set_site_drains("blog", vec![DrainSpec::file(&site_full), redacted])
+        .unwrap();
+    for i in 0..300 {
+        t.record_access(access(if i % 3 == 0 { "shop" } else { "blog" }, i));
+        if i % 100 == 0 {
+            // Spread over several batches.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    t.shutdown();
+    bg.join().await;
+    assert_eq!(t.metrics().sink_dropped(), 0);
+
+    let read = |p: &std::path::Path| std::fs::read_to_string(p).unwrap();
+    let node_lines = read(&node);
+    assert_eq!(node_lines.lines().count(), 300);
+    let blog: String = node_lines
+        .lines()
+        .filter(|l| l.contains("\"site_id\":\"blog\""))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_eq!(blog.lines().count(), 200);
+    assert_eq!(read(&site_full), blog);
+    let redacted_lines = read(&site_redacted);
+    assert_eq!(redacted_lines.lines().count(), 200);
+    for (r, full) in redacted_lines.lines().zip(blog.lines()) {
+        let mut want: Value = serde_json::from_str(full).unwrap();
+        let obj = want.as_object_mut().unwrap();
+        assert!(obj.remove("client_ip").is_some());
+        assert!(obj.remove("user_agent").is_some());
+        assert_eq!(serde_json::from_str::<Value>(r).unwrap(), want);
+    }
+}

@@ -145,7 +145,7 @@ impl Chunk {
             },
             Chunk {
                 bytes: self.bytes.slice(cut..),
-                lines: self.lines - lines,
+                lines: self.lines.saturating_sub(lines),
             },
         ))
     }
@@ -178,7 +178,7 @@ impl Batch {
 
     /// Adds as much of `chunk` as the limits allow; returns the rest.
     fn add(&mut self, chunk: Chunk, cfg: &BatchConfig) -> Option<Chunk> {
-        let max_lines = cfg.max_records.max(1) - self.lines.min(cfg.max_records.max(1));
+        let max_lines = cfg.max_records.max(1).saturating_sub(self.lines);
         let max_bytes = cfg.max_bytes.saturating_sub(self.bytes);
         let (take, rest) = if chunk.lines <= max_lines && chunk.bytes.len() <= max_bytes {
             (chunk, None)
@@ -351,33 +351,27 @@ async fn fill(
     batch: &mut Batch,
     cfg: &BatchConfig,
 ) -> bool {
-    if let Some(c) = carry.take() {
-        *carry = batch.add(c, cfg);
+    let first = match carry.take() {
+        Some(c) => c,
+        None => match rx.recv().await {
+            Some(c) => c,
+            None => return true,
+        },
+    };
+    let deadline = tokio::time::Instant::now() + cfg.linger;
+    let mut next = Some(first);
+    loop {
+        let chunk = match next.take() {
+            Some(c) => c,
+            None => match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(c)) => c,
+                Ok(None) => return true,
+                Err(_) => return false,
+            },
+        };
+        *carry = batch.add(chunk, cfg);
         if batch.full(cfg) || carry.is_some() {
             return false;
-        }
-    } else {
-        match rx.recv().await {
-            Some(c) => {
-                *carry = batch.add(c, cfg);
-                if batch.full(cfg) || carry.is_some() {
-                    return false;
-                }
-            }
-            None => return true,
-        }
-    }
-    let deadline = tokio::time::Instant::now() + cfg.linger;
-    loop {
-        match tokio::time::timeout_at(deadline, rx.recv()).await {
-            Ok(Some(c)) => {
-                *carry = batch.add(c, cfg);
-                if batch.full(cfg) || carry.is_some() {
-                    return false;
-                }
-            }
-            Ok(None) => return true,
-            Err(_) => return false,
         }
     }
 }
