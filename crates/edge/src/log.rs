@@ -32,10 +32,13 @@ pub(crate) fn wall_clock(at: Instant, now: Instant) -> SystemTime {
             fresh
         }
     });
+    // Checked: a clock far out of range gives the anchor's time, not a
+    // panic on the request path.
     match at.checked_duration_since(mono) {
-        Some(after) => wall + after,
-        None => wall - mono.saturating_duration_since(at),
+        Some(after) => wall.checked_add(after),
+        None => wall.checked_sub(mono.saturating_duration_since(at)),
     }
+    .unwrap_or(wall)
 }
 
 /// A response body that finishes its access record when it ends.

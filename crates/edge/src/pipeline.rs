@@ -410,26 +410,26 @@ impl Edge {
             ctx.country = self.country(&ctx, &parts.headers);
         }
         // One pass over each header map instead of a hashed lookup per
-        // field: most requests carry few headers.
-        // UTF-8 is all JSON needs (and checking it is cheaper than
-        // `to_str`'s visible-ASCII test).
+        // field: most requests carry few headers. The first value of a
+        // name counts, as with `get`. UTF-8 is all JSON needs (and checking
+        // it is cheaper than `to_str`'s visible-ASCII test).
         let text = |v: &HeaderValue| std::str::from_utf8(v.as_bytes()).ok().map(str::to_owned);
-        let (mut user_agent, mut referrer, mut request_size) = (None, None, 0);
+        let (mut user_agent, mut referrer, mut request_size) = (None, None, None);
         for (name, value) in &parts.headers {
-            if name == header::USER_AGENT {
-                user_agent = text(value);
-            } else if name == header::REFERER {
-                referrer = text(value);
-            } else if name == header::CONTENT_LENGTH {
-                request_size = number(value).unwrap_or(0);
+            if name == header::USER_AGENT && user_agent.is_none() {
+                user_agent = Some(text(value));
+            } else if name == header::REFERER && referrer.is_none() {
+                referrer = Some(text(value));
+            } else if name == header::CONTENT_LENGTH && request_size.is_none() {
+                request_size = Some(number(value));
             }
         }
         let (mut content_type, mut content_length) = (None, None);
         for (name, value) in resp.headers() {
-            if name == header::CONTENT_TYPE {
-                content_type = text(value);
-            } else if name == header::CONTENT_LENGTH {
-                content_length = number(value);
+            if name == header::CONTENT_TYPE && content_type.is_none() {
+                content_type = Some(text(value));
+            } else if name == header::CONTENT_LENGTH && content_length.is_none() {
+                content_length = Some(number(value));
             }
         }
         let rule = match (&ctx.deploy, ctx.rule) {
@@ -455,15 +455,15 @@ impl Edge {
             path: parts.uri.path().to_owned(),
             query: parts.uri.query().map(str::to_owned),
             status_code: resp.status().as_u16(),
-            request_size,
+            request_size: request_size.flatten().unwrap_or(0),
             response_size: 0,
-            content_type,
+            content_type: content_type.flatten(),
             duration: std::time::Duration::ZERO,
             ttfb,
             client_ip: Some(ctx.client_ip),
             country: ctx.country,
-            user_agent,
-            referrer,
+            user_agent: user_agent.flatten(),
+            referrer: referrer.flatten(),
             cache_status: ctx.cache_status,
             answered_by: if error.is_some() {
                 Phase::Error
@@ -483,7 +483,7 @@ impl Edge {
         {
             Some(0)
         } else {
-            content_length
+            content_length.flatten()
         };
         let body = std::mem::replace(resp.body_mut(), Body::Empty);
         *resp.body_mut() = Body::Logged(Box::new(crate::log::Logged::new(
@@ -952,22 +952,19 @@ fn number(v: &HeaderValue) -> Option<u64> {
 
 /// The method as text: shared for the standard ones, copied otherwise.
 fn method_text(m: &Method) -> std::borrow::Cow<'static, str> {
-    const STANDARD: [Method; 9] = [
-        Method::GET,
-        Method::HEAD,
-        Method::POST,
-        Method::PUT,
-        Method::DELETE,
-        Method::OPTIONS,
-        Method::PATCH,
-        Method::CONNECT,
-        Method::TRACE,
+    const STANDARD: [(Method, &str); 9] = [
+        (Method::GET, "GET"),
+        (Method::HEAD, "HEAD"),
+        (Method::POST, "POST"),
+        (Method::PUT, "PUT"),
+        (Method::DELETE, "DELETE"),
+        (Method::OPTIONS, "OPTIONS"),
+        (Method::PATCH, "PATCH"),
+        (Method::CONNECT, "CONNECT"),
+        (Method::TRACE, "TRACE"),
     ];
-    const TEXT: [&str; 9] = [
-        "GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "CONNECT", "TRACE",
-    ];
-    match STANDARD.iter().position(|s| s == m) {
-        Some(i) => std::borrow::Cow::Borrowed(TEXT[i]),
+    match STANDARD.iter().find(|(s, _)| s == m) {
+        Some((_, text)) => std::borrow::Cow::Borrowed(text),
         None => std::borrow::Cow::Owned(m.as_str().to_owned()),
     }
 }
