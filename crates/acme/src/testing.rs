@@ -48,13 +48,23 @@ impl Drop for Procs {
 
 /// A port free for both TCP and UDP on 127.0.0.1 right now.
 pub fn free_port() -> u16 {
-    loop {
+    let [port] = free_ports();
+    port
+}
+
+/// `N` different ports, each free for both TCP and UDP on 127.0.0.1 right
+/// now. All are held until all are chosen, so the system cannot hand out
+/// the same port twice (separate [`free_port`] calls can).
+pub fn free_ports<const N: usize>() -> [u16; N] {
+    let mut held = Vec::with_capacity(N);
+    std::array::from_fn(|_| loop {
         let tcp = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind tcp :0");
         let port = tcp.local_addr().expect("local addr").port();
-        if UdpSocket::bind((Ipv4Addr::LOCALHOST, port)).is_ok() {
+        if let Ok(udp) = UdpSocket::bind((Ipv4Addr::LOCALHOST, port)) {
+            held.push((tcp, udp));
             return port;
         }
-    }
+    })
 }
 
 fn spawn(procs: &mut Procs, name: &'static str, cmd: &mut Command, dir: &Path) {
@@ -152,13 +162,7 @@ impl Pebble {
         let api = api_cert();
         std::fs::write(dir.path().join("cert.pem"), &api.cert_pem).expect("write cert");
         std::fs::write(dir.path().join("key.pem"), &api.key_pem).expect("write key");
-        let (api_port, mgmt_port, tls_port, dns_port, chall_mgmt_port) = (
-            free_port(),
-            free_port(),
-            free_port(),
-            free_port(),
-            free_port(),
-        );
+        let [api_port, mgmt_port, tls_port, dns_port, chall_mgmt_port] = free_ports();
         let config = serde_json::json!({
             "pebble": {
                 "listenAddress": format!("127.0.0.1:{api_port}"),
