@@ -30,6 +30,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
 use crate::body::Body;
+use crate::hot;
 use crate::pipeline::{ConnInfo, Edge};
 
 /// Most headers the fast path parses; a request with more goes to hyper,
@@ -90,6 +91,16 @@ where
     let mut buf = BytesMut::with_capacity(8192);
     let mut out: Vec<u8> = Vec::with_capacity(1024);
     let mut spans: Spans = Vec::with_capacity(16);
+    let mut key: Vec<u8> = Vec::new();
+    // Kept answers are for plain HTTP from peers whose forwarding headers
+    // are not believed (see crate::hot).
+    let hot_ok = !conn.tls
+        && io.tcp().is_some()
+        && !edge
+            .config
+            .trusted_proxies
+            .iter()
+            .any(|c| c.contains(conn.peer.ip()));
     let mut deadline = Deadline::new(limits.header_read_timeout);
     let timer = tokio::time::sleep_until(deadline.at);
     tokio::pin!(timer);
@@ -132,6 +143,34 @@ where
             }
         };
         let bytes = buf.split_to(head.len).freeze();
+        let close = head.close || *draining.borrow();
+        // A kept answer (crate::hot), or the version to keep this one under.
+        let mut hot_version = None;
+        if hot_ok && !head.is_head {
+            if let Some(shape) = hot::shape(&bytes, head.target, &spans) {
+                hot::key(&bytes, head.target, &shape, &mut key);
+                let version = edge.router.version();
+                if let Some(entry) = hot::lookup(version, &key) {
+                    let request = HotRequest {
+                        head: &bytes,
+                        target: head.target,
+                        shape: &shape,
+                    };
+                    if answer_hot(&mut io, &mut out, edge, conn, &entry, request, close)
+                        .await
+                        .is_err()
+                    {
+                        return Ended::Closed;
+                    }
+                    if close {
+                        let _ = io.shutdown().await;
+                        return Ended::Closed;
+                    }
+                    continue;
+                }
+                hot_version = Some(version);
+            }
+        }
         let Some(req) = head.request(&bytes, &spans) else {
             // Unreachable in practice (httparse checked every byte); hyper
             // gives the exact error answer.
@@ -141,8 +180,16 @@ where
             return Ended::Handoff(io, rest.freeze());
         };
         let is_head = head.is_head;
-        let close = head.close || *draining.borrow();
-        let resp = edge.handle(req, conn).await;
+        let resp = match hot_version {
+            Some(version) => {
+                let (resp, info) = edge.handle_hot(req, conn).await;
+                if let Some(entry) = info.and_then(|info| hot::entry(&resp, info)) {
+                    hot::keep(version, &key, entry);
+                }
+                resp
+            }
+            None => edge.handle(req, conn).await,
+        };
         drop(bytes);
         if write_response(&mut io, &mut out, resp, is_head, close)
             .await
@@ -155,6 +202,138 @@ where
             return Ended::Closed;
         }
     }
+}
+
+/// The parts of a request that a kept answer's access record reads.
+struct HotRequest<'a> {
+    head: &'a [u8],
+    target: (usize, usize),
+    shape: &'a hot::Shape,
+}
+
+/// Sends a kept answer with a new request id and `Date`, and finishes its
+/// access record as the pipeline's log phase would.
+async fn answer_hot<S>(
+    io: &mut S,
+    out: &mut Vec<u8>,
+    edge: &Edge,
+    conn: &ConnInfo,
+    entry: &hot::Entry,
+    request: HotRequest<'_>,
+    close: bool,
+) -> io::Result<()>
+where
+    S: Stream,
+{
+    let start = edge.telemetry.as_ref().map(|_| std::time::Instant::now());
+    let id = crate::pipeline::request_id();
+    out.clear();
+    out.extend_from_slice(&entry.head);
+    out.extend_from_slice(b"x-ledge-id: ");
+    out.extend_from_slice(id.as_bytes());
+    out.extend_from_slice(b"\r\ndate: ");
+    push_date(out);
+    out.extend_from_slice(b"\r\n");
+    if close {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    let head_ready = start.map(|_| std::time::Instant::now());
+    let sent = async {
+        match &entry.body {
+            hot::HotBody::Bytes(b) if b.len() <= COALESCE_BYTES => {
+                out.extend_from_slice(b);
+                io.write_all(out).await?;
+            }
+            hot::HotBody::Bytes(b) => write_two(io, out, b).await?,
+            hot::HotBody::File { file, offset, len } => match io.tcp() {
+                Some(tcp) => send_file(tcp, out, file, *offset, *len).await?,
+                None => return Err(io::Error::other("sendfile needs a TCP stream")),
+            },
+        }
+        io.flush().await
+    }
+    .await;
+    if let (Some(t), Some(start), Some(head_ready)) = (&edge.telemetry, start, head_ready) {
+        t.metrics().hot_answer();
+        t.record_access(hot_record(
+            edge,
+            conn,
+            entry,
+            &request,
+            &id,
+            (start, head_ready),
+            sent.is_ok(),
+        ));
+    }
+    sent
+}
+
+/// The access record of a kept answer: the same fields the log phase
+/// writes for the request that was answered in full.
+fn hot_record(
+    edge: &Edge,
+    conn: &ConnInfo,
+    entry: &hot::Entry,
+    request: &HotRequest<'_>,
+    id: &HeaderValue,
+    (start, head_ready): (std::time::Instant, std::time::Instant),
+    complete: bool,
+) -> Box<ledge_telemetry::AccessRecord> {
+    use ledge_telemetry::{AccessRecord, CacheStatus, ErrorClass, Phase};
+    let text = |span: Option<(usize, usize)>| {
+        let (s, e) = span?;
+        std::str::from_utf8(request.head.get(s..e)?)
+            .ok()
+            .map(str::to_owned)
+    };
+    let target = request
+        .head
+        .get(request.target.0..request.target.1)
+        .unwrap_or_default();
+    let (path, query) = match target.iter().position(|&b| b == b'?') {
+        Some(q) => (&target[..q], Some(&target[q + 1..])),
+        None => (target, None),
+    };
+    let lossy = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    let info = &entry.info;
+    let client_ip = conn.peer.ip();
+    let now = std::time::Instant::now();
+    Box::new(AccessRecord {
+        timestamp: crate::log::wall_clock(start, now),
+        request_id: id.to_str().unwrap_or("").to_owned(),
+        site: info.site.clone(),
+        deploy: Some(info.deploy.clone()),
+        host: info.host.clone(),
+        method: "GET".into(),
+        path: lossy(path),
+        query: query.map(lossy),
+        status_code: 200,
+        request_size: 0,
+        response_size: if complete {
+            entry.body.len() as u64
+        } else {
+            0
+        },
+        content_type: entry.content_type.clone(),
+        duration: now.saturating_duration_since(start),
+        ttfb: head_ready.saturating_duration_since(start),
+        client_ip: Some(client_ip),
+        country: edge
+            .geo
+            .country(info.geo, client_ip, false, &http::HeaderMap::new()),
+        user_agent: text(request.shape.user_agent),
+        referrer: text(request.shape.referer),
+        cache_status: CacheStatus::None,
+        answered_by: Phase::Static,
+        rule: None,
+        function_name: None,
+        firewall_rule: None,
+        block_reason: None,
+        tls_version: None,
+        http_version: "HTTP/1.1".into(),
+        error_class: (!complete).then_some(ErrorClass::ClientClosed),
+    })
 }
 
 /// The header-read deadline of a connection, moved forward only when it would

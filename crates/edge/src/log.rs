@@ -91,6 +91,11 @@ impl Logged {
 }
 
 impl Logged {
+    /// The body this one wraps.
+    pub(crate) fn inner(&self) -> &Body {
+        &self.inner
+    }
+
     /// The file behind the body, when it is one the connection may
     /// `sendfile`.
     pub(crate) fn file_body(&self) -> Option<&crate::body::FileBody> {

@@ -143,6 +143,18 @@ type FunctionSteps = (
     Vec<crate::functions::Step>,
 );
 
+/// What a kept static answer needs for its access records (see
+/// [`Edge::handle_hot`]).
+#[derive(Debug, Clone)]
+pub(crate) struct HotInfo {
+    pub site: Arc<str>,
+    pub deploy: Arc<str>,
+    /// The normalised host.
+    pub host: String,
+    /// Where the visitor's country comes from.
+    pub geo: GeoSource,
+}
+
 /// A proxy rule's outcome, as the proxy phase takes it.
 struct ProxyRule<'a> {
     url: &'a str,
@@ -178,6 +190,35 @@ impl Edge {
     /// Runs every phase for one request. Never fails: errors are rescued into
     /// responses.
     pub async fn handle<B>(&self, req: Request<B>, conn: &ConnInfo) -> Response<Body>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        self.handle_inner(req, conn, false).await.0
+    }
+
+    /// [`Edge::handle`] for the HTTP/1.1 fast path, which keeps answers
+    /// that depend on nothing but the host, the request target and
+    /// `Accept-Encoding` (see `crate::hot`): also says whether this answer
+    /// is one of them.
+    pub(crate) async fn handle_hot<B>(
+        &self,
+        req: Request<B>,
+        conn: &ConnInfo,
+    ) -> (Response<Body>, Option<HotInfo>)
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        self.handle_inner(req, conn, true).await
+    }
+
+    async fn handle_inner<B>(
+        &self,
+        req: Request<B>,
+        conn: &ConnInfo,
+        hot: bool,
+    ) -> (Response<Body>, Option<HotInfo>)
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -228,10 +269,51 @@ impl Edge {
             rescue(&e)
         });
         self.headers_phase(&ctx, &mut resp);
+        let hot = (hot && error.is_none())
+            .then(|| self.hot_info(&ctx, &parts, &resp))
+            .flatten();
         if let (Some(t), Some(start)) = (&self.telemetry, start) {
             self.log_phase(t, ctx, &parts, conn, error, start, &mut resp);
         }
-        resp
+        (resp, hot)
+    }
+
+    /// Whether `resp` is a static file that any plain-HTTP `GET` with the
+    /// same host, target and `Accept-Encoding` (and only harmless other
+    /// headers, which the caller checks) gets as it is, but for its request
+    /// id and `Date`; if so, what its access record needs.
+    fn hot_info(
+        &self,
+        ctx: &RequestCtx,
+        parts: &http::request::Parts,
+        resp: &Response<Body>,
+    ) -> Option<HotInfo> {
+        let plain = ctx.answered_by == Phase::Static
+            && ctx.rule.is_none()
+            && ctx.function.is_none()
+            && ctx.cache_status == CacheStatus::None
+            && !ctx.peer_trusted
+            && ctx.scheme == "http"
+            && parts.method == Method::GET
+            && resp.status() == StatusCode::OK;
+        if !plain {
+            return None;
+        }
+        let (target, deploy) = (ctx.target.as_ref()?, ctx.deploy.as_ref()?);
+        // Rules that read cookies, the language or the clock, and functions
+        // (whose paths may depend on any header), can answer the same
+        // target differently.
+        if deploy.rules.reads_client_details()
+            || (self.functions.is_some() && deploy.functions.is_some())
+        {
+            return None;
+        }
+        Some(HotInfo {
+            site: target.site.shared(),
+            deploy: deploy.id_text.clone(),
+            host: ctx.host.clone(),
+            geo: target.settings.geo_source,
+        })
     }
 
     /// Phase 4 (functions): the deploy's edge functions that run for this
@@ -951,7 +1033,7 @@ fn number(v: &HeaderValue) -> Option<u64> {
 }
 
 /// The method as text: shared for the standard ones, copied otherwise.
-fn method_text(m: &Method) -> std::borrow::Cow<'static, str> {
+pub(crate) fn method_text(m: &Method) -> std::borrow::Cow<'static, str> {
     const STANDARD: [(Method, &str); 9] = [
         (Method::GET, "GET"),
         (Method::HEAD, "HEAD"),
@@ -995,7 +1077,7 @@ pub fn redirect(status: StatusCode, location: String) -> Response<Body> {
 /// steps through SplitMix64, whose output function is a bijection: ids never
 /// repeat within a thread, and threads start at unrelated points. About a
 /// tenth of the cost of drawing from the thread's CSPRNG, which ids don't need.
-fn request_id() -> HeaderValue {
+pub(crate) fn request_id() -> HeaderValue {
     thread_local! {
         static STATE: std::cell::Cell<u64> = std::cell::Cell::new(rand::random());
     }

@@ -97,6 +97,10 @@ pub enum Route {
 pub struct Router {
     edge_domain: String,
     table: ArcSwap<Table>,
+    /// Counts the tables published, moved after each store: anything kept
+    /// from a request answered under version `v` is stale once this reads
+    /// past `v`.
+    version: std::sync::atomic::AtomicU64,
 }
 
 /// What applying an event did.
@@ -116,7 +120,21 @@ impl Router {
         Self {
             edge_domain: edge_domain.trim_end_matches('.').to_ascii_lowercase(),
             table: ArcSwap::from_pointee(Table::default()),
+            version: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    /// How many tables have been published. Read it before routing a
+    /// request: a later table always reads as a larger number, because the
+    /// count moves only after the new table is in place.
+    pub fn version(&self) -> u64 {
+        self.version.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn publish(&self, table: Table) {
+        self.table.store(Arc::new(table));
+        self.version
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// The edge domain (`localhost` by default).
@@ -147,7 +165,7 @@ impl Router {
             };
             table.sites.insert(s.name, Arc::new(entry));
         }
-        self.table.store(Arc::new(table));
+        self.publish(table);
     }
 
     /// Applies one event incrementally. Only the feed consumer calls this, so
@@ -205,7 +223,7 @@ impl Router {
                 }
             }
         }
-        self.table.store(Arc::new(t));
+        self.publish(t);
         Applied::Yes
     }
 

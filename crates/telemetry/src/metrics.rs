@@ -94,6 +94,7 @@ pub struct Metrics {
     upstream_err: AtomicU64,
     upstream_duration: Histogram,
     open_connections: AtomicI64,
+    hot_answers: AtomicU64,
     pub(crate) queue_dropped: AtomicU64,
     pub(crate) processed: AtomicU64,
     pub(crate) sink_dropped: AtomicU64,
@@ -119,6 +120,7 @@ impl Default for Metrics {
             upstream_err: AtomicU64::new(0),
             upstream_duration: Histogram::default(),
             open_connections: AtomicI64::new(0),
+            hot_answers: AtomicU64::new(0),
             queue_dropped: AtomicU64::new(0),
             processed: AtomicU64::new(0),
             sink_dropped: AtomicU64::new(0),
@@ -182,6 +184,17 @@ impl Metrics {
     /// Client connections open now.
     pub fn open_connections(&self) -> i64 {
         self.open_connections.load(Relaxed)
+    }
+
+    /// Counts a static answer the edge sent from those it keeps, without
+    /// running the pipeline.
+    pub fn hot_answer(&self) {
+        self.hot_answers.fetch_add(1, Relaxed);
+    }
+
+    /// Static answers sent from those the edge keeps.
+    pub fn hot_answers(&self) -> u64 {
+        self.hot_answers.load(Relaxed)
     }
 
     /// Records dropped because the telemetry queue was full.
@@ -334,6 +347,12 @@ impl Metrics {
             o,
             "ledge_open_connections {}",
             self.open_connections.load(Relaxed)
+        );
+        counter(
+            &mut o,
+            "ledge_hot_answers_total",
+            "Static answers sent from those the edge keeps, without running the pipeline.",
+            self.hot_answers.load(Relaxed),
         );
         counter(
             &mut o,

@@ -52,7 +52,22 @@ impl Node {
 
     /// Starts a node on `data` with extra flags.
     pub fn start_in(data: &Path, extra: &[&str]) -> Node {
+        Node::start_in_env(data, extra, &[])
+    }
+
+    /// Starts a node in a fresh data folder with extra flags and
+    /// environment variables.
+    pub fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Node {
+        let dir = tempfile::tempdir().unwrap();
+        let mut n = Node::start_in_env(&dir.path().join("data"), extra, env);
+        n._dir = Some(dir);
+        n
+    }
+
+    /// Starts a node on `data` with extra flags and environment variables.
+    pub fn start_in_env(data: &Path, extra: &[&str], env: &[(&str, &str)]) -> Node {
         let mut cmd = Command::new(BIN);
+        cmd.envs(env.iter().copied());
         cmd.arg("serve");
         if !extra.contains(&"--listen") {
             cmd.args(["--listen", "127.0.0.1:0"]);

@@ -1,0 +1,297 @@
+//! Hot answers: static files the HTTP/1.1 fast path keeps and sends again
+//! without the pipeline. Each test compares kept answers with the answers
+//! the whole pipeline gave, byte for byte but for the request id and
+//! `Date`, and reads `ledge_hot_answers_total` to know which ones were
+//! kept. The node runs on one thread (`TOKIO_WORKER_THREADS=1`), so every
+//! request sees the same kept answers.
+
+mod common;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use common::*;
+use serde_json::Value;
+
+const H: &str = "hot.localhost";
+
+fn one_thread_node() -> Node {
+    Node::start_with_env(&[], &[("TOKIO_WORKER_THREADS", "1")])
+}
+
+/// One keep-alive connection.
+struct Conn {
+    r: BufReader<TcpStream>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Answer {
+    status: u16,
+    /// Lowercased names, sorted, without `x-ledge-id` and `date`.
+    headers: Vec<(String, String)>,
+    id: String,
+    body: Vec<u8>,
+}
+
+impl Conn {
+    fn open(node: &Node) -> Conn {
+        let s = TcpStream::connect(node.edge).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        Conn {
+            r: BufReader::new(s),
+        }
+    }
+
+    fn send(&mut self, method: &str, target: &str, headers: &[(&str, &str)]) -> Answer {
+        let mut req = format!("{method} {target} HTTP/1.1\r\nHost: {H}\r\n");
+        for (k, v) in headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        req.push_str("\r\n");
+        self.r.get_mut().write_all(req.as_bytes()).unwrap();
+        let mut line = String::new();
+        self.r.read_line(&mut line).unwrap();
+        let status = line[9..12].parse().unwrap();
+        let (mut headers, mut id, mut len) = (Vec::new(), String::new(), 0usize);
+        let mut dates = 0;
+        loop {
+            let mut line = String::new();
+            self.r.read_line(&mut line).unwrap();
+            if line == "\r\n" {
+                break;
+            }
+            let (k, v) = line.trim_end().split_once(':').unwrap();
+            let (k, v) = (k.to_ascii_lowercase(), v.trim().to_owned());
+            match k.as_str() {
+                "x-ledge-id" => id = v,
+                "date" => dates += 1,
+                _ => {
+                    if k == "content-length" {
+                        len = v.parse().unwrap();
+                    }
+                    headers.push((k, v));
+                }
+            }
+        }
+        assert_eq!(dates, 1, "one Date header");
+        assert_eq!(id.len(), 16, "a request id");
+        headers.sort();
+        let mut body = vec![0; if method == "HEAD" || status == 304 { 0 } else { len }];
+        self.r.read_exact(&mut body).unwrap();
+        Answer {
+            status,
+            headers,
+            id,
+            body,
+        }
+    }
+
+    fn get(&mut self, target: &str, headers: &[(&str, &str)]) -> Answer {
+        self.send("GET", target, headers)
+    }
+}
+
+fn hot_answers(node: &Node) -> u64 {
+    let text = http()
+        .get(node.api_url("/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("ledge_hot_answers_total "))
+        .unwrap_or_else(|| panic!("no ledge_hot_answers_total in {text}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// Asserts that `again` is `first` with another request id.
+fn same_answer(first: &Answer, again: &Answer, what: &str) {
+    assert_eq!(first.status, again.status, "{what}");
+    assert_eq!(first.headers, again.headers, "{what}");
+    assert_eq!(first.body, again.body, "{what}");
+    assert_ne!(first.id, again.id, "{what}: request ids repeat");
+}
+
+fn deploy(node: &Node, files: &[(&str, &str)]) -> String {
+    let dir = site(files);
+    let d = node.deploy(dir.path(), "hot", &["--prod"]);
+    assert_eq!(d["state"], "ready", "{d}");
+    d["id"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn kept_answers_are_the_pipelines_answers() {
+    let node = one_thread_node();
+    node.ok(&["sites", "create", "hot"]);
+    let css = "body { color: red; }\n".repeat(200);
+    let big = "0123456789abcdef".repeat(8 * 1024); // 128 KiB: sendfile
+    deploy(
+        &node,
+        &[
+            ("index.html", "<h1>home</h1>"),
+            ("style.css", &css),
+            ("big.txt", &big),
+            ("empty.txt", ""),
+            ("_headers", "/style.css\n  X-Custom: yes\n  Cache-Control: public, max-age=60\n"),
+        ],
+    );
+    let mut c = Conn::open(&node);
+    let cases: [(&str, &[(&str, &str)]); 8] = [
+        ("/", &[]),
+        ("/index.html", &[("User-Agent", "test/1"), ("Accept", "*/*")]),
+        ("/style.css", &[]),
+        ("/style.css", &[("Accept-Encoding", "br")]),
+        ("/style.css", &[("Accept-Encoding", "gzip")]),
+        ("/style.css?v=2", &[("Accept-Encoding", "gzip, br")]),
+        ("/big.txt", &[]),
+        ("/empty.txt", &[("Referer", "http://x.example/")]),
+    ];
+    let before = hot_answers(&node);
+    let mut firsts = Vec::new();
+    for (target, headers) in cases {
+        firsts.push(c.get(target, headers));
+    }
+    // The same requests again, three times: each is a kept answer now.
+    for round in 0..3 {
+        for ((target, headers), first) in cases.iter().zip(&firsts) {
+            let again = c.get(target, headers);
+            same_answer(first, &again, &format!("{target} {headers:?} round {round}"));
+        }
+    }
+    assert_eq!(hot_answers(&node) - before, 3 * cases.len() as u64);
+    // What the answers are, so that a wrong first answer cannot pass.
+    let [root, _, css_plain, css_br, css_gzip, _, big_plain, empty] = &firsts[..] else {
+        unreachable!()
+    };
+    assert_eq!(root.body, b"<h1>home</h1>");
+    assert_eq!(css_plain.body, css.as_bytes());
+    let header = |a: &Answer, n: &str| {
+        a.headers
+            .iter()
+            .find(|(k, _)| k == n)
+            .map(|(_, v)| v.clone())
+    };
+    assert_eq!(header(css_plain, "x-custom").as_deref(), Some("yes"));
+    assert_eq!(header(css_br, "content-encoding").as_deref(), Some("br"));
+    assert_eq!(header(css_gzip, "content-encoding").as_deref(), Some("gzip"));
+    assert_ne!(css_br.body, css_gzip.body);
+    assert_eq!(big_plain.body, big.as_bytes());
+    assert_eq!(header(empty, "content-length").as_deref(), Some("0"));
+
+    // HEAD, conditional and range requests take the pipeline, and still
+    // get what they ask for once the file is kept.
+    let etag = header(css_plain, "etag").unwrap();
+    let kept = hot_answers(&node);
+    let head = c.send("HEAD", "/style.css", &[]);
+    assert_eq!((head.status, head.body.len()), (200, 0));
+    assert_eq!(header(&head, "content-length"), header(css_plain, "content-length"));
+    let not_modified = c.get("/style.css", &[("If-None-Match", &etag)]);
+    assert_eq!(not_modified.status, 304);
+    let range = c.get("/big.txt", &[("Range", "bytes=16-31")]);
+    assert_eq!((range.status, range.body.as_slice()), (206, &big.as_bytes()[16..32]));
+    let forwarded = c.get("/style.css", &[("X-Forwarded-For", "203.0.113.9")]);
+    same_answer(css_plain, &forwarded, "a request with another header");
+    assert_eq!(hot_answers(&node), kept, "none of these is a kept answer");
+}
+
+#[test]
+fn a_publish_replaces_kept_answers_at_once() {
+    let node = one_thread_node();
+    node.ok(&["sites", "create", "hot"]);
+    deploy(&node, &[("a.txt", "first")]);
+    let mut c = Conn::open(&node);
+    for _ in 0..3 {
+        assert_eq!(c.get("/a.txt", &[]).body, b"first");
+    }
+    assert_eq!(hot_answers(&node), 2);
+    deploy(&node, &[("a.txt", "second")]);
+    // The deploy command returns once the node has published; the edge
+    // follows the change feed, so the very next answers may lag by a moment,
+    // but never come back once the new one is seen.
+    eventually("the new deploy is served", || {
+        c.get("/a.txt", &[]).body == b"second"
+    });
+    for _ in 0..5 {
+        assert_eq!(c.get("/a.txt", &[]).body, b"second");
+    }
+    assert!(hot_answers(&node) >= 6, "the new answer is kept too");
+    // And a rollback brings the first one back.
+    node.ok(&["rollback", "--site", "hot"]);
+    eventually("the rollback is served", || {
+        c.get("/a.txt", &[]).body == b"first"
+    });
+    for _ in 0..3 {
+        assert_eq!(c.get("/a.txt", &[]).body, b"first");
+    }
+}
+
+#[test]
+fn rules_that_read_cookies_are_never_kept() {
+    let node = one_thread_node();
+    node.ok(&["sites", "create", "hot"]);
+    deploy(
+        &node,
+        &[
+            ("page.html", "plain"),
+            ("beta.html", "beta"),
+            ("_redirects", "/page.html  /beta.html  200!  Cookie=beta\n"),
+        ],
+    );
+    let mut c = Conn::open(&node);
+    for _ in 0..3 {
+        assert_eq!(c.get("/page.html", &[]).body, b"plain");
+        assert_eq!(c.get("/page.html", &[("Cookie", "beta=1")]).body, b"beta");
+    }
+    assert_eq!(hot_answers(&node), 0);
+}
+
+#[test]
+fn kept_answers_leave_the_same_access_records() {
+    let node = one_thread_node();
+    node.ok(&["sites", "create", "hot"]);
+    let deploy_id = deploy(&node, &[("doc.txt", "some text")]);
+    let mut c = Conn::open(&node);
+    let headers = [("User-Agent", "agent/2"), ("Referer", "http://r.example/")];
+    let answers: Vec<Answer> = (0..3).map(|_| c.get("/doc.txt?q=1", &headers)).collect();
+    assert_eq!(hot_answers(&node), 2);
+    let path = node.data.join("logs/access.log");
+    let mut records: Vec<Value> = Vec::new();
+    eventually("three access records", || {
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let whole = text.rfind('\n').map_or("", |i| &text[..i]);
+        records = whole
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .filter(|v| v["site_id"] == "hot")
+            .collect();
+        records.len() >= 3
+    });
+    assert_eq!(records.len(), 3);
+    let varying = ["timestamp", "request_id", "duration", "time_to_first_byte"];
+    let strip = |r: &Value| {
+        let mut r = r.clone();
+        for k in varying {
+            r.as_object_mut().unwrap().remove(k);
+        }
+        r
+    };
+    for (r, a) in records.iter().zip(&answers) {
+        assert_eq!(r["request_id"], a.id.as_str());
+        assert_eq!(strip(r), strip(&records[0]), "{r:#}");
+        for k in varying {
+            assert!(!r[k].is_null(), "{k} in {r:#}");
+        }
+    }
+    let r = &records[0];
+    assert_eq!(r["deploy_id"], deploy_id.as_str());
+    assert_eq!(r["path"], "/doc.txt");
+    assert_eq!(r["query"], "q=1");
+    assert_eq!(r["status_code"], 200);
+    assert_eq!(r["response_size"], 9);
+    assert_eq!(r["user_agent"], "agent/2");
+    assert_eq!(r["referrer"], "http://r.example/");
+    assert_eq!(r["answered_by"], "static");
+    assert_eq!(r["host"], H);
+}

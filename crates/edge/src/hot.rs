@@ -1,0 +1,419 @@
+//! Hot answers: static files kept, head serialized, for the HTTP/1.1 fast
+//! path.
+//!
+//! Most of an edge's traffic is the same few files asked for again and again
+//! in the same way. When the pipeline answers a plain-HTTP `GET` with a
+//! static file, and nothing but the host, the request target and
+//! `Accept-Encoding` could have changed that answer (no rule that reads
+//! cookies, the language or the clock; no edge functions; no trusted proxy;
+//! see `Edge::handle_hot`), the fast path keeps the serialized head and the
+//! body. The next request with the same three values, and no header outside
+//! [`HARMLESS`], gets them back with a fresh request id and `Date`: one
+//! hash lookup instead of routing, rules, path resolution, the header map and
+//! its serialization.
+//!
+//! What is kept belongs to one version of the routing table: publishing,
+//! rolling back, or changing a domain or a setting moves the router's
+//! version, and the next lookup starts empty. Deploys and blobs never change
+//! under an id, so nothing else can make a kept answer stale.
+//!
+//! Each thread keeps its own answers (no locks), at most [`MAX_ENTRIES`] and
+//! [`MAX_BYTES`] of heads, keys and in-memory bodies; when full, it starts
+//! over.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, DATE, TRANSFER_ENCODING};
+use http::Response;
+
+use crate::body::Body;
+use crate::pipeline::{HotInfo, X_LEDGE_ID};
+
+/// Most answers a thread keeps.
+pub const MAX_ENTRIES: usize = 4096;
+
+/// Most bytes of keys, heads and in-memory bodies a thread keeps (bodies
+/// sent with `sendfile` count only their handle).
+pub const MAX_BYTES: usize = 32 * 1024 * 1024;
+
+/// Request headers that cannot change a kept answer: the pipeline reads none
+/// of them for a static file, and the answer is kept only when no rule reads
+/// `Cookie` or `Accept-Language`. `Host` and `Accept-Encoding` are part of
+/// the key. A request with any other header takes the whole pipeline.
+pub const HARMLESS: [&str; 20] = [
+    "host",
+    "accept-encoding",
+    "user-agent",
+    "accept",
+    "accept-language",
+    "connection",
+    "referer",
+    "cookie",
+    "cache-control",
+    "pragma",
+    "dnt",
+    "upgrade-insecure-requests",
+    "sec-fetch-site",
+    "sec-fetch-mode",
+    "sec-fetch-user",
+    "sec-fetch-dest",
+    "sec-ch-ua",
+    "sec-ch-ua-mobile",
+    "sec-ch-ua-platform",
+    "priority",
+];
+
+/// Where the parts of a request that a kept answer depends on lie in the
+/// request head.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Shape {
+    pub host: (usize, usize),
+    pub accept_encoding: Option<(usize, usize)>,
+    pub user_agent: Option<(usize, usize)>,
+    pub referer: Option<(usize, usize)>,
+}
+
+/// Checks that a parsed `GET` head is one a kept answer may serve: only
+/// [`HARMLESS`] headers, one `Host`, at most one `Accept-Encoding`, values
+/// that `http::HeaderValue` accepts, and a target without a fragment.
+/// `spans` are the name and value spans of the headers in `head`.
+pub(crate) fn shape(head: &[u8], target: (usize, usize), spans: &[[usize; 4]]) -> Option<Shape> {
+    if head.get(target.0..target.1)?.contains(&b'#') {
+        return None;
+    }
+    let mut shape = Shape::default();
+    let mut host = None;
+    for &[ns, ne, vs, ve] in spans {
+        let name = head.get(ns..ne)?;
+        let value = head.get(vs..ve)?;
+        if !value.iter().all(|&b| (b >= 0x20 && b != 0x7f) || b == b'\t') {
+            return None;
+        }
+        let known = HARMLESS
+            .iter()
+            .position(|h| name.eq_ignore_ascii_case(h.as_bytes()))?;
+        let slot = match known {
+            0 => &mut host,
+            1 => &mut shape.accept_encoding,
+            2 => &mut shape.user_agent,
+            6 => &mut shape.referer,
+            _ => continue,
+        };
+        if slot.is_some() {
+            return None;
+        }
+        *slot = Some((vs, ve));
+    }
+    shape.host = host?;
+    Some(shape)
+}
+
+/// The key of a request of this shape, written into `key`: host, target and
+/// `Accept-Encoding` (absent and empty differ), separated by bytes that
+/// none of them can hold.
+pub(crate) fn key(head: &[u8], target: (usize, usize), shape: &Shape, key: &mut Vec<u8>) {
+    key.clear();
+    key.extend_from_slice(head.get(shape.host.0..shape.host.1).unwrap_or_default());
+    key.push(0);
+    key.extend_from_slice(head.get(target.0..target.1).unwrap_or_default());
+    if let Some((s, e)) = shape.accept_encoding {
+        key.push(0);
+        key.extend_from_slice(head.get(s..e).unwrap_or_default());
+    }
+}
+
+/// A kept answer.
+pub(crate) struct Entry {
+    /// Status line and headers, each line with its CRLF, without
+    /// `x-ledge-id`, `Date`, `Connection` and the blank line.
+    pub head: Box<[u8]>,
+    pub body: HotBody,
+    pub info: HotInfo,
+    /// The answer's `Content-Type`, for its access records.
+    pub content_type: Option<String>,
+}
+
+/// A kept answer's body.
+pub(crate) enum HotBody {
+    /// Bytes in memory (written with the head).
+    Bytes(Bytes),
+    /// Bytes of a file, sent with `sendfile`.
+    File {
+        file: Arc<std::fs::File>,
+        offset: u64,
+        len: usize,
+    },
+}
+
+impl HotBody {
+    pub fn len(&self) -> usize {
+        match self {
+            HotBody::Bytes(b) => b.len(),
+            HotBody::File { len, .. } => *len,
+        }
+    }
+
+    fn held(&self) -> usize {
+        match self {
+            HotBody::Bytes(b) => b.len(),
+            HotBody::File { .. } => 0,
+        }
+    }
+}
+
+/// The answer to keep for `resp`, if it can be kept: a whole body of known
+/// length (a buffer or a file), no transfer coding, a `Content-Length` (when
+/// present) that matches it.
+pub(crate) fn entry(resp: &Response<Body>, info: HotInfo) -> Option<Entry> {
+    let body = match resp.body() {
+        Body::Logged(l) => l.inner(),
+        b => b,
+    };
+    let body = match body {
+        Body::Empty => HotBody::Bytes(Bytes::new()),
+        Body::Full(Some(b)) => HotBody::Bytes(b.clone()),
+        Body::File(f) => HotBody::File {
+            file: f.file.clone(),
+            offset: f.offset,
+            len: f.bytes.as_ref()?.len(),
+        },
+        Body::Full(None) | Body::Stream(_) | Body::Logged(_) => return None,
+    };
+    let status = resp.status();
+    let mut head = Vec::with_capacity(256);
+    head.extend_from_slice(b"HTTP/1.1 ");
+    head.extend_from_slice(status.as_str().as_bytes());
+    head.push(b' ');
+    head.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    head.extend_from_slice(b"\r\n");
+    let mut content_type = None;
+    let mut has_length = false;
+    for (name, value) in resp.headers() {
+        if name == CONNECTION || name == DATE || name == X_LEDGE_ID {
+            continue;
+        }
+        if name == TRANSFER_ENCODING {
+            return None;
+        }
+        if name == CONTENT_LENGTH {
+            let declared: u64 = value.to_str().ok()?.trim().parse().ok()?;
+            if has_length || declared != body.len() as u64 {
+                return None;
+            }
+            has_length = true;
+        }
+        if name == CONTENT_TYPE && content_type.is_none() {
+            content_type = Some(std::str::from_utf8(value.as_bytes()).ok()?.to_owned());
+        }
+        head.extend_from_slice(name.as_str().as_bytes());
+        head.extend_from_slice(b": ");
+        head.extend_from_slice(value.as_bytes());
+        head.extend_from_slice(b"\r\n");
+    }
+    if !has_length {
+        head.extend_from_slice(b"content-length: ");
+        head.extend_from_slice(ledge_core::num::decimal_bytes(
+            body.len() as u64,
+            &mut [0; 20],
+        ));
+        head.extend_from_slice(b"\r\n");
+    }
+    Some(Entry {
+        head: head.into_boxed_slice(),
+        body,
+        info,
+        content_type,
+    })
+}
+
+/// One thread's kept answers.
+#[derive(Default)]
+struct Memo {
+    /// The router version they were answered under.
+    version: u64,
+    map: HashMap<Box<[u8]>, Arc<Entry>, foldhash::fast::RandomState>,
+    bytes: usize,
+}
+
+thread_local! {
+    static MEMO: RefCell<Memo> = RefCell::new(Memo::default());
+}
+
+/// The answer kept for `key` under router `version`, if any. Answers kept
+/// under an older version are dropped first.
+pub(crate) fn lookup(version: u64, key: &[u8]) -> Option<Arc<Entry>> {
+    MEMO.with(|m| {
+        let mut m = m.borrow_mut();
+        if m.version != version {
+            m.map.clear();
+            m.bytes = 0;
+            m.version = version;
+        }
+        m.map.get(key).cloned()
+    })
+}
+
+/// Keeps `entry` for `key`, if it was answered under the version the
+/// thread keeps answers for (a newer table may have come meanwhile).
+pub(crate) fn keep(version: u64, key: &[u8], entry: Entry) {
+    let size = key.len() + entry.head.len() + entry.body.held();
+    if size > MAX_BYTES / 16 {
+        return;
+    }
+    MEMO.with(|m| {
+        let mut m = m.borrow_mut();
+        if m.version != version {
+            return;
+        }
+        if m.map.len() >= MAX_ENTRIES || m.bytes + size > MAX_BYTES {
+            m.map.clear();
+            m.bytes = 0;
+        }
+        if m.map.insert(key.into(), Arc::new(entry)).is_none() {
+            m.bytes += size;
+        }
+    });
+}
+
+/// How many answers this thread keeps (for tests).
+#[cfg(test)]
+pub(crate) fn kept() -> usize {
+    MEMO.with(|m| m.borrow().map.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spans_of(head: &[u8]) -> ((usize, usize), Vec<[usize; 4]>) {
+        let mut slots = [httparse::EMPTY_HEADER; 32];
+        let mut req = httparse::Request::new(&mut slots);
+        assert!(req.parse(head).unwrap().is_complete());
+        let base = head.as_ptr() as usize;
+        let off = |s: &[u8]| s.as_ptr() as usize - base;
+        let path = req.path.unwrap().as_bytes();
+        let target = (off(path), off(path) + path.len());
+        let spans = req
+            .headers
+            .iter()
+            .map(|h| {
+                let (n, v) = (h.name.as_bytes(), h.value);
+                [off(n), off(n) + n.len(), off(v), off(v) + v.len()]
+            })
+            .collect();
+        (target, spans)
+    }
+
+    fn shape_of(head: &str) -> Option<(Shape, Vec<u8>)> {
+        let (target, spans) = spans_of(head.as_bytes());
+        let s = shape(head.as_bytes(), target, &spans)?;
+        let mut k = Vec::new();
+        key(head.as_bytes(), target, &s, &mut k);
+        Some((s, k))
+    }
+
+    #[test]
+    fn only_harmless_headers_take_kept_answers() {
+        let (_, k) = shape_of(
+            "GET /a.css?v=1 HTTP/1.1\r\nHost: Example.COM\r\nUser-Agent: x\r\nAccept: */*\r\n\r\n",
+        )
+        .unwrap();
+        assert_eq!(k, b"Example.COM\0/a.css?v=1");
+        for refused in [
+            "GET /a HTTP/1.1\r\nHost: a\r\nRange: bytes=0-1\r\n\r\n",
+            "GET /a HTTP/1.1\r\nHost: a\r\nIf-None-Match: \"x\"\r\n\r\n",
+            "GET /a HTTP/1.1\r\nHost: a\r\nIf-Modified-Since: x\r\n\r\n",
+            "GET /a HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 1.2.3.4\r\n\r\n",
+            "GET /a HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+            "GET /a HTTP/1.1\r\nHost: a\r\nAccept-Encoding: br\r\nAccept-Encoding: gzip\r\n\r\n",
+            "GET /a HTTP/1.1\r\nUser-Agent: x\r\n\r\n",
+            "GET /a#frag HTTP/1.1\r\nHost: a\r\n\r\n",
+        ] {
+            assert!(shape_of(refused).is_none(), "{refused:?}");
+        }
+    }
+
+    #[test]
+    fn keys_tell_encodings_apart() {
+        let k = |ae: &str| {
+            shape_of(&format!("GET /a HTTP/1.1\r\nHost: h\r\n{ae}\r\n"))
+                .unwrap()
+                .1
+        };
+        let none = k("");
+        let empty = k("Accept-Encoding: \r\n");
+        let br = k("Accept-Encoding: br\r\n");
+        assert_ne!(none, empty);
+        assert_ne!(empty, br);
+        assert_eq!(br, k("accept-encoding: br\r\n"));
+    }
+
+    fn info() -> HotInfo {
+        HotInfo {
+            site: "s".into(),
+            deploy: "d".into(),
+            host: "h".into(),
+            geo: Default::default(),
+        }
+    }
+
+    #[test]
+    fn kept_answers_belong_to_one_router_version() {
+        let resp = Response::builder()
+            .header(CONTENT_TYPE, "text/plain")
+            .header(X_LEDGE_ID, "0123")
+            .body(Body::full("hello"))
+            .unwrap();
+        let e = entry(&resp, info()).unwrap();
+        assert_eq!(
+            &*e.head,
+            b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 5\r\n"
+        );
+        assert_eq!(e.content_type.as_deref(), Some("text/plain"));
+        lookup(7, b"k");
+        keep(7, b"k", e);
+        assert!(lookup(7, b"k").is_some());
+        // Kept under 7, offered under 6 (a request that began before the
+        // table moved): not kept.
+        keep(6, b"k2", entry(&resp, info()).unwrap());
+        assert!(lookup(7, b"k2").is_none());
+        // A new table empties the memo.
+        assert!(lookup(8, b"k").is_none());
+        assert_eq!(kept(), 0);
+    }
+
+    #[test]
+    fn answers_that_cannot_be_repeated_are_not_kept() {
+        use http_body_util::BodyExt;
+        let streamed = Response::new(Body::Stream(
+            http_body_util::Empty::<Bytes>::new()
+                .map_err(|never| match never {})
+                .boxed_unsync(),
+        ));
+        assert!(entry(&streamed, info()).is_none());
+        let wrong_length = Response::builder()
+            .header(CONTENT_LENGTH, "9")
+            .body(Body::full("hello"))
+            .unwrap();
+        assert!(entry(&wrong_length, info()).is_none());
+        let chunked = Response::builder()
+            .header(TRANSFER_ENCODING, "chunked")
+            .body(Body::full("hello"))
+            .unwrap();
+        assert!(entry(&chunked, info()).is_none());
+    }
+
+    #[test]
+    fn the_memo_stays_bounded() {
+        lookup(1, b"");
+        for i in 0..(MAX_ENTRIES + 10) {
+            let resp = Response::new(Body::full("x"));
+            keep(1, format!("k{i}").as_bytes(), entry(&resp, info()).unwrap());
+            assert!(kept() <= MAX_ENTRIES);
+        }
+        assert!(kept() < MAX_ENTRIES);
+    }
+}
