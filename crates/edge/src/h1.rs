@@ -150,25 +150,28 @@ where
             if let Some(shape) = hot::shape(&bytes, head.target, &spans) {
                 hot::key(&bytes, head.target, &shape, &mut key);
                 let version = edge.router.version();
-                if let Some(entry) = hot::lookup(version, &key) {
-                    let request = HotRequest {
-                        head: &bytes,
-                        target: head.target,
-                        shape: &shape,
-                    };
-                    if answer_hot(&mut io, &mut out, edge, conn, &entry, request, close)
-                        .await
-                        .is_err()
-                    {
-                        return Ended::Closed;
+                match hot::lookup(version, &key) {
+                    hot::Lookup::Hit(entry) => {
+                        let request = HotRequest {
+                            head: &bytes,
+                            target: head.target,
+                            shape: &shape,
+                        };
+                        if answer_hot(&mut io, &mut out, edge, conn, &entry, request, close)
+                            .await
+                            .is_err()
+                        {
+                            return Ended::Closed;
+                        }
+                        if close {
+                            let _ = io.shutdown().await;
+                            return Ended::Closed;
+                        }
+                        continue;
                     }
-                    if close {
-                        let _ = io.shutdown().await;
-                        return Ended::Closed;
-                    }
-                    continue;
+                    hot::Lookup::Keep => hot_version = Some(version),
+                    hot::Lookup::Pass => {}
                 }
-                hot_version = Some(version);
             }
         }
         let Some(req) = head.request(&bytes, &spans) else {
@@ -310,11 +313,7 @@ fn hot_record(
         query: query.map(lossy),
         status_code: 200,
         request_size: 0,
-        response_size: if complete {
-            entry.body.len() as u64
-        } else {
-            0
-        },
+        response_size: if complete { entry.body.len() as u64 } else { 0 },
         content_type: entry.content_type.clone(),
         duration: now.saturating_duration_since(start),
         ttfb: head_ready.saturating_duration_since(start),

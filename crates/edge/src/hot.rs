@@ -4,8 +4,8 @@
 //! Most of an edge's traffic is the same few files asked for again and again
 //! in the same way. When the pipeline answers a plain-HTTP `GET` with a
 //! static file, and nothing but the host, the request target and
-//! `Accept-Encoding` could have changed that answer (no rule that reads
-//! cookies, the language or the clock; no edge functions; no trusted proxy;
+//! `Accept-Encoding` could have changed that answer (no rule with
+//! conditions or signing; no edge functions; no trusted proxy;
 //! see `Edge::handle_hot`), the fast path keeps the serialized head and the
 //! body. The next request with the same three values, and no header outside
 //! [`HARMLESS`], gets them back with a fresh request id and `Date`: one
@@ -18,8 +18,9 @@
 //! under an id, so nothing else can make a kept answer stale.
 //!
 //! Each thread keeps its own answers (no locks), at most [`MAX_ENTRIES`] and
-//! [`MAX_BYTES`] of heads, keys and in-memory bodies; when full, it starts
-//! over.
+//! [`MAX_BYTES`] of heads, keys and in-memory bodies (bodies are the blob
+//! cache's own buffers, shared). An answer is kept when its key comes a
+//! second time; a full memo drops an eighth of its answers.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -33,11 +34,11 @@ use crate::body::Body;
 use crate::pipeline::{HotInfo, X_LEDGE_ID};
 
 /// Most answers a thread keeps.
-pub const MAX_ENTRIES: usize = 4096;
+pub const MAX_ENTRIES: usize = 16 * 1024;
 
 /// Most bytes of keys, heads and in-memory bodies a thread keeps (bodies
 /// sent with `sendfile` count only their handle).
-pub const MAX_BYTES: usize = 32 * 1024 * 1024;
+pub const MAX_BYTES: usize = 16 * 1024 * 1024;
 
 /// Request headers that cannot change a kept answer: the pipeline reads none
 /// of them for a static file, and the answer is kept only when no rule reads
@@ -89,7 +90,10 @@ pub(crate) fn shape(head: &[u8], target: (usize, usize), spans: &[[usize; 4]]) -
     for &[ns, ne, vs, ve] in spans {
         let name = head.get(ns..ne)?;
         let value = head.get(vs..ve)?;
-        if !value.iter().all(|&b| (b >= 0x20 && b != 0x7f) || b == b'\t') {
+        if !value
+            .iter()
+            .all(|&b| (b >= 0x20 && b != 0x7f) || b == b'\t')
+        {
             return None;
         }
         let known = HARMLESS
@@ -230,21 +234,49 @@ pub(crate) fn entry(resp: &Response<Body>, info: HotInfo) -> Option<Entry> {
 }
 
 /// One thread's kept answers.
-#[derive(Default)]
 struct Memo {
     /// The router version they were answered under.
     version: u64,
     map: HashMap<Box<[u8]>, Arc<Entry>, foldhash::fast::RandomState>,
     bytes: usize,
+    /// Hashes of keys asked for once, by slot: an answer is kept only when
+    /// its key comes a second time, so a long tail of one-off requests
+    /// neither pays for building entries nor pushes the popular ones out.
+    seen: Box<[u64]>,
 }
+
+impl Default for Memo {
+    fn default() -> Self {
+        Self {
+            version: 0,
+            map: HashMap::default(),
+            bytes: 0,
+            seen: vec![0; SEEN_SLOTS].into_boxed_slice(),
+        }
+    }
+}
+
+/// Slots of the memo's first-sighting filter (sets of four).
+const SEEN_SLOTS: usize = 8192;
 
 thread_local! {
     static MEMO: RefCell<Memo> = RefCell::new(Memo::default());
 }
 
-/// The answer kept for `key` under router `version`, if any. Answers kept
-/// under an older version are dropped first.
-pub(crate) fn lookup(version: u64, key: &[u8]) -> Option<Arc<Entry>> {
+/// What the memo has for a key.
+pub(crate) enum Lookup {
+    /// A kept answer.
+    Hit(Arc<Entry>),
+    /// Nothing yet, but the key came before: keep its answer.
+    Keep,
+    /// A key not seen lately: answer it in full and keep nothing.
+    Pass,
+}
+
+/// The answer kept for `key` under router `version`, or whether to keep the
+/// one about to be made. Answers kept under an older version are dropped
+/// first.
+pub(crate) fn lookup(version: u64, key: &[u8]) -> Lookup {
     MEMO.with(|m| {
         let mut m = m.borrow_mut();
         if m.version != version {
@@ -252,14 +284,40 @@ pub(crate) fn lookup(version: u64, key: &[u8]) -> Option<Arc<Entry>> {
             m.bytes = 0;
             m.version = version;
         }
-        m.map.get(key).cloned()
+        if let Some(e) = m.map.get(key) {
+            return Lookup::Hit(e.clone());
+        }
+        use std::hash::BuildHasher;
+        // Never 0, the empty slot.
+        let hash = m.map.hasher().hash_one(key) | 1;
+        // Four ways per set: keys that share a set rarely push each other
+        // out. Truncation is the point: the low bits pick the set, the
+        // high ones the way to replace.
+        #[allow(clippy::cast_possible_truncation)]
+        let (set, way) = (
+            (hash as usize) % (SEEN_SLOTS / 4) * 4,
+            (hash >> 62) as usize,
+        );
+        let ways = &mut m.seen[set..set + 4];
+        if ways.contains(&hash) {
+            return Lookup::Keep;
+        }
+        let free = ways.iter().position(|&h| h == 0).unwrap_or(way);
+        ways[free] = hash;
+        Lookup::Pass
     })
 }
 
+fn size_of(key: &[u8], entry: &Entry) -> usize {
+    key.len() + entry.head.len() + entry.body.held()
+}
+
 /// Keeps `entry` for `key`, if it was answered under the version the
-/// thread keeps answers for (a newer table may have come meanwhile).
+/// thread keeps answers for (a newer table may have come meanwhile). A full
+/// memo first drops about an eighth of its answers, picked by their place
+/// in the table (which follows the keys' hashes, not their age).
 pub(crate) fn keep(version: u64, key: &[u8], entry: Entry) {
-    let size = key.len() + entry.head.len() + entry.body.held();
+    let size = size_of(key, &entry);
     if size > MAX_BYTES / 16 {
         return;
     }
@@ -268,13 +326,24 @@ pub(crate) fn keep(version: u64, key: &[u8], entry: Entry) {
         if m.version != version {
             return;
         }
-        if m.map.len() >= MAX_ENTRIES || m.bytes + size > MAX_BYTES {
-            m.map.clear();
-            m.bytes = 0;
+        let mut round = 0;
+        while m.map.len() >= MAX_ENTRIES || m.bytes + size > MAX_BYTES {
+            let (mut i, mut freed) = (0usize, 0usize);
+            m.map.retain(|k, e| {
+                i += 1;
+                let drop = (i + round) % 8 == 0;
+                if drop {
+                    freed += size_of(k, e);
+                }
+                !drop
+            });
+            m.bytes -= freed;
+            round += 1;
         }
-        if m.map.insert(key.into(), Arc::new(entry)).is_none() {
-            m.bytes += size;
+        if let Some(old) = m.map.insert(key.into(), Arc::new(entry)) {
+            m.bytes -= size_of(key, &old);
         }
+        m.bytes += size;
     });
 }
 
@@ -360,6 +429,10 @@ mod tests {
         }
     }
 
+    fn hit(l: Lookup) -> bool {
+        matches!(l, Lookup::Hit(_))
+    }
+
     #[test]
     fn kept_answers_belong_to_one_router_version() {
         let resp = Response::builder()
@@ -373,15 +446,18 @@ mod tests {
             b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 5\r\n"
         );
         assert_eq!(e.content_type.as_deref(), Some("text/plain"));
-        lookup(7, b"k");
+        // Kept on the second sighting of a key.
+        assert!(matches!(lookup(7, b"k"), Lookup::Pass));
+        assert!(matches!(lookup(7, b"k"), Lookup::Keep));
         keep(7, b"k", e);
-        assert!(lookup(7, b"k").is_some());
+        assert!(hit(lookup(7, b"k")));
         // Kept under 7, offered under 6 (a request that began before the
         // table moved): not kept.
         keep(6, b"k2", entry(&resp, info()).unwrap());
-        assert!(lookup(7, b"k2").is_none());
-        // A new table empties the memo.
-        assert!(lookup(8, b"k").is_none());
+        assert!(!hit(lookup(7, b"k2")));
+        // A new table empties the memo; the key is still known, so its
+        // next answer is kept at once.
+        assert!(matches!(lookup(8, b"k"), Lookup::Keep));
         assert_eq!(kept(), 0);
     }
 
@@ -408,12 +484,30 @@ mod tests {
 
     #[test]
     fn the_memo_stays_bounded() {
-        lookup(1, b"");
+        let _ = lookup(1, b"");
         for i in 0..(MAX_ENTRIES + 10) {
             let resp = Response::new(Body::full("x"));
             keep(1, format!("k{i}").as_bytes(), entry(&resp, info()).unwrap());
             assert!(kept() <= MAX_ENTRIES);
         }
-        assert!(kept() < MAX_ENTRIES);
+        // An eighth went to make room; the newest is there.
+        assert!(kept() < MAX_ENTRIES - MAX_ENTRIES / 10, "{}", kept());
+        assert!(hit(lookup(1, format!("k{}", MAX_ENTRIES + 9).as_bytes())));
+        // Bytes too: one large body pushes out what it must.
+        let big = Bytes::from(vec![b'x'; MAX_BYTES / 20]);
+        for i in 0..40 {
+            let resp = Response::new(Body::full(big.clone()));
+            keep(
+                1,
+                format!("big{i}").as_bytes(),
+                entry(&resp, info()).unwrap(),
+            );
+            MEMO.with(|m| {
+                let m = m.borrow();
+                assert!(m.bytes <= MAX_BYTES);
+                let sum: usize = m.map.iter().map(|(k, e)| size_of(k, e)).sum();
+                assert_eq!(sum, m.bytes);
+            });
+        }
     }
 }

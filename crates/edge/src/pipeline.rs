@@ -300,9 +300,9 @@ impl Edge {
             return None;
         }
         let (target, deploy) = (ctx.target.as_ref()?, ctx.deploy.as_ref()?);
-        // Rules that read cookies, the language or the clock, and functions
-        // (whose paths may depend on any header), can answer the same
-        // target differently.
+        // Rules with conditions (country, language, role, cookie) or
+        // signing, and functions (whose paths may depend on any header),
+        // can answer the same target differently.
         if deploy.rules.reads_client_details()
             || (self.functions.is_some() && deploy.functions.is_some())
         {
