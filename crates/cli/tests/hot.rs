@@ -141,6 +141,11 @@ fn kept_answers_are_the_pipelines_answers() {
             ("style.css", &css),
             ("big.txt", &big),
             ("empty.txt", ""),
+            ("404.html", "custom not found"),
+            (
+                "_redirects",
+                "/old  /new.html  301\n/pretty  /index.html  200\n",
+            ),
             (
                 "_headers",
                 "/style.css\n  X-Custom: yes\n  Cache-Control: public, max-age=60\n",
@@ -148,7 +153,7 @@ fn kept_answers_are_the_pipelines_answers() {
         ],
     );
     let mut c = Conn::open(&node);
-    let cases: [(&str, &[(&str, &str)]); 8] = [
+    let cases: [(&str, &[(&str, &str)]); 11] = [
         ("/", &[]),
         (
             "/index.html",
@@ -160,6 +165,9 @@ fn kept_answers_are_the_pipelines_answers() {
         ("/style.css?v=2", &[("Accept-Encoding", "gzip, br")]),
         ("/big.txt", &[]),
         ("/empty.txt", &[("Referer", "http://x.example/")]),
+        ("/old?from=here", &[]),
+        ("/pretty", &[]),
+        ("/missing", &[]),
     ];
     let before = hot_answers(&node);
     let mut firsts = Vec::new();
@@ -181,7 +189,9 @@ fn kept_answers_are_the_pipelines_answers() {
     }
     assert_eq!(hot_answers(&node) - before, 2 * cases.len() as u64);
     // What the answers are, so that a wrong first answer cannot pass.
-    let [root, _, css_plain, css_br, css_gzip, _, big_plain, empty] = &firsts[..] else {
+    let [root, _, css_plain, css_br, css_gzip, _, big_plain, empty, moved, pretty, missing] =
+        &firsts[..]
+    else {
         unreachable!()
     };
     assert_eq!(root.body, b"<h1>home</h1>");
@@ -201,6 +211,19 @@ fn kept_answers_are_the_pipelines_answers() {
     assert_ne!(css_br.body, css_gzip.body);
     assert_eq!(big_plain.body, big.as_bytes());
     assert_eq!(header(empty, "content-length").as_deref(), Some("0"));
+    assert_eq!(moved.status, 301);
+    assert_eq!(
+        header(moved, "location").as_deref(),
+        Some("/new.html?from=here")
+    );
+    assert_eq!(
+        (pretty.status, pretty.body.as_slice()),
+        (200, &b"<h1>home</h1>"[..])
+    );
+    assert_eq!(
+        (missing.status, missing.body.as_slice()),
+        (404, &b"custom not found"[..])
+    );
 
     // HEAD, conditional and range requests take the pipeline, and still
     // get what they ask for once the file is kept.
@@ -280,11 +303,19 @@ fn rules_that_read_cookies_are_never_kept() {
 fn kept_answers_leave_the_same_access_records() {
     let node = one_thread_node();
     node.ok(&["sites", "create", "hot"]);
-    let deploy_id = deploy(&node, &[("doc.txt", "some text")]);
+    let deploy_id = deploy(
+        &node,
+        &[
+            ("doc.txt", "some text"),
+            ("_redirects", "/go  /doc.txt  302\n"),
+        ],
+    );
     let mut c = Conn::open(&node);
     let headers = [("User-Agent", "agent/2"), ("Referer", "http://r.example/")];
     let answers: Vec<Answer> = (0..4).map(|_| c.get("/doc.txt?q=1", &headers)).collect();
-    assert_eq!(hot_answers(&node), 2);
+    let redirects: Vec<Answer> = (0..4).map(|_| c.get("/go", &[])).collect();
+    assert_eq!(redirects[3].status, 302);
+    assert_eq!(hot_answers(&node), 4);
     let path = node.data.join("logs/access.log");
     let mut records: Vec<Value> = Vec::new();
     eventually("four access records", || {
@@ -295,9 +326,10 @@ fn kept_answers_leave_the_same_access_records() {
             .map(|l| serde_json::from_str::<Value>(l).unwrap())
             .filter(|v| v["site_id"] == "hot")
             .collect();
-        records.len() >= 4
+        records.len() >= 8
     });
-    assert_eq!(records.len(), 4);
+    assert_eq!(records.len(), 8);
+    let redirect_records = records.split_off(4);
     let varying = ["timestamp", "request_id", "duration", "time_to_first_byte"];
     let strip = |r: &Value| {
         let mut r = r.clone();
@@ -323,4 +355,15 @@ fn kept_answers_leave_the_same_access_records() {
     assert_eq!(r["referrer"], "http://r.example/");
     assert_eq!(r["answered_by"], "static");
     assert_eq!(r["host"], H);
+    for (r, a) in redirect_records.iter().zip(&redirects) {
+        assert_eq!(r["request_id"], a.id.as_str());
+        assert_eq!(strip(r), strip(&redirect_records[0]), "{r:#}");
+    }
+    let r = &redirect_records[0];
+    assert_eq!(r["status_code"], 302);
+    assert_eq!(r["answered_by"], "redirect");
+    assert_eq!(r["rule"], "_redirects:1");
+    assert_eq!(r["path"], "/go");
+    assert!(r["query"].is_null());
+    assert_eq!(r["response_size"], 0);
 }

@@ -283,7 +283,7 @@ fn hot_record(
     (start, head_ready): (std::time::Instant, std::time::Instant),
     complete: bool,
 ) -> Box<ledge_telemetry::AccessRecord> {
-    use ledge_telemetry::{AccessRecord, CacheStatus, ErrorClass, Phase};
+    use ledge_telemetry::{AccessRecord, CacheStatus, ErrorClass};
     let text = |span: Option<(usize, usize)>| {
         let (s, e) = span?;
         std::str::from_utf8(request.head.get(s..e)?)
@@ -311,7 +311,7 @@ fn hot_record(
         method: "GET".into(),
         path: lossy(path),
         query: query.map(lossy),
-        status_code: 200,
+        status_code: entry.status,
         request_size: 0,
         response_size: if complete { entry.body.len() as u64 } else { 0 },
         content_type: entry.content_type.clone(),
@@ -324,8 +324,8 @@ fn hot_record(
         user_agent: text(request.shape.user_agent),
         referrer: text(request.shape.referer),
         cache_status: CacheStatus::None,
-        answered_by: Phase::Static,
-        rule: None,
+        answered_by: info.phase,
+        rule: info.rule.clone(),
         function_name: None,
         firewall_rule: None,
         block_reason: None,

@@ -1,9 +1,10 @@
 //! Hot answers: static files kept, head serialized, for the HTTP/1.1 fast
 //! path.
 //!
-//! Most of an edge's traffic is the same few files asked for again and again
-//! in the same way. When the pipeline answers a plain-HTTP `GET` with a
-//! static file, and nothing but the host, the request target and
+//! Most of an edge's traffic is the same few files (and redirects) asked for
+//! again and again in the same way. When the pipeline answers a plain-HTTP
+//! `GET` with a static file, the 404 page, or a rule's redirect or rewrite,
+//! and nothing but the host, the request target and
 //! `Accept-Encoding` could have changed that answer (no rule with
 //! conditions or signing; no edge functions; no trusted proxy;
 //! see `Edge::handle_hot`), the fast path keeps the serialized head and the
@@ -131,6 +132,7 @@ pub(crate) fn key(head: &[u8], target: (usize, usize), shape: &Shape, key: &mut 
 
 /// A kept answer.
 pub(crate) struct Entry {
+    pub status: u16,
     /// Status line and headers, each line with its CRLF, without
     /// `x-ledge-id`, `Date`, `Connection` and the blank line.
     pub head: Box<[u8]>,
@@ -226,6 +228,7 @@ pub(crate) fn entry(resp: &Response<Body>, info: HotInfo) -> Option<Entry> {
         head.extend_from_slice(b"\r\n");
     }
     Some(Entry {
+        status: status.as_u16(),
         head: head.into_boxed_slice(),
         body,
         info,
@@ -426,6 +429,8 @@ mod tests {
             deploy: "d".into(),
             host: "h".into(),
             geo: Default::default(),
+            phase: ledge_telemetry::Phase::Static,
+            rule: None,
         }
     }
 

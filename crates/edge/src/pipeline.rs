@@ -153,6 +153,10 @@ pub(crate) struct HotInfo {
     pub host: String,
     /// Where the visitor's country comes from.
     pub geo: GeoSource,
+    /// Which phase answered.
+    pub phase: Phase,
+    /// The rule that answered, as the access record names it.
+    pub rule: Option<String>,
 }
 
 /// A proxy rule's outcome, as the proxy phase takes it.
@@ -278,24 +282,26 @@ impl Edge {
         (resp, hot)
     }
 
-    /// Whether `resp` is a static file that any plain-HTTP `GET` with the
-    /// same host, target and `Accept-Encoding` (and only harmless other
-    /// headers, which the caller checks) gets as it is, but for its request
-    /// id and `Date`; if so, what its access record needs.
+    /// Whether `resp` is an answer that any plain-HTTP `GET` with the same
+    /// host, target and `Accept-Encoding` (and only harmless other headers,
+    /// which the caller checks) gets as it is, but for its request id and
+    /// `Date`; if so, what its access record needs.
     fn hot_info(
         &self,
         ctx: &RequestCtx,
         parts: &http::request::Parts,
         resp: &Response<Body>,
     ) -> Option<HotInfo> {
-        let plain = ctx.answered_by == Phase::Static
-            && ctx.rule.is_none()
-            && ctx.function.is_none()
+        // A file, the 404 page, a rule's redirect or rewrite: never a proxy,
+        // a function, the cache, a platform answer or an error.
+        let plain = matches!(
+            ctx.answered_by,
+            Phase::Static | Phase::Redirect | Phase::Rewrite
+        ) && ctx.function.is_none()
             && ctx.cache_status == CacheStatus::None
             && !ctx.peer_trusted
             && ctx.scheme == "http"
-            && parts.method == Method::GET
-            && resp.status() == StatusCode::OK;
+            && parts.method == Method::GET;
         if !plain {
             return None;
         }
@@ -308,11 +314,17 @@ impl Edge {
         {
             return None;
         }
+        let rule = match ctx.rule {
+            Some(i) => Some(deploy.rules.rule(i)?.origin.to_string()),
+            None => None,
+        };
         Some(HotInfo {
             site: target.site.shared(),
             deploy: deploy.id_text.clone(),
             host: ctx.host.clone(),
             geo: target.settings.geo_source,
+            phase: ctx.answered_by,
+            rule,
         })
     }
 

@@ -186,13 +186,13 @@ impl Metrics {
         self.open_connections.load(Relaxed)
     }
 
-    /// Counts a static answer the edge sent from those it keeps, without
+    /// Counts an answer the edge sent from those it keeps, without
     /// running the pipeline.
     pub fn hot_answer(&self) {
         self.hot_answers.fetch_add(1, Relaxed);
     }
 
-    /// Static answers sent from those the edge keeps.
+    /// Answers sent from those the edge keeps.
     pub fn hot_answers(&self) -> u64 {
         self.hot_answers.load(Relaxed)
     }
@@ -351,7 +351,7 @@ impl Metrics {
         counter(
             &mut o,
             "ledge_hot_answers_total",
-            "Static answers sent from those the edge keeps, without running the pipeline.",
+            "Answers (files, redirects, rewrites) sent from those the edge keeps, without running the pipeline.",
             self.hot_answers.load(Relaxed),
         );
         counter(
