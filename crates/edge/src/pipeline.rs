@@ -274,7 +274,7 @@ impl Edge {
         });
         self.headers_phase(&ctx, &mut resp);
         let hot = (hot && error.is_none())
-            .then(|| self.hot_info(&ctx, &parts, &resp))
+            .then(|| self.hot_info(&ctx, &parts))
             .flatten();
         if let (Some(t), Some(start)) = (&self.telemetry, start) {
             self.log_phase(t, ctx, &parts, conn, error, start, &mut resp);
@@ -282,16 +282,11 @@ impl Edge {
         (resp, hot)
     }
 
-    /// Whether `resp` is an answer that any plain-HTTP `GET` with the same
+    /// Whether the answer is one that any plain-HTTP `GET` with the same
     /// host, target and `Accept-Encoding` (and only harmless other headers,
     /// which the caller checks) gets as it is, but for its request id and
     /// `Date`; if so, what its access record needs.
-    fn hot_info(
-        &self,
-        ctx: &RequestCtx,
-        parts: &http::request::Parts,
-        resp: &Response<Body>,
-    ) -> Option<HotInfo> {
+    fn hot_info(&self, ctx: &RequestCtx, parts: &http::request::Parts) -> Option<HotInfo> {
         // A file, the 404 page, a rule's redirect or rewrite: never a proxy,
         // a function, the cache, a platform answer or an error.
         let plain = matches!(
