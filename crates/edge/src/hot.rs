@@ -97,10 +97,7 @@ pub(crate) fn shape(head: &[u8], target: (usize, usize), spans: &[[usize; 4]]) -
         {
             return None;
         }
-        let known = HARMLESS
-            .iter()
-            .position(|h| name.eq_ignore_ascii_case(h.as_bytes()))?;
-        let slot = match known {
+        let slot = match harmless(name)? {
             0 => &mut host,
             1 => &mut shape.accept_encoding,
             2 => &mut shape.user_agent,
@@ -114,6 +111,40 @@ pub(crate) fn shape(head: &[u8], target: (usize, usize), spans: &[[usize; 4]]) -
     }
     shape.host = host?;
     Some(shape)
+}
+
+/// The index of `name` in [`HARMLESS`], in any case. One match on the
+/// lowercased name: a scan of the list cost more than the rest of the
+/// lookup.
+fn harmless(name: &[u8]) -> Option<usize> {
+    let mut buf = [0u8; 32];
+    let lower = buf.get_mut(..name.len())?;
+    for (l, b) in lower.iter_mut().zip(name) {
+        *l = b.to_ascii_lowercase();
+    }
+    Some(match &*lower {
+        b"host" => 0,
+        b"accept-encoding" => 1,
+        b"user-agent" => 2,
+        b"accept" => 3,
+        b"accept-language" => 4,
+        b"connection" => 5,
+        b"referer" => 6,
+        b"cookie" => 7,
+        b"cache-control" => 8,
+        b"pragma" => 9,
+        b"dnt" => 10,
+        b"upgrade-insecure-requests" => 11,
+        b"sec-fetch-site" => 12,
+        b"sec-fetch-mode" => 13,
+        b"sec-fetch-user" => 14,
+        b"sec-fetch-dest" => 15,
+        b"sec-ch-ua" => 16,
+        b"sec-ch-ua-mobile" => 17,
+        b"sec-ch-ua-platform" => 18,
+        b"priority" => 19,
+        _ => return None,
+    })
 }
 
 /// The key of a request of this shape, written into `key`: host, target and
@@ -406,6 +437,25 @@ mod tests {
         ] {
             assert!(shape_of(refused).is_none(), "{refused:?}");
         }
+    }
+
+    #[test]
+    fn harmless_names_match_the_list_in_any_case() {
+        for (i, name) in HARMLESS.iter().enumerate() {
+            assert_eq!(harmless(name.as_bytes()), Some(i), "{name}");
+            assert_eq!(harmless(name.to_ascii_uppercase().as_bytes()), Some(i));
+        }
+        for other in [
+            "range",
+            "if-none-match",
+            "x-forwarded-for",
+            "hos",
+            "hostx",
+            "",
+        ] {
+            assert_eq!(harmless(other.as_bytes()), None, "{other}");
+        }
+        assert_eq!(harmless(&[b'a'; 40]), None);
     }
 
     #[test]
