@@ -298,7 +298,12 @@ fn hot_record(
         Some(q) => (&target[..q], Some(&target[q + 1..])),
         None => (target, None),
     };
-    let lossy = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    // The target passed `http::Uri`'s checks when its answer was kept, so
+    // it is ASCII; the lossy form is only a fallback.
+    let lossy = |b: &[u8]| match std::str::from_utf8(b) {
+        Ok(s) => s.to_owned(),
+        Err(_) => String::from_utf8_lossy(b).into_owned(),
+    };
     let info = &entry.info;
     let client_ip = conn.peer.ip();
     let now = std::time::Instant::now();

@@ -546,7 +546,7 @@ impl Edge {
             status_code: resp.status().as_u16(),
             request_size: request_size.flatten().unwrap_or(0),
             response_size: 0,
-            content_type: content_type.flatten(),
+            content_type: content_type.flatten().map(Arc::from),
             duration: std::time::Duration::ZERO,
             ttfb,
             client_ip: Some(ctx.client_ip),

@@ -47,8 +47,9 @@ pub struct AccessRecord {
     pub request_size: u64,
     /// Response bytes sent (body).
     pub response_size: u64,
-    /// Response `Content-Type`.
-    pub content_type: Option<String>,
+    /// Response `Content-Type` (shared with a kept answer's, when it was
+    /// one).
+    pub content_type: Option<Arc<str>>,
     /// Time from request head to the last response byte.
     #[serde(with = "millis")]
     pub duration: Duration,
