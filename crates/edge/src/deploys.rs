@@ -205,9 +205,14 @@ impl DeployCache {
         site: &SiteName,
         id: &DeployId,
     ) -> Result<Option<Arc<LoadedDeploy>>, BlobError> {
-        if let Some(d) = self.cache.get(id) {
-            return Ok((&d.site == site).then_some(d));
-        }
+        // One load per deploy however many requests wait for it: the first
+        // gets the cache's placeholder and loads, the others wait for its
+        // value (or, if it fails, the next one tries). Without this, a burst
+        // of requests for a deploy not yet loaded compiled it once each.
+        let guard = match self.cache.get_value_or_guard_async(id).await {
+            Ok(d) => return Ok((&d.site == site).then_some(d)),
+            Err(guard) => guard,
+        };
         let Some(raw) = self.blobs.get_snapshot(id).await? else {
             return Ok(None);
         };
@@ -218,7 +223,7 @@ impl DeployCache {
             .await
             .map(Arc::new)
             .map_err(|e| BlobError::Io(std::io::Error::other(e.to_string())))?;
-        self.cache.insert(*id, loaded.clone());
+        let _ = guard.insert(loaded.clone());
         Ok((&loaded.site == site).then_some(loaded))
     }
 }
@@ -286,11 +291,13 @@ impl BlobCache {
     /// The whole object (only for cacheable sizes).
     pub async fn get(&self, file: &ServedFile, enc: Encoding) -> Result<Bytes, BlobError> {
         let key = (file.key, enc_key(enc));
-        if let Some(b) = self.cache.get(&key) {
-            return Ok(b);
-        }
+        // One read per blob however many requests wait for it (as deploys).
+        let guard = match self.cache.get_value_or_guard_async(&key).await {
+            Ok(b) => return Ok(b),
+            Err(guard) => guard,
+        };
         let b = self.blobs.read(&file.digest, enc).await?;
-        self.cache.insert(key, b.clone());
+        let _ = guard.insert(b.clone());
         Ok(b)
     }
 
@@ -298,16 +305,147 @@ impl BlobCache {
     /// filesystem (cached; `None` otherwise or on any error).
     pub async fn file(&self, file: &ServedFile, enc: Encoding) -> Option<Arc<std::fs::File>> {
         let key = (file.key, enc_key(enc));
-        if let Some(f) = self.files.get(&key) {
-            return Some(f);
-        }
+        let guard = match self.files.get_value_or_guard_async(&key).await {
+            Ok(f) => return Some(f),
+            Err(guard) => guard,
+        };
         let f = Arc::new(self.blobs.open_local(&file.digest, enc).await.ok()??);
-        self.files.insert(key, f.clone());
+        let _ = guard.insert(f.clone());
         Some(f)
     }
 
     /// The blob store behind the cache, for streaming large objects.
     pub fn store(&self) -> &Arc<dyn BlobStore> {
         &self.blobs
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use ledge_store::blobs::ByteStream;
+    use ledge_store::FsBlobStore;
+
+    /// A blob store that counts snapshot loads and whole-blob reads.
+    struct Counting {
+        inner: FsBlobStore,
+        snapshots: AtomicUsize,
+        reads: AtomicUsize,
+    }
+
+    #[async_trait::async_trait]
+    impl BlobStore for Counting {
+        async fn has(&self, d: &Digest) -> Result<bool, BlobError> {
+            self.inner.has(d).await
+        }
+        async fn put_stream(&self, d: &Digest, body: ByteStream) -> Result<u64, BlobError> {
+            self.inner.put_stream(d, body).await
+        }
+        async fn len(&self, d: &Digest, enc: Encoding) -> Result<Option<u64>, BlobError> {
+            self.inner.len(d, enc).await
+        }
+        async fn read(&self, d: &Digest, enc: Encoding) -> Result<Bytes, BlobError> {
+            self.reads.fetch_add(1, Ordering::SeqCst);
+            // Slow enough that every request of the burst arrives meanwhile.
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            self.inner.read(d, enc).await
+        }
+        async fn open_local(
+            &self,
+            d: &Digest,
+            enc: Encoding,
+        ) -> Result<Option<std::fs::File>, BlobError> {
+            self.inner.open_local(d, enc).await
+        }
+        async fn read_range(
+            &self,
+            d: &Digest,
+            enc: Encoding,
+            offset: u64,
+            len: usize,
+        ) -> Result<Bytes, BlobError> {
+            self.inner.read_range(d, enc, offset, len).await
+        }
+        async fn put_variant(
+            &self,
+            d: &Digest,
+            enc: Encoding,
+            data: &[u8],
+        ) -> Result<(), BlobError> {
+            self.inner.put_variant(d, enc, data).await
+        }
+        async fn put_snapshot(&self, id: &DeployId, data: &[u8]) -> Result<(), BlobError> {
+            self.inner.put_snapshot(id, data).await
+        }
+        async fn get_snapshot(&self, id: &DeployId) -> Result<Option<Bytes>, BlobError> {
+            self.snapshots.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            self.inner.get_snapshot(id).await
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_burst_of_requests_loads_a_deploy_and_reads_a_blob_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Counting {
+            inner: FsBlobStore::open(dir.path()).await.unwrap(),
+            snapshots: AtomicUsize::new(0),
+            reads: AtomicUsize::new(0),
+        });
+        let body = Bytes::from_static(b"hello, burst");
+        let hex = {
+            use sha2::Digest as _;
+            format!("{:x}", sha2::Sha256::digest(&body))
+        };
+        let digest = Digest::parse(&hex).unwrap();
+        let stream: ByteStream = Box::pin(futures_util::stream::iter([Ok(body.clone())]));
+        store.put_stream(&digest, stream).await.unwrap();
+        let id = DeployId::parse("0123456789abcdef01234567").unwrap();
+        let site = SiteName::parse("burst").unwrap();
+        let snap = Snapshot {
+            deploy: id,
+            site: site.clone(),
+            created_at: 0,
+            prod: true,
+            files: BTreeMap::from([(
+                "/a.txt".to_owned(),
+                FileEntry {
+                    digest,
+                    size: body.len() as u64,
+                    content_type: "text/plain".into(),
+                    br: None,
+                    gz: None,
+                },
+            )]),
+            config: BTreeMap::new(),
+            functions: BTreeMap::new(),
+            edge_functions: Vec::new(),
+            diagnostics: Vec::new(),
+        };
+        store
+            .put_snapshot(&id, &serde_json::to_vec(&snap).unwrap())
+            .await
+            .unwrap();
+        let deploys = Arc::new(DeployCache::new(store.clone(), 8));
+        let blobs = Arc::new(BlobCache::new(store.clone(), 1 << 20, 1 << 16));
+        let burst = (0..32).map(|_| {
+            let (deploys, blobs, site) = (deploys.clone(), blobs.clone(), site.clone());
+            tokio::spawn(async move {
+                let d = deploys.get(&site, &id).await.unwrap().unwrap();
+                let f = d.file("/a.txt").unwrap().clone();
+                blobs.get(&f, Encoding::Identity).await.unwrap()
+            })
+        });
+        for task in burst.collect::<Vec<_>>() {
+            assert_eq!(task.await.unwrap(), body);
+        }
+        assert_eq!(store.snapshots.load(Ordering::SeqCst), 1);
+        assert_eq!(store.reads.load(Ordering::SeqCst), 1);
+        // Another site's name for the same deploy is still refused.
+        let other = SiteName::parse("other").unwrap();
+        assert!(deploys.get(&other, &id).await.unwrap().is_none());
     }
 }
