@@ -145,59 +145,52 @@ where
         let bytes = buf.split_to(head.len).freeze();
         let close = head.close || *draining.borrow();
         // A kept answer (crate::hot), or the version to keep this one under.
+        let mut hit = None;
         let mut hot_version = None;
         if hot_ok && !head.is_head {
             if let Some(shape) = hot::shape(&bytes, head.target, &spans) {
                 hot::key(&bytes, head.target, &shape, &mut key);
                 let version = edge.router.version();
                 match hot::lookup(version, &key) {
-                    hot::Lookup::Hit(entry) => {
-                        let request = HotRequest {
-                            head: &bytes,
-                            target: head.target,
-                            shape: &shape,
-                        };
-                        if answer_hot(&mut io, &mut out, edge, conn, &entry, request, close)
-                            .await
-                            .is_err()
-                        {
-                            return Ended::Closed;
-                        }
-                        if close {
-                            let _ = io.shutdown().await;
-                            return Ended::Closed;
-                        }
-                        continue;
-                    }
+                    hot::Lookup::Hit(entry) => hit = Some((entry, shape)),
                     hot::Lookup::Keep => hot_version = Some(version),
                     hot::Lookup::Pass => {}
                 }
             }
         }
-        let Some(req) = head.request(&bytes, &spans) else {
-            // Unreachable in practice (httparse checked every byte); hyper
-            // gives the exact error answer.
-            let mut rest = BytesMut::with_capacity(bytes.len() + buf.len());
-            rest.extend_from_slice(&bytes);
-            rest.extend_from_slice(&buf);
-            return Ended::Handoff(io, rest.freeze());
-        };
-        let is_head = head.is_head;
-        let resp = match hot_version {
-            Some(version) => {
-                let (resp, info) = edge.handle_hot(req, conn).await;
-                if let Some(entry) = info.and_then(|info| hot::entry(&resp, info)) {
-                    hot::keep(version, &key, entry);
-                }
-                resp
+        let written = match hit {
+            Some((entry, shape)) => {
+                let request = HotRequest {
+                    head: &bytes,
+                    target: head.target,
+                    shape: &shape,
+                };
+                answer_hot(&mut io, &mut out, edge, conn, &entry, request, close).await
             }
-            None => edge.handle(req, conn).await,
+            None => {
+                let Some(req) = head.request(&bytes, &spans) else {
+                    // Unreachable in practice (httparse checked every byte);
+                    // hyper gives the exact error answer.
+                    let mut rest = BytesMut::with_capacity(bytes.len() + buf.len());
+                    rest.extend_from_slice(&bytes);
+                    rest.extend_from_slice(&buf);
+                    return Ended::Handoff(io, rest.freeze());
+                };
+                let resp = match hot_version {
+                    Some(version) => {
+                        let (resp, info) = edge.handle_hot(req, conn).await;
+                        if let Some(entry) = info.and_then(|info| hot::entry(&resp, info)) {
+                            hot::keep(version, &key, entry);
+                        }
+                        resp
+                    }
+                    None => edge.handle(req, conn).await,
+                };
+                write_response(&mut io, &mut out, resp, head.is_head, close).await
+            }
         };
         drop(bytes);
-        if write_response(&mut io, &mut out, resp, is_head, close)
-            .await
-            .is_err()
-        {
+        if written.is_err() {
             return Ended::Closed;
         }
         if close {
@@ -490,11 +483,7 @@ where
     let (parts, mut body) = resp.into_parts();
     let status = parts.status;
     out.clear();
-    out.extend_from_slice(b"HTTP/1.1 ");
-    out.extend_from_slice(status.as_str().as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
-    out.extend_from_slice(b"\r\n");
+    push_status_line(out, status);
     let mut has_date = false;
     let mut declared: Option<u64> = None;
     let mut chunked = false;
@@ -508,10 +497,7 @@ where
         } else if name == TRANSFER_ENCODING {
             chunked = true;
         }
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        push_field(out, name.as_str().as_bytes(), value.as_bytes());
     }
     if !has_date {
         out.extend_from_slice(b"date: ");
@@ -667,6 +653,23 @@ where
         }
     }
     io.write_all(b).await
+}
+
+/// `HTTP/1.1 200 OK` and its CRLF.
+pub(crate) fn push_status_line(out: &mut Vec<u8>, status: StatusCode) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+/// One header line with its CRLF.
+pub(crate) fn push_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
 }
 
 fn push_u64(out: &mut Vec<u8>, n: u64) {

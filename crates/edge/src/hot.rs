@@ -32,6 +32,7 @@ use http::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, DATE, TRANSFER_ENCO
 use http::Response;
 
 use crate::body::Body;
+use crate::h1::{push_field, push_status_line};
 use crate::pipeline::{HotInfo, X_LEDGE_ID};
 
 /// Most answers a thread keeps.
@@ -224,11 +225,7 @@ pub(crate) fn entry(resp: &Response<Body>, info: HotInfo) -> Option<Entry> {
     };
     let status = resp.status();
     let mut head = Vec::with_capacity(256);
-    head.extend_from_slice(b"HTTP/1.1 ");
-    head.extend_from_slice(status.as_str().as_bytes());
-    head.push(b' ');
-    head.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
-    head.extend_from_slice(b"\r\n");
+    push_status_line(&mut head, status);
     let mut content_type = None;
     let mut has_length = false;
     for (name, value) in resp.headers() {
@@ -248,18 +245,15 @@ pub(crate) fn entry(resp: &Response<Body>, info: HotInfo) -> Option<Entry> {
         if name == CONTENT_TYPE && content_type.is_none() {
             content_type = Some(Arc::from(std::str::from_utf8(value.as_bytes()).ok()?));
         }
-        head.extend_from_slice(name.as_str().as_bytes());
-        head.extend_from_slice(b": ");
-        head.extend_from_slice(value.as_bytes());
-        head.extend_from_slice(b"\r\n");
+        push_field(&mut head, name.as_str().as_bytes(), value.as_bytes());
     }
     if !has_length {
-        head.extend_from_slice(b"content-length: ");
-        head.extend_from_slice(ledge_core::num::decimal_bytes(
-            body.len() as u64,
-            &mut [0; 20],
-        ));
-        head.extend_from_slice(b"\r\n");
+        let len = body.len() as u64;
+        push_field(
+            &mut head,
+            b"content-length",
+            ledge_core::num::decimal_bytes(len, &mut [0; 20]),
+        );
     }
     Some(Entry {
         status: status.as_u16(),
