@@ -162,7 +162,6 @@ where
             Some((entry, shape)) => {
                 let request = HotRequest {
                     head: &bytes,
-                    target: head.target,
                     shape: &shape,
                 };
                 answer_hot(&mut io, &mut out, edge, conn, &entry, request, close).await
@@ -203,7 +202,6 @@ where
 /// The parts of a request that a kept answer's access record reads.
 struct HotRequest<'a> {
     head: &'a [u8],
-    target: (usize, usize),
     shape: &'a hot::Shape,
 }
 
@@ -283,20 +281,6 @@ fn hot_record(
             .ok()
             .map(str::to_owned)
     };
-    let target = request
-        .head
-        .get(request.target.0..request.target.1)
-        .unwrap_or_default();
-    let (path, query) = match target.iter().position(|&b| b == b'?') {
-        Some(q) => (&target[..q], Some(&target[q + 1..])),
-        None => (target, None),
-    };
-    // The target passed `http::Uri`'s checks when its answer was kept, so
-    // it is ASCII; the lossy form is only a fallback.
-    let lossy = |b: &[u8]| match std::str::from_utf8(b) {
-        Ok(s) => s.to_owned(),
-        Err(_) => String::from_utf8_lossy(b).into_owned(),
-    };
     let info = &entry.info;
     let client_ip = conn.peer.ip();
     let now = std::time::Instant::now();
@@ -307,8 +291,8 @@ fn hot_record(
         deploy: Some(info.deploy.clone()),
         host: info.host.clone(),
         method: "GET".into(),
-        path: lossy(path),
-        query: query.map(lossy),
+        path: info.path.clone(),
+        query: info.query.clone(),
         status_code: entry.status,
         request_size: 0,
         response_size: if complete { entry.body.len() as u64 } else { 0 },

@@ -475,6 +475,8 @@ mod tests {
             site: "s".into(),
             deploy: "d".into(),
             host: "h".into(),
+            path: "/".into(),
+            query: None,
             geo: Default::default(),
             phase: ledge_telemetry::Phase::Static,
             rule: None,

@@ -150,7 +150,11 @@ pub(crate) struct HotInfo {
     pub site: Arc<str>,
     pub deploy: Arc<str>,
     /// The normalised host.
-    pub host: String,
+    pub host: Arc<str>,
+    /// The request's path and query as the access record has them: the
+    /// same for every request with the same target.
+    pub path: Arc<str>,
+    pub query: Option<Arc<str>>,
     /// Where the visitor's country comes from.
     pub geo: GeoSource,
     /// Which phase answered.
@@ -316,7 +320,9 @@ impl Edge {
         Some(HotInfo {
             site: target.site.shared(),
             deploy: deploy.id_text.clone(),
-            host: ctx.host.clone(),
+            host: ctx.host.as_str().into(),
+            path: parts.uri.path().into(),
+            query: parts.uri.query().map(Arc::from),
             geo: target.settings.geo_source,
             phase: ctx.answered_by,
             rule,
@@ -539,10 +545,10 @@ impl Edge {
                 (None, Some(t)) => Some(t.deploy.as_str().into()),
                 (None, None) => None,
             },
-            host: ctx.host,
+            host: ctx.host.into(),
             method: method_text(&parts.method),
-            path: parts.uri.path().to_owned(),
-            query: parts.uri.query().map(str::to_owned),
+            path: parts.uri.path().into(),
+            query: parts.uri.query().map(Arc::from),
             status_code: resp.status().as_u16(),
             request_size: request_size.flatten().unwrap_or(0),
             response_size: 0,

@@ -25,7 +25,7 @@ fn record(i: u64) -> AccessRecord {
         deploy: Some("6745a1b2c3d4e5f6a7b8c9d0".into()),
         host: "blog.ledge.example".into(),
         method: "GET".into(),
-        path: format!("/posts/{}", i % 50),
+        path: format!("/posts/{}", i % 50).into(),
         query: None,
         status_code: 200,
         request_size: 0,

@@ -34,13 +34,13 @@ pub struct AccessRecord {
     #[serde(rename = "deploy_id")]
     pub deploy: Option<Arc<str>>,
     /// The normalised Host.
-    pub host: String,
+    pub host: Arc<str>,
     /// The request method.
     pub method: Cow<'static, str>,
     /// The decoded request path.
-    pub path: String,
+    pub path: Arc<str>,
     /// The query string without `?`, if any.
-    pub query: Option<String>,
+    pub query: Option<Arc<str>>,
     /// The response status.
     pub status_code: u16,
     /// Request body bytes received.
@@ -704,7 +704,7 @@ fn tail_fields(out: &mut Vec<u8>, a: &AccessRecord) {
 struct HeadKey {
     site: Option<Arc<str>>,
     deploy: Option<Arc<str>>,
-    host: String,
+    host: Option<Arc<str>>,
     method: String,
 }
 
@@ -763,14 +763,14 @@ impl LineCache {
         let same = self.head.as_ref().is_some_and(|k| {
             k.site.as_deref() == Some(&*a.site)
                 && k.deploy.as_deref() == a.deploy.as_deref()
-                && k.host == a.host
+                && k.host.as_deref() == Some(&*a.host)
                 && k.method == a.method
         });
         if !same {
             let k = self.head.get_or_insert_with(HeadKey::default);
             k.site = Some(a.site.clone());
             k.deploy.clone_from(&a.deploy);
-            k.host.clone_from(&a.host);
+            k.host = Some(a.host.clone());
             k.method.clear();
             k.method.push_str(&a.method);
             self.head_text.clear();
@@ -1134,7 +1134,7 @@ mod tests {
             |a, i| a.timestamp += Duration::from_millis(i * 337),
             |a, i| a.site = format!("site{}", i % 3).into(),
             |a, i| a.deploy = (i % 2 == 0).then(|| format!("d{i}").into()),
-            |a, i| a.host = format!("h{}.example", i % 2),
+            |a, i| a.host = format!("h{}.example", i % 2).into(),
             |a, i| {
                 a.method = if i % 2 == 0 {
                     "POST".into()
@@ -1142,7 +1142,7 @@ mod tests {
                     "M\"X".to_string().into()
                 }
             },
-            |a, i| a.path = format!("/p/{i}"),
+            |a, i| a.path = format!("/p/{i}").into(),
             |a, i| {
                 a.cache_status = if i % 2 == 0 {
                     CacheStatus::Hit

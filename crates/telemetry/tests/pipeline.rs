@@ -322,7 +322,7 @@ fn mix() -> Vec<Record> {
             CacheStatus::Bypass,
         ][(i % 5) as usize];
         r.error_class = (i % 11 == 0).then_some(ledge_telemetry::ErrorClass::Internal);
-        r.path = format!("/p/{}", i % 97);
+        r.path = format!("/p/{}", i % 97).into();
         r.country = Some(["DE", "FR", "US", "JP"][(i % 4) as usize].into());
         r.duration = Duration::from_micros(100 + i * 37 % 100_000);
         out.push(Record::Access(Box::new(r)));
