@@ -31,7 +31,7 @@ use tokio::time::Instant;
 
 use crate::body::Body;
 use crate::hot;
-use crate::pipeline::{ConnInfo, Edge};
+use crate::pipeline::{ConnInfo, Edge, X_LEDGE_ID};
 
 /// Most headers the fast path parses; a request with more goes to hyper,
 /// which applies the configured limit.
@@ -223,13 +223,12 @@ where
     let id = crate::pipeline::request_id();
     out.clear();
     out.extend_from_slice(&entry.head);
-    out.extend_from_slice(b"x-ledge-id: ");
-    out.extend_from_slice(id.as_bytes());
-    out.extend_from_slice(b"\r\ndate: ");
+    push_field(out, X_LEDGE_ID.as_str().as_bytes(), id.as_bytes());
+    out.extend_from_slice(b"date: ");
     push_date(out);
     out.extend_from_slice(b"\r\n");
     if close {
-        out.extend_from_slice(b"connection: close\r\n");
+        push_field(out, b"connection", b"close");
     }
     out.extend_from_slice(b"\r\n");
     let head_ready = start.map(|_| std::time::Instant::now());
