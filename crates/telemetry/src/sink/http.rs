@@ -131,6 +131,7 @@ mod tests {
             ],
             lines: 3,
             bytes: 24,
+            seq: 0,
         };
         assert_eq!(
             encode(&b, HttpFormat::Ndjson),

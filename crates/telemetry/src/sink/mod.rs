@@ -158,6 +158,10 @@ pub(crate) struct Batch {
     pub chunks: Vec<Chunk>,
     pub lines: usize,
     pub bytes: usize,
+    /// This sink's count of batches before this one: the same on every
+    /// attempt to deliver the batch, so a sink can name what it sends and
+    /// let the receiver drop a repeat (NATS message ids).
+    pub seq: u64,
 }
 
 impl Batch {
@@ -334,6 +338,7 @@ async fn run_batched<W: BatchWriter>(
         if !batch.is_empty() {
             deliver(&mut w, &batch, &cfg, &metrics, &name).await;
             batch.clear();
+            batch.seq += 1;
         }
         if closed && carry.is_none() {
             break;
@@ -552,6 +557,7 @@ mod tests {
             chunks: b.chunks.clone(),
             lines: b.lines,
             bytes: b.bytes,
+            seq: 0,
         };
         let back = b2.add(rest.clone(), &cfg).expect("refused");
         assert_eq!(back.lines, 1);
