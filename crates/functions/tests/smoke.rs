@@ -83,3 +83,59 @@ async fn catastrophic_regex_hits_cpu_limit() {
     .await;
     assert_eq!(error_kind(&inv), Some(ErrorKind::CpuLimit));
 }
+
+/// A handler that answers at once settles without a promise; what it queued
+/// still runs within the invocation, and its outcomes are those of the
+/// async form.
+#[tokio::test]
+async fn synchronous_handlers() {
+    let e = engine();
+    let req = request("https://site.example/a");
+    // A Response, with a microtask that logs and sets a cookie.
+    let inv = run(
+        &e,
+        "export default (req, ctx) => {
+           queueMicrotask(() => console.log('after'));
+           ctx.cookies.set('k', 'v');
+           return new Response('now', { status: 201 });
+         }",
+        &req,
+    )
+    .await;
+    assert_eq!(response(&inv).status, 201);
+    assert_eq!(body(&inv), "now");
+    assert_eq!(console(&inv), ["after"]);
+    assert_eq!(response(&inv).header("set-cookie"), Some("k=v"));
+    // Nothing: pass through.
+    let inv = run(&e, "export default () => {}", &req).await;
+    assert!(matches!(inv.outcome, InvocationOutcome::PassThrough));
+    // A URL: a rewrite.
+    let inv = run(&e, "export default (req) => new URL('/b', req.url)", &req).await;
+    match &inv.outcome {
+        InvocationOutcome::Rewrite { url } => assert_eq!(url, "https://site.example/b"),
+        other => panic!("{other:?}"),
+    }
+    // A throw: uncaught, as a rejected promise would be.
+    let inv = run(&e, "export default () => { throw new Error('boom') }", &req).await;
+    match &inv.outcome {
+        InvocationOutcome::Error(err) => {
+            assert_eq!(err.kind, ErrorKind::Uncaught);
+            assert!(err.message.contains("boom"), "{}", err.message);
+        }
+        other => panic!("{other:?}"),
+    }
+    // Anything else is still an invalid return value.
+    let inv = run(&e, "export default () => 42", &req).await;
+    match &inv.outcome {
+        InvocationOutcome::Error(err) => assert_eq!(err.kind, ErrorKind::InvalidReturn),
+        other => panic!("{other:?}"),
+    }
+    // A thenable that is not a promise is awaited.
+    let inv = run(
+        &e,
+        "export default () => ({ then(ok) { ok(new Response('later')) } })",
+        &req,
+    )
+    .await;
+    assert_eq!(body(&inv), "later");
+}

@@ -1518,6 +1518,24 @@ export default function (N, deployEnvJson) {
       state.cookies.length ? state.cookies : null);
   }
 
+  // Settles the invocation `state` with the handler's value `v`.
+  function settleValue(state, v) {
+    if (state !== inv) return;
+    let r;
+    try {
+      r = finish(v, state);
+    } catch (e) {
+      settle(state, 3, null, e);
+      return;
+    }
+    if (r instanceof Promise) {
+      // A body stream that errored is the tenant's error; a body too
+      // large or of the wrong type is an invalid return value.
+      r.then((x) => settle(state, 1, x, null),
+        (e) => settle(state, S !== null && S.isBodyError(e) ? 3 : 2, null, e));
+    } else settle(state, 1, r, null);
+  }
+
   function responseOutcome(st, bytes, state, handle) {
     const list = HDRS.get(st.headers).list;
     const flat = [];
@@ -1586,24 +1604,16 @@ export default function (N, deployEnvJson) {
       BODIES.set(req, { bytes: body === undefined ? null : body, used: false, stream: null });
       const context = new Context(ctxJson, req);
       currentContext = context;
-      let p;
-      try { p = Promise.resolve(handler(req, context)); } catch (e) { p = Promise.reject(e); }
-      p.then((v) => {
-        if (state !== inv) return;
-        let r;
-        try {
-          r = finish(v, state);
-        } catch (e) {
-          settle(state, 3, null, e);
-          return;
-        }
-        if (r instanceof Promise) {
-          // A body stream that errored is the tenant's error; a body too
-          // large or of the wrong type is an invalid return value.
-          r.then((x) => settle(state, 1, x, null),
-            (e) => settle(state, S !== null && S.isBodyError(e) ? 3 : 2, null, e));
-        } else settle(state, 1, r, null);
-      }, (e) => settle(state, 2, null, e));
+      let v;
+      try { v = handler(req, context); } catch (e) { settle(state, 2, null, e); return; }
+      // A handler that answers at once (a Response, a URL or nothing, not
+      // a promise) settles now: no promise, no job. Microtasks it queued
+      // still run before the invocation ends.
+      if (v === undefined || v === null || v instanceof Response || v instanceof URL) {
+        settleValue(state, v);
+        return;
+      }
+      Promise.resolve(v).then((x) => settleValue(state, x), (e) => settle(state, 2, null, e));
     },
     resolveHost(id, ok, metaJson, body) {
       if (!inv || !inv.host) return;
