@@ -357,27 +357,39 @@ export default function (N, deployEnvJson) {
     for (let i = 0; i < list.length; i++) if (list[i][0] === n) return i;
     return -1;
   }
-  class Headers {
-    constructor(init) {
-      HDRS.set(this, { list: [], immutable: false });
-      if (init === undefined || init === null) return;
-      if (init instanceof Headers) {
-        for (const e of HDRS.get(init).list) HDRS.get(this).list.push([e[0], e[1]]);
-      } else if (typeof init === "object" || typeof init === "function") {
-        if (typeof init[Symbol.iterator] === "function") {
-          for (const pair of init) {
-            const p = [...pair];
-            if (p.length !== 2) throw new TypeError("Each header pair must be an iterable [name, value] tuple");
-            this.append(p[0], p[1]);
-          }
-        } else {
-          const list = HDRS.get(this).list;
-          const keys = Object.keys(init);
-          for (let i = 0; i < keys.length; i++) list.push([hName(keys[i]), hValue(init[keys[i]])]);
+  // The validated [name, value] list of a `HeadersInit` (undefined or null
+  // give an empty one).
+  function headerList(init) {
+    const list = [];
+    if (init === undefined || init === null) return list;
+    if (init instanceof Headers) {
+      const from = HDRS.get(init).list;
+      for (let i = 0; i < from.length; i++) list.push([from[i][0], from[i][1]]);
+    } else if (typeof init === "object" || typeof init === "function") {
+      if (typeof init[Symbol.iterator] === "function") {
+        for (const pair of init) {
+          const p = [...pair];
+          if (p.length !== 2) throw new TypeError("Each header pair must be an iterable [name, value] tuple");
+          list.push([hName(p[0]), hValue(p[1])]);
         }
       } else {
-        throw new TypeError("Headers init must be an object or iterable");
+        const keys = Object.keys(init);
+        for (let i = 0; i < keys.length; i++) list.push([hName(keys[i]), hValue(init[keys[i]])]);
       }
+    } else {
+      throw new TypeError("Headers init must be an object or iterable");
+    }
+    return list;
+  }
+  // A Headers object over `list` (kept, not copied).
+  function headersOver(list, immutable) {
+    const h = Object.create(Headers.prototype);
+    HDRS.set(h, { list, immutable });
+    return h;
+  }
+  class Headers {
+    constructor(init) {
+      HDRS.set(this, { list: headerList(init), immutable: false });
     }
     append(name, value) { const st = hWritable(this); st.list.push([hName(name), hValue(value)]); }
     delete(name) { const st = hWritable(this); const n = hName(name); st.list = st.list.filter(([k]) => k !== n); }
@@ -921,32 +933,45 @@ export default function (N, deployEnvJson) {
   const nullBodyStatus = (s) => s === 204 || s === 304 || s === 101 || s === 103 || s === 205;
   const REDIRECTS = [301, 302, 303, 307, 308];
   let internalResponse = false;
+  // A response's Headers object is made when JavaScript asks for it; until
+  // then its record holds the validated list (`list`), which is what the
+  // outcome reads: most functions never look at the headers they return.
+  const respList = (st) => (st.headers === null ? st.list : HDRS.get(st.headers).list);
   class Response {
-    constructor(body = null, init = {}) {
-      init = init ?? {};
-      const status = init.status === undefined ? 200 : Number(init.status);
-      if (!internalResponse && (!Number.isInteger(status) || status < 200 || status > 599)) {
-        throw new RangeError(`The status provided (${init.status}) is outside the range [200, 599]`);
+    constructor(body, init) {
+      let status = 200, statusText = "", list;
+      if (init === undefined || init === null) {
+        list = [];
+      } else {
+        if (init.status !== undefined) {
+          status = Number(init.status);
+          if (!internalResponse && (!Number.isInteger(status) || status < 200 || status > 599)) {
+            throw new RangeError(`The status provided (${init.status}) is outside the range [200, 599]`);
+          }
+        }
+        if (init.statusText !== undefined) {
+          statusText = String(init.statusText);
+          if (statusText !== "" && /[^\t\x20-\x7e\x80-\xff]/.test(statusText)) throw new TypeError("Invalid statusText");
+        }
+        list = headerList(init.headers);
       }
-      const statusText = init.statusText === undefined ? "" : String(init.statusText);
-      if (statusText !== "" && /[^\t\x20-\x7e\x80-\xff]/.test(statusText)) throw new TypeError("Invalid statusText");
-      const headers = new Headers(init.headers);
       const b = extractBody(body);
       const bytes = b[0], ctype = b[1], stream = b[2];
       if ((bytes !== null || stream !== null) && nullBodyStatus(status)) {
         throw new TypeError(`Response with null body status (${status}) cannot have body`);
       }
-      if (ctype) {
-        const list = HDRS.get(headers).list;
-        if (hIndex(list, "content-type") < 0) list.push(["content-type", ctype]);
-      }
-      RESPS.set(this, { status, statusText, headers, type: "default", url: "", redirected: false });
+      if (ctype && hIndex(list, "content-type") < 0) list.push(["content-type", ctype]);
+      RESPS.set(this, { status, statusText, headers: null, list, type: "default", url: "", redirected: false });
       BODIES.set(this, { bytes, used: false, stream });
     }
     get status() { return RESPS.get(this).status; }
     get statusText() { return RESPS.get(this).statusText; }
     get ok() { const s = RESPS.get(this).status; return s >= 200 && s <= 299; }
-    get headers() { return RESPS.get(this).headers; }
+    get headers() {
+      const st = RESPS.get(this);
+      if (st.headers === null) { st.headers = headersOver(st.list, false); st.list = null; }
+      return st.headers;
+    }
     get type() { return RESPS.get(this).type; }
     get url() { return RESPS.get(this).url; }
     get redirected() { return RESPS.get(this).redirected; }
@@ -954,7 +979,7 @@ export default function (N, deployEnvJson) {
       if (this.bodyUsed) throw new TypeError("Response body is already used");
       const st = RESPS.get(this);
       const [bytes, stream] = cloneBody(this);
-      const r = makeResponse(st.status, headerPairs(st.headers), bytes);
+      const r = makeResponse(st.status, respList(st).map((e) => [e[0], e[1]]), bytes);
       BODIES.get(r).stream = stream;
       Object.assign(RESPS.get(r), { statusText: st.statusText, type: st.type, url: st.url, redirected: st.redirected });
       return r;
@@ -984,6 +1009,8 @@ export default function (N, deployEnvJson) {
     }
     get [Symbol.toStringTag]() { return "Response"; }
   }
+  // Both arguments are optional (WebIDL): the constructor's length is 0.
+  Object.defineProperty(Response, "length", { value: 0 });
   mixBody(Response);
   defineGlobal("Response", Response);
   function makeResponse(status, pairs, bytes) {
@@ -1537,7 +1564,7 @@ export default function (N, deployEnvJson) {
   }
 
   function responseOutcome(st, bytes, state, handle) {
-    const list = HDRS.get(st.headers).list;
+    const list = respList(st);
     const flat = [];
     for (let i = 0; i < list.length; i++) flat.push(list[i][0], list[i][1]);
     const cookies = state.cookies;
@@ -1581,7 +1608,7 @@ export default function (N, deployEnvJson) {
   keepShapes(Object.prototype, ["bytes", "used", "stream"]); // BODIES
   keepShapes(Object.prototype, ["request", "json", "c", "url", "cookies"]); // CTX
   keepShapes(Object.prototype, ["list", "immutable"]); // HDRS
-  keepShapes(Object.prototype, ["status", "statusText", "headers", "type", "url", "redirected"]); // RESPS
+  keepShapes(Object.prototype, ["status", "statusText", "headers", "list", "type", "url", "redirected"]); // RESPS
   for (const proto of [Request.prototype, Response.prototype, Headers.prototype, Context.prototype]) {
     keepShapes(proto, []);
   }
