@@ -223,6 +223,8 @@ pub(crate) struct Isolate {
     /// The last invocation's env and its JSON: a site's env rarely changes
     /// between requests, and comparing costs less than serialising.
     env_cache: Option<(std::collections::BTreeMap<String, String>, Arc<str>)>,
+    /// The context's per-deploy members as JSON (see [`DeployContext`]).
+    deploy_context: Option<DeployContext>,
     /// Bytecode buffers QuickJS may point into: dropped after `rt` (last field).
     _keep: KeepAlive,
 }
@@ -306,6 +308,7 @@ impl Isolate {
             config,
             poisoned: false,
             env_cache: None,
+            deploy_context: None,
             _keep: keep,
         })
     }
@@ -385,6 +388,30 @@ impl Isolate {
         (outcome, run.cookies)
     }
 
+    /// The context as the function sees it, as JSON (the env travels
+    /// separately): the per-deploy members from the isolate's cache, then
+    /// the request's own.
+    fn context_json(&mut self, c: &crate::types::RequestContext) -> serde_json::Result<String> {
+        if !self.deploy_context.as_ref().is_some_and(|d| d.matches(c)) {
+            self.deploy_context = Some(DeployContext::new(c)?);
+        }
+        let fixed = self.deploy_context.as_ref().map_or("", |d| d.json.as_str());
+        let mut out = Vec::with_capacity(fixed.len() + 160);
+        out.push(b'{');
+        out.extend_from_slice(fixed.as_bytes());
+        out.extend_from_slice(b",\"geo\":");
+        serde_json::to_writer(&mut out, &c.geo)?;
+        out.extend_from_slice(b",\"ip\":");
+        serde_json::to_writer(&mut out, &c.ip)?;
+        out.extend_from_slice(b",\"params\":");
+        serde_json::to_writer(&mut out, &c.params)?;
+        out.extend_from_slice(b",\"requestId\":");
+        serde_json::to_writer(&mut out, &c.request_id)?;
+        out.push(b'}');
+        // serde_json writes UTF-8, so this never copies.
+        Ok(String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
+    }
+
     fn begin(&self, limits: &Limits) {
         self.shared.interrupted.store(false, Ordering::Relaxed);
         self.shared.settled.store(false, Ordering::Relaxed);
@@ -412,7 +439,8 @@ impl Isolate {
     ) -> Result<(), InvocationError> {
         let wall_deadline = tokio::time::Instant::from_std(started + limits.wall_time);
         let meta = request_meta(request)?;
-        let ctx_json = serde_json::to_string(&ContextData(&request.context))
+        let ctx_json = self
+            .context_json(&request.context)
             .map_err(|e| err(ErrorKind::Internal, e.to_string()))?;
         let env_json = match &self.env_cache {
             Some((env, json)) if *env == request.context.env => Arc::clone(json),
@@ -818,23 +846,44 @@ fn setup<'js>(
     ))
 }
 
-/// The context as the function sees it (the env travels separately).
-struct ContextData<'a>(&'a crate::types::RequestContext);
+/// The parts of the context that are the same for every request to a
+/// deploy, and their JSON members (`"account":…,"deploy":…,"server":…,
+/// "site":…`), written once per isolate while they stay the same.
+struct DeployContext {
+    account: crate::types::AccountInfo,
+    deploy: crate::types::DeployInfo,
+    server: crate::types::ServerInfo,
+    site: crate::types::SiteInfo,
+    json: String,
+}
 
-impl serde::Serialize for ContextData<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let c = self.0;
-        let mut m = s.serialize_map(Some(8))?;
-        m.serialize_entry("account", &c.account)?;
-        m.serialize_entry("deploy", &c.deploy)?;
-        m.serialize_entry("geo", &c.geo)?;
-        m.serialize_entry("ip", &c.ip)?;
-        m.serialize_entry("params", &c.params)?;
-        m.serialize_entry("requestId", &c.request_id)?;
-        m.serialize_entry("server", &c.server)?;
-        m.serialize_entry("site", &c.site)?;
-        m.end()
+impl DeployContext {
+    fn matches(&self, c: &crate::types::RequestContext) -> bool {
+        self.deploy == c.deploy
+            && self.site == c.site
+            && self.account == c.account
+            && self.server == c.server
+    }
+
+    fn new(c: &crate::types::RequestContext) -> serde_json::Result<Self> {
+        let mut json = Vec::with_capacity(256);
+        json.extend_from_slice(b"\"account\":");
+        serde_json::to_writer(&mut json, &c.account)?;
+        json.extend_from_slice(b",\"deploy\":");
+        serde_json::to_writer(&mut json, &c.deploy)?;
+        json.extend_from_slice(b",\"server\":");
+        serde_json::to_writer(&mut json, &c.server)?;
+        json.extend_from_slice(b",\"site\":");
+        serde_json::to_writer(&mut json, &c.site)?;
+        Ok(Self {
+            account: c.account.clone(),
+            deploy: c.deploy.clone(),
+            server: c.server.clone(),
+            site: c.site.clone(),
+            // serde_json writes UTF-8, so this never copies.
+            json: String::from_utf8(json)
+                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+        })
     }
 }
 
