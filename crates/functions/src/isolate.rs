@@ -409,7 +409,8 @@ impl Isolate {
         serde_json::to_writer(&mut out, &c.request_id)?;
         out.push(b'}');
         // serde_json writes UTF-8, so this never copies.
-        Ok(String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
+        Ok(String::from_utf8(out)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
     }
 
     fn begin(&self, limits: &Limits) {
@@ -908,8 +909,13 @@ fn is_token(s: &str) -> bool {
 /// `Headers` constructors would, so the glue can build them without checks.
 /// Headers that `Headers` would refuse are dropped.
 fn request_meta(request: &InvocationRequest) -> Result<RequestMeta, InvocationError> {
-    let url = url::Url::parse(&request.url)
-        .map_err(|e| err(ErrorKind::Internal, format!("invalid request URL: {e}")))?;
+    let url = if is_canonical_http_url(&request.url) {
+        request.url.clone()
+    } else {
+        url::Url::parse(&request.url)
+            .map_err(|e| err(ErrorKind::Internal, format!("invalid request URL: {e}")))?
+            .into()
+    };
     if !is_token(&request.method) {
         return Err(err(ErrorKind::Internal, "invalid request method"));
     }
@@ -944,7 +950,7 @@ fn request_meta(request: &InvocationRequest) -> Result<RequestMeta, InvocationEr
     let has_body = method != "GET" && method != "HEAD";
     Ok(RequestMeta {
         method,
-        url: url.into(),
+        url,
         headers,
         has_body,
     })
@@ -1048,5 +1054,204 @@ fn deliver<'js>(
         }
         Ok(Reply::Chunk(None)) => f.call::<_, ()>((id, true, "", rquickjs::Null)),
         Err(e) => f.call::<_, ()>((id, false, e.to_string(), rquickjs::Undefined)),
+    }
+}
+
+/// Whether `s` is an `http`/`https` URL that the WHATWG URL parser would
+/// give back unchanged, by a conservative check (false means "parse it",
+/// never "invalid"): a lowercase host name or dotted-quad address with an
+/// optional non-default port, then a path of plain characters and `%XX`
+/// escapes with no dot segments, and a plain query; no fragment. The edge's
+/// own request URLs are of this kind, and checking costs a tenth of parsing.
+fn is_canonical_http_url(s: &str) -> bool {
+    let (rest, default_port) = if let Some(r) = s.strip_prefix("http://") {
+        (r, "80")
+    } else if let Some(r) = s.strip_prefix("https://") {
+        (r, "443")
+    } else {
+        return false;
+    };
+    let b = rest.as_bytes();
+    let host_end = b
+        .iter()
+        .position(|&c| matches!(c, b'/' | b'?' | b'#'))
+        .unwrap_or(b.len());
+    let (authority, tail) = rest.split_at(host_end);
+    let (host, port) = match authority.split_once(':') {
+        Some((h, p)) => (h, Some(p)),
+        None => (authority, None),
+    };
+    if let Some(p) = port {
+        let ok = !p.is_empty()
+            && p.len() <= 5
+            && p.bytes().all(|c| c.is_ascii_digit())
+            && !p.starts_with('0')
+            && p != default_port
+            && p.parse::<u32>().is_ok_and(|n| n <= 65535);
+        if !ok {
+            return false;
+        }
+    }
+    if !canonical_host(host) || !tail.starts_with('/') {
+        return false;
+    }
+    let (path, query) = match tail.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (tail, None),
+    };
+    // Path: unreserved, sub-delimiters, ':', '@', '/' and `%XX`.
+    let path_ok = plain(path.as_bytes(), |c| {
+        c.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/".contains(&c)
+    }) && !path
+        .split('/')
+        .any(|seg| seg == "." || seg == ".." || seg.contains("%2e") || seg.contains("%2E"));
+    // Query: the same without the apostrophe (which the parser escapes in
+    // special URLs), with '?'.
+    let query_ok = query.is_none_or(|q| {
+        plain(q.as_bytes(), |c| {
+            c.is_ascii_alphanumeric() || b"-._~!$&()*+,;=:@/?".contains(&c)
+        })
+    });
+    path_ok && query_ok
+}
+
+/// Every byte allowed by `ok`, or a `%` followed by two hex digits.
+fn plain(b: &[u8], ok: impl Fn(u8) -> bool) -> bool {
+    let mut i = 0;
+    while let Some(&c) = b.get(i) {
+        if c == b'%' {
+            match (b.get(i + 1), b.get(i + 2)) {
+                (Some(x), Some(y)) if x.is_ascii_hexdigit() && y.is_ascii_hexdigit() => i += 3,
+                _ => return false,
+            }
+        } else if ok(c) {
+            i += 1;
+        } else {
+            return false;
+        }
+    }
+    true
+}
+
+/// A host the parser keeps as it is: lowercase LDH labels (none empty, no
+/// punycode, the last not numeric), or four decimal octets without leading
+/// zeros.
+fn canonical_host(h: &str) -> bool {
+    if h.is_empty() || h.len() > 253 {
+        return false;
+    }
+    let labels: Vec<&str> = h.split('.').collect();
+    let numeric = |l: &str| !l.is_empty() && l.bytes().all(|c| c.is_ascii_digit());
+    if labels.iter().all(|l| numeric(l)) {
+        return labels.len() == 4
+            && labels.iter().all(|l| {
+                l.len() <= 3
+                    && (l.len() == 1 || !l.starts_with('0'))
+                    && l.parse::<u16>().is_ok_and(|n| n <= 255)
+            });
+    }
+    let last = labels.last().copied().unwrap_or("");
+    let hexish = last.len() > 1 && (last.starts_with("0x") || last.starts_with("0X"));
+    labels.iter().all(|l| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with("xn--")
+            && l.bytes()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
+    }) && !numeric(last)
+        && !hexish
+}
+
+#[cfg(test)]
+mod url_tests {
+    use super::is_canonical_http_url;
+
+    /// Every URL the check accepts parses to itself.
+    fn agrees(u: &str) {
+        if is_canonical_http_url(u) {
+            let parsed = url::Url::parse(u).map(String::from);
+            assert_eq!(
+                parsed.as_deref(),
+                Ok(u),
+                "accepted but not canonical: {u:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn accepts_the_edges_urls() {
+        for u in [
+            "http://127.0.0.1/hello",
+            "https://site.example/a/b.html?x=1&y=%20z",
+            "http://demo.localhost:8080/",
+            "https://abc123def456abc123def456--blog.ledge.example/p/%E2%9C%93?q=a/b?c",
+        ] {
+            assert!(is_canonical_http_url(u), "{u}");
+            agrees(u);
+        }
+    }
+
+    #[test]
+    fn leaves_everything_else_to_the_parser() {
+        for u in [
+            "http://Site.example/",
+            "http://site.example",
+            "http://site.example:80/",
+            "https://site.example:443/",
+            "http://site.example:08080/",
+            "http://1.2.3/",
+            "http://0x7f.1/",
+            "http://127.000.0.1/",
+            "http://site.123/",
+            "http://xn--nxasmq6b.example/",
+            "http://a..b/",
+            "http://site.example/a/../b",
+            "http://site.example/a/%2e%2E/b",
+            "http://site.example/./b",
+            "http://site.example/a b",
+            "http://site.example/a\\b",
+            "http://site.example/?a='b'",
+            "http://site.example/#f",
+            "http://site.example/%zz",
+            "http://site.example/a|b",
+            "ftp://site.example/",
+            "http://user@site.example/",
+        ] {
+            assert!(!is_canonical_http_url(u), "{u}");
+        }
+    }
+
+    /// Random strings over the characters that matter: whatever the check
+    /// accepts, the parser gives back unchanged.
+    #[test]
+    fn never_accepts_what_the_parser_changes() {
+        const ALPHABET: &[u8] = b"aAz09.-:/?#%2eE'@[]\\ _~!$&()*+,;=|x";
+        let mut seed: u64 = 0x5eed;
+        let mut next = move || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 33) as usize
+        };
+        let prefixes = [
+            "http://",
+            "https://",
+            "http://a.b",
+            "https://1.2.3.4",
+            "http://x.y:81/",
+        ];
+        let mut accepted = 0;
+        for _ in 0..200_000 {
+            let mut u = prefixes[next() % prefixes.len()].to_string();
+            for _ in 0..next() % 16 {
+                u.push(ALPHABET[next() % ALPHABET.len()] as char);
+            }
+            accepted += usize::from(is_canonical_http_url(&u));
+            agrees(&u);
+        }
+        assert!(
+            accepted > 1000,
+            "the check accepted too few to mean anything: {accepted}"
+        );
     }
 }
