@@ -130,6 +130,7 @@
 //! driver instead of a reader thread) is the next step if it is needed.
 
 mod child;
+mod mailbox;
 mod pool;
 pub(crate) mod protocol;
 pub mod sandbox;

@@ -8,7 +8,7 @@ use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicU8, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, Weak};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -22,8 +22,16 @@ use crate::types::{
     ErrorKind, HostRequest, Invocation, InvocationError, InvocationOutcome, InvocationRequest,
     Telemetry,
 };
+use crate::worker::mailbox::{Delivery, Mailbox};
 use crate::worker::protocol::{self, CallKind, HostOutcome, InvokeRef, ToParent, ToWorker};
 use crate::worker::sandbox::SandboxReport;
+
+thread_local! {
+    /// This runtime thread's mailbox for workers' answers (see
+    /// [`crate::worker::mailbox`]).
+    static MAILBOX: std::cell::RefCell<Option<Arc<Mailbox<Event>>>> =
+        const { std::cell::RefCell::new(None) };
+}
 
 /// How to start and run the workers. [`WorkerOptions::new`] gives defaults.
 #[derive(Clone, Debug)]
@@ -213,6 +221,12 @@ enum Event {
     Lost(String),
 }
 
+/// Where an answer for an invocation goes.
+struct Route {
+    tx: mpsc::UnboundedSender<Event>,
+    mailbox: Option<Arc<Mailbox<Event>>>,
+}
+
 /// One running worker process.
 struct Conn {
     pool: Weak<Inner>,
@@ -241,6 +255,8 @@ struct Conn {
 struct Call {
     /// `None` once its `invoke` future is gone (the worker still runs it).
     tx: Option<mpsc::UnboundedSender<Event>>,
+    /// Where its answers go first: its runtime thread's mailbox, if any.
+    mailbox: Option<Arc<Mailbox<Event>>>,
     /// Answers owed: 1 + host results sent − frames received. Runnable while
     /// positive (several concurrent host calls make it negative).
     owed: i64,
@@ -268,6 +284,8 @@ struct OutState {
     flushing: bool,
     /// The socket was full: the writer thread owns the flush.
     handoff: bool,
+    /// A task will flush `buf` soon ([`Conn::send_soon`]).
+    scheduled: bool,
     closed: bool,
 }
 
@@ -459,8 +477,8 @@ impl WorkerPool {
             .ok_or_else(|| lost("the worker process exited"))?;
         // The call counts the weight now.
         claim.armed = false;
+        claim.conn.send_soon(&frames);
         let conn = &*claim.conn;
-        conn.send(&frames);
 
         let limits = &self.inner.opts.limits;
         let deadline = tokio::time::sleep(limits.wall_time + self.inner.opts.hang_grace);
@@ -798,6 +816,7 @@ impl Conn {
         weight: i64,
         heat: usize,
     ) -> Option<Registration<'_>> {
+        let mailbox = Mailbox::current(&MAILBOX);
         let mut st = lock(&self.state);
         if st.dead {
             return None;
@@ -806,6 +825,7 @@ impl Conn {
             id,
             Call {
                 tx: Some(tx),
+                mailbox,
                 owed: 1,
                 weight,
                 counted: weight,
@@ -834,12 +854,7 @@ impl Conn {
     /// A frame for invocation `id` came (a host call, `Done` or `UnknownBundle`):
     /// one answer less owed. Returns where to deliver it and whether the
     /// worker's load dropped. `Done` also updates the bundle's heat.
-    fn answered(
-        &self,
-        id: u64,
-        done: Option<&Invocation>,
-        inner: &Inner,
-    ) -> (Option<mpsc::UnboundedSender<Event>>, bool) {
+    fn answered(&self, id: u64, done: Option<&Invocation>, inner: &Inner) -> (Option<Route>, bool) {
         let mut st = lock(&self.state);
         let Some(call) = st.calls.get_mut(&id) else {
             return (None, false);
@@ -851,7 +866,10 @@ impl Conn {
             self.load.fetch_sub(call.counted, Ordering::Relaxed);
             call.counted = 0;
         }
-        let tx = call.tx.clone();
+        let tx = call.tx.clone().map(|tx| Route {
+            tx,
+            mailbox: call.mailbox.clone(),
+        });
         let heat = call.heat;
         let Some(inv) = done else {
             return (tx, released);
@@ -920,14 +938,52 @@ impl Conn {
         protocol::encode(&InvokeRef { id, key, request }, out).map_err(internal)
     }
 
-    /// Queues frames (the caller accounted for the answers they ask for).
+    /// Queues frames (the caller accounted for the answers they ask for)
+    /// and writes them out now.
     fn send(&self, frames: &[u8]) {
         let mut st = lock(&self.out);
         if st.closed {
             return;
         }
         st.buf.extend_from_slice(frames);
-        if st.flushing {
+        self.flush(st);
+    }
+
+    /// Queues frames to be written once the other tasks ready on this
+    /// runtime thread have queued theirs: under load, one write carries
+    /// many invocations and wakes the worker once, where a write per
+    /// invocation cost a system call and a wake-up each. Outside a tokio
+    /// runtime, the same as [`Conn::send`].
+    fn send_soon(self: &Arc<Self>, frames: &[u8]) {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return self.send(frames);
+        }
+        let mut st = lock(&self.out);
+        if st.closed {
+            return;
+        }
+        st.buf.extend_from_slice(frames);
+        if st.flushing || st.scheduled {
+            return;
+        }
+        st.scheduled = true;
+        drop(st);
+        let conn = Arc::clone(self);
+        tokio::spawn(async move {
+            // Runs again after the runtime's other ready tasks (and its I/O
+            // poll), so their frames join this write.
+            tokio::task::yield_now().await;
+            let mut st = lock(&conn.out);
+            st.scheduled = false;
+            if !st.closed {
+                conn.flush(st);
+            }
+        });
+    }
+
+    /// Writes `buf` out unless someone else is (appenders only append).
+    fn flush<'a>(&'a self, mut st: MutexGuard<'a, OutState>) {
+        if st.flushing || st.buf.is_empty() {
             return;
         }
         st.flushing = true;
@@ -960,6 +1016,20 @@ impl Conn {
                     self.out_cv.notify_one();
                     return;
                 }
+            }
+        }
+    }
+
+    /// An answer for invocation `id` nobody took (its future was dropped):
+    /// a host call gets an error, so the worker can finish the invocation.
+    fn abandoned(&self, id: u64, event: Event) {
+        if let Event::HostCall { call, .. } = event {
+            let result = HostOutcome::Err("the invocation was cancelled".into());
+            if let Ok(f) = protocol::frame(&ToWorker::HostResult { id, call, result }) {
+                if let Some(inner) = self.pool.upgrade() {
+                    self.owe(id, &inner);
+                }
+                self.send(&f);
             }
         }
     }
@@ -1175,10 +1245,16 @@ fn supervise(inner: Arc<Inner>, slot: usize, mut first: Option<(Arc<Conn>, UnixS
 }
 
 /// Reads frames until the worker goes away or misbehaves; returns why.
-fn read_loop(inner: &Inner, conn: &Conn, sock: UnixStream) -> String {
+fn read_loop(inner: &Inner, conn: &Arc<Conn>, sock: UnixStream) -> String {
     let mut rd = BufReader::with_capacity(64 << 10, sock);
     let mut payload = Vec::new();
+    // Mailboxes given answers since the last wake (woken on every way out).
+    let mut touched = Touched(Vec::new());
     loop {
+        // Before waiting for more bytes: hand on what was read.
+        if !frame_buffered(rd.buffer()) {
+            touched.wake();
+        }
         let mut header = [0u8; 4];
         if let Err(e) = rd.read_exact(&mut header) {
             return if e.kind() == io::ErrorKind::UnexpectedEof {
@@ -1236,24 +1312,60 @@ fn read_loop(inner: &Inner, conn: &Conn, sock: UnixStream) -> String {
             Event::Done(inv) => Some(inv),
             _ => None,
         };
-        let (tx, released) = conn.answered(id, done, inner);
+        let (route, released) = conn.answered(id, done, inner);
         if released {
             inner.pump();
         }
-        let undelivered = match tx {
-            Some(tx) => tx.send(event).err().map(|e| e.0),
+        let undelivered = match route {
+            Some(Route {
+                tx,
+                mailbox: Some(mb),
+            }) if !mb.is_closed() => {
+                let conn = Arc::clone(conn);
+                mb.put(Delivery {
+                    tx,
+                    event,
+                    undelivered: Some(Box::new(move |event| conn.abandoned(id, event))),
+                });
+                if !touched.0.iter().any(|t| Arc::ptr_eq(t, &mb)) {
+                    touched.0.push(mb);
+                }
+                None
+            }
+            Some(Route { tx, .. }) => tx.send(event).err().map(|e| e.0),
             None => Some(event),
         };
-        // The invocation was abandoned (its future dropped): answer its host
-        // calls so the worker can finish it.
-        if let Some(Event::HostCall { call, .. }) = undelivered {
-            let result = HostOutcome::Err("the invocation was cancelled".into());
-            if let Ok(f) = protocol::frame(&ToWorker::HostResult { id, call, result }) {
-                conn.owe(id, inner);
-                conn.send(&f);
-            }
+        if let Some(event) = undelivered {
+            conn.abandoned(id, event);
         }
     }
+}
+
+/// Mailboxes with answers not yet handed on.
+struct Touched(Vec<Arc<Mailbox<Event>>>);
+
+impl Touched {
+    fn wake(&mut self) {
+        for mb in self.0.drain(..) {
+            mb.wake();
+        }
+    }
+}
+
+impl Drop for Touched {
+    fn drop(&mut self) {
+        self.wake();
+    }
+}
+
+/// Whether `buf` starts with a whole frame (so reading it will not wait).
+fn frame_buffered(buf: &[u8]) -> bool {
+    let Some(header) = buf.get(..4) else {
+        return false;
+    };
+    let mut h = [0u8; 4];
+    h.copy_from_slice(header);
+    protocol::payload_len(h).is_some_and(|len| buf.len() - 4 >= len)
 }
 
 /// Pings every worker; kills those that do not answer in time.
