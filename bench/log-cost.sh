@@ -8,6 +8,13 @@
 # for the comparison to hold) and the medians; exits 1 if a run fails.
 # Uses target/release/ledge (or $LEDGE_BIN), wrk, and nats-server from PATH
 # (the NATS case is skipped without it). Fixtures: ./setup.sh --fixtures.
+#
+# RATE=N measures at a fixed load instead: h2load (HTTP/1.1, 64 connections)
+# sends N requests a second, below what every configuration can serve, so
+# each serves the same load and the figure is what the server spent on it.
+# At saturation, wrk (which shares its core with nats-server) is the limit
+# with the log off, and a server given fewer requests per wake-up spends
+# more per request: the fixed load keeps that out of the comparison.
 set -euo pipefail
 rounds=${1:-8}
 here=$(cd "$(dirname "$0")" && pwd)
@@ -66,7 +73,13 @@ for r in $(seq 1 "$rounds"); do
     for _ in $(seq 1 200); do curl -sf -o /dev/null "$url" && break; sleep 0.1; done
     taskset -c 1 wrk -t1 -c64 -d2s "$url" >/dev/null
     t0=$(awk '{print $14 + $15}' "/proc/$pid/stat")
-    out=$(taskset -c 1 wrk -t1 -c64 -d8s "$url")
+    if [[ -n ${RATE:-} ]]; then
+      out=$(taskset -c 1 h2load --h1 -t1 -c64 --rps=$(( RATE / 64 )) -D 8 "$url")
+      # As wrk says it, for the line below.
+      out=$(awk '/^requests:/ {print $8 " requests in"}' <<<"$out")
+    else
+      out=$(taskset -c 1 wrk -t1 -c64 -d8s "$url")
+    fi
     t1=$(awk '{print $14 + $15}' "/proc/$pid/stat")
     # Records lost anywhere (queue full, a drain's buffer full or a batch
     # given up): the comparison only holds if this is 0.
