@@ -393,6 +393,23 @@ pub(crate) fn install<'js>(ctx: &Ctx<'js>, shared: Arc<Shared>) -> Result<Object
             )?,
         )?;
     }
+    // `fulfilled(p, otherwise)`: the value of `p` if it is a promise that
+    // has already been fulfilled, else `otherwise` (an async handler that
+    // returned without waiting settles without a job).
+    n.set(
+        "fulfilled",
+        Function::new(
+            ctx.clone(),
+            |p: Value<'js>, otherwise: Value<'js>| -> Result<Value<'js>> {
+                match p.as_promise() {
+                    Some(p) if p.state() == rquickjs::promise::PromiseState::Resolved => {
+                        p.result::<Value<'js>>().unwrap_or(Ok(otherwise))
+                    }
+                    _ => Ok(otherwise),
+                }
+            },
+        )?,
+    )?;
     {
         let shared = Arc::clone(&shared);
         n.set(

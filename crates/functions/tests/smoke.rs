@@ -130,6 +130,43 @@ async fn synchronous_handlers() {
         InvocationOutcome::Error(err) => assert_eq!(err.kind, ErrorKind::InvalidReturn),
         other => panic!("{other:?}"),
     }
+    // Async handlers: settled at return, or after awaiting, or rejected.
+    let inv = run(
+        &e,
+        "export default async () => new Response('at once')",
+        &req,
+    )
+    .await;
+    assert_eq!(body(&inv), "at once");
+    let inv = run(&e, "export default async () => {}", &req).await;
+    assert!(matches!(inv.outcome, InvocationOutcome::PassThrough));
+    let inv = run(
+        &e,
+        "export default async () => { await null; return new Response('awaited') }",
+        &req,
+    )
+    .await;
+    assert_eq!(body(&inv), "awaited");
+    let inv = run(
+        &e,
+        "export default async () => { throw new Error('late') }",
+        &req,
+    )
+    .await;
+    match &inv.outcome {
+        InvocationOutcome::Error(err) => assert_eq!(err.kind, ErrorKind::Uncaught),
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        console(&inv).is_empty(),
+        "a rejection the runtime handled is not logged: {:?}",
+        console(&inv)
+    );
+    let inv = run(&e, "export default async () => 42", &req).await;
+    match &inv.outcome {
+        InvocationOutcome::Error(err) => assert_eq!(err.kind, ErrorKind::InvalidReturn),
+        other => panic!("{other:?}"),
+    }
     // A thenable that is not a promise is awaited.
     let inv = run(
         &e,

@@ -1545,6 +1545,7 @@ export default function (N, deployEnvJson) {
       state.cookies.length ? state.cookies : null);
   }
 
+  const PENDING = Object.freeze({});
   // Settles the invocation `state` with the handler's value `v`.
   function settleValue(state, v) {
     if (state !== inv) return;
@@ -1633,12 +1634,19 @@ export default function (N, deployEnvJson) {
       currentContext = context;
       let v;
       try { v = handler(req, context); } catch (e) { settle(state, 2, null, e); return; }
-      // A handler that answers at once (a Response, a URL or nothing, not
-      // a promise) settles now: no promise, no job. Microtasks it queued
-      // still run before the invocation ends.
+      // A handler that answers at once (a Response, a URL or nothing), or
+      // an async one whose promise is already fulfilled (it returned
+      // without waiting), settles now: no reaction, no job. Microtasks it
+      // queued still run before the invocation ends, but what they do to
+      // the outcome (a cookie set) comes too late: the answer is taken as
+      // the handler gave it.
       if (v === undefined || v === null || v instanceof Response || v instanceof URL) {
         settleValue(state, v);
         return;
+      }
+      if (v instanceof Promise) {
+        const x = N.fulfilled(v, PENDING);
+        if (x !== PENDING) { settleValue(state, x); return; }
       }
       Promise.resolve(v).then((x) => settleValue(state, x), (e) => settle(state, 2, null, e));
     },

@@ -25,10 +25,17 @@
 //! request), `Done` (invocation id, [`crate::Invocation`]), `UnknownBundle`
 //! (it dropped the bundle from its LRU of [`WorkerOptions::max_bundles`]: the
 //! node sends `Load` + `Invoke` again), `Pong`. Writers coalesce whatever is
-//! queued into one write: in the node the caller that finds the socket idle
-//! writes for everyone (non-blocking; a full socket hands the rest to the
-//! worker's writer thread), in the worker a writer task drains its queue into
-//! one buffer. Readers are buffered (64 KiB), so a burst costs one syscall.
+//! queued into one write. In the node, an invocation's frames wait for the
+//! end of its runtime thread's current round of ready tasks (a task spawned
+//! per round yields once, then writes for everyone), so under load one
+//! write carries many invocations and wakes the worker once; host results
+//! and pings go at once; whoever finds the socket idle writes for everyone
+//! (non-blocking; a full socket hands the rest to the writer thread). In
+//! the worker a writer task drains its queue into one buffer. Readers are
+//! buffered (64 KiB), so a burst costs one syscall. The node's reader thread
+//! hands what one read brought to the invoking tasks through one mailbox per
+//! runtime thread (`mailbox.rs`), woken once per read: waking each task
+//! from the reader thread cost an eventfd write per frame.
 //! Nothing is created per request: no process, no thread, no socket.
 //!
 //! Host calls (`context.next()`, `fetch`) come back to the `invoke` future
@@ -126,8 +133,10 @@
 //!
 //! The sequential overhead is three cross-thread/process wake-ups (see the
 //! crate doc); batching amortises them under load, which is when it matters.
-//! Removing one (reading worker frames on the invoking runtime's own I/O
-//! driver instead of a reader thread) is the next step if it is needed.
+//! Under load the node now makes one write per round of invocations and one
+//! wake-up of its runtime per read of answers (session 10: the node's
+//! system calls per `fn-hello` request fell from five to the two of its own
+//! HTTP exchange; `docs/benchmarks.md`).
 
 mod child;
 mod mailbox;
