@@ -496,6 +496,16 @@ export default function (N, deployEnvJson) {
   // A body is known bytes (`bytes`; `stream` made on demand by `.body`) or a
   // stream (`bytes` null): streams are read when the body is consumed.
   const BODIES = new WeakMap();
+  // Hot records start from prototypes that hold their usual values, so a
+  // record gets own properties only for what differs (adding a property
+  // costs QuickJS several times what reading one through a prototype
+  // does). The prototypes are never written: an assignment to a record
+  // makes an own property.
+  const BODY_PROTO = { bytes: null, used: false, stream: null };
+  const REQ_PROTO = { url: "", method: "GET", headers: null, raw: "", signal: null, redirect: "follow" };
+  const RESP_PROTO = { status: 200, statusText: "", headers: null, list: null, type: "default", url: "", redirected: false };
+  const INV_PROTO = { cookies: null, waitCount: 0, host: null, timers: null, envJson: "{}", envObj: null };
+  const CTX_PROTO = { request: null, json: "{}", c: null, url: null, cookies: null };
   const unusable = () => new TypeError("Body is unusable: Body has already been read");
   // [bytes, content-type, stream] (read by index: destructuring an array
   // runs the iterator protocol, which costs several objects).
@@ -961,8 +971,13 @@ export default function (N, deployEnvJson) {
         throw new TypeError(`Response with null body status (${status}) cannot have body`);
       }
       if (ctype && hIndex(list, "content-type") < 0) list.push(["content-type", ctype]);
-      RESPS.set(this, { status, statusText, headers: null, list, type: "default", url: "", redirected: false });
-      BODIES.set(this, { bytes, used: false, stream });
+      const rec = { __proto__: RESP_PROTO, list };
+      if (status !== 200) rec.status = status;
+      if (statusText !== "") rec.statusText = statusText;
+      RESPS.set(this, rec);
+      const brec = bytes === null ? { __proto__: BODY_PROTO } : { __proto__: BODY_PROTO, bytes };
+      if (stream !== null) brec.stream = stream;
+      BODIES.set(this, brec);
     }
     get status() { return RESPS.get(this).status; }
     get statusText() { return RESPS.get(this).statusText; }
@@ -1432,13 +1447,13 @@ export default function (N, deployEnvJson) {
       },
       set(a, b) {
         const c = typeof a === "object" && a !== null ? a : { name: a, value: b };
-        inv.cookies.push(serializeCookie(c));
+        (inv.cookies || (inv.cookies = [])).push(serializeCookie(c));
       },
       delete(a) {
         const c = typeof a === "object" && a !== null ? a : { name: a };
         // As Netlify's runtime: the path defaults to "/", so a cookie set for
         // the whole site is removed from any page.
-        inv.cookies.push(serializeCookie({ name: c.name, value: "", domain: c.domain,
+        (inv.cookies || (inv.cookies = [])).push(serializeCookie({ name: c.name, value: "", domain: c.domain,
           path: c.path ?? "/", expires: new Date(0) }));
       },
     });
@@ -1468,7 +1483,7 @@ export default function (N, deployEnvJson) {
   const CTX = new WeakMap();
   class Context {
     constructor(ctxJson, request) {
-      CTX.set(this, { request, json: ctxJson, c: null, url: null, cookies: null });
+      CTX.set(this, { __proto__: CTX_PROTO, request, json: ctxJson });
     }
     get account() { return ctxData(this).account; }
     get deploy() { return ctxData(this).deploy; }
@@ -1542,7 +1557,7 @@ export default function (N, deployEnvJson) {
   function settle(state, done, result, error) {
     if (state !== inv) return;
     N.settled(done, result, error === null ? null : JSON.stringify(describe(error)),
-      state.cookies.length ? state.cookies : null);
+      state.cookies);
   }
 
   const PENDING = Object.freeze({});
@@ -1569,7 +1584,7 @@ export default function (N, deployEnvJson) {
     const flat = [];
     for (let i = 0; i < list.length; i++) flat.push(list[i][0], list[i][1]);
     const cookies = state.cookies;
-    for (let i = 0; i < cookies.length; i++) flat.push("set-cookie", cookies[i]);
+    if (cookies !== null) for (let i = 0; i < cookies.length; i++) flat.push("set-cookie", cookies[i]);
     return ["response", st.status, "", flat, bytes || new Uint8Array(0), handle === undefined ? null : handle];
   }
 
@@ -1604,12 +1619,12 @@ export default function (N, deployEnvJson) {
       SHAPES.push(o);
     }
   }
-  keepShapes(Object.prototype, ["cookies", "waitCount", "host", "timers", "envJson", "envObj"]); // inv
-  keepShapes(Object.prototype, ["url", "method", "headers", "raw", "signal", "redirect"]); // REQS
-  keepShapes(Object.prototype, ["bytes", "used", "stream"]); // BODIES
-  keepShapes(Object.prototype, ["request", "json", "c", "url", "cookies"]); // CTX
+  keepShapes(INV_PROTO, ["envJson", "cookies", "envObj"]); // inv
+  keepShapes(REQ_PROTO, ["url", "method", "raw", "headers"]); // REQS
+  keepShapes(BODY_PROTO, ["bytes", "used"]); // BODIES
+  keepShapes(CTX_PROTO, ["request", "json", "c"]); // CTX
   keepShapes(Object.prototype, ["list", "immutable"]); // HDRS
-  keepShapes(Object.prototype, ["status", "statusText", "headers", "list", "type", "url", "redirected"]); // RESPS
+  keepShapes(RESP_PROTO, ["list", "status"]); // RESPS
   for (const proto of [Request.prototype, Response.prototype, Headers.prototype, Context.prototype]) {
     keepShapes(proto, []);
   }
@@ -1624,12 +1639,12 @@ export default function (N, deployEnvJson) {
     // The outcome reaches Rust through N.settled; pending waitUntil work
     // through N.waits.
     run(handler, method, url, rawHeaders, body, ctxJson, envJson) {
-      const state = { cookies: [], waitCount: 0, host: null, timers: null, envJson, envObj: null };
+      const state = { __proto__: INV_PROTO, envJson };
       inv = state;
       internalResponse = false;
       const req = Object.create(Request.prototype);
-      REQS.set(req, { url, method, headers: null, raw: rawHeaders, signal: null, redirect: "follow" });
-      BODIES.set(req, { bytes: body === undefined ? null : body, used: false, stream: null });
+      REQS.set(req, { __proto__: REQ_PROTO, url, method, raw: rawHeaders });
+      BODIES.set(req, body === undefined ? { __proto__: BODY_PROTO } : { __proto__: BODY_PROTO, bytes: body });
       const context = new Context(ctxJson, req);
       currentContext = context;
       let v;
