@@ -42,8 +42,42 @@ pub fn decimal(n: u64, buf: &mut [u8; 20]) -> &str {
     std::str::from_utf8(decimal_bytes(n, buf)).unwrap_or("0")
 }
 
+/// An IP address as text, as `Display` writes it; IPv4 without the `fmt`
+/// machinery (a tenth of its cost).
+pub fn ip_text(ip: std::net::IpAddr) -> String {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            let mut out = String::with_capacity(15);
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                out.push_str(decimal(u64::from(octet), &mut [0; 20]));
+            }
+            out
+        }
+        std::net::IpAddr::V6(v6) => v6.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn ip_text_like_display() {
+        for ip in [
+            "0.0.0.0",
+            "127.0.0.1",
+            "10.200.3.45",
+            "255.255.255.255",
+            "::1",
+            "2001:db8::8a2e:370:7334",
+            "::ffff:192.0.2.1",
+        ] {
+            let ip: std::net::IpAddr = ip.parse().expect("an address");
+            assert_eq!(super::ip_text(ip), ip.to_string());
+        }
+    }
+
     #[test]
     fn like_display() {
         let mut ns = vec![0, 7, 10, 1234, u64::from(u32::MAX), u64::MAX, u64::MAX - 1];

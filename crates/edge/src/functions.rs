@@ -460,7 +460,7 @@ impl<'e> Chain<'e> {
             };
             let invocation = InvocationRequest {
                 method: req.method.as_str().to_owned(),
-                url: format!("{}://{}{}", self.ctx.scheme, self.ctx.host, req.target),
+                url: [self.ctx.scheme, "://", &self.ctx.host, &req.target].concat(),
                 headers: header_pairs(&req.headers),
                 body: req.body.to_vec(),
                 context: RequestContext {

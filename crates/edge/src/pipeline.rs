@@ -407,7 +407,7 @@ impl Edge {
     /// What functions see as `context` (all but `params`).
     fn function_context(&self, ctx: &RequestCtx) -> ledge_functions::RequestContext {
         let mut c = ledge_functions::RequestContext {
-            ip: ctx.client_ip.to_string(),
+            ip: ledge_core::num::ip_text(ctx.client_ip),
             request_id: std::str::from_utf8(ctx.id.as_bytes())
                 .unwrap_or("")
                 .to_owned(),
@@ -440,7 +440,7 @@ impl Edge {
         if let Some(t) = &ctx.target {
             c.site.id = t.site.to_string();
             c.site.name = t.site.to_string();
-            c.site.url = format!("{}://{}", ctx.scheme, ctx.host);
+            c.site.url = [ctx.scheme, "://", &ctx.host].concat();
             c.deploy.id = t.deploy.to_string();
             c.deploy.published = t.production;
             c.deploy.context = if t.production {
