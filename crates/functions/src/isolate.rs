@@ -399,14 +399,10 @@ impl Isolate {
         let mut out = Vec::with_capacity(fixed.len() + 160);
         out.push(b'{');
         out.extend_from_slice(fixed.as_bytes());
-        out.extend_from_slice(b",\"geo\":");
-        serde_json::to_writer(&mut out, &c.geo)?;
-        out.extend_from_slice(b",\"ip\":");
-        serde_json::to_writer(&mut out, &c.ip)?;
-        out.extend_from_slice(b",\"params\":");
-        serde_json::to_writer(&mut out, &c.params)?;
-        out.extend_from_slice(b",\"requestId\":");
-        serde_json::to_writer(&mut out, &c.request_id)?;
+        json_member(&mut out, ",\"geo\":", &c.geo)?;
+        json_member(&mut out, ",\"ip\":", &c.ip)?;
+        json_member(&mut out, ",\"params\":", &c.params)?;
+        json_member(&mut out, ",\"requestId\":", &c.request_id)?;
         out.push(b'}');
         // serde_json writes UTF-8, so this never copies.
         Ok(String::from_utf8(out)
@@ -847,6 +843,17 @@ fn setup<'js>(
     ))
 }
 
+/// Appends `key` (the member's name, its quotes, colon and any leading
+/// comma) and `value` as JSON.
+fn json_member(
+    out: &mut Vec<u8>,
+    key: &str,
+    value: &impl serde::Serialize,
+) -> serde_json::Result<()> {
+    out.extend_from_slice(key.as_bytes());
+    serde_json::to_writer(out, value)
+}
+
 /// The parts of the context that are the same for every request to a
 /// deploy, and their JSON members (`"account":…,"deploy":…,"server":…,
 /// "site":…`), written once per isolate while they stay the same.
@@ -868,14 +875,10 @@ impl DeployContext {
 
     fn new(c: &crate::types::RequestContext) -> serde_json::Result<Self> {
         let mut json = Vec::with_capacity(256);
-        json.extend_from_slice(b"\"account\":");
-        serde_json::to_writer(&mut json, &c.account)?;
-        json.extend_from_slice(b",\"deploy\":");
-        serde_json::to_writer(&mut json, &c.deploy)?;
-        json.extend_from_slice(b",\"server\":");
-        serde_json::to_writer(&mut json, &c.server)?;
-        json.extend_from_slice(b",\"site\":");
-        serde_json::to_writer(&mut json, &c.site)?;
+        json_member(&mut json, "\"account\":", &c.account)?;
+        json_member(&mut json, ",\"deploy\":", &c.deploy)?;
+        json_member(&mut json, ",\"server\":", &c.server)?;
+        json_member(&mut json, ",\"site\":", &c.site)?;
         Ok(Self {
             account: c.account.clone(),
             deploy: c.deploy.clone(),

@@ -51,6 +51,17 @@ async fn consumer(
         .unwrap()
 }
 
+/// The consumer's next message (within 10 s).
+async fn next_message(
+    messages: &mut async_nats::jetstream::consumer::pull::Stream,
+) -> async_nats::jetstream::Message {
+    tokio::time::timeout(Duration::from_secs(10), messages.next())
+        .await
+        .expect("messages within 10 s")
+        .expect("stream open")
+        .expect("message")
+}
+
 async fn stored_messages(js: &jetstream::Context) -> u64 {
     js.get_stream("LEDGE_LOGS")
         .await
@@ -111,11 +122,7 @@ async fn delivers_json_lines_in_few_messages_to_a_jetstream_consumer() {
     let mut traffic = BTreeSet::new();
     let mut functions = 0;
     for _ in 0..stored {
-        let msg = tokio::time::timeout(Duration::from_secs(10), messages.next())
-            .await
-            .expect("messages within 10 s")
-            .expect("stream open")
-            .expect("message");
+        let msg = next_message(&mut messages).await;
         assert_eq!(msg.subject.as_str(), "ledge.logs.blog");
         assert!(msg.payload.ends_with(b"\n"), "JSON lines");
         for line in msg.payload.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
@@ -224,11 +231,7 @@ async fn a_retried_batch_is_stored_once() {
     let mut ids = BTreeSet::new();
     let mut lines = 0;
     for _ in 0..stored {
-        let msg = tokio::time::timeout(Duration::from_secs(10), messages.next())
-            .await
-            .expect("messages within 10 s")
-            .expect("stream open")
-            .expect("message");
+        let msg = next_message(&mut messages).await;
         for line in msg.payload.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
             let v: Value = serde_json::from_slice(line).unwrap();
             ids.insert(v["request_id"].as_str().unwrap().to_owned());
