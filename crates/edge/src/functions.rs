@@ -368,7 +368,9 @@ impl<'e> Chain<'e> {
             let starts_cached = self.steps.get(i).is_some_and(|s| s.cache_manual)
                 && (i == 0 || !self.steps[i - 1].cache_manual);
             match &self.edge.cache {
-                Some(cache) if starts_cached => self.cached(cache, i, req).await,
+                // Boxed on their own: a future holds room for its largest
+                // state, and moving this one into its box copies all of it.
+                Some(cache) if starts_cached => Box::pin(self.cached(cache, i, req)).await,
                 _ => self.step(i, req).await,
             }
         })
@@ -453,7 +455,9 @@ impl<'e> Chain<'e> {
     fn step<'s>(&'s self, i: usize, req: ChainRequest) -> BoxFuture<'s, Response<Body>> {
         Box::pin(async move {
             let Some(step) = self.steps.get(i) else {
-                return self.rest(&req).await;
+                // Boxed on its own (the whole rest of the pipeline), so
+                // that each step's future stays small to move.
+                return Box::pin(self.rest(&req)).await;
             };
             let Some(loaded) = self.functions.functions.get(&step.function) else {
                 return self.run(i + 1, req).await;
@@ -498,7 +502,7 @@ impl<'e> Chain<'e> {
                 }
                 InvocationOutcome::PassThrough => self.run(i + 1, req).await,
                 InvocationOutcome::Rewrite { url } => match self.same_site(&url) {
-                    Some(target) => self.rest(&ChainRequest { target, ..req }).await,
+                    Some(target) => Box::pin(self.rest(&ChainRequest { target, ..req })).await,
                     None => rescue(&EdgeError::FunctionFailed {
                         function: step.function.clone(),
                         why: "it rewrote to another site (use fetch for that)".into(),
@@ -518,10 +522,10 @@ impl<'e> Chain<'e> {
                         }
                         OnError::Bypass => self.run(i + 1, req).await,
                         OnError::Rewrite(path) => {
-                            self.rest(&ChainRequest {
+                            Box::pin(self.rest(&ChainRequest {
                                 target: path.clone(),
                                 ..req
-                            })
+                            }))
                             .await
                         }
                     }
