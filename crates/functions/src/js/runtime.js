@@ -383,7 +383,7 @@ export default function (N, deployEnvJson) {
   }
   // A Headers object over `list` (kept, not copied).
   function headersOver(list, immutable) {
-    const h = Object.create(Headers.prototype);
+    const h = { __proto__: HEADERS_PROTO };
     HDRS.set(h, { list, immutable });
     return h;
   }
@@ -424,6 +424,7 @@ export default function (N, deployEnvJson) {
     get [Symbol.toStringTag]() { return "Headers"; }
   }
   defineGlobal("Headers", Headers);
+  const HEADERS_PROTO = Headers.prototype;
   const headerPairs = (h) => HDRS.get(h).list.map(([k, v]) => [k, v]);
   const freezeHeaders = (h) => { HDRS.get(h).immutable = true; return h; };
 
@@ -1605,6 +1606,8 @@ export default function (N, deployEnvJson) {
     unhandled.clear();
   }
 
+  const REQUEST_PROTO = Request.prototype;
+  const CONTEXT_PROTO = Context.prototype;
   // ---------------------------------------------------------------- object shapes
   // QuickJS frees an object shape, and with it the cached transition to it,
   // as soon as no object has that shape; every invocation would then build
@@ -1642,10 +1645,13 @@ export default function (N, deployEnvJson) {
       const state = { __proto__: INV_PROTO, envJson };
       inv = state;
       internalResponse = false;
-      const req = Object.create(Request.prototype);
+      // Objects of the classes' prototypes, built directly (a literal with
+      // `__proto__` costs less than a constructor call or Object.create).
+      const req = { __proto__: REQUEST_PROTO };
       REQS.set(req, { __proto__: REQ_PROTO, url, method, raw: rawHeaders });
       BODIES.set(req, body === undefined ? { __proto__: BODY_PROTO } : { __proto__: BODY_PROTO, bytes: body });
-      const context = new Context(ctxJson, req);
+      const context = { __proto__: CONTEXT_PROTO };
+      CTX.set(context, { __proto__: CTX_PROTO, request: req, json: ctxJson });
       currentContext = context;
       let v;
       try { v = handler(req, context); } catch (e) { settle(state, 2, null, e); return; }
