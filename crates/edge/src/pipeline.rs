@@ -448,7 +448,7 @@ impl Edge {
             } else {
                 "deploy-preview".into()
             };
-            c.env = t.settings.env.clone();
+            c.env = Arc::clone(&t.function_env);
         }
         c
     }

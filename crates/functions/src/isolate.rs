@@ -222,7 +222,7 @@ pub(crate) struct Isolate {
     pub(crate) poisoned: bool,
     /// The last invocation's env and its JSON: a site's env rarely changes
     /// between requests, and comparing costs less than serialising.
-    env_cache: Option<(std::collections::BTreeMap<String, String>, Arc<str>)>,
+    env_cache: Option<(Arc<Env>, Arc<str>)>,
     /// The context's per-deploy members as JSON (see [`DeployContext`]).
     deploy_context: Option<DeployContext>,
     /// Bytecode buffers QuickJS may point into: dropped after `rt` (last field).
@@ -440,12 +440,18 @@ impl Isolate {
             .context_json(&request.context)
             .map_err(|e| err(ErrorKind::Internal, e.to_string()))?;
         let env_json = match &self.env_cache {
-            Some((env, json)) if *env == request.context.env => Arc::clone(json),
+            // The same map (one request after another to a site), or an
+            // equal one (a map decoded from a worker frame).
+            Some((env, json))
+                if Arc::ptr_eq(env, &request.context.env) || *env == request.context.env =>
+            {
+                Arc::clone(json)
+            }
             _ => {
                 let json: Arc<str> = serde_json::to_string(&request.context.env)
                     .map_err(|e| err(ErrorKind::Internal, e.to_string()))?
                     .into();
-                self.env_cache = Some((request.context.env.clone(), Arc::clone(&json)));
+                self.env_cache = Some((Arc::clone(&request.context.env), Arc::clone(&json)));
                 json
             }
         };
@@ -842,6 +848,9 @@ fn setup<'js>(
         config,
     ))
 }
+
+/// A site's environment variables.
+type Env = std::collections::BTreeMap<String, String>;
 
 /// Appends `key` (the member's name, its quotes, colon and any leading
 /// comma) and `value` as JSON.

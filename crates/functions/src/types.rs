@@ -33,8 +33,9 @@ pub struct RequestContext {
     pub account: AccountInfo,
     /// Named groups of the matched `path` URLPattern.
     pub params: BTreeMap<String, String>,
-    /// The site's environment (Functions scope), seen as `Netlify.env`.
-    pub env: BTreeMap<String, String>,
+    /// The site's environment (Functions scope), seen as `Netlify.env`;
+    /// shared, so that a request copies a pointer, not the variables.
+    pub env: std::sync::Arc<BTreeMap<String, String>>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]

@@ -415,7 +415,7 @@ async fn cookies_on_pass_through_are_handed_to_the_edge() {
 #[tokio::test]
 async fn netlify_env() {
     let mut req = request("https://s.example/");
-    req.context.env.insert("API_KEY".into(), "k1".into());
+    std::sync::Arc::make_mut(&mut req.context.env).insert("API_KEY".into(), "k1".into());
     let src = r#"export default () => {
         const a = [Netlify.env.get('API_KEY'), Netlify.env.has('API_KEY'), Netlify.env.get('NOPE'), Netlify.env.has('NOPE')];
         Netlify.env.set('TEMP', 't');
@@ -700,9 +700,7 @@ async fn deploy_env_is_visible_at_module_top_level() {
     let src = "const atLoad = Netlify.env.get('API_KEY'); export default () => new Response(atLoad + ' ' + Netlify.env.get('API_KEY'))";
     let b = Bundle::single("env-top", src).with_env(env.clone());
     let mut req = request("https://s.example/");
-    req.context
-        .env
-        .insert("API_KEY".into(), "request-key".into());
+    std::sync::Arc::make_mut(&mut req.context.env).insert("API_KEY".into(), "request-key".into());
     let e = engine();
     assert_eq!(
         body(&e.invoke(&b, &req, &TestHost::default()).await),
@@ -821,9 +819,9 @@ async fn a_warm_isolate_sees_the_env_of_each_request() {
         (Some("2"), "2"),
         (None, "undefined"),
     ] {
-        req.context.env.clear();
+        std::sync::Arc::make_mut(&mut req.context.env).clear();
         if let Some(v) = value {
-            req.context.env.insert("K".into(), v.into());
+            std::sync::Arc::make_mut(&mut req.context.env).insert("K".into(), v.into());
         }
         let inv = run(&e, src, &req).await;
         assert!(!inv.telemetry.cold_start || expected == "1");

@@ -190,7 +190,7 @@ async fn env_reaches_the_worker() {
     env.insert("GREETING".to_string(), "hi".to_string());
     let bundle = Bundle::single("site/env", src).with_env(env);
     let mut req = request("https://site.example/");
-    req.context.env.insert("REQ".into(), "r".into());
+    std::sync::Arc::make_mut(&mut req.context.env).insert("REQ".into(), "r".into());
     let inv = pool.invoke(&bundle, &req, &TestHost::default()).await;
     assert_eq!(body(&inv), "hi/r");
 }

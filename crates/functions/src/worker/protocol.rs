@@ -251,7 +251,7 @@ struct ContextWire {
     server: ServerInfo,
     account: AccountInfo,
     params: BTreeMap<String, String>,
-    env: BTreeMap<String, String>,
+    env: std::sync::Arc<BTreeMap<String, String>>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -325,7 +325,7 @@ mod tests {
         };
         r.context.geo.city = Some("Lyon".into());
         r.context.geo.latitude = Some(45.7);
-        r.context.env.insert("K".into(), "V".into());
+        std::sync::Arc::make_mut(&mut r.context.env).insert("K".into(), "V".into());
         r
     }
 
