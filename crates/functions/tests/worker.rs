@@ -193,6 +193,47 @@ async fn env_reaches_the_worker() {
     std::sync::Arc::make_mut(&mut req.context.env).insert("REQ".into(), "r".into());
     let inv = pool.invoke(&bundle, &req, &TestHost::default()).await;
     assert_eq!(body(&inv), "hi/r");
+
+    // The environment goes to a worker only when it is not the one last
+    // sent for the bundle: the same map again, a changed one, the first
+    // one again, each seen as it is.
+    let first = std::sync::Arc::clone(&req.context.env);
+    let mut changed = req.clone();
+    std::sync::Arc::make_mut(&mut changed.context.env).insert("REQ".into(), "r2".into());
+    for (r, want) in [
+        (&req, "hi/r"),
+        (&req, "hi/r"),
+        (&changed, "hi/r2"),
+        (&req, "hi/r"),
+    ] {
+        let inv = pool.invoke(&bundle, r, &TestHost::default()).await;
+        assert_eq!(body(&inv), want);
+    }
+    assert!(std::sync::Arc::ptr_eq(&first, &req.context.env));
+
+    // A worker that keeps one bundle drops the other's environment with
+    // it: the pool loads the bundle again and sends the environment too.
+    let mut o = options(1, Limits::default());
+    o.max_bundles = 1;
+    let pool = start(o).await;
+    let other = Bundle::single(
+        "site/other",
+        "export default () => new Response(String(Netlify.env.get('REQ')))",
+    );
+    for _ in 0..3 {
+        assert_eq!(
+            body(&pool.invoke(&bundle, &req, &TestHost::default()).await),
+            "hi/r"
+        );
+        assert_eq!(
+            body(&pool.invoke(&other, &changed, &TestHost::default()).await),
+            "r2"
+        );
+        assert_eq!(
+            body(&pool.invoke(&other, &changed, &TestHost::default()).await),
+            "r2"
+        );
+    }
 }
 
 async fn hundred_in_flight() {

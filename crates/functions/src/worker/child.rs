@@ -135,6 +135,8 @@ struct Worker {
     max_bundles: usize,
     /// Bundle key → (bundle, last use).
     bundles: HashMap<String, (Bundle, u64)>,
+    /// Bundle key → the environment its invocations were last sent with.
+    envs: HashMap<String, Arc<BTreeMap<String, String>>>,
     tick: u64,
     calls: PendingCalls,
 }
@@ -156,6 +158,7 @@ impl Worker {
             engine: None,
             max_bundles: 1,
             bundles: HashMap::new(),
+            envs: HashMap::new(),
             tick: 0,
             calls: PendingCalls::default(),
         }
@@ -192,7 +195,12 @@ impl Worker {
                 }
             }
             ToWorker::Load { key, source, env } => self.load(key, source, env)?,
-            ToWorker::Invoke { id, key, request } => {
+            ToWorker::Invoke {
+                id,
+                key,
+                mut request,
+                env,
+            } => {
                 let engine = self
                     .engine
                     .clone()
@@ -204,6 +212,21 @@ impl Worker {
                 };
                 *used = self.tick;
                 let bundle = bundle.clone();
+                request.context.env = match env {
+                    Some(env) => {
+                        self.envs.insert(key, Arc::clone(&env));
+                        env
+                    }
+                    // The node sends it with the first invocation after a
+                    // `Load`; without it, have the node load again.
+                    None => match self.envs.get(&key) {
+                        Some(env) => Arc::clone(env),
+                        None => {
+                            send(&self.out, &ToParent::UnknownBundle { id });
+                            return Ok(());
+                        }
+                    },
+                };
                 let host = WorkerHost {
                     id,
                     out: self.out.clone(),
@@ -224,6 +247,7 @@ impl Worker {
             ToWorker::Evict { bundle_id } => {
                 let prefix = format!("{bundle_id}#");
                 self.bundles.retain(|k, _| !k.starts_with(&prefix));
+                self.envs.retain(|k, _| !k.starts_with(&prefix));
                 if let Some(engine) = &self.engine {
                     engine.evict(&bundle_id);
                 }
@@ -258,6 +282,7 @@ impl Worker {
             match oldest {
                 Some(k) => {
                     self.bundles.remove(&k);
+                    self.envs.remove(&k);
                 }
                 None => break,
             }

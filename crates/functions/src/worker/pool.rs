@@ -275,6 +275,8 @@ struct ConnState {
     calls: HashMap<u64, Call>,
     /// Bundle keys sent with `Load`.
     loaded: HashSet<String>,
+    /// The environment last sent with an `Invoke` of each bundle key.
+    envs: HashMap<String, Arc<std::collections::BTreeMap<String, String>>>,
 }
 
 #[derive(Default)]
@@ -580,7 +582,10 @@ impl Runner for WorkerPool {
             return;
         }
         for conn in self.conns().into_iter().flatten() {
-            lock(&conn.state).loaded.retain(|k| !k.starts_with(&prefix));
+            let mut st = lock(&conn.state);
+            st.loaded.retain(|k| !k.starts_with(&prefix));
+            st.envs.retain(|k, _| !k.starts_with(&prefix));
+            drop(st);
             conn.send(&frames);
         }
     }
@@ -919,10 +924,22 @@ impl Conn {
         let internal =
             |e: postcard::Error| InvocationError::new(ErrorKind::Internal, e.to_string());
         let key = bundle.key();
-        let load = {
+        let (load, send_env) = {
             let mut st = lock(&self.state);
             let fresh = !st.loaded.contains(key) && st.loaded.insert(key.to_string());
-            fresh || reload
+            let load = fresh || reload;
+            // The route table shares one map per site's settings: the same
+            // map as last time is not sent again.
+            let same = !load
+                && st
+                    .envs
+                    .get(key)
+                    .is_some_and(|e| Arc::ptr_eq(e, &request.context.env));
+            if !same {
+                st.envs
+                    .insert(key.to_string(), Arc::clone(&request.context.env));
+            }
+            (load, !same)
         };
         if load {
             let msg = ToWorker::Load {
@@ -931,11 +948,26 @@ impl Conn {
                 env: bundle.has_env().then(|| bundle.env().clone()),
             };
             if let Err(e) = protocol::encode(&msg, out) {
-                lock(&self.state).loaded.remove(key);
+                let mut st = lock(&self.state);
+                st.loaded.remove(key);
+                st.envs.remove(key);
                 return Err(internal(e));
             }
         }
-        protocol::encode(&InvokeRef { id, key, request }, out).map_err(internal)
+        let env = send_env.then_some(&*request.context.env);
+        protocol::encode(
+            &InvokeRef {
+                id,
+                key,
+                request,
+                env,
+            },
+            out,
+        )
+        .map_err(|e| {
+            lock(&self.state).envs.remove(key);
+            internal(e)
+        })
     }
 
     /// Queues frames (the caller accounted for the answers they ask for)

@@ -42,12 +42,16 @@ pub(crate) enum ToWorker {
         /// `Some` when the bundle was made with [`crate::Bundle::with_env`].
         env: Option<BTreeMap<String, String>>,
     },
-    /// Run one request (encoded without a copy by [`InvokeRef`]).
+    /// Run one request (encoded without a copy by [`InvokeRef`]). The
+    /// request travels without its environment: `env` is `Some` when it is
+    /// not the one this worker was last sent for `key` (or when `key` was
+    /// just loaded), and the worker keeps it for the next ones.
     Invoke {
         id: u64,
         key: String,
         #[serde(with = "RequestWire")]
         request: InvocationRequest,
+        env: Option<std::sync::Arc<BTreeMap<String, String>>>,
     },
     /// The answer to a [`ToParent::HostCall`].
     HostResult {
@@ -72,6 +76,8 @@ pub(crate) struct InvokeRef<'a> {
     pub id: u64,
     pub key: &'a str,
     pub request: &'a InvocationRequest,
+    /// The request's environment, if the worker needs it sent.
+    pub env: Option<&'a BTreeMap<String, String>>,
 }
 
 impl Serialize for InvokeRef<'_> {
@@ -82,10 +88,11 @@ impl Serialize for InvokeRef<'_> {
                 RequestWire::serialize(self.0, s)
             }
         }
-        let mut v = s.serialize_struct_variant("ToWorker", INVOKE_VARIANT, "Invoke", 3)?;
+        let mut v = s.serialize_struct_variant("ToWorker", INVOKE_VARIANT, "Invoke", 4)?;
         v.serialize_field("id", &self.id)?;
         v.serialize_field("key", self.key)?;
         v.serialize_field("request", &Req(self.request))?;
+        v.serialize_field("env", &self.env)?;
         v.end()
     }
 }
@@ -251,6 +258,8 @@ struct ContextWire {
     server: ServerInfo,
     account: AccountInfo,
     params: BTreeMap<String, String>,
+    /// Sent beside the request ([`ToWorker::Invoke`]'s `env`).
+    #[serde(skip)]
     env: std::sync::Arc<BTreeMap<String, String>>,
 }
 
@@ -338,18 +347,30 @@ mod tests {
     #[test]
     fn invoke_by_reference_decodes_as_invoke() {
         let req = request();
-        let f = frame(&InvokeRef {
-            id: 7,
-            key: "k",
-            request: &req,
-        })
-        .unwrap();
-        match decode::<ToWorker>(payload(&f)).unwrap() {
-            ToWorker::Invoke { id, key, request } => {
-                assert_eq!((id, key.as_str()), (7, "k"));
-                assert_eq!(request, req);
+        // With the environment beside the request, and without it.
+        for env in [Some(&*req.context.env), None] {
+            let f = frame(&InvokeRef {
+                id: 7,
+                key: "k",
+                request: &req,
+                env,
+            })
+            .unwrap();
+            match decode::<ToWorker>(payload(&f)).unwrap() {
+                ToWorker::Invoke {
+                    id,
+                    key,
+                    mut request,
+                    env: sent,
+                } => {
+                    assert_eq!((id, key.as_str()), (7, "k"));
+                    assert!(request.context.env.is_empty(), "not inside the request");
+                    assert_eq!(sent.as_deref(), env);
+                    request.context.env = std::sync::Arc::clone(&req.context.env);
+                    assert_eq!(request, req);
+                }
+                other => panic!("{other:?}"),
             }
-            other => panic!("{other:?}"),
         }
     }
 
