@@ -19,7 +19,9 @@
 //! Length-prefixed postcard frames (`u32` LE length, then the payload) in both
 //! directions. Node → worker: `Init` (limits; first frame), `Load` (bundle key,
 //! [`crate::BundleSource`], env; sent once per worker and bundle key),
-//! `Invoke` (invocation id, bundle key, request), `HostResult` (call id,
+//! `Invoke` (invocation id, bundle key, request; the site's environment
+//! beside it only when it is not the map last sent for that bundle, which
+//! the worker keeps with the bundle), `HostResult` (call id,
 //! response or error), `Evict` (bundle id), `Ping`. Worker → node: `Ready`
 //! (its [`SandboxReport`]), `HostCall` (invocation id, call id, next or fetch,
 //! request), `Done` (invocation id, [`crate::Invocation`]), `UnknownBundle`
