@@ -448,7 +448,7 @@ impl Edge {
             } else {
                 "deploy-preview".into()
             };
-            c.env = Arc::clone(&t.function_env);
+            c.env = Arc::clone(&t.settings.env);
         }
         c
     }
@@ -1046,7 +1046,7 @@ fn number(v: &HeaderValue) -> Option<u64> {
 }
 
 /// The method as text: shared for the standard ones, copied otherwise.
-pub(crate) fn method_text(m: &Method) -> std::borrow::Cow<'static, str> {
+fn method_text(m: &Method) -> std::borrow::Cow<'static, str> {
     const STANDARD: [(Method, &str); 9] = [
         (Method::GET, "GET"),
         (Method::HEAD, "HEAD"),

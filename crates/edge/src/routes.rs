@@ -28,9 +28,6 @@ pub struct SiteEntry {
     pub settings: Arc<SiteSettings>,
     /// The same, in the form the rules engine takes.
     pub rule_settings: Arc<ledge_rules::SiteSettings>,
-    /// The edge functions' environment, shared by every invocation (a
-    /// request copies the pointer, not the variables).
-    pub function_env: Arc<std::collections::BTreeMap<String, String>>,
 }
 
 /// The rules engine's view of a site's settings: the `Role` JWT secret and
@@ -82,8 +79,6 @@ pub struct RouteTarget {
     pub settings: Arc<SiteSettings>,
     /// The settings as the rules engine takes them.
     pub rule_settings: Arc<ledge_rules::SiteSettings>,
-    /// The edge functions' environment (see [`SiteEntry::function_env`]).
-    pub function_env: Arc<std::collections::BTreeMap<String, String>>,
 }
 
 /// The outcome of a route lookup.
@@ -166,7 +161,6 @@ impl Router {
                 published: s.published,
                 aliases: s.aliases.into_iter().collect(),
                 rule_settings: Arc::new(rule_settings(&s.name, &s.settings, &self.edge_domain)),
-                function_env: Arc::new(s.settings.env.clone()),
                 settings: Arc::new(s.settings),
             };
             table.sites.insert(s.name, Arc::new(entry));
@@ -225,7 +219,6 @@ impl Router {
                     e.rule_settings =
                         Arc::new(rule_settings(&ev.site, settings, &self.edge_domain));
                     e.settings = Arc::new((**settings).clone());
-                    e.function_env = Arc::new(settings.env.clone());
                     t.sites.insert(ev.site.clone(), Arc::new(e));
                 }
             }
@@ -276,7 +269,6 @@ impl Router {
                 production: false,
                 settings: entry.settings.clone(),
                 rule_settings: entry.rule_settings.clone(),
-                function_env: entry.function_env.clone(),
             }),
             EdgeHost::Alias(alias, _) => match entry.aliases.get(&alias) {
                 Some(id) => Route::Deploy(RouteTarget {
@@ -285,7 +277,6 @@ impl Router {
                     production: false,
                     settings: entry.settings.clone(),
                     rule_settings: entry.rule_settings.clone(),
-                    function_env: entry.function_env.clone(),
                 }),
                 None => Route::NothingPublished,
             },
@@ -301,7 +292,6 @@ fn production(site: &SiteName, e: &SiteEntry) -> Route {
             production: true,
             settings: e.settings.clone(),
             rule_settings: e.rule_settings.clone(),
-            function_env: e.function_env.clone(),
         }),
         None => Route::NothingPublished,
     }

@@ -46,8 +46,9 @@ pub enum GeoSource {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct SiteSettings {
-    /// Environment variables for the site's edge functions.
-    pub env: BTreeMap<String, String>,
+    /// Environment variables for the site's edge functions (shared: every
+    /// function invocation of the site refers to this map, none copies it).
+    pub env: std::sync::Arc<BTreeMap<String, String>>,
     /// HS256 secret for `Role` conditions (JWT in the `nf_jwt` cookie). Secret.
     pub jwt_secret: Option<String>,
     /// Dotted path of the roles claim; default `app_metadata.authorization.roles`.
@@ -121,8 +122,9 @@ impl SiteSettings {
     }
 
     fn patch_env(&mut self, value: &Value) -> Result<(), SettingsError> {
+        let env = std::sync::Arc::make_mut(&mut self.env);
         match value {
-            Value::Null => self.env.clear(),
+            Value::Null => env.clear(),
             Value::Object(vars) => {
                 for (name, v) in vars {
                     if name.is_empty()
@@ -135,14 +137,14 @@ impl SiteSettings {
                     }
                     match opt_string(&format!("env.{name}"), v)? {
                         Some(s) => {
-                            self.env.insert(name.clone(), s);
+                            env.insert(name.clone(), s);
                         }
                         None => {
-                            self.env.remove(name);
+                            env.remove(name);
                         }
                     }
                 }
-                if self.env.len() > MAX_ENV_VARS {
+                if env.len() > MAX_ENV_VARS {
                     return Err(SettingsError(format!(
                         "too many environment variables (at most {MAX_ENV_VARS})"
                     )));
