@@ -440,8 +440,8 @@ impl Isolate {
             .context_json(&request.context)
             .map_err(|e| err(ErrorKind::Internal, e.to_string()))?;
         let env_json = match &self.env_cache {
-            // The same map (one request after another to a site), or an
-            // equal one (a map decoded from a worker frame).
+            // The same map (requests to a site share it), or an equal one
+            // (the site's settings were saved again).
             Some((env, json))
                 if Arc::ptr_eq(env, &request.context.env) || *env == request.context.env =>
             {
@@ -1149,29 +1149,27 @@ fn plain(b: &[u8], ok: impl Fn(u8) -> bool) -> bool {
 /// punycode, the last not numeric), or four decimal octets without leading
 /// zeros.
 fn canonical_host(h: &str) -> bool {
+    // The standard parser takes exactly four decimal octets, without
+    // leading zeros: the form the URL parser writes.
+    if h.parse::<std::net::Ipv4Addr>().is_ok() {
+        return true;
+    }
     if h.is_empty() || h.len() > 253 {
         return false;
     }
-    let labels: Vec<&str> = h.split('.').collect();
-    let numeric = |l: &str| !l.is_empty() && l.bytes().all(|c| c.is_ascii_digit());
-    if labels.iter().all(|l| numeric(l)) {
-        return labels.len() == 4
-            && labels.iter().all(|l| {
-                l.len() <= 3
-                    && (l.len() == 1 || !l.starts_with('0'))
-                    && l.parse::<u16>().is_ok_and(|n| n <= 255)
-            });
-    }
-    let last = labels.last().copied().unwrap_or("");
+    // A numeric or hex last label makes the parser read an IPv4 address.
+    let last = h.rsplit('.').next().unwrap_or("");
+    let numeric = !last.is_empty() && last.bytes().all(|c| c.is_ascii_digit());
     let hexish = last.len() > 1 && (last.starts_with("0x") || last.starts_with("0X"));
-    labels.iter().all(|l| {
-        !l.is_empty()
-            && l.len() <= 63
-            && !l.starts_with("xn--")
-            && l.bytes()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
-    }) && !numeric(last)
+    !numeric
         && !hexish
+        && h.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with("xn--")
+                && l.bytes()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
+        })
 }
 
 #[cfg(test)]
