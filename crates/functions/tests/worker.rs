@@ -49,6 +49,9 @@ fn main() -> ExitCode {
             block_on(env_reaches_the_worker())
         }),
         ("hundred_in_flight", || block_on(hundred_in_flight())),
+        ("a_dropped_invocations_host_call_is_refused", || {
+            block_on(a_dropped_invocations_host_call_is_refused())
+        }),
         ("killed_worker_fails_its_invocation", || {
             block_on(killed_worker_fails_its_invocation())
         }),
@@ -234,6 +237,33 @@ async fn env_reaches_the_worker() {
             "r2"
         );
     }
+}
+
+/// An invocation whose future is dropped before its function calls the
+/// host: the pool answers the call with an error, so the worker finishes
+/// the invocation at once (its isolate then serves the next request, which
+/// sees what the first one recorded) instead of waiting for the call's
+/// timeout.
+async fn a_dropped_invocations_host_call_is_refused() {
+    let pool = pool(1).await;
+    let src = "export default async (request, context) => {
+        if (globalThis.seen !== undefined) return new Response(globalThis.seen);
+        await new Promise((r) => setTimeout(r, 100));
+        try { await context.next(); globalThis.seen = 'answered'; }
+        catch (e) { globalThis.seen = String(e.message); }
+        return new Response('first');
+    }";
+    let bundle = Bundle::single("site/dropped", src);
+    let req = request("https://site.example/");
+    let host = TestHost::default();
+    let first = tokio::time::timeout(Duration::from_millis(20), pool.invoke(&bundle, &req, &host));
+    assert!(first.await.is_err(), "dropped while the function waits");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let inv = pool.invoke(&bundle, &req, &host).await;
+    assert_eq!(
+        body(&inv),
+        "context.next() failed: the invocation was cancelled"
+    );
 }
 
 async fn hundred_in_flight() {

@@ -54,7 +54,14 @@ impl<E> Drop for CloseOnDrop<E> {
         self.0.closed.store(true, Ordering::Release);
         // What is left has nobody to hand it on: deliver it here (the
         // receivers are most likely gone with the runtime too).
-        let left = std::mem::take(&mut *lock(&self.0.queue));
+        self.0.deliver_left();
+    }
+}
+
+impl<E> Mailbox<E> {
+    /// Delivers what is queued, here and now.
+    fn deliver_left(&self) {
+        let left = std::mem::take(&mut *lock(&self.queue));
         for d in left {
             d.deliver();
         }
@@ -112,10 +119,7 @@ impl<E: Send + 'static> Mailbox<E> {
         lock(&self.queue).push(d);
         // Closed between the check and the push: nobody will take it.
         if self.is_closed() {
-            let left = std::mem::take(&mut *lock(&self.queue));
-            for d in left {
-                d.deliver();
-            }
+            self.deliver_left();
         }
     }
 

@@ -928,8 +928,8 @@ impl Conn {
             let mut st = lock(&self.state);
             let fresh = !st.loaded.contains(key) && st.loaded.insert(key.to_string());
             let load = fresh || reload;
-            // The route table shares one map per site's settings: the same
-            // map as last time is not sent again.
+            // Requests to a site share its settings' map: the same map as
+            // last time is not sent again.
             let same = !load
                 && st
                     .envs
@@ -1353,11 +1353,16 @@ fn read_loop(inner: &Inner, conn: &Arc<Conn>, sock: UnixStream) -> String {
                 tx,
                 mailbox: Some(mb),
             }) if !mb.is_closed() => {
-                let conn = Arc::clone(conn);
+                // Only a host call needs an answer if nobody takes it.
+                let undelivered = matches!(event, Event::HostCall { .. }).then(|| {
+                    let conn = Arc::clone(conn);
+                    Box::new(move |event| conn.abandoned(id, event))
+                        as Box<dyn FnOnce(Event) + Send>
+                });
                 mb.put(Delivery {
                     tx,
                     event,
-                    undelivered: Some(Box::new(move |event| conn.abandoned(id, event))),
+                    undelivered,
                 });
                 if !touched.0.iter().any(|t| Arc::ptr_eq(t, &mb)) {
                     touched.0.push(mb);
