@@ -425,7 +425,8 @@ export default function (N, deployEnvJson) {
   }
   defineGlobal("Headers", Headers);
   const HEADERS_PROTO = Headers.prototype;
-  const headerPairs = (h) => HDRS.get(h).list.map(([k, v]) => [k, v]);
+  const copyPairs = (list) => list.map((e) => [e[0], e[1]]);
+  const headerPairs = (h) => copyPairs(HDRS.get(h).list);
   const freezeHeaders = (h) => { HDRS.get(h).immutable = true; return h; };
 
   // ---------------------------------------------------------------- Blob
@@ -995,7 +996,7 @@ export default function (N, deployEnvJson) {
       if (this.bodyUsed) throw new TypeError("Response body is already used");
       const st = RESPS.get(this);
       const [bytes, stream] = cloneBody(this);
-      const r = makeResponse(st.status, respList(st).map((e) => [e[0], e[1]]), bytes);
+      const r = makeResponse(st.status, copyPairs(respList(st)), bytes);
       BODIES.get(r).stream = stream;
       Object.assign(RESPS.get(r), { statusText: st.statusText, type: st.type, url: st.url, redirected: st.redirected });
       return r;
@@ -1480,12 +1481,10 @@ export default function (N, deployEnvJson) {
   }));
 
   // The per-request `context`. A class, so that requests share one shape and
-  // one set of methods; the request it belongs to is kept in a WeakMap.
+  // one set of methods; `run` makes its objects, and the request each
+  // belongs to is kept in a WeakMap.
   const CTX = new WeakMap();
   class Context {
-    constructor(ctxJson, request) {
-      CTX.set(this, { __proto__: CTX_PROTO, request, json: ctxJson });
-    }
     get account() { return ctxData(this).account; }
     get deploy() { return ctxData(this).deploy; }
     get geo() { return ctxData(this).geo; }

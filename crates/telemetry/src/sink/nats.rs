@@ -48,7 +48,7 @@ impl NatsWriter {
             per_record,
             check,
             js: None,
-            nonce: nonce(),
+            nonce: rand::random(),
         }
     }
 
@@ -155,21 +155,6 @@ fn message_id(nonce: u64, seq: u64, index: usize) -> String {
     format!("{nonce:016x}-{seq:x}-{index:x}")
 }
 
-/// 64 random bits (the standard library's randomly keyed hasher, seeded
-/// from the system's random source once per process, mixed with the time
-/// and a counter so that two drains of one process differ too).
-fn nonce() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNT: AtomicU64 = AtomicU64::new(0);
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(COUNT.fetch_add(1, Ordering::Relaxed));
-    if let Ok(t) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
-        h.write_u128(t.as_nanos());
-    }
-    h.finish()
-}
-
 #[cfg(test)]
 mod tests {
     use bytes::Bytes;
@@ -222,6 +207,5 @@ mod tests {
         assert_ne!(a, super::message_id(7, 3, 2));
         assert_ne!(a, super::message_id(7, 4, 1));
         assert_ne!(a, super::message_id(8, 3, 1));
-        assert_ne!(super::nonce(), super::nonce());
     }
 }
