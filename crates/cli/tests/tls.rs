@@ -277,3 +277,152 @@ fn without_an_operator_certificate_no_sni_is_refused() {
 fn site_dir(files: &[(&str, &str)]) -> tempfile::TempDir {
     site(files)
 }
+
+/// An HTTP/1.1 origin on a loopback port: answers `PATH BODY-LENGTH`, after
+/// two seconds for paths under `/slow/`.
+fn slow_origin() -> SocketAddr {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { continue };
+            std::thread::spawn(move || {
+                let mut r = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                r.read_line(&mut line).unwrap();
+                let path = line.split(' ').nth(1).unwrap_or("").to_owned();
+                let mut len = 0usize;
+                loop {
+                    let mut h = String::new();
+                    if r.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                        break;
+                    }
+                    if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                        len = v.trim().parse().unwrap();
+                    }
+                }
+                let mut body = vec![0u8; len];
+                r.read_exact(&mut body).unwrap();
+                if path.starts_with("/slow/") {
+                    std::thread::sleep(std::time::Duration::from_secs(2));
+                }
+                let answer = format!("{path} {len}");
+                let mut w = stream;
+                let _ = write!(
+                    w,
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
+                    answer.len()
+                );
+            });
+        }
+    });
+    addr
+}
+
+/// Streams of one h2 connection over TLS: many at once, each answer whole
+/// and in its own stream; a stream that waits for an origin holds up none of
+/// the others; request bodies reach the origin.
+#[test]
+fn h2_streams_share_one_connection() {
+    let ca = Ca::new("Operator CA");
+    let dir = tempfile::tempdir().unwrap();
+    let (chain, key) = ca.leaf(&["*.edge.test"]);
+    let c = write(dir.path(), "op.pem", &chain);
+    let k = write(dir.path(), "op.key", &key);
+    let (node, https, _d) = tls_node(&[
+        "--tls-cert",
+        &c,
+        "--tls-key",
+        &k,
+        "--edge-domain",
+        "edge.test",
+        "--outbound-allow",
+        "127.0.0.0/8",
+    ]);
+    let origin = slow_origin();
+    node.ok(&["sites", "create", "many"]);
+    // Sizes around h2's frame size (16 KiB) and initial window (64 KiB).
+    let sizes = [0usize, 1, 1000, 16_384, 16_385, 65_535, 65_536, 300_000];
+    let files: Vec<(String, String)> = sizes
+        .iter()
+        .map(|&n| {
+            let text: String = (0..n).map(|i| char::from(b'a' + (i % 23) as u8)).collect();
+            (format!("f{n}.txt"), text)
+        })
+        .collect();
+    let mut listing: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(p, t)| (p.as_str(), t.as_str()))
+        .collect();
+    let redirects = format!("/origin/* http://{origin}/:splat 200\n");
+    listing.push(("_redirects", &redirects));
+    let s = site_dir(&listing);
+    node.deploy(s.path(), "many", &["--prod"]);
+
+    let client = reqwest::blocking::Client::builder()
+        .use_rustls_tls()
+        .http2_prior_knowledge()
+        .add_root_certificate(reqwest::Certificate::from_pem(ca.pem.as_bytes()).unwrap())
+        .resolve("many.edge.test", https)
+        .timeout(std::time::Duration::from_secs(20))
+        .build()
+        .unwrap();
+    let base = format!("https://many.edge.test:{}", https.port());
+    // The first request opens the connection the others share.
+    let r = client.get(format!("{base}/f1.txt")).send().unwrap();
+    assert_eq!(r.version(), reqwest::Version::HTTP_2);
+    assert_eq!(r.text().unwrap(), "a");
+
+    // A stream that waits two seconds for the origin...
+    let slow = {
+        let client = client.clone();
+        let url = format!("{base}/origin/slow/x");
+        std::thread::spawn(move || {
+            let r = client.post(url).body(vec![b'z'; 70_000]).send().unwrap();
+            (r.status(), r.text().unwrap(), std::time::Instant::now())
+        })
+    };
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    // ...while 8 threads ask for every file 5 times over, and a missing one.
+    let fast_start = std::time::Instant::now();
+    let workers: Vec<_> = (0..8)
+        .map(|_| {
+            let client = client.clone();
+            let base = base.clone();
+            let files = files.clone();
+            std::thread::spawn(move || {
+                for _ in 0..5 {
+                    for (path, text) in &files {
+                        let r = client.get(format!("{base}/{path}")).send().unwrap();
+                        assert_eq!(r.status(), 200, "{path}");
+                        let body = r.bytes().unwrap();
+                        assert!(body == text.as_bytes(), "{path}: {} bytes", body.len());
+                    }
+                    let r = client.get(format!("{base}/missing")).send().unwrap();
+                    assert_eq!(r.status(), 404);
+                }
+                std::time::Instant::now()
+            })
+        })
+        .collect();
+    let fast_done = workers
+        .into_iter()
+        .map(|w| w.join().unwrap())
+        .max()
+        .unwrap();
+    let (status, text, slow_done) = slow.join().unwrap();
+    assert_eq!((status.as_u16(), text.as_str()), (200, "/slow/x 70000"));
+    assert!(
+        fast_done < slow_done,
+        "ready streams waited for the slow one ({:?} after they started)",
+        fast_done - fast_start
+    );
+    // A body through a stream that does not wait.
+    let r = client
+        .post(format!("{base}/origin/quick"))
+        .body(vec![b'y'; 200_000])
+        .send()
+        .unwrap();
+    assert_eq!(r.text().unwrap(), "/quick 200000");
+}

@@ -11,17 +11,19 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use ledge_tls::CertResolver;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use crate::h1::{self, Ended, Rewind};
+use crate::h2io::{self, InlineExecutor};
 use crate::pipeline::{ConnInfo, Edge};
 
 /// Connection-level limits.
@@ -71,7 +73,7 @@ pub async fn serve(
         .header_read_timeout(limits.header_read_timeout)
         .max_buf_size(limits.max_header_bytes.max(8192))
         .max_headers(limits.max_headers);
-    let mut h2 = http2::Builder::new(TokioExecutor::new());
+    let mut h2 = http2::Builder::new(InlineExecutor);
     h2.timer(TokioTimer::new())
         .max_concurrent_streams(limits.max_h2_streams)
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
@@ -137,7 +139,7 @@ pub async fn serve(
                 }
                 Some(resolver) => {
                     let Ok(Some((stream, sni))) =
-                        tokio::time::timeout(first_bytes, handshake(stream, &resolver)).await
+                        tokio::time::timeout(first_bytes, handshake(stream, resolver)).await
                     else {
                         return;
                     };
@@ -169,11 +171,15 @@ pub async fn serve(
     }
 }
 
+/// A request's answer as hyper's service gives it.
+type Answer =
+    Pin<Box<dyn Future<Output = Result<hyper::Response<crate::body::Body>, Infallible>> + Send>>;
+
 /// The HTTP/1.1 and h2 connection builders, configured once, and the limits
 /// of the HTTP/1.1 fast path.
 struct Protocols {
     h1: http1::Builder,
-    h2: http2::Builder<TokioExecutor>,
+    h2: http2::Builder<InlineExecutor>,
     fast: h1::Limits,
 }
 
@@ -200,11 +206,13 @@ impl Protocols {
                 Ended::Handoff(io, read) => Rewind::new(io, read),
             }
         };
-        let io = TokioIo::new(io);
+        // Boxed: hyper moves each stream's future around, and the pipeline's
+        // is large.
         let svc = service_fn(move |req| {
             let edge = edge.clone();
             let conn = conn.clone();
-            async move { Ok::<_, Infallible>(edge.handle(req, &conn).await) }
+            let answer: Answer = Box::pin(async move { Ok(edge.handle(req, &conn).await) });
+            answer
         });
         // Held until the connection is done: the drain waits for every holder.
         let _held = drain.clone();
@@ -212,27 +220,25 @@ impl Protocols {
         let drained = async move {
             let _ = drain.wait_for(|d| *d).await;
         };
-        // Serves `conn` until it ends; once a drain starts, lets in-flight
-        // requests finish and closes it. (hyper's two connection types share
-        // no trait for graceful shutdown, hence a macro.)
-        macro_rules! until_drained {
-            ($conn:expr) => {{
-                let conn = $conn;
-                tokio::pin!(conn);
-                tokio::select! {
-                    r = conn.as_mut() => r,
-                    () = drained => {
-                        conn.as_mut().graceful_shutdown();
-                        conn.await
-                    }
-                }
-            }};
-        }
         let result = if is_h2 {
-            until_drained!(self.h2.serve_connection(io, svc))
+            // Writes leave once per wake-up of the connection (`h2io`).
+            let (io, sender) = h2io::coalesce(io);
+            let conn = self.h2.serve_connection(TokioIo::new(io), svc);
+            h2io::drive(conn, sender, drained, |c| c.graceful_shutdown()).await
         } else {
             // Upgrades (WebSocket) hand the socket to the proxy once answered.
-            until_drained!(self.h1.serve_connection(io, svc).with_upgrades())
+            let conn = self
+                .h1
+                .serve_connection(TokioIo::new(io), svc)
+                .with_upgrades();
+            tokio::pin!(conn);
+            tokio::select! {
+                r = conn.as_mut() => r,
+                () = drained => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            }
         };
         if let Err(e) = result {
             tracing::debug!(error = %e, %peer, "connection ended with an error");
@@ -245,7 +251,7 @@ impl Protocols {
 /// no certificate for the name). Returns the stream and the SNI name.
 async fn handshake(
     stream: tokio::net::TcpStream,
-    resolver: &CertResolver,
+    resolver: Arc<CertResolver>,
 ) -> Option<(
     tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
     Option<Arc<str>>,
