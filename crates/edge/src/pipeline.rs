@@ -266,7 +266,9 @@ impl Edge {
                 return Ok(r);
             }
             if let Some(steps) = self.function_steps(&ctx, &parts) {
-                return self.functions_phase(&mut ctx, &parts, body, steps).await;
+                // Boxed, like the proxy below: the future of every request
+                // would otherwise have room for them (it is moved whole).
+                return Box::pin(self.functions_phase(&mut ctx, &parts, body, steps)).await;
             }
             self.after_functions(&mut ctx, &parts, body, upgrade).await
         }
@@ -474,7 +476,7 @@ impl Edge {
             }
             RulesFlow::Rewrite { path, status } => {
                 ctx.answered_by = Phase::Rewrite;
-                self.rewrite(ctx, parts, &path, status).await
+                Box::pin(self.rewrite(ctx, parts, &path, status)).await
             }
             RulesFlow::Proxy { url, headers } => {
                 ctx.answered_by = Phase::Proxy;
@@ -482,7 +484,7 @@ impl Edge {
                     url: &url,
                     headers: &headers,
                 };
-                let (resp, cache) = self.proxy(ctx, parts, body, upgrade, rule).await?;
+                let (resp, cache) = Box::pin(self.proxy(ctx, parts, body, upgrade, rule)).await?;
                 ctx.cache_status = cache;
                 Ok(resp)
             }
