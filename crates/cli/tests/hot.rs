@@ -367,3 +367,182 @@ fn kept_answers_leave_the_same_access_records() {
     assert!(r["query"].is_null());
     assert_eq!(r["response_size"], 0);
 }
+
+/// An answer over h2, in the form `Answer` has.
+fn h2_get(
+    client: &reqwest::blocking::Client,
+    node: &Node,
+    target: &str,
+    headers: &[(&str, &str)],
+) -> Answer {
+    let mut req = client.get(format!("http://{H}:{}{target}", node.edge.port()));
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let r = req.send().unwrap();
+    assert_eq!(r.version(), reqwest::Version::HTTP_2);
+    let status = r.status().as_u16();
+    let (mut headers, mut id, mut dates) = (Vec::new(), String::new(), 0);
+    for (k, v) in r.headers() {
+        let v = v.to_str().unwrap().to_owned();
+        match k.as_str() {
+            "x-ledge-id" => id = v,
+            "date" => dates += 1,
+            _ => headers.push((k.as_str().to_owned(), v)),
+        }
+    }
+    assert_eq!(dates, 1, "one Date header");
+    assert_eq!(id.len(), 16, "a request id");
+    headers.sort();
+    Answer {
+        status,
+        headers,
+        id,
+        body: r.bytes().unwrap().to_vec(),
+    }
+}
+
+/// h2 keeps answers too: the same answers and access records as the
+/// pipeline's, and requests with other headers still take the pipeline.
+#[test]
+fn kept_h2_answers_are_the_pipelines_answers() {
+    let node = one_thread_node();
+    node.ok(&["sites", "create", "hot"]);
+    let css = "body { color: blue; }\n".repeat(200);
+    let big = "fedcba9876543210".repeat(8 * 1024);
+    deploy(
+        &node,
+        &[
+            ("index.html", "<h1>h2 home</h1>"),
+            ("style.css", &css),
+            ("big.txt", &big),
+            ("empty.txt", ""),
+            ("404.html", "h2 not found"),
+            (
+                "_redirects",
+                "/old  /new.html  301\n/pretty  /index.html  200\n",
+            ),
+            ("_headers", "/style.css\n  X-Custom: h2\n"),
+        ],
+    );
+    let client = reqwest::blocking::Client::builder()
+        .http2_prior_knowledge()
+        .resolve(H, node.edge)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let cases: [(&str, &[(&str, &str)]); 9] = [
+        ("/", &[("user-agent", "h2/1")]),
+        ("/style.css", &[]),
+        ("/style.css", &[("accept-encoding", "br")]),
+        ("/style.css?v=3", &[("accept-encoding", "gzip")]),
+        ("/big.txt", &[]),
+        ("/empty.txt", &[("referer", "http://r.example/")]),
+        ("/old?from=h2", &[]),
+        ("/pretty", &[]),
+        ("/missing", &[]),
+    ];
+    let before = hot_answers(&node);
+    let firsts: Vec<Answer> = cases
+        .iter()
+        .map(|(t, h)| h2_get(&client, &node, t, h))
+        .collect();
+    for round in 0..3 {
+        for ((target, headers), first) in cases.iter().zip(&firsts) {
+            let again = h2_get(&client, &node, target, headers);
+            same_answer(
+                first,
+                &again,
+                &format!("h2 {target} {headers:?} round {round}"),
+            );
+        }
+    }
+    assert_eq!(hot_answers(&node) - before, 2 * cases.len() as u64);
+    let header = |a: &Answer, n: &str| {
+        a.headers
+            .iter()
+            .find(|(k, _)| k == n)
+            .map(|(_, v)| v.clone())
+    };
+    let [root, css_plain, css_br, css_gzip, big_plain, empty, moved, pretty, missing] = &firsts[..]
+    else {
+        unreachable!()
+    };
+    assert_eq!(root.body, b"<h1>h2 home</h1>");
+    assert_eq!(css_plain.body, css.as_bytes());
+    assert_eq!(header(css_plain, "x-custom").as_deref(), Some("h2"));
+    assert_eq!(header(css_br, "content-encoding").as_deref(), Some("br"));
+    assert_eq!(
+        header(css_gzip, "content-encoding").as_deref(),
+        Some("gzip")
+    );
+    assert_eq!(big_plain.body, big.as_bytes());
+    assert_eq!(header(empty, "content-length").as_deref(), Some("0"));
+    assert_eq!(moved.status, 301);
+    assert_eq!(
+        header(moved, "location").as_deref(),
+        Some("/new.html?from=h2")
+    );
+    assert_eq!(pretty.body, b"<h1>h2 home</h1>");
+    assert_eq!(
+        (missing.status, missing.body.as_slice()),
+        (404, &b"h2 not found"[..])
+    );
+
+    // Other headers take the pipeline, and get what they ask for.
+    let kept = hot_answers(&node);
+    let etag = header(css_plain, "etag").unwrap();
+    let not_modified = h2_get(&client, &node, "/style.css", &[("if-none-match", &etag)]);
+    assert_eq!(not_modified.status, 304);
+    let range = h2_get(&client, &node, "/big.txt", &[("range", "bytes=16-31")]);
+    assert_eq!(
+        (range.status, range.body.as_slice()),
+        (206, &big.as_bytes()[16..32])
+    );
+    let other = client
+        .get(format!("http://{H}:{}/", node.edge.port()))
+        .header("x-other", "b")
+        .send()
+        .unwrap();
+    assert_eq!(other.status(), 200);
+    assert_eq!(hot_answers(&node), kept, "none of these is a kept answer");
+
+    // The access records of kept answers are the pipeline's.
+    let path = node.data.join("logs/access.log");
+    let mut records: Vec<Value> = Vec::new();
+    let want = 4 * cases.len() + 3;
+    eventually("the h2 access records", || {
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let whole = text.rfind('\n').map_or("", |i| &text[..i]);
+        records = whole
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .filter(|v| v["site_id"] == "hot" && v["http_version"] == "HTTP/2")
+            .collect();
+        records.len() >= want
+    });
+    let varying = ["timestamp", "request_id", "duration", "time_to_first_byte"];
+    let strip = |r: &Value| {
+        let mut r = r.clone();
+        for k in varying {
+            r.as_object_mut().unwrap().remove(k);
+        }
+        r
+    };
+    for (i, first) in firsts.iter().enumerate() {
+        let of_case: Vec<&Value> = (0..4)
+            .map(|round| &records[round * cases.len() + i])
+            .collect();
+        assert_eq!(of_case[0]["request_id"], first.id.as_str());
+        for r in &of_case[1..] {
+            assert_eq!(strip(r), strip(of_case[0]), "case {i}: {r:#}");
+        }
+        assert_eq!(
+            of_case[3]["response_size"].as_u64(),
+            Some(first.body.len() as u64),
+            "case {i}"
+        );
+    }
+    assert_eq!(records[0]["user_agent"], "h2/1");
+    assert_eq!(records[5]["referrer"], "http://r.example/");
+}

@@ -152,7 +152,10 @@ where
                 hot::key(&bytes, head.target, &shape, &mut key);
                 let version = edge.router.version();
                 match hot::lookup(version, &key) {
-                    hot::Lookup::Hit(entry) => hit = Some((entry, shape)),
+                    hot::Lookup::Hit(entry) if matches!(entry.head, hot::Head::Http1(_)) => {
+                        hit = Some((entry, shape));
+                    }
+                    hot::Lookup::Hit(_) => {}
                     hot::Lookup::Keep => hot_version = Some(version),
                     hot::Lookup::Pass => {}
                 }
@@ -178,7 +181,7 @@ where
                 let resp = match hot_version {
                     Some(version) => {
                         let (resp, info) = edge.handle_hot(req, conn).await;
-                        if let Some(entry) = info.and_then(|info| hot::entry(&resp, info)) {
+                        if let Some(entry) = info.and_then(|info| hot::entry(&resp, info, false)) {
                             hot::keep(version, &key, entry);
                         }
                         resp
@@ -222,7 +225,9 @@ where
     let start = edge.telemetry.as_ref().map(|_| std::time::Instant::now());
     let id = crate::pipeline::request_id();
     out.clear();
-    out.extend_from_slice(&entry.head);
+    if let hot::Head::Http1(head) = &entry.head {
+        out.extend_from_slice(head);
+    }
     push_field(out, X_LEDGE_ID.as_str().as_bytes(), id.as_bytes());
     out.extend_from_slice(b"date: ");
     push_date(out);

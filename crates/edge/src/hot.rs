@@ -1,17 +1,19 @@
 //! Hot answers: static files kept, head serialized, for the HTTP/1.1 fast
-//! path.
+//! path and for h2.
 //!
 //! Most of an edge's traffic is the same few files (and redirects) asked for
-//! again and again in the same way. When the pipeline answers a plain-HTTP
-//! `GET` with a static file, the 404 page, or a rule's redirect or rewrite,
-//! and nothing but the host, the request target and
-//! `Accept-Encoding` could have changed that answer (no rule with
-//! conditions or signing; no edge functions; no trusted proxy;
-//! see `Edge::handle_hot`), the fast path keeps the serialized head and the
-//! body. The next request with the same three values, and no header outside
-//! [`HARMLESS`], gets them back with a fresh request id and `Date`: one
-//! hash lookup instead of routing, rules, path resolution, the header map and
-//! its serialization.
+//! again and again in the same way. When the pipeline answers a `GET` with
+//! a static file, the 404 page, or a rule's redirect or rewrite, and nothing
+//! but the host, the request target and `Accept-Encoding` could have
+//! changed that answer (no rule with conditions or signing; no edge
+//! functions; no trusted proxy; see `Edge::handle_hot`), the answer is
+//! kept: for the HTTP/1.1 fast path (plain HTTP) its serialized head and
+//! its body, for h2 (plain or TLS) its header map and its bytes. The next
+//! request with the same three values, and no header outside [`HARMLESS`],
+//! gets them back with a fresh request id and `Date`: one hash lookup
+//! instead of routing, rules, path resolution and the header map. An h2
+//! key also holds whether the connection is TLS and its SNI name, which
+//! decide HSTS and the misdirected-request check.
 //!
 //! What is kept belongs to one version of the routing table: publishing,
 //! rolling back, or changing a domain or a setting moves the router's
@@ -29,11 +31,11 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, DATE, TRANSFER_ENCODING};
-use http::Response;
+use http::{HeaderMap, HeaderValue, Response};
 
 use crate::body::Body;
 use crate::h1::{push_field, push_status_line};
-use crate::pipeline::{HotInfo, X_LEDGE_ID};
+use crate::pipeline::{ConnInfo, Edge, HotInfo, X_LEDGE_ID};
 
 /// Most answers a thread keeps.
 pub const MAX_ENTRIES: usize = 16 * 1024;
@@ -168,13 +170,31 @@ pub(crate) fn key(head: &[u8], target: (usize, usize), shape: &Shape, key: &mut 
 /// A kept answer.
 pub(crate) struct Entry {
     pub status: u16,
-    /// Status line and headers, each line with its CRLF, without
-    /// `x-ledge-id`, `Date`, `Connection` and the blank line.
-    pub head: Box<[u8]>,
+    pub head: Head,
     pub body: HotBody,
     pub info: HotInfo,
     /// The answer's `Content-Type`, for its access records.
     pub content_type: Option<Arc<str>>,
+}
+
+/// A kept answer's head, in the form its protocol sends. Neither holds
+/// `x-ledge-id`, `Date` or `Connection`.
+pub(crate) enum Head {
+    /// HTTP/1.1: status line and headers, each line with its CRLF, without
+    /// the blank line.
+    Http1(Box<[u8]>),
+    /// h2: the header map hyper encodes (it adds `Date`).
+    Http2(HeaderMap),
+}
+
+impl Head {
+    fn held(&self) -> usize {
+        match self {
+            Head::Http1(h) => h.len(),
+            // Names and values, and about what the map spends per field.
+            Head::Http2(m) => m.iter().map(|(n, v)| n.as_str().len() + v.len() + 32).sum(),
+        }
+    }
 }
 
 /// A kept answer's body.
@@ -206,9 +226,10 @@ impl HotBody {
 }
 
 /// The answer to keep for `resp`, if it can be kept: a whole body of known
-/// length (a buffer or a file), no transfer coding, a `Content-Length` (when
-/// present) that matches it.
-pub(crate) fn entry(resp: &Response<Body>, info: HotInfo) -> Option<Entry> {
+/// length (a buffer or a file; for h2, bytes in memory), no transfer coding,
+/// a `Content-Length` (when present) that matches it. `http2` picks the form
+/// of its head.
+pub(crate) fn entry(resp: &Response<Body>, info: HotInfo, http2: bool) -> Option<Entry> {
     let body = match resp.body() {
         Body::Logged(l) => l.inner(),
         b => b,
@@ -216,6 +237,8 @@ pub(crate) fn entry(resp: &Response<Body>, info: HotInfo) -> Option<Entry> {
     let body = match body {
         Body::Empty => HotBody::Bytes(Bytes::new()),
         Body::Full(Some(b)) => HotBody::Bytes(b.clone()),
+        // hyper's h2 layer sends buffers, not files.
+        Body::File(f) if http2 => HotBody::Bytes(f.bytes.clone()?),
         Body::File(f) => HotBody::File {
             file: f.file.clone(),
             offset: f.offset,
@@ -224,8 +247,12 @@ pub(crate) fn entry(resp: &Response<Body>, info: HotInfo) -> Option<Entry> {
         Body::Full(None) | Body::Stream(_) | Body::Logged(_) => return None,
     };
     let status = resp.status();
-    let mut head = Vec::with_capacity(256);
-    push_status_line(&mut head, status);
+    let mut h1 = (!http2).then(|| {
+        let mut head = Vec::with_capacity(256);
+        push_status_line(&mut head, status);
+        head
+    });
+    let mut h2 = http2.then(HeaderMap::new);
     let mut content_type = None;
     let mut has_length = false;
     for (name, value) in resp.headers() {
@@ -245,22 +272,182 @@ pub(crate) fn entry(resp: &Response<Body>, info: HotInfo) -> Option<Entry> {
         if name == CONTENT_TYPE && content_type.is_none() {
             content_type = Some(Arc::from(std::str::from_utf8(value.as_bytes()).ok()?));
         }
-        push_field(&mut head, name.as_str().as_bytes(), value.as_bytes());
+        if let Some(head) = &mut h1 {
+            push_field(head, name.as_str().as_bytes(), value.as_bytes());
+        }
+        if let Some(map) = &mut h2 {
+            map.append(name.clone(), value.clone());
+        }
     }
     if !has_length {
         let len = body.len() as u64;
-        push_field(
-            &mut head,
-            b"content-length",
-            ledge_core::num::decimal_bytes(len, &mut [0; 20]),
-        );
+        if let Some(head) = &mut h1 {
+            push_field(
+                head,
+                b"content-length",
+                ledge_core::num::decimal_bytes(len, &mut [0; 20]),
+            );
+        }
+        // hyper's h2 layer adds it from the body's exact size, as it does
+        // for the pipeline's answer.
     }
+    let head = match (h1, h2) {
+        (Some(head), _) => Head::Http1(head.into_boxed_slice()),
+        (None, Some(map)) => Head::Http2(map),
+        (None, None) => return None,
+    };
     Some(Entry {
         status: status.as_u16(),
-        head: head.into_boxed_slice(),
+        head,
         body,
         info,
         content_type,
+    })
+}
+
+/// What an h2 request a kept answer may serve carries for its access
+/// record.
+#[derive(Debug, Default)]
+pub(crate) struct H2Shape {
+    pub user_agent: Option<HeaderValue>,
+    pub referer: Option<HeaderValue>,
+}
+
+/// Checks that an h2 request is one a kept answer may serve (a `GET` with
+/// no body, an `:authority`, no `Host` header beside it, and otherwise only
+/// [`HARMLESS`] headers, at most one of `Accept-Encoding`, `User-Agent` and
+/// `Referer`), and writes its key into `key`: a byte no HTTP/1.1 key starts
+/// with, whether the connection is TLS and its SNI name (which decide HSTS
+/// and the misdirected-request check), then the authority, the target and
+/// `Accept-Encoding`.
+pub(crate) fn h2_key(
+    parts: &http::request::Parts,
+    conn: &ConnInfo,
+    key: &mut Vec<u8>,
+) -> Option<H2Shape> {
+    if parts.method != http::Method::GET || parts.version != http::Version::HTTP_2 {
+        return None;
+    }
+    let authority = parts.uri.authority()?.as_str();
+    let target = parts.uri.path_and_query()?.as_str();
+    let mut shape = H2Shape::default();
+    let mut accept_encoding = None;
+    for (name, value) in &parts.headers {
+        let slot = match harmless(name.as_str().as_bytes())? {
+            0 => return None,
+            1 => &mut accept_encoding,
+            2 => &mut shape.user_agent,
+            6 => &mut shape.referer,
+            _ => continue,
+        };
+        if slot.is_some() {
+            return None;
+        }
+        *slot = Some(value.clone());
+    }
+    key.clear();
+    key.push(1);
+    key.push(u8::from(conn.tls));
+    key.extend_from_slice(conn.sni.as_deref().unwrap_or("").as_bytes());
+    key.push(0);
+    key.extend_from_slice(authority.as_bytes());
+    key.push(0);
+    key.extend_from_slice(target.as_bytes());
+    if let Some(v) = accept_encoding {
+        key.push(0);
+        key.extend_from_slice(v.as_bytes());
+    }
+    Some(shape)
+}
+
+/// The answer to an h2 request from a kept answer (kept in h2 form, with
+/// its body in memory), with a new request id; hyper adds `Date`. With
+/// telemetry on, the body carries the access record the log phase would
+/// have written.
+pub(crate) fn h2_response(
+    edge: &Edge,
+    conn: &ConnInfo,
+    entry: &Entry,
+    shape: H2Shape,
+) -> Option<Response<Body>> {
+    let (Head::Http2(headers), HotBody::Bytes(bytes)) = (&entry.head, &entry.body) else {
+        return None;
+    };
+    let start = edge.telemetry.as_ref().map(|_| std::time::Instant::now());
+    let id = crate::pipeline::request_id();
+    let body = if bytes.is_empty() {
+        Body::Empty
+    } else {
+        Body::Full(Some(bytes.clone()))
+    };
+    let mut resp = Response::new(body);
+    *resp.status_mut() = http::StatusCode::from_u16(entry.status).ok()?;
+    let mut headers = headers.clone();
+    headers.insert(X_LEDGE_ID, id.clone());
+    *resp.headers_mut() = headers;
+    if let (Some(t), Some(start)) = (&edge.telemetry, start) {
+        t.metrics().hot_answer();
+        let record = h2_record(edge, conn, entry, shape, &id, start);
+        let body = std::mem::replace(resp.body_mut(), Body::Empty);
+        *resp.body_mut() = Body::Logged(Box::new(crate::log::Logged::new(
+            body,
+            record,
+            start,
+            t.clone(),
+            Some(bytes.len() as u64),
+        )));
+    }
+    Some(resp)
+}
+
+/// The access record of a kept h2 answer: the fields the log phase writes
+/// for the request answered in full; the body's end fills in its size and
+/// duration.
+fn h2_record(
+    edge: &Edge,
+    conn: &ConnInfo,
+    entry: &Entry,
+    shape: H2Shape,
+    id: &HeaderValue,
+    start: std::time::Instant,
+) -> Box<ledge_telemetry::AccessRecord> {
+    use ledge_telemetry::{AccessRecord, CacheStatus};
+    let text = |v: Option<HeaderValue>| {
+        v.and_then(|v| std::str::from_utf8(v.as_bytes()).ok().map(str::to_owned))
+    };
+    let info = &entry.info;
+    let client_ip = conn.peer.ip();
+    let now = std::time::Instant::now();
+    Box::new(AccessRecord {
+        timestamp: crate::log::wall_clock(start, now),
+        request_id: id.to_str().unwrap_or("").to_owned(),
+        site: info.site.clone(),
+        deploy: Some(info.deploy.clone()),
+        host: info.host.clone(),
+        method: "GET".into(),
+        path: info.path.clone(),
+        query: info.query.clone(),
+        status_code: entry.status,
+        request_size: 0,
+        response_size: 0,
+        content_type: entry.content_type.clone(),
+        duration: std::time::Duration::ZERO,
+        ttfb: now.saturating_duration_since(start),
+        client_ip: Some(client_ip),
+        country: edge
+            .geo
+            .country(info.geo, client_ip, false, &http::HeaderMap::new()),
+        user_agent: text(shape.user_agent),
+        referrer: text(shape.referer),
+        cache_status: CacheStatus::None,
+        answered_by: info.phase,
+        rule: info.rule.clone(),
+        function_name: None,
+        firewall_rule: None,
+        block_reason: None,
+        tls_version: conn.tls_version.map(std::borrow::Cow::Borrowed),
+        http_version: "HTTP/2".into(),
+        error_class: None,
     })
 }
 
@@ -340,7 +527,7 @@ pub(crate) fn lookup(version: u64, key: &[u8]) -> Lookup {
 }
 
 fn size_of(key: &[u8], entry: &Entry) -> usize {
-    key.len() + entry.head.len() + entry.body.held()
+    key.len() + entry.head.held() + entry.body.held()
 }
 
 /// Keeps `entry` for `key`, if it was answered under the version the
@@ -494,11 +681,21 @@ mod tests {
             .header(X_LEDGE_ID, "0123")
             .body(Body::full("hello"))
             .unwrap();
-        let e = entry(&resp, info()).unwrap();
+        let e = entry(&resp, info(), false).unwrap();
+        let Head::Http1(head) = &e.head else {
+            panic!("not an HTTP/1.1 head")
+        };
         assert_eq!(
-            &*e.head,
+            &**head,
             b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 5\r\n"
         );
+        // The h2 form: the same fields but the request id, as a map.
+        let e2 = entry(&resp, info(), true).unwrap();
+        let Head::Http2(map) = &e2.head else {
+            panic!("not an h2 head")
+        };
+        assert_eq!(map.len(), 1);
+        assert_eq!(map[CONTENT_TYPE], "text/plain");
         assert_eq!(e.content_type.as_deref(), Some("text/plain"));
         // Kept on the second sighting of a key.
         assert!(matches!(lookup(7, b"k"), Lookup::Pass));
@@ -507,7 +704,7 @@ mod tests {
         assert!(hit(lookup(7, b"k")));
         // Kept under 7, offered under 6 (a request that began before the
         // table moved): not kept.
-        keep(6, b"k2", entry(&resp, info()).unwrap());
+        keep(6, b"k2", entry(&resp, info(), false).unwrap());
         assert!(!hit(lookup(7, b"k2")));
         // A new table empties the memo; the key is still known, so its
         // next answer is kept at once.
@@ -523,17 +720,17 @@ mod tests {
                 .map_err(|never| match never {})
                 .boxed_unsync(),
         ));
-        assert!(entry(&streamed, info()).is_none());
+        assert!(entry(&streamed, info(), false).is_none());
         let wrong_length = Response::builder()
             .header(CONTENT_LENGTH, "9")
             .body(Body::full("hello"))
             .unwrap();
-        assert!(entry(&wrong_length, info()).is_none());
+        assert!(entry(&wrong_length, info(), false).is_none());
         let chunked = Response::builder()
             .header(TRANSFER_ENCODING, "chunked")
             .body(Body::full("hello"))
             .unwrap();
-        assert!(entry(&chunked, info()).is_none());
+        assert!(entry(&chunked, info(), false).is_none());
     }
 
     #[test]
@@ -541,7 +738,11 @@ mod tests {
         let _ = lookup(1, b"");
         for i in 0..(MAX_ENTRIES + 10) {
             let resp = Response::new(Body::full("x"));
-            keep(1, format!("k{i}").as_bytes(), entry(&resp, info()).unwrap());
+            keep(
+                1,
+                format!("k{i}").as_bytes(),
+                entry(&resp, info(), false).unwrap(),
+            );
             assert!(kept() <= MAX_ENTRIES);
         }
         // An eighth went to make room; the newest is there.
@@ -554,7 +755,7 @@ mod tests {
             keep(
                 1,
                 format!("big{i}").as_bytes(),
-                entry(&resp, info()).unwrap(),
+                entry(&resp, info(), false).unwrap(),
             );
             MEMO.with(|m| {
                 let m = m.borrow();
@@ -563,5 +764,96 @@ mod tests {
                 assert_eq!(sum, m.bytes);
             });
         }
+    }
+
+    fn h2_parts(target: &str, headers: &[(&str, &str)]) -> http::request::Parts {
+        let mut b = http::Request::builder()
+            .method("GET")
+            .version(http::Version::HTTP_2)
+            .uri(format!("https://web.example{target}"));
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        b.body(()).unwrap().into_parts().0
+    }
+
+    fn conn(tls: bool, sni: Option<&str>) -> ConnInfo {
+        ConnInfo {
+            peer: "192.0.2.1:1234".parse().unwrap(),
+            tls,
+            sni: sni.map(Arc::from),
+            tls_version: None,
+        }
+    }
+
+    fn h2_key_of(parts: &http::request::Parts, c: &ConnInfo) -> Option<Vec<u8>> {
+        let mut key = Vec::new();
+        h2_key(parts, c, &mut key).map(|_| key)
+    }
+
+    #[test]
+    fn h2_keys_hold_what_can_change_the_answer() {
+        let c = conn(true, Some("web.example"));
+        let plain = h2_key_of(&h2_parts("/a.css", &[]), &c).unwrap();
+        assert_eq!(plain[0], 1, "no HTTP/1.1 key starts with 1");
+        // Harmless headers do not change the key; user agent and referrer
+        // are taken for the record.
+        let mut key = Vec::new();
+        let shape = h2_key(
+            &h2_parts(
+                "/a.css",
+                &[
+                    ("user-agent", "ua/1"),
+                    ("referer", "http://r/"),
+                    ("accept", "*/*"),
+                ],
+            ),
+            &c,
+            &mut key,
+        )
+        .unwrap();
+        assert_eq!(key, plain);
+        assert_eq!(shape.user_agent.unwrap(), "ua/1");
+        assert_eq!(shape.referer.unwrap(), "http://r/");
+        // The target, the encoding, TLS and the SNI name do.
+        let others = [
+            h2_key_of(&h2_parts("/a.css?v=1", &[]), &c),
+            h2_key_of(&h2_parts("/a.css", &[("accept-encoding", "br")]), &c),
+            h2_key_of(&h2_parts("/a.css", &[]), &conn(false, None)),
+            h2_key_of(&h2_parts("/a.css", &[]), &conn(true, Some("other.example"))),
+            h2_key_of(&h2_parts("/a.css", &[]), &conn(true, None)),
+        ];
+        for (i, k) in others.iter().enumerate() {
+            let k = k.as_ref().unwrap();
+            assert_ne!(k, &plain, "case {i}");
+            for (j, l) in others.iter().enumerate().skip(i + 1) {
+                assert_ne!(Some(k), l.as_ref(), "cases {i} and {j}");
+            }
+        }
+    }
+
+    #[test]
+    fn h2_requests_a_kept_answer_cannot_serve() {
+        let c = conn(true, Some("web.example"));
+        let refused = [
+            h2_parts("/", &[("host", "web.example")]),
+            h2_parts("/", &[("if-none-match", "\"x\"")]),
+            h2_parts("/", &[("range", "bytes=0-1")]),
+            h2_parts("/", &[("x-forwarded-for", "203.0.113.1")]),
+            h2_parts("/", &[("user-agent", "a"), ("user-agent", "b")]),
+            h2_parts(
+                "/",
+                &[("accept-encoding", "br"), ("accept-encoding", "gzip")],
+            ),
+        ];
+        for (i, p) in refused.iter().enumerate() {
+            assert!(h2_key_of(p, &c).is_none(), "case {i}");
+        }
+        let mut post = h2_parts("/", &[]);
+        post.method = http::Method::POST;
+        assert!(h2_key_of(&post, &c).is_none());
+        let mut h1 = h2_parts("/", &[]);
+        h1.version = http::Version::HTTP_11;
+        assert!(h2_key_of(&h1, &c).is_none());
     }
 }

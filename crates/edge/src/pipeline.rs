@@ -301,7 +301,6 @@ impl Edge {
         ) && ctx.function.is_none()
             && ctx.cache_status == CacheStatus::None
             && !ctx.peer_trusted
-            && ctx.scheme == "http"
             && parts.method == Method::GET;
         if !plain {
             return None;

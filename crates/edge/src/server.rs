@@ -24,6 +24,7 @@ use tokio::sync::Semaphore;
 
 use crate::h1::{self, Ended, Rewind};
 use crate::h2io::{self, InlineExecutor};
+use crate::hot;
 use crate::pipeline::{ConnInfo, Edge};
 
 /// Connection-level limits.
@@ -171,6 +172,53 @@ pub async fn serve(
     }
 }
 
+/// Answers a request that came through hyper. An h2 `GET` may get a kept
+/// answer (`crate::hot`), when `hot_ok` (h2, and a peer whose forwarding
+/// headers are not believed).
+fn answer(
+    edge: Arc<Edge>,
+    conn: Arc<ConnInfo>,
+    req: hyper::Request<hyper::body::Incoming>,
+    hot_ok: bool,
+) -> Answer {
+    use http_body::Body as _;
+    if hot_ok && req.body().is_end_stream() {
+        let (parts, body) = req.into_parts();
+        let mut key = Vec::new();
+        let keep = match hot::h2_key(&parts, &conn, &mut key) {
+            Some(shape) => {
+                let version = edge.router.version();
+                match hot::lookup(version, &key) {
+                    hot::Lookup::Hit(entry) => {
+                        if let Some(resp) = hot::h2_response(&edge, &conn, &entry, shape) {
+                            return Box::pin(std::future::ready(Ok(resp)));
+                        }
+                        None
+                    }
+                    hot::Lookup::Keep => Some(version),
+                    hot::Lookup::Pass => None,
+                }
+            }
+            None => None,
+        };
+        let req = hyper::Request::from_parts(parts, body);
+        return Box::pin(async move {
+            Ok(match keep {
+                Some(version) => {
+                    let (resp, info) = edge.handle_hot(req, &conn).await;
+                    if let Some(entry) = info.and_then(|info| hot::entry(&resp, info, true)) {
+                        hot::keep(version, &key, entry);
+                    }
+                    resp
+                }
+                None => edge.handle(req, &conn).await,
+            })
+        });
+    }
+    // Boxed: hyper moves each stream's future around.
+    Box::pin(async move { Ok(edge.handle(req, &conn).await) })
+}
+
 /// A request's answer as hyper's service gives it.
 type Answer =
     Pin<Box<dyn Future<Output = Result<hyper::Response<crate::body::Body>, Infallible>> + Send>>;
@@ -206,14 +254,13 @@ impl Protocols {
                 Ended::Handoff(io, read) => Rewind::new(io, read),
             }
         };
-        // Boxed: hyper moves each stream's future around, and the pipeline's
-        // is large.
-        let svc = service_fn(move |req| {
-            let edge = edge.clone();
-            let conn = conn.clone();
-            let answer: Answer = Box::pin(async move { Ok(edge.handle(req, &conn).await) });
-            answer
-        });
+        let hot_ok = is_h2
+            && !edge
+                .config
+                .trusted_proxies
+                .iter()
+                .any(|c| c.contains(peer.ip()));
+        let svc = service_fn(move |req| answer(edge.clone(), conn.clone(), req, hot_ok));
         // Held until the connection is done: the drain waits for every holder.
         let _held = drain.clone();
         // Resolves once a drain starts (or the server is gone).
