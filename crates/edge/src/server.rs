@@ -176,35 +176,38 @@ pub async fn serve(
 /// answer (`crate::hot`), when `hot_ok` (h2, and a peer whose forwarding
 /// headers are not believed).
 fn answer(
-    edge: Arc<Edge>,
-    conn: Arc<ConnInfo>,
+    edge: &Arc<Edge>,
+    conn: &Arc<ConnInfo>,
     req: hyper::Request<hyper::body::Incoming>,
     hot_ok: bool,
 ) -> Answer {
     use http_body::Body as _;
+    thread_local! {
+        /// The key of the request being looked up, reused.
+        static KEY: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
     if hot_ok && req.body().is_end_stream() {
         let (parts, body) = req.into_parts();
-        let mut key = Vec::new();
-        let keep = match hot::h2_key(&parts, &conn, &mut key) {
-            Some(shape) => {
-                let version = edge.router.version();
-                match hot::lookup(version, &key) {
-                    hot::Lookup::Hit(entry) => {
-                        if let Some(resp) = hot::h2_response(&edge, &conn, &entry, shape) {
-                            return Box::pin(std::future::ready(Ok(resp)));
-                        }
-                        None
-                    }
-                    hot::Lookup::Keep => Some(version),
-                    hot::Lookup::Pass => None,
-                }
+        let found = KEY.with(|key| {
+            let mut key = key.borrow_mut();
+            let shape = hot::h2_key(&parts, conn, &mut key)?;
+            let version = edge.router.version();
+            match hot::lookup(version, &key) {
+                hot::Lookup::Hit(entry) => hot::h2_response(edge, conn, &entry, shape).map(Ok),
+                hot::Lookup::Keep => Some(Err((version, key.clone()))),
+                hot::Lookup::Pass => None,
             }
+        });
+        let keep = match found {
+            Some(Ok(resp)) => return Box::pin(std::future::ready(Ok(resp))),
+            Some(Err(keep)) => Some(keep),
             None => None,
         };
         let req = hyper::Request::from_parts(parts, body);
+        let (edge, conn) = (edge.clone(), conn.clone());
         return Box::pin(async move {
             Ok(match keep {
-                Some(version) => {
+                Some((version, key)) => {
                     let (resp, info) = edge.handle_hot(req, &conn).await;
                     if let Some(entry) = info.and_then(|info| hot::entry(&resp, info, true)) {
                         hot::keep(version, &key, entry);
@@ -215,6 +218,7 @@ fn answer(
             })
         });
     }
+    let (edge, conn) = (edge.clone(), conn.clone());
     // Boxed: hyper moves each stream's future around.
     Box::pin(async move { Ok(edge.handle(req, &conn).await) })
 }
@@ -260,7 +264,7 @@ impl Protocols {
                 .trusted_proxies
                 .iter()
                 .any(|c| c.contains(peer.ip()));
-        let svc = service_fn(move |req| answer(edge.clone(), conn.clone(), req, hot_ok));
+        let svc = service_fn(move |req| answer(&edge, &conn, req, hot_ok));
         // Held until the connection is done: the drain waits for every holder.
         let _held = drain.clone();
         // Resolves once a drain starts (or the server is gone).
