@@ -130,3 +130,59 @@ fn sigterm_drains_in_flight_requests() {
     let status = node.child.wait().unwrap();
     assert!(status.success(), "{status:?}");
 }
+
+#[test]
+fn sigterm_drains_in_flight_h2_streams() {
+    let mut node = Node::start();
+    node.ok(&["sites", "create", "drain"]);
+    let big = "y".repeat(24 << 20);
+    let dir = site(&[("big.bin", &big)]);
+    node.deploy(dir.path(), "drain", &["--prod"]);
+
+    let client = reqwest::blocking::Client::builder()
+        .http2_prior_knowledge()
+        .resolve("drain.localhost", node.edge)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let mut r = client
+        .get(format!(
+            "http://drain.localhost:{}/big.bin",
+            node.edge.port()
+        ))
+        .send()
+        .unwrap();
+    assert_eq!(r.version(), reqwest::Version::HTTP_2);
+    // Read a little, then ask the server to stop while the stream is open.
+    let mut first = vec![0u8; 64 * 1024];
+    r.read_exact(&mut first).unwrap();
+    node.terminate();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        std::net::TcpStream::connect(node.edge).is_err(),
+        "the listener should be closed while draining"
+    );
+    let mut rest = Vec::new();
+    r.read_to_end(&mut rest).unwrap();
+    assert_eq!(
+        first.len() + rest.len(),
+        big.len(),
+        "the in-flight stream was cut"
+    );
+    assert!(rest.iter().all(|&b| b == b'y'));
+    // The connection, idle in the client's pool, was closed by the drain's
+    // GOAWAY: the node exits well before its 30 s drain timeout.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = node.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the node still waits for an idle h2 connection"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+    drop(client);
+}
