@@ -426,3 +426,147 @@ fn h2_streams_share_one_connection() {
         .unwrap();
     assert_eq!(r.text().unwrap(), "/quick 200000");
 }
+
+fn hot_answers(node: &Node) -> u64 {
+    let text = http()
+        .get(node.api_url("/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("ledge_hot_answers_total "))
+        .unwrap_or_else(|| panic!("no ledge_hot_answers_total in {text}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// Status, headers (sorted, without the request id and `Date`) and body.
+type Seen = (u16, Vec<(String, String)>, Vec<u8>);
+
+fn seen(r: reqwest::blocking::Response) -> Seen {
+    let status = r.status().as_u16();
+    let mut headers: Vec<(String, String)> = r
+        .headers()
+        .iter()
+        .filter(|(k, _)| *k != "x-ledge-id" && *k != "date")
+        .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap().to_owned()))
+        .collect();
+    headers.sort();
+    (status, headers, r.bytes().unwrap().to_vec())
+}
+
+/// Over TLS, HTTP/1.1 and h2 keep answers too: the same answers as the
+/// pipeline's, each protocol its own, and a settings change (HSTS) is seen
+/// at once.
+#[test]
+fn tls_answers_are_kept_and_dropped_like_plain_ones() {
+    let ca = Ca::new("Operator CA");
+    let dir = tempfile::tempdir().unwrap();
+    let (chain, key) = ca.leaf(&["*.edge.test"]);
+    let c = write(dir.path(), "op.pem", &chain);
+    let k = write(dir.path(), "op.key", &key);
+    let node = Node::start_in_env(
+        &dir.path().join("data"),
+        &[
+            "--tls-listen",
+            "127.0.0.1:0",
+            "--tls-cert",
+            &c,
+            "--tls-key",
+            &k,
+            "--edge-domain",
+            "edge.test",
+        ],
+        &[("TOKIO_WORKER_THREADS", "1")],
+    );
+    let https = node.https.unwrap();
+    node.ok(&["sites", "create", "web"]);
+    // 128 KiB: a file plain TCP would send with sendfile.
+    let big = "0123456789abcdef".repeat(8 * 1024);
+    let s = site_dir(&[
+        ("index.html", "kept over TLS"),
+        ("big.txt", &big),
+        ("_redirects", "/old  /index.html  301\n"),
+    ]);
+    node.deploy(s.path(), "web", &["--prod"]);
+    let client = |h1: bool| {
+        let mut b = reqwest::blocking::Client::builder()
+            .use_rustls_tls()
+            .add_root_certificate(reqwest::Certificate::from_pem(ca.pem.as_bytes()).unwrap())
+            .resolve("web.edge.test", https)
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(std::time::Duration::from_secs(10));
+        b = if h1 {
+            b.http1_only()
+        } else {
+            b.http2_prior_knowledge()
+        };
+        b.build().unwrap()
+    };
+    let base = format!("https://web.edge.test:{}", https.port());
+    let targets = ["/", "/big.txt", "/old"];
+    for h1 in [true, false] {
+        let client = client(h1);
+        let before = hot_answers(&node);
+        let firsts: Vec<Seen> = targets
+            .iter()
+            .map(|t| seen(client.get(format!("{base}{t}")).send().unwrap()))
+            .collect();
+        for _ in 0..3 {
+            for (t, first) in targets.iter().zip(&firsts) {
+                let again = seen(client.get(format!("{base}{t}")).send().unwrap());
+                assert_eq!(&again, first, "{t} (HTTP/1.1: {h1})");
+            }
+        }
+        assert_eq!(
+            hot_answers(&node) - before,
+            2 * targets.len() as u64,
+            "HTTP/1.1: {h1}"
+        );
+        assert_eq!(firsts[0].2, b"kept over TLS");
+        assert_eq!(firsts[1].2, big.as_bytes());
+        assert_eq!(firsts[2].0, 301);
+        // HSTS comes with the next answer after the setting changes.
+        node.ok(&["sites", "set", "web", "https=redirect"]);
+        let r = client.get(format!("{base}/")).send().unwrap();
+        assert!(
+            r.headers().contains_key("strict-transport-security"),
+            "HTTP/1.1: {h1}"
+        );
+        node.ok(&["sites", "set", "web", "https=off"]);
+        let r = client.get(format!("{base}/")).send().unwrap();
+        assert!(
+            !r.headers().contains_key("strict-transport-security"),
+            "HTTP/1.1: {h1}"
+        );
+    }
+    // Kept answers leave the access records the pipeline's answers left.
+    let path = node.data.join("logs/access.log");
+    for version in ["HTTP/1.1", "HTTP/2"] {
+        let mut records: Vec<serde_json::Value> = Vec::new();
+        eventually("the big.txt records", || {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            let whole = text.rfind('\n').map_or("", |i| &text[..i]);
+            records = whole
+                .lines()
+                .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+                .filter(|v| v["path"] == "/big.txt" && v["http_version"] == version)
+                .collect();
+            records.len() >= 4
+        });
+        let strip = |r: &serde_json::Value| {
+            let mut r = r.clone();
+            for k in ["timestamp", "request_id", "duration", "time_to_first_byte"] {
+                r.as_object_mut().unwrap().remove(k);
+            }
+            r
+        };
+        for r in &records[1..] {
+            assert_eq!(strip(r), strip(&records[0]), "{version}");
+        }
+        assert_eq!(records[0]["tls_version"], "TLSv1.3", "{version}");
+        assert_eq!(records[3]["response_size"], big.len(), "{version}");
+    }
+}

@@ -92,15 +92,16 @@ where
     let mut out: Vec<u8> = Vec::with_capacity(1024);
     let mut spans: Spans = Vec::with_capacity(16);
     let mut key: Vec<u8> = Vec::new();
-    // Kept answers are for plain HTTP from peers whose forwarding headers
-    // are not believed (see crate::hot).
-    let hot_ok = !conn.tls
-        && io.tcp().is_some()
-        && !edge
-            .config
-            .trusted_proxies
-            .iter()
-            .any(|c| c.contains(conn.peer.ip()));
+    // Kept answers are for peers whose forwarding headers are not believed
+    // (see crate::hot); over TLS, their bodies are kept in memory.
+    let hot_ok = !edge
+        .config
+        .trusted_proxies
+        .iter()
+        .any(|c| c.contains(conn.peer.ip()));
+    let form = hot::Form::Http1 {
+        sendfile: io.tcp().is_some(),
+    };
     let mut deadline = Deadline::new(limits.header_read_timeout);
     let timer = tokio::time::sleep_until(deadline.at);
     tokio::pin!(timer);
@@ -149,7 +150,7 @@ where
         let mut hot_version = None;
         if hot_ok && !head.is_head {
             if let Some(shape) = hot::shape(&bytes, head.target, &spans) {
-                hot::key(&bytes, head.target, &shape, &mut key);
+                hot::key(&bytes, head.target, &shape, conn, &mut key);
                 let version = edge.router.version();
                 match hot::lookup(version, &key) {
                     hot::Lookup::Hit(entry) if matches!(entry.head, hot::Head::Http1(_)) => {
@@ -181,7 +182,7 @@ where
                 let resp = match hot_version {
                     Some(version) => {
                         let (resp, info) = edge.handle_hot(req, conn).await;
-                        if let Some(entry) = info.and_then(|info| hot::entry(&resp, info, false)) {
+                        if let Some(entry) = info.and_then(|info| hot::entry(&resp, info, form)) {
                             hot::keep(version, &key, entry);
                         }
                         resp
@@ -315,7 +316,7 @@ fn hot_record(
         function_name: None,
         firewall_rule: None,
         block_reason: None,
-        tls_version: None,
+        tls_version: conn.tls_version.map(std::borrow::Cow::Borrowed),
         http_version: "HTTP/1.1".into(),
         error_class: (!complete).then_some(ErrorClass::ClientClosed),
     })

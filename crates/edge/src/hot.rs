@@ -7,13 +7,14 @@
 //! but the host, the request target and `Accept-Encoding` could have
 //! changed that answer (no rule with conditions or signing; no edge
 //! functions; no trusted proxy; see `Edge::handle_hot`), the answer is
-//! kept: for the HTTP/1.1 fast path (plain HTTP) its serialized head and
-//! its body, for h2 (plain or TLS) its header map and its bytes. The next
+//! kept: for the HTTP/1.1 fast path its serialized head and its body (a
+//! file for `sendfile` on plain TCP, else bytes), for h2 its header map and
+//! its bytes. The next
 //! request with the same three values, and no header outside [`HARMLESS`],
 //! gets them back with a fresh request id and `Date`: one hash lookup
-//! instead of routing, rules, path resolution and the header map. An h2
-//! key also holds whether the connection is TLS and its SNI name, which
-//! decide HSTS and the misdirected-request check.
+//! instead of routing, rules, path resolution and the header map. Over
+//! TLS, and for h2, a key also holds the SNI name (which decides the
+//! misdirected-request check) and the scheme (which decides HSTS).
 //!
 //! What is kept belongs to one version of the routing table: publishing,
 //! rolling back, or changing a domain or a setting moves the router's
@@ -155,9 +156,22 @@ fn harmless(name: &[u8]) -> Option<usize> {
 
 /// The key of a request of this shape, written into `key`: host, target and
 /// `Accept-Encoding` (absent and empty differ), separated by bytes that
-/// none of them can hold.
-pub(crate) fn key(head: &[u8], target: (usize, usize), shape: &Shape, key: &mut Vec<u8>) {
+/// none of them can hold. Over TLS, the key starts with a byte no host
+/// starts with and the SNI name (which decides the misdirected-request
+/// check; the scheme decides HSTS).
+pub(crate) fn key(
+    head: &[u8],
+    target: (usize, usize),
+    shape: &Shape,
+    conn: &ConnInfo,
+    key: &mut Vec<u8>,
+) {
     key.clear();
+    if conn.tls {
+        key.push(2);
+        key.extend_from_slice(conn.sni.as_deref().unwrap_or("").as_bytes());
+        key.push(0);
+    }
     key.extend_from_slice(head.get(shape.host.0..shape.host.1).unwrap_or_default());
     key.push(0);
     key.extend_from_slice(head.get(target.0..target.1).unwrap_or_default());
@@ -225,11 +239,22 @@ impl HotBody {
     }
 }
 
+/// How a kept answer will be sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Form {
+    /// By the HTTP/1.1 fast path; files with `sendfile` when it can (plain
+    /// TCP), else from memory.
+    Http1 { sendfile: bool },
+    /// By hyper's h2 layer, from memory.
+    Http2,
+}
+
 /// The answer to keep for `resp`, if it can be kept: a whole body of known
-/// length (a buffer or a file; for h2, bytes in memory), no transfer coding,
-/// a `Content-Length` (when present) that matches it. `http2` picks the form
-/// of its head.
-pub(crate) fn entry(resp: &Response<Body>, info: HotInfo, http2: bool) -> Option<Entry> {
+/// length (a buffer, or a file where `form` can send one), no transfer
+/// coding, a `Content-Length` (when present) that matches it. `form` picks
+/// the form of its head.
+pub(crate) fn entry(resp: &Response<Body>, info: HotInfo, form: Form) -> Option<Entry> {
+    let http2 = form == Form::Http2;
     let body = match resp.body() {
         Body::Logged(l) => l.inner(),
         b => b,
@@ -237,8 +262,10 @@ pub(crate) fn entry(resp: &Response<Body>, info: HotInfo, http2: bool) -> Option
     let body = match body {
         Body::Empty => HotBody::Bytes(Bytes::new()),
         Body::Full(Some(b)) => HotBody::Bytes(b.clone()),
-        // hyper's h2 layer sends buffers, not files.
-        Body::File(f) if http2 => HotBody::Bytes(f.bytes.clone()?),
+        // hyper's h2 layer and TLS send buffers, not files.
+        Body::File(f) if form != (Form::Http1 { sendfile: true }) => {
+            HotBody::Bytes(f.bytes.clone()?)
+        }
         Body::File(f) => HotBody::File {
             file: f.file.clone(),
             offset: f.offset,
@@ -595,10 +622,14 @@ mod tests {
     }
 
     fn shape_of(head: &str) -> Option<(Shape, Vec<u8>)> {
+        shape_over(head, &conn(false, None))
+    }
+
+    fn shape_over(head: &str, c: &ConnInfo) -> Option<(Shape, Vec<u8>)> {
         let (target, spans) = spans_of(head.as_bytes());
         let s = shape(head.as_bytes(), target, &spans)?;
         let mut k = Vec::new();
-        key(head.as_bytes(), target, &s, &mut k);
+        key(head.as_bytes(), target, &s, c, &mut k);
         Some((s, k))
     }
 
@@ -657,6 +688,32 @@ mod tests {
         assert_eq!(br, k("accept-encoding: br\r\n"));
     }
 
+    #[test]
+    fn keys_tell_tls_and_sni_names_apart() {
+        let head = "GET /a HTTP/1.1\r\nHost: web.example\r\n\r\n";
+        let plain = shape_over(head, &conn(false, None)).unwrap().1;
+        let tls = shape_over(head, &conn(true, Some("web.example")))
+            .unwrap()
+            .1;
+        let other = shape_over(head, &conn(true, Some("other.example")))
+            .unwrap()
+            .1;
+        let no_sni = shape_over(head, &conn(true, None)).unwrap().1;
+        assert_eq!(plain, b"web.example\0/a");
+        assert_eq!(tls, b"\x02web.example\0web.example\0/a");
+        for (a, b) in [
+            (&plain, &tls),
+            (&tls, &other),
+            (&tls, &no_sni),
+            (&plain, &no_sni),
+        ] {
+            assert_ne!(a, b);
+        }
+        // Nor are they ever h2 keys.
+        let h2 = h2_key_of(&h2_parts("/a", &[]), &conn(true, Some("web.example"))).unwrap();
+        assert_ne!(h2[0], tls[0]);
+    }
+
     fn info() -> HotInfo {
         HotInfo {
             site: "s".into(),
@@ -681,7 +738,7 @@ mod tests {
             .header(X_LEDGE_ID, "0123")
             .body(Body::full("hello"))
             .unwrap();
-        let e = entry(&resp, info(), false).unwrap();
+        let e = entry(&resp, info(), Form::Http1 { sendfile: true }).unwrap();
         let Head::Http1(head) = &e.head else {
             panic!("not an HTTP/1.1 head")
         };
@@ -690,7 +747,7 @@ mod tests {
             b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 5\r\n"
         );
         // The h2 form: the same fields but the request id, as a map.
-        let e2 = entry(&resp, info(), true).unwrap();
+        let e2 = entry(&resp, info(), Form::Http2).unwrap();
         let Head::Http2(map) = &e2.head else {
             panic!("not an h2 head")
         };
@@ -704,7 +761,11 @@ mod tests {
         assert!(hit(lookup(7, b"k")));
         // Kept under 7, offered under 6 (a request that began before the
         // table moved): not kept.
-        keep(6, b"k2", entry(&resp, info(), false).unwrap());
+        keep(
+            6,
+            b"k2",
+            entry(&resp, info(), Form::Http1 { sendfile: true }).unwrap(),
+        );
         assert!(!hit(lookup(7, b"k2")));
         // A new table empties the memo; the key is still known, so its
         // next answer is kept at once.
@@ -720,17 +781,17 @@ mod tests {
                 .map_err(|never| match never {})
                 .boxed_unsync(),
         ));
-        assert!(entry(&streamed, info(), false).is_none());
+        assert!(entry(&streamed, info(), Form::Http1 { sendfile: true }).is_none());
         let wrong_length = Response::builder()
             .header(CONTENT_LENGTH, "9")
             .body(Body::full("hello"))
             .unwrap();
-        assert!(entry(&wrong_length, info(), false).is_none());
+        assert!(entry(&wrong_length, info(), Form::Http1 { sendfile: true }).is_none());
         let chunked = Response::builder()
             .header(TRANSFER_ENCODING, "chunked")
             .body(Body::full("hello"))
             .unwrap();
-        assert!(entry(&chunked, info(), false).is_none());
+        assert!(entry(&chunked, info(), Form::Http1 { sendfile: true }).is_none());
     }
 
     #[test]
@@ -741,7 +802,7 @@ mod tests {
             keep(
                 1,
                 format!("k{i}").as_bytes(),
-                entry(&resp, info(), false).unwrap(),
+                entry(&resp, info(), Form::Http1 { sendfile: true }).unwrap(),
             );
             assert!(kept() <= MAX_ENTRIES);
         }
@@ -755,7 +816,7 @@ mod tests {
             keep(
                 1,
                 format!("big{i}").as_bytes(),
-                entry(&resp, info(), false).unwrap(),
+                entry(&resp, info(), Form::Http1 { sendfile: true }).unwrap(),
             );
             MEMO.with(|m| {
                 let m = m.borrow();

@@ -209,7 +209,9 @@ fn answer(
             Ok(match keep {
                 Some((version, key)) => {
                     let (resp, info) = edge.handle_hot(req, &conn).await;
-                    if let Some(entry) = info.and_then(|info| hot::entry(&resp, info, true)) {
+                    if let Some(entry) =
+                        info.and_then(|info| hot::entry(&resp, info, hot::Form::Http2))
+                    {
                         hot::keep(version, &key, entry);
                     }
                     resp
