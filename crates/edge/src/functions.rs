@@ -77,7 +77,7 @@ struct Loaded {
 /// A deploy's functions, ready to run.
 pub struct DeployFunctions {
     routes: Routes,
-    functions: HashMap<String, Loaded>,
+    functions: HashMap<String, Loaded, foldhash::fast::RandomState>,
 }
 
 impl std::fmt::Debug for DeployFunctions {
@@ -258,7 +258,7 @@ impl DeployFunctions {
         if routes.pre_cache.is_empty() && routes.post_cache.is_empty() {
             return None;
         }
-        let mut loaded = HashMap::new();
+        let mut loaded = HashMap::default();
         for f in functions {
             let source = BundleSource {
                 id: format!("{deploy}/{}", f.name),

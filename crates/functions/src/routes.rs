@@ -56,6 +56,9 @@ pub struct RouteError {
 #[derive(Debug, Clone)]
 struct Matcher {
     re: regex::Regex,
+    /// Whether it has named groups (the request's `params`): without them
+    /// a match needs no captures.
+    named: bool,
 }
 
 impl Matcher {
@@ -118,7 +121,10 @@ impl Matcher {
         regex::RegexBuilder::new(re)
             .size_limit(MAX_PATTERN_BYTES)
             .build()
-            .map(|re| Self { re })
+            .map(|re| Self {
+                named: re.capture_names().flatten().next().is_some(),
+                re,
+            })
             .map_err(|e| RouteError {
                 function: function.to_owned(),
                 message: format!("invalid path or pattern: {e}"),
@@ -168,7 +174,7 @@ impl Route {
         {
             return None;
         }
-        let caps = self.matchers.iter().find_map(|m| m.re.captures(req.path))?;
+        let hit = self.matchers.iter().find(|m| m.re.is_match(req.path))?;
         if self.excluded.iter().any(|m| m.re.is_match(req.path)) {
             return None;
         }
@@ -182,14 +188,13 @@ impl Route {
                 return None;
             }
         }
-        let names = self
-            .matchers
-            .iter()
-            .flat_map(|m| m.re.capture_names().flatten());
+        // The named groups of the first path or pattern that matched.
         let mut params = Vec::new();
-        for name in names {
-            if let Some(v) = caps.name(name) {
-                params.push((name.to_owned(), v.as_str().to_owned()));
+        if let Some(caps) = hit.named.then(|| hit.re.captures(req.path)).flatten() {
+            for name in hit.re.capture_names().flatten() {
+                if let Some(v) = caps.name(name) {
+                    params.push((name.to_owned(), v.as_str().to_owned()));
+                }
             }
         }
         Some(params)
@@ -377,6 +382,13 @@ mod tests {
             Some(vec![("name".into(), "rex".into())])
         );
         assert!(pets.matches(&req("GET", "/pets/rex/toys")).is_none());
+        // The params are those of the first path that matched.
+        let two = compile_route(&decl("f", &["/a", "/b/:id"]), &Declaration::default()).unwrap();
+        assert_eq!(two.matches(&req("GET", "/a")), Some(vec![]));
+        assert_eq!(
+            two.matches(&req("GET", "/b/7")),
+            Some(vec![("id".into(), "7".into())])
+        );
         // Regex metacharacters in a path are literal.
         let dots = one("/a.b+(c)");
         assert!(dots.matches(&req("GET", "/a.b+(c)")).is_some());

@@ -126,7 +126,8 @@ async fn write_loop(
     }
 }
 
-type PendingCalls = Arc<Mutex<HashMap<(u64, u32), oneshot::Sender<HostOutcome>>>>;
+type PendingCalls =
+    Arc<Mutex<HashMap<(u64, u32), oneshot::Sender<HostOutcome>, foldhash::fast::RandomState>>>;
 
 struct Worker {
     out: mpsc::UnboundedSender<Vec<u8>>,
@@ -134,9 +135,9 @@ struct Worker {
     engine: Option<Rc<Engine>>,
     max_bundles: usize,
     /// Bundle key → (bundle, last use).
-    bundles: HashMap<String, (Bundle, u64)>,
+    bundles: HashMap<String, (Bundle, u64), foldhash::fast::RandomState>,
     /// Bundle key → the environment its invocations were last sent with.
-    envs: HashMap<String, Arc<BTreeMap<String, String>>>,
+    envs: HashMap<String, Arc<BTreeMap<String, String>>, foldhash::fast::RandomState>,
     tick: u64,
     calls: PendingCalls,
 }
@@ -157,8 +158,8 @@ impl Worker {
             report: Some(report),
             engine: None,
             max_bundles: 1,
-            bundles: HashMap::new(),
-            envs: HashMap::new(),
+            bundles: HashMap::default(),
+            envs: HashMap::default(),
             tick: 0,
             calls: PendingCalls::default(),
         }

@@ -1,6 +1,9 @@
 //! The node's side: spawning, feeding and supervising worker processes.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+
+/// The hasher of the maps every invocation looks up.
+type Fast = foldhash::fast::RandomState;
 use std::ffi::OsString;
 use std::io::{self, BufReader, Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -139,7 +142,7 @@ const UNIT: i64 = 16;
 /// The node-side queue: FIFO per tenant, tenants served round-robin.
 #[derive(Default)]
 struct Sched {
-    groups: HashMap<String, VecDeque<Waiter>>,
+    groups: HashMap<String, VecDeque<Waiter>, Fast>,
     /// Tenants with waiters, the next to be served first.
     order: VecDeque<String>,
     next_seq: u64,
@@ -272,11 +275,11 @@ struct Call {
 #[derive(Default)]
 struct ConnState {
     dead: bool,
-    calls: HashMap<u64, Call>,
+    calls: HashMap<u64, Call, Fast>,
     /// Bundle keys sent with `Load`.
-    loaded: HashSet<String>,
+    loaded: HashSet<String, Fast>,
     /// The environment last sent with an `Invoke` of each bundle key.
-    envs: HashMap<String, Arc<std::collections::BTreeMap<String, String>>>,
+    envs: HashMap<String, Arc<std::collections::BTreeMap<String, String>>, Fast>,
 }
 
 #[derive(Default)]
