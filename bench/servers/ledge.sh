@@ -10,7 +10,7 @@
 # site is one proxy rule to the harness's origin.
 
 SRV_PORT=31085
-SRV_SCENARIOS="static-1k static-100k redirect h2-tls proxy-cache conn-close many-files static-1m tls-handshake fn-hello"
+SRV_SCENARIOS="static-1k static-100k redirect h2-tls proxy-cache conn-close many-files static-1m tls-handshake h1-tls fn-hello"
 
 ledge_bin() {
   if [[ -n ${LEDGE_BIN:-} ]]; then echo "$LEDGE_BIN"
@@ -32,7 +32,7 @@ srv_note() {
 
 srv_config() {
   local scen=$1 dir=$2 port=$3
-  if [[ $scen == h2-tls || $scen == tls-handshake ]]; then
+  if [[ $scen == h2-tls || $scen == tls-handshake || $scen == h1-tls ]]; then
     # HTTPS on the bench port (the harness certificate is the operator's
     # default, as h2load connects by IP without SNI); plain HTTP elsewhere.
     cat >"$dir/ledge.toml" <<TOML
