@@ -106,3 +106,96 @@ fn slow_clients_are_cut_off() {
         start.elapsed()
     );
 }
+
+/// Reads h2 frames, answering PINGs (a graceful GOAWAY waits for one), to
+/// the end of the connection; returns when the first GOAWAY came, `None` if
+/// none did.
+fn h2_goaway(s: &mut std::net::TcpStream) -> Option<std::time::Instant> {
+    use std::io::{Read, Write};
+    let mut goaway = None;
+    loop {
+        let mut head = [0u8; 9];
+        if s.read_exact(&mut head).is_err() {
+            return goaway;
+        }
+        let len = usize::from(head[0]) << 16 | usize::from(head[1]) << 8 | usize::from(head[2]);
+        let mut payload = vec![0u8; len];
+        if s.read_exact(&mut payload).is_err() {
+            return goaway;
+        }
+        if head[3] == 0x7 && goaway.is_none() {
+            goaway = Some(std::time::Instant::now());
+        }
+        if head[3] == 0x6 && head[4] & 0x1 == 0 {
+            let mut ack = vec![0, 0, 8, 0x6, 0x1, 0, 0, 0, 0];
+            ack.extend_from_slice(&payload);
+            let _ = s.write_all(&ack);
+        }
+    }
+}
+
+/// An h2 `GET /` for host `x` on `stream`: a HEADERS frame that ends the
+/// headers and the stream (`:method GET`, `:scheme http`, `:path /` from
+/// HPACK's static table, `:authority` as a literal).
+fn h2_get(stream: u32) -> Vec<u8> {
+    let block = [0x82, 0x86, 0x84, 0x01, 0x01, b'x'];
+    let mut f = vec![0, 0, block.len() as u8, 0x1, 0x5];
+    f.extend_from_slice(&stream.to_be_bytes());
+    f.extend_from_slice(&block);
+    f
+}
+
+#[test]
+fn idle_h2_connections_are_closed() {
+    use std::io::Write;
+    use std::time::{Duration, Instant};
+    let node = Node::start_configured("[limits]\nheader_read_timeout_secs = 1\n", &[]);
+    let open = || {
+        let mut s = std::net::TcpStream::connect(node.edge).unwrap();
+        // The client preface and an empty SETTINGS frame.
+        s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+            .unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        s
+    };
+    // A connection that says nothing more: GOAWAY after about a second,
+    // then closed.
+    let mut s = open();
+    let start = Instant::now();
+    let goaway = h2_goaway(&mut s).expect("the server said GOAWAY before closing");
+    let (to_goaway, to_close) = (goaway - start, start.elapsed());
+    assert!(
+        to_goaway >= Duration::from_millis(900),
+        "GOAWAY after {to_goaway:?}: the connection was not idle yet"
+    );
+    assert!(
+        to_close < Duration::from_secs(5),
+        "an idle h2 connection was held {to_close:?}"
+    );
+
+    // A connection in use is not idle: a request every 300 ms for 3 s,
+    // then nothing.
+    let mut s = open();
+    let mut w = s.try_clone().unwrap();
+    let reader = std::thread::spawn(move || h2_goaway(&mut s));
+    let start = Instant::now();
+    for i in 0..10u32 {
+        w.write_all(&h2_get(2 * i + 1)).unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let last = Instant::now();
+    let goaway = reader
+        .join()
+        .unwrap()
+        .expect("the server said GOAWAY before closing");
+    assert!(
+        goaway > last,
+        "GOAWAY {:?} after the first request, while requests came every 300 ms",
+        goaway - start
+    );
+    assert!(
+        goaway - last < Duration::from_secs(4),
+        "{:?}",
+        goaway - last
+    );
+}

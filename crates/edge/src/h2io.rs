@@ -20,6 +20,7 @@ use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
@@ -36,6 +37,8 @@ struct Shared<S> {
     sent: usize,
     /// A write error met by the driver, reported to hyper at its next call.
     failed: Option<io::ErrorKind>,
+    /// Bytes were read or written since the idle check last looked.
+    active: bool,
 }
 
 impl<S: AsyncWrite + Unpin> Shared<S> {
@@ -46,7 +49,10 @@ impl<S: AsyncWrite + Unpin> Shared<S> {
         while self.sent < self.out.len() {
             match Pin::new(&mut self.io).poll_write(cx, &self.out[self.sent..]) {
                 Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
-                Poll::Ready(Ok(n)) => self.sent += n,
+                Poll::Ready(Ok(n)) => {
+                    self.sent += n;
+                    self.active = true;
+                }
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Pending => return Poll::Pending,
             }
@@ -87,6 +93,7 @@ pub(crate) fn coalesce<S>(io: S) -> (Coalesced<S>, Sender<S>) {
         out: Vec::new(),
         sent: 0,
         failed: None,
+        active: false,
     }));
     (
         Coalesced {
@@ -124,7 +131,12 @@ impl<S: AsyncRead + Unpin> AsyncRead for Coalesced<S> {
     ) -> Poll<io::Result<()>> {
         let mut shared = lock(&self.shared);
         shared.check()?;
-        Pin::new(&mut shared.io).poll_read(cx, buf)
+        let before = buf.filled().len();
+        let read = Pin::new(&mut shared.io).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            shared.active = true;
+        }
+        read
     }
 }
 
@@ -196,18 +208,23 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Coalesced<S> {
 }
 
 /// Polls `conn` (an h2 connection over a [`Coalesced`] socket) to its end,
-/// sending the socket's queue after every poll. Once `drain` resolves,
-/// `shutdown` is called once (a graceful `GOAWAY`) and the connection is
-/// polled on until its streams finish.
+/// sending the socket's queue after every poll. `shutdown` (a graceful
+/// `GOAWAY`: open streams finish, no new ones start) is called once, when
+/// `drain` resolves or when the connection has read and written nothing
+/// for `idle` (hyper's h2 server has no idle limit of its own; HTTP/1.1's
+/// is its header-read timeout).
 pub(crate) fn drive<C, S, D>(
     conn: C,
     sender: Sender<S>,
     drain: D,
+    idle: Duration,
     shutdown: fn(Pin<&mut C>),
 ) -> Drive<C, S, D> {
     Drive {
         conn: Box::pin(conn),
         drain: Some(Box::pin(drain)),
+        idle,
+        idle_check: Box::pin(tokio::time::sleep(idle)),
         sender,
         shutdown,
     }
@@ -216,10 +233,35 @@ pub(crate) fn drive<C, S, D>(
 /// The future [`drive`] returns.
 pub(crate) struct Drive<C, S, D> {
     conn: Pin<Box<C>>,
-    /// `None` once the drain has started.
+    /// `None` once shutdown has started.
     drain: Option<Pin<Box<D>>>,
+    idle: Duration,
+    /// When to look at whether the connection was active.
+    idle_check: Pin<Box<tokio::time::Sleep>>,
     sender: Sender<S>,
     shutdown: fn(Pin<&mut C>),
+}
+
+impl<C, S, D: Future<Output = ()>> Drive<C, S, D> {
+    /// Whether the connection should close: a drain started, or it was
+    /// idle for a whole period. Activity moves the next check a period on.
+    fn should_close(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(drain) = &mut self.drain else {
+            return false;
+        };
+        if drain.as_mut().poll(cx).is_ready() {
+            return true;
+        }
+        while self.idle_check.as_mut().poll(cx).is_ready() {
+            let active = std::mem::take(&mut lock(&self.sender.shared).active);
+            if !active {
+                return true;
+            }
+            let next = tokio::time::Instant::now() + self.idle;
+            self.idle_check.as_mut().reset(next);
+        }
+        false
+    }
 }
 
 impl<C, S, D> Future for Drive<C, S, D>
@@ -232,11 +274,9 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<C::Output> {
         let this = self.get_mut();
-        if let Some(drain) = &mut this.drain {
-            if drain.as_mut().poll(cx).is_ready() {
-                this.drain = None;
-                (this.shutdown)(this.conn.as_mut());
-            }
+        if this.should_close(cx) {
+            this.drain = None;
+            (this.shutdown)(this.conn.as_mut());
         }
         let polled = this.conn.as_mut().poll(cx);
         this.sender.after_poll(cx);

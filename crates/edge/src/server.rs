@@ -6,7 +6,9 @@
 //! - time to the first byte and to a complete request head, which also bounds
 //!   how long an idle keep-alive connection is kept;
 //! - h2: concurrent streams, header list size, and hyper's rapid-reset guards
-//!   (pending-accept and locally-errored reset stream caps);
+//!   (pending-accept and locally-errored reset stream caps); a connection
+//!   that reads and writes nothing for the header-read timeout gets a
+//!   graceful `GOAWAY` (`h2io::drive`), as an idle HTTP/1.1 one is closed;
 //! - concurrent connections (a new one past the cap is closed at once).
 
 use std::convert::Infallible;
@@ -277,7 +279,10 @@ impl Protocols {
             // Writes leave once per wake-up of the connection (`h2io`).
             let (io, sender) = h2io::coalesce(io);
             let conn = self.h2.serve_connection(TokioIo::new(io), svc);
-            h2io::drive(conn, sender, drained, |c| c.graceful_shutdown()).await
+            h2io::drive(conn, sender, drained, self.fast.header_read_timeout, |c| {
+                c.graceful_shutdown()
+            })
+            .await
         } else {
             // Upgrades (WebSocket) hand the socket to the proxy once answered.
             let conn = self
