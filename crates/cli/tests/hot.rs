@@ -98,21 +98,6 @@ impl Conn {
     }
 }
 
-fn hot_answers(node: &Node) -> u64 {
-    let text = http()
-        .get(node.api_url("/metrics"))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix("ledge_hot_answers_total "))
-        .unwrap_or_else(|| panic!("no ledge_hot_answers_total in {text}"))
-        .trim()
-        .parse()
-        .unwrap()
-}
-
 /// Asserts that `again` is `first` with another request id.
 fn same_answer(first: &Answer, again: &Answer, what: &str) {
     assert_eq!(first.status, again.status, "{what}");

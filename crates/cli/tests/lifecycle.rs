@@ -94,37 +94,45 @@ fn read_response(s: &mut std::net::TcpStream) -> Vec<u8> {
     body
 }
 
-#[test]
-fn sigterm_drains_in_flight_requests() {
-    let mut node = Node::start();
+/// A node serving a 24 MiB `big.bin` of `fill` bytes (streamed from disk:
+/// larger than the in-memory object limit) at `drain.localhost`.
+fn node_with_big_file(fill: char) -> (Node, usize) {
+    let node = Node::start();
     node.ok(&["sites", "create", "drain"]);
-    // Streamed from disk (larger than the in-memory object limit).
-    let big = "z".repeat(24 << 20);
+    let big = fill.to_string().repeat(24 << 20);
     let dir = site(&[("big.bin", &big)]);
     node.deploy(dir.path(), "drain", &["--prod"]);
+    (node, big.len())
+}
 
-    let mut s = std::net::TcpStream::connect(node.edge).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    s.write_all(b"GET /big.bin HTTP/1.1\r\nHost: drain.localhost\r\n\r\n")
-        .unwrap();
-    // Read a little, then ask the server to stop while the body is in flight.
-    let mut first = vec![0u8; 64 * 1024];
-    s.read_exact(&mut first).unwrap();
+/// Reads a little of `r`, asks the node to stop while the rest is in
+/// flight, checks that new connections are refused, and reads to the end.
+/// Returns every byte read.
+fn terminate_mid_read(node: &Node, r: &mut impl Read) -> Vec<u8> {
+    let mut all = vec![0u8; 64 * 1024];
+    r.read_exact(&mut all).unwrap();
     node.terminate();
     std::thread::sleep(Duration::from_millis(300));
-    // New connections are refused once draining started.
     assert!(
         std::net::TcpStream::connect(node.edge).is_err(),
         "the listener should be closed while draining"
     );
-    let mut rest = Vec::new();
-    s.read_to_end(&mut rest).unwrap();
-    let mut all = first;
-    all.extend(rest);
+    r.read_to_end(&mut all).unwrap();
+    all
+}
+
+#[test]
+fn sigterm_drains_in_flight_requests() {
+    let (mut node, len) = node_with_big_file('z');
+    let mut s = std::net::TcpStream::connect(node.edge).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.write_all(b"GET /big.bin HTTP/1.1\r\nHost: drain.localhost\r\n\r\n")
+        .unwrap();
+    let all = terminate_mid_read(&node, &mut s);
     let body_start = all.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
     assert_eq!(
         all.len() - body_start,
-        big.len(),
+        len,
         "the in-flight response was cut"
     );
     let status = node.child.wait().unwrap();
@@ -133,12 +141,7 @@ fn sigterm_drains_in_flight_requests() {
 
 #[test]
 fn sigterm_drains_in_flight_h2_streams() {
-    let mut node = Node::start();
-    node.ok(&["sites", "create", "drain"]);
-    let big = "y".repeat(24 << 20);
-    let dir = site(&[("big.bin", &big)]);
-    node.deploy(dir.path(), "drain", &["--prod"]);
-
+    let (mut node, len) = node_with_big_file('y');
     let client = reqwest::blocking::Client::builder()
         .http2_prior_knowledge()
         .resolve("drain.localhost", node.edge)
@@ -153,23 +156,9 @@ fn sigterm_drains_in_flight_h2_streams() {
         .send()
         .unwrap();
     assert_eq!(r.version(), reqwest::Version::HTTP_2);
-    // Read a little, then ask the server to stop while the stream is open.
-    let mut first = vec![0u8; 64 * 1024];
-    r.read_exact(&mut first).unwrap();
-    node.terminate();
-    std::thread::sleep(Duration::from_millis(300));
-    assert!(
-        std::net::TcpStream::connect(node.edge).is_err(),
-        "the listener should be closed while draining"
-    );
-    let mut rest = Vec::new();
-    r.read_to_end(&mut rest).unwrap();
-    assert_eq!(
-        first.len() + rest.len(),
-        big.len(),
-        "the in-flight stream was cut"
-    );
-    assert!(rest.iter().all(|&b| b == b'y'));
+    let all = terminate_mid_read(&node, &mut r);
+    assert_eq!(all.len(), len, "the in-flight stream was cut");
+    assert!(all.iter().all(|&b| b == b'y'));
     // The connection, idle in the client's pool, was closed by the drain's
     // GOAWAY: the node exits well before its 30 s drain timeout.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);

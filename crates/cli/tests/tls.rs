@@ -56,6 +56,34 @@ fn tls_node(extra: &[&str]) -> (Node, SocketAddr, tempfile::TempDir) {
     (node, https, dir)
 }
 
+/// A node with an HTTPS listener whose operator certificate, from a new
+/// CA, covers `*.edge.test` (the edge domain); `extra` flags and `env` are
+/// added. Returns the CA, the node, its HTTPS address and its folder.
+fn operator_node(
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> (Ca, Node, SocketAddr, tempfile::TempDir) {
+    let ca = Ca::new("Operator CA");
+    let dir = tempfile::tempdir().unwrap();
+    let (chain, key) = ca.leaf(&["*.edge.test"]);
+    let c = write(dir.path(), "op.pem", &chain);
+    let k = write(dir.path(), "op.key", &key);
+    let mut args = vec![
+        "--tls-listen",
+        "127.0.0.1:0",
+        "--tls-cert",
+        &c,
+        "--tls-key",
+        &k,
+        "--edge-domain",
+        "edge.test",
+    ];
+    args.extend_from_slice(extra);
+    let node = Node::start_in_env(&dir.path().join("data"), &args, env);
+    let https = node.https.expect("the node printed its HTTPS address");
+    (ca, node, https, dir)
+}
+
 fn client(ca_pem: &str, host: &str, addr: SocketAddr) -> reqwest::blocking::Client {
     reqwest::blocking::Client::builder()
         .use_rustls_tls()
@@ -203,19 +231,7 @@ fn sni_rotation_unknown_names_and_misdirected_requests() {
 
 #[test]
 fn operator_certificate_for_edge_names_and_no_sni() {
-    let ca = Ca::new("Operator CA");
-    let dir = tempfile::tempdir().unwrap();
-    let (chain, key) = ca.leaf(&["*.edge.test"]);
-    let c = write(dir.path(), "op.pem", &chain);
-    let k = write(dir.path(), "op.key", &key);
-    let (node, https, _d) = tls_node(&[
-        "--tls-cert",
-        &c,
-        "--tls-key",
-        &k,
-        "--edge-domain",
-        "edge.test",
-    ]);
+    let (ca, node, https, _d) = operator_node(&[], &[]);
     node.ok(&["sites", "create", "web"]);
     let big = "0123456789abcdef".repeat(20_000);
     let s = site_dir(&[("index.html", "edge name"), ("big.txt", &big)]);
@@ -325,21 +341,7 @@ fn slow_origin() -> SocketAddr {
 /// the others; request bodies reach the origin.
 #[test]
 fn h2_streams_share_one_connection() {
-    let ca = Ca::new("Operator CA");
-    let dir = tempfile::tempdir().unwrap();
-    let (chain, key) = ca.leaf(&["*.edge.test"]);
-    let c = write(dir.path(), "op.pem", &chain);
-    let k = write(dir.path(), "op.key", &key);
-    let (node, https, _d) = tls_node(&[
-        "--tls-cert",
-        &c,
-        "--tls-key",
-        &k,
-        "--edge-domain",
-        "edge.test",
-        "--outbound-allow",
-        "127.0.0.0/8",
-    ]);
+    let (ca, node, https, _d) = operator_node(&["--outbound-allow", "127.0.0.0/8"], &[]);
     let origin = slow_origin();
     node.ok(&["sites", "create", "many"]);
     // Sizes around h2's frame size (16 KiB) and initial window (64 KiB).
@@ -427,21 +429,6 @@ fn h2_streams_share_one_connection() {
     assert_eq!(r.text().unwrap(), "/quick 200000");
 }
 
-fn hot_answers(node: &Node) -> u64 {
-    let text = http()
-        .get(node.api_url("/metrics"))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix("ledge_hot_answers_total "))
-        .unwrap_or_else(|| panic!("no ledge_hot_answers_total in {text}"))
-        .trim()
-        .parse()
-        .unwrap()
-}
-
 /// Status, headers (sorted, without the request id and `Date`) and body.
 type Seen = (u16, Vec<(String, String)>, Vec<u8>);
 
@@ -462,26 +449,7 @@ fn seen(r: reqwest::blocking::Response) -> Seen {
 /// at once.
 #[test]
 fn tls_answers_are_kept_and_dropped_like_plain_ones() {
-    let ca = Ca::new("Operator CA");
-    let dir = tempfile::tempdir().unwrap();
-    let (chain, key) = ca.leaf(&["*.edge.test"]);
-    let c = write(dir.path(), "op.pem", &chain);
-    let k = write(dir.path(), "op.key", &key);
-    let node = Node::start_in_env(
-        &dir.path().join("data"),
-        &[
-            "--tls-listen",
-            "127.0.0.1:0",
-            "--tls-cert",
-            &c,
-            "--tls-key",
-            &k,
-            "--edge-domain",
-            "edge.test",
-        ],
-        &[("TOKIO_WORKER_THREADS", "1")],
-    );
-    let https = node.https.unwrap();
+    let (ca, node, https, _d) = operator_node(&[], &[("TOKIO_WORKER_THREADS", "1")]);
     node.ok(&["sites", "create", "web"]);
     // 128 KiB: a file plain TCP would send with sendfile.
     let big = "0123456789abcdef".repeat(8 * 1024);

@@ -279,47 +279,28 @@ fn hot_record(
     (start, head_ready): (std::time::Instant, std::time::Instant),
     complete: bool,
 ) -> Box<ledge_telemetry::AccessRecord> {
-    use ledge_telemetry::{AccessRecord, CacheStatus, ErrorClass};
     let text = |span: Option<(usize, usize)>| {
         let (s, e) = span?;
         std::str::from_utf8(request.head.get(s..e)?)
             .ok()
             .map(str::to_owned)
     };
-    let info = &entry.info;
-    let client_ip = conn.peer.ip();
-    let now = std::time::Instant::now();
-    Box::new(AccessRecord {
-        timestamp: crate::log::wall_clock(start, now),
-        request_id: id.to_str().unwrap_or("").to_owned(),
-        site: info.site.clone(),
-        deploy: Some(info.deploy.clone()),
-        host: info.host.clone(),
-        method: "GET".into(),
-        path: info.path.clone(),
-        query: info.query.clone(),
-        status_code: entry.status,
-        request_size: 0,
-        response_size: if complete { entry.body.len() as u64 } else { 0 },
-        content_type: entry.content_type.clone(),
-        duration: now.saturating_duration_since(start),
-        ttfb: head_ready.saturating_duration_since(start),
-        client_ip: Some(client_ip),
-        country: edge
-            .geo
-            .country(info.geo, client_ip, false, &http::HeaderMap::new()),
-        user_agent: text(request.shape.user_agent),
-        referrer: text(request.shape.referer),
-        cache_status: CacheStatus::None,
-        answered_by: info.phase,
-        rule: info.rule.clone(),
-        function_name: None,
-        firewall_rule: None,
-        block_reason: None,
-        tls_version: conn.tls_version.map(std::borrow::Cow::Borrowed),
-        http_version: "HTTP/1.1".into(),
-        error_class: (!complete).then_some(ErrorClass::ClientClosed),
-    })
+    let mut record = hot::record(
+        edge,
+        conn,
+        entry,
+        id,
+        (start, head_ready),
+        (text(request.shape.user_agent), text(request.shape.referer)),
+        "HTTP/1.1",
+    );
+    record.duration = std::time::Instant::now().saturating_duration_since(start);
+    if complete {
+        record.response_size = entry.body.len() as u64;
+    } else {
+        record.error_class = Some(ledge_telemetry::ErrorClass::ClientClosed);
+    }
+    record
 }
 
 /// The header-read deadline of a connection, moved forward only when it would

@@ -414,7 +414,18 @@ pub(crate) fn h2_response(
     *resp.headers_mut() = headers;
     if let (Some(t), Some(start)) = (&edge.telemetry, start) {
         t.metrics().hot_answer();
-        let record = h2_record(edge, conn, entry, shape, &id, start);
+        let text = |v: Option<HeaderValue>| {
+            v.and_then(|v| std::str::from_utf8(v.as_bytes()).ok().map(str::to_owned))
+        };
+        let record = record(
+            edge,
+            conn,
+            entry,
+            &id,
+            (start, std::time::Instant::now()),
+            (text(shape.user_agent), text(shape.referer)),
+            "HTTP/2",
+        );
         let body = std::mem::replace(resp.body_mut(), Body::Empty);
         *resp.body_mut() = Body::Logged(Box::new(crate::log::Logged::new(
             body,
@@ -427,24 +438,21 @@ pub(crate) fn h2_response(
     Some(resp)
 }
 
-/// The access record of a kept h2 answer: the fields the log phase writes
-/// for the request answered in full; the body's end fills in its size and
-/// duration.
-fn h2_record(
+/// The access record of a kept answer sent at `now` after `start`: the
+/// fields the log phase writes for a request answered in full. Its size
+/// and duration are left for the sender (or the body's end) to fill in.
+pub(crate) fn record(
     edge: &Edge,
     conn: &ConnInfo,
     entry: &Entry,
-    shape: H2Shape,
     id: &HeaderValue,
-    start: std::time::Instant,
+    (start, now): (std::time::Instant, std::time::Instant),
+    (user_agent, referrer): (Option<String>, Option<String>),
+    http_version: &'static str,
 ) -> Box<ledge_telemetry::AccessRecord> {
     use ledge_telemetry::{AccessRecord, CacheStatus};
-    let text = |v: Option<HeaderValue>| {
-        v.and_then(|v| std::str::from_utf8(v.as_bytes()).ok().map(str::to_owned))
-    };
     let info = &entry.info;
     let client_ip = conn.peer.ip();
-    let now = std::time::Instant::now();
     Box::new(AccessRecord {
         timestamp: crate::log::wall_clock(start, now),
         request_id: id.to_str().unwrap_or("").to_owned(),
@@ -464,8 +472,8 @@ fn h2_record(
         country: edge
             .geo
             .country(info.geo, client_ip, false, &http::HeaderMap::new()),
-        user_agent: text(shape.user_agent),
-        referrer: text(shape.referer),
+        user_agent,
+        referrer,
         cache_status: CacheStatus::None,
         answered_by: info.phase,
         rule: info.rule.clone(),
@@ -473,7 +481,7 @@ fn h2_record(
         firewall_rule: None,
         block_reason: None,
         tls_version: conn.tls_version.map(std::borrow::Cow::Borrowed),
-        http_version: "HTTP/2".into(),
+        http_version: http_version.into(),
         error_class: None,
     })
 }

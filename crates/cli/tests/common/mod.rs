@@ -419,3 +419,19 @@ pub fn write_mmdb(path: &Path, kind: &str, record: &str) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `ledge_hot_answers_total` from the node's metrics.
+pub fn hot_answers(node: &Node) -> u64 {
+    let text = http()
+        .get(node.api_url("/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("ledge_hot_answers_total "))
+        .unwrap_or_else(|| panic!("no ledge_hot_answers_total in {text}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
