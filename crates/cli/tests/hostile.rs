@@ -158,12 +158,25 @@ fn idle_h2_connections_are_closed() {
         s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
         s
     };
-    // A connection that says nothing more: GOAWAY after about a second,
-    // then closed.
+    // A connection that starts no request, only PINGs every 200 ms (a
+    // keep-alive, like hyper's own, is not use): GOAWAY after about a
+    // second, then closed.
     let mut s = open();
+    let mut w = s.try_clone().unwrap();
+    let reader = std::thread::spawn(move || {
+        let goaway = h2_goaway(&mut s);
+        (goaway, Instant::now())
+    });
     let start = Instant::now();
-    let goaway = h2_goaway(&mut s).expect("the server said GOAWAY before closing");
-    let (to_goaway, to_close) = (goaway - start, start.elapsed());
+    let ping = [0, 0, 8, 0x6, 0, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8];
+    while !reader.is_finished() && start.elapsed() < Duration::from_secs(10) {
+        // The server may have closed already.
+        let _ = w.write_all(&ping);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (goaway, closed) = reader.join().unwrap();
+    let goaway = goaway.expect("the server said GOAWAY before closing");
+    let (to_goaway, to_close) = (goaway - start, closed - start);
     assert!(
         to_goaway >= Duration::from_millis(900),
         "GOAWAY after {to_goaway:?}: the connection was not idle yet"

@@ -18,6 +18,7 @@
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -37,8 +38,6 @@ struct Shared<S> {
     sent: usize,
     /// A write error met by the driver, reported to hyper at its next call.
     failed: Option<io::ErrorKind>,
-    /// Bytes were read or written since the idle check last looked.
-    active: bool,
 }
 
 impl<S: AsyncWrite + Unpin> Shared<S> {
@@ -49,10 +48,7 @@ impl<S: AsyncWrite + Unpin> Shared<S> {
         while self.sent < self.out.len() {
             match Pin::new(&mut self.io).poll_write(cx, &self.out[self.sent..]) {
                 Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
-                Poll::Ready(Ok(n)) => {
-                    self.sent += n;
-                    self.active = true;
-                }
+                Poll::Ready(Ok(n)) => self.sent += n,
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Pending => return Poll::Pending,
             }
@@ -93,7 +89,6 @@ pub(crate) fn coalesce<S>(io: S) -> (Coalesced<S>, Sender<S>) {
         out: Vec::new(),
         sent: 0,
         failed: None,
-        active: false,
     }));
     (
         Coalesced {
@@ -131,12 +126,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Coalesced<S> {
     ) -> Poll<io::Result<()>> {
         let mut shared = lock(&self.shared);
         shared.check()?;
-        let before = buf.filled().len();
-        let read = Pin::new(&mut shared.io).poll_read(cx, buf);
-        if buf.filled().len() > before {
-            shared.active = true;
-        }
-        read
+        Pin::new(&mut shared.io).poll_read(cx, buf)
     }
 }
 
@@ -207,17 +197,35 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Coalesced<S> {
     }
 }
 
+/// Whether a connection started a request lately: marked by its service
+/// for every request, looked at (and cleared) by [`drive`]'s idle check.
+/// Requests, not bytes: hyper's keep-alive PINGs (every 30 s, idle or not)
+/// would otherwise keep an idle connection forever.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Activity(Arc<AtomicBool>);
+
+impl Activity {
+    /// A request started.
+    pub(crate) fn mark(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    fn take(&self) -> bool {
+        self.0.swap(false, Ordering::Relaxed)
+    }
+}
+
 /// Polls `conn` (an h2 connection over a [`Coalesced`] socket) to its end,
 /// sending the socket's queue after every poll. `shutdown` (a graceful
 /// `GOAWAY`: open streams finish, no new ones start) is called once, when
-/// `drain` resolves or when the connection has read and written nothing
-/// for `idle` (hyper's h2 server has no idle limit of its own; HTTP/1.1's
-/// is its header-read timeout).
+/// `drain` resolves or when the connection started no request for a whole
+/// period of `idle` (hyper's h2 server has no idle limit of its own;
+/// HTTP/1.1's is its header-read timeout).
 pub(crate) fn drive<C, S, D>(
     conn: C,
     sender: Sender<S>,
     drain: D,
-    idle: Duration,
+    (idle, activity): (Duration, Activity),
     shutdown: fn(Pin<&mut C>),
 ) -> Drive<C, S, D> {
     Drive {
@@ -225,6 +233,7 @@ pub(crate) fn drive<C, S, D>(
         drain: Some(Box::pin(drain)),
         idle,
         idle_check: Box::pin(tokio::time::sleep(idle)),
+        activity,
         sender,
         shutdown,
     }
@@ -238,13 +247,15 @@ pub(crate) struct Drive<C, S, D> {
     idle: Duration,
     /// When to look at whether the connection was active.
     idle_check: Pin<Box<tokio::time::Sleep>>,
+    activity: Activity,
     sender: Sender<S>,
     shutdown: fn(Pin<&mut C>),
 }
 
 impl<C, S, D: Future<Output = ()>> Drive<C, S, D> {
-    /// Whether the connection should close: a drain started, or it was
-    /// idle for a whole period. Activity moves the next check a period on.
+    /// Whether the connection should close: a drain started, or it started
+    /// no request for a whole period. A request moves the next check a
+    /// period on.
     fn should_close(&mut self, cx: &mut Context<'_>) -> bool {
         let Some(drain) = &mut self.drain else {
             return false;
@@ -253,8 +264,7 @@ impl<C, S, D: Future<Output = ()>> Drive<C, S, D> {
             return true;
         }
         while self.idle_check.as_mut().poll(cx).is_ready() {
-            let active = std::mem::take(&mut lock(&self.sender.shared).active);
-            if !active {
+            if !self.activity.take() {
                 return true;
             }
             let next = tokio::time::Instant::now() + self.idle;

@@ -7,8 +7,8 @@
 //!   how long an idle keep-alive connection is kept;
 //! - h2: concurrent streams, header list size, and hyper's rapid-reset guards
 //!   (pending-accept and locally-errored reset stream caps); a connection
-//!   that reads and writes nothing for the header-read timeout gets a
-//!   graceful `GOAWAY` (`h2io::drive`), as an idle HTTP/1.1 one is closed;
+//!   that starts no request for the header-read timeout gets a graceful
+//!   `GOAWAY` (`h2io::drive`), as an idle HTTP/1.1 one is closed;
 //! - concurrent connections (a new one past the cap is closed at once).
 
 use std::convert::Infallible;
@@ -268,7 +268,13 @@ impl Protocols {
                 .trusted_proxies
                 .iter()
                 .any(|c| c.contains(peer.ip()));
-        let svc = service_fn(move |req| answer(&edge, &conn, req, hot_ok));
+        // Requests, for the h2 idle limit (`h2io::drive`).
+        let activity = h2io::Activity::default();
+        let marks = activity.clone();
+        let svc = service_fn(move |req| {
+            marks.mark();
+            answer(&edge, &conn, req, hot_ok)
+        });
         // Held until the connection is done: the drain waits for every holder.
         let _held = drain.clone();
         // Resolves once a drain starts (or the server is gone).
@@ -279,10 +285,8 @@ impl Protocols {
             // Writes leave once per wake-up of the connection (`h2io`).
             let (io, sender) = h2io::coalesce(io);
             let conn = self.h2.serve_connection(TokioIo::new(io), svc);
-            h2io::drive(conn, sender, drained, self.fast.header_read_timeout, |c| {
-                c.graceful_shutdown()
-            })
-            .await
+            let idle = (self.fast.header_read_timeout, activity);
+            h2io::drive(conn, sender, drained, idle, |c| c.graceful_shutdown()).await
         } else {
             // Upgrades (WebSocket) hand the socket to the proxy once answered.
             let conn = self
