@@ -205,10 +205,10 @@ impl Edge {
         self.handle_inner(req, conn, false).await.0
     }
 
-    /// [`Edge::handle`] for the HTTP/1.1 fast path, which keeps answers
-    /// that depend on nothing but the host, the request target and
-    /// `Accept-Encoding` (see `crate::hot`): also says whether this answer
-    /// is one of them.
+    /// [`Edge::handle`] for callers that keep answers (the HTTP/1.1 fast
+    /// path and h2), which depend on nothing but the connection's TLS and
+    /// SNI name, the host, the request target and `Accept-Encoding` (see
+    /// `crate::hot`): also says whether this answer is one of them.
     pub(crate) async fn handle_hot<B>(
         &self,
         req: Request<B>,
@@ -288,10 +288,11 @@ impl Edge {
         (resp, hot)
     }
 
-    /// Whether the answer is one that any plain-HTTP `GET` with the same
-    /// host, target and `Accept-Encoding` (and only harmless other headers,
-    /// which the caller checks) gets as it is, but for its request id and
-    /// `Date`; if so, what its access record needs.
+    /// Whether the answer is one that any `GET` on a connection like this
+    /// one (TLS or not, the same SNI name: the caller's key holds both)
+    /// with the same host, target and `Accept-Encoding` (and only harmless
+    /// other headers, which the caller checks) gets as it is, but for its
+    /// request id and `Date`; if so, what its access record needs.
     fn hot_info(&self, ctx: &RequestCtx, parts: &http::request::Parts) -> Option<HotInfo> {
         // A file, the 404 page, a rule's redirect or rewrite: never a proxy,
         // a function, the cache, a platform answer or an error.
