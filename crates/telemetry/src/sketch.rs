@@ -14,10 +14,11 @@
 //!   value in that bucket, so a returned quantile is within `α` (relative)
 //!   of the true value of the same rank. Merge adds bucket counts and is
 //!   exact (merging two sketches equals sketching the combined input). With
-//!   `α = 1 %`, values from 1 µs to 10⁵ s need fewer than 1,300 buckets; the
-//!   bucket count is capped at [`QuantileSketch::MAX_BINS`] by folding the
-//!   lowest buckets together, which only ever loses accuracy on the lowest
-//!   quantiles.
+//!   `α = 1 %`, values from 1 µs to 10⁵ s need fewer than 1,300 buckets. The
+//!   buckets are kept as one run of counters from the lowest to the highest
+//!   index in use (an insert is an index and an add), and that run is
+//!   capped at [`QuantileSketch::MAX_BINS`] by folding the lowest buckets
+//!   together, which only ever loses accuracy on the lowest quantiles.
 
 use std::collections::BTreeMap;
 
@@ -130,7 +131,119 @@ pub struct QuantileSketch {
     min: f64,
     max: f64,
     sum: f64,
-    bins: BTreeMap<i32, u64>,
+    bins: Bins,
+}
+
+/// A sketch's bucket counts: one counter per index from `low` to
+/// `low + counts.len() - 1`, so an insert costs an index and an add rather
+/// than a map lookup. The first and last counters are never zero, so equal
+/// contents compare equal. Serialized as a map from index to count (the
+/// non-zero ones), as the sketch was stored before.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Bins {
+    low: i32,
+    counts: std::collections::VecDeque<u64>,
+}
+
+impl Bins {
+    /// Adds `n` (> 0) to bucket `i`, keeping the run at most `max` buckets
+    /// long: buckets that would fall below it are folded into its lowest.
+    fn add(&mut self, i: i32, n: u64, max: usize) {
+        let max = max.max(1) as i64;
+        let len = self.counts.len() as i64;
+        if len == 0 {
+            self.low = i;
+            self.counts.push_back(n);
+            return;
+        }
+        let (low, i) = (i64::from(self.low), i64::from(i));
+        let high = low + len - 1;
+        if i < low {
+            // The new bucket is the lowest, unless the run would grow too
+            // long: then it is counted in the lowest bucket that fits.
+            let at = i.max(high - max + 1);
+            if at < low {
+                for _ in 0..(low - at) {
+                    self.counts.push_front(0);
+                }
+                self.low = at as i32;
+            }
+            if let Some(c) = self.counts.front_mut() {
+                *c += n;
+            }
+            return;
+        }
+        let new_low = i - max + 1;
+        if new_low > low {
+            // Growing upwards past the cap: fold the lowest buckets into
+            // the new lowest.
+            let shift = (new_low - low).min(len) as usize;
+            let folded: u64 = self.counts.drain(..shift).sum();
+            if self.counts.is_empty() {
+                self.counts.push_back(0);
+            }
+            if let Some(c) = self.counts.front_mut() {
+                *c += folded;
+            }
+            self.low = new_low as i32;
+        }
+        let at = (i - i64::from(self.low)) as usize;
+        match self.counts.get_mut(at) {
+            Some(c) => *c += n,
+            None => {
+                self.counts.resize(at, 0);
+                self.counts.push_back(n);
+            }
+        }
+    }
+
+    /// `(index, count)` of the non-zero buckets, lowest first.
+    fn iter(&self) -> impl Iterator<Item = (i32, u64)> + '_ {
+        let low = i64::from(self.low);
+        self.counts
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| **c > 0)
+            .map(move |(k, c)| ((low + k as i64) as i32, *c))
+    }
+
+    /// Buckets spanned (zeros between used ones included).
+    #[cfg(test)]
+    fn span(&self) -> usize {
+        self.counts.len()
+    }
+}
+
+impl Serialize for Bins {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.iter())
+    }
+}
+
+impl<'de> Deserialize<'de> for Bins {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let map = BTreeMap::<i32, u64>::deserialize(d)?;
+        let mut bins = Bins::default();
+        // From the top down, so a damaged store with indices far apart
+        // folds into the cap instead of allocating the gap.
+        let top = map
+            .iter()
+            .filter(|(_, c)| **c > 0)
+            .map(|(i, _)| *i)
+            .next_back()
+            .unwrap_or(0);
+        let floor = i64::from(top) - (QuantileSketch::MAX_BINS as i64 - 1);
+        let mut below = 0u64;
+        for (&i, &c) in map.iter().filter(|(_, c)| **c > 0) {
+            if i64::from(i) < floor {
+                below = below.saturating_add(c);
+            } else {
+                let c = c.saturating_add(std::mem::take(&mut below));
+                bins.add(i, c, QuantileSketch::MAX_BINS);
+            }
+        }
+        Ok(bins)
+    }
 }
 
 impl Default for QuantileSketch {
@@ -162,7 +275,7 @@ impl QuantileSketch {
             min: f64::INFINITY,
             max: f64::NEG_INFINITY,
             sum: 0.0,
-            bins: BTreeMap::new(),
+            bins: Bins::default(),
         }
     }
 
@@ -204,23 +317,7 @@ impl QuantileSketch {
         } else {
             let i = (x.ln() / self.ln_gamma()).ceil();
             let i = i.clamp(i32::MIN as f64, i32::MAX as f64) as i32;
-            *self.bins.entry(i).or_insert(0) += n;
-            self.fold();
-        }
-    }
-
-    fn fold(&mut self) {
-        while self.bins.len() > Self::MAX_BINS {
-            let Some((lowest, c)) = self.bins.pop_first() else {
-                return;
-            };
-            match self.bins.first_entry() {
-                Some(mut next) => *next.get_mut() += c,
-                None => {
-                    self.bins.insert(lowest, c);
-                    return;
-                }
-            }
+            self.bins.add(i, n, Self::MAX_BINS);
         }
     }
 
@@ -236,7 +333,7 @@ impl QuantileSketch {
             if other.zero > 0 {
                 self.insert_n(0.0, other.zero);
             }
-            for (&i, &c) in &other.bins {
+            for (i, c) in other.bins.iter() {
                 self.insert_n(2.0 * g.powi(i) / (g + 1.0), c);
             }
             self.min = self.min.min(other.min);
@@ -248,10 +345,9 @@ impl QuantileSketch {
         self.sum += other.sum;
         self.min = self.min.min(other.min);
         self.max = self.max.max(other.max);
-        for (&i, &c) in &other.bins {
-            *self.bins.entry(i).or_insert(0) += c;
+        for (i, c) in other.bins.iter() {
+            self.bins.add(i, c, Self::MAX_BINS);
         }
-        self.fold();
     }
 
     /// Values added.
@@ -290,7 +386,7 @@ impl QuantileSketch {
         }
         let g = self.gamma();
         let mut seen = self.zero;
-        for (&i, &c) in &self.bins {
+        for (i, c) in self.bins.iter() {
             seen += c;
             if seen > rank {
                 let v = 2.0 * g.powi(i) / (g + 1.0);
@@ -465,7 +561,7 @@ mod tests {
             values.iter().for_each(|&v| s.insert(v));
             assert_eq!(s.count(), values.len() as u64);
             check_quantiles(values, &s);
-            assert!(s.bins.len() < 1300);
+            assert!(s.bins.span() < 1300);
         }
     }
 
@@ -515,9 +611,51 @@ mod tests {
         for e in 0..60_000 {
             wide.insert(1e-6 * 1.0005f64.powi(e));
         }
-        assert!(wide.bins.len() <= QuantileSketch::MAX_BINS);
+        assert!(wide.bins.span() <= QuantileSketch::MAX_BINS);
         let top = 1e-6 * 1.0005f64.powi(59_999);
         let est = wide.quantile(1.0).unwrap();
         assert!((est - top).abs() / top <= 0.0001 + 1e-9);
+    }
+
+    #[test]
+    fn bins_stay_within_the_cap_both_ways() {
+        let mut b = Bins::default();
+        b.add(10, 1, 4);
+        b.add(12, 2, 4);
+        assert_eq!(b.iter().collect::<Vec<_>>(), [(10, 1), (12, 2)]);
+        // Upwards past the cap: 10 folds into 11, the new lowest.
+        b.add(14, 3, 4);
+        assert_eq!(b.iter().collect::<Vec<_>>(), [(11, 1), (12, 2), (14, 3)]);
+        assert_eq!(b.span(), 4);
+        // Downwards past the cap: counted in the lowest bucket that fits.
+        b.add(-1000, 5, 4);
+        assert_eq!(b.iter().collect::<Vec<_>>(), [(11, 6), (12, 2), (14, 3)]);
+        // Far upwards: everything folds into one bucket below the new one.
+        b.add(i32::MAX, 1, 4);
+        assert_eq!(
+            b.iter().collect::<Vec<_>>(),
+            [(i32::MAX - 3, 11), (i32::MAX, 1)]
+        );
+        b.add(i32::MIN, 1, 4);
+        assert_eq!(b.iter().map(|(_, c)| c).sum::<u64>(), 13);
+        assert!(b.span() <= 4);
+    }
+
+    #[test]
+    fn damaged_bins_fold_instead_of_allocating() {
+        let json = format!(
+            r#"{{"alpha":0.01,"count":3,"zero":0,"min":1.0,"max":2.0,"sum":3.0,"bins":{{"{}":1,"0":0,"{}":2}}}}"#,
+            i32::MIN,
+            i32::MAX
+        );
+        let s: QuantileSketch = serde_json::from_str(&json).unwrap();
+        assert!(s.bins.span() <= QuantileSketch::MAX_BINS);
+        assert_eq!(s.bins.iter().map(|(_, c)| c).sum::<u64>(), 3);
+        // Stored as before: a map of the non-zero buckets. The lowest, far
+        // below the cap, is counted in the lowest kept one.
+        let back = serde_json::to_value(&s).unwrap();
+        let bins = back["bins"].as_object().unwrap();
+        assert_eq!(bins.len(), 1);
+        assert_eq!(bins[&i32::MAX.to_string()], 3);
     }
 }
