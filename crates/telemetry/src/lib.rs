@@ -328,9 +328,10 @@ impl Telemetry {
     /// Records one request. Counts it in the metrics and queues it without
     /// waiting; if the queue is full the record is dropped and counted.
     pub fn record_access(&self, record: impl Into<Box<AccessRecord>>) {
-        let record = record.into();
-        self.shared.metrics.observe_access(&record);
-        self.enqueue(Record::Access(record));
+        // Counted in the metrics by the dispatcher, or here if dropped.
+        if let Some(Record::Access(r)) = self.enqueue(Record::Access(record.into())) {
+            self.shared.metrics.observe_access(&r);
+        }
     }
 
     /// Records one edge function invocation (same rules as
@@ -338,13 +339,17 @@ impl Telemetry {
     pub fn record_function(&self, record: impl Into<Box<FunctionRecord>>) {
         let record = record.into();
         self.shared.metrics.observe_function(&record);
-        self.enqueue(Record::Function(record));
+        // Counted above either way; a drop is counted in `enqueue`.
+        let _ = self.enqueue(Record::Function(record));
     }
 
-    fn enqueue(&self, r: Record) {
-        if !self.shared.inbox.push(r) {
+    /// Queues a record; gives it back if it was dropped (counted).
+    fn enqueue(&self, r: Record) -> Option<Record> {
+        let refused = self.shared.inbox.push(r);
+        if refused.is_some() {
             self.shared.metrics.queue_dropped.fetch_add(1, Relaxed);
         }
+        refused
     }
 
     /// Records waiting in the queue now.
@@ -491,11 +496,11 @@ impl Inbox {
         }
     }
 
-    /// Queues a record; false when the queue is full or closed.
-    fn push(&self, r: Record) -> bool {
+    /// Queues a record; gives it back when the queue is full or closed.
+    fn push(&self, r: Record) -> Option<Record> {
         let mut q = lock(&self.records);
         if q.len() >= self.capacity || self.closed.load(Relaxed) {
-            return false;
+            return Some(r);
         }
         q.push(r);
         let first = q.len() == 1;
@@ -503,7 +508,7 @@ impl Inbox {
         if first {
             self.wake.notify_one();
         }
-        true
+        None
     }
 
     /// Swaps the queued records into `into` (which must be empty), keeping
@@ -573,6 +578,8 @@ struct LineBuffers {
     redacted: Lines,
     sites: HashMap<String, (Lines, Lines)>,
     cache: LineCache,
+    /// The batch's access metrics, added to the shared ones at its end.
+    tally: metrics::AccessTally,
 }
 
 /// Takes a finished buffer as a chunk for sinks, leaving `l` empty with a
@@ -628,6 +635,9 @@ fn process(
     let node_redacted = node_sinks.iter().any(|s| s.spec.exclude_pii);
     for record in buf.drain(..) {
         agg.add(&record);
+        if let Record::Access(a) = &record {
+            out.tally.observe(a);
+        }
         let cache = &mut out.cache;
         let full = node_full.then(|| (out.full.write(&record, false, cache), out.full.bytes.len()));
         let redacted = node_redacted.then(|| {
@@ -665,6 +675,9 @@ fn process(
             let _ = shared.tail.send(Arc::new(record));
         }
     }
+    // Before the statistics are released: whoever sees a record in them
+    // also sees it in the metrics.
+    shared.metrics.add_tally(&mut out.tally);
     drop(agg);
     let full = seal(&mut out.full);
     let redacted = seal(&mut out.redacted);
