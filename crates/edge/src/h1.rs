@@ -237,7 +237,6 @@ where
         push_field(out, b"connection", b"close");
     }
     out.extend_from_slice(b"\r\n");
-    let head_ready = start.map(|_| std::time::Instant::now());
     let sent = async {
         match &entry.body {
             hot::HotBody::Bytes(b) if b.len() <= COALESCE_BYTES => {
@@ -253,7 +252,7 @@ where
         io.flush().await
     }
     .await;
-    if let (Some(t), Some(start), Some(head_ready)) = (&edge.telemetry, start, head_ready) {
+    if let (Some(t), Some(start)) = (&edge.telemetry, start) {
         t.metrics().hot_answer();
         t.record_access(hot_record(
             edge,
@@ -261,7 +260,7 @@ where
             entry,
             &request,
             &id,
-            (start, head_ready),
+            start,
             sent.is_ok(),
         ));
     }
@@ -276,7 +275,7 @@ fn hot_record(
     entry: &hot::Entry,
     request: &HotRequest<'_>,
     id: &HeaderValue,
-    (start, head_ready): (std::time::Instant, std::time::Instant),
+    start: std::time::Instant,
     complete: bool,
 ) -> Box<ledge_telemetry::AccessRecord> {
     let text = |span: Option<(usize, usize)>| {
@@ -290,7 +289,10 @@ fn hot_record(
         conn,
         entry,
         id,
-        (start, head_ready),
+        // The head is ready a fraction of a microsecond after `start`, below
+        // what the record resolves: the time to it is recorded as zero
+        // without reading the clock for it (one read less per request).
+        (start, start),
         (text(request.shape.user_agent), text(request.shape.referer)),
         "HTTP/1.1",
     );

@@ -537,7 +537,7 @@ impl Edge {
         let ttfb = now.saturating_duration_since(start);
         let record = Box::new(AccessRecord {
             timestamp: crate::log::wall_clock(start, now),
-            request_id: ctx.id.to_str().unwrap_or("").to_owned(),
+            request_id: ctx.id.to_str().unwrap_or("").into(),
             site: ctx
                 .target
                 .as_ref()

@@ -16,7 +16,7 @@ use ledge_telemetry::{AccessRecord, CacheStatus, DrainSpec, Phase, Telemetry, Te
 fn record(i: u64) -> AccessRecord {
     AccessRecord {
         timestamp: SystemTime::now(),
-        request_id: format!("01JD6Q{i:020}"),
+        request_id: format!("01JD6Q{i:020}").into(),
         site: if i % 2 == 0 {
             "blog".into()
         } else {

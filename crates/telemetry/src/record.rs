@@ -25,8 +25,8 @@ pub struct AccessRecord {
     /// When the request arrived.
     #[serde(with = "rfc3339")]
     pub timestamp: SystemTime,
-    /// The request id (`x-ledge-id`).
-    pub request_id: String,
+    /// The request id (`x-ledge-id`; up to 24 bytes are kept inline).
+    pub request_id: compact_str::CompactString,
     /// The site's name.
     #[serde(rename = "site_id")]
     pub site: Arc<str>,
@@ -760,10 +760,18 @@ impl LineCache {
     }
 
     fn head(&mut self, out: &mut Vec<u8>, a: &AccessRecord) {
+        // Records of one deploy share these strings: a pointer compare
+        // mostly decides.
+        let same_arc = |k: &Option<Arc<str>>, v: &Arc<str>| {
+            k.as_ref().is_some_and(|k| Arc::ptr_eq(k, v) || **k == **v)
+        };
         let same = self.head.as_ref().is_some_and(|k| {
-            k.site.as_deref() == Some(&*a.site)
-                && k.deploy.as_deref() == a.deploy.as_deref()
-                && k.host.as_deref() == Some(&*a.host)
+            same_arc(&k.site, &a.site)
+                && match &a.deploy {
+                    Some(d) => same_arc(&k.deploy, d),
+                    None => k.deploy.is_none(),
+                }
+                && same_arc(&k.host, &a.host)
                 && k.method == a.method
         });
         if !same {

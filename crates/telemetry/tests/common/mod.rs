@@ -14,7 +14,7 @@ use ledge_telemetry::{
 pub fn access(site: &str, i: u64) -> AccessRecord {
     AccessRecord {
         timestamp: UNIX_EPOCH + Duration::from_millis(1_795_867_545_123 + i),
-        request_id: format!("req-{site}-{i}"),
+        request_id: format!("req-{site}-{i}").into(),
         site: site.into(),
         deploy: Some("dep123".into()),
         host: format!("{site}.ledge.example").into(),
