@@ -5,26 +5,28 @@
 //!
 //! ```text
 //!  edge: record_access / record_function ──push──▶ inbox ──(1 ms batches)──▶ dispatcher task
-//!        (metrics counted here, O(1), never waits;  (Vec behind a mutex,       │
-//!         a full inbox drops the record)             bounded; drops counted)   ├─▶ per-site minute buckets ──▶ BucketStore (minute + hour)
+//!        (O(1), never waits; a full inbox           (Vec behind a mutex,       ├─▶ operator metrics (one add per counter per batch)
+//!         drops the record, counted)                 bounded; drops counted)   ├─▶ per-site minute buckets ──▶ BucketStore (minute + hour)
 //!                                                                              ├─▶ live tail (broadcast)
 //!                                                                              └─▶ one buffer of JSON lines per audience ──▶ each sink's own bounded buffer ──▶ sink task
 //!                                                                                  (node drains: all records; site drains: that site's)
 //! ```
 //!
-//! * [`Telemetry::record_access`] / [`Telemetry::record_function`] update the
-//!   operator [`Metrics`] (relaxed atomics) and push the boxed record onto
-//!   the inbox; when it is full the record is dropped and counted
-//!   ([`Telemetry::dropped`]). They never await or block (the inbox lock is
-//!   held for a pointer move), and only the push that finds the inbox empty
-//!   wakes the dispatcher.
+//! * [`Telemetry::record_access`] / [`Telemetry::record_function`] push the
+//!   boxed record onto the inbox; when it is full the record is dropped and
+//!   counted ([`Telemetry::dropped`]), and its request is counted in the
+//!   operator [`Metrics`] there. They never await or block (the inbox lock
+//!   is held for a pointer move), and only the push that finds the inbox
+//!   empty wakes the dispatcher. (Function records are counted in the
+//!   metrics when recorded.)
 //! * The dispatcher, once woken, lets records gather for 1 ms, takes the
-//!   whole inbox, adds each record to the open minute [`stats::Bucket`] of
-//!   its site, sends it to live-tail subscribers, and writes its JSON line
-//!   into the batch's buffers: one for the node drains, one per site with
-//!   drains. Runs of fields a record shares with the previous one come from
-//!   a [`LineCache`]. Each buffer becomes one shared chunk offered to every
-//!   drain of its audience. Each drain has its own buffer, bounded in lines,
+//!   whole inbox, counts each access record in the batch's metrics tally
+//!   (added to the shared atomics once per batch), adds each record to the
+//!   open minute [`stats::Bucket`] of its site, sends it to live-tail
+//!   subscribers, and writes its JSON line into the batch's buffers: one
+//!   for the node drains, one per site with drains. Runs of fields a record
+//!   shares with the previous one come from a [`LineCache`]. Each buffer
+//!   becomes one shared chunk offered to every drain of its audience. Each drain has its own buffer, bounded in lines,
 //!   so a slow drain loses its own lines and nobody else's.
 //! * Closed minutes (5 s after they end) are merged into the [`BucketStore`]
 //!   at minute and hour resolution; old buckets are swept hourly.
