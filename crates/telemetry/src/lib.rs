@@ -53,9 +53,9 @@
 //! | push + dispatcher: statistics + file drain | 770–850 ns |
 //!
 //! In a node serving 1 KB files, logging to the default file costs about
-//! 4.8k instructions per request (callgrind). It costs about 13 % of
-//! requests per CPU-second (pooled medians of 26 rounds of
-//! `bench/log-cost.sh`, `docs/benchmarks.md`).
+//! 3.7k instructions per request (callgrind, session 12). It costs about
+//! 5 % of requests per CPU-second at saturation and 10 % at a fixed load
+//! (`bench/log-cost.sh`; the breakdown is in `docs/benchmarks.md`).
 //!
 //! # Wiring (edge and CLI)
 //!
