@@ -224,12 +224,12 @@ where
     S: Stream,
 {
     let start = edge.telemetry.as_ref().map(|_| std::time::Instant::now());
-    let id = crate::pipeline::request_id();
+    let id = crate::pipeline::request_id_bytes();
     out.clear();
     if let hot::Head::Http1(head) = &entry.head {
         out.extend_from_slice(head);
     }
-    push_field(out, X_LEDGE_ID.as_str().as_bytes(), id.as_bytes());
+    push_field(out, X_LEDGE_ID.as_str().as_bytes(), &id);
     out.extend_from_slice(b"date: ");
     push_date(out);
     out.extend_from_slice(b"\r\n");
@@ -274,7 +274,7 @@ fn hot_record(
     conn: &ConnInfo,
     entry: &hot::Entry,
     request: &HotRequest<'_>,
-    id: &HeaderValue,
+    id: &[u8],
     start: std::time::Instant,
     complete: bool,
 ) -> Box<ledge_telemetry::AccessRecord> {

@@ -421,7 +421,7 @@ pub(crate) fn h2_response(
             edge,
             conn,
             entry,
-            &id,
+            id.as_bytes(),
             (start, std::time::Instant::now()),
             (text(shape.user_agent), text(shape.referer)),
             "HTTP/2",
@@ -445,7 +445,7 @@ pub(crate) fn record(
     edge: &Edge,
     conn: &ConnInfo,
     entry: &Entry,
-    id: &HeaderValue,
+    id: &[u8],
     (start, now): (std::time::Instant, std::time::Instant),
     (user_agent, referrer): (Option<String>, Option<String>),
     http_version: &'static str,
@@ -455,7 +455,8 @@ pub(crate) fn record(
     let client_ip = conn.peer.ip();
     Box::new(AccessRecord {
         timestamp: crate::log::wall_clock(start, now),
-        request_id: id.to_str().unwrap_or("").into(),
+        // Hex digits: always UTF-8.
+        request_id: std::str::from_utf8(id).unwrap_or("").into(),
         site: info.site.clone(),
         deploy: Some(info.deploy.clone()),
         host: info.host.clone(),
