@@ -224,23 +224,10 @@ impl<'de> Deserialize<'de> for Bins {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let map = BTreeMap::<i32, u64>::deserialize(d)?;
         let mut bins = Bins::default();
-        // From the top down, so a damaged store with indices far apart
+        // Added as inserts are, so a damaged store with indices far apart
         // folds into the cap instead of allocating the gap.
-        let top = map
-            .iter()
-            .filter(|(_, c)| **c > 0)
-            .map(|(i, _)| *i)
-            .next_back()
-            .unwrap_or(0);
-        let floor = i64::from(top) - (QuantileSketch::MAX_BINS as i64 - 1);
-        let mut below = 0u64;
-        for (&i, &c) in map.iter().filter(|(_, c)| **c > 0) {
-            if i64::from(i) < floor {
-                below = below.saturating_add(c);
-            } else {
-                let c = c.saturating_add(std::mem::take(&mut below));
-                bins.add(i, c, QuantileSketch::MAX_BINS);
-            }
+        for (i, c) in map.into_iter().filter(|(_, c)| *c > 0) {
+            bins.add(i, c, QuantileSketch::MAX_BINS);
         }
         Ok(bins)
     }
@@ -652,10 +639,12 @@ mod tests {
         assert!(s.bins.span() <= QuantileSketch::MAX_BINS);
         assert_eq!(s.bins.iter().map(|(_, c)| c).sum::<u64>(), 3);
         // Stored as before: a map of the non-zero buckets. The lowest, far
-        // below the cap, is counted in the lowest kept one.
+        // below the cap, is counted in the lowest bucket the cap keeps.
         let back = serde_json::to_value(&s).unwrap();
         let bins = back["bins"].as_object().unwrap();
-        assert_eq!(bins.len(), 1);
-        assert_eq!(bins[&i32::MAX.to_string()], 3);
+        assert_eq!(bins.len(), 2);
+        let lowest = i32::MAX - (QuantileSketch::MAX_BINS as i32 - 1);
+        assert_eq!(bins[&lowest.to_string()], 1);
+        assert_eq!(bins[&i32::MAX.to_string()], 2);
     }
 }
