@@ -26,8 +26,9 @@
 //!   subscribers, and writes its JSON line into the batch's buffers: one
 //!   for the node drains, one per site with drains. Runs of fields a record
 //!   shares with the previous one come from a [`LineCache`]. Each buffer
-//!   becomes one shared chunk offered to every drain of its audience. Each drain has its own buffer, bounded in lines,
-//!   so a slow drain loses its own lines and nobody else's.
+//!   becomes one shared chunk offered to every drain of its audience. Each
+//!   drain has its own buffer, bounded in lines, so a slow drain loses its
+//!   own lines and nobody else's.
 //! * Closed minutes (5 s after they end) are merged into the [`BucketStore`]
 //!   at minute and hour resolution; old buckets are swept hourly.
 //! * [`Telemetry::shutdown`] stops intake, drains the inbox, writes open
