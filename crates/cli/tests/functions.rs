@@ -40,21 +40,7 @@ fn origin() -> SocketAddr {
         for s in l.incoming() {
             let Ok(mut s) = s else { continue };
             std::thread::spawn(move || {
-                let mut r = BufReader::new(s.try_clone().unwrap());
-                let mut first = String::new();
-                r.read_line(&mut first).unwrap_or(0);
-                let mut len = 0usize;
-                loop {
-                    let mut line = String::new();
-                    if r.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                        break;
-                    }
-                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                        len = v.trim().parse().unwrap_or(0);
-                    }
-                }
-                let mut body = vec![0; len];
-                let _ = r.read_exact(&mut body);
+                let (first, body) = read_request(&mut BufReader::new(s.try_clone().unwrap()));
                 let mut parts = first.split(' ');
                 let method = parts.next().unwrap_or("");
                 let path = parts.next().unwrap_or("");
@@ -400,19 +386,11 @@ fn failures_follow_on_error() {
     assert_eq!(get(e, H, "/elsewhere", &[]).status, 502);
     assert_eq!(get(e, H, "/oops.html", &[]).text(), "the error page");
     // Operator metrics count invocations by outcome.
-    let metrics = http()
-        .get(node.api_url("/metrics"))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
-    let count = |outcome: &str| -> u64 {
-        let key = format!("ledge_function_invocations_total{{outcome=\"{outcome}\"}} ");
-        metrics
-            .lines()
-            .find_map(|l| l.strip_prefix(&key))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no {key} in {metrics}"))
+    let count = |outcome: &str| {
+        metric(
+            &node,
+            &format!("ledge_function_invocations_total{{outcome=\"{outcome}\"}}"),
+        )
     };
     assert_eq!(count("cpu_limit"), 1);
     assert_eq!(count("memory_limit"), 1);

@@ -297,29 +297,16 @@ fn site_dir(files: &[(&str, &str)]) -> tempfile::TempDir {
 /// An HTTP/1.1 origin on a loopback port: answers `PATH BODY-LENGTH`, after
 /// two seconds for paths under `/slow/`.
 fn slow_origin() -> SocketAddr {
-    use std::io::{BufRead, BufReader, Read, Write};
+    use std::io::{BufReader, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(stream) = stream else { continue };
             std::thread::spawn(move || {
-                let mut r = BufReader::new(stream.try_clone().unwrap());
-                let mut line = String::new();
-                r.read_line(&mut line).unwrap();
+                let (line, body) = read_request(&mut BufReader::new(stream.try_clone().unwrap()));
                 let path = line.split(' ').nth(1).unwrap_or("").to_owned();
-                let mut len = 0usize;
-                loop {
-                    let mut h = String::new();
-                    if r.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
-                        break;
-                    }
-                    if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
-                        len = v.trim().parse().unwrap();
-                    }
-                }
-                let mut body = vec![0u8; len];
-                r.read_exact(&mut body).unwrap();
+                let len = body.len();
                 if path.starts_with("/slow/") {
                     std::thread::sleep(std::time::Duration::from_secs(2));
                 }

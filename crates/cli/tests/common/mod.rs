@@ -420,18 +420,44 @@ pub fn write_mmdb(path: &Path, kind: &str, record: &str) {
     );
 }
 
-/// `ledge_hot_answers_total` from the node's metrics.
-pub fn hot_answers(node: &Node) -> u64 {
+/// The value of one sample of the node's metrics, named with its labels as
+/// the text format writes them (`name{label="v"}`).
+pub fn metric(node: &Node, sample: &str) -> u64 {
     let text = http()
         .get(node.api_url("/metrics"))
         .send()
         .unwrap()
         .text()
         .unwrap();
+    let prefix = format!("{sample} ");
     text.lines()
-        .find_map(|l| l.strip_prefix("ledge_hot_answers_total "))
-        .unwrap_or_else(|| panic!("no ledge_hot_answers_total in {text}"))
-        .trim()
-        .parse()
-        .unwrap()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {sample} in {text}"))
+}
+
+/// `ledge_hot_answers_total` from the node's metrics.
+pub fn hot_answers(node: &Node) -> u64 {
+    metric(node, "ledge_hot_answers_total")
+}
+
+/// Reads one HTTP/1.1 request from `r`, for test origins: its first line
+/// and its body (by `Content-Length`; none without one). A body cut short
+/// comes back short.
+pub fn read_request(r: &mut impl BufRead) -> (String, Vec<u8>) {
+    let mut first = String::new();
+    r.read_line(&mut first).unwrap_or(0);
+    let mut len = 0usize;
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+            break;
+        }
+        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            len = v.trim().parse().unwrap_or(0);
+        }
+    }
+    let mut body = Vec::with_capacity(len);
+    let _ = r.take(len as u64).read_to_end(&mut body);
+    (first, body)
 }
