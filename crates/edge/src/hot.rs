@@ -186,9 +186,11 @@ pub(crate) struct Entry {
     pub status: u16,
     pub head: Head,
     pub body: HotBody,
-    pub info: HotInfo,
-    /// The answer's `Content-Type`, for its access records.
-    pub content_type: Option<Arc<str>>,
+    /// What its access records name as the answer: one block that all of
+    /// them share.
+    pub answer: Arc<ledge_telemetry::Answer>,
+    /// Where the visitor's country comes from, for its access records.
+    pub geo: ledge_store::settings::GeoSource,
 }
 
 /// A kept answer's head, in the form its protocol sends. Neither holds
@@ -323,12 +325,28 @@ pub(crate) fn entry(resp: &Response<Body>, info: HotInfo, form: Form) -> Option<
         (None, Some(map)) => Head::Http2(map),
         (None, None) => return None,
     };
+    let answer = Arc::new(ledge_telemetry::Answer {
+        site: info.site,
+        deploy: Some(info.deploy),
+        host: info.host,
+        method: "GET".into(),
+        path: info.path,
+        query: info.query,
+        status_code: status.as_u16(),
+        content_type,
+        cache_status: ledge_telemetry::CacheStatus::None,
+        answered_by: info.phase,
+        rule: info.rule,
+        function_name: None,
+        firewall_rule: None,
+        block_reason: None,
+    });
     Some(Entry {
         status: status.as_u16(),
         head,
         body,
-        info,
-        content_type,
+        answer,
+        geo: info.geo,
     })
 }
 
@@ -450,36 +468,21 @@ pub(crate) fn record(
     (user_agent, referrer): (Option<String>, Option<String>),
     http_version: &'static str,
 ) -> Box<ledge_telemetry::AccessRecord> {
-    use ledge_telemetry::{AccessRecord, CacheStatus};
-    let info = &entry.info;
     let client_ip = conn.peer.ip();
-    Box::new(AccessRecord {
+    Box::new(ledge_telemetry::AccessRecord {
         timestamp: crate::log::wall_clock(start, now),
         // Hex digits: always UTF-8.
         request_id: std::str::from_utf8(id).unwrap_or("").into(),
-        site: info.site.clone(),
-        deploy: Some(info.deploy.clone()),
-        host: info.host.clone(),
-        method: "GET".into(),
-        path: info.path.clone(),
-        query: info.query.clone(),
-        status_code: entry.status,
+        answer: entry.answer.clone(),
         request_size: 0,
         response_size: 0,
-        content_type: entry.content_type.clone(),
         duration: std::time::Duration::ZERO,
         ttfb: now.saturating_duration_since(start),
         client_ip: Some(client_ip),
         // No headers: a kept answer's client is never a trusted proxy.
-        country: edge.geo.country(info.geo, client_ip, false, no_headers()),
+        country: edge.geo.country(entry.geo, client_ip, false, no_headers()),
         user_agent,
         referrer,
-        cache_status: CacheStatus::None,
-        answered_by: info.phase,
-        rule: info.rule.clone(),
-        function_name: None,
-        firewall_rule: None,
-        block_reason: None,
         tls_version: conn.tls_version.map(std::borrow::Cow::Borrowed),
         http_version: http_version.into(),
         error_class: None,
@@ -768,7 +771,7 @@ mod tests {
         };
         assert_eq!(map.len(), 1);
         assert_eq!(map[CONTENT_TYPE], "text/plain");
-        assert_eq!(e.content_type.as_deref(), Some("text/plain"));
+        assert_eq!(e.answer.content_type.as_deref(), Some("text/plain"));
         // Kept on the second sighting of a key.
         assert!(matches!(lookup(7, b"k"), Lookup::Pass));
         assert!(matches!(lookup(7, b"k"), Lookup::Keep));

@@ -22,7 +22,7 @@ use http::{HeaderMap, Method, Request, Response, StatusCode};
 use ledge_core::{normalize_host, Cidr};
 use ledge_rules::{Outcome, RuleRequest, Signing};
 use ledge_store::settings::{GeoSource, HttpsPolicy};
-use ledge_telemetry::{AccessRecord, CacheStatus, ErrorClass, Phase, Telemetry};
+use ledge_telemetry::{AccessRecord, Answer, CacheStatus, ErrorClass, Phase, Telemetry};
 
 use crate::body::Body;
 use crate::deploys::{BlobCache, DeployCache, LoadedDeploy};
@@ -535,9 +535,7 @@ impl Edge {
         };
         let now = std::time::Instant::now();
         let ttfb = now.saturating_duration_since(start);
-        let record = Box::new(AccessRecord {
-            timestamp: crate::log::wall_clock(start, now),
-            request_id: ctx.id.to_str().unwrap_or("").into(),
+        let answer = Answer {
             site: ctx
                 .target
                 .as_ref()
@@ -552,15 +550,7 @@ impl Edge {
             path: parts.uri.path().into(),
             query: parts.uri.query().map(Arc::from),
             status_code: resp.status().as_u16(),
-            request_size: request_size.flatten().unwrap_or(0),
-            response_size: 0,
             content_type: content_type.flatten().map(Arc::from),
-            duration: std::time::Duration::ZERO,
-            ttfb,
-            client_ip: Some(ctx.client_ip),
-            country: ctx.country,
-            user_agent: user_agent.flatten(),
-            referrer: referrer.flatten(),
             cache_status: ctx.cache_status,
             answered_by: if error.is_some() {
                 Phase::Error
@@ -571,6 +561,19 @@ impl Edge {
             function_name: ctx.function,
             firewall_rule: None,
             block_reason: None,
+        };
+        let record = Box::new(AccessRecord {
+            timestamp: crate::log::wall_clock(start, now),
+            request_id: ctx.id.to_str().unwrap_or("").into(),
+            answer: Arc::new(answer),
+            request_size: request_size.flatten().unwrap_or(0),
+            response_size: 0,
+            duration: std::time::Duration::ZERO,
+            ttfb,
+            client_ip: Some(ctx.client_ip),
+            country: ctx.country,
+            user_agent: user_agent.flatten(),
+            referrer: referrer.flatten(),
             tls_version: conn.tls_version.map(std::borrow::Cow::Borrowed),
             http_version: http_version(parts.version).into(),
             error_class: error,

@@ -11,38 +11,44 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant, SystemTime};
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
-use ledge_telemetry::{AccessRecord, CacheStatus, DrainSpec, Phase, Telemetry, TelemetryConfig};
+use std::sync::Arc;
+
+use ledge_telemetry::{
+    AccessRecord, Answer, CacheStatus, DrainSpec, Phase, Telemetry, TelemetryConfig,
+};
 
 fn record(i: u64) -> AccessRecord {
     AccessRecord {
         timestamp: SystemTime::now(),
         request_id: format!("01JD6Q{i:020}").into(),
-        site: if i % 2 == 0 {
-            "blog".into()
-        } else {
-            "shop".into()
-        },
-        deploy: Some("6745a1b2c3d4e5f6a7b8c9d0".into()),
-        host: "blog.ledge.example".into(),
-        method: "GET".into(),
-        path: format!("/posts/{}", i % 50).into(),
-        query: None,
-        status_code: 200,
+        answer: Arc::new(Answer {
+            site: if i % 2 == 0 {
+                "blog".into()
+            } else {
+                "shop".into()
+            },
+            deploy: Some("6745a1b2c3d4e5f6a7b8c9d0".into()),
+            host: "blog.ledge.example".into(),
+            method: "GET".into(),
+            path: format!("/posts/{}", i % 50).into(),
+            query: None,
+            status_code: 200,
+            content_type: Some("text/html; charset=utf-8".into()),
+            cache_status: CacheStatus::None,
+            answered_by: Phase::Static,
+            rule: None,
+            function_name: None,
+            firewall_rule: None,
+            block_reason: None,
+        }),
         request_size: 0,
         response_size: 5120,
-        content_type: Some("text/html; charset=utf-8".into()),
         duration: Duration::from_micros(850 + i % 1000),
         ttfb: Duration::from_micros(400),
         client_ip: Some(IpAddr::V4(Ipv4Addr::new(203, 0, 113, (i % 250) as u8))),
         country: Some("DE".into()),
         user_agent: Some("Mozilla/5.0 (X11; Linux x86_64) Gecko/20100101 Firefox/133.0".into()),
         referrer: Some("https://news.example/".into()),
-        cache_status: CacheStatus::None,
-        answered_by: Phase::Static,
-        rule: None,
-        function_name: None,
-        firewall_rule: None,
-        block_reason: None,
         tls_version: Some("TLSv1.3".into()),
         http_version: "HTTP/2".into(),
         error_class: None,

@@ -98,8 +98,8 @@ use tokio::task::JoinHandle;
 pub use drain::{DrainError, DrainSpec, DrainTarget};
 pub use metrics::Metrics;
 pub use record::{
-    AccessRecord, CacheStatus, ConsoleLine, ErrorClass, FunctionRecord, LineCache, Outcome, Phase,
-    Record,
+    AccessRecord, Answer, CacheStatus, ConsoleLine, ErrorClass, FunctionRecord, LineCache, Outcome,
+    Phase, Record,
 };
 pub use sink::{BatchConfig, ConnectCheck};
 pub use stats::{Bucket, BucketStore, MemoryStore, Resolution, StatsReport, StoreError};

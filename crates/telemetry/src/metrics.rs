@@ -129,12 +129,13 @@ pub(crate) struct AccessTally {
 
 impl AccessTally {
     pub(crate) fn observe(&mut self, r: &AccessRecord) {
-        self.requests[r.answered_by.index()][class_index(r.status_code)] += 1;
+        let a = &r.answer;
+        self.requests[a.answered_by.index()][class_index(a.status_code)] += 1;
         self.request_duration.observe(r.duration);
         self.ttfb.observe(r.ttfb);
         self.bytes_out = self.bytes_out.saturating_add(r.response_size);
         self.bytes_in = self.bytes_in.saturating_add(r.request_size);
-        self.cache[cache_index(r.cache_status)] += 1;
+        self.cache[cache_index(a.cache_status)] += 1;
     }
 }
 

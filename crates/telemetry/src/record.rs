@@ -20,6 +20,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize, Serializer};
 
 /// One request, as the pipeline's last phase saw it.
+///
+/// What answered it (site, target, status, outcome) is an [`Answer`] that
+/// records may share: every request a kept answer serves has the same one,
+/// so its record costs one reference count instead of a copy of each
+/// field, and its JSON is written once per run of records. Serialized, the
+/// answer's fields sit in the record's object like its own.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AccessRecord {
     /// When the request arrived.
@@ -27,6 +33,40 @@ pub struct AccessRecord {
     pub timestamp: SystemTime,
     /// The request id (`x-ledge-id`; up to 24 bytes are kept inline).
     pub request_id: compact_str::CompactString,
+    /// What answered the request.
+    #[serde(flatten)]
+    pub answer: Arc<Answer>,
+    /// Request body bytes received.
+    pub request_size: u64,
+    /// Response bytes sent (body).
+    pub response_size: u64,
+    /// Time from request head to the last response byte.
+    #[serde(with = "millis")]
+    pub duration: Duration,
+    /// Time from request head to the response head.
+    #[serde(rename = "time_to_first_byte", with = "millis")]
+    pub ttfb: Duration,
+    /// The client address (after trusted-proxy handling).
+    pub client_ip: Option<IpAddr>,
+    /// ISO 3166 country code of the client, if known.
+    pub country: Option<String>,
+    /// The `User-Agent` header.
+    pub user_agent: Option<String>,
+    /// The `Referer` header.
+    pub referrer: Option<String>,
+    /// Negotiated TLS version (`TLSv1.3`), `None` on plain HTTP.
+    pub tls_version: Option<Cow<'static, str>>,
+    /// `HTTP/1.1`, `HTTP/2`, ….
+    pub http_version: Cow<'static, str>,
+    /// The class of error, if the edge answered with one of its own or the
+    /// response did not reach the client whole.
+    pub error_class: Option<ErrorClass>,
+}
+
+/// What answered a request: where it went and what came back, the part of
+/// an [`AccessRecord`] that all requests served by one kept answer share.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Answer {
     /// The site's name.
     #[serde(rename = "site_id")]
     pub site: Arc<str>,
@@ -43,27 +83,8 @@ pub struct AccessRecord {
     pub query: Option<Arc<str>>,
     /// The response status.
     pub status_code: u16,
-    /// Request body bytes received.
-    pub request_size: u64,
-    /// Response bytes sent (body).
-    pub response_size: u64,
-    /// Response `Content-Type` (shared with a kept answer's, when it was
-    /// one).
+    /// Response `Content-Type`.
     pub content_type: Option<Arc<str>>,
-    /// Time from request head to the last response byte.
-    #[serde(with = "millis")]
-    pub duration: Duration,
-    /// Time from request head to the response head.
-    #[serde(rename = "time_to_first_byte", with = "millis")]
-    pub ttfb: Duration,
-    /// The client address (after trusted-proxy handling).
-    pub client_ip: Option<IpAddr>,
-    /// ISO 3166 country code of the client, if known.
-    pub country: Option<String>,
-    /// The `User-Agent` header.
-    pub user_agent: Option<String>,
-    /// The `Referer` header.
-    pub referrer: Option<String>,
     /// What the cache did.
     pub cache_status: CacheStatus,
     /// Which part of the pipeline produced the response.
@@ -76,12 +97,6 @@ pub struct AccessRecord {
     pub firewall_rule: Option<String>,
     /// Why the request was blocked, if it was.
     pub block_reason: Option<String>,
-    /// Negotiated TLS version (`TLSv1.3`), `None` on plain HTTP.
-    pub tls_version: Option<Cow<'static, str>>,
-    /// `HTTP/1.1`, `HTTP/2`, ….
-    pub http_version: Cow<'static, str>,
-    /// The class of error, if the edge answered with one of its own.
-    pub error_class: Option<ErrorClass>,
 }
 
 /// What the HTTP cache did for a request.
@@ -296,7 +311,7 @@ impl Record {
     /// The site the record belongs to.
     pub fn site(&self) -> &str {
         match self {
-            Self::Access(a) => &a.site,
+            Self::Access(a) => &a.answer.site,
             Self::Function(f) => &f.site,
         }
     }
@@ -587,8 +602,8 @@ fn error_class_str(e: ErrorClass) -> &'static str {
 
 /// An access record as one JSON object, fields in declaration order with
 /// `log_type` first, exactly what serde writes for [`AccessRecord`].
-/// With a `cache`, runs of fields that are the same as in the previous
-/// record are copied from it.
+/// With a `cache`, the answer's fields come from the previous line when
+/// the record shares its answer (or has an equal one).
 fn access_json_with(
     out: &mut Vec<u8>,
     a: &AccessRecord,
@@ -603,22 +618,14 @@ fn access_json_with(
     }
     out.extend_from_slice(b"\",\"request_id\":");
     json_str(out, &a.request_id);
-    match cache.as_deref_mut() {
-        Some(c) => c.head(out, a),
-        None => head_fields(out, a),
+    match cache {
+        Some(c) => c.answer(out, &a.answer),
+        None => answer_fields(out, &a.answer),
     }
-    out.extend_from_slice(b",\"path\":");
-    json_str(out, &a.path);
-    out.extend_from_slice(b",\"query\":");
-    json_opt_str(out, a.query.as_deref());
-    out.extend_from_slice(b",\"status_code\":");
-    json_u64(out, u64::from(a.status_code));
     out.extend_from_slice(b",\"request_size\":");
     json_u64(out, a.request_size);
     out.extend_from_slice(b",\"response_size\":");
     json_u64(out, a.response_size);
-    out.extend_from_slice(b",\"content_type\":");
-    json_opt_str(out, a.content_type.as_deref());
     out.extend_from_slice(b",\"duration\":");
     json_millis(out, a.duration);
     out.extend_from_slice(b",\"time_to_first_byte\":");
@@ -654,15 +661,21 @@ fn access_json_with(
     }
     out.extend_from_slice(b",\"referrer\":");
     json_opt_str(out, a.referrer.as_deref());
-    match cache {
-        Some(c) => c.tail(out, a),
-        None => tail_fields(out, a),
+    out.extend_from_slice(b",\"tls_version\":");
+    json_opt_str(out, a.tls_version.as_deref());
+    out.extend_from_slice(b",\"http_version\":");
+    json_str(out, &a.http_version);
+    out.extend_from_slice(b",\"error_class\":");
+    match a.error_class {
+        Some(e) => json_plain(out, error_class_str(e)),
+        None => out.extend_from_slice(b"null"),
     }
     out.push(b'}');
 }
 
-/// `site_id` to `method`: the same for most records of a batch.
-fn head_fields(out: &mut Vec<u8>, a: &AccessRecord) {
+/// The answer's fields, `site_id` to `block_reason`, each with its leading
+/// comma.
+fn answer_fields(out: &mut Vec<u8>, a: &Answer) {
     out.extend_from_slice(b",\"site_id\":");
     json_str(out, &a.site);
     out.extend_from_slice(b",\"deploy_id\":");
@@ -671,11 +684,14 @@ fn head_fields(out: &mut Vec<u8>, a: &AccessRecord) {
     json_str(out, &a.host);
     out.extend_from_slice(b",\"method\":");
     json_str(out, &a.method);
-}
-
-/// `cache_status` to `error_class`: how the request was answered, the same
-/// for most records of a batch.
-fn tail_fields(out: &mut Vec<u8>, a: &AccessRecord) {
+    out.extend_from_slice(b",\"path\":");
+    json_str(out, &a.path);
+    out.extend_from_slice(b",\"query\":");
+    json_opt_str(out, a.query.as_deref());
+    out.extend_from_slice(b",\"status_code\":");
+    json_u64(out, u64::from(a.status_code));
+    out.extend_from_slice(b",\"content_type\":");
+    json_opt_str(out, a.content_type.as_deref());
     out.extend_from_slice(b",\"cache_status\":");
     json_plain(out, a.cache_status.as_str());
     out.extend_from_slice(b",\"answered_by\":");
@@ -688,54 +704,19 @@ fn tail_fields(out: &mut Vec<u8>, a: &AccessRecord) {
     json_opt_str(out, a.firewall_rule.as_deref());
     out.extend_from_slice(b",\"block_reason\":");
     json_opt_str(out, a.block_reason.as_deref());
-    out.extend_from_slice(b",\"tls_version\":");
-    json_opt_str(out, a.tls_version.as_deref());
-    out.extend_from_slice(b",\"http_version\":");
-    json_str(out, &a.http_version);
-    out.extend_from_slice(b",\"error_class\":");
-    match a.error_class {
-        Some(e) => json_plain(out, error_class_str(e)),
-        None => out.extend_from_slice(b"null"),
-    }
 }
 
-/// What a [`LineCache`] keeps of the last record's head fields.
-#[derive(Default)]
-struct HeadKey {
-    site: Option<Arc<str>>,
-    deploy: Option<Arc<str>>,
-    host: Option<Arc<str>>,
-    method: String,
-}
-
-/// What a [`LineCache`] keeps of the last record's tail fields.
-#[derive(Default)]
-struct TailKey {
-    cache_status: CacheStatus,
-    answered_by: Phase,
-    rule: Option<String>,
-    function_name: Option<String>,
-    firewall_rule: Option<String>,
-    block_reason: Option<String>,
-    tls_version: Option<String>,
-    http_version: String,
-    error_class: Option<ErrorClass>,
-}
-
-/// The serialized forms of the runs of fields that the last access record
-/// written had, reused while the next records have the same values (the
-/// dispatcher writes a batch's lines in a row, and most of a site's
-/// traffic shares its site, deploy, host and outcome). Saves about a third
-/// of the work of a line; the bytes are the same as without it.
+/// What the last access line written held, reused by the next lines while
+/// they agree (the dispatcher writes a batch's lines in a row; a kept
+/// answer's records share one [`Answer`], and a site's other traffic often
+/// repeats one too). The bytes are the same as without it.
 #[derive(Default)]
 pub struct LineCache {
     second: Option<u64>,
     /// `YYYY-MM-DDTHH:MM:SS.` of `second`.
     second_text: Vec<u8>,
-    head: Option<HeadKey>,
-    head_text: Vec<u8>,
-    tail: Option<TailKey>,
-    tail_text: Vec<u8>,
+    answer: Option<Arc<Answer>>,
+    answer_text: Vec<u8>,
 }
 
 impl LineCache {
@@ -759,62 +740,18 @@ impl LineCache {
         out.push(b'Z');
     }
 
-    fn head(&mut self, out: &mut Vec<u8>, a: &AccessRecord) {
-        // Records of one deploy share these strings: a pointer compare
-        // mostly decides.
-        let same_arc = |k: &Option<Arc<str>>, v: &Arc<str>| {
-            k.as_ref().is_some_and(|k| Arc::ptr_eq(k, v) || **k == **v)
-        };
-        let same = self.head.as_ref().is_some_and(|k| {
-            same_arc(&k.site, &a.site)
-                && match &a.deploy {
-                    Some(d) => same_arc(&k.deploy, d),
-                    None => k.deploy.is_none(),
-                }
-                && same_arc(&k.host, &a.host)
-                && k.method == a.method
-        });
+    fn answer(&mut self, out: &mut Vec<u8>, a: &Arc<Answer>) {
+        // Records of one kept answer share it: a pointer compare decides.
+        let same = self
+            .answer
+            .as_ref()
+            .is_some_and(|k| Arc::ptr_eq(k, a) || **k == **a);
         if !same {
-            let k = self.head.get_or_insert_with(HeadKey::default);
-            k.site = Some(a.site.clone());
-            k.deploy.clone_from(&a.deploy);
-            k.host = Some(a.host.clone());
-            k.method.clear();
-            k.method.push_str(&a.method);
-            self.head_text.clear();
-            head_fields(&mut self.head_text, a);
+            self.answer = Some(a.clone());
+            self.answer_text.clear();
+            answer_fields(&mut self.answer_text, a);
         }
-        out.extend_from_slice(&self.head_text);
-    }
-
-    fn tail(&mut self, out: &mut Vec<u8>, a: &AccessRecord) {
-        let same = self.tail.as_ref().is_some_and(|k| {
-            k.cache_status == a.cache_status
-                && k.answered_by == a.answered_by
-                && k.error_class == a.error_class
-                && k.rule == a.rule
-                && k.function_name == a.function_name
-                && k.firewall_rule == a.firewall_rule
-                && k.block_reason == a.block_reason
-                && k.tls_version.as_deref() == a.tls_version.as_deref()
-                && k.http_version == a.http_version
-        });
-        if !same {
-            let k = self.tail.get_or_insert_with(TailKey::default);
-            k.cache_status = a.cache_status;
-            k.answered_by = a.answered_by;
-            k.error_class = a.error_class;
-            k.rule.clone_from(&a.rule);
-            k.function_name.clone_from(&a.function_name);
-            k.firewall_rule.clone_from(&a.firewall_rule);
-            k.block_reason.clone_from(&a.block_reason);
-            k.tls_version = a.tls_version.as_deref().map(str::to_owned);
-            k.http_version.clear();
-            k.http_version.push_str(&a.http_version);
-            self.tail_text.clear();
-            tail_fields(&mut self.tail_text, a);
-        }
-        out.extend_from_slice(&self.tail_text);
+        out.extend_from_slice(&self.answer_text);
     }
 }
 
@@ -997,28 +934,30 @@ mod tests {
         AccessRecord {
             timestamp: UNIX_EPOCH + Duration::from_millis(1_795_867_545_123),
             request_id: "0123456789abcdef".into(),
-            site: "blog".into(),
-            deploy: Some("6749a4c5e8b1f2a3c4d5e6f7".into()),
-            host: "blog.example".into(),
-            method: "GET".into(),
-            path: "/a b/\"q\"\\\u{1}\u{1f}\t\n\r\u{8}\u{c}é😀\u{7f}/".into(),
-            query: Some("x=1&y=%20".into()),
-            status_code: 404,
+            answer: Arc::new(Answer {
+                site: "blog".into(),
+                deploy: Some("6749a4c5e8b1f2a3c4d5e6f7".into()),
+                host: "blog.example".into(),
+                method: "GET".into(),
+                path: "/a b/\"q\"\\\u{1}\u{1f}\t\n\r\u{8}\u{c}é😀\u{7f}/".into(),
+                query: Some("x=1&y=%20".into()),
+                status_code: 404,
+                content_type: Some("text/html; charset=utf-8".into()),
+                cache_status: CacheStatus::Stale,
+                answered_by: Phase::Proxy,
+                rule: Some("_redirects:12".into()),
+                function_name: None,
+                firewall_rule: None,
+                block_reason: None,
+            }),
             request_size: 0,
             response_size: 123_456_789,
-            content_type: Some("text/html; charset=utf-8".into()),
             duration: Duration::from_micros(3_621),
             ttfb: Duration::from_micros(257),
             client_ip: Some("2001:db8::1".parse().unwrap()),
             country: Some("DE".into()),
             user_agent: Some("curl/8 \"quoted\"".into()),
             referrer: None,
-            cache_status: CacheStatus::Stale,
-            answered_by: Phase::Proxy,
-            rule: Some("_redirects:12".into()),
-            function_name: None,
-            firewall_rule: None,
-            block_reason: None,
             tls_version: Some("TLSv1.3".into()),
             http_version: "HTTP/2".into(),
             error_class: Some(ErrorClass::UpstreamTimeout),
@@ -1031,13 +970,14 @@ mod tests {
     fn hand_written_access_json_equals_serde() {
         let base = awkward();
         let mut empty = base.clone();
-        empty.deploy = None;
-        empty.query = None;
-        empty.content_type = None;
+        let answer = Arc::make_mut(&mut empty.answer);
+        answer.deploy = None;
+        answer.query = None;
+        answer.content_type = None;
+        answer.rule = None;
         empty.client_ip = None;
         empty.country = None;
         empty.user_agent = None;
-        empty.rule = None;
         empty.tls_version = None;
         empty.error_class = None;
         empty.duration = Duration::ZERO;
@@ -1132,43 +1072,49 @@ mod tests {
     }
 
     /// Lines written with a cache are the bytes written without one, for
-    /// runs of records whose head and tail fields change in every way.
+    /// runs of records that share their answer, have equal ones, or differ
+    /// in any field.
     #[test]
     fn cached_lines_equal_uncached_ones() {
         let base = awkward();
         type Change = fn(&mut AccessRecord, u64);
-        let changes: [Change; 17] = [
+        let changes: [Change; 19] = [
             |_, _| {},
             |a, i| a.timestamp += Duration::from_millis(i * 337),
-            |a, i| a.site = format!("site{}", i % 3).into(),
-            |a, i| a.deploy = (i % 2 == 0).then(|| format!("d{i}").into()),
-            |a, i| a.host = format!("h{}.example", i % 2).into(),
+            |a, i| Arc::make_mut(&mut a.answer).site = format!("site{}", i % 3).into(),
             |a, i| {
-                a.method = if i % 2 == 0 {
+                Arc::make_mut(&mut a.answer).deploy = (i % 2 == 0).then(|| format!("d{i}").into())
+            },
+            |a, i| Arc::make_mut(&mut a.answer).host = format!("h{}.example", i % 2).into(),
+            |a, i| {
+                Arc::make_mut(&mut a.answer).method = if i % 2 == 0 {
                     "POST".into()
                 } else {
                     "M\"X".to_string().into()
                 }
             },
-            |a, i| a.path = format!("/p/{i}").into(),
+            |a, i| Arc::make_mut(&mut a.answer).path = format!("/p/{i}").into(),
             |a, i| {
-                a.cache_status = if i % 2 == 0 {
+                Arc::make_mut(&mut a.answer).cache_status = if i % 2 == 0 {
                     CacheStatus::Hit
                 } else {
                     CacheStatus::Miss
                 }
             },
             |a, i| {
-                a.answered_by = if i % 2 == 0 {
+                Arc::make_mut(&mut a.answer).answered_by = if i % 2 == 0 {
                     Phase::Proxy
                 } else {
                     Phase::Redirect
                 }
             },
-            |a, i| a.rule = (i % 3 != 0).then(|| format!("_redirects:{i}")),
-            |a, i| a.function_name = (i % 2 == 0).then(|| "fn".into()),
-            |a, i| a.firewall_rule = (i % 2 == 0).then(|| "fw\n".into()),
-            |a, i| a.block_reason = (i % 2 == 0).then(|| "why".into()),
+            |a, i| {
+                Arc::make_mut(&mut a.answer).rule = (i % 3 != 0).then(|| format!("_redirects:{i}"))
+            },
+            |a, i| Arc::make_mut(&mut a.answer).function_name = (i % 2 == 0).then(|| "fn".into()),
+            |a, i| Arc::make_mut(&mut a.answer).firewall_rule = (i % 2 == 0).then(|| "fw\n".into()),
+            |a, i| Arc::make_mut(&mut a.answer).block_reason = (i % 2 == 0).then(|| "why".into()),
+            |a, i| Arc::make_mut(&mut a.answer).status_code = 200 + (i % 3) as u16,
             |a, i| a.tls_version = (i % 2 == 0).then_some(Cow::Borrowed("TLSv1.3")),
             |a, i| {
                 a.http_version = if i % 2 == 0 {
@@ -1179,6 +1125,8 @@ mod tests {
             },
             |a, i| a.error_class = (i % 2 == 0).then_some(ErrorClass::Blocked),
             |a, i| a.timestamp = UNIX_EPOCH + Duration::from_millis(253_402_300_799_000 + i),
+            // An equal answer in a new allocation.
+            |a, _| a.answer = Arc::new((*a.answer).clone()),
         ];
         for pii in [false, true] {
             let mut cache = LineCache::default();
@@ -1188,7 +1136,7 @@ mod tests {
                 let r = i.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 7;
                 for k in 0..3 {
                     if (r >> (k * 8)) % 3 == 0 {
-                        changes[((r >> (k * 8 + 2)) % 17) as usize](&mut a, i);
+                        changes[((r >> (k * 8 + 2)) % 19) as usize](&mut a, i);
                     }
                 }
                 let record = Record::Access(Box::new(a.clone()));

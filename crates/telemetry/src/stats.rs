@@ -149,11 +149,11 @@ impl Bucket {
 
     /// Counts a request.
     pub fn add_access(&mut self, r: &AccessRecord) {
-        let c = &mut self.counters;
+        let (a, c) = (&r.answer, &mut self.counters);
         c.requests += 1;
         c.bytes_out += r.response_size;
         c.bytes_in += r.request_size;
-        match r.status_code {
+        match a.status_code {
             100..=199 => c.status_1xx += 1,
             200..=299 => c.status_2xx += 1,
             300..=399 => c.status_3xx += 1,
@@ -161,15 +161,15 @@ impl Bucket {
             500..=599 => c.status_5xx += 1,
             _ => {}
         }
-        if r.cache_status.is_hit() {
+        if a.cache_status.is_hit() {
             c.cache_hits += 1;
-        } else if r.cache_status == crate::record::CacheStatus::Miss {
+        } else if a.cache_status == crate::record::CacheStatus::Miss {
             c.cache_misses += 1;
         }
         if r.error_class.is_some() {
             c.edge_errors += 1;
         }
-        self.top_paths.insert(&r.path);
+        self.top_paths.insert(&a.path);
         if let Some(referrer) = r.referrer.as_deref().filter(|s| !s.is_empty()) {
             self.top_referrers.insert(referrer);
         }
@@ -525,34 +525,37 @@ pub fn unix_secs(t: SystemTime) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::{CacheStatus, Phase};
+    use crate::record::{Answer, CacheStatus, Phase};
+    use std::sync::Arc;
 
     fn req(site: &str, secs: u64, status: u16) -> Record {
         Record::Access(Box::new(AccessRecord {
             timestamp: UNIX_EPOCH + Duration::from_secs(secs),
             request_id: "r".into(),
-            site: site.into(),
-            deploy: None,
-            host: "h".into(),
-            method: "GET".into(),
-            path: "/".into(),
-            query: None,
-            status_code: status,
+            answer: Arc::new(Answer {
+                site: site.into(),
+                deploy: None,
+                host: "h".into(),
+                method: "GET".into(),
+                path: "/".into(),
+                query: None,
+                status_code: status,
+                content_type: None,
+                cache_status: CacheStatus::None,
+                answered_by: Phase::Static,
+                rule: None,
+                function_name: None,
+                firewall_rule: None,
+                block_reason: None,
+            }),
             request_size: 0,
             response_size: 10,
-            content_type: None,
             duration: Duration::from_millis(2),
             ttfb: Duration::from_millis(1),
             client_ip: None,
             country: None,
             user_agent: None,
             referrer: None,
-            cache_status: CacheStatus::None,
-            answered_by: Phase::Static,
-            rule: None,
-            function_name: None,
-            firewall_rule: None,
-            block_reason: None,
             tls_version: None,
             http_version: "HTTP/1.1".into(),
             error_class: None,

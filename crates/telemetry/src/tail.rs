@@ -89,7 +89,7 @@ impl TailFilter {
             return false;
         }
         let status = match r {
-            Record::Access(a) => Some(a.status_code),
+            Record::Access(a) => Some(a.answer.status_code),
             Record::Function(f) => {
                 if !self.functions {
                     return false;

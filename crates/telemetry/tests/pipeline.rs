@@ -312,10 +312,11 @@ fn mix() -> Vec<Record> {
         let site = ["blog", "shop", "docs"][(i % 3) as usize];
         let mut r = access(site, i);
         r.timestamp = UNIX_EPOCH + Duration::from_secs(base + (i % 180));
-        r.status_code = [200, 200, 304, 404, 500, 502, 101, 201][(i % 8) as usize];
+        Arc::make_mut(&mut r.answer).status_code =
+            [200, 200, 304, 404, 500, 502, 101, 201][(i % 8) as usize];
         r.response_size = i * 7 % 5000;
         r.request_size = i % 13;
-        r.cache_status = [
+        Arc::make_mut(&mut r.answer).cache_status = [
             CacheStatus::Hit,
             CacheStatus::Miss,
             CacheStatus::Stale,
@@ -323,7 +324,7 @@ fn mix() -> Vec<Record> {
             CacheStatus::Bypass,
         ][(i % 5) as usize];
         r.error_class = (i % 11 == 0).then_some(ledge_telemetry::ErrorClass::Internal);
-        r.path = format!("/p/{}", i % 97).into();
+        Arc::make_mut(&mut r.answer).path = format!("/p/{}", i % 97).into();
         r.country = Some(["DE", "FR", "US", "JP"][(i % 4) as usize].into());
         r.duration = Duration::from_micros(100 + i * 37 % 100_000);
         out.push(Record::Access(Box::new(r)));
@@ -355,7 +356,7 @@ fn expected(records: &[Record]) -> BTreeMap<(String, u64), Counters> {
                 c.requests += 1;
                 c.bytes_out += a.response_size;
                 c.bytes_in += a.request_size;
-                match a.status_code / 100 {
+                match a.answer.status_code / 100 {
                     1 => c.status_1xx += 1,
                     2 => c.status_2xx += 1,
                     3 => c.status_3xx += 1,
@@ -363,10 +364,10 @@ fn expected(records: &[Record]) -> BTreeMap<(String, u64), Counters> {
                     5 => c.status_5xx += 1,
                     _ => {}
                 }
-                if matches!(a.cache_status, CacheStatus::Hit | CacheStatus::Stale) {
+                if matches!(a.answer.cache_status, CacheStatus::Hit | CacheStatus::Stale) {
                     c.cache_hits += 1;
                 }
-                if a.cache_status == CacheStatus::Miss {
+                if a.answer.cache_status == CacheStatus::Miss {
                     c.cache_misses += 1;
                 }
                 if a.error_class.is_some() {
@@ -445,7 +446,7 @@ async fn exact_counters_match_a_known_mix() {
         let mut truth: BTreeMap<String, u64> = BTreeMap::new();
         for r in &records {
             if let Record::Access(a) = r {
-                if &*a.site == site {
+                if &*a.answer.site == site {
                     *truth.entry(a.country.clone().unwrap()).or_default() += 1;
                 }
             }
@@ -564,7 +565,7 @@ async fn live_tail_filters_by_site_kind_and_status() {
     });
     for (i, status) in [200u16, 503, 404, 500].into_iter().enumerate() {
         let mut r = access("blog", i as u64);
-        r.status_code = status;
+        Arc::make_mut(&mut r.answer).status_code = status;
         t.record_access(r);
         t.record_access(access("other", i as u64));
     }
@@ -572,7 +573,7 @@ async fn live_tail_filters_by_site_kind_and_status() {
     let statuses: Vec<u16> = [next(&mut errors).await, next(&mut errors).await]
         .iter()
         .map(|r| match &**r {
-            Record::Access(a) => a.status_code,
+            Record::Access(a) => a.answer.status_code,
             _ => 0,
         })
         .collect();
@@ -607,9 +608,9 @@ async fn prometheus_output_parses() {
     let (t, bg) = Telemetry::start(TelemetryConfig::default()).unwrap();
     for i in 0..10 {
         let mut r = access("blog", i);
-        r.status_code = if i < 7 { 200 } else { 503 };
-        r.answered_by = if i < 7 { Phase::Static } else { Phase::Proxy };
-        r.cache_status = CacheStatus::Hit;
+        Arc::make_mut(&mut r.answer).status_code = if i < 7 { 200 } else { 503 };
+        Arc::make_mut(&mut r.answer).answered_by = if i < 7 { Phase::Static } else { Phase::Proxy };
+        Arc::make_mut(&mut r.answer).cache_status = CacheStatus::Hit;
         t.record_access(r);
     }
     // Access records are counted when the dispatcher takes them (within a

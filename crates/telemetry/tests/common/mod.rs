@@ -6,8 +6,10 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use std::sync::Arc;
+
 use ledge_telemetry::{
-    AccessRecord, CacheStatus, ConsoleLine, ErrorClass, FunctionRecord, Outcome, Phase,
+    AccessRecord, Answer, CacheStatus, ConsoleLine, ErrorClass, FunctionRecord, Outcome, Phase,
 };
 
 /// An access record with every field set.
@@ -15,28 +17,30 @@ pub fn access(site: &str, i: u64) -> AccessRecord {
     AccessRecord {
         timestamp: UNIX_EPOCH + Duration::from_millis(1_795_867_545_123 + i),
         request_id: format!("req-{site}-{i}").into(),
-        site: site.into(),
-        deploy: Some("dep123".into()),
-        host: format!("{site}.ledge.example").into(),
-        method: "GET".into(),
-        path: format!("/posts/{}", i % 7).into(),
-        query: Some("page=2".into()),
-        status_code: 200,
+        answer: Arc::new(Answer {
+            site: site.into(),
+            deploy: Some("dep123".into()),
+            host: format!("{site}.ledge.example").into(),
+            method: "GET".into(),
+            path: format!("/posts/{}", i % 7).into(),
+            query: Some("page=2".into()),
+            status_code: 200,
+            content_type: Some("text/html; charset=utf-8".into()),
+            cache_status: CacheStatus::Miss,
+            answered_by: Phase::Proxy,
+            rule: Some("_redirects:3".into()),
+            function_name: None,
+            firewall_rule: None,
+            block_reason: None,
+        }),
         request_size: 0,
         response_size: 1234,
-        content_type: Some("text/html; charset=utf-8".into()),
         duration: Duration::from_micros(1500),
         ttfb: Duration::from_micros(700),
         client_ip: Some(IpAddr::V4(Ipv4Addr::new(203, 0, 113, 9))),
         country: Some("DE".into()),
         user_agent: Some("curl/8.5".into()),
         referrer: Some("https://news.example/".into()),
-        cache_status: CacheStatus::Miss,
-        answered_by: Phase::Proxy,
-        rule: Some("_redirects:3".into()),
-        function_name: None,
-        firewall_rule: None,
-        block_reason: None,
         tls_version: Some("TLSv1.3".into()),
         http_version: "HTTP/2".into(),
         error_class: Some(ErrorClass::UpstreamTimeout),
