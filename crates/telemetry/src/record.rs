@@ -549,42 +549,113 @@ const OCTETS: [([u8; 3], u8); 256] = {
     t
 };
 
-/// Appends one byte's value in decimal (an IPv4 address part).
-fn octet(out: &mut Vec<u8>, v: u8) {
-    let (digits, len) = &OCTETS[usize::from(v)];
-    out.extend_from_slice(&digits[..usize::from(*len)]);
-}
-
 /// Appends an unsigned integer in decimal.
 fn json_u64(out: &mut Vec<u8>, n: u64) {
     out.extend_from_slice(ledge_core::num::decimal_bytes(n, &mut [0; 20]));
 }
 
-/// Milliseconds with microsecond precision (`3.621`), the same number serde
-/// writes for `micros as f64 / 1000.0`.
-fn json_millis(out: &mut Vec<u8>, d: Duration) {
-    // In u64 (the u128 of `as_micros` divides by a library call).
-    let micros = d
-        .as_secs()
-        .saturating_mul(1_000_000)
-        .saturating_add(u64::from(d.subsec_micros()));
-    json_u64(out, micros / 1000);
-    let frac = micros % 1000;
-    let digits = [
-        b'0' + (frac / 100) as u8,
-        b'0' + (frac / 10 % 10) as u8,
-        b'0' + (frac % 10) as u8,
-    ];
-    // `.0` for a whole number, else without trailing zeros.
-    let len = if frac % 10 != 0 {
-        3
-    } else if frac % 100 != 0 {
-        2
-    } else {
-        1
-    };
-    out.push(b'.');
-    out.extend_from_slice(&digits[..len]);
+/// Bounded parts of a line (numbers, an IPv4 address, names) gathered on the
+/// stack and appended to the line in one copy: each piece is a few stores
+/// instead of a capacity check and a call to copy a few bytes.
+struct Scratch {
+    buf: [u8; SCRATCH],
+    len: usize,
+}
+
+/// Room for the longest run written through a [`Scratch`]: the four
+/// numbers at their widest (20 digits each, and `.` and three for the two
+/// durations), their names, and an IPv4 client, 185 bytes in all.
+const SCRATCH: usize = 256;
+
+impl Scratch {
+    fn new() -> Self {
+        Self {
+            buf: [0; SCRATCH],
+            len: 0,
+        }
+    }
+
+    fn written(&self) -> &[u8] {
+        // `len` never passes the buffer (the runs written are bounded).
+        &self.buf[..self.len.min(SCRATCH)]
+    }
+
+    #[inline(always)]
+    fn lit<const N: usize>(&mut self, s: &[u8; N]) {
+        if let Some(d) = self.buf.get_mut(self.len..self.len + N) {
+            d.copy_from_slice(s);
+            self.len += N;
+        }
+    }
+
+    #[inline(always)]
+    fn byte(&mut self, b: u8) {
+        if let Some(d) = self.buf.get_mut(self.len) {
+            *d = b;
+            self.len += 1;
+        }
+    }
+
+    /// `v` in decimal, two digits at a time from its last.
+    #[inline(always)]
+    fn u64(&mut self, mut v: u64) {
+        let width = v.checked_ilog10().map_or(1, |l| l as usize + 1);
+        let Some(d) = self.buf.get_mut(self.len..self.len + width) else {
+            return;
+        };
+        let mut i = width;
+        while v >= 100 {
+            i -= 2;
+            d[i..i + 2].copy_from_slice(&ledge_core::num::two_digits(v));
+            v /= 100;
+        }
+        if v >= 10 {
+            d[..2].copy_from_slice(&ledge_core::num::two_digits(v));
+        } else {
+            d[0] = b'0' + v as u8;
+        }
+        self.len += width;
+    }
+
+    /// Milliseconds with microsecond precision (`3.621`), the same number
+    /// serde writes for `micros as f64 / 1000.0`: `.0` for a whole number,
+    /// else without trailing zeros.
+    #[inline(always)]
+    fn millis(&mut self, d: Duration) {
+        let micros = d
+            .as_secs()
+            .saturating_mul(1_000_000)
+            .saturating_add(u64::from(d.subsec_micros()));
+        self.u64(micros / 1000);
+        let frac = micros % 1000;
+        let len = if frac % 10 != 0 {
+            3
+        } else if frac % 100 != 0 {
+            2
+        } else {
+            1
+        };
+        // All three digits are stored; only `len` of them are kept.
+        if let Some(t) = self.buf.get_mut(self.len..self.len + 4) {
+            t.copy_from_slice(&[
+                b'.',
+                b'0' + (frac / 100) as u8,
+                b'0' + (frac / 10 % 10) as u8,
+                b'0' + (frac % 10) as u8,
+            ]);
+            self.len += 1 + len;
+        }
+    }
+
+    /// A byte value in decimal.
+    #[inline(always)]
+    fn octet(&mut self, v: u8) {
+        let (digits, len) = &OCTETS[usize::from(v)];
+        if let Some(t) = self.buf.get_mut(self.len..self.len + 3) {
+            t.copy_from_slice(digits);
+            self.len += usize::from(*len);
+        }
+    }
 }
 
 fn error_class_str(e: ErrorClass) -> &'static str {
@@ -618,41 +689,47 @@ fn access_json_with(
     }
     out.extend_from_slice(b"\",\"request_id\":");
     json_str(out, &a.request_id);
-    match cache {
+    match cache.as_deref_mut() {
         Some(c) => c.answer(out, &a.answer),
         None => answer_fields(out, &a.answer),
     }
-    out.extend_from_slice(b",\"request_size\":");
-    json_u64(out, a.request_size);
-    out.extend_from_slice(b",\"response_size\":");
-    json_u64(out, a.response_size);
-    out.extend_from_slice(b",\"duration\":");
-    json_millis(out, a.duration);
-    out.extend_from_slice(b",\"time_to_first_byte\":");
-    json_millis(out, a.ttfb);
+    // The numbers and an IPv4 client: bounded, so written on the stack and
+    // appended in one copy.
+    let mut n = Scratch::new();
+    n.lit(b",\"request_size\":");
+    n.u64(a.request_size);
+    n.lit(b",\"response_size\":");
+    n.u64(a.response_size);
+    n.lit(b",\"duration\":");
+    n.millis(a.duration);
+    n.lit(b",\"time_to_first_byte\":");
+    n.millis(a.ttfb);
     if !exclude_pii {
-        out.extend_from_slice(b",\"client_ip\":");
+        n.lit(b",\"client_ip\":");
         match a.client_ip {
             Some(std::net::IpAddr::V4(v4)) => {
                 let [a, b, c, d] = v4.octets();
-                out.push(b'"');
-                octet(out, a);
-                out.push(b'.');
-                octet(out, b);
-                out.push(b'.');
-                octet(out, c);
-                out.push(b'.');
-                octet(out, d);
-                out.push(b'"');
+                n.byte(b'"');
+                n.octet(a);
+                n.byte(b'.');
+                n.octet(b);
+                n.byte(b'.');
+                n.octet(c);
+                n.byte(b'.');
+                n.octet(d);
+                n.byte(b'"');
             }
             Some(ip) => {
+                out.extend_from_slice(n.written());
+                n = Scratch::new();
                 out.push(b'"');
                 let _ = write!(out, "{ip}");
                 out.push(b'"');
             }
-            None => out.extend_from_slice(b"null"),
+            None => n.lit(b"null"),
         }
     }
+    out.extend_from_slice(n.written());
     out.extend_from_slice(b",\"country\":");
     json_opt_str(out, a.country.as_deref());
     if !exclude_pii {
@@ -661,6 +738,15 @@ fn access_json_with(
     }
     out.extend_from_slice(b",\"referrer\":");
     json_opt_str(out, a.referrer.as_deref());
+    match cache {
+        Some(c) => c.last(out, a),
+        None => last_fields(out, a),
+    }
+    out.push(b'}');
+}
+
+/// `tls_version` to `error_class`: the same for most records of a batch.
+fn last_fields(out: &mut Vec<u8>, a: &AccessRecord) {
     out.extend_from_slice(b",\"tls_version\":");
     json_opt_str(out, a.tls_version.as_deref());
     out.extend_from_slice(b",\"http_version\":");
@@ -670,7 +756,6 @@ fn access_json_with(
         Some(e) => json_plain(out, error_class_str(e)),
         None => out.extend_from_slice(b"null"),
     }
-    out.push(b'}');
 }
 
 /// The answer's fields, `site_id` to `block_reason`, each with its leading
@@ -717,6 +802,9 @@ pub struct LineCache {
     second_text: Vec<u8>,
     answer: Option<Arc<Answer>>,
     answer_text: Vec<u8>,
+    /// `tls_version`, `http_version` and `error_class` of `last_text`.
+    last: Option<(Option<String>, String, Option<ErrorClass>)>,
+    last_text: Vec<u8>,
 }
 
 impl LineCache {
@@ -752,6 +840,24 @@ impl LineCache {
             answer_fields(&mut self.answer_text, a);
         }
         out.extend_from_slice(&self.answer_text);
+    }
+
+    fn last(&mut self, out: &mut Vec<u8>, a: &AccessRecord) {
+        let same = self.last.as_ref().is_some_and(|(tls, http, error)| {
+            tls.as_deref() == a.tls_version.as_deref()
+                && *http == a.http_version
+                && *error == a.error_class
+        });
+        if !same {
+            self.last = Some((
+                a.tls_version.as_deref().map(str::to_owned),
+                a.http_version.to_string(),
+                a.error_class,
+            ));
+            self.last_text.clear();
+            last_fields(&mut self.last_text, a);
+        }
+        out.extend_from_slice(&self.last_text);
     }
 }
 
@@ -986,7 +1092,17 @@ mod tests {
         durations.duration = Duration::from_micros(1_500);
         durations.ttfb = Duration::from_nanos(999);
         durations.client_ip = Some("203.0.113.7".parse().unwrap());
-        for a in [base, empty, durations] {
+        // Every bounded field at its widest: the stack buffer must hold them.
+        let mut widest = base.clone();
+        widest.request_size = u64::MAX;
+        widest.response_size = u64::MAX - 1;
+        // (Wider durations than these are past what an f64 holds exactly,
+        // so serde's number would differ; `scratch_holds_the_widest_run`
+        // covers them.)
+        widest.duration = Duration::from_micros(999_999_999_999_999);
+        widest.ttfb = Duration::from_micros(123_456_789_012_345);
+        widest.client_ip = Some("255.255.255.255".parse().unwrap());
+        for a in [base, empty, durations, widest] {
             for pii in [false, true] {
                 let mut reference = b"{\"log_type\":\"traffic\",".to_vec();
                 let at = reference.len();
@@ -1028,11 +1144,14 @@ mod tests {
             let mut out = Vec::new();
             json_u64(&mut out, n);
             assert_eq!(String::from_utf8(out).unwrap(), n.to_string());
+            let mut s = Scratch::new();
+            s.u64(n);
+            assert_eq!(s.written(), n.to_string().as_bytes());
         }
         for v in 0..=255u8 {
-            let mut out = Vec::new();
-            octet(&mut out, v);
-            assert_eq!(String::from_utf8(out).unwrap(), v.to_string());
+            let mut s = Scratch::new();
+            s.octet(v);
+            assert_eq!(s.written(), v.to_string().as_bytes());
         }
         let mut micros: Vec<u64> = (0..2_100).collect();
         micros.extend([
@@ -1045,15 +1164,15 @@ mod tests {
             86_400_000_001,
         ]);
         for m in micros {
-            let mut out = Vec::new();
-            json_millis(&mut out, Duration::from_micros(m));
+            let mut s = Scratch::new();
+            s.millis(Duration::from_micros(m));
             let want = serde_json::to_string(&(m as f64 / 1000.0)).unwrap();
-            assert_eq!(String::from_utf8(out).unwrap(), want, "{m} µs");
+            assert_eq!(String::from_utf8_lossy(s.written()), want, "{m} µs");
         }
         // Sub-microsecond parts are cut, as `as_micros` does.
-        let mut out = Vec::new();
-        json_millis(&mut out, Duration::from_nanos(1_999));
-        assert_eq!(out, b"0.001");
+        let mut s = Scratch::new();
+        s.millis(Duration::from_nanos(1_999));
+        assert_eq!(s.written(), b"0.001");
         let mut secs: Vec<u64> = vec![0, 59, 60, 3_599, 86_399, 86_400, 951_782_400, 1_795_867_545];
         // Up to 9999-12-31T23:59:59 and past it (five-digit years).
         secs.extend([253_402_300_799, 253_402_300_800, 4_000_000_000_000]);
@@ -1149,6 +1268,37 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// The longest run the line writes on the stack fits, byte for byte.
+    #[test]
+    fn scratch_holds_the_widest_run() {
+        let mut n = Scratch::new();
+        n.lit(b",\"request_size\":");
+        n.u64(u64::MAX);
+        n.lit(b",\"response_size\":");
+        n.u64(u64::MAX);
+        n.lit(b",\"duration\":");
+        n.millis(Duration::MAX);
+        n.lit(b",\"time_to_first_byte\":");
+        n.millis(Duration::MAX);
+        n.lit(b",\"client_ip\":");
+        n.byte(b'"');
+        for (i, v) in [255u8; 4].into_iter().enumerate() {
+            if i > 0 {
+                n.byte(b'.');
+            }
+            n.octet(v);
+        }
+        n.byte(b'"');
+        let want = format!(
+            ",\"request_size\":{m},\"response_size\":{m},\"duration\":{ms}.615,\
+             \"time_to_first_byte\":{ms}.615,\"client_ip\":\"255.255.255.255\"",
+            m = u64::MAX,
+            ms = u64::MAX / 1000,
+        );
+        assert_eq!(String::from_utf8_lossy(n.written()), want);
+        assert!(want.len() <= SCRATCH);
     }
 
     #[test]
