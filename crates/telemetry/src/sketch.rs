@@ -48,19 +48,33 @@ impl TopK {
 
     /// Counts one occurrence of `key`.
     pub fn insert(&mut self, key: &str) {
-        self.total += 1;
+        self.insert_n(key, 1);
+    }
+
+    /// Counts `n` occurrences of `key` in a row: the same summary as `n`
+    /// calls of [`TopK::insert`], in one lookup when `key` has a counter or
+    /// there is room for one.
+    pub fn insert_n(&mut self, key: &str, mut n: u64) {
         let key = truncate(key);
-        if let Some(c) = self.counters.get_mut(key) {
-            *c += 1;
-        } else if self.counters.len() < self.capacity {
-            self.counters.insert(key.to_owned(), 1);
-        } else {
+        while n > 0 {
+            if let Some(c) = self.counters.get_mut(key) {
+                *c += n;
+                self.total += n;
+                return;
+            }
+            if self.counters.len() < self.capacity {
+                self.counters.insert(key.to_owned(), n);
+                self.total += n;
+                return;
+            }
             // The new item and every counter lose one: `capacity + 1` units
             // of count are discarded, which bounds the error.
+            self.total += 1;
             self.counters.retain(|_, c| {
                 *c -= 1;
                 *c > 0
             });
+            n -= 1;
         }
     }
 
@@ -389,6 +403,32 @@ impl QuantileSketch {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `insert_n` leaves the summary exactly as the same inserts one at a
+    /// time, when the key is counted, when there is room, and when the
+    /// summary is full and the key must push others out.
+    #[test]
+    fn insert_n_is_n_inserts() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for capacity in [1, 3, 8] {
+            let (mut one, mut runs) = (TopK::new(capacity), TopK::new(capacity));
+            for _ in 0..2_000 {
+                let key = format!("k{}", next() % 12);
+                let n = next() % 6;
+                for _ in 0..n {
+                    one.insert(&key);
+                }
+                runs.insert_n(&key, n);
+                assert_eq!(one, runs);
+            }
+        }
+    }
 
     /// A small deterministic generator (xorshift64*), so tests need no
     /// extra crate and always see the same stream.

@@ -22,7 +22,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::record::{AccessRecord, FunctionRecord, Record};
+use crate::record::{AccessRecord, Answer, FunctionRecord, Record};
 use crate::sketch::{QuantileSketch, TopK};
 
 /// Counters kept for the top paths.
@@ -149,6 +149,13 @@ impl Bucket {
 
     /// Counts a request.
     pub fn add_access(&mut self, r: &AccessRecord) {
+        self.add_access_but_path(r);
+        self.top_paths.insert(&r.answer.path);
+    }
+
+    /// [`Bucket::add_access`] without the path, which the aggregator adds
+    /// once per run of records with one answer.
+    fn add_access_but_path(&mut self, r: &AccessRecord) {
         let (a, c) = (&r.answer, &mut self.counters);
         c.requests += 1;
         c.bytes_out += r.response_size;
@@ -169,7 +176,6 @@ impl Bucket {
         if r.error_class.is_some() {
             c.edge_errors += 1;
         }
-        self.top_paths.insert(&a.path);
         if let Some(referrer) = r.referrer.as_deref().filter(|s| !s.is_empty()) {
             self.top_referrers.insert(referrer);
         }
@@ -394,14 +400,19 @@ pub(crate) struct Aggregator {
     /// a batch mostly share their site and minute, so most need no map
     /// lookup). Every other method puts it back first.
     current: Option<Bucket>,
+    /// The answer of the last records added to `current` and how many
+    /// there were in a row. Their path is counted in `current` when the run
+    /// ends (one summary lookup for the run, not one per record; the summary
+    /// is the same as with a lookup per record).
+    run: Option<(Arc<Answer>, u64)>,
 }
 
 impl Aggregator {
     pub(crate) fn add(&mut self, r: &Record) {
         let start = Resolution::Minute.align(unix_secs(r.timestamp()));
         let site = r.site();
-        match &mut self.current {
-            Some(b) if b.start == start && b.site == site => b.add(r),
+        let b = match &mut self.current {
+            Some(b) if b.start == start && b.site == site => b,
             _ => {
                 self.settle();
                 // Borrowed lookup: the common case allocates nothing.
@@ -409,17 +420,38 @@ impl Aggregator {
                     Some(m) => m,
                     None => self.open.entry(site.to_owned()).or_default(),
                 };
-                let mut b = minutes
+                let b = minutes
                     .remove(&start)
                     .unwrap_or_else(|| Bucket::new(site, Resolution::Minute, start));
-                b.add(r);
-                self.current = Some(b);
+                self.current.insert(b)
             }
+        };
+        match r {
+            Record::Access(a) => {
+                b.add_access_but_path(a);
+                match &mut self.run {
+                    Some((answer, n)) if Arc::ptr_eq(answer, &a.answer) => *n += 1,
+                    run => {
+                        if let Some((answer, n)) = run.replace((a.answer.clone(), 1)) {
+                            b.top_paths.insert_n(&answer.path, n);
+                        }
+                    }
+                }
+            }
+            Record::Function(f) => b.add_function(f),
+        }
+    }
+
+    /// Counts the run's path in the current bucket.
+    fn end_run(&mut self) {
+        if let (Some((answer, n)), Some(b)) = (self.run.take(), self.current.as_mut()) {
+            b.top_paths.insert_n(&answer.path, n);
         }
     }
 
     /// Puts the current bucket back in its place.
     fn settle(&mut self) {
+        self.end_run();
         if let Some(b) = self.current.take() {
             let minutes = match self.open.get_mut(&b.site) {
                 Some(m) => m,
@@ -454,7 +486,8 @@ impl Aggregator {
             .collect()
     }
 
-    pub(crate) fn open_for(&self, site: &str) -> Vec<Bucket> {
+    pub(crate) fn open_for(&mut self, site: &str) -> Vec<Bucket> {
+        self.end_run();
         let mut out: Vec<Bucket> = self
             .open
             .get(site)
@@ -584,6 +617,79 @@ mod tests {
         assert_eq!(agg.open_for("a").len(), 1);
         assert_eq!(agg.take_all().len(), 1);
         assert!(agg.open_for("a").is_empty());
+    }
+
+    /// Records that share an answer are counted in runs; the buckets are
+    /// the same as adding each record on its own, with more paths than the
+    /// path summary holds, and runs cut by other sites, other minutes,
+    /// function records and reads of the open buckets.
+    #[test]
+    fn runs_of_one_answer_count_like_single_records() {
+        let answers = |site: &str| -> Vec<Arc<Answer>> {
+            (0..TOP_PATHS as u64 * 2)
+                .map(|i| {
+                    let Record::Access(a) = req(site, 0, 200) else {
+                        unreachable!()
+                    };
+                    let mut answer = (*a.answer).clone();
+                    answer.path = format!("/p/{}", i % (TOP_PATHS as u64 + 9)).into();
+                    Arc::new(answer)
+                })
+                .collect()
+        };
+        let (for_a, for_b) = (answers("a"), answers("b"));
+        let mut agg = Aggregator::default();
+        let mut want: BTreeMap<(String, u64), Bucket> = BTreeMap::new();
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        for k in 0..20_000u64 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let site = if seed % 11 == 0 { "b" } else { "a" };
+            let t = 60 + (k / 5_000) * 60 + seed % 7;
+            let mut r = req(site, t, 200);
+            if let Record::Access(a) = &mut r {
+                // Mostly long runs of one answer.
+                let answers = if site == "a" { &for_a } else { &for_b };
+                a.answer =
+                    answers[((k / 37 + seed % 3 / 2) % answers.len() as u64) as usize].clone();
+            }
+            if seed % 97 == 0 {
+                r = Record::Function(Box::new(FunctionRecord {
+                    timestamp: UNIX_EPOCH + Duration::from_secs(t),
+                    request_id: "f".into(),
+                    site: site.into(),
+                    deploy: "d".into(),
+                    function_name: "f".into(),
+                    duration: Duration::from_millis(1),
+                    cpu_time: Duration::from_micros(300),
+                    outcome: crate::record::Outcome::Ok,
+                    status_code: Some(200),
+                    method: "GET".into(),
+                    path: "/".into(),
+                    console: Vec::new(),
+                }));
+            }
+            agg.add(&r);
+            want.entry((site.to_owned(), t / 60 * 60))
+                .or_insert_with(|| Bucket::new(site, Resolution::Minute, t))
+                .add(&r);
+            if k % 4_999 == 0 {
+                let open = agg.open_for("a");
+                let open_want: Vec<&Bucket> = want
+                    .iter()
+                    .filter(|((s, _), _)| s == "a")
+                    .map(|(_, b)| b)
+                    .collect();
+                assert_eq!(open.iter().collect::<Vec<_>>(), open_want);
+            }
+        }
+        let got: BTreeMap<(String, u64), Bucket> = agg
+            .take_all()
+            .into_iter()
+            .map(|b| ((b.site.clone(), b.start), b))
+            .collect();
+        assert_eq!(got, want);
     }
 
     #[test]
