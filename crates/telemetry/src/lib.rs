@@ -24,8 +24,9 @@
 //!   (added to the shared atomics once per batch), adds each record to the
 //!   open minute [`stats::Bucket`] of its site, sends it to live-tail
 //!   subscribers, and writes its JSON line into the batch's buffers: one
-//!   for the node drains, one per site with drains. Runs of fields a record
-//!   shares with the previous one come from a [`LineCache`]. Each buffer
+//!   for the node drains, one per site with drains. Fields a record shares
+//!   with the previous one (above all its [`Answer`], which all records of
+//!   a kept answer share) come from a [`LineCache`]. Each buffer
 //!   becomes one shared chunk offered to every drain of its audience. Each
 //!   drain has its own buffer, bounded in lines, so a slow drain loses its
 //!   own lines and nobody else's.
