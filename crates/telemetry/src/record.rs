@@ -1270,6 +1270,19 @@ mod tests {
         }
     }
 
+    /// A line reads back into the record it was written from, the answer's
+    /// fields included.
+    #[test]
+    fn access_lines_read_back() {
+        let a = awkward();
+        let line = Record::Access(Box::new(a.clone())).to_json_line(false);
+        let mut back: AccessRecord = serde_json::from_slice(&line).unwrap();
+        // Lines keep microseconds.
+        back.duration = a.duration;
+        back.ttfb = a.ttfb;
+        assert_eq!(back, a);
+    }
+
     /// The longest run the line writes on the stack fits, byte for byte.
     #[test]
     fn scratch_holds_the_widest_run() {
