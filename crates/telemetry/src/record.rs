@@ -830,14 +830,19 @@ impl LineCache {
 
     fn answer(&mut self, out: &mut Vec<u8>, a: &Arc<Answer>) {
         // Records of one kept answer share it: a pointer compare decides.
-        let same = self
-            .answer
-            .as_ref()
-            .is_some_and(|k| Arc::ptr_eq(k, a) || **k == **a);
-        if !same {
-            self.answer = Some(a.clone());
-            self.answer_text.clear();
-            answer_fields(&mut self.answer_text, a);
+        match &mut self.answer {
+            Some(k) if Arc::ptr_eq(k, a) => {}
+            Some(k) if **k == **a => {
+                // The same text; the records that follow most likely share
+                // this one's block (the pipeline answered once before the
+                // answer was kept), so compare with it from now on.
+                *k = a.clone();
+            }
+            k => {
+                *k = Some(a.clone());
+                self.answer_text.clear();
+                answer_fields(&mut self.answer_text, a);
+            }
         }
         out.extend_from_slice(&self.answer_text);
     }
