@@ -477,7 +477,12 @@ pub(crate) fn record(
         request_size: 0,
         response_size: 0,
         duration: std::time::Duration::ZERO,
-        ttfb: now.saturating_duration_since(start),
+        ttfb: if now == start {
+            // The HTTP/1.1 fast path's case: no subtraction for a zero.
+            std::time::Duration::ZERO
+        } else {
+            now.saturating_duration_since(start)
+        },
         client_ip: Some(client_ip),
         // No headers: a kept answer's client is never a trusted proxy.
         country: edge.geo.country(entry.geo, client_ip, false, no_headers()),

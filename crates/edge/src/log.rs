@@ -14,13 +14,25 @@ use ledge_telemetry::{AccessRecord, ErrorClass, Telemetry};
 use crate::body::Body;
 
 /// The wall-clock time of `at`, from a per-thread pair of readings of both
-/// clocks taken at most a second before `now` (saves reading the wall
-/// clock for every request; the clocks drift apart by far less than the
-/// record's millisecond precision within a second).
+/// clocks taken at most a second before `at` (or else at most a second
+/// before `now`, refreshed if need be). It saves reading the wall clock for
+/// every request: the clocks drift apart by far less than the record's
+/// millisecond precision within a second.
 pub(crate) fn wall_clock(at: Instant, now: Instant) -> SystemTime {
     use std::cell::Cell;
     thread_local! {
         static ANCHOR: Cell<Option<(Instant, SystemTime)>> = const { Cell::new(None) };
+    }
+    let anchor = ANCHOR.with(Cell::get);
+    if let Some((mono, wall)) = anchor {
+        // The common case, one subtraction: `at` a little after a fresh
+        // anchor (`now` is at or after `at`, so the anchor is fresh for
+        // `now` too, give or take the request's own duration).
+        if let Some(after) = at.checked_duration_since(mono) {
+            if after < Duration::from_secs(1) {
+                return wall.checked_add(after).unwrap_or(wall);
+            }
+        }
     }
     let (mono, wall) = ANCHOR.with(|a| match a.get() {
         Some((mono, wall)) if now.saturating_duration_since(mono) < Duration::from_secs(1) => {
