@@ -580,9 +580,18 @@ impl Scratch {
         &self.buf[..self.len.min(SCRATCH)]
     }
 
+    /// Room for `n` more bytes. The runs written are bounded below
+    /// [`SCRATCH`] (a test writes the widest), so there always is; a
+    /// debug build stops if a change ever made one longer.
+    #[inline(always)]
+    fn room(&mut self, n: usize) -> Option<&mut [u8]> {
+        debug_assert!(self.len + n <= SCRATCH, "a Scratch run outgrew its buffer");
+        self.buf.get_mut(self.len..self.len + n)
+    }
+
     #[inline(always)]
     fn lit<const N: usize>(&mut self, s: &[u8; N]) {
-        if let Some(d) = self.buf.get_mut(self.len..self.len + N) {
+        if let Some(d) = self.room(N) {
             d.copy_from_slice(s);
             self.len += N;
         }
@@ -590,7 +599,7 @@ impl Scratch {
 
     #[inline(always)]
     fn byte(&mut self, b: u8) {
-        if let Some(d) = self.buf.get_mut(self.len) {
+        if let Some([d]) = self.room(1) {
             *d = b;
             self.len += 1;
         }
@@ -600,7 +609,7 @@ impl Scratch {
     #[inline(always)]
     fn u64(&mut self, mut v: u64) {
         let width = v.checked_ilog10().map_or(1, |l| l as usize + 1);
-        let Some(d) = self.buf.get_mut(self.len..self.len + width) else {
+        let Some(d) = self.room(width) else {
             return;
         };
         let mut i = width;
@@ -636,7 +645,7 @@ impl Scratch {
             1
         };
         // All three digits are stored; only `len` of them are kept.
-        if let Some(t) = self.buf.get_mut(self.len..self.len + 4) {
+        if let Some(t) = self.room(4) {
             t.copy_from_slice(&[
                 b'.',
                 b'0' + (frac / 100) as u8,
@@ -651,7 +660,7 @@ impl Scratch {
     #[inline(always)]
     fn octet(&mut self, v: u8) {
         let (digits, len) = &OCTETS[usize::from(v)];
-        if let Some(t) = self.buf.get_mut(self.len..self.len + 3) {
+        if let Some(t) = self.room(3) {
             t.copy_from_slice(digits);
             self.len += usize::from(*len);
         }
