@@ -55,10 +55,10 @@
 //! | push + dispatcher: statistics + file drain | 770–850 ns |
 //!
 //! In a node serving 1 KB files, logging to the default file costs about
-//! 2.8k instructions per request (callgrind, session 13). It costs about
-//! 5–6 % of requests per CPU-second at saturation and 10–16 % at a fixed
-//! load (`bench/log-cost.sh`, on a noisy machine; the breakdown is in
-//! `docs/benchmarks.md`).
+//! 2.5k instructions per request (callgrind, session 13). It costs about
+//! 5 % of requests per CPU-second at saturation (6–10 % to NATS), and more
+//! at a fixed load (`bench/log-cost.sh`, on a noisy machine; the breakdown
+//! is in `docs/benchmarks.md`).
 //!
 //! # Wiring (edge and CLI)
 //!
