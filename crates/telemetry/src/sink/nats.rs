@@ -105,6 +105,19 @@ impl BatchWriter for NatsWriter {
     }
 }
 
+/// Where to cut `bytes` (longer than `limit`) so that the front is the
+/// most whole lines that fit in `limit`, or the first line alone when even
+/// that is longer; `None` when `bytes` is one line. The search runs back
+/// from the limit, so it reads about one line, not the whole front.
+fn cut_within(bytes: &[u8], limit: usize) -> Option<usize> {
+    let window = bytes.get(..limit)?;
+    let cut = match memchr::memrchr(b'\n', window) {
+        Some(i) => i + 1,
+        None => memchr::memchr(b'\n', bytes)? + 1,
+    };
+    (cut < bytes.len()).then_some(cut)
+}
+
 /// The chunks' lines packed in order into payloads of at most `limit`
 /// bytes, cut only between lines (a longer line is a payload of its own).
 /// A chunk that fits is used as it is, without a copy; small neighbours are
@@ -113,18 +126,17 @@ fn messages(chunks: &[Chunk], limit: usize) -> Vec<Bytes> {
     // Pieces of at most `limit` bytes (or a single long line), in order.
     let mut pieces = Vec::new();
     for c in chunks {
-        let mut rest = c.clone();
-        while rest.bytes.len() > limit {
-            match rest.split_front(usize::MAX, limit, true) {
-                Some((front, back)) => {
-                    pieces.push(front.bytes);
-                    rest = back;
+        let mut rest = c.bytes.clone();
+        while rest.len() > limit {
+            match cut_within(&rest, limit) {
+                Some(cut) => {
+                    pieces.push(rest.split_to(cut));
                 }
                 None => break,
             }
         }
-        if !rest.bytes.is_empty() {
-            pieces.push(rest.bytes);
+        if !rest.is_empty() {
+            pieces.push(rest);
         }
     }
     let mut out = Vec::new();
@@ -197,6 +209,52 @@ mod tests {
             super::messages(&[chunk(&lines)], 20)
         );
         assert!(super::messages(&[], 20).is_empty());
+    }
+
+    /// Cutting back from the limit gives the payloads that taking whole
+    /// lines from the front would, for lines of every length around it.
+    #[test]
+    fn cuts_match_taking_lines_from_the_front() {
+        let mut seed = 0x853c_49e6_748f_ea9bu64;
+        for _ in 0..300 {
+            let lines: Vec<Bytes> = (0..(seed % 40) as usize)
+                .map(|i| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    Bytes::from(format!("{}\n", "x".repeat((seed % 50) as usize + i % 3)))
+                })
+                .collect();
+            let limit = (seed % 60) as usize + 1;
+            let c = chunk(&lines);
+            // The reference: whole lines from the front, as a batch cuts.
+            let mut want = Vec::new();
+            let mut rest = c.clone();
+            while rest.bytes.len() > limit {
+                match rest.split_front(usize::MAX, limit, true) {
+                    Some((front, back)) => {
+                        want.push(front.bytes);
+                        rest = back;
+                    }
+                    None => break,
+                }
+            }
+            if !rest.bytes.is_empty() {
+                want.push(rest.bytes);
+            }
+            let mut got = Vec::new();
+            let mut rest = c.bytes.clone();
+            while rest.len() > limit {
+                match super::cut_within(&rest, limit) {
+                    Some(cut) => got.push(rest.split_to(cut)),
+                    None => break,
+                }
+            }
+            if !rest.is_empty() {
+                got.push(rest);
+            }
+            assert_eq!(got, want, "limit {limit}");
+        }
     }
 
     #[test]
