@@ -14,9 +14,15 @@
 #   ./equal-load.sh /assets/asset-100k.js 25000 3
 #   ./equal-load.sh /assets/asset-1k.css 80000 3
 #
-# Uses target/release/ledge (or $LEDGE_BIN), nginx, h2load, and the fixtures
-# and hyper-min that ./setup.sh builds. Ledge's access log is off, as in the
-# harness.
+# PROTO=h2 measures h2 over TLS 1.3 instead (the harness's h2-tls: h2load
+# with 16 connections of 4 streams, the fixture's ECDSA certificate) for
+# nginx, h2o and Ledge:
+#
+#   PROTO=h2 ./equal-load.sh /assets/asset-1k.css 60000 3
+#
+# Uses target/release/ledge (or $LEDGE_BIN), nginx, h2o, h2load, and the
+# fixtures and hyper-min that ./setup.sh builds. Ledge's access log is off,
+# as in the harness.
 set -euo pipefail
 file=${1:?FILE}
 rate=${2:?RATE}
@@ -30,10 +36,19 @@ work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 tck=$(getconf CLK_TCK)
 
-# nginx as the harness configures it, on its own port.
+proto=${PROTO:-h1}
+scen=static-1k scheme=http
+[[ $proto == h2 ]] && scen=h2-tls scheme=https
+TLS_CERT=$BENCH_WORK/tls/cert.pem TLS_KEY=$BENCH_WORK/tls/key.pem
+[[ $proto == h1 || -f $TLS_CERT ]] || "$here/setup.sh" --fixtures
+
+# nginx and h2o as the harness configures them, on ports of their own.
 SERVER_NCPU=1 SITE=$site
-source "$here/servers/nginx.sh"
-srv_config static-1k "$work/nginx" 31980
+for s in nginx h2o; do
+  source "$here/servers/$s.sh"
+  mkdir -p "$work/$s"
+  srv_config "$scen" "$work/$s" "$([[ $s == nginx ]] && echo 31980 || echo 31983)"
+done
 printf 'listen = "127.0.0.1:31981"\napi_listen = "127.0.0.1:0"\ndata = "%s/data"\naccess_log = "off"\n' "$work" >"$work/ledge.toml"
 
 "$here/servers/ledge-run.sh" "$bin" "$work/ledge.toml" "$site" >"$work/deploy.log" 2>&1 &
@@ -41,18 +56,26 @@ deployer=$!
 for _ in $(seq 1 600); do curl -sf -o /dev/null "http://127.0.0.1:31981$file" && break; sleep 0.5; done
 curl -sf -o /dev/null "http://127.0.0.1:31981$file" || { cat "$work/deploy.log" >&2; echo "the fixture did not deploy" >&2; exit 1; }
 kill "$deployer"; wait "$deployer" 2>/dev/null || true
+if [[ $proto == h2 ]]; then
+  printf 'tls_listen = "127.0.0.1:31984"\ntls_cert = "%s"\ntls_key = "%s"\n' "$TLS_CERT" "$TLS_KEY" >>"$work/ledge.toml"
+fi
 
 servers=(nginx ledge)
 hyper=$BENCH_WORK/target/release/hyper-min
-[[ $file == /assets/asset-1k.css && -x $hyper ]] && servers=(nginx hyper-min ledge)
+[[ $proto == h1 && $file == /assets/asset-1k.css && -x $hyper ]] && servers=(nginx hyper-min ledge)
+[[ $proto == h2 ]] && servers=(nginx h2o ledge)
 
 measure() { # NAME PORT CMD...
   local name=$1 port=$2
   shift 2
   taskset -c 0 "$@" >"$work/$name.log" 2>&1 &
-  local pid=$! url=http://127.0.0.1:$port$file
-  for _ in $(seq 1 200); do curl -sf -o /dev/null "$url" && break; sleep 0.1; done
-  taskset -c 1 wrk -t1 -c64 -d2s "$url" >/dev/null
+  local pid=$! url=$scheme://127.0.0.1:$port$file
+  for _ in $(seq 1 200); do curl -skf -o /dev/null "$url" && break; sleep 0.1; done
+  if [[ $proto == h2 ]]; then
+    taskset -c 1 h2load -c16 -m4 -D 2 "$url" >/dev/null
+  else
+    taskset -c 1 wrk -t1 -c64 -d2s "$url" >/dev/null
+  fi
   ticks() { # user and system ticks of the tree
     local u=0 s=0 p
     for p in $pid $(pgrep -P "$pid" || true); do
@@ -63,7 +86,11 @@ measure() { # NAME PORT CMD...
   }
   read -r u0 s0 < <(ticks)
   local out
-  out=$(taskset -c 1 h2load --h1 -t1 -c64 --rps=$((rate / 64)) -D 8 "$url")
+  if [[ $proto == h2 ]]; then
+    out=$(taskset -c 1 h2load -t1 -c16 -m4 --rps=$((rate / 16)) -D 8 "$url")
+  else
+    out=$(taskset -c 1 h2load --h1 -t1 -c64 --rps=$((rate / 64)) -D 8 "$url")
+  fi
   read -r u1 s1 < <(ticks)
   kill "$pid"; wait "$pid" 2>/dev/null || true
   local reqs
@@ -78,8 +105,9 @@ for r in $(seq 1 "$rounds"); do
   for s in "${servers[@]}"; do
     case $s in
       nginx) measure nginx 31980 nginx -p "$work/nginx/" -c "$work/nginx/nginx.conf" -e "$work/nginx/error.log" ;;
+      h2o) measure h2o 31983 h2o -c "$work/h2o/h2o.conf" ;;
       hyper-min) THREADS=1 measure hyper-min 31982 "$hyper" 127.0.0.1:31982 "$site$file" ;;
-      ledge) TOKIO_WORKER_THREADS=1 measure ledge 31981 "$bin" serve --config "$work/ledge.toml" ;;
+      ledge) TOKIO_WORKER_THREADS=1 measure ledge "$([[ $proto == h2 ]] && echo 31984 || echo 31981)" "$bin" serve --config "$work/ledge.toml" ;;
     esac
   done
 done
