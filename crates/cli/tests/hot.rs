@@ -353,6 +353,68 @@ fn kept_answers_leave_the_same_access_records() {
     assert_eq!(r["response_size"], 0);
 }
 
+/// Kept answers on one connection name each request's own agent and
+/// referrer, however they change from one request to the next (the
+/// connection reuses the text of the last ones it saw).
+#[test]
+fn kept_answers_record_each_requests_agent_and_referrer() {
+    let node = one_thread_node();
+    node.ok(&["sites", "create", "hot"]);
+    deploy(&node, &[("doc.txt", "some text")]);
+    let mut c = Conn::open(&node);
+    let sent: [(Option<&str>, Option<&str>); 8] = [
+        (Some("a/1"), Some("http://r1.example/")),
+        (Some("a/1"), Some("http://r1.example/")),
+        (Some("a/1"), Some("http://r1.example/")),
+        (Some("b/2 \"quoted\""), Some("http://r1.example/")),
+        (None, Some("http://r2.example/")),
+        (Some("b/2 \"quoted\""), None),
+        (Some("a/1"), Some("http://r1.example/")),
+        (None, None),
+    ];
+    let ids: Vec<String> = sent
+        .iter()
+        .map(|(agent, referer)| {
+            let mut headers = Vec::new();
+            headers.extend(agent.map(|a| ("User-Agent", a)));
+            headers.extend(referer.map(|r| ("Referer", r)));
+            let a = c.get("/doc.txt", &headers);
+            assert_eq!(a.status, 200);
+            a.id
+        })
+        .collect();
+    assert!(
+        hot_answers(&node) >= 5,
+        "the later requests were kept answers"
+    );
+    let path = node.data.join("logs/access.log");
+    let mut records: Vec<Value> = Vec::new();
+    eventually("eight access records", || {
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let whole = text.rfind('\n').map_or("", |i| &text[..i]);
+        records = whole
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .filter(|v| v["site_id"] == "hot")
+            .collect();
+        records.len() >= sent.len()
+    });
+    assert_eq!(records.len(), sent.len());
+    for ((r, id), (agent, referer)) in records.iter().zip(&ids).zip(&sent) {
+        assert_eq!(r["request_id"], id.as_str());
+        assert_eq!(
+            r["user_agent"],
+            agent.map_or(Value::Null, Value::from),
+            "{r:#}"
+        );
+        assert_eq!(
+            r["referrer"],
+            referer.map_or(Value::Null, Value::from),
+            "{r:#}"
+        );
+    }
+}
+
 /// An answer over h2, in the form `Answer` has.
 fn h2_get(
     client: &reqwest::blocking::Client,

@@ -19,6 +19,7 @@
 //! timer armed per request.
 
 use std::io;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -92,6 +93,7 @@ where
     let mut out: Vec<u8> = Vec::with_capacity(1024);
     let mut spans: Spans = Vec::with_capacity(16);
     let mut key: Vec<u8> = Vec::new();
+    let mut seen = SeenText::default();
     // Kept answers are for peers whose forwarding headers are not believed
     // (see crate::hot); over TLS, their bodies are kept in memory.
     let hot_ok = !edge
@@ -167,6 +169,7 @@ where
                 let request = HotRequest {
                     head: &bytes,
                     shape: &shape,
+                    seen: &mut seen,
                 };
                 answer_hot(&mut io, &mut out, edge, conn, &entry, request, close).await
             }
@@ -207,6 +210,29 @@ where
 struct HotRequest<'a> {
     head: &'a [u8],
     shape: &'a hot::Shape,
+    /// The connection's last agent and referrer.
+    seen: &'a mut SeenText,
+}
+
+/// The `User-Agent` and `Referer` of a connection's last kept answer's
+/// record: the next request on the connection mostly sends the same ones,
+/// and then its record shares them instead of copying them.
+#[derive(Default)]
+struct SeenText {
+    user_agent: Option<Arc<str>>,
+    referer: Option<Arc<str>>,
+}
+
+/// `bytes` as shared text: `seen`'s when it holds the same, else new and
+/// kept in `seen`. `None` when absent or not UTF-8.
+fn seen_text(seen: &mut Option<Arc<str>>, bytes: Option<&[u8]>) -> Option<Arc<str>> {
+    let bytes = bytes?;
+    if let Some(s) = seen.as_ref().filter(|s| s.as_bytes() == bytes) {
+        return Some(s.clone());
+    }
+    let text: Arc<str> = Arc::from(std::str::from_utf8(bytes).ok()?);
+    *seen = Some(text.clone());
+    Some(text)
 }
 
 /// Sends a kept answer with a new request id and `Date`, and finishes its
@@ -258,7 +284,7 @@ where
             edge,
             conn,
             entry,
-            &request,
+            request,
             &id,
             start,
             sent.is_ok(),
@@ -273,17 +299,17 @@ fn hot_record(
     edge: &Edge,
     conn: &ConnInfo,
     entry: &hot::Entry,
-    request: &HotRequest<'_>,
+    request: HotRequest<'_>,
     id: &[u8],
     start: std::time::Instant,
     complete: bool,
 ) -> Box<ledge_telemetry::AccessRecord> {
-    let text = |span: Option<(usize, usize)>| {
+    let head = request.head;
+    let bytes = |span: Option<(usize, usize)>| {
         let (s, e) = span?;
-        std::str::from_utf8(request.head.get(s..e)?)
-            .ok()
-            .map(str::to_owned)
+        head.get(s..e)
     };
+    let seen = request.seen;
     let mut record = hot::record(
         edge,
         conn,
@@ -293,7 +319,10 @@ fn hot_record(
         // what the record resolves: the time to it is recorded as zero
         // without reading the clock for it (one read less per request).
         (start, start),
-        (text(request.shape.user_agent), text(request.shape.referer)),
+        (
+            seen_text(&mut seen.user_agent, bytes(request.shape.user_agent)),
+            seen_text(&mut seen.referer, bytes(request.shape.referer)),
+        ),
         "HTTP/1.1",
     );
     record.duration = std::time::Instant::now().saturating_duration_since(start);

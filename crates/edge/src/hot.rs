@@ -433,7 +433,7 @@ pub(crate) fn h2_response(
     if let (Some(t), Some(start)) = (&edge.telemetry, start) {
         t.metrics().hot_answer();
         let text = |v: Option<HeaderValue>| {
-            v.and_then(|v| std::str::from_utf8(v.as_bytes()).ok().map(str::to_owned))
+            v.and_then(|v| std::str::from_utf8(v.as_bytes()).ok().map(Arc::<str>::from))
         };
         let record = record(
             edge,
@@ -465,7 +465,7 @@ pub(crate) fn record(
     entry: &Entry,
     id: &[u8],
     (start, now): (std::time::Instant, std::time::Instant),
-    (user_agent, referrer): (Option<String>, Option<String>),
+    (user_agent, referrer): (Option<Arc<str>>, Option<Arc<str>>),
     http_version: &'static str,
 ) -> Box<ledge_telemetry::AccessRecord> {
     let client_ip = conn.peer.ip();

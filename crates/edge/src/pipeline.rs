@@ -510,7 +510,7 @@ impl Edge {
         // field: most requests carry few headers. The first value of a
         // name counts, as with `get`. UTF-8 is all JSON needs (and checking
         // it is cheaper than `to_str`'s visible-ASCII test).
-        let text = |v: &HeaderValue| std::str::from_utf8(v.as_bytes()).ok().map(str::to_owned);
+        let text = |v: &HeaderValue| std::str::from_utf8(v.as_bytes()).ok().map(Arc::<str>::from);
         let (mut user_agent, mut referrer, mut request_size) = (None, None, None);
         for (name, value) in &parts.headers {
             if name == header::USER_AGENT && user_agent.is_none() {
@@ -550,7 +550,7 @@ impl Edge {
             path: parts.uri.path().into(),
             query: parts.uri.query().map(Arc::from),
             status_code: resp.status().as_u16(),
-            content_type: content_type.flatten().map(Arc::from),
+            content_type: content_type.flatten(),
             cache_status: ctx.cache_status,
             answered_by: if error.is_some() {
                 Phase::Error

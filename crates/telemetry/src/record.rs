@@ -50,10 +50,11 @@ pub struct AccessRecord {
     pub client_ip: Option<IpAddr>,
     /// ISO 3166 country code of the client, if known.
     pub country: Option<String>,
-    /// The `User-Agent` header.
-    pub user_agent: Option<String>,
+    /// The `User-Agent` header (shared: a connection's requests mostly
+    /// carry the same one).
+    pub user_agent: Option<Arc<str>>,
     /// The `Referer` header.
-    pub referrer: Option<String>,
+    pub referrer: Option<Arc<str>>,
     /// Negotiated TLS version (`TLSv1.3`), `None` on plain HTTP.
     pub tls_version: Option<Cow<'static, str>>,
     /// `HTTP/1.1`, `HTTP/2`, ….
@@ -743,10 +744,16 @@ fn access_json_with(
     json_opt_str(out, a.country.as_deref());
     if !exclude_pii {
         out.extend_from_slice(b",\"user_agent\":");
-        json_opt_str(out, a.user_agent.as_deref());
+        match cache.as_deref_mut() {
+            Some(c) => c.user_agent.write(out, a.user_agent.as_ref()),
+            None => json_opt_str(out, a.user_agent.as_deref()),
+        }
     }
     out.extend_from_slice(b",\"referrer\":");
-    json_opt_str(out, a.referrer.as_deref());
+    match cache.as_deref_mut() {
+        Some(c) => c.referrer.write(out, a.referrer.as_ref()),
+        None => json_opt_str(out, a.referrer.as_deref()),
+    }
     match cache {
         Some(c) => c.last(out, a),
         None => last_fields(out, a),
@@ -814,6 +821,36 @@ pub struct LineCache {
     /// `tls_version`, `http_version` and `error_class` of `last_text`.
     last: Option<(Option<String>, String, Option<ErrorClass>)>,
     last_text: Vec<u8>,
+    user_agent: StrCache,
+    referrer: StrCache,
+}
+
+/// The JSON form of the last value of one string field.
+#[derive(Default)]
+struct StrCache {
+    value: Option<Arc<str>>,
+    text: Vec<u8>,
+}
+
+impl StrCache {
+    fn write(&mut self, out: &mut Vec<u8>, v: Option<&Arc<str>>) {
+        let Some(v) = v else {
+            out.extend_from_slice(b"null");
+            return;
+        };
+        match &mut self.value {
+            Some(k) if Arc::ptr_eq(k, v) => {}
+            // Equal text in another block: the next records likely share
+            // this one.
+            Some(k) if **k == **v => *k = v.clone(),
+            k => {
+                *k = Some(v.clone());
+                self.text.clear();
+                json_str(&mut self.text, v);
+            }
+        }
+        out.extend_from_slice(&self.text);
+    }
 }
 
 impl LineCache {
@@ -1211,7 +1248,7 @@ mod tests {
     fn cached_lines_equal_uncached_ones() {
         let base = awkward();
         type Change = fn(&mut AccessRecord, u64);
-        let changes: [Change; 19] = [
+        let changes: [Change; 22] = [
             |_, _| {},
             |a, i| a.timestamp += Duration::from_millis(i * 337),
             |a, i| Arc::make_mut(&mut a.answer).site = format!("site{}", i % 3).into(),
@@ -1260,6 +1297,10 @@ mod tests {
             |a, i| a.timestamp = UNIX_EPOCH + Duration::from_millis(253_402_300_799_000 + i),
             // An equal answer in a new allocation.
             |a, _| a.answer = Arc::new((*a.answer).clone()),
+            |a, i| a.user_agent = (i % 3 != 0).then(|| format!("agent \"{}\"", i % 2).into()),
+            // The same agent in a new allocation.
+            |a, _| a.user_agent = a.user_agent.as_deref().map(Arc::from),
+            |a, i| a.referrer = (i % 2 == 0).then(|| format!("https://r.example/{i}").into()),
         ];
         for pii in [false, true] {
             let mut cache = LineCache::default();
@@ -1269,7 +1310,7 @@ mod tests {
                 let r = i.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 7;
                 for k in 0..3 {
                     if (r >> (k * 8)) % 3 == 0 {
-                        changes[((r >> (k * 8 + 2)) % 19) as usize](&mut a, i);
+                        changes[((r >> (k * 8 + 2)) % 22) as usize](&mut a, i);
                     }
                 }
                 let record = Record::Access(Box::new(a.clone()));

@@ -214,7 +214,7 @@ async fn a_retried_batch_is_stored_once() {
         t.record_access(access("blog", i));
     }
     let mut big = access("blog", 50);
-    big.user_agent = Some("x".repeat(50 * 1024));
+    big.user_agent = Some("x".repeat(50 * 1024).into());
     t.record_access(big);
     // Three attempts, 20 and 40 ms apart (± half).
     tokio::time::sleep(Duration::from_millis(1500)).await;
