@@ -149,13 +149,16 @@ impl Bucket {
 
     /// Counts a request.
     pub fn add_access(&mut self, r: &AccessRecord) {
-        self.add_access_but_path(r);
+        self.add_access_counts(r);
         self.top_paths.insert(&r.answer.path);
+        if let Some(referrer) = counted_referrer(r) {
+            self.top_referrers.insert(referrer);
+        }
     }
 
-    /// [`Bucket::add_access`] without the path, which the aggregator adds
-    /// once per run of records with one answer.
-    fn add_access_but_path(&mut self, r: &AccessRecord) {
+    /// [`Bucket::add_access`] without the path and the referrer, which the
+    /// aggregator adds once per run of records that share them.
+    fn add_access_counts(&mut self, r: &AccessRecord) {
         let (a, c) = (&r.answer, &mut self.counters);
         c.requests += 1;
         c.bytes_out += r.response_size;
@@ -175,9 +178,6 @@ impl Bucket {
         }
         if r.error_class.is_some() {
             c.edge_errors += 1;
-        }
-        if let Some(referrer) = r.referrer.as_deref().filter(|s| !s.is_empty()) {
-            self.top_referrers.insert(referrer);
         }
         if let Some(country) = r.country.as_deref().filter(|s| !s.is_empty()) {
             self.top_countries.insert(country);
@@ -222,6 +222,11 @@ impl Bucket {
         let s = UNIX_EPOCH + Duration::from_secs(self.start);
         s..s + Duration::from_secs(self.resolution.seconds())
     }
+}
+
+/// The referrer a record counts in the top referrers: an empty one is not.
+fn counted_referrer(r: &AccessRecord) -> Option<&Arc<str>> {
+    r.referrer.as_ref().filter(|s| !s.is_empty())
 }
 
 /// Error from a [`BucketStore`].
@@ -405,6 +410,8 @@ pub(crate) struct Aggregator {
     /// ends (one summary lookup for the run, not one per record; the summary
     /// is the same as with a lookup per record).
     run: Option<(Arc<Answer>, u64)>,
+    /// The same for the referrer that the last records shared.
+    referrer_run: Option<(Arc<str>, u64)>,
 }
 
 impl Aggregator {
@@ -428,7 +435,7 @@ impl Aggregator {
         };
         match r {
             Record::Access(a) => {
-                b.add_access_but_path(a);
+                b.add_access_counts(a);
                 match &mut self.run {
                     Some((answer, n)) if Arc::ptr_eq(answer, &a.answer) => *n += 1,
                     run => {
@@ -437,15 +444,30 @@ impl Aggregator {
                         }
                     }
                 }
+                match (&mut self.referrer_run, counted_referrer(a)) {
+                    (Some((last, n)), Some(r)) if Arc::ptr_eq(last, r) => *n += 1,
+                    (run, r) => {
+                        if let Some((last, n)) = run.take() {
+                            b.top_referrers.insert_n(&last, n);
+                        }
+                        *run = r.map(|r| (r.clone(), 1));
+                    }
+                }
             }
             Record::Function(f) => b.add_function(f),
         }
     }
 
-    /// Counts the run's path in the current bucket.
+    /// Counts the runs' path and referrer in the current bucket.
     fn end_run(&mut self) {
-        if let (Some((answer, n)), Some(b)) = (self.run.take(), self.current.as_mut()) {
-            b.top_paths.insert_n(&answer.path, n);
+        let (run, referrer_run) = (self.run.take(), self.referrer_run.take());
+        if let Some(b) = self.current.as_mut() {
+            if let Some((answer, n)) = run {
+                b.top_paths.insert_n(&answer.path, n);
+            }
+            if let Some((referrer, n)) = referrer_run {
+                b.top_referrers.insert_n(&referrer, n);
+            }
         }
     }
 
@@ -619,10 +641,11 @@ mod tests {
         assert!(agg.open_for("a").is_empty());
     }
 
-    /// Records that share an answer are counted in runs; the buckets are
-    /// the same as adding each record on its own, with more paths than the
-    /// path summary holds, and runs cut by other sites, other minutes,
-    /// function records and reads of the open buckets.
+    /// Records that share an answer or a referrer are counted in runs; the
+    /// buckets are the same as adding each record on its own, with more
+    /// paths and referrers than the summaries hold, and runs cut by other
+    /// sites, other minutes, function records and reads of the open
+    /// buckets.
     #[test]
     fn runs_of_one_answer_count_like_single_records() {
         let answers = |site: &str| -> Vec<Arc<Answer>> {
@@ -638,6 +661,9 @@ mod tests {
                 .collect()
         };
         let (for_a, for_b) = (answers("a"), answers("b"));
+        let referrers: Vec<Arc<str>> = (0..TOP_REFERRERS + 5)
+            .map(|i| format!("https://r{i}.example/").into())
+            .collect();
         let mut agg = Aggregator::default();
         let mut want: BTreeMap<(String, u64), Bucket> = BTreeMap::new();
         let mut seed = 0x9e37_79b9_7f4a_7c15u64;
@@ -653,6 +679,14 @@ mod tests {
                 let answers = if site == "a" { &for_a } else { &for_b };
                 a.answer =
                     answers[((k / 37 + seed % 3 / 2) % answers.len() as u64) as usize].clone();
+                // Referrers: shared runs, equal text in other blocks, none
+                // and empty ones, and more of them than the summary holds.
+                a.referrer = match seed % 5 {
+                    0 => None,
+                    1 => Some("".into()),
+                    2 => Some(format!("https://r{}.example/", k % 50).into()),
+                    _ => Some(referrers[((k / 23) % referrers.len() as u64) as usize].clone()),
+                };
             }
             if seed % 97 == 0 {
                 r = Record::Function(Box::new(FunctionRecord {
