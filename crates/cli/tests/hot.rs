@@ -284,6 +284,25 @@ fn rules_that_read_cookies_are_never_kept() {
     assert_eq!(hot_answers(&node), 0);
 }
 
+/// The first `n` access records of `site` in the node's access log, once
+/// they are all written (and no more than `n`).
+fn access_records(node: &Node, site: &str, n: usize) -> Vec<Value> {
+    let path = node.data.join("logs/access.log");
+    let mut records: Vec<Value> = Vec::new();
+    eventually(&format!("{n} access records"), || {
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let whole = text.rfind('\n').map_or("", |i| &text[..i]);
+        records = whole
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .filter(|v| v["site_id"] == site)
+            .collect();
+        records.len() >= n
+    });
+    assert_eq!(records.len(), n);
+    records
+}
+
 #[test]
 fn kept_answers_leave_the_same_access_records() {
     let node = one_thread_node();
@@ -301,19 +320,7 @@ fn kept_answers_leave_the_same_access_records() {
     let redirects: Vec<Answer> = (0..4).map(|_| c.get("/go", &[])).collect();
     assert_eq!(redirects[3].status, 302);
     assert_eq!(hot_answers(&node), 4);
-    let path = node.data.join("logs/access.log");
-    let mut records: Vec<Value> = Vec::new();
-    eventually("four access records", || {
-        let text = std::fs::read_to_string(&path).unwrap_or_default();
-        let whole = text.rfind('\n').map_or("", |i| &text[..i]);
-        records = whole
-            .lines()
-            .map(|l| serde_json::from_str::<Value>(l).unwrap())
-            .filter(|v| v["site_id"] == "hot")
-            .collect();
-        records.len() >= 8
-    });
-    assert_eq!(records.len(), 8);
+    let mut records = access_records(&node, "hot", 8);
     let redirect_records = records.split_off(4);
     let varying = ["timestamp", "request_id", "duration", "time_to_first_byte"];
     let strip = |r: &Value| {
@@ -387,19 +394,7 @@ fn kept_answers_record_each_requests_agent_and_referrer() {
         hot_answers(&node) >= 5,
         "the later requests were kept answers"
     );
-    let path = node.data.join("logs/access.log");
-    let mut records: Vec<Value> = Vec::new();
-    eventually("eight access records", || {
-        let text = std::fs::read_to_string(&path).unwrap_or_default();
-        let whole = text.rfind('\n').map_or("", |i| &text[..i]);
-        records = whole
-            .lines()
-            .map(|l| serde_json::from_str::<Value>(l).unwrap())
-            .filter(|v| v["site_id"] == "hot")
-            .collect();
-        records.len() >= sent.len()
-    });
-    assert_eq!(records.len(), sent.len());
+    let records = access_records(&node, "hot", sent.len());
     for ((r, id), (agent, referer)) in records.iter().zip(&ids).zip(&sent) {
         assert_eq!(r["request_id"], id.as_str());
         assert_eq!(
