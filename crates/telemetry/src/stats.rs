@@ -409,7 +409,7 @@ pub(crate) struct Aggregator {
     /// there were in a row. Their path is counted in `current` when the run
     /// ends (one summary lookup for the run, not one per record; the summary
     /// is the same as with a lookup per record).
-    run: Option<(Arc<Answer>, u64)>,
+    path_run: Option<(Arc<Answer>, u64)>,
     /// The same for the referrer that the last records shared.
     referrer_run: Option<(Arc<str>, u64)>,
 }
@@ -436,7 +436,7 @@ impl Aggregator {
         match r {
             Record::Access(a) => {
                 b.add_access_counts(a);
-                match &mut self.run {
+                match &mut self.path_run {
                     Some((answer, n)) if Arc::ptr_eq(answer, &a.answer) => *n += 1,
                     run => {
                         if let Some((answer, n)) = run.replace((a.answer.clone(), 1)) {
@@ -460,9 +460,9 @@ impl Aggregator {
 
     /// Counts the runs' path and referrer in the current bucket.
     fn end_run(&mut self) {
-        let (run, referrer_run) = (self.run.take(), self.referrer_run.take());
+        let (path_run, referrer_run) = (self.path_run.take(), self.referrer_run.take());
         if let Some(b) = self.current.as_mut() {
-            if let Some((answer, n)) = run {
+            if let Some((answer, n)) = path_run {
                 b.top_paths.insert_n(&answer.path, n);
             }
             if let Some((referrer, n)) = referrer_run {
