@@ -97,6 +97,10 @@ pub async fn serve(
     // its in-flight requests and close; the sender sees when all are gone.
     let (drain, _) = tokio::sync::watch::channel(false);
     let permits = Arc::new(Semaphore::new(limits.max_connections));
+    // Accepted sockets inherit `TCP_NODELAY` from the listener on Linux: one
+    // call here instead of one per connection. If the listener refuses it,
+    // each connection is set on its own.
+    let nodelay_inherited = rustix::net::sockopt::set_tcp_nodelay(&listener, true).is_ok();
     tokio::pin!(shutdown);
 
     loop {
@@ -116,7 +120,9 @@ pub async fn serve(
             drop(stream);
             continue;
         };
-        let _ = stream.set_nodelay(true);
+        if !nodelay_inherited {
+            let _ = stream.set_nodelay(true);
+        }
         let edge = edge.clone();
         let protocols = protocols.clone();
         let watcher = drain.subscribe();
@@ -356,5 +362,24 @@ async fn sniff_h2(stream: &tokio::net::TcpStream) -> Option<bool> {
         }
         // A partial "P" or "PR": wait for the rest (bounded by the caller).
         tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// `serve` sets `TCP_NODELAY` once, on the listener, and relies on the
+    /// kernel to give it to every accepted socket.
+    #[tokio::test]
+    async fn accepted_sockets_inherit_nodelay_from_the_listener() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let plain = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (before, _) = listener.accept().await.unwrap();
+        assert!(!before.nodelay().unwrap(), "off unless asked for");
+        rustix::net::sockopt::set_tcp_nodelay(&listener, true).unwrap();
+        let _client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (after, _) = listener.accept().await.unwrap();
+        assert!(after.nodelay().unwrap());
+        drop(plain);
     }
 }
