@@ -51,11 +51,7 @@ for s in nginx h2o; do
 done
 printf 'listen = "127.0.0.1:31981"\napi_listen = "127.0.0.1:0"\ndata = "%s/data"\naccess_log = "off"\n' "$work" >"$work/ledge.toml"
 
-"$here/servers/ledge-run.sh" "$bin" "$work/ledge.toml" "$site" >"$work/deploy.log" 2>&1 &
-deployer=$!
-for _ in $(seq 1 600); do curl -sf -o /dev/null "http://127.0.0.1:31981$file" && break; sleep 0.5; done
-curl -sf -o /dev/null "http://127.0.0.1:31981$file" || { cat "$work/deploy.log" >&2; echo "the fixture did not deploy" >&2; exit 1; }
-kill "$deployer"; wait "$deployer" 2>/dev/null || true
+deploy_fixture "$bin" "$work/ledge.toml" "$site" "http://127.0.0.1:31981$file" "$work/deploy.log"
 if [[ $proto == h2 ]]; then
   printf 'tls_listen = "127.0.0.1:31984"\ntls_cert = "%s"\ntls_key = "%s"\n' "$TLS_CERT" "$TLS_KEY" >>"$work/ledge.toml"
 fi

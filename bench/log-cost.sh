@@ -57,12 +57,7 @@ PY
 fi
 
 # Deploy the fixture once (a throwaway node over the same data folder).
-"$here/servers/ledge-run.sh" "$bin" "$work/off.toml" "$site" >"$work/deploy.log" 2>&1 &
-deployer=$!
-# (10,000 files: the first upload takes about a minute here.)
-for _ in $(seq 1 600); do curl -sf -o /dev/null "$url" && break; sleep 0.5; done
-curl -sf -o /dev/null "$url" || { cat "$work/deploy.log" >&2; echo "the fixture did not deploy" >&2; exit 1; }
-kill "$deployer"; wait "$deployer" 2>/dev/null || true
+deploy_fixture "$bin" "$work/off.toml" "$site" "$url" "$work/deploy.log"
 
 tck=$(getconf CLK_TCK)
 declare -A results

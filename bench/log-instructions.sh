@@ -35,11 +35,7 @@ for c in off on; do
   printf 'listen = "127.0.0.1:%s"\napi_listen = "127.0.0.1:0"\ndata = "%s/data"\naccess_log = "%s"\n' \
     "$port" "$work" "$c" >"$work/$c.toml"
 done
-"$here/servers/ledge-run.sh" "$bin" "$work/off.toml" "$site" >"$work/deploy.log" 2>&1 &
-deployer=$!
-for _ in $(seq 1 600); do curl -sf -o /dev/null "$url" && break; sleep 0.5; done
-curl -sf -o /dev/null "$url" || { cat "$work/deploy.log" >&2; echo "the fixture did not deploy" >&2; exit 1; }
-kill "$deployer"; wait "$deployer" 2>/dev/null || true
+deploy_fixture "$bin" "$work/off.toml" "$site" "$url" "$work/deploy.log"
 
 declare -A per
 for c in off on; do
