@@ -181,9 +181,8 @@ pub(crate) fn key(
     }
 }
 
-/// A kept answer.
+/// A kept answer (its status is `answer.status_code`).
 pub(crate) struct Entry {
-    pub status: u16,
     pub head: Head,
     pub body: HotBody,
     /// What its access records name as the answer: one block that all of
@@ -342,7 +341,6 @@ pub(crate) fn entry(resp: &Response<Body>, info: HotInfo, form: Form) -> Option<
         block_reason: None,
     });
     Some(Entry {
-        status: status.as_u16(),
         head,
         body,
         answer,
@@ -426,7 +424,7 @@ pub(crate) fn h2_response(
         Body::Full(Some(bytes.clone()))
     };
     let mut resp = Response::new(body);
-    *resp.status_mut() = http::StatusCode::from_u16(entry.status).ok()?;
+    *resp.status_mut() = http::StatusCode::from_u16(entry.answer.status_code).ok()?;
     let mut headers = headers.clone();
     headers.insert(X_LEDGE_ID, id.clone());
     *resp.headers_mut() = headers;
