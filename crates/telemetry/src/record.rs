@@ -700,7 +700,7 @@ fn access_json_with(
     out.extend_from_slice(b"\",\"request_id\":");
     json_str(out, &a.request_id);
     match cache.as_deref_mut() {
-        Some(c) => c.answer(out, &a.answer),
+        Some(c) => c.answer.write(out, &a.answer, answer_fields),
         None => answer_fields(out, &a.answer),
     }
     // The numbers and an IPv4 client: bounded, so written on the stack and
@@ -745,13 +745,13 @@ fn access_json_with(
     if !exclude_pii {
         out.extend_from_slice(b",\"user_agent\":");
         match cache.as_deref_mut() {
-            Some(c) => c.user_agent.write(out, a.user_agent.as_ref()),
+            Some(c) => c.user_agent.write_opt(out, a.user_agent.as_ref(), json_str),
             None => json_opt_str(out, a.user_agent.as_deref()),
         }
     }
     out.extend_from_slice(b",\"referrer\":");
     match cache.as_deref_mut() {
-        Some(c) => c.referrer.write(out, a.referrer.as_ref()),
+        Some(c) => c.referrer.write_opt(out, a.referrer.as_ref(), json_str),
         None => json_opt_str(out, a.referrer.as_deref()),
     }
     match cache {
@@ -816,40 +816,58 @@ pub struct LineCache {
     second: Option<u64>,
     /// `YYYY-MM-DDTHH:MM:SS.` of `second`.
     second_text: Vec<u8>,
-    answer: Option<Arc<Answer>>,
-    answer_text: Vec<u8>,
+    answer: Cached<Answer>,
     /// `tls_version`, `http_version` and `error_class` of `last_text`.
     last: Option<(Option<String>, String, Option<ErrorClass>)>,
     last_text: Vec<u8>,
-    user_agent: StrCache,
-    referrer: StrCache,
+    user_agent: Cached<str>,
+    referrer: Cached<str>,
 }
 
-/// The JSON form of the last value of one string field.
-#[derive(Default)]
-struct StrCache {
-    value: Option<Arc<str>>,
+/// The JSON of the last value of one shared field (an [`Answer`], an
+/// agent): written again only for a value that differs.
+struct Cached<T: ?Sized> {
+    value: Option<Arc<T>>,
     text: Vec<u8>,
 }
 
-impl StrCache {
-    fn write(&mut self, out: &mut Vec<u8>, v: Option<&Arc<str>>) {
-        let Some(v) = v else {
-            out.extend_from_slice(b"null");
-            return;
-        };
+impl<T: ?Sized> Default for Cached<T> {
+    fn default() -> Self {
+        Self {
+            value: None,
+            text: Vec::new(),
+        }
+    }
+}
+
+impl<T: ?Sized + PartialEq> Cached<T> {
+    /// Appends `v` as `render` writes it, from the cache when it holds `v`.
+    fn write(&mut self, out: &mut Vec<u8>, v: &Arc<T>, render: fn(&mut Vec<u8>, &T)) {
+        // Records of one kept answer share their blocks: a pointer compare
+        // mostly decides.
         match &mut self.value {
             Some(k) if Arc::ptr_eq(k, v) => {}
-            // Equal text in another block: the next records likely share
-            // this one.
-            Some(k) if **k == **v => *k = v.clone(),
+            Some(k) if **k == **v => {
+                // The same text in another block. The records that follow
+                // most likely share this one's (the pipeline answered once
+                // before the answer was kept), so compare with it from now on.
+                *k = v.clone();
+            }
             k => {
                 *k = Some(v.clone());
                 self.text.clear();
-                json_str(&mut self.text, v);
+                render(&mut self.text, v);
             }
         }
         out.extend_from_slice(&self.text);
+    }
+
+    /// [`Cached::write`] for an optional value, `null` when absent.
+    fn write_opt(&mut self, out: &mut Vec<u8>, v: Option<&Arc<T>>, render: fn(&mut Vec<u8>, &T)) {
+        match v {
+            Some(v) => self.write(out, v, render),
+            None => out.extend_from_slice(b"null"),
+        }
     }
 }
 
@@ -872,25 +890,6 @@ impl LineCache {
         out.push(b'0' + (ms / 100) as u8);
         two_digits(out, ms % 100);
         out.push(b'Z');
-    }
-
-    fn answer(&mut self, out: &mut Vec<u8>, a: &Arc<Answer>) {
-        // Records of one kept answer share it: a pointer compare decides.
-        match &mut self.answer {
-            Some(k) if Arc::ptr_eq(k, a) => {}
-            Some(k) if **k == **a => {
-                // The same text; the records that follow most likely share
-                // this one's block (the pipeline answered once before the
-                // answer was kept), so compare with it from now on.
-                *k = a.clone();
-            }
-            k => {
-                *k = Some(a.clone());
-                self.answer_text.clear();
-                answer_fields(&mut self.answer_text, a);
-            }
-        }
-        out.extend_from_slice(&self.answer_text);
     }
 
     fn last(&mut self, out: &mut Vec<u8>, a: &AccessRecord) {
