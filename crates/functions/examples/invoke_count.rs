@@ -9,6 +9,8 @@
 //! # instructions per invocation = (total(b) - total(a)) / 10000
 //! ```
 //!
+//! `BROWSER=1` adds a browser's request headers (about 700 bytes).
+//!
 //! Functions: `hello` (the criterion bench's async hello), `hello-sync`
 //! (a synchronous hello), `pass` (`() => {}`: the fixed cost) and
 //! `custom 'SOURCE'` (any module whose handler passes through).
@@ -50,7 +52,38 @@ fn main() {
         ..Limits::default()
     });
     let bundle = Bundle::single("count/fn", source);
-    let req = hello_request();
+    let mut req = hello_request();
+    if std::env::var_os("BROWSER").is_some() {
+        // A browser's request headers (about 700 bytes), as most real
+        // requests carry.
+        for (k, v) in [
+            (
+                "user-agent",
+                "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0",
+            ),
+            (
+                "accept",
+                "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+            ),
+            ("accept-language", "en-GB,en;q=0.7,de;q=0.3"),
+            ("accept-encoding", "gzip, deflate, br, zstd"),
+            ("referer", "https://news.example/a/page"),
+            (
+                "cookie",
+                "session=9f8e7d6c5b4a39281706f5e4d3c2b1a0; theme=dark; ab=variant-b",
+            ),
+            ("upgrade-insecure-requests", "1"),
+            ("sec-fetch-dest", "document"),
+            ("sec-fetch-mode", "navigate"),
+            ("sec-fetch-site", "cross-site"),
+            ("sec-fetch-user", "?1"),
+            ("priority", "u=0, i"),
+            ("x-forwarded-for", "203.0.113.7"),
+            ("x-nf-request-id", "01JD8ZQ4X5N6P7R8S9T0V1W2X3"),
+        ] {
+            req.headers.push((k.into(), v.into()));
+        }
+    }
     rt.block_on(async {
         for _ in 0..n {
             let inv = engine.invoke(&bundle, &req, &NoHost).await;

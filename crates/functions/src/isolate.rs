@@ -911,10 +911,62 @@ struct RequestMeta {
     has_body: bool,
 }
 
+/// The bytes of an HTTP token (RFC 9110 `tchar`).
+const TOKEN_BYTES: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        t[i] = b.is_ascii_alphanumeric();
+        i += 1;
+    }
+    let extra = b"!#$%&'*+-.^_`|~";
+    let mut j = 0;
+    while j < extra.len() {
+        t[extra[j] as usize] = true;
+        j += 1;
+    }
+    t
+};
+
+/// The UTF-8 bytes of a header value `Headers` takes: all but NUL, CR and
+/// LF, and the lead bytes of characters above U+00FF (0xC4 and up; the
+/// characters up to U+00FF are ASCII or start with 0xC2 or 0xC3, and
+/// continuation bytes are below 0xC0).
+const VALUE_BYTES: [bool; 256] = {
+    let mut t = [true; 256];
+    t[0] = false;
+    t[b'\r' as usize] = false;
+    t[b'\n' as usize] = false;
+    let mut i = 0xC4;
+    while i < 256 {
+        t[i] = false;
+        i += 1;
+    }
+    t
+};
+
 fn is_token(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    !s.is_empty() && s.bytes().all(|b| TOKEN_BYTES[usize::from(b)])
+}
+
+/// `v` without leading and trailing spaces, tabs, CRs and LFs (ASCII, so
+/// the cut is always at a character boundary).
+fn trim_http_whitespace(v: &str) -> &str {
+    let white = |b: &u8| matches!(b, b' ' | b'\t' | b'\r' | b'\n');
+    let bytes = v.as_bytes();
+    let start = bytes.iter().position(|b| !white(b)).unwrap_or(bytes.len());
+    let end = bytes
+        .iter()
+        .rposition(|b| !white(b))
+        .map_or(start, |i| i + 1);
+    v.get(start..end).unwrap_or("")
+}
+
+/// Whether a header value is one `Headers` takes: no NUL, CR or LF, and
+/// every character at most U+00FF (see [`VALUE_BYTES`]).
+fn is_byte_string(v: &str) -> bool {
+    v.bytes().all(|b| VALUE_BYTES[usize::from(b)])
 }
 
 /// Validates and normalises the incoming request the way the `Request` and
@@ -944,18 +996,19 @@ fn request_meta(request: &InvocationRequest) -> Result<RequestMeta, InvocationEr
             .sum(),
     );
     for (k, v) in &request.headers {
-        let v = v.trim_matches(|c| matches!(c, ' ' | '\t' | '\r' | '\n'));
-        if !is_token(k)
-            || !v
-                .chars()
-                .all(|c| c != '\0' && c != '\r' && c != '\n' && u32::from(c) <= 0xff)
-        {
+        let v = trim_http_whitespace(v);
+        if !is_token(k) || !is_byte_string(v) {
             continue;
         }
         if !headers.is_empty() {
             headers.push('\n');
         }
-        headers.extend(k.chars().map(|c| c.to_ascii_lowercase()));
+        // A token is ASCII: lowercase it in place, byte by byte.
+        let at = headers.len();
+        headers.push_str(k);
+        if let Some(name) = headers.get_mut(at..) {
+            name.make_ascii_lowercase();
+        }
         headers.push('\n');
         headers.push_str(v);
     }
@@ -1263,5 +1316,91 @@ mod url_tests {
             accepted > 1000,
             "the check accepted too few to mean anything: {accepted}"
         );
+    }
+}
+
+#[cfg(test)]
+mod header_tests {
+    use super::{is_byte_string, trim_http_whitespace};
+
+    /// The checks by bytes agree with their definitions by characters, on
+    /// random strings of the characters that matter (ASCII, the top of
+    /// Latin-1, the first characters past it, and wider ones).
+    #[test]
+    fn byte_checks_agree_with_the_character_definitions() {
+        const CHARS: &[char] = &[
+            'a',
+            'Z',
+            ' ',
+            '\t',
+            '\r',
+            '\n',
+            '\0',
+            '~',
+            '\u{7f}',
+            '\u{80}',
+            '\u{bf}',
+            '\u{c0}',
+            '\u{ff}',
+            '\u{100}',
+            '\u{17f}',
+            '\u{2028}',
+            '\u{fffd}',
+            '\u{1f600}',
+        ];
+        let mut seed: u64 = 0xbeef;
+        let mut next = move || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 33) as usize
+        };
+        for _ in 0..100_000 {
+            let s: String = (0..next() % 8)
+                .map(|_| CHARS[next() % CHARS.len()])
+                .collect();
+            let trimmed = s.trim_matches(|c| matches!(c, ' ' | '\t' | '\r' | '\n'));
+            assert_eq!(trim_http_whitespace(&s), trimmed, "{s:?}");
+            let ok = s
+                .chars()
+                .all(|c| c != '\0' && c != '\r' && c != '\n' && u32::from(c) <= 0xff);
+            assert_eq!(is_byte_string(&s), ok, "{s:?}");
+        }
+    }
+
+    /// The request the glue gets: names lowercased, values trimmed, and
+    /// the pairs `Headers` would refuse left out.
+    #[test]
+    fn request_headers_are_normalised_and_filtered() {
+        let request = crate::types::InvocationRequest {
+            method: "get".into(),
+            url: "https://site.example/a".into(),
+            headers: vec![
+                ("X-Mixed-Case".into(), "  padded\t".into()),
+                ("bad name".into(), "x".into()),
+                ("x-wide".into(), "\u{100}".into()),
+                ("x-crlf".into(), "a\r\nb".into()),
+                ("x-latin1".into(), "caf\u{e9}".into()),
+                ("".into(), "empty name".into()),
+            ],
+            body: Vec::new(),
+            context: Default::default(),
+        };
+        let meta = super::request_meta(&request)
+            .map_err(|e| e.message)
+            .unwrap();
+        assert_eq!(meta.method, "GET");
+        assert_eq!(meta.headers, "x-mixed-case\npadded\nx-latin1\ncaf\u{e9}");
+        assert!(!meta.has_body);
+    }
+
+    #[test]
+    fn values_are_trimmed_and_checked() {
+        assert_eq!(trim_http_whitespace(" \t a b \r\n"), "a b");
+        assert_eq!(trim_http_whitespace(" \t\r\n"), "");
+        assert!(is_byte_string("caf\u{e9} \u{ff}"));
+        assert!(!is_byte_string("\u{100}"));
+        assert!(!is_byte_string("a\0b"));
+        assert!(!is_byte_string("a\rb"));
     }
 }
