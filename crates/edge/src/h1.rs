@@ -841,6 +841,12 @@ mod tests {
             b"DELETE /x HTTP/1.1\r\n\r\n",
             b"GET / HTTP/1.1\r\nBad Header: x\r\n\r\n",
             b"GET /\x01 HTTP/1.1\r\n\r\n",
+            // Control characters in a value: `hot::shape` relies on the
+            // parser refusing them (every value it sees is one
+            // `HeaderValue` takes).
+            b"GET / HTTP/1.1\r\nHost: a\r\nUser-Agent: x\x01y\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nUser-Agent: x\x7fy\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nUser-Agent: x\x00y\r\n\r\n",
             b"GET / HTTP/2.0\r\n\r\n",
         ] {
             assert!(is_other(raw), "{:?}", String::from_utf8_lossy(raw));
