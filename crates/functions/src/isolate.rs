@@ -1225,6 +1225,18 @@ fn canonical_host(h: &str) -> bool {
         })
 }
 
+/// A repeatable stream of pseudo-random numbers (a linear congruential
+/// generator's high bits) for the tests' random inputs.
+#[cfg(test)]
+fn test_numbers(mut seed: u64) -> impl FnMut() -> usize {
+    move || {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (seed >> 33) as usize
+    }
+}
+
 #[cfg(test)]
 mod url_tests {
     use super::is_canonical_http_url;
@@ -1289,13 +1301,7 @@ mod url_tests {
     #[test]
     fn never_accepts_what_the_parser_changes() {
         const ALPHABET: &[u8] = b"aAz09.-:/?#%2eE'@[]\\ _~!$&()*+,;=|x";
-        let mut seed: u64 = 0x5eed;
-        let mut next = move || {
-            seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (seed >> 33) as usize
-        };
+        let mut next = super::test_numbers(0x5eed);
         let prefixes = [
             "http://",
             "https://",
@@ -1335,6 +1341,7 @@ mod header_tests {
             '\t',
             '\r',
             '\n',
+            '\u{c}',
             '\0',
             '~',
             '\u{7f}',
@@ -1348,13 +1355,7 @@ mod header_tests {
             '\u{fffd}',
             '\u{1f600}',
         ];
-        let mut seed: u64 = 0xbeef;
-        let mut next = move || {
-            seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (seed >> 33) as usize
-        };
+        let mut next = super::test_numbers(0xbeef);
         for _ in 0..100_000 {
             let s: String = (0..next() % 8)
                 .map(|_| CHARS[next() % CHARS.len()])
