@@ -1,19 +1,28 @@
 //! Local sinks: JSON lines to a size-rotated file, or to standard output.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufWriter, Write};
+use std::io::{self, BufWriter, IoSlice, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use super::{Chunk, Intake};
 use crate::metrics::Metrics;
 
-/// Lines written per write-and-flush (at least: chunks are not split).
-const BATCH: usize = 1024;
+/// Bytes a local sink gathers before it writes. The dispatcher hands over a
+/// chunk about every millisecond (tens of KiB under load); appending them to
+/// the page cache a quarter of a MiB at a time lets the kernel use large
+/// folios and costs it about 40 % less per byte than writing each chunk as it
+/// comes (measured on ext4, Linux 6.18: 0.36 s of system time per GiB in
+/// 256 KiB writes against 0.6–0.7 s in 16–40 KiB writes).
+const GATHER_BYTES: usize = 256 * 1024;
 
-/// Chunks at least this large skip the file's buffer (a copy saved).
-const DIRECT: usize = 8 * 1024;
+/// The longest a gathered line waits for more before it is written anyway.
+const GATHER_WAIT: Duration = Duration::from_millis(20);
+
+/// Most chunks in one write (one `writev`, well under `IOV_MAX`).
+const GATHER_CHUNKS: usize = 256;
 
 /// Somewhere lines can be written synchronously.
 pub(crate) trait LineTarget: Send + 'static {
@@ -117,24 +126,35 @@ impl RotatingFile {
         Ok(())
     }
 
-    /// Appends a chunk of complete lines: in one write when it fits in the
-    /// live file, line by line (rotating between them) when it does not.
-    fn append_chunk(&mut self, chunk: &Chunk) -> io::Result<()> {
-        self.open()?;
-        if self.size + chunk.bytes.len() as u64 <= self.max_bytes {
-            let f = self.open()?;
-            if chunk.bytes.len() >= DIRECT {
-                // Large: straight to the file, not through the buffer.
-                f.flush()?;
-                f.get_mut().write_all(&chunk.bytes)?;
-            } else {
-                f.write_all(&chunk.bytes)?;
+    /// Appends chunks of complete lines: the longest run of them that fits
+    /// in the live file in one `writev`, a chunk that would take it past its
+    /// size line by line (rotating between them).
+    fn append_chunks(&mut self, mut chunks: &[Chunk]) -> io::Result<()> {
+        while let Some(first) = chunks.first() {
+            self.open()?;
+            let mut fit = 0;
+            let mut size = 0u64;
+            for c in chunks {
+                let len = c.bytes.len() as u64;
+                if self.size + size + len > self.max_bytes {
+                    break;
+                }
+                size += len;
+                fit += 1;
             }
-            self.size += chunk.bytes.len() as u64;
-            return Ok(());
-        }
-        for line in chunk.lines() {
-            self.append_line(&line)?;
+            if fit == 0 {
+                for line in first.lines() {
+                    self.append_line(&line)?;
+                }
+                chunks = &chunks[1..];
+                continue;
+            }
+            // Straight to the file, after what the buffer holds.
+            let f = self.open()?;
+            f.flush()?;
+            write_all_chunks(f.get_mut(), &chunks[..fit])?;
+            self.size += size;
+            chunks = &chunks[fit..];
         }
         Ok(())
     }
@@ -149,10 +169,44 @@ impl RotatingFile {
 
 impl LineTarget for RotatingFile {
     fn write_chunks(&mut self, chunks: &[Chunk]) -> io::Result<()> {
-        for c in chunks {
-            self.append_chunk(c)?;
-        }
+        self.append_chunks(chunks)?;
         self.flush()
+    }
+}
+
+/// Writes every byte of `chunks`, in order, with as few `writev` calls as
+/// the writer allows (it may take part of a call's bytes).
+fn write_all_chunks(w: &mut impl Write, chunks: &[Chunk]) -> io::Result<()> {
+    // The next byte to write: chunk `i`, offset `at` in it.
+    let (mut i, mut at) = (0, 0);
+    loop {
+        while chunks.get(i).is_some_and(|c| at == c.bytes.len()) {
+            i += 1;
+            at = 0;
+        }
+        let Some(c) = chunks.get(i) else {
+            return Ok(());
+        };
+        let slices: Vec<IoSlice<'_>> = std::iter::once(&c.bytes[at..])
+            .chain(chunks[i + 1..].iter().map(|c| &c.bytes[..]))
+            .map(IoSlice::new)
+            .collect();
+        let mut n = match w.write_vectored(&slices) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        while let Some(c) = chunks.get(i).filter(|_| n > 0) {
+            let left = c.bytes.len() - at;
+            if n < left {
+                at += n;
+                break;
+            }
+            n -= left;
+            i += 1;
+            at = 0;
+        }
     }
 }
 
@@ -170,48 +224,40 @@ fn rename_if_exists(from: &Path, to: &Path) -> io::Result<()> {
     }
 }
 
-/// How often a busy local sink looks for new lines when it found none:
-/// often enough that the lines it writes are still in the cache.
-const POLL_BUSY: std::time::Duration = std::time::Duration::from_millis(2);
+/// How often a busy local sink looks for new lines.
+const POLL_BUSY: Duration = Duration::from_millis(2);
 /// How often an idle one looks (after [`IDLE_AFTER`] empty looks).
-const POLL_IDLE: std::time::Duration = std::time::Duration::from_millis(20);
+const POLL_IDLE: Duration = Duration::from_millis(20);
 const IDLE_AFTER: u32 = 50;
 
-/// The blocking loop of a local sink: take what is queued (up to [`BATCH`]),
-/// write and flush; when nothing is queued, sleep [`POLL_BUSY`] (or
-/// [`POLL_IDLE`] once it has been idle for a while). It never
-/// parks on the channel, so the dispatcher never has to wake this thread:
-/// under load a wake-up per handful of lines (a futex call and a context
-/// switch on the request path's core) cost more than writing them.
+/// The blocking loop of a local sink: gather what is queued until it holds
+/// [`GATHER_BYTES`] or [`GATHER_CHUNKS`] chunks, or its first line has
+/// waited [`GATHER_WAIT`], or the sink is closing; then write and flush.
+/// Between looks it sleeps [`POLL_BUSY`] (or [`POLL_IDLE`] once it has been
+/// idle for a while). It never parks on the channel, so the dispatcher never
+/// has to wake this thread: under load a wake-up per handful of lines (a
+/// futex call and a context switch on the request path's core) cost more
+/// than writing them.
 pub(crate) fn run_blocking<T: LineTarget>(
     mut rx: Intake,
     mut target: T,
     metrics: Arc<Metrics>,
     name: String,
 ) {
-    let mut chunks = Vec::new();
+    let mut gathered = Gathered::default();
     let mut failing = false;
     let mut empty_looks = 0u32;
     loop {
-        let mut closed = false;
-        let mut lines = 0;
-        while lines < BATCH {
-            match rx.try_recv() {
-                Ok(c) => {
-                    lines += c.lines;
-                    chunks.push(c);
+        let closed = gathered.take(&mut rx);
+        if !gathered.due(closed, Instant::now()) {
+            if gathered.chunks.is_empty() {
+                if closed {
+                    return;
                 }
-                Err(gone) => {
-                    closed = gone;
-                    break;
-                }
+                empty_looks = empty_looks.saturating_add(1);
+            } else {
+                empty_looks = 0;
             }
-        }
-        if chunks.is_empty() {
-            if closed {
-                return;
-            }
-            empty_looks = empty_looks.saturating_add(1);
             std::thread::sleep(if empty_looks > IDLE_AFTER {
                 POLL_IDLE
             } else {
@@ -220,7 +266,8 @@ pub(crate) fn run_blocking<T: LineTarget>(
             continue;
         }
         empty_looks = 0;
-        match target.write_chunks(&chunks) {
+        let lines = gathered.lines;
+        match target.write_chunks(&gathered.chunks) {
             Ok(()) => {
                 metrics.sink_written.fetch_add(lines as u64, Relaxed);
                 if failing {
@@ -237,7 +284,57 @@ pub(crate) fn run_blocking<T: LineTarget>(
                 }
             }
         }
-        chunks.clear();
+        gathered.clear();
+    }
+}
+
+/// Chunks taken from a local sink's intake and not written yet.
+#[derive(Default)]
+struct Gathered {
+    chunks: Vec<Chunk>,
+    bytes: usize,
+    lines: usize,
+    /// When the first of them was taken.
+    since: Option<Instant>,
+}
+
+impl Gathered {
+    fn full(&self) -> bool {
+        self.bytes >= GATHER_BYTES || self.chunks.len() >= GATHER_CHUNKS
+    }
+
+    /// Takes what is queued, until full; returns whether the intake is
+    /// closed and empty.
+    fn take(&mut self, rx: &mut Intake) -> bool {
+        while !self.full() {
+            match rx.try_recv() {
+                Ok(c) => {
+                    self.bytes += c.bytes.len();
+                    self.lines += c.lines;
+                    self.chunks.push(c);
+                    self.since.get_or_insert_with(Instant::now);
+                }
+                Err(closed) => return closed,
+            }
+        }
+        false
+    }
+
+    /// Whether to write now.
+    fn due(&self, closed: bool, now: Instant) -> bool {
+        !self.chunks.is_empty()
+            && (closed
+                || self.full()
+                || self
+                    .since
+                    .is_some_and(|t| now.saturating_duration_since(t) >= GATHER_WAIT))
+    }
+
+    fn clear(&mut self) {
+        self.chunks.clear();
+        self.bytes = 0;
+        self.lines = 0;
+        self.since = None;
     }
 }
 
@@ -298,11 +395,13 @@ mod tests {
         assert_eq!(live, format!("{}\n", "b".repeat(19)).repeat(2));
         assert!(old.lines().chain(live.lines()).all(|l| l.len() == 19));
 
-        // Small chunks go through the buffer, large ones straight to the
-        // file: the order of lines is kept either way.
+        // Chunks of any size, after lines written one by one: the order of
+        // lines is kept.
         let path = dir.path().join("big.log");
         let mut f = RotatingFile::new(path.clone(), 1 << 30, 3);
-        let big = DIRECT / 20 + 1;
+        f.write_all_lines(&[Bytes::from_static(b"first\n")])
+            .unwrap();
+        let big = 500;
         let chunks = [
             chunk(2, 'c'),
             chunk(big, 'd'),
@@ -310,7 +409,155 @@ mod tests {
             chunk(big, 'f'),
         ];
         f.write_chunks(&chunks).unwrap();
-        let want: Vec<u8> = chunks.iter().flat_map(|c| c.bytes.to_vec()).collect();
+        let mut want = b"first\n".to_vec();
+        want.extend(chunks.iter().flat_map(|c| c.bytes.to_vec()));
         assert_eq!(std::fs::read(&path).unwrap(), want);
+    }
+
+    /// A writer that takes at most 7 bytes a call and refuses every third
+    /// call with `Interrupted`, as a signal may.
+    struct Trickle {
+        out: Vec<u8>,
+        calls: usize,
+    }
+
+    impl Write for Trickle {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.write_vectored(&[IoSlice::new(buf)])
+        }
+        fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+            self.calls += 1;
+            if self.calls % 3 == 0 {
+                return Err(io::ErrorKind::Interrupted.into());
+            }
+            let mut n = 0;
+            for b in bufs {
+                let take = b.len().min(7 - n);
+                self.out.extend_from_slice(&b[..take]);
+                n += take;
+                if n == 7 {
+                    break;
+                }
+            }
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn chunks_are_written_whole_and_in_order_across_partial_writes() {
+        let chunk = |s: &str| Chunk {
+            bytes: Bytes::from(s.to_owned()),
+            lines: s.matches('\n').count(),
+        };
+        let chunks = [
+            chunk("a\n"),
+            chunk(""),
+            chunk("bbbbbbbbbbbbbbbbbbbb\ncc\n"),
+            chunk("d\n"),
+            chunk(""),
+        ];
+        let mut w = Trickle {
+            out: Vec::new(),
+            calls: 0,
+        };
+        write_all_chunks(&mut w, &chunks).unwrap();
+        assert_eq!(w.out, b"a\nbbbbbbbbbbbbbbbbbbbb\ncc\nd\n");
+        // 28 bytes, 7 a call, with a refused call after every two.
+        assert!(w.calls >= 5 && w.calls <= 8, "{} calls", w.calls);
+        write_all_chunks(&mut w, &[]).unwrap();
+        write_all_chunks(&mut w, &[chunk("")]).unwrap();
+        assert_eq!(w.out.len(), 28);
+    }
+
+    #[test]
+    fn gathered_lines_are_written_when_full_waited_long_enough_or_closing() {
+        let t0 = Instant::now();
+        let mut g = Gathered::default();
+        assert!(!g.due(true, t0), "nothing to write");
+        g.chunks.push(Chunk {
+            bytes: Bytes::from_static(b"x\n"),
+            lines: 1,
+        });
+        g.bytes = 2;
+        g.since = Some(t0);
+        assert!(!g.due(false, t0));
+        assert!(!g.due(false, t0 + GATHER_WAIT - Duration::from_millis(1)));
+        assert!(g.due(false, t0 + GATHER_WAIT));
+        assert!(g.due(true, t0), "closing writes what is left");
+        g.bytes = GATHER_BYTES;
+        assert!(g.due(false, t0));
+        g.clear();
+        assert!(g.chunks.is_empty() && g.bytes == 0 && g.lines == 0 && g.since.is_none());
+    }
+
+    /// Records what each write was given.
+    struct Recorder(Arc<std::sync::Mutex<Vec<Vec<u8>>>>);
+
+    impl LineTarget for Recorder {
+        fn write_chunks(&mut self, chunks: &[Chunk]) -> io::Result<()> {
+            let all = chunks.iter().flat_map(|c| c.bytes.to_vec()).collect();
+            self.0.lock().unwrap().push(all);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn the_sink_gathers_chunks_into_large_writes_and_writes_the_rest_without_closing() {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let pending = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let rx = Intake {
+            rx,
+            pending: pending.clone(),
+        };
+        // Five dispatcher batches of 64 KiB each, queued before the sink
+        // looks: one write, not five.
+        let line = format!("{}\n", "z".repeat(1023));
+        let batch = Chunk {
+            bytes: Bytes::from(line.repeat(64)),
+            lines: 64,
+        };
+        for _ in 0..5 {
+            tx.send(batch.clone()).unwrap();
+        }
+        let writes = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let metrics = Arc::new(Metrics::default());
+        let sink = {
+            let (writes, metrics) = (writes.clone(), metrics.clone());
+            std::thread::spawn(move || run_blocking(rx, Recorder(writes), metrics, "test".into()))
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let count = |w: &Arc<std::sync::Mutex<Vec<Vec<u8>>>>| w.lock().unwrap().len();
+        while count(&writes) == 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        {
+            let w = writes.lock().unwrap();
+            assert!(!w.is_empty(), "nothing written");
+            assert!(
+                w[0].len() >= GATHER_BYTES,
+                "first write {} bytes",
+                w[0].len()
+            );
+        }
+        // One more line, and the sink stays open: written after its wait.
+        tx.send(Chunk {
+            bytes: Bytes::from_static(b"last\n"),
+            lines: 1,
+        })
+        .unwrap();
+        while writes.lock().unwrap().concat().len() < 5 * batch.bytes.len() + 5
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let all = writes.lock().unwrap().concat();
+        assert_eq!(all.len(), 5 * batch.bytes.len() + 5);
+        assert!(all.ends_with(b"z\nlast\n"));
+        assert_eq!(metrics.sink_written.load(Relaxed), 5 * 64 + 1);
+        drop(tx);
+        sink.join().unwrap();
     }
 }
