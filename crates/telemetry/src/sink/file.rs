@@ -13,9 +13,10 @@ use crate::metrics::Metrics;
 /// Bytes a local sink gathers before it writes. The dispatcher hands over a
 /// chunk about every millisecond (tens of KiB under load); appending them to
 /// the page cache a quarter of a MiB at a time lets the kernel use large
-/// folios and costs it about 40 % less per byte than writing each chunk as it
-/// comes (measured on ext4, Linux 6.18: 0.36 s of system time per GiB in
-/// 256 KiB writes against 0.6–0.7 s in 16–40 KiB writes).
+/// folios. On ext4 (Linux 6.18) appends that size took 0.36 s of system time
+/// per GiB against 0.6–0.7 s in 16–40 KiB appends; in a node under load the
+/// drain's write path cost about an eighth less (docs/benchmarks.md,
+/// session 15).
 const GATHER_BYTES: usize = 256 * 1024;
 
 /// The longest a gathered line waits for more before it is written anyway.
@@ -412,6 +413,32 @@ mod tests {
         let mut want = b"first\n".to_vec();
         want.extend(chunks.iter().flat_map(|c| c.bytes.to_vec()));
         assert_eq!(std::fs::read(&path).unwrap(), want);
+    }
+
+    /// A chunk that crosses the size limit goes line by line through the
+    /// file's buffer; the chunks after it in the same call go straight to
+    /// the file, so the buffer must be flushed first.
+    #[test]
+    fn lines_written_one_by_one_stay_before_the_chunks_that_follow_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("access.log");
+        let mut f = RotatingFile::new(path.clone(), 100, 3);
+        let chunk = |n: usize, c: char| Chunk {
+            bytes: Bytes::from(format!("{}\n", c.to_string().repeat(19)).repeat(n)),
+            lines: n,
+        };
+        f.write_chunks(&[chunk(4, 'a')]).unwrap();
+        // 'b' crosses 100 bytes (one line fills the file, one starts the
+        // next); 'c' then fits after it in the new file.
+        f.write_chunks(&[chunk(2, 'b'), chunk(2, 'c')]).unwrap();
+        let live = String::from_utf8(std::fs::read(&path).unwrap()).unwrap();
+        let want = format!(
+            "{}\n{}\n{}\n",
+            "b".repeat(19),
+            "c".repeat(19),
+            "c".repeat(19)
+        );
+        assert_eq!(live, want);
     }
 
     /// A writer that takes at most 7 bytes a call and refuses every third
