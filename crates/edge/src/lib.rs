@@ -21,7 +21,6 @@ pub mod files;
 pub mod functions;
 pub mod geo;
 mod h1;
-mod h2io;
 mod hot;
 pub mod log;
 pub mod outbound;

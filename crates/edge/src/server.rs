@@ -5,10 +5,11 @@
 //! - header bytes (hyper's read buffer; over it → 431) and header count;
 //! - time to the first byte and to a complete request head, which also bounds
 //!   how long an idle keep-alive connection is kept;
-//! - h2: concurrent streams, header list size, and hyper's rapid-reset guards
-//!   (pending-accept and locally-errored reset stream caps); a connection
-//!   that starts no request for the header-read timeout gets a graceful
-//!   `GOAWAY` (`h2io::drive`), as an idle HTTP/1.1 one is closed;
+//! - h2 (served by `ledge_h2`): concurrent streams, header list size (over
+//!   it → 431), a budget of resets per second against rapid reset, and the
+//!   flow-control windows that bound buffered request bodies; a connection
+//!   with no stream for the header-read timeout gets a graceful `GOAWAY`, as
+//!   an idle HTTP/1.1 one is closed;
 //! - concurrent connections (a new one past the cap is closed at once).
 
 use std::convert::Infallible;
@@ -17,15 +18,15 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::server::conn::{http1, http2};
+use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use ledge_tls::CertResolver;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
+use crate::body::Body;
 use crate::h1::{self, Ended, Rewind};
-use crate::h2io::{self, InlineExecutor};
 use crate::hot;
 use crate::pipeline::{ConnInfo, Edge};
 
@@ -76,14 +77,13 @@ pub async fn serve(
         .header_read_timeout(limits.header_read_timeout)
         .max_buf_size(limits.max_header_bytes.max(8192))
         .max_headers(limits.max_headers);
-    let mut h2 = http2::Builder::new(InlineExecutor);
-    h2.timer(TokioTimer::new())
-        .max_concurrent_streams(limits.max_h2_streams)
-        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
-        .max_pending_accept_reset_streams(20)
-        .max_local_error_reset_streams(1024)
-        .keep_alive_interval(Duration::from_secs(30))
-        .keep_alive_timeout(Duration::from_secs(10));
+    let h2 = ledge_h2::Config {
+        max_concurrent_streams: limits.max_h2_streams,
+        max_header_list_size: u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX),
+        idle_timeout: limits.header_read_timeout,
+        handshake_timeout: limits.header_read_timeout,
+        ..ledge_h2::Config::default()
+    };
     let protocols = Arc::new(Protocols {
         h1,
         h2,
@@ -180,16 +180,19 @@ pub async fn serve(
     }
 }
 
-/// Answers a request that came through hyper. An h2 `GET` may get a kept
-/// answer (`crate::hot`), when `hot_ok` (h2, and a peer whose forwarding
-/// headers are not believed).
-fn answer(
+/// Answers a request: an h2 `GET` may get a kept answer (`crate::hot`) at
+/// once, when `hot_ok` (h2, and a peer whose forwarding headers are not
+/// believed); everything else is a future of the pipeline's answer.
+fn answer<B>(
     edge: &Arc<Edge>,
     conn: &Arc<ConnInfo>,
-    req: hyper::Request<hyper::body::Incoming>,
+    req: http::Request<B>,
     hot_ok: bool,
-) -> Answer {
-    use http_body::Body as _;
+) -> ledge_h2::Reply<Later, Body>
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     thread_local! {
         /// The key of the request being looked up, reused.
         static KEY: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
@@ -207,14 +210,14 @@ fn answer(
             }
         });
         let keep = match found {
-            Some(Ok(resp)) => return Box::pin(std::future::ready(Ok(resp))),
+            Some(Ok(resp)) => return ledge_h2::Reply::Ready(resp),
             Some(Err(keep)) => Some(keep),
             None => None,
         };
-        let req = hyper::Request::from_parts(parts, body);
+        let req = http::Request::from_parts(parts, body);
         let (edge, conn) = (edge.clone(), conn.clone());
-        return Box::pin(async move {
-            Ok(match keep {
+        return ledge_h2::Reply::Later(Box::pin(async move {
+            match keep {
                 Some((version, key)) => {
                     let (resp, info) = edge.handle_hot(req, &conn).await;
                     if let Some(entry) =
@@ -225,29 +228,32 @@ fn answer(
                     resp
                 }
                 None => edge.handle(req, &conn).await,
-            })
-        });
+            }
+        }));
     }
     let (edge, conn) = (edge.clone(), conn.clone());
-    // Boxed: hyper moves each stream's future around.
-    Box::pin(async move { Ok(edge.handle(req, &conn).await) })
+    // Boxed: the connection keeps each stream's future until it is done.
+    ledge_h2::Reply::Later(Box::pin(async move { edge.handle(req, &conn).await }))
 }
 
-/// A request's answer as hyper's service gives it.
-type Answer =
-    Pin<Box<dyn Future<Output = Result<hyper::Response<crate::body::Body>, Infallible>> + Send>>;
+/// The pipeline's answer to a request, to be waited for.
+type Later = Pin<Box<dyn Future<Output = http::Response<Body>> + Send>>;
 
-/// The HTTP/1.1 and h2 connection builders, configured once, and the limits
-/// of the HTTP/1.1 fast path.
+/// A request's answer as hyper's service gives it.
+type Answer = Pin<Box<dyn Future<Output = Result<hyper::Response<Body>, Infallible>> + Send>>;
+
+/// The HTTP/1.1 connection builder and the h2 configuration, made once,
+/// and the limits of the HTTP/1.1 fast path.
 struct Protocols {
     h1: http1::Builder,
-    h2: http2::Builder<InlineExecutor>,
+    h2: ledge_h2::Config,
     fast: h1::Limits,
 }
 
 impl Protocols {
     /// Serves one connection until it ends or the drain closes it: HTTP/1.1
-    /// through the fast path until a request needs hyper, h2 through hyper.
+    /// through the fast path until a request needs hyper, h2 through
+    /// `ledge_h2`.
     async fn drive<S>(
         &self,
         io: S,
@@ -260,52 +266,48 @@ impl Protocols {
     {
         let peer = conn.peer;
         let conn = Arc::new(conn);
-        let io = if is_h2 {
-            Rewind::new(io, bytes::Bytes::new())
-        } else {
-            match h1::serve(io, &edge, &conn, self.fast, &mut drain).await {
-                Ended::Closed => return,
-                Ended::Handoff(io, read) => Rewind::new(io, read),
-            }
-        };
-        let hot_ok = is_h2
-            && !edge
+        // Held until the connection is done: the drain waits for every holder.
+        let _held = drain.clone();
+        if is_h2 {
+            let hot_ok = !edge
                 .config
                 .trusted_proxies
                 .iter()
                 .any(|c| c.contains(peer.ip()));
-        // Requests, for the h2 idle limit (`h2io::drive`).
-        let activity = h2io::Activity::default();
-        let marks = activity.clone();
-        let svc = service_fn(move |req| {
-            marks.mark();
-            answer(&edge, &conn, req, hot_ok)
+            let drained = async move {
+                let _ = drain.wait_for(|d| *d).await;
+            };
+            let handler = move |req| answer(&edge, &conn, req, hot_ok);
+            if let Err(e) = ledge_h2::serve(io, &self.h2, handler, drained).await {
+                tracing::debug!(error = %e, %peer, "h2 connection ended with an error");
+            }
+            return;
+        }
+        let io = match h1::serve(io, &edge, &conn, self.fast, &mut drain).await {
+            Ended::Closed => return,
+            Ended::Handoff(io, read) => Rewind::new(io, read),
+        };
+        let svc = service_fn(move |req| -> Answer {
+            match answer(&edge, &conn, req, false) {
+                ledge_h2::Reply::Ready(resp) => Box::pin(std::future::ready(Ok(resp))),
+                ledge_h2::Reply::Later(f) => Box::pin(async move { Ok(f.await) }),
+            }
         });
-        // Held until the connection is done: the drain waits for every holder.
-        let _held = drain.clone();
         // Resolves once a drain starts (or the server is gone).
         let drained = async move {
             let _ = drain.wait_for(|d| *d).await;
         };
-        let result = if is_h2 {
-            // Writes leave once per wake-up of the connection (`h2io`).
-            let (io, sender) = h2io::coalesce(io);
-            let conn = self.h2.serve_connection(TokioIo::new(io), svc);
-            let idle = (self.fast.header_read_timeout, activity);
-            h2io::drive(conn, sender, drained, idle, |c| c.graceful_shutdown()).await
-        } else {
-            // Upgrades (WebSocket) hand the socket to the proxy once answered.
-            let conn = self
-                .h1
-                .serve_connection(TokioIo::new(io), svc)
-                .with_upgrades();
-            tokio::pin!(conn);
-            tokio::select! {
-                r = conn.as_mut() => r,
-                () = drained => {
-                    conn.as_mut().graceful_shutdown();
-                    conn.await
-                }
+        // Upgrades (WebSocket) hand the socket to the proxy once answered.
+        let conn = self
+            .h1
+            .serve_connection(TokioIo::new(io), svc)
+            .with_upgrades();
+        tokio::pin!(conn);
+        let result = tokio::select! {
+            r = conn.as_mut() => r,
+            () = drained => {
+                conn.as_mut().graceful_shutdown();
+                conn.await
             }
         };
         if let Err(e) = result {
