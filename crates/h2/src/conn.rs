@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::header::{HeaderName, HeaderValue, CONTENT_LENGTH, DATE};
 use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
 use http_body::Body as _;
@@ -204,6 +204,10 @@ struct Conn<'c, IO, H: Handler> {
     /// The sending side is closed; input is read and dropped.
     shut: bool,
     decoder: Decoder,
+    /// Decoded field text, shared by the fields of one block.
+    text: BytesMut,
+    /// Each decoded field's start in `text`, name length, value length.
+    spans: Vec<(usize, usize, usize)>,
     encoder: Encoder,
     block: Vec<u8>,
     streams: Streams<H::Future, H::Body>,
@@ -268,6 +272,8 @@ where
             unflushed: false,
             shut: false,
             decoder: Decoder::new(4096),
+            text: BytesMut::with_capacity(4096),
+            spans: Vec::with_capacity(16),
             encoder: Encoder::new(),
             block: Vec::with_capacity(512),
             streams: Streams::default(),
@@ -820,14 +826,29 @@ where
     }
 
     /// Decodes a header block into `fields` (name, value); `Ok(false)` when
-    /// the list is over the limit.
+    /// the list is over the limit. The fields' text is copied once, into one
+    /// buffer that they share (slices, not an allocation each).
     fn decode(&mut self, block: &[u8], fields: &mut Vec<(Bytes, Bytes)>) -> Result<bool, Reason> {
         let limit = self.config.max_header_list_size as usize;
-        let r = self
-            .decoder
-            .decode(block, limit, |name, value, _sensitive| {
-                fields.push((Bytes::copy_from_slice(name), Bytes::copy_from_slice(value)));
-            });
+        let text = &mut self.text;
+        let spans = &mut self.spans;
+        spans.clear();
+        let r = self.decoder.decode(block, limit, |name, value, _sensitive| {
+            let at = text.len();
+            text.extend_from_slice(name);
+            text.extend_from_slice(value);
+            spans.push((at, name.len(), value.len()));
+        });
+        let all = text.split().freeze();
+        // The next block writes into what is left of this allocation, or a
+        // new one once it is used up.
+        if text.capacity() < 256 {
+            text.reserve(4096);
+        }
+        fields.reserve(spans.len());
+        for &(at, n, v) in spans.iter() {
+            fields.push((all.slice(at..at + n), all.slice(at + n..at + n + v)));
+        }
         match r {
             Ok(()) => Ok(true),
             Err(DecodeError::ListTooLarge) => Ok(false),
