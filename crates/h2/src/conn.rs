@@ -229,6 +229,13 @@ struct Conn<'c, IO, H: Handler> {
     /// needs no clock read per request.
     activity: u64,
     seen_activity: u64,
+    /// WINDOW_UPDATEs received, and the count when the timer last fired.
+    window_updates: u64,
+    seen_window_updates: u64,
+    /// Answers waited for window when the timer last fired.
+    stall_suspected: bool,
+    /// The connection was closed because the client stopped opening windows.
+    stalled: bool,
     date: DateCache,
 }
 
@@ -297,6 +304,10 @@ where
             timer: Box::pin(tokio::time::sleep(config.handshake_timeout)),
             activity: 0,
             seen_activity: 0,
+            window_updates: 0,
+            seen_window_updates: 0,
+            stall_suspected: false,
+            stalled: false,
             date: DateCache::default(),
         }
     }
@@ -331,9 +342,12 @@ where
         let mut passes = 0;
         loop {
             if let Ending::Failed(reason) = self.ending {
-                return self
-                    .poll_finish(cx)
-                    .map(|r| r.and(Err(Error::Protocol(reason))));
+                let error = if self.stalled {
+                    Error::Stalled
+                } else {
+                    Error::Protocol(reason)
+                };
+                return self.poll_finish(cx).map(|r| r.and(Err(error)));
             }
             let mut progress = self.apply_releases(cx);
             if !self.read_closed && self.wbuf.len() < HIGH_WATER {
@@ -359,7 +373,14 @@ where
                     }
                 }
             }
-            if self.streams.is_empty() && self.continuation.is_none() {
+            if self.read_closed {
+                // The client can send no more WINDOW_UPDATEs: a stream that
+                // waits for window would wait for ever.
+                self.drop_blocked();
+            }
+            // A header block still open cannot complete once the client has
+            // closed, and after a GOAWAY its stream would be ignored anyway.
+            if self.streams.is_empty() {
                 let finished = match self.ending {
                     Ending::Graceful => true,
                     _ => self.read_closed,
@@ -380,7 +401,36 @@ where
         self.poll_timer(cx)
     }
 
-    /// The handshake and idle limits.
+    /// A stream has response bytes to send and no window to send them in.
+    fn is_blocked(send_window: i64, s: &Stream<H::Future, H::Body>) -> bool {
+        !s.pending.is_empty() && (send_window <= 0 || s.send_window <= 0)
+    }
+
+    fn any_blocked(&self) -> bool {
+        self.streams
+            .values()
+            .any(|s| Self::is_blocked(self.send_window, s))
+    }
+
+    /// Forgets the streams that wait for window.
+    fn drop_blocked(&mut self) {
+        let window = self.send_window;
+        let before = self.streams.len();
+        self.streams.retain(|_, s| {
+            let keep = !Self::is_blocked(window, s);
+            if !keep {
+                if let Some(shared) = &s.recv {
+                    shared.reset(Reason::CANCEL);
+                }
+            }
+            keep
+        });
+        if self.streams.len() != before {
+            self.activity += 1;
+        }
+    }
+
+    /// The handshake, idle and stall limits.
     fn poll_timer(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         while self.timer.as_mut().poll(cx).is_ready() {
             if !self.settings_seen {
@@ -390,6 +440,18 @@ where
             self.seen_activity = self.activity;
             if idle && self.ending == Ending::No {
                 self.go_away(Reason::NO_ERROR);
+                return self.poll(cx);
+            }
+            // Answers waiting for window at two firings in a row, with no
+            // WINDOW_UPDATE in between (so for at least a whole period): the
+            // client does not read, and it holds the streams.
+            let waiting = self.window_updates == self.seen_window_updates && self.any_blocked();
+            self.seen_window_updates = self.window_updates;
+            let stalled = waiting && self.stall_suspected;
+            self.stall_suspected = self.any_blocked();
+            if stalled {
+                self.fail(Reason::ENHANCE_YOUR_CALM);
+                self.stalled = true;
                 return self.poll(cx);
             }
             let next = Instant::now() + self.config.idle_timeout;
@@ -660,6 +722,7 @@ where
                     }
                     let delta = value - self.peer_initial_window;
                     self.peer_initial_window = value;
+                    self.window_updates += 1;
                     for s in self.streams.values_mut() {
                         s.send_window += delta;
                         if s.send_window > frame::MAX_WINDOW {
@@ -682,6 +745,7 @@ where
 
     fn window_update(&mut self, head: Head, payload: &[u8]) -> Result<(), Reason> {
         let b: [u8; 4] = payload.try_into().map_err(|_| Reason::FRAME_SIZE_ERROR)?;
+        self.window_updates += 1;
         let increment = i64::from(u32::from_be_bytes(b) & 0x7fff_ffff);
         if head.stream == 0 {
             if increment == 0 {
@@ -833,12 +897,14 @@ where
         let text = &mut self.text;
         let spans = &mut self.spans;
         spans.clear();
-        let r = self.decoder.decode(block, limit, |name, value, _sensitive| {
-            let at = text.len();
-            text.extend_from_slice(name);
-            text.extend_from_slice(value);
-            spans.push((at, name.len(), value.len()));
-        });
+        let r = self
+            .decoder
+            .decode(block, limit, |name, value, _sensitive| {
+                let at = text.len();
+                text.extend_from_slice(name);
+                text.extend_from_slice(value);
+                spans.push((at, name.len(), value.len()));
+            });
         let all = text.split().freeze();
         // The next block writes into what is left of this allocation, or a
         // new one once it is used up.

@@ -46,8 +46,9 @@ pub struct Config {
     /// The connection's receive window, across its streams.
     pub connection_window: u32,
     /// A connection with no open stream for this long is closed (with a
-    /// GOAWAY). Checked coarsely: it closes between one and two times this
-    /// after the last stream.
+    /// GOAWAY), after one to two times this. So is one whose answers wait
+    /// for window while the client opens none: after one to three times
+    /// this, checked at the same timer.
     pub idle_timeout: Duration,
     /// Time for the client's preface and first SETTINGS.
     pub handshake_timeout: Duration,
@@ -115,6 +116,9 @@ pub enum Error {
     Remote(Reason),
     /// The client did not start the connection in time.
     HandshakeTimeout,
+    /// Answers waited for window and the client opened none for a whole
+    /// idle period: it was not reading.
+    Stalled,
 }
 
 impl std::fmt::Display for Error {
@@ -124,6 +128,7 @@ impl std::fmt::Display for Error {
             Error::Protocol(r) => write!(f, "the client broke the protocol: {r}"),
             Error::Remote(r) => write!(f, "the client ended the connection with {r}"),
             Error::HandshakeTimeout => f.write_str("no connection preface in time"),
+            Error::Stalled => f.write_str("the client stopped opening flow-control windows"),
         }
     }
 }

@@ -670,3 +670,104 @@ async fn data_beyond_the_window_resets_the_stream() {
     raw.send(kind::DATA, 0, 3, &[1; 800]).await;
     assert_eq!(raw.rst().await, (3, Reason::FLOW_CONTROL_ERROR));
 }
+
+/// The next connection's ending, as `serve` returned it.
+async fn ending(server: &mut Server) -> Result<(), String> {
+    tokio::time::timeout(Duration::from_secs(5), server.ended.recv())
+        .await
+        .expect("the connection ends")
+        .expect("an ending")
+}
+
+#[tokio::test]
+async fn a_header_block_left_open_does_not_hold_the_connection() {
+    let mut server = start(Config {
+        idle_timeout: Duration::from_millis(100),
+        ..Config::default()
+    })
+    .await;
+    // The client closes with the block unfinished.
+    let mut raw = Raw::connect(server.addr).await;
+    let block = raw.request_block("GET", "/hello", &[]);
+    raw.send(kind::HEADERS, flag::END_STREAM, 1, &block).await;
+    raw.tcp.shutdown().await.unwrap();
+    assert!(raw.until(kind::HEADERS).await.is_none());
+    assert_eq!(ending(&mut server).await, Ok(()));
+    // The client stays, silent: the idle limit closes it.
+    let mut raw = Raw::connect(server.addr).await;
+    let block = raw.request_block("GET", "/hello", &[]);
+    raw.send(kind::HEADERS, flag::END_STREAM, 1, &block).await;
+    assert_eq!(raw.goaway().await, Reason::NO_ERROR);
+    assert!(raw.next().await.is_none());
+    assert_eq!(ending(&mut server).await, Ok(()));
+}
+
+#[tokio::test]
+async fn answers_waiting_for_window_do_not_hold_the_connection() {
+    let mut server = start(Config {
+        idle_timeout: Duration::from_millis(100),
+        ..Config::default()
+    })
+    .await;
+    // The client closes while an answer waits for window.
+    let mut raw = Raw::connect(server.addr).await;
+    let block = raw.request_block("GET", "/big", &[]);
+    raw.send(
+        kind::HEADERS,
+        flag::END_HEADERS | flag::END_STREAM,
+        1,
+        &block,
+    )
+    .await;
+    let mut got = 0;
+    while got < 65_535 {
+        let (h, p) = raw.until(kind::DATA).await.unwrap();
+        assert!(!h.has(flag::END_STREAM));
+        got += p.len();
+    }
+    raw.tcp.shutdown().await.unwrap();
+    assert_eq!(ending(&mut server).await, Ok(()));
+    // The client stays but never opens the window again.
+    let mut raw = Raw::connect(server.addr).await;
+    let block = raw.request_block("GET", "/big", &[]);
+    raw.send(
+        kind::HEADERS,
+        flag::END_HEADERS | flag::END_STREAM,
+        1,
+        &block,
+    )
+    .await;
+    assert_eq!(raw.goaway().await, Reason::ENHANCE_YOUR_CALM);
+    assert_eq!(
+        ending(&mut server).await,
+        Err("the client stopped opening flow-control windows".to_string())
+    );
+    // One that keeps opening it gets the whole answer, however slowly.
+    let mut raw = Raw::connect(server.addr).await;
+    let block = raw.request_block("GET", "/big", &[]);
+    raw.send(
+        kind::HEADERS,
+        flag::END_HEADERS | flag::END_STREAM,
+        1,
+        &block,
+    )
+    .await;
+    let mut got = 0;
+    loop {
+        let Some((h, p)) = raw.until(kind::DATA).await else {
+            panic!("closed after {got} bytes: {:?}", ending(&mut server).await);
+        };
+        got += p.len();
+        if h.has(flag::END_STREAM) {
+            break;
+        }
+        if got % 65_535 == 0 {
+            tokio::time::sleep(Duration::from_millis(60)).await;
+            let mut out = Vec::new();
+            frame::write_window_update(&mut out, 0, 65_535);
+            frame::write_window_update(&mut out, 1, 65_535);
+            raw.tcp.write_all(&out).await.unwrap();
+        }
+    }
+    assert_eq!(got, 3_000_000);
+}
