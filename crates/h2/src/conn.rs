@@ -121,7 +121,9 @@ struct Stream<F, B> {
     recv_open: bool,
     /// Bytes the client may still send before a WINDOW_UPDATE.
     recv_window: i64,
-    /// Bytes read (or dropped) by the handler, not yet given back.
+    /// Bytes read (or dropped) by the handler, not yet given back to the
+    /// stream's window. They are already counted in the connection's, so a
+    /// stream that ends does not give them back again.
     recv_unacked: usize,
     /// The handler dropped the body: DATA is released on arrival.
     recv_dropped: bool,
@@ -646,7 +648,6 @@ where
                     if let Some(shared) = &s.recv {
                         shared.reset(Reason(u32::from_be_bytes(code)));
                     }
-                    self.give_back(None, s.recv_unacked);
                     if s.send_open && !self.resets.take() {
                         return Err(Reason::ENHANCE_YOUR_CALM);
                     }
@@ -1032,7 +1033,6 @@ where
             if let Some(shared) = &s.recv {
                 shared.reset(reason);
             }
-            self.give_back(None, s.recv_unacked);
         }
         if !self.resets.take() {
             self.fail(Reason::ENHANCE_YOUR_CALM);
@@ -1282,9 +1282,8 @@ where
             }
             frame::write_rst(&mut self.wbuf, id, Reason::NO_ERROR);
         }
-        if let Some(s) = self.streams.remove(&id) {
+        if self.streams.remove(&id).is_some() {
             self.activity += 1;
-            self.give_back(None, s.recv_unacked);
         }
     }
 }

@@ -297,6 +297,7 @@ struct Raw {
 impl Raw {
     async fn connect(addr: SocketAddr) -> Raw {
         let mut tcp = TcpStream::connect(addr).await.unwrap();
+        tcp.set_nodelay(true).unwrap();
         tcp.write_all(frame::PREFACE).await.unwrap();
         let mut out = Vec::new();
         frame::write_settings(&mut out, &[]);
@@ -770,4 +771,76 @@ async fn answers_waiting_for_window_do_not_hold_the_connection() {
         }
     }
     assert_eq!(got, 3_000_000);
+}
+
+#[tokio::test]
+async fn the_connection_window_never_reopens_more_than_was_sent() {
+    let server = start(Config {
+        stream_window: 1000,
+        connection_window: 65_535,
+        ..Config::default()
+    })
+    .await;
+    let mut raw = Raw::connect(server.addr).await;
+    // Room for all the answers.
+    let mut out = Vec::new();
+    frame::write_window_update(&mut out, 0, 1 << 30);
+    raw.tcp.write_all(&out).await.unwrap();
+    // Uploads that each leave part of a stream's window unacknowledged when
+    // the stream ends, some read by the handler, some reset by the client.
+    let mut sent = 0u64;
+    let mut credited = 0u64;
+    for i in 0..200u32 {
+        let id = 1 + 2 * i;
+        let path = if i % 3 == 0 { "/hold" } else { "/echo" };
+        let block = raw.request_block("POST", path, &[]);
+        raw.send(kind::HEADERS, flag::END_HEADERS, id, &block).await;
+        raw.send(kind::DATA, 0, id, &[7; 300]).await;
+        sent += 300;
+        if path == "/hold" {
+            raw.send(kind::RST_STREAM, 0, id, &8u32.to_be_bytes()).await;
+        } else {
+            // The handler reads while the stream is open: 600 bytes (the
+            // stream's WINDOW_UPDATE shows it), then 300 more, which stay
+            // owed to the stream's window when it ends.
+            raw.send(kind::DATA, 0, id, &[7; 300]).await;
+            sent += 300;
+            loop {
+                let (h, p) = raw.next().await.expect("the connection stays up");
+                if h.kind == kind::WINDOW_UPDATE && h.stream == 0 {
+                    credited += u64::from(u32::from_be_bytes(p[..4].try_into().unwrap()));
+                }
+                if h.kind == kind::WINDOW_UPDATE && h.stream == id {
+                    break;
+                }
+            }
+            raw.send(kind::DATA, 0, id, &[7; 300]).await;
+            sent += 300;
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            raw.send(kind::DATA, flag::END_STREAM, id, &[]).await;
+            loop {
+                let (h, p) = raw.next().await.expect("the connection stays up");
+                if h.kind == kind::WINDOW_UPDATE && h.stream == 0 {
+                    credited += u64::from(u32::from_be_bytes(p[..4].try_into().unwrap()));
+                }
+                if h.kind == kind::DATA && h.stream == id && h.has(flag::END_STREAM) {
+                    break;
+                }
+            }
+        }
+    }
+    raw.send(kind::PING, 0, 0, b"finished").await;
+    while let Some((h, p)) = raw.next().await {
+        if h.kind == kind::WINDOW_UPDATE && h.stream == 0 {
+            credited += u64::from(u32::from_be_bytes(p[..4].try_into().unwrap()));
+        }
+        if h.kind == kind::PING {
+            break;
+        }
+    }
+    assert!(credited <= sent, "credited {credited} of {sent} bytes sent");
+    assert!(
+        credited > sent / 2,
+        "the window does reopen: {credited} of {sent}"
+    );
 }
