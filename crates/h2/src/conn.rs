@@ -546,11 +546,19 @@ where
         }
         let n = rb.filled().len();
         if n == 0 {
+            // The client sends nothing more: request bodies still open end
+            // with an error, and each stream waits only for its answer.
             self.read_closed = true;
-            for s in self.streams.values_mut() {
+            let mut ids = Vec::new();
+            for (&id, s) in &mut self.streams {
                 if let Some(shared) = s.recv.take() {
                     shared.reset(Reason::CANCEL);
                 }
+                s.recv_open = false;
+                ids.push(id);
+            }
+            for id in ids {
+                self.close_if_done(id);
             }
             return Poll::Ready(Ok(()));
         }

@@ -102,6 +102,15 @@ fn route(req: Request<RecvBody>, seen: Arc<AtomicUsize>) -> Reply<Later, TestBod
             Response::new(full("slow"))
         })),
         "/never" => Reply::Later(Box::pin(std::future::pending())),
+        // Answers at once, and keeps the request body, unread, for ever.
+        "/hello-held" => {
+            let (_, body) = req.into_parts();
+            tokio::spawn(async move {
+                let _body = body;
+                std::future::pending::<()>().await;
+            });
+            Reply::Ready(Response::new(full("held")))
+        }
         // Holds the request body without reading it.
         "/hold" => Reply::Later(Box::pin(async move {
             let _body = req;
@@ -843,4 +852,18 @@ async fn the_connection_window_never_reopens_more_than_was_sent() {
         credited > sent / 2,
         "the window does reopen: {credited} of {sent}"
     );
+}
+
+#[tokio::test]
+async fn a_closed_client_does_not_wait_on_a_body_the_handler_holds() {
+    let mut server = start(Config::default()).await;
+    let mut raw = Raw::connect(server.addr).await;
+    // The handler answers at once but keeps the request body unread.
+    let block = raw.request_block("POST", "/hello-held", &[]);
+    raw.send(kind::HEADERS, flag::END_HEADERS, 1, &block).await;
+    raw.send(kind::DATA, 0, 1, b"part").await;
+    let (h, _) = raw.until(kind::HEADERS).await.unwrap();
+    assert_eq!(h.stream, 1);
+    raw.tcp.shutdown().await.unwrap();
+    assert_eq!(ending(&mut server).await, Ok(()));
 }
