@@ -197,7 +197,7 @@ pub(crate) enum Head {
     /// HTTP/1.1: status line and headers, each line with its CRLF, without
     /// the blank line.
     Http1(Box<[u8]>),
-    /// h2: the header map hyper encodes (it adds `Date`).
+    /// h2: the header map `ledge-h2` encodes (it adds `Date`).
     Http2(HeaderMap),
 }
 
@@ -315,7 +315,7 @@ pub(crate) fn entry(resp: &Response<Body>, info: HotInfo, form: Form) -> Option<
                 ledge_core::num::decimal_bytes(len, &mut [0; 20]),
             );
         }
-        // hyper's h2 layer adds it from the body's exact size, as it does
+        // ledge-h2 adds it from the body's exact size, as it does
         // for the pipeline's answer.
     }
     let head = match (h1, h2) {

@@ -142,6 +142,8 @@ struct Stream<F, B> {
     send_window: i64,
     /// The server has not ended its side.
     send_open: bool,
+    /// The request was HEAD: its answer carries no body.
+    head_request: bool,
 }
 
 /// A header block that continues in CONTINUATION frames.
@@ -986,6 +988,7 @@ where
             pending: Bytes::new(),
             body_done: false,
             send_window: self.peer_initial_window,
+            head_request: false,
             send_open: true,
         };
         if !within {
@@ -1008,6 +1011,7 @@ where
             return Ok(());
         }
         stream.content_length = content_length;
+        stream.head_request = parts.method == Method::HEAD;
         let body = if end_stream {
             RecvBody::empty()
         } else {
@@ -1120,8 +1124,20 @@ where
 
     /// Sends a response's head, and keeps its body to send.
     fn respond(&mut self, id: u32, resp: Response<H::Body>) {
-        let (parts, body) = resp.into_parts();
+        let (mut parts, body) = resp.into_parts();
         let end = body.is_end_stream();
+        // A body of known size gets its `content-length`, as hyper gave it,
+        // except where the status or a HEAD request means there is none.
+        let head = self.streams.get(&id).is_some_and(|s| s.head_request);
+        let bodiless = head
+            || parts.status.is_informational()
+            || parts.status == StatusCode::NO_CONTENT
+            || parts.status == StatusCode::NOT_MODIFIED;
+        if !bodiless && !parts.headers.contains_key(CONTENT_LENGTH) {
+            if let Some(n) = body.size_hint().exact() {
+                parts.headers.insert(CONTENT_LENGTH, HeaderValue::from(n));
+            }
+        }
         self.send_head(id, parts.status, &parts.headers, end);
         if let Some(s) = self.streams.get_mut(&id) {
             if !end {

@@ -204,6 +204,8 @@ async fn answers_requests_on_concurrent_streams() {
         assert_eq!(resp.status(), 200);
         assert_eq!(resp.headers()["content-type"], "text/plain");
         assert_eq!(resp.headers()["x-path"], "/hello");
+        // Added from the body's exact size.
+        assert_eq!(resp.headers()["content-length"], "5");
         assert!(resp.headers().contains_key("date"));
         assert_eq!(read_all(resp.into_body()).await, b"hello");
     }
@@ -265,13 +267,16 @@ async fn large_heads_use_continuation_and_bodies_stream() {
         .await
         .unwrap();
     assert_eq!(resp.headers()["x-long-39"].len(), 1000);
-    assert_eq!(resp.headers().len(), 41);
+    // 40 long fields, `date`, and `content-length` from the body's size.
+    assert_eq!(resp.headers().len(), 42);
     let stream = c
         .send_request(get("/stream"), true)
         .unwrap()
         .0
         .await
         .unwrap();
+    // A body of unknown size has no `content-length`.
+    assert!(!stream.headers().contains_key("content-length"));
     assert_eq!(
         read_all(stream.into_body()).await,
         b"part0;part1;part2;part3;part4;"
