@@ -245,7 +245,7 @@ pub(crate) enum Form {
     /// By the HTTP/1.1 fast path; files with `sendfile` when it can (plain
     /// TCP), else from memory.
     Http1 { sendfile: bool },
-    /// By hyper's h2 layer, from memory.
+    /// By `ledge-h2`, from memory.
     Http2,
 }
 
@@ -262,7 +262,7 @@ pub(crate) fn entry(resp: &Response<Body>, info: HotInfo, form: Form) -> Option<
     let body = match body {
         Body::Empty => HotBody::Bytes(Bytes::new()),
         Body::Full(Some(b)) => HotBody::Bytes(b.clone()),
-        // hyper's h2 layer and TLS send buffers, not files.
+        // `ledge-h2` and TLS send buffers, not files.
         Body::File(f) if form != (Form::Http1 { sendfile: true }) => {
             HotBody::Bytes(f.bytes.clone()?)
         }
@@ -403,7 +403,7 @@ pub(crate) fn h2_key(
 }
 
 /// The answer to an h2 request from a kept answer (kept in h2 form, with
-/// its body in memory), with a new request id; hyper adds `Date`. With
+/// its body in memory), with a new request id; `ledge-h2` adds `Date`. With
 /// telemetry on, the body carries the access record the log phase would
 /// have written.
 pub(crate) fn h2_response(
