@@ -225,6 +225,11 @@ struct Conn<'c, IO, H: Handler> {
     returns: Arc<Returns>,
     releases: Vec<Release>,
     ready: Vec<(u32, Response<H::Body>)>,
+    /// Decoded fields of the header block being handled.
+    fields: Vec<(Bytes, Bytes)>,
+    /// Streams whose answers `poll_bodies` finished (with an error, if
+    /// reset).
+    finished: Vec<(u32, Option<Reason>)>,
     ending: Ending,
     goaway_stream: u32,
     resets: ResetBudget,
@@ -298,6 +303,8 @@ where
             returns: Arc::new(Returns::default()),
             releases: Vec::new(),
             ready: Vec::new(),
+            fields: Vec::with_capacity(16),
+            finished: Vec::new(),
             ending: Ending::No,
             goaway_stream: u32::MAX,
             resets: ResetBudget {
@@ -933,17 +940,31 @@ where
         }
     }
 
-    /// A complete header block: a request, or a request's trailers.
+    /// A complete header block: a request, or a request's trailers. The
+    /// fields' vector is the connection's, reused from block to block.
     fn header_block(&mut self, id: u32, end_stream: bool, block: &[u8]) -> Result<(), Reason> {
-        let mut fields = Vec::new();
-        let within = self.decode(block, &mut fields)?;
+        let mut fields = std::mem::take(&mut self.fields);
+        let r = self.fields_block(id, end_stream, block, &mut fields);
+        fields.clear();
+        self.fields = fields;
+        r
+    }
+
+    fn fields_block(
+        &mut self,
+        id: u32,
+        end_stream: bool,
+        block: &[u8],
+        fields: &mut Vec<(Bytes, Bytes)>,
+    ) -> Result<(), Reason> {
+        let within = self.decode(block, fields)?;
         if let Some(s) = self.streams.get_mut(&id) {
             // Trailers.
             if !s.recv_open {
                 return Err(Reason::STREAM_CLOSED);
             }
             let trailers = if end_stream && within {
-                trailer_map(&fields)
+                trailer_map(fields)
             } else {
                 None
             };
@@ -1002,7 +1023,7 @@ where
             self.close_if_done(id);
             return Ok(());
         }
-        let Some((parts, content_length)) = request_parts(fields) else {
+        let Some((parts, content_length)) = request_parts(fields.drain(..)) else {
             self.reset_stream(id, Reason::PROTOCOL_ERROR);
             return Ok(());
         };
@@ -1185,7 +1206,7 @@ where
     /// water mark allow; true if anything was sent or ended.
     fn poll_bodies(&mut self, cx: &mut Context<'_>) -> bool {
         let mut progress = false;
-        let mut done: Vec<(u32, Option<Reason>)> = Vec::new();
+        let mut done = std::mem::take(&mut self.finished);
         let mut trailers: Vec<(u32, HeaderMap)> = Vec::new();
         for (&id, s) in &mut self.streams {
             if s.body.is_none() && s.pending.is_empty() && !s.body_done {
@@ -1267,7 +1288,7 @@ where
             done.push((id, None));
             progress = true;
         }
-        for (id, error) in done {
+        for (id, error) in done.drain(..) {
             match error {
                 Some(reason) => {
                     frame::write_rst(&mut self.wbuf, id, reason);
@@ -1287,6 +1308,7 @@ where
                 }
             }
         }
+        self.finished = done;
         progress
     }
 
@@ -1337,7 +1359,9 @@ struct Parts {
 
 /// Builds a request from its decoded fields; `None` when it is malformed
 /// (RFC 9113 §8.1.1, §8.2, §8.3). Also gives its `content-length`.
-fn request_parts(fields: Vec<(Bytes, Bytes)>) -> Option<(Parts, Option<u64>)> {
+fn request_parts(
+    fields: impl ExactSizeIterator<Item = (Bytes, Bytes)>,
+) -> Option<(Parts, Option<u64>)> {
     let mut method = None;
     let mut scheme = None;
     let mut authority = None;

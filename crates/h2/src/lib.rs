@@ -112,8 +112,6 @@ pub enum Error {
     Io(std::io::Error),
     /// The client broke the protocol; the connection sent GOAWAY with this.
     Protocol(Reason),
-    /// The client sent GOAWAY with an error.
-    Remote(Reason),
     /// The client did not start the connection in time.
     HandshakeTimeout,
     /// Answers waited for window and the client opened none for a whole
@@ -126,7 +124,6 @@ impl std::fmt::Display for Error {
         match self {
             Error::Io(e) => write!(f, "i/o error: {e}"),
             Error::Protocol(r) => write!(f, "the client broke the protocol: {r}"),
-            Error::Remote(r) => write!(f, "the client ended the connection with {r}"),
             Error::HandshakeTimeout => f.write_str("no connection preface in time"),
             Error::Stalled => f.write_str("the client stopped opening flow-control windows"),
         }
