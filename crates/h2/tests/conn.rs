@@ -872,3 +872,37 @@ async fn a_closed_client_does_not_wait_on_a_body_the_handler_holds() {
     raw.tcp.shutdown().await.unwrap();
     assert_eq!(ending(&mut server).await, Ok(()));
 }
+
+#[tokio::test]
+async fn a_client_that_never_reads_cannot_make_the_server_buffer_without_end() {
+    // A small pipe each way: the server's answers back up at once.
+    let (client, server) = tokio::io::duplex(16 * 1024);
+    let config = Config::default();
+    tokio::spawn(async move {
+        let seen = Arc::new(AtomicUsize::new(0));
+        let handler = move |req| route(req, seen.clone());
+        let _ = ledge_h2::serve(server, &config, handler, std::future::pending()).await;
+    });
+    let (_unread, mut to_server) = tokio::io::split(client);
+    let mut hello = frame::PREFACE.to_vec();
+    frame::write_settings(&mut hello, &[]);
+    to_server.write_all(&hello).await.unwrap();
+    // PINGs, each answered by a PING ACK the client never reads.
+    let mut chunk = Vec::new();
+    for i in 0..1000u64 {
+        frame::write_head(&mut chunk, 8, kind::PING, 0, 0);
+        chunk.extend_from_slice(&i.to_be_bytes());
+    }
+    let mut written = 0usize;
+    while written < 20 << 20 {
+        let w = tokio::time::timeout(Duration::from_millis(500), to_server.write_all(&chunk));
+        if w.await.is_err() {
+            break;
+        }
+        written += chunk.len();
+    }
+    // The server stops reading once its answers pass the high water mark
+    // (128 KiB): what it took is that, in PINGs, plus the pipe and its read
+    // buffer.
+    assert!(written < 1 << 20, "the server took {written} bytes");
+}
