@@ -111,6 +111,11 @@ fn route(req: Request<RecvBody>, seen: Arc<AtomicUsize>) -> Reply<Later, TestBod
             });
             Reply::Ready(Response::new(full("held")))
         }
+        "/no-content" => {
+            let mut resp = Response::new(full(""));
+            *resp.status_mut() = StatusCode::NO_CONTENT;
+            Reply::Ready(resp)
+        }
         // Holds the request body without reading it.
         "/hold" => Reply::Later(Box::pin(async move {
             let _body = req;
@@ -402,15 +407,11 @@ impl Raw {
 }
 
 fn status_of(block: &[u8]) -> String {
-    let mut dec = ledge_hpack::Decoder::new(4096);
-    let mut status = String::new();
-    dec.decode(block, 1 << 20, |n, v, _| {
-        if n == b":status" {
-            status = String::from_utf8(v.to_vec()).unwrap();
-        }
-    })
-    .unwrap();
-    status
+    fields_of(block)
+        .into_iter()
+        .find(|(n, _)| n == ":status")
+        .map(|(_, v)| v)
+        .unwrap_or_default()
 }
 
 #[tokio::test]
@@ -905,4 +906,42 @@ async fn a_client_that_never_reads_cannot_make_the_server_buffer_without_end() {
     // (128 KiB): what it took is that, in PINGs, plus the pipe and its read
     // buffer.
     assert!(written < 1 << 20, "the server took {written} bytes");
+}
+
+/// The decoded fields of a header block.
+fn fields_of(block: &[u8]) -> Vec<(String, String)> {
+    let mut dec = ledge_hpack::Decoder::new(4096);
+    let mut out = Vec::new();
+    dec.decode(block, 1 << 20, |n, v, _| {
+        out.push((
+            String::from_utf8(n.to_vec()).unwrap(),
+            String::from_utf8(v.to_vec()).unwrap(),
+        ));
+    })
+    .unwrap();
+    out
+}
+
+#[tokio::test]
+async fn no_content_length_is_added_where_there_is_no_body() {
+    let server = start(Config::default()).await;
+    let mut raw = Raw::connect(server.addr).await;
+    for (id, method, path) in [
+        (1, "HEAD", "/hello"),
+        (3, "GET", "/no-content"),
+        (5, "GET", "/hello"),
+    ] {
+        let block = raw.request_block(method, path, &[]);
+        raw.send(
+            kind::HEADERS,
+            flag::END_HEADERS | flag::END_STREAM,
+            id,
+            &block,
+        )
+        .await;
+        let (h, p) = raw.until(kind::HEADERS).await.unwrap();
+        assert_eq!(h.stream, id);
+        let has_length = fields_of(&p).iter().any(|(n, _)| n == "content-length");
+        assert_eq!(has_length, id == 5, "{method} {path}");
+    }
 }
