@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod date;
 pub mod host;
 pub mod ids;
 pub mod path;

@@ -257,7 +257,7 @@ where
     }
     push_field(out, X_LEDGE_ID.as_str().as_bytes(), &id);
     out.extend_from_slice(b"date: ");
-    push_date(out);
+    ledge_core::date::push_http_date(out);
     out.extend_from_slice(b"\r\n");
     if close {
         push_field(out, b"connection", b"close");
@@ -502,7 +502,7 @@ where
     }
     if !has_date {
         out.extend_from_slice(b"date: ");
-        push_date(out);
+        ledge_core::date::push_http_date(out);
         out.extend_from_slice(b"\r\n");
     }
     let bodiless = status.is_informational()
@@ -691,33 +691,6 @@ fn push_hex(out: &mut Vec<u8>, mut n: usize) {
     out.extend_from_slice(&digits[i..]);
 }
 
-thread_local! {
-    /// The `Date` value, formatted once per second per thread.
-    static DATE_CACHE: std::cell::RefCell<(u64, [u8; 29])> =
-        const { std::cell::RefCell::new((u64::MAX, [0; 29])) };
-}
-
-fn push_date(out: &mut Vec<u8>) {
-    let now = std::time::SystemTime::now();
-    let secs = now
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    DATE_CACHE.with(|cell| {
-        let mut cache = cell.borrow_mut();
-        if cache.0 != secs {
-            let text = httpdate::fmt_http_date(now);
-            if text.len() == 29 {
-                cache.1.copy_from_slice(text.as_bytes());
-                cache.0 = secs;
-            } else {
-                out.extend_from_slice(text.as_bytes());
-                return;
-            }
-        }
-        out.extend_from_slice(&cache.1);
-    });
-}
-
 /// A stream that first yields bytes already read from it: how the fast path
 /// hands a connection to hyper.
 pub(crate) struct Rewind<S> {
@@ -871,10 +844,6 @@ mod tests {
         out.push(b' ');
         push_hex(&mut out, 0);
         assert_eq!(out, b"0 18446744073709551615 1f40 0");
-        let mut d = Vec::new();
-        push_date(&mut d);
-        let text = std::str::from_utf8(&d).unwrap();
-        assert!(httpdate::parse_http_date(text).is_ok(), "{text}");
     }
 
     #[test]

@@ -17,7 +17,7 @@ use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http::header::{HeaderName, HeaderValue, CONTENT_LENGTH, DATE};
@@ -245,7 +245,8 @@ struct Conn<'c, IO, H: Handler> {
     stall_suspected: bool,
     /// The connection was closed because the client stopped opening windows.
     stalled: bool,
-    date: DateCache,
+    /// The `date` value of the response being encoded.
+    date: Vec<u8>,
 }
 
 impl<'c, IO, H> Conn<'c, IO, H>
@@ -319,7 +320,7 @@ where
             seen_window_updates: 0,
             stall_suspected: false,
             stalled: false,
-            date: DateCache::default(),
+            date: Vec::with_capacity(29),
         }
     }
 
@@ -1175,9 +1176,9 @@ where
         self.encoder.status(status.as_u16(), &mut block);
         self.encode_fields(headers, &mut block);
         if !headers.contains_key(DATE) {
-            let date = self.date.get();
-            self.encoder
-                .field(b"date", date.as_bytes(), false, &mut block);
+            self.date.clear();
+            ledge_core::date::push_http_date(&mut self.date);
+            self.encoder.field(b"date", &self.date, false, &mut block);
         }
         frame::write_header_block(&mut self.wbuf, id, &block, end, self.peer_max_frame);
         self.block = block;
@@ -1444,26 +1445,4 @@ fn trailer_map(fields: &[(Bytes, Bytes)]) -> Option<HeaderMap> {
         map.append(name, value);
     }
     Some(map)
-}
-
-/// The `date` field, formatted once a second.
-#[derive(Default)]
-struct DateCache {
-    second: u64,
-    text: String,
-}
-
-impl DateCache {
-    fn get(&mut self) -> &str {
-        let now = SystemTime::now();
-        let second = now
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap_or(Duration::ZERO)
-            .as_secs();
-        if second != self.second || self.text.is_empty() {
-            self.second = second;
-            self.text = httpdate::fmt_http_date(now);
-        }
-        &self.text
-    }
 }
