@@ -159,3 +159,44 @@ pub async fn follow_drains(t: Telemetry, meta: Arc<dyn MetaStore>, feed: Feed) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Buckets go through the SQLite store as JSON: one with no function
+    /// invocations (an empty CPU-time sketch, whose extremes are infinite)
+    /// must come back, and merge into its hour more than once.
+    #[tokio::test]
+    async fn buckets_round_trip_through_sqlite_and_merge() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = ledge_store::SqliteStore::open(&dir.path().join("meta.db"))
+            .await
+            .unwrap();
+        let store = StoreBuckets {
+            meta: Arc::new(meta),
+        };
+        let minute = |start: u64, ms: f64| {
+            let mut b = Bucket::new("blog", Resolution::Hour, start);
+            b.counters.requests = 2;
+            b.counters.status_2xx = 2;
+            b.top_paths.insert("/");
+            b.duration_ms.insert(ms);
+            b
+        };
+        // Two minutes of one hour, as the dispatcher merges them.
+        store.merge(&minute(3600 * 100, 4.0)).await.unwrap();
+        store.merge(&minute(3600 * 100 + 60, 9.0)).await.unwrap();
+        let got = store
+            .get("blog", Resolution::Hour, 0, u64::from(u32::MAX))
+            .await
+            .unwrap();
+        assert_eq!(got.len(), 1);
+        let hour = &got[0];
+        assert_eq!(hour.counters.requests, 4);
+        assert_eq!(hour.duration_ms.count(), 2);
+        assert_eq!(hour.duration_ms.max(), Some(9.0));
+        assert_eq!(hour.function_cpu_ms.count(), 0);
+        assert_eq!(hour.function_cpu_ms.max(), None);
+    }
+}

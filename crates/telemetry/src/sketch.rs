@@ -142,10 +142,38 @@ pub struct QuantileSketch {
     count: u64,
     /// Values at or below [`QuantileSketch::MIN_VALUE`].
     zero: u64,
+    /// `+inf` while empty: stored as `null`, which JSON has in place of
+    /// infinities (and read back as `+inf`).
+    #[serde(
+        serialize_with = "finite_or_null",
+        deserialize_with = "null_as_pos_inf"
+    )]
     min: f64,
+    /// `-inf` while empty, stored as `null` the same way.
+    #[serde(
+        serialize_with = "finite_or_null",
+        deserialize_with = "null_as_neg_inf"
+    )]
     max: f64,
     sum: f64,
     bins: Bins,
+}
+
+/// Writes a finite `v` as a number, anything else as `null`.
+fn finite_or_null<S: serde::Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+    if v.is_finite() {
+        s.serialize_f64(*v)
+    } else {
+        s.serialize_none()
+    }
+}
+
+fn null_as_pos_inf<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::INFINITY))
+}
+
+fn null_as_neg_inf<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NEG_INFINITY))
 }
 
 /// A sketch's bucket counts: one counter per index from `low` to
@@ -617,6 +645,24 @@ mod tests {
         let back: QuantileSketch = serde_json::from_str(&json).unwrap();
         assert_eq!(back.bins, sa.bins);
         assert_eq!(back.quantile(0.5), sa.quantile(0.5));
+    }
+
+    #[test]
+    fn an_empty_sketch_survives_json() {
+        // Its min and max are infinite, which JSON cannot hold: serde_json
+        // writes them as null. A bucket with no function invocations has
+        // such a sketch, and the store keeps buckets as JSON.
+        let empty = QuantileSketch::default();
+        let json = serde_json::to_string(&empty).unwrap();
+        let back: QuantileSketch = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, empty);
+        // Merged after the round trip, it still takes the other's extremes.
+        let mut one = QuantileSketch::default();
+        one.insert(3.0);
+        let mut merged = back;
+        merged.merge(&one);
+        assert_eq!(merged.quantile(0.0), one.quantile(0.0));
+        assert_eq!(merged.max(), Some(3.0));
     }
 
     #[test]
