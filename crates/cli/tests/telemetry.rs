@@ -932,3 +932,47 @@ fn access_log_off_writes_nothing_and_says_so() {
         "access.log written with --access-log off"
     );
 }
+
+/// Statistics outlive the node: a graceful stop writes the open minutes to
+/// the metadata store, and the next node on the same data folder reads
+/// them back (minute and hour) through `ledge stats`. The site has no edge
+/// functions, so its buckets hold an empty CPU-time sketch.
+#[test]
+fn stats_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut node = Node::start_in(&data, &[]);
+    node.ok(&["sites", "create", "kept"]);
+    let site_dir = site(&[("index.html", "home"), ("a.html", "page a")]);
+    Api::of(&node).deploy(site_dir.path(), "kept");
+    let host = "kept.localhost";
+    for path in ["/", "/a.html", "/a.html", "/missing"] {
+        get(node.edge, host, path, &[]);
+    }
+    node.terminate();
+    let _ = node.child.wait();
+
+    let node = Node::start_in(&data, &[]);
+    for resolution in ["minute", "hour"] {
+        let v = cli_json(
+            &Api::of(&node),
+            &[
+                "stats",
+                "--site",
+                "kept",
+                "--json",
+                "--resolution",
+                resolution,
+            ],
+        );
+        let c = &v["total"]["counters"];
+        assert_eq!(c["requests"], 4, "{resolution}: {v:#}");
+        assert_eq!(c["status_2xx"], 3, "{resolution}: {v:#}");
+        assert_eq!(c["status_4xx"], 1, "{resolution}: {v:#}");
+        assert_eq!(
+            v["total"]["top_paths"][0],
+            serde_json::json!(["/a.html", 2]),
+            "{resolution}: {v:#}"
+        );
+    }
+}
