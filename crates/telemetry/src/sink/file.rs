@@ -47,7 +47,9 @@ impl LineTarget for Stdout {
 /// A file rotated by size: when the next line would take `path` past
 /// `max_bytes`, `path.{keep-1}` → `path.{keep}` … `path` → `path.1`, and a
 /// new `path` is started. A line is never split across files; a single line
-/// larger than `max_bytes` gets a file of its own.
+/// larger than `max_bytes` gets a file of its own. Only a regular file is
+/// rotated: a device or a pipe (`/dev/null`, a FIFO a collector reads) is
+/// written to as it is, never renamed.
 #[derive(Debug)]
 pub struct RotatingFile {
     path: PathBuf,
@@ -55,6 +57,8 @@ pub struct RotatingFile {
     keep: usize,
     file: Option<BufWriter<File>>,
     size: u64,
+    /// Whether the open file is a regular one (and so rotates).
+    regular: bool,
 }
 
 impl RotatingFile {
@@ -67,6 +71,7 @@ impl RotatingFile {
             keep: keep.max(1),
             file: None,
             size: 0,
+            regular: true,
         }
     }
 
@@ -85,7 +90,9 @@ impl RotatingFile {
                 .create(true)
                 .append(true)
                 .open(&self.path)?;
-            self.size = f.metadata()?.len();
+            let meta = f.metadata()?;
+            self.regular = meta.is_file();
+            self.size = if self.regular { meta.len() } else { 0 };
             self.file = Some(BufWriter::with_capacity(64 * 1024, f));
         }
         // Just set above when it was missing.
@@ -119,7 +126,7 @@ impl RotatingFile {
     fn append_line(&mut self, line: &[u8]) -> io::Result<()> {
         self.open()?;
         let len = line.len() as u64;
-        if self.size > 0 && self.size + len > self.max_bytes {
+        if self.regular && self.size > 0 && self.size + len > self.max_bytes {
             self.rotate()?;
         }
         self.open()?.write_all(line)?;
@@ -137,7 +144,7 @@ impl RotatingFile {
             let mut size = 0u64;
             for c in chunks {
                 let len = c.bytes.len() as u64;
-                if self.size + size + len > self.max_bytes {
+                if self.regular && self.size + size + len > self.max_bytes {
                     break;
                 }
                 size += len;
@@ -371,6 +378,35 @@ mod tests {
         let mut again = RotatingFile::new(path.clone(), 100, 2);
         again.write_all_lines(&[line]).unwrap();
         assert_eq!(len(&path), 80);
+    }
+
+    /// A drain to a pipe or a device (`/dev/null`) writes through it and
+    /// never renames it, however much goes through.
+    #[test]
+    fn a_fifo_is_written_through_never_rotated() {
+        use std::os::unix::fs::FileTypeExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("collector.fifo");
+        let made = std::process::Command::new("mkfifo").arg(&path).status();
+        assert!(made.is_ok_and(|s| s.success()), "mkfifo failed");
+        let reader = {
+            let path = path.clone();
+            std::thread::spawn(move || std::fs::read(path).unwrap())
+        };
+        let line = Bytes::from(format!("{}\n", "x".repeat(39)));
+        let mut f = RotatingFile::new(path.clone(), 100, 2);
+        for _ in 0..5 {
+            f.write_all_lines(std::slice::from_ref(&line)).unwrap();
+        }
+        let chunk = Chunk {
+            bytes: Bytes::from(line.repeat(4)),
+            lines: 4,
+        };
+        f.write_chunks(&[chunk]).unwrap();
+        drop(f);
+        assert_eq!(reader.join().unwrap(), line.repeat(9));
+        assert!(std::fs::metadata(&path).unwrap().file_type().is_fifo());
+        assert!(!dir.path().join("collector.fifo.1").exists());
     }
 
     #[test]
