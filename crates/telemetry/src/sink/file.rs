@@ -25,6 +25,14 @@ const GATHER_WAIT: Duration = Duration::from_millis(20);
 /// Most chunks in one write (one `writev`, well under `IOV_MAX`).
 const GATHER_CHUNKS: usize = 256;
 
+/// Space a log file is given ahead of its writes, in one `fallocate` (the
+/// file's size unchanged). Appending into blocks the file already has
+/// spares ext4 its per-page delayed-allocation work (reservations, the
+/// extent status tree): on this project's machine, appends of 256 KiB took
+/// about a fifth less system time per GiB. What is left ahead of the end is
+/// given back when the file is rotated or closed.
+const RESERVE_BYTES: u64 = 8 << 20;
+
 /// Somewhere lines can be written synchronously.
 pub(crate) trait LineTarget: Send + 'static {
     /// Writes chunks of complete lines, then flushes.
@@ -59,6 +67,10 @@ pub struct RotatingFile {
     size: u64,
     /// Whether the open file is a regular one (and so rotates).
     regular: bool,
+    /// The offset up to which the file has space reserved.
+    reserved: u64,
+    /// Whether the file system takes reservations (cleared when one fails).
+    reserving: bool,
 }
 
 impl RotatingFile {
@@ -72,6 +84,8 @@ impl RotatingFile {
             file: None,
             size: 0,
             regular: true,
+            reserved: 0,
+            reserving: true,
         }
     }
 
@@ -93,6 +107,12 @@ impl RotatingFile {
             let meta = f.metadata()?;
             self.regular = meta.is_file();
             self.size = if self.regular { meta.len() } else { 0 };
+            if self.regular {
+                // Space left reserved past the end by a node that did not
+                // stop cleanly: a truncation to the size frees it.
+                f.set_len(self.size)?;
+            }
+            self.reserved = self.size;
             self.file = Some(BufWriter::with_capacity(64 * 1024, f));
         }
         // Just set above when it was missing.
@@ -101,7 +121,43 @@ impl RotatingFile {
             .ok_or_else(|| io::Error::other("log file not open"))
     }
 
+    /// Makes sure `len` more bytes have space reserved, reserving the next
+    /// [`RESERVE_BYTES`] when they do not (never past the rotation size).
+    fn reserve(&mut self, len: u64) {
+        let end = self.size + len;
+        if !self.regular || !self.reserving || end <= self.reserved {
+            return;
+        }
+        let Some(f) = self.file.as_ref() else { return };
+        let from = self.reserved.max(self.size);
+        let upto = (from + RESERVE_BYTES).min(self.max_bytes).max(end);
+        match rustix::fs::fallocate(
+            f.get_ref(),
+            rustix::fs::FallocateFlags::KEEP_SIZE,
+            from,
+            upto - from,
+        ) {
+            Ok(()) => self.reserved = upto,
+            // Not supported here, or no space: write as before (a write
+            // that finds no space reports it).
+            Err(_) => self.reserving = false,
+        }
+    }
+
+    /// Gives back the space reserved past the end of the file.
+    fn release(&mut self) -> io::Result<()> {
+        if let Some(f) = self.file.as_mut() {
+            f.flush()?;
+            if self.regular && self.reserved > self.size {
+                f.get_ref().set_len(self.size)?;
+                self.reserved = self.size;
+            }
+        }
+        Ok(())
+    }
+
     fn rotate(&mut self) -> io::Result<()> {
+        self.release()?;
         if let Some(mut f) = self.file.take() {
             f.flush()?;
         }
@@ -129,6 +185,7 @@ impl RotatingFile {
         if self.regular && self.size > 0 && self.size + len > self.max_bytes {
             self.rotate()?;
         }
+        self.reserve(len);
         self.open()?.write_all(line)?;
         self.size += len;
         Ok(())
@@ -158,6 +215,7 @@ impl RotatingFile {
                 continue;
             }
             // Straight to the file, after what the buffer holds.
+            self.reserve(size);
             let f = self.open()?;
             f.flush()?;
             write_all_chunks(f.get_mut(), &chunks[..fit])?;
@@ -172,6 +230,13 @@ impl RotatingFile {
             Some(f) => f.flush(),
             None => Ok(()),
         }
+    }
+}
+
+impl Drop for RotatingFile {
+    fn drop(&mut self) {
+        // Best effort: the file is closing either way.
+        let _ = self.release();
     }
 }
 
@@ -378,6 +443,52 @@ mod tests {
         let mut again = RotatingFile::new(path.clone(), 100, 2);
         again.write_all_lines(&[line]).unwrap();
         assert_eq!(len(&path), 80);
+    }
+
+    /// Space is reserved ahead of the writes and given back at rotation
+    /// and close: no file keeps more blocks than its lines need.
+    #[test]
+    fn reserved_space_is_given_back() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("access.log");
+        let allocated = |p: &Path| std::fs::metadata(p).unwrap().blocks() * 512;
+        // Lines take a file to its 1 MiB limit in about 2,000 lines.
+        let line = Bytes::from(format!("{}\n", "x".repeat(499)));
+        let mut f = RotatingFile::new(path.clone(), 1 << 20, 2);
+        f.write_all_lines(std::slice::from_ref(&line)).unwrap();
+        let live = std::fs::metadata(&path).unwrap().len();
+        assert_eq!(live, 500);
+        if f.reserving {
+            // Reserved up to the rotation size, the file's size unchanged.
+            assert!(allocated(&path) >= 1 << 20, "{}", allocated(&path));
+        }
+        for _ in 0..2_100 {
+            f.write_all_lines(std::slice::from_ref(&line)).unwrap();
+        }
+        let rotated = f.rotated(1);
+        let full = std::fs::metadata(&rotated).unwrap().len();
+        assert_eq!(full, 2_097 * 500);
+        // A block of slack at most.
+        assert!(
+            allocated(&rotated) <= full + 4096,
+            "{}",
+            allocated(&rotated)
+        );
+        drop(f);
+        let live = std::fs::metadata(&path).unwrap().len();
+        assert_eq!(live, 4 * 500);
+        assert!(allocated(&path) <= live + 4096, "{}", allocated(&path));
+        // A node that stopped without giving it back: the next one does.
+        {
+            let file = OpenOptions::new().append(true).open(&path).unwrap();
+            let _ =
+                rustix::fs::fallocate(&file, rustix::fs::FallocateFlags::KEEP_SIZE, live, 1 << 20);
+        }
+        let mut again = RotatingFile::new(path.clone(), 1 << 20, 2);
+        again.open().unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), live);
+        assert!(allocated(&path) <= live + 4096, "{}", allocated(&path));
     }
 
     /// A drain to a pipe or a device (`/dev/null`) writes through it and
