@@ -55,10 +55,12 @@
 //! | push + dispatcher: statistics + file drain | 770–850 ns |
 //!
 //! In a node serving 1 KB files, logging to the default file costs about
-//! 2.5k instructions per request (callgrind, session 13). It costs about
-//! 5 % of requests per CPU-second at saturation (6–10 % to NATS), and more
-//! at a fixed load (`bench/log-cost.sh`, on a noisy machine; the breakdown
-//! is in `docs/benchmarks.md`).
+//! 2.5k instructions per request (callgrind, session 13) and 1.2–1.6 µs of
+//! CPU, 10–15 % of such a request here (`bench/log-cost.sh`,
+//! `bench/log-anchor.sh`). About 0.6 µs of it is the kernel appending the
+//! ~620-byte line to the page cache, on the drain's thread. nginx's access
+//! log with the same fields as JSON cost about five times as much in the
+//! same runs (`docs/benchmarks.md`, session 17).
 //!
 //! # Wiring (edge and CLI)
 //!
