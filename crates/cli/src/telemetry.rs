@@ -176,8 +176,8 @@ mod tests {
         let store = StoreBuckets {
             meta: Arc::new(meta),
         };
-        let minute = |start: u64, ms: f64| {
-            let mut b = Bucket::new("blog", Resolution::Hour, start);
+        let bucket = |resolution: Resolution, start: u64, ms: f64| {
+            let mut b = Bucket::new("blog", resolution, start);
             b.counters.requests = 2;
             b.counters.status_2xx = 2;
             b.top_paths.insert("/");
@@ -185,8 +185,9 @@ mod tests {
             b
         };
         // Two minutes of one hour, as the dispatcher merges them.
-        store.merge(&minute(3600 * 100, 4.0)).await.unwrap();
-        store.merge(&minute(3600 * 100 + 60, 9.0)).await.unwrap();
+        let hour = |start: u64, ms: f64| bucket(Resolution::Hour, start, ms);
+        store.merge(&hour(3600 * 100, 4.0)).await.unwrap();
+        store.merge(&hour(3600 * 100 + 60, 9.0)).await.unwrap();
         let got = store
             .get("blog", Resolution::Hour, 0, u64::from(u32::MAX))
             .await
@@ -198,5 +199,28 @@ mod tests {
         assert_eq!(hour.duration_ms.max(), Some(9.0));
         assert_eq!(hour.function_cpu_ms.count(), 0);
         assert_eq!(hour.function_cpu_ms.max(), None);
+
+        // Retention: rows that start before the cutoff go, by resolution.
+        for start in [0, 60, 120] {
+            store
+                .merge(&bucket(Resolution::Minute, start, 1.0))
+                .await
+                .unwrap();
+        }
+        assert_eq!(
+            store.delete_before(Resolution::Minute, 120).await.unwrap(),
+            2
+        );
+        let left = store
+            .get("blog", Resolution::Minute, 0, u64::from(u32::MAX))
+            .await
+            .unwrap();
+        assert_eq!(left.iter().map(|b| b.start).collect::<Vec<_>>(), [120]);
+        // The hour row is another resolution's: untouched.
+        let hours = store
+            .get("blog", Resolution::Hour, 0, u64::from(u32::MAX))
+            .await
+            .unwrap();
+        assert_eq!(hours.len(), 1);
     }
 }
