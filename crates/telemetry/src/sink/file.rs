@@ -144,14 +144,19 @@ impl RotatingFile {
         }
     }
 
-    /// Gives back the space reserved past the end of the file.
+    /// Gives back the space reserved past the end of the file; not if the
+    /// file has grown past what this drain wrote (someone else appends to
+    /// it: a truncation would cut their lines).
     fn release(&mut self) -> io::Result<()> {
         if let Some(f) = self.file.as_mut() {
             f.flush()?;
-            if self.regular && self.reserved > self.size {
+            if self.regular
+                && self.reserved > self.size
+                && f.get_ref().metadata()?.len() == self.size
+            {
                 f.get_ref().set_len(self.size)?;
-                self.reserved = self.size;
             }
+            self.reserved = self.size;
         }
         Ok(())
     }
@@ -489,6 +494,12 @@ mod tests {
         again.open().unwrap();
         assert_eq!(std::fs::metadata(&path).unwrap().len(), live);
         assert!(allocated(&path) <= live + 4096, "{}", allocated(&path));
+        // Lines another writer appended are never cut off.
+        again.write_all_lines(std::slice::from_ref(&line)).unwrap();
+        let mut other = OpenOptions::new().append(true).open(&path).unwrap();
+        other.write_all(&line).unwrap();
+        drop(again);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), live + 1_000);
     }
 
     /// A drain to a pipe or a device (`/dev/null`) writes through it and
