@@ -113,7 +113,14 @@ impl RotatingFile {
                 f.set_len(self.size)?;
             }
             self.reserved = self.size;
-            self.file = Some(BufWriter::with_capacity(64 * 1024, f));
+            let mut f = BufWriter::with_capacity(64 * 1024, f);
+            if self.regular && self.size > 0 && !ends_with_newline(&self.path, self.size)? {
+                // A line cut short (a full disk, a crash): end it, so the
+                // next line is not glued to it.
+                f.write_all(b"\n")?;
+                self.size += 1;
+            }
+            self.file = Some(f);
         }
         // Just set above when it was missing.
         self.file
@@ -250,6 +257,14 @@ impl LineTarget for RotatingFile {
         self.append_chunks(chunks)?;
         self.flush()
     }
+}
+
+/// Whether the file at `path`, `size` bytes long, ends with a newline.
+fn ends_with_newline(path: &Path, size: u64) -> io::Result<bool> {
+    use std::os::unix::fs::FileExt;
+    let mut last = [0u8; 1];
+    File::open(path)?.read_exact_at(&mut last, size - 1)?;
+    Ok(last[0] == b'\n')
 }
 
 /// Writes every byte of `chunks`, in order, with as few `writev` calls as
@@ -448,6 +463,30 @@ mod tests {
         let mut again = RotatingFile::new(path.clone(), 100, 2);
         again.write_all_lines(&[line]).unwrap();
         assert_eq!(len(&path), 80);
+    }
+
+    /// A file whose last line was cut short gets that line ended before
+    /// new lines are appended.
+    #[test]
+    fn a_cut_line_is_ended_before_appending() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("access.log");
+        std::fs::write(&path, "{\"whole\":1}\n{\"cut\":").unwrap();
+        let mut f = RotatingFile::new(path.clone(), 1 << 20, 2);
+        f.write_all_lines(&[Bytes::from_static(b"{\"next\":2}\n")])
+            .unwrap();
+        drop(f);
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "{\"whole\":1}\n{\"cut\":\n{\"next\":2}\n"
+        );
+        // A whole file is appended to as it is.
+        let mut g = RotatingFile::new(path.clone(), 1 << 20, 2);
+        g.write_all_lines(&[Bytes::from_static(b"{}\n")]).unwrap();
+        drop(g);
+        assert!(std::fs::read_to_string(&path)
+            .unwrap()
+            .ends_with("{\"next\":2}\n{}\n"));
     }
 
     /// Space is reserved ahead of the writes and given back at rotation
