@@ -109,12 +109,18 @@ impl RotatingFile {
             self.size = if self.regular { meta.len() } else { 0 };
             if self.regular {
                 // Space left reserved past the end by a node that did not
-                // stop cleanly: a truncation to the size frees it.
-                f.set_len(self.size)?;
+                // stop cleanly: a truncation to the size frees it. Best
+                // effort (an append-only file refuses it): the log matters
+                // more than the space.
+                let _ = f.set_len(self.size);
             }
             self.reserved = self.size;
             let mut f = BufWriter::with_capacity(64 * 1024, f);
-            if self.regular && self.size > 0 && !ends_with_newline(&self.path, self.size)? {
+            // Unreadable (a write-only file): left as it is.
+            let cut = self.regular
+                && self.size > 0
+                && !ends_with_newline(&self.path, self.size).unwrap_or(true);
+            if cut {
                 // A line cut short (a full disk, a crash): end it, so the
                 // next line is not glued to it.
                 f.write_all(b"\n")?;
@@ -157,11 +163,13 @@ impl RotatingFile {
     fn release(&mut self) -> io::Result<()> {
         if let Some(f) = self.file.as_mut() {
             f.flush()?;
+            let file = f.get_ref();
             if self.regular
                 && self.reserved > self.size
-                && f.get_ref().metadata()?.len() == self.size
+                && file.metadata().is_ok_and(|m| m.len() == self.size)
             {
-                f.get_ref().set_len(self.size)?;
+                // Best effort, as in `open`.
+                let _ = file.set_len(self.size);
             }
             self.reserved = self.size;
         }
@@ -463,6 +471,35 @@ mod tests {
         let mut again = RotatingFile::new(path.clone(), 100, 2);
         again.write_all_lines(&[line]).unwrap();
         assert_eq!(len(&path), 80);
+    }
+
+    /// An append-only file (`chattr +a`, kept for audit) refuses
+    /// truncation: the drain still writes to it.
+    #[test]
+    fn an_append_only_file_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        std::fs::write(&path, "{\"old\":1}\n").unwrap();
+        let chattr = |flag: &str| {
+            std::process::Command::new("chattr")
+                .arg(flag)
+                .arg(&path)
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        if !chattr("+a") {
+            eprintln!("chattr +a is not available here: nothing to check");
+            return;
+        }
+        let mut f = RotatingFile::new(path.clone(), 1 << 20, 2);
+        let written = f.write_all_lines(&[Bytes::from_static(b"{\"new\":2}\n")]);
+        drop(f);
+        assert!(chattr("-a"));
+        written.unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "{\"old\":1}\n{\"new\":2}\n"
+        );
     }
 
     /// A file whose last line was cut short gets that line ended before
