@@ -42,52 +42,26 @@ for c in off file; do
 done
 deploy_fixture "$bin" "$work/ledge-off.toml" "$site" "http://127.0.0.1:$ledge_port$path" "$work/deploy.log"
 
-nginx_conf() { # NAME ACCESS_LOG_LINE
-  local dir=$work/$1 user_line=""
-  mkdir -p "$dir/tmp"
-  [[ $(id -u) == 0 ]] && user_line="user root root;"
-  cat >"$dir/nginx.conf" <<EOF
-$user_line
-worker_processes 1;
-daemon off;
-master_process on;
-pid $dir/nginx.pid;
-error_log $dir/error.log warn;
-events { worker_connections 8192; }
-http {
-  types { text/css css; }
-  default_type application/octet-stream;
-  log_format ledgejson escape=json '{"log_type":"traffic","timestamp":"\$time_iso8601","request_id":"\$request_id",'
-    '"site_id":"bench","deploy_id":"bd80e64ecaa7af942b5dc73c","host":"\$host","method":"\$request_method",'
-    '"path":"\$uri","query":"\$args","status_code":\$status,"content_type":"\$sent_http_content_type",'
-    '"cache_status":"none","answered_by":"static","rule":null,"function_name":null,"firewall_rule":null,'
-    '"block_reason":null,"request_size":\$request_length,"response_size":\$body_bytes_sent,'
-    '"duration":\$request_time,"time_to_first_byte":\$request_time,"client_ip":"\$remote_addr","country":null,'
-    '"user_agent":"\$http_user_agent","referrer":"\$http_referer","tls_version":"\$ssl_protocol",'
-    '"http_version":"\$server_protocol","error_class":null}';
-  $2
-  server_tokens off;
-  sendfile on;
-  tcp_nopush on;
-  tcp_nodelay on;
-  keepalive_requests 1000000;
-  open_file_cache max=20000 inactive=60s;
-  open_file_cache_valid 60s;
-  client_body_temp_path $dir/tmp/body;
-  proxy_temp_path $dir/tmp/proxy;
-  fastcgi_temp_path $dir/tmp/fastcgi;
-  uwsgi_temp_path $dir/tmp/uwsgi;
-  scgi_temp_path $dir/tmp/scgi;
-  server {
-    listen 127.0.0.1:$nginx_port backlog=4096;
-    root $site;
-  }
-}
-EOF
+# nginx as the harness runs it (servers/nginx.sh), one worker, with the
+# access log of each configuration in place of `access_log off`.
+source "$here/servers/nginx.sh"
+SITE=$site SERVER_NCPU=1
+json_format="log_format ledgejson escape=json '{\"log_type\":\"traffic\",\"timestamp\":\"\$time_iso8601\",\"request_id\":\"\$request_id\",'
+    '\"site_id\":\"bench\",\"deploy_id\":\"bd80e64ecaa7af942b5dc73c\",\"host\":\"\$host\",\"method\":\"\$request_method\",'
+    '\"path\":\"\$uri\",\"query\":\"\$args\",\"status_code\":\$status,\"content_type\":\"\$sent_http_content_type\",'
+    '\"cache_status\":\"none\",\"answered_by\":\"static\",\"rule\":null,\"function_name\":null,\"firewall_rule\":null,'
+    '\"block_reason\":null,\"request_size\":\$request_length,\"response_size\":\$body_bytes_sent,'
+    '\"duration\":\$request_time,\"time_to_first_byte\":\$request_time,\"client_ip\":\"\$remote_addr\",\"country\":null,'
+    '\"user_agent\":\"\$http_user_agent\",\"referrer\":\"\$http_referer\",\"tls_version\":\"\$ssl_protocol\",'
+    '\"http_version\":\"\$server_protocol\",\"error_class\":null}';"
+nginx_conf() { # NAME ACCESS_LOG_LINES
+  mkdir -p "$work/$1"
+  NGINX_ACCESS_LOG=$2 srv_config static-1k "$work/$1" "$nginx_port"
 }
 nginx_conf nginx-off "access_log off;"
 nginx_conf nginx-comb "access_log $work/nginx-comb/access.log combined buffer=256k flush=20ms;"
-nginx_conf nginx-json "access_log $work/nginx-json/access.log ledgejson buffer=256k flush=20ms;"
+nginx_conf nginx-json "$json_format
+  access_log $work/nginx-json/access.log ledgejson buffer=256k flush=20ms;"
 
 # Nanoseconds every thread of PID and of its children has run.
 cpu_ns() {
