@@ -534,23 +534,24 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("access.log");
         let allocated = |p: &Path| std::fs::metadata(p).unwrap().blocks() * 512;
-        // Lines take a file to its 1 MiB limit in about 2,000 lines.
-        let line = Bytes::from(format!("{}\n", "x".repeat(499)));
+        // Ten lines fit in the 1 MiB limit, 48,576 bytes short of it: the
+        // reservation (up to the limit) outgrows a full file by 11 blocks.
+        let line = Bytes::from(format!("{}\n", "x".repeat(99_999)));
         let mut f = RotatingFile::new(path.clone(), 1 << 20, 2);
         f.write_all_lines(std::slice::from_ref(&line)).unwrap();
         let live = std::fs::metadata(&path).unwrap().len();
-        assert_eq!(live, 500);
+        assert_eq!(live, 100_000);
         if f.reserving {
             // Reserved up to the rotation size, the file's size unchanged.
             assert!(allocated(&path) >= 1 << 20, "{}", allocated(&path));
         }
-        for _ in 0..2_100 {
+        for _ in 0..11 {
             f.write_all_lines(std::slice::from_ref(&line)).unwrap();
         }
         let rotated = f.rotated(1);
         let full = std::fs::metadata(&rotated).unwrap().len();
-        assert_eq!(full, 2_097 * 500);
-        // A block of slack at most.
+        assert_eq!(full, 10 * 100_000);
+        // Given back at rotation: a block of slack at most.
         assert!(
             allocated(&rotated) <= full + 4096,
             "{}",
@@ -558,7 +559,7 @@ mod tests {
         );
         drop(f);
         let live = std::fs::metadata(&path).unwrap().len();
-        assert_eq!(live, 4 * 500);
+        assert_eq!(live, 2 * 100_000);
         assert!(allocated(&path) <= live + 4096, "{}", allocated(&path));
         // A node that stopped without giving it back: the next one does.
         {
@@ -575,7 +576,7 @@ mod tests {
         let mut other = OpenOptions::new().append(true).open(&path).unwrap();
         other.write_all(&line).unwrap();
         drop(again);
-        assert_eq!(std::fs::metadata(&path).unwrap().len(), live + 1_000);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), live + 200_000);
     }
 
     /// A drain to a pipe or a device (`/dev/null`) writes through it and
