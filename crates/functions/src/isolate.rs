@@ -1084,6 +1084,33 @@ pub(crate) fn read_result(r: &Array<'_>) -> rquickjs::Result<InvocationOutcome> 
     })
 }
 
+/// The outcome of a Response whose body is known bytes (`N.answer`): its
+/// status, its `[name, value]` pairs and its bytes, with a `Set-Cookie`
+/// header for each cookie the function set.
+pub(crate) fn read_answer(
+    status: f64,
+    list: &Array<'_>,
+    body: Option<&TypedArray<'_, u8>>,
+    cookies: &[String],
+) -> rquickjs::Result<InvocationOutcome> {
+    let mut headers = Vec::with_capacity(list.len() + cookies.len());
+    for pair in list.iter::<Array>() {
+        let pair = pair?;
+        headers.push((pair.get::<String>(0)?, pair.get::<String>(1)?));
+    }
+    headers.extend(
+        cookies
+            .iter()
+            .map(|c| ("set-cookie".to_string(), c.clone())),
+    );
+    Ok(InvocationOutcome::Response(HttpResponse {
+        status: status as u16,
+        headers,
+        body: body.map(natives::copy_bytes).unwrap_or_default(),
+        body_handle: None,
+    }))
+}
+
 /// What a host call answers: a response, or the next bytes of a kept body
 /// (`None` at its end).
 enum Reply {

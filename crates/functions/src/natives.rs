@@ -393,6 +393,36 @@ pub(crate) fn install<'js>(ctx: &Ctx<'js>, shared: Arc<Shared>) -> Result<Object
             )?,
         )?;
     }
+    {
+        let shared = Arc::clone(&shared);
+        // `answer(status, [[name, value], ...], bytes | null, cookies | null)`:
+        // the handler answered with a Response whose body is known bytes.
+        n.set(
+            "answer",
+            Function::new(
+                ctx.clone(),
+                move |status: f64,
+                      list: rquickjs::Array<'js>,
+                      body: Option<TypedArray<'js, u8>>,
+                      cookies: Option<Vec<String>>| {
+                    let cookies = cookies.unwrap_or_default();
+                    let result =
+                        crate::isolate::read_answer(status, &list, body.as_ref(), &cookies)
+                            .map(|result| crate::isolate::Settled {
+                                done: 1,
+                                result: Some(result),
+                                error: None,
+                                cookies,
+                            })
+                            .map_err(|e| format!("reading the outcome: {e}"));
+                    *lock(&shared.outcome) = Some(result);
+                    shared
+                        .settled
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
+                },
+            )?,
+        )?;
+    }
     // `fulfilled(p, otherwise)`: the value of `p` if it is a promise that
     // has already been fulfilled, else `otherwise` (an async handler that
     // returned without waiting settles without a job).

@@ -51,6 +51,8 @@ async fn other_return_values_are_invalid() {
         "export default () => 'text'",
         "export default () => ({status: 200})",
         "export default () => Response.error()",
+        "export default async () => { const r = new Response('x'); await r.text(); return r; }",
+        "export default () => { const r = new Response('x'); r.body.getReader(); return r; }",
     ] {
         let e = engine();
         let inv = run(&e, src, &request("https://s.example/")).await;

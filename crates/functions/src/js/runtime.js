@@ -1564,6 +1564,18 @@ export default function (N, deployEnvJson) {
   // Settles the invocation `state` with the handler's value `v`.
   function settleValue(state, v) {
     if (state !== inv) return;
+    if (v instanceof Response) {
+      // The usual answer: a Response whose body is known bytes goes to Rust
+      // as it is, without the outcome record `finish` builds.
+      const b = BODIES.get(v);
+      if (b.stream === null && b.held === undefined && !b.used) {
+        const st = RESPS.get(v);
+        if (st.type !== "error") {
+          N.answer(st.status, respList(st), b.bytes, state.cookies);
+          return;
+        }
+      }
+    }
     let r;
     try {
       r = finish(v, state);
