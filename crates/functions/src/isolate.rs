@@ -946,13 +946,13 @@ const VALUE_BYTES: [bool; 256] = {
     t
 };
 
-fn is_token(s: &str) -> bool {
+pub(crate) fn is_token(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| TOKEN_BYTES[usize::from(b)])
 }
 
 /// `v` without leading and trailing spaces, tabs, CRs and LFs (ASCII, so
 /// the cut is always at a character boundary).
-fn trim_http_whitespace(v: &str) -> &str {
+pub(crate) fn trim_http_whitespace(v: &str) -> &str {
     let white = |b: &u8| matches!(b, b' ' | b'\t' | b'\r' | b'\n');
     let bytes = v.as_bytes();
     let start = bytes.iter().position(|b| !white(b)).unwrap_or(bytes.len());
@@ -965,7 +965,7 @@ fn trim_http_whitespace(v: &str) -> &str {
 
 /// Whether a header value is one `Headers` takes: no NUL, CR or LF, and
 /// every character at most U+00FF (see [`VALUE_BYTES`]).
-fn is_byte_string(v: &str) -> bool {
+pub(crate) fn is_byte_string(v: &str) -> bool {
     v.bytes().all(|b| VALUE_BYTES[usize::from(b)])
 }
 

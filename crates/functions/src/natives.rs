@@ -201,6 +201,65 @@ fn type_error(ctx: &Ctx<'_>, message: &str) -> rquickjs::Error {
     rquickjs::Exception::throw_type(ctx, message)
 }
 
+/// The `[[name, value], ...]` list of a `HeadersInit` that is a record (an
+/// object without `Symbol.iterator`): its own enumerable string keys in
+/// order, names lowercased, values made strings and trimmed, each checked as
+/// the glue's `hName` and `hValue` check them. A name or value they refuse
+/// is handed to them (`check_name`, `check_value`), so that the error is
+/// theirs, word for word. `None` for anything else (a primitive, an
+/// iterable), which the glue handles.
+fn object_headers<'js>(
+    ctx: &Ctx<'js>,
+    init: Value<'js>,
+    check_name: Function<'js>,
+    check_value: Function<'js>,
+) -> Result<Option<rquickjs::Array<'js>>> {
+    let Some(obj) = init.into_object() else {
+        return Ok(None);
+    };
+    let iterator: Value = obj.get(rquickjs::atom::PredefinedAtom::SymbolIterator)?;
+    if iterator.is_function() {
+        return Ok(None);
+    }
+    let list = rquickjs::Array::new(ctx.clone())?;
+    for (i, prop) in obj.props::<rquickjs::String<'js>, Value<'js>>().enumerate() {
+        let (key, value) = prop?;
+        let name = match key.to_string() {
+            Ok(name) if crate::isolate::is_token(&name) => {
+                if name.bytes().any(|b| b.is_ascii_uppercase()) {
+                    rquickjs::String::from_str(ctx.clone(), &name.to_ascii_lowercase())?
+                } else {
+                    key
+                }
+            }
+            _ => check_name.call((key,))?,
+        };
+        let text = match value.as_string() {
+            Some(s) => s.clone(),
+            None => value.get::<rquickjs::Coerced<rquickjs::String<'js>>>()?.0,
+        };
+        let text = match text.to_string() {
+            Ok(raw) => {
+                let trimmed = crate::isolate::trim_http_whitespace(&raw);
+                if !crate::isolate::is_byte_string(trimmed) {
+                    check_value.call((text,))?
+                } else if trimmed.len() == raw.len() {
+                    text
+                } else {
+                    rquickjs::String::from_str(ctx.clone(), trimmed)?
+                }
+            }
+            // Not well-formed UTF-16 (a lone surrogate): never a byte string.
+            Err(_) => check_value.call((text,))?,
+        };
+        let pair = rquickjs::Array::new(ctx.clone())?;
+        pair.set(0, name)?;
+        pair.set(1, text)?;
+        list.set(i, pair)?;
+    }
+    Ok(Some(list))
+}
+
 /// Builds the object of native functions handed to the glue.
 pub(crate) fn install<'js>(ctx: &Ctx<'js>, shared: Arc<Shared>) -> Result<Object<'js>> {
     let n = Object::new(ctx.clone())?;
@@ -228,6 +287,18 @@ pub(crate) fn install<'js>(ctx: &Ctx<'js>, shared: Arc<Shared>) -> Result<Object
             ctx.clone(),
             |bytes: TypedArray<'js, u8>, fatal: bool, skip_bom: bool| {
                 utf8_decode(&copy_bytes(&bytes), fatal, skip_bom)
+            },
+        )?,
+    )?;
+    n.set(
+        "objectHeaders",
+        Function::new(
+            ctx.clone(),
+            |ctx: Ctx<'js>,
+             init: Value<'js>,
+             check_name: Function<'js>,
+             check_value: Function<'js>| {
+                object_headers(&ctx, init, check_name, check_value)
             },
         )?,
     )?;

@@ -34,6 +34,47 @@ async fn headers() {
     "#).await;
 }
 
+/// A record (`{ name: value }`) is read by Rust, a sequence of pairs by the
+/// glue: both must give the same list and refuse with the same error.
+#[tokio::test]
+async fn headers_from_a_record_match_headers_from_pairs() {
+    check(r#"
+      const list = (init) => { try { return [...new Headers(init)]; } catch (e) { return e.constructor.name + ': ' + e.message; } };
+      const same = (rec, label) => eq(list(rec), list(Object.keys(rec).map((k) => [k, rec[k]])), label);
+      same({ 'Content-Type': 'text/plain', 'X-UP': 'A' }, 'names lowercased');
+      same({ a: ' \t padded \r\n', b: '', c: ' ', d: 'in  side' }, 'trimmed values, empty values');
+      same({ n: 1, f: 1.5, t: true, u: undefined, z: null, o: { toString: () => 'obj' } }, 'values made strings');
+      same({ 2: 'two', b: 'b', 1: 'one', a: 'a' }, 'key order');
+      same({ latin: 'caf\u00e9 \u00ff' }, 'Latin-1 values');
+      same({ 'bad name': 'x' }, 'invalid name');
+      same({ 'ä': 'x' }, 'non-ASCII name');
+      same({ '': 'x' }, 'empty name');
+      same({ a: 'x\r\ny: z' }, 'CRLF in value');
+      same({ a: 'nul\0' }, 'NUL in value');
+      same({ a: '\u0100' }, 'a character above U+00FF');
+      same({ a: '\ud800' }, 'a lone surrogate');
+      same({ a: { toString() { throw new RangeError('no string'); } } }, 'toString throws');
+      eq(list({ a: Symbol('s') }).startsWith('TypeError'), true, 'a symbol value');
+      let reads = 0;
+      const rec = { get a() { reads++; return 'v'; } };
+      eq(list(rec), [['a', 'v']], 'a getter');
+      eq(reads, 1, 'the getter runs once');
+      const hidden = Object.defineProperty({ shown: '1' }, 'hidden', { value: '2', enumerable: false });
+      eq(list(hidden), [['shown', '1']], 'non-enumerable keys skipped');
+      eq(list({ [Symbol('k')]: 'x', k: 'y' }), [['k', 'y']], 'symbol keys skipped');
+      const withIter = { a: '1', [Symbol.iterator]: function* () { yield ['b', '2']; } };
+      eq(list(withIter), [['b', '2']], 'an own iterator makes it a sequence');
+      const inherited = Object.create({ up: 'x' }); inherited.own = 'y';
+      eq(list(inherited), [['own', 'y']], 'inherited keys skipped');
+      const fn = () => {}; fn.k = 'v';
+      eq(list(fn), [['k', 'v']], 'a function is a record');
+      eq(list(new Proxy({ p: 'q' }, {})), [['p', 'q']], 'a proxy');
+      eq(list(42), 'TypeError: Headers init must be an object or iterable', 'a number');
+      eq(new Response('x', { headers: { 'X-A': ' b ' } }).headers.get('x-a'), 'b', 'through Response');
+      eq(new Request('https://s.example/', { headers: { 'X-A': 'b' } }).headers.get('x-a'), 'b', 'through Request');
+    "#).await;
+}
+
 #[tokio::test]
 async fn url() {
     check(r#"

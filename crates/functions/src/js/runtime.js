@@ -365,7 +365,12 @@ export default function (N, deployEnvJson) {
     if (init instanceof Headers) {
       const from = HDRS.get(init).list;
       for (let i = 0; i < from.length; i++) list.push([from[i][0], from[i][1]]);
-    } else if (typeof init === "object" || typeof init === "function") {
+      return list;
+    }
+    // A record (the usual `{ "content-type": ... }`) is read in Rust.
+    const record = N.objectHeaders(init, hName, hValue);
+    if (record !== undefined) return record;
+    if (typeof init === "object" || typeof init === "function") {
       if (typeof init[Symbol.iterator] === "function") {
         for (const pair of init) {
           const p = [...pair];
@@ -1532,6 +1537,8 @@ export default function (N, deployEnvJson) {
   // The outcome of a returned value, or a promise of it when the returned
   // Response's body is a stream (drained here, up to MAX_BODY bytes).
   function finish(v, state) {
+    // (Checked first: `instanceof` is a call of `Symbol.hasInstance`.)
+    if (v === undefined || v === null) return ["pass", 0, "", null, null];
     if (v instanceof Response) {
       const st = RESPS.get(v);
       if (st.type === "error") throw new TypeError("The function returned Response.error()");
@@ -1547,7 +1554,6 @@ export default function (N, deployEnvJson) {
       return responseOutcome(st, bytes, state);
     }
     if (v instanceof URL) return ["rewrite", 0, v.href, null, null];
-    if (v === undefined || v === null) return ["pass", 0, "", null, null];
     throw new TypeError(`The function must return a Response, a URL or undefined (got ${Object.prototype.toString.call(v)})`);
   }
 
@@ -1564,7 +1570,7 @@ export default function (N, deployEnvJson) {
   // Settles the invocation `state` with the handler's value `v`.
   function settleValue(state, v) {
     if (state !== inv) return;
-    if (v instanceof Response) {
+    if (v !== undefined && v instanceof Response) {
       // The usual answer: a Response whose body is known bytes goes to Rust
       // as it is, without the outcome record `finish` builds.
       const b = BODIES.get(v);
