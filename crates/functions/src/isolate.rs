@@ -1191,24 +1191,65 @@ fn is_canonical_http_url(s: &str) -> bool {
         Some((p, q)) => (p, Some(q)),
         None => (tail, None),
     };
-    // Path: unreserved, sub-delimiters, ':', '@', '/' and `%XX`.
-    let path_ok = plain(path.as_bytes(), |c| {
-        c.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/".contains(&c)
-    }) && !path
-        .split('/')
-        .any(|seg| seg == "." || seg == ".." || seg.contains("%2e") || seg.contains("%2E"));
-    // Query: the same without the apostrophe (which the parser escapes in
-    // special URLs), with '?'.
-    let query_ok = query.is_none_or(|q| {
-        plain(q.as_bytes(), |c| {
-            c.is_ascii_alphanumeric() || b"-._~!$&()*+,;=:@/?".contains(&c)
-        })
-    });
-    path_ok && query_ok
+    plain_path(path.as_bytes()) && query.is_none_or(|q| plain(q.as_bytes(), &QUERY_BYTES))
 }
 
-/// Every byte allowed by `ok`, or a `%` followed by two hex digits.
-fn plain(b: &[u8], ok: impl Fn(u8) -> bool) -> bool {
+/// A table of the bytes in `extra` and the ASCII letters and digits.
+const fn byte_table(extra: &[u8]) -> [bool; 256] {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = (i as u8).is_ascii_alphanumeric();
+        i += 1;
+    }
+    let mut j = 0;
+    while j < extra.len() {
+        t[extra[j] as usize] = true;
+        j += 1;
+    }
+    t
+}
+
+/// A path's plain bytes: unreserved, sub-delimiters, ':', '@' and '/'.
+const PATH_BYTES: [bool; 256] = byte_table(b"-._~!$&'()*+,;=:@/");
+/// A query's: the same without the apostrophe (which the parser escapes in
+/// special URLs), with '?'.
+const QUERY_BYTES: [bool; 256] = byte_table(b"-._~!$&()*+,;=:@/?");
+
+/// A path of plain bytes and `%XX` escapes with no dot segment: none is `.`
+/// or `..`, and no `%2e` (an escaped dot) anywhere.
+fn plain_path(b: &[u8]) -> bool {
+    let mut i = 0;
+    let mut segment = 0;
+    loop {
+        match b.get(i) {
+            None | Some(b'/') => {
+                if matches!(b.get(segment..i), Some(b".") | Some(b"..")) {
+                    return false;
+                }
+                if i >= b.len() {
+                    return true;
+                }
+                i += 1;
+                segment = i;
+            }
+            Some(b'%') => match (b.get(i + 1), b.get(i + 2)) {
+                (Some(x), Some(y)) if x.is_ascii_hexdigit() && y.is_ascii_hexdigit() => {
+                    if *x == b'2' && (*y | 0x20) == b'e' {
+                        return false;
+                    }
+                    i += 3;
+                }
+                _ => return false,
+            },
+            Some(&c) if PATH_BYTES[usize::from(c)] => i += 1,
+            Some(_) => return false,
+        }
+    }
+}
+
+/// Every byte in `ok`, or a `%` followed by two hex digits.
+fn plain(b: &[u8], ok: &[bool; 256]) -> bool {
     let mut i = 0;
     while let Some(&c) = b.get(i) {
         if c == b'%' {
@@ -1216,7 +1257,7 @@ fn plain(b: &[u8], ok: impl Fn(u8) -> bool) -> bool {
                 (Some(x), Some(y)) if x.is_ascii_hexdigit() && y.is_ascii_hexdigit() => i += 3,
                 _ => return false,
             }
-        } else if ok(c) {
+        } else if ok[usize::from(c)] {
             i += 1;
         } else {
             return false;
@@ -1229,26 +1270,28 @@ fn plain(b: &[u8], ok: impl Fn(u8) -> bool) -> bool {
 /// punycode, the last not numeric), or four decimal octets without leading
 /// zeros.
 fn canonical_host(h: &str) -> bool {
+    let b = h.as_bytes();
     // The standard parser takes exactly four decimal octets, without
     // leading zeros: the form the URL parser writes.
-    if h.parse::<std::net::Ipv4Addr>().is_ok() {
+    if b.iter().all(|&c| c.is_ascii_digit() || c == b'.') && h.parse::<std::net::Ipv4Addr>().is_ok()
+    {
         return true;
     }
-    if h.is_empty() || h.len() > 253 {
+    if b.is_empty() || b.len() > 253 {
         return false;
     }
     // A numeric or hex last label makes the parser read an IPv4 address.
-    let last = h.rsplit('.').next().unwrap_or("");
-    let numeric = !last.is_empty() && last.bytes().all(|c| c.is_ascii_digit());
-    let hexish = last.len() > 1 && (last.starts_with("0x") || last.starts_with("0X"));
+    let last = b.rsplit(|&c| c == b'.').next().unwrap_or(&[]);
+    let numeric = !last.is_empty() && last.iter().all(u8::is_ascii_digit);
+    let hexish = last.len() > 1 && (last.starts_with(b"0x") || last.starts_with(b"0X"));
     !numeric
         && !hexish
-        && h.split('.').all(|l| {
+        && b.split(|&c| c == b'.').all(|l| {
             !l.is_empty()
                 && l.len() <= 63
-                && !l.starts_with("xn--")
-                && l.bytes()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
+                && !l.starts_with(b"xn--")
+                && l.iter()
+                    .all(|&c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
         })
 }
 
