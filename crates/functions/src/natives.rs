@@ -277,8 +277,12 @@ pub(crate) fn install<'js>(ctx: &Ctx<'js>, shared: Arc<Shared>) -> Result<Object
     )?;
     n.set(
         "utf8Encode",
-        Function::new(ctx.clone(), |ctx: Ctx<'js>, s: String| {
-            TypedArray::<u8>::new(ctx, s.into_bytes())
+        // Undefined for a string that is not well-formed (a lone surrogate).
+        Function::new(ctx.clone(), |ctx: Ctx<'js>, s: rquickjs::String<'js>| {
+            s.to_string()
+                .ok()
+                .map(|s| TypedArray::<u8>::new(ctx, s.into_bytes()))
+                .transpose()
         })?,
     )?;
     n.set(

@@ -175,6 +175,8 @@ async fn response_class() {
       const r = new Response('body', { status: 404, statusText: 'Nope', headers: { 'x-a': '1' } });
       eq([r.status, r.statusText, r.ok, r.type, r.redirected, r.url], [404, 'Nope', false, 'default', false, ''], 'fields');
       eq(await r.text(), 'body', 'text');
+      eq([...new Uint8Array(await new Response('a\ud800b\udc00\ud83d\ude00').arrayBuffer())],
+        [97, 239, 191, 189, 98, 239, 191, 189, 240, 159, 152, 128], 'lone surrogates in a string body become U+FFFD');
       eq(new Response().status, 200, 'default status');
       ok(new Response().ok, 'ok');
       eq(new Response().body, null, 'null body');

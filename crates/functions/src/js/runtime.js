@@ -362,7 +362,7 @@ export default function (N, deployEnvJson) {
   function headerList(init) {
     const list = [];
     if (init === undefined || init === null) return list;
-    if (init instanceof Headers) {
+    if (HDRS.has(init)) {
       const from = HDRS.get(init).list;
       for (let i = 0; i < from.length; i++) list.push([from[i][0], from[i][1]]);
       return list;
@@ -519,7 +519,12 @@ export default function (N, deployEnvJson) {
   const NO_BODY = Object.freeze([null, null, null]);
   function extractBody(body) {
     if (body === undefined || body === null) return NO_BODY;
-    if (typeof body === "string") return [N.utf8Encode(wellFormed(body)), "text/plain;charset=UTF-8", null];
+    if (typeof body === "string") {
+      // Rust encodes a well-formed string as it is (undefined for one with
+      // a lone surrogate, made well-formed first).
+      const bytes = N.utf8Encode(body);
+      return [bytes !== undefined ? bytes : N.utf8Encode(wellFormed(body)), "text/plain;charset=UTF-8", null];
+    }
     if (body instanceof ArrayBuffer || ArrayBuffer.isView(body)) return [copyBytes(toBytes(body, "body")), null, null];
     if (body instanceof URLSearchParams) return [utf8(body.toString()), "application/x-www-form-urlencoded;charset=UTF-8", null];
     if (body instanceof Blob) { const b = BLOBS.get(body); return [copyBytes(b.bytes), b.type || null, null]; }
@@ -974,7 +979,7 @@ export default function (N, deployEnvJson) {
       }
       const b = extractBody(body);
       const bytes = b[0], ctype = b[1], stream = b[2];
-      if ((bytes !== null || stream !== null) && nullBodyStatus(status)) {
+      if ((bytes !== null || stream !== null) && status !== 200 && nullBodyStatus(status)) {
         throw new TypeError(`Response with null body status (${status}) cannot have body`);
       }
       if (ctype && hIndex(list, "content-type") < 0) list.push(["content-type", ctype]);
