@@ -508,9 +508,14 @@ export default function (N, deployEnvJson) {
   // costs QuickJS several times what reading one through a prototype
   // does). The prototypes are never written: an assignment to a record
   // makes an own property.
-  const BODY_PROTO = { bytes: null, used: false, stream: null };
-  const REQ_PROTO = { url: "", method: "GET", headers: null, raw: "", signal: null, redirect: "follow" };
-  const RESP_PROTO = { status: 200, statusText: "", headers: null, list: null, type: "default", url: "", redirected: false };
+  //
+  // A Request's or Response's record holds its body's fields too (one
+  // record and one WeakMap entry per object: each costs QuickJS about as
+  // much as the object itself). `BODIES`, `REQS` and `RESPS` are one map.
+  const BODY_FIELDS = { bytes: null, used: false, stream: null, held: undefined };
+  const REQ_PROTO = { ...BODY_FIELDS, url: "", method: "GET", headers: null, raw: "", signal: null, redirect: "follow" };
+  const RESP_PROTO = { ...BODY_FIELDS, status: 200, statusText: "", headers: null, list: null, type: "default", url: "",
+    redirected: false };
   const INV_PROTO = { cookies: null, waitCount: 0, host: null, timers: null, envJson: "{}", envObj: null };
   const CTX_PROTO = { request: null, json: "{}", c: null, url: null, cookies: null };
   const unusable = () => new TypeError("Body is unusable: Body has already been read");
@@ -864,7 +869,7 @@ export default function (N, deployEnvJson) {
   defineGlobal("AbortController", AbortController);
 
   // ---------------------------------------------------------------- Request
-  const REQS = new WeakMap();
+  const REQS = BODIES;
   const METHOD_NORM = ["DELETE", "GET", "HEAD", "OPTIONS", "POST", "PUT"];
   function normMethod(m) {
     const s = String(m);
@@ -919,8 +924,7 @@ export default function (N, deployEnvJson) {
       }
       const h = new Headers(headers);
       if (ctype && !h.has("content-type")) h.set("content-type", ctype);
-      REQS.set(this, { url, method, headers: h, raw: "", signal, redirect });
-      BODIES.set(this, { bytes, used: false, stream });
+      REQS.set(this, { __proto__: REQ_PROTO, url, method, headers: h, signal, redirect, bytes, stream });
     }
     get method() { return REQS.get(this).method; }
     get url() { return REQS.get(this).url; }
@@ -951,7 +955,7 @@ export default function (N, deployEnvJson) {
   defineGlobal("Request", Request);
 
   // ---------------------------------------------------------------- Response
-  const RESPS = new WeakMap();
+  const RESPS = BODIES;
   const nullBodyStatus = (s) => s === 204 || s === 304 || s === 101 || s === 103 || s === 205;
   const REDIRECTS = [301, 302, 303, 307, 308];
   let internalResponse = false;
@@ -986,10 +990,9 @@ export default function (N, deployEnvJson) {
       const rec = { __proto__: RESP_PROTO, list };
       if (status !== 200) rec.status = status;
       if (statusText !== "") rec.statusText = statusText;
+      if (bytes !== null) rec.bytes = bytes;
+      if (stream !== null) rec.stream = stream;
       RESPS.set(this, rec);
-      const brec = bytes === null ? { __proto__: BODY_PROTO } : { __proto__: BODY_PROTO, bytes };
-      if (stream !== null) brec.stream = stream;
-      BODIES.set(this, brec);
     }
     get status() { return RESPS.get(this).status; }
     get statusText() { return RESPS.get(this).statusText; }
@@ -1645,11 +1648,12 @@ export default function (N, deployEnvJson) {
     }
   }
   keepShapes(INV_PROTO, ["envJson", "cookies", "envObj"]); // inv
-  keepShapes(REQ_PROTO, ["url", "method", "raw", "headers"]); // REQS
-  keepShapes(BODY_PROTO, ["bytes", "used"]); // BODIES
+  keepShapes(REQ_PROTO, ["url", "method", "raw", "headers"]); // REQS (and BODIES)
+  keepShapes(REQ_PROTO, ["url", "method", "raw", "bytes", "used"]);
   keepShapes(CTX_PROTO, ["request", "json", "c"]); // CTX
   keepShapes(Object.prototype, ["list", "immutable"]); // HDRS
-  keepShapes(RESP_PROTO, ["list", "status"]); // RESPS
+  keepShapes(RESP_PROTO, ["list", "status", "bytes", "used"]); // RESPS (and BODIES)
+  keepShapes(RESP_PROTO, ["list", "bytes", "used"]);
   for (const proto of [Request.prototype, Response.prototype, Headers.prototype, Context.prototype]) {
     keepShapes(proto, []);
   }
@@ -1670,8 +1674,8 @@ export default function (N, deployEnvJson) {
       // Objects of the classes' prototypes, built directly (a literal with
       // `__proto__` costs less than a constructor call or Object.create).
       const req = { __proto__: REQUEST_PROTO };
-      REQS.set(req, { __proto__: REQ_PROTO, url, method, raw: rawHeaders });
-      BODIES.set(req, body === undefined ? { __proto__: BODY_PROTO } : { __proto__: BODY_PROTO, bytes: body });
+      REQS.set(req, body === undefined ? { __proto__: REQ_PROTO, url, method, raw: rawHeaders }
+        : { __proto__: REQ_PROTO, url, method, raw: rawHeaders, bytes: body });
       const context = { __proto__: CONTEXT_PROTO };
       CTX.set(context, { __proto__: CTX_PROTO, request: req, json: ctxJson });
       currentContext = context;
