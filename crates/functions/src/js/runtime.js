@@ -516,8 +516,11 @@ export default function (N, deployEnvJson) {
   const REQ_PROTO = { ...BODY_FIELDS, url: "", method: "GET", headers: null, raw: "", signal: null, redirect: "follow" };
   const RESP_PROTO = { ...BODY_FIELDS, status: 200, statusText: "", headers: null, list: null, type: "default", url: "",
     redirected: false };
-  const INV_PROTO = { cookies: null, waitCount: 0, host: null, timers: null, envJson: "{}", envObj: null };
-  const CTX_PROTO = { request: null, json: "{}", c: null, url: null, cookies: null };
+  // An invocation's record is also its `context`'s (`request`, the context
+  // JSON `json` and what is made of it on first use: `c`, `url`, the cookie
+  // `jar`); `cookies` are the Set-Cookie values set so far.
+  const INV_PROTO = { cookies: null, waitCount: 0, host: null, timers: null, envJson: "{}", envObj: null,
+    request: null, json: "{}", c: null, url: null, jar: null };
   const unusable = () => new TypeError("Body is unusable: Body has already been read");
   // [bytes, content-type, stream] (read by index: destructuring an array
   // runs the iterator protocol, which costs several objects).
@@ -1507,7 +1510,7 @@ export default function (N, deployEnvJson) {
     get server() { return ctxData(this).server; }
     get site() { return ctxData(this).site; }
     get url() { const st = CTX.get(this); return st.url || (st.url = new URL(st.request.url)); }
-    get cookies() { const st = CTX.get(this); return st.cookies || (st.cookies = makeCookies(st.request.headers)); }
+    get cookies() { const st = CTX.get(this); return st.jar || (st.jar = makeCookies(st.request.headers)); }
     json(v, init) { return Response.json(v, init); }
     log(...args) { consoleObj.log(...args); }
     next(a, b) {
@@ -1647,10 +1650,10 @@ export default function (N, deployEnvJson) {
       SHAPES.push(o);
     }
   }
-  keepShapes(INV_PROTO, ["envJson", "cookies", "envObj"]); // inv
+  keepShapes(INV_PROTO, ["envJson", "request", "json", "c"]); // inv (and CTX)
+  keepShapes(INV_PROTO, ["envJson", "request", "json", "cookies", "envObj"]);
   keepShapes(REQ_PROTO, ["url", "method", "raw", "headers"]); // REQS (and BODIES)
   keepShapes(REQ_PROTO, ["url", "method", "raw", "bytes", "used"]);
-  keepShapes(CTX_PROTO, ["request", "json", "c"]); // CTX
   keepShapes(Object.prototype, ["list", "immutable"]); // HDRS
   keepShapes(RESP_PROTO, ["list", "status", "bytes", "used"]); // RESPS (and BODIES)
   keepShapes(RESP_PROTO, ["list", "bytes", "used"]);
@@ -1668,16 +1671,16 @@ export default function (N, deployEnvJson) {
     // The outcome reaches Rust through N.settled; pending waitUntil work
     // through N.waits.
     run(handler, method, url, rawHeaders, body, ctxJson, envJson) {
-      const state = { __proto__: INV_PROTO, envJson };
-      inv = state;
-      internalResponse = false;
       // Objects of the classes' prototypes, built directly (a literal with
       // `__proto__` costs less than a constructor call or Object.create).
       const req = { __proto__: REQUEST_PROTO };
+      const state = { __proto__: INV_PROTO, envJson, request: req, json: ctxJson };
+      inv = state;
+      internalResponse = false;
       REQS.set(req, body === undefined ? { __proto__: REQ_PROTO, url, method, raw: rawHeaders }
         : { __proto__: REQ_PROTO, url, method, raw: rawHeaders, bytes: body });
       const context = { __proto__: CONTEXT_PROTO };
-      CTX.set(context, { __proto__: CTX_PROTO, request: req, json: ctxJson });
+      CTX.set(context, state);
       currentContext = context;
       let v;
       try { v = handler(req, context); } catch (e) { settle(state, 2, null, e); return; }
