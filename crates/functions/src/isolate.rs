@@ -1090,7 +1090,7 @@ pub(crate) fn read_result(r: &Array<'_>) -> rquickjs::Result<InvocationOutcome> 
 pub(crate) fn read_answer(
     status: f64,
     list: &Array<'_>,
-    body: Option<&TypedArray<'_, u8>>,
+    body: Vec<u8>,
     cookies: &[String],
 ) -> rquickjs::Result<InvocationOutcome> {
     let mut headers = Vec::with_capacity(list.len() + cookies.len());
@@ -1106,7 +1106,7 @@ pub(crate) fn read_answer(
     Ok(InvocationOutcome::Response(HttpResponse {
         status: status as u16,
         headers,
-        body: body.map(natives::copy_bytes).unwrap_or_default(),
+        body,
         body_handle: None,
     }))
 }

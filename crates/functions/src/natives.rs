@@ -470,30 +470,42 @@ pub(crate) fn install<'js>(ctx: &Ctx<'js>, shared: Arc<Shared>) -> Result<Object
     }
     {
         let shared = Arc::clone(&shared);
-        // `answer(status, [[name, value], ...], bytes | null, cookies | null)`:
-        // the handler answered with a Response whose body is known bytes.
+        // `answer(status, [[name, value], ...], body, cookies | null)`: the
+        // handler answered with a Response whose body is known: bytes, text
+        // or null. False (nothing taken) for text that is not well-formed,
+        // which the glue makes so first.
         n.set(
             "answer",
             Function::new(
                 ctx.clone(),
                 move |status: f64,
                       list: rquickjs::Array<'js>,
-                      body: Option<TypedArray<'js, u8>>,
+                      body: Value<'js>,
                       cookies: Option<Vec<String>>| {
+                    let bytes = if let Some(text) = body.as_string() {
+                        match text.to_string() {
+                            Ok(text) => text.into_bytes(),
+                            Err(_) => return false,
+                        }
+                    } else if let Some(array) = TypedArray::<u8>::from_value(body).ok() {
+                        copy_bytes(&array)
+                    } else {
+                        Vec::new()
+                    };
                     let cookies = cookies.unwrap_or_default();
-                    let result =
-                        crate::isolate::read_answer(status, &list, body.as_ref(), &cookies)
-                            .map(|result| crate::isolate::Settled {
-                                done: 1,
-                                result: Some(result),
-                                error: None,
-                                cookies,
-                            })
-                            .map_err(|e| format!("reading the outcome: {e}"));
+                    let result = crate::isolate::read_answer(status, &list, bytes, &cookies)
+                        .map(|result| crate::isolate::Settled {
+                            done: 1,
+                            result: Some(result),
+                            error: None,
+                            cookies,
+                        })
+                        .map_err(|e| format!("reading the outcome: {e}"));
                     *lock(&shared.outcome) = Some(result);
                     shared
                         .settled
                         .store(true, std::sync::atomic::Ordering::Relaxed);
+                    true
                 },
             )?,
         )?;

@@ -29,6 +29,36 @@ async fn hello() {
     assert_eq!(e.idle_isolates(), 1);
 }
 
+/// A text body reaches Rust as text; one with lone surrogates is made
+/// well-formed first (each becomes U+FFFD), as its bytes would be.
+#[tokio::test]
+async fn text_bodies_are_sent_as_utf8() {
+    let e = engine();
+    for (src, want) in [
+        (
+            "new Response('caf\\u00e9 \\u{1F600}')",
+            "caf\u{e9} \u{1F600}".as_bytes().to_vec(),
+        ),
+        (
+            "new Response('a\\ud800b\\udc00')",
+            vec![b'a', 0xEF, 0xBF, 0xBD, b'b', 0xEF, 0xBF, 0xBD],
+        ),
+        ("new Response('')", Vec::new()),
+        (
+            "Response.json({ s: '\\ud83d' })",
+            br#"{"s":"\ud83d"}"#.to_vec(),
+        ),
+    ] {
+        let inv = run(
+            &e,
+            &format!("export default () => {src}"),
+            &request("https://site.example/"),
+        )
+        .await;
+        assert_eq!(response(&inv).body, want, "{src}");
+    }
+}
+
 #[tokio::test]
 async fn eval_helper() {
     assert_eq!(eval("return 1 + 1").await, "2");

@@ -527,12 +527,8 @@ export default function (N, deployEnvJson) {
   const NO_BODY = Object.freeze([null, null, null]);
   function extractBody(body) {
     if (body === undefined || body === null) return NO_BODY;
-    if (typeof body === "string") {
-      // Rust encodes a well-formed string as it is (undefined for one with
-      // a lone surrogate, made well-formed first).
-      const bytes = N.utf8Encode(body);
-      return [bytes !== undefined ? bytes : N.utf8Encode(wellFormed(body)), "text/plain;charset=UTF-8", null];
-    }
+    // Text stays text until its bytes are needed (see bodyBytes).
+    if (typeof body === "string") return [body, "text/plain;charset=UTF-8", null];
     if (body instanceof ArrayBuffer || ArrayBuffer.isView(body)) return [copyBytes(toBytes(body, "body")), null, null];
     if (body instanceof URLSearchParams) return [utf8(body.toString()), "application/x-www-form-urlencoded;charset=UTF-8", null];
     if (body instanceof Blob) { const b = BLOBS.get(body); return [copyBytes(b.bytes), b.type || null, null]; }
@@ -545,6 +541,17 @@ export default function (N, deployEnvJson) {
     return [utf8(str(body)), "text/plain;charset=UTF-8", null];
   }
   const hasBody = (b) => b.bytes !== null || b.stream !== null || b.held !== undefined;
+  // The known bytes of a body record (null if none). A body given as a
+  // string keeps it as `bytes` until they are needed: the usual answer
+  // reaches Rust as text, and is never encoded here.
+  function bodyBytes(b) {
+    const x = b.bytes;
+    if (typeof x !== "string") return x;
+    // Rust encodes a well-formed string as it is (undefined for one with a
+    // lone surrogate, made well-formed first).
+    const u = N.utf8Encode(x);
+    return (b.bytes = u !== undefined ? u : N.utf8Encode(wellFormed(x)));
+  }
 
   // A body the host kept (a response of context.next() or fetch): `held` =
   // { h: handle, owner: the invocation, returned }. Its bytes cross only if
@@ -605,7 +612,7 @@ export default function (N, deployEnvJson) {
       return known !== null ? Promise.resolve(known) : S.readAll(b.stream, MAX_BODY, "body");
     }
     b.used = true;
-    return Promise.resolve(b.bytes || new Uint8Array(0));
+    return Promise.resolve(bodyBytes(b) || new Uint8Array(0));
   }
   // Moves the body out of `o` (new Request(request)): [bytes, stream].
   function takeBody(o) {
@@ -631,7 +638,7 @@ export default function (N, deployEnvJson) {
       b.stream = x;
       return [null, y];
     }
-    return [b.bytes === null ? null : copyBytes(b.bytes), null];
+    return [b.bytes === null ? null : copyBytes(bodyBytes(b)), null];
   }
   const bodyMixin = {
     get body() {
@@ -640,7 +647,7 @@ export default function (N, deployEnvJson) {
       openHeld(b);
       if (b.stream === null) {
         if (b.bytes === null) return null;
-        b.stream = streams().fromBytes(b.bytes);
+        b.stream = streams().fromBytes(bodyBytes(b));
       }
       return b.stream;
     },
@@ -679,7 +686,7 @@ export default function (N, deployEnvJson) {
       if (S.isLocked(b.stream)) throw new TypeError(`${what}: the body's stream is locked`);
       if (b.bytes === null) { b.used = true; return S.readAll(b.stream, MAX_BODY, what); }
     }
-    return b.bytes;
+    return bodyBytes(b);
   }
 
   // ---------------------------------------------------------------- File / FormData
@@ -1584,14 +1591,10 @@ export default function (N, deployEnvJson) {
     if (v !== undefined && v instanceof Response) {
       // The usual answer: a Response whose body is known bytes goes to Rust
       // as it is, without the outcome record `finish` builds.
-      const b = BODIES.get(v);
-      if (b.stream === null && b.held === undefined && !b.used) {
-        const st = RESPS.get(v);
-        if (st.type !== "error") {
-          N.answer(st.status, respList(st), b.bytes, state.cookies);
-          return;
-        }
-      }
+      const st = RESPS.get(v); // (its body's record too)
+      // (false for text that is not well-formed, left to `finish`)
+      if (st.stream === null && st.held === undefined && !st.used && st.type !== "error"
+        && N.answer(st.status, respList(st), st.bytes, state.cookies)) return;
     }
     let r;
     try {
