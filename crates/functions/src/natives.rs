@@ -487,7 +487,7 @@ pub(crate) fn install<'js>(ctx: &Ctx<'js>, shared: Arc<Shared>) -> Result<Object
                             Ok(text) => text.into_bytes(),
                             Err(_) => return false,
                         }
-                    } else if let Some(array) = TypedArray::<u8>::from_value(body).ok() {
+                    } else if let Ok(array) = TypedArray::<u8>::from_value(body) {
                         copy_bytes(&array)
                     } else {
                         Vec::new()
