@@ -1653,9 +1653,9 @@ export default function (N, deployEnvJson) {
       SHAPES.push(o);
     }
   }
-  keepShapes(INV_PROTO, ["envJson", "request", "json", "c"]); // inv (and CTX)
-  keepShapes(INV_PROTO, ["envJson", "request", "json", "cookies", "envObj"]);
-  keepShapes(REQ_PROTO, ["url", "method", "raw", "headers"]); // REQS (and BODIES)
+  keepShapes(INV_PROTO, ["request", "json", "c"]); // inv (and CTX)
+  keepShapes(INV_PROTO, ["request", "json", "envJson", "cookies", "envObj"]);
+  keepShapes(REQ_PROTO, ["url", "raw", "headers"]); // REQS (and BODIES)
   keepShapes(REQ_PROTO, ["url", "method", "raw", "bytes", "used"]);
   keepShapes(Object.prototype, ["list", "immutable"]); // HDRS
   keepShapes(RESP_PROTO, ["list", "status", "bytes", "used"]); // RESPS (and BODIES)
@@ -1677,11 +1677,17 @@ export default function (N, deployEnvJson) {
       // Objects of the classes' prototypes, built directly (a literal with
       // `__proto__` costs less than a constructor call or Object.create).
       const req = { __proto__: REQUEST_PROTO };
-      const state = { __proto__: INV_PROTO, envJson, request: req, json: ctxJson };
+      // Records get own properties only where they differ from their
+      // prototype's: QuickJS pays for each, and more for a third (it grows
+      // the object's property array).
+      const state = { __proto__: INV_PROTO, request: req, json: ctxJson };
+      if (envJson !== "{}") state.envJson = envJson;
       inv = state;
       internalResponse = false;
-      REQS.set(req, body === undefined ? { __proto__: REQ_PROTO, url, method, raw: rawHeaders }
-        : { __proto__: REQ_PROTO, url, method, raw: rawHeaders, bytes: body });
+      const rec = method === "GET" ? { __proto__: REQ_PROTO, url, raw: rawHeaders }
+        : { __proto__: REQ_PROTO, url, method, raw: rawHeaders };
+      if (body !== undefined) rec.bytes = body;
+      REQS.set(req, rec);
       const context = { __proto__: CONTEXT_PROTO };
       CTX.set(context, state);
       currentContext = context;
