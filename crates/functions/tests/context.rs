@@ -53,6 +53,8 @@ async fn other_return_values_are_invalid() {
         "export default () => Response.error()",
         "export default async () => { const r = new Response('x'); await r.text(); return r; }",
         "export default () => { const r = new Response('x'); r.body.getReader(); return r; }",
+        "export default () => Object.create(Response.prototype)",
+        "export default (req) => Object.setPrototypeOf(req, Response.prototype)",
     ] {
         let e = engine();
         let inv = run(&e, src, &request("https://s.example/")).await;

@@ -177,6 +177,11 @@ async fn response_class() {
       eq(await r.text(), 'body', 'text');
       eq([...new Uint8Array(await new Response('a\ud800b\udc00\ud83d\ude00').arrayBuffer())],
         [97, 239, 191, 189, 98, 239, 191, 189, 240, 159, 152, 128], 'lone surrogates in a string body become U+FFFD');
+      const getter = (C, k) => Object.getOwnPropertyDescriptor(C.prototype, k).get;
+      throws(() => getter(Request, 'method').call(new Response('x')), 'TypeError', 'a Request getter on a Response');
+      throws(() => getter(Request, 'url').call({}), 'TypeError', 'a Request getter on an object');
+      throws(() => getter(Response, 'status').call(new Request('https://s.example/')), 'TypeError', 'a Response getter on a Request');
+      throws(() => getter(Response, 'headers').call(Object.create(Response.prototype)), 'TypeError', 'a Response getter on a bare prototype object');
       eq(new Response().status, 200, 'default status');
       ok(new Response().ok, 'ok');
       eq(new Response().body, null, 'null body');

@@ -513,14 +513,26 @@ export default function (N, deployEnvJson) {
   // record and one WeakMap entry per object: each costs QuickJS about as
   // much as the object itself). `BODIES`, `REQS` and `RESPS` are one map.
   const BODY_FIELDS = { bytes: null, used: false, stream: null, held: undefined };
-  const REQ_PROTO = { ...BODY_FIELDS, url: "", method: "GET", headers: null, raw: "", signal: null, redirect: "follow" };
-  const RESP_PROTO = { ...BODY_FIELDS, status: 200, statusText: "", headers: null, list: null, type: "default", url: "",
+  const REQ_PROTO = { ...BODY_FIELDS, req: true, url: "", method: "GET", headers: null, raw: "", signal: null, redirect: "follow" };
+  const RESP_PROTO = { ...BODY_FIELDS, req: false, status: 200, statusText: "", headers: null, list: null, type: "default", url: "",
     redirected: false };
   // An invocation's record is also its `context`'s (`request`, the context
   // JSON `json` and what is made of it on first use: `c`, `url`, the cookie
   // `jar`); `cookies` are the Set-Cookie values set so far.
   const INV_PROTO = { cookies: null, waitCount: 0, host: null, timers: null, envJson: "{}", envObj: null,
     request: null, json: "{}", c: null, url: null, jar: null };
+  // The record of a Request (a Response) `o`, or a TypeError: the two share
+  // one map, so the getters check which kind they were given.
+  function reqRec(o) {
+    const st = BODIES.get(o);
+    if (st === undefined || st.req !== true) throw new TypeError("Illegal invocation");
+    return st;
+  }
+  function respRec(o) {
+    const st = BODIES.get(o);
+    if (st === undefined || st.req !== false) throw new TypeError("Illegal invocation");
+    return st;
+  }
   const unusable = () => new TypeError("Body is unusable: Body has already been read");
   // [bytes, content-type, stream] (read by index: destructuring an array
   // runs the iterator protocol, which costs several objects).
@@ -936,14 +948,14 @@ export default function (N, deployEnvJson) {
       if (ctype && !h.has("content-type")) h.set("content-type", ctype);
       REQS.set(this, { __proto__: REQ_PROTO, url, method, headers: h, signal, redirect, bytes, stream });
     }
-    get method() { return REQS.get(this).method; }
-    get url() { return REQS.get(this).url; }
-    get headers() { return reqHeaders(REQS.get(this)); }
+    get method() { return reqRec(this).method; }
+    get url() { return reqRec(this).url; }
+    get headers() { return reqHeaders(reqRec(this)); }
     get signal() {
-      const st = REQS.get(this);
+      const st = reqRec(this);
       return st.signal || (st.signal = new AbortController().signal);
     }
-    get redirect() { return REQS.get(this).redirect; }
+    get redirect() { return reqRec(this).redirect; }
     get cache() { return "default"; }
     get credentials() { return "same-origin"; }
     get mode() { return "cors"; }
@@ -953,7 +965,7 @@ export default function (N, deployEnvJson) {
     get keepalive() { return false; }
     clone() {
       if (this.bodyUsed) throw new TypeError("Request body is already used");
-      const st = REQS.get(this);
+      const st = reqRec(this);
       const [bytes, stream] = cloneBody(this);
       const r = new Request(st.url, { method: st.method, headers: reqHeaders(st), signal: st.signal, redirect: st.redirect });
       Object.assign(BODIES.get(r), { bytes, stream });
@@ -1004,20 +1016,20 @@ export default function (N, deployEnvJson) {
       if (stream !== null) rec.stream = stream;
       RESPS.set(this, rec);
     }
-    get status() { return RESPS.get(this).status; }
-    get statusText() { return RESPS.get(this).statusText; }
-    get ok() { const s = RESPS.get(this).status; return s >= 200 && s <= 299; }
+    get status() { return respRec(this).status; }
+    get statusText() { return respRec(this).statusText; }
+    get ok() { const s = respRec(this).status; return s >= 200 && s <= 299; }
     get headers() {
-      const st = RESPS.get(this);
+      const st = respRec(this);
       if (st.headers === null) { st.headers = headersOver(st.list, false); st.list = null; }
       return st.headers;
     }
-    get type() { return RESPS.get(this).type; }
-    get url() { return RESPS.get(this).url; }
-    get redirected() { return RESPS.get(this).redirected; }
+    get type() { return respRec(this).type; }
+    get url() { return respRec(this).url; }
+    get redirected() { return respRec(this).redirected; }
     clone() {
       if (this.bodyUsed) throw new TypeError("Response body is already used");
-      const st = RESPS.get(this);
+      const st = respRec(this);
       const [bytes, stream] = cloneBody(this);
       const r = makeResponse(st.status, copyPairs(respList(st)), bytes);
       BODIES.get(r).stream = stream;
@@ -1558,7 +1570,7 @@ export default function (N, deployEnvJson) {
     // (Checked first: `instanceof` is a call of `Symbol.hasInstance`.)
     if (v === undefined || v === null) return ["pass", 0, "", null, null];
     if (v instanceof Response) {
-      const st = RESPS.get(v);
+      const st = respRec(v);
       if (st.type === "error") throw new TypeError("The function returned Response.error()");
       const b = BODIES.get(v);
       if (b.used) throw new TypeError("The returned Response's body has already been read");
@@ -1593,7 +1605,7 @@ export default function (N, deployEnvJson) {
       // as it is, without the outcome record `finish` builds.
       const st = RESPS.get(v); // (its body's record too)
       // (false for text that is not well-formed, left to `finish`)
-      if (st.stream === null && st.held === undefined && !st.used && st.type !== "error"
+      if (st !== undefined && st.req === false && st.stream === null && st.held === undefined && !st.used && st.type !== "error"
         && N.answer(st.status, respList(st), st.bytes, state.cookies)) return;
     }
     let r;
