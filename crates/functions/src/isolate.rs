@@ -50,6 +50,15 @@ const LAZY_GLUE: [(&str, &str); 2] = [
 // TODO: a `Limits` field once `engine.rs` is free to change.
 pub(crate) const MAX_STREAMED_BODY_BYTES: usize = 32 << 20;
 
+/// A segment of tenant code shorter than this (wall time) is charged its
+/// wall time, without reading the thread's CPU clock (a system call); a
+/// preempted one takes longer and is measured with that clock.
+const SHORT_SEGMENT_NS: u64 = 100_000;
+/// How old a reading of the thread's CPU clock may be to serve as the start
+/// of a segment: a segment measured from it is charged at most this much of
+/// the thread's CPU time from before it began.
+const RECENT_CPU_READING: Duration = Duration::from_micros(200);
+
 /// State shared between the isolate's owner and its native functions and
 /// interrupt handler.
 pub(crate) struct Shared {
@@ -68,6 +77,8 @@ pub(crate) struct Shared {
     rejections: AtomicBool,
     /// Whether the current segment is measured with the thread's CPU clock.
     precise: AtomicBool,
+    /// When the current segment was armed (`now_ns`).
+    armed_at_ns: AtomicU64,
     /// The isolate's memory budget (its allocator's counters).
     budget: Arc<Budget>,
     pub(crate) console: Mutex<ConsoleBuf>,
@@ -109,6 +120,7 @@ impl Shared {
             waits: AtomicI32::new(0),
             rejections: AtomicBool::new(false),
             precise: AtomicBool::new(false),
+            armed_at_ns: AtomicU64::new(0),
             console: Mutex::new(ConsoleBuf {
                 max_lines: limits.max_console_lines,
                 max_line_bytes: limits.max_console_line_bytes,
@@ -149,10 +161,32 @@ impl Shared {
     fn arm(&self, budget: Duration, precise: bool) -> u64 {
         self.precise.store(precise, Ordering::Relaxed);
         let budget = u64::try_from(budget.as_nanos()).unwrap_or(u64::MAX);
-        let start = self.clock_ns();
+        let now = self.now_ns();
+        self.armed_at_ns.store(now, Ordering::Relaxed);
+        // A reading of the CPU clock taken on this thread within the last
+        // RECENT_CPU_READING serves as the start (it can only be earlier).
+        let start = if precise {
+            crate::cpu::thread_cpu_ns_at_most(RECENT_CPU_READING).unwrap_or(now)
+        } else {
+            now
+        };
         self.deadline_ns
             .store(start.saturating_add(budget), Ordering::Relaxed);
         start
+    }
+
+    /// What the segment armed at `start` (`arm`'s answer) has spent: its
+    /// wall time if that is under SHORT_SEGMENT (a thread cannot use more
+    /// CPU time than wall time, so this never undercharges, and it needs no
+    /// system call), else the CPU clock's advance since `start`.
+    fn spent_since(&self, start: u64) -> u64 {
+        let wall = self
+            .now_ns()
+            .saturating_sub(self.armed_at_ns.load(Ordering::Relaxed));
+        if !self.precise.load(Ordering::Relaxed) || wall < SHORT_SEGMENT_NS {
+            return wall;
+        }
+        self.clock_ns().saturating_sub(start)
     }
 
     fn disarm(&self) {
@@ -650,7 +684,7 @@ impl Isolate {
         } else {
             Ok(())
         };
-        let spent = self.shared.clock_ns().saturating_sub(t0);
+        let spent = self.shared.spent_since(t0);
         self.shared.disarm();
         run.cpu += Duration::from_nanos(spent);
         if self.shared.interrupted.load(Ordering::Relaxed) || run.cpu > limits.cpu_time {
@@ -1473,5 +1507,47 @@ mod header_tests {
         assert!(!is_byte_string("\u{100}"));
         assert!(!is_byte_string("a\0b"));
         assert!(!is_byte_string("a\rb"));
+    }
+}
+
+#[cfg(test)]
+mod clock_tests {
+    use super::{Shared, SHORT_SEGMENT_NS};
+    use crate::alloc::Budget;
+    use crate::engine::Limits;
+    use std::time::{Duration, Instant};
+
+    fn busy(d: Duration) {
+        let start = crate::cpu::thread_cpu_ns().unwrap_or(0);
+        let mut x = 0u64;
+        while crate::cpu::thread_cpu_ns().unwrap_or(u64::MAX) < start + d.as_nanos() as u64 {
+            for i in 0..1000u64 {
+                x = x.wrapping_mul(31).wrapping_add(i);
+            }
+        }
+        std::hint::black_box(x);
+    }
+
+    /// A segment is charged at least the CPU time it used: a short one its
+    /// wall time, a long one by the thread's CPU clock.
+    #[test]
+    fn segments_are_never_undercharged() {
+        let limits = Limits::default();
+        let shared = Shared::new(&limits, Budget::new(limits.memory_bytes));
+        for work in [Duration::from_micros(20), Duration::from_millis(3)] {
+            let wall = Instant::now();
+            let t0 = shared.arm(limits.cpu_time, true);
+            busy(work);
+            let spent = shared.spent_since(t0);
+            let wall = wall.elapsed().as_nanos() as u64;
+            shared.disarm();
+            assert!(
+                spent >= work.as_nanos() as u64,
+                "{work:?}: charged {spent} ns"
+            );
+            if wall < SHORT_SEGMENT_NS {
+                assert!(spent <= wall, "a short segment is charged its wall time");
+            }
+        }
     }
 }
