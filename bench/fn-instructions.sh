@@ -35,10 +35,8 @@ printf 'listen = "127.0.0.1:%s"\napi_listen = "127.0.0.1:0"\ndata = "%s/data"\na
 deploy_fixture "$bin" "$work/ledge.toml" "$site" "$base/hello" "$work/deploy.log"
 
 out=$work/node.callgrind
-TOKIO_WORKER_THREADS=1 valgrind --tool=callgrind --callgrind-out-file="$out" \
-  --instr-atstart=no "$bin" serve --config "$work/ledge.toml" >"$work/node.log" 2>&1 &
-vpid=$!
-for _ in $(seq 1 200); do curl -sf -o /dev/null "$base/hello" && break; sleep 0.3; done
+serve_under_callgrind "$bin" "$work/ledge.toml" "$out" "$work/node.log" "$base/hello"
+vpid=$VPID
 declare -A per
 for path in hello index.html; do
   url=$base/$path

@@ -39,10 +39,8 @@ TOML
 deploy_fixture "$bin" "$work/ledge.toml" "$site" "$plain" "$work/deploy.log"
 
 out=$work/h2.callgrind
-TOKIO_WORKER_THREADS=1 valgrind --tool=callgrind --callgrind-out-file="$out" \
-  --instr-atstart=no "$bin" serve --config "$work/ledge.toml" >"$work/serve.log" 2>&1 &
-vpid=$!
-for _ in $(seq 1 200); do curl -skf -o /dev/null "$url" && break; sleep 0.3; done
+serve_under_callgrind "$bin" "$work/ledge.toml" "$out" "$work/serve.log" "$url" -skf
+vpid=$VPID
 # Warm: the answer is kept and every buffer has its size.
 h2load -c16 -m4 -D 2 "$url" >/dev/null
 callgrind_control -i on "$vpid" >/dev/null 2>&1

@@ -40,10 +40,8 @@ deploy_fixture "$bin" "$work/off.toml" "$site" "$url" "$work/deploy.log"
 declare -A per
 for c in off on; do
   out=$work/$c.callgrind
-  TOKIO_WORKER_THREADS=1 valgrind --tool=callgrind --callgrind-out-file="$out" \
-    --instr-atstart=no "$bin" serve --config "$work/$c.toml" >"$work/$c.log" 2>&1 &
-  vpid=$!
-  for _ in $(seq 1 200); do curl -sf -o /dev/null "$url" && break; sleep 0.3; done
+  serve_under_callgrind "$bin" "$work/$c.toml" "$out" "$work/$c.log" "$url"
+  vpid=$VPID
   # Warm: the answer is kept and every buffer has its size.
   wrk -t1 -c8 -d2s "${headers[@]}" "$url" >/dev/null
   callgrind_control -i on "$vpid" >/dev/null 2>&1
