@@ -230,6 +230,8 @@ impl Shared {
 struct Handles {
     internals: Persistent<Object<'static>>,
     handler: Persistent<Function<'static>>,
+    /// The glue's `run` (kept, not looked up by name per invocation).
+    run: Persistent<Function<'static>>,
 }
 
 // SAFETY: `Persistent` is `!Send` only because it holds raw engine pointers.
@@ -332,9 +334,13 @@ impl Isolate {
         let setup = ctx.with(|ctx| setup(&ctx, bundle, &shared, &keep));
         shared.disarm();
         let classify = |e: InvocationError| classify(&shared, limits, e);
-        let (internals, handler, config) = setup.map_err(classify)?;
+        let (internals, handler, start, config) = setup.map_err(classify)?;
         Ok(Isolate {
-            handles: Handles { internals, handler },
+            handles: Handles {
+                internals,
+                handler,
+                run: start,
+            },
             ctx,
             rt,
             shared,
@@ -490,8 +496,9 @@ impl Isolate {
             }
         };
 
-        self.segment(run, limits, true, |ctx, internals, handler| {
-            let start: Function = internals.get("run")?;
+        let start = &self.handles.run;
+        self.segment(run, limits, true, |ctx, _, handler| {
+            let start = start.clone().restore(ctx)?;
             // GET and HEAD requests have no body.
             let body = if meta.has_body {
                 Some(TypedArray::<u8>::new_copy(ctx.clone(), &request.body)?)
@@ -759,6 +766,7 @@ fn classify(shared: &Shared, limits: &Limits, e: InvocationError) -> InvocationE
 type Setup = (
     Persistent<Object<'static>>,
     Persistent<Function<'static>>,
+    Persistent<Function<'static>>,
     Option<FunctionConfig>,
 );
 
@@ -876,9 +884,11 @@ fn setup<'js>(
                 .map_err(|e| err(ErrorKind::Module, format!("invalid `config` export: {e}")))?,
         ),
     };
+    let run: Function = internals.get("run").catch(ctx).map_err(internal)?;
     Ok((
         Persistent::save(ctx, internals),
         Persistent::save(ctx, handler),
+        Persistent::save(ctx, run),
         config,
     ))
 }
