@@ -499,9 +499,11 @@ export default function (N, deployEnvJson) {
   const MAX_BODY = N.maxBodyBytes;
 
   // ---------------------------------------------------------------- bodies
-  // Request/Response -> { bytes: Uint8Array|null, used, stream: ReadableStream|null }.
-  // A body is known bytes (`bytes`; `stream` made on demand by `.body`) or a
-  // stream (`bytes` null): streams are read when the body is consumed.
+  // Request/Response -> { bytes: Uint8Array|string|null, used, stream: ReadableStream|null,
+  // held, and the Request's or Response's own fields }. A body is known
+  // bytes (`bytes`, or text until `bodyBytes` encodes it; `stream` made on
+  // demand by `.body`) or a stream (`bytes` null): streams are read when the
+  // body is consumed.
   const BODIES = new WeakMap();
   // Hot records start from prototypes that hold their usual values, so a
   // record gets own properties only for what differs (adding a property
