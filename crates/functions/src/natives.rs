@@ -510,6 +510,24 @@ pub(crate) fn install<'js>(ctx: &Ctx<'js>, shared: Arc<Shared>) -> Result<Object
             )?,
         )?;
     }
+    {
+        let shared = Arc::clone(&shared);
+        // `passed(cookies | null)`: the handler passed the request on.
+        n.set(
+            "passed",
+            Function::new(ctx.clone(), move |cookies: Option<Vec<String>>| {
+                *lock(&shared.outcome) = Some(Ok(crate::isolate::Settled {
+                    done: 1,
+                    result: Some(crate::types::InvocationOutcome::PassThrough),
+                    error: None,
+                    cookies: cookies.unwrap_or_default(),
+                }));
+                shared
+                    .settled
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+            })?,
+        )?;
+    }
     // `fulfilled(p, otherwise)`: the value of `p` if it is a promise that
     // has already been fulfilled, else `otherwise` (an async handler that
     // returned without waiting settles without a job).
