@@ -189,6 +189,17 @@ impl Shared {
         self.clock_ns().saturating_sub(start)
     }
 
+    /// The handler settled with `outcome` (the glue's `passed`, `rewrote`).
+    pub(crate) fn settle_with(&self, outcome: InvocationOutcome, cookies: Option<Vec<String>>) {
+        *lock(&self.outcome) = Some(Ok(Settled {
+            done: 1,
+            result: Some(outcome),
+            error: None,
+            cookies: cookies.unwrap_or_default(),
+        }));
+        self.settled.store(true, Ordering::Relaxed);
+    }
+
     fn disarm(&self) {
         self.deadline_ns.store(u64::MAX, Ordering::Relaxed);
     }

@@ -516,16 +516,21 @@ pub(crate) fn install<'js>(ctx: &Ctx<'js>, shared: Arc<Shared>) -> Result<Object
         n.set(
             "passed",
             Function::new(ctx.clone(), move |cookies: Option<Vec<String>>| {
-                *lock(&shared.outcome) = Some(Ok(crate::isolate::Settled {
-                    done: 1,
-                    result: Some(crate::types::InvocationOutcome::PassThrough),
-                    error: None,
-                    cookies: cookies.unwrap_or_default(),
-                }));
-                shared
-                    .settled
-                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                shared.settle_with(crate::types::InvocationOutcome::PassThrough, cookies);
             })?,
+        )?;
+    }
+    {
+        let shared = Arc::clone(&shared);
+        // `rewrote(href, cookies | null)`: the handler answered with a URL.
+        n.set(
+            "rewrote",
+            Function::new(
+                ctx.clone(),
+                move |url: String, cookies: Option<Vec<String>>| {
+                    shared.settle_with(crate::types::InvocationOutcome::Rewrite { url }, cookies);
+                },
+            )?,
         )?;
     }
     // `fulfilled(p, otherwise)`: the value of `p` if it is a promise that

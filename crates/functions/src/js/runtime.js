@@ -1610,6 +1610,9 @@ export default function (N, deployEnvJson) {
       // (false for text that is not well-formed, left to `finish`)
       if (st !== undefined && st.req === false && st.stream === null && st.held === undefined && !st.used && st.type !== "error"
         && N.answer(st.status, respList(st), st.bytes, state.cookies)) return;
+    } else if (v instanceof URL) {
+      N.rewrote(v.href, state.cookies);
+      return;
     }
     let r;
     try {
