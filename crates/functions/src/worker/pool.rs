@@ -488,13 +488,14 @@ impl WorkerPool {
         let limits = &self.inner.opts.limits;
         let deadline = tokio::time::sleep(limits.wall_time + self.inner.opts.hang_grace);
         tokio::pin!(deadline);
-        let mut calls = FuturesUnordered::new();
+        // Made at the first host call (most invocations make none).
+        let mut calls: Option<FuturesUnordered<_>> = None;
         let mut resent = false;
         loop {
             tokio::select! {
                 event = rx.recv() => match event {
                     Some(Event::HostCall { call, kind, request }) => {
-                        calls.push(async move {
+                        calls.get_or_insert_with(FuturesUnordered::new).push(async move {
                             let r = match kind {
                                 CallKind::Next => host.next(request).await.map(HostOutcome::Ok),
                                 CallKind::Fetch => host.fetch(request).await.map(HostOutcome::Ok),
@@ -520,7 +521,8 @@ impl WorkerPool {
                     Some(Event::Lost(reason)) => return Err(lost(&reason)),
                     None => return Err(lost("the worker process exited")),
                 },
-                Some((call, result)) = calls.next(), if !calls.is_empty() => {
+                Some((call, result)) = async { calls.as_mut()?.next().await },
+                    if calls.as_ref().is_some_and(|c| !c.is_empty()) => {
                     let result = result.unwrap_or_else(|e| HostOutcome::Err(e.message));
                     frames.clear();
                     if protocol::encode(&ToWorker::HostResult { id, call, result }, &mut frames).is_err() {
