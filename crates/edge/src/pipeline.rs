@@ -440,10 +440,12 @@ impl Edge {
         c.geo.longitude = place.location.map(|l| l.1);
         c.geo.timezone = place.timezone;
         if let Some(t) = &ctx.target {
-            c.site.id = t.site.to_string();
-            c.site.name = t.site.to_string();
+            // (`to_owned` of the text, not `to_string`, which goes
+            // through the formatting machinery.)
+            c.site.id = t.site.as_str().to_owned();
+            c.site.name = c.site.id.clone();
             c.site.url = [ctx.scheme, "://", &ctx.host].concat();
-            c.deploy.id = t.deploy.to_string();
+            c.deploy.id = t.deploy.as_str().to_owned();
             c.deploy.published = t.production;
             c.deploy.context = if t.production {
                 "production".into()
