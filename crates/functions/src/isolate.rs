@@ -189,15 +189,21 @@ impl Shared {
         self.clock_ns().saturating_sub(start)
     }
 
-    /// The handler settled with `outcome` (the glue's `passed`, `rewrote`).
-    pub(crate) fn settle_with(&self, outcome: InvocationOutcome, cookies: Option<Vec<String>>) {
-        *lock(&self.outcome) = Some(Ok(Settled {
+    /// How the handler settled (from the glue's natives), for the
+    /// invocation's loop to read.
+    pub(crate) fn set_outcome(&self, settled: Result<Settled, String>) {
+        *lock(&self.outcome) = Some(settled);
+        self.settled.store(true, Ordering::Relaxed);
+    }
+
+    /// The handler settled with `outcome` (`N.answer`, `passed`, `rewrote`).
+    pub(crate) fn settle_with(&self, outcome: InvocationOutcome, cookies: Vec<String>) {
+        self.set_outcome(Ok(Settled {
             done: 1,
             result: Some(outcome),
             error: None,
-            cookies: cookies.unwrap_or_default(),
+            cookies,
         }));
-        self.settled.store(true, Ordering::Relaxed);
     }
 
     fn disarm(&self) {
@@ -1110,42 +1116,14 @@ fn error_message(error: Option<String>) -> String {
     }
 }
 
-/// `[kind, status, url, [name, value, ...], body, handle]` from the glue's
-/// `finish` (`handle`: a kept body handed back unread).
-pub(crate) fn read_result(r: &Array<'_>) -> rquickjs::Result<InvocationOutcome> {
-    let kind: String = r.get(0)?;
-    Ok(match kind.as_str() {
-        "response" => {
-            let flat: Vec<String> = r.get(3)?;
-            let mut headers = Vec::with_capacity(flat.len() / 2);
-            let mut it = flat.into_iter();
-            while let (Some(k), Some(v)) = (it.next(), it.next()) {
-                headers.push((k, v));
-            }
-            let body: Option<TypedArray<u8>> = r.get(4)?;
-            let status: u16 = r.get::<f64>(1).map(|s| s as u16)?;
-            let handle: Option<f64> = r.get(5)?;
-            InvocationOutcome::Response(HttpResponse {
-                status,
-                headers,
-                body: body.map(|b| natives::copy_bytes(&b)).unwrap_or_default(),
-                body_handle: handle
-                    .filter(|h| h.fract() == 0.0 && *h >= 0.0 && *h <= f64::from(u32::MAX))
-                    .map(|h| h as u32),
-            })
-        }
-        "rewrite" => InvocationOutcome::Rewrite { url: r.get(2)? },
-        _ => InvocationOutcome::PassThrough,
-    })
-}
-
-/// The outcome of a Response whose body is known bytes (`N.answer`): its
-/// status, its `[name, value]` pairs and its bytes, with a `Set-Cookie`
-/// header for each cookie the function set.
+/// The outcome of a returned Response (`N.answer`): its status, its
+/// `[name, value]` pairs, its bytes or the handle of a kept body handed back
+/// unread, with a `Set-Cookie` header for each cookie the function set.
 pub(crate) fn read_answer(
     status: f64,
     list: &Array<'_>,
     body: Vec<u8>,
+    handle: Option<f64>,
     cookies: &[String],
 ) -> rquickjs::Result<InvocationOutcome> {
     let mut headers = Vec::with_capacity(list.len() + cookies.len());
@@ -1162,7 +1140,9 @@ pub(crate) fn read_answer(
         status: status as u16,
         headers,
         body,
-        body_handle: None,
+        body_handle: handle
+            .filter(|h| h.fract() == 0.0 && *h >= 0.0 && *h <= f64::from(u32::MAX))
+            .map(|h| h as u32),
     }))
 }
 

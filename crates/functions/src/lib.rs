@@ -123,8 +123,9 @@
 //!
 //! - the request reaches the glue as plain arguments, its headers as one
 //!   `name\nvalue\n…` string split only when `request.headers` is first read
-//!   (no JSON); the outcome comes back through one native call
-//!   (`N.settled`), not a `state()` array read field by field;
+//!   (no JSON); the outcome comes back through one native call per kind
+//!   (`N.answer` a Response, `N.passed`, `N.rewrote` a URL, `N.settled` a
+//!   failure), not an outcome record read field by field;
 //! - QuickJS frees an object shape, and the cached transition to it, as soon
 //!   as no object has it: the glue keeps one object per prefix of each hot
 //!   record's keys, so a record's properties are added along cached

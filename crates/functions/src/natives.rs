@@ -442,38 +442,31 @@ pub(crate) fn install<'js>(ctx: &Ctx<'js>, shared: Arc<Shared>) -> Result<Object
     }
     {
         let shared = Arc::clone(&shared);
+        // `settled(done, error JSON, cookies | null)`: the handler failed
+        // (done 2: it threw or its promise rejected; 3: it returned
+        // something that cannot be sent).
         n.set(
             "settled",
             Function::new(
                 ctx.clone(),
-                move |done: i32,
-                      result: Option<rquickjs::Array<'js>>,
-                      error: Option<String>,
-                      cookies: Option<Vec<String>>| {
-                    let result = result
-                        .map(|r| crate::isolate::read_result(&r))
-                        .transpose()
-                        .map(|result| crate::isolate::Settled {
-                            done,
-                            result,
-                            error,
-                            cookies: cookies.unwrap_or_default(),
-                        })
-                        .map_err(|e| format!("reading the outcome: {e}"));
-                    *lock(&shared.outcome) = Some(result);
-                    shared
-                        .settled
-                        .store(true, std::sync::atomic::Ordering::Relaxed);
+                move |done: i32, error: String, cookies: Option<Vec<String>>| {
+                    shared.set_outcome(Ok(crate::isolate::Settled {
+                        done,
+                        result: None,
+                        error: Some(error),
+                        cookies: cookies.unwrap_or_default(),
+                    }));
                 },
             )?,
         )?;
     }
     {
         let shared = Arc::clone(&shared);
-        // `answer(status, [[name, value], ...], body, cookies | null)`: the
-        // handler answered with a Response whose body is known: bytes, text
-        // or null. False (nothing taken) for text that is not well-formed,
-        // which the glue makes so first.
+        // `answer(status, [[name, value], ...], body, cookies | null, handle |
+        // null)`: the handler answered with a Response. Its body is bytes,
+        // text or null, or `handle` names a kept body handed back unread.
+        // False (nothing taken) for text that is not well-formed, which the
+        // glue makes so first.
         n.set(
             "answer",
             Function::new(
@@ -481,7 +474,8 @@ pub(crate) fn install<'js>(ctx: &Ctx<'js>, shared: Arc<Shared>) -> Result<Object
                 move |status: f64,
                       list: rquickjs::Array<'js>,
                       body: Value<'js>,
-                      cookies: Option<Vec<String>>| {
+                      cookies: Option<Vec<String>>,
+                      handle: Option<f64>| {
                     let bytes = if let Some(text) = body.as_string() {
                         match text.to_string() {
                             Ok(text) => text.into_bytes(),
@@ -493,18 +487,10 @@ pub(crate) fn install<'js>(ctx: &Ctx<'js>, shared: Arc<Shared>) -> Result<Object
                         Vec::new()
                     };
                     let cookies = cookies.unwrap_or_default();
-                    let result = crate::isolate::read_answer(status, &list, bytes, &cookies)
-                        .map(|result| crate::isolate::Settled {
-                            done: 1,
-                            result: Some(result),
-                            error: None,
-                            cookies,
-                        })
-                        .map_err(|e| format!("reading the outcome: {e}"));
-                    *lock(&shared.outcome) = Some(result);
-                    shared
-                        .settled
-                        .store(true, std::sync::atomic::Ordering::Relaxed);
+                    match crate::isolate::read_answer(status, &list, bytes, handle, &cookies) {
+                        Ok(outcome) => shared.settle_with(outcome, cookies),
+                        Err(e) => shared.set_outcome(Err(format!("reading the outcome: {e}"))),
+                    }
                     true
                 },
             )?,
@@ -516,7 +502,10 @@ pub(crate) fn install<'js>(ctx: &Ctx<'js>, shared: Arc<Shared>) -> Result<Object
         n.set(
             "passed",
             Function::new(ctx.clone(), move |cookies: Option<Vec<String>>| {
-                shared.settle_with(crate::types::InvocationOutcome::PassThrough, cookies);
+                shared.settle_with(
+                    crate::types::InvocationOutcome::PassThrough,
+                    cookies.unwrap_or_default(),
+                );
             })?,
         )?;
     }
@@ -528,7 +517,10 @@ pub(crate) fn install<'js>(ctx: &Ctx<'js>, shared: Arc<Shared>) -> Result<Object
             Function::new(
                 ctx.clone(),
                 move |url: String, cookies: Option<Vec<String>>| {
-                    shared.settle_with(crate::types::InvocationOutcome::Rewrite { url }, cookies);
+                    shared.settle_with(
+                        crate::types::InvocationOutcome::Rewrite { url },
+                        cookies.unwrap_or_default(),
+                    );
                 },
             )?,
         )?;

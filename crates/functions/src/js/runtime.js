@@ -1566,76 +1566,64 @@ export default function (N, deployEnvJson) {
     try { m = fmt(e, 0); } catch (_) { m = "a value"; }
     return { name: "", message: `Uncaught ${m}`, stack: "" };
   }
-  // The outcome of a returned value, or a promise of it when the returned
-  // Response's body is a stream (drained here, up to MAX_BODY bytes).
-  function finish(v, state) {
-    // (Checked first: `instanceof` is a call of `Symbol.hasInstance`.)
-    if (v === undefined || v === null) return ["pass", 0, "", null, null];
-    if (v instanceof Response) {
-      const st = respRec(v);
-      if (st.type === "error") throw new TypeError("The function returned Response.error()");
-      const b = BODIES.get(v);
-      if (b.used) throw new TypeError("The returned Response's body has already been read");
-      const held = unreadHeld(b);
-      if (held !== undefined && held.owner === state) {
-        held.returned = true;
-        return responseOutcome(st, null, state, held.h);
-      }
-      const bytes = peekBytes(v, "The returned Response");
-      if (bytes instanceof Promise) return bytes.then((b) => responseOutcome(st, b, state));
-      return responseOutcome(st, bytes, state);
+  // Hands the Response `v` the handler returned to Rust (`N.answer`) when
+  // `settleValue` could not at once, or a promise of that when its body is
+  // a stream, drained here (up to MAX_BODY bytes). Throws if it cannot be
+  // sent.
+  function answer(v, state) {
+    const st = respRec(v); // (its body's record too)
+    if (st.type === "error") throw new TypeError("The function returned Response.error()");
+    if (st.used) throw new TypeError("The returned Response's body has already been read");
+    const held = unreadHeld(st);
+    if (held !== undefined && held.owner === state) {
+      held.returned = true;
+      N.answer(st.status, respList(st), null, state.cookies, held.h);
+      return undefined;
     }
-    if (v instanceof URL) return ["rewrite", 0, v.href, null, null];
-    throw new TypeError(`The function must return a Response, a URL or undefined (got ${Object.prototype.toString.call(v)})`);
+    const bytes = peekBytes(v, "The returned Response");
+    if (bytes instanceof Promise) {
+      return bytes.then((b) => { if (state === inv) N.answer(st.status, respList(st), b, state.cookies, null); });
+    }
+    N.answer(st.status, respList(st), bytes, state.cookies, null);
+    return undefined;
   }
 
-  // Hands the outcome of the invocation `state` to Rust (once; nothing if the
-  // invocation is over): done 1 ok (`result`), 2 rejected, 3 invalid return
-  // (`error`), with the cookies set so far.
-  function settle(state, done, result, error) {
+  // Hands a failed invocation `state` to Rust (once; nothing if the
+  // invocation is over): done 2 rejected, 3 invalid return, with the
+  // cookies set so far.
+  function settle(state, done, error) {
     if (state !== inv) return;
-    N.settled(done, result, error === null ? null : JSON.stringify(describe(error)),
-      state.cookies);
+    N.settled(done, JSON.stringify(describe(error)), state.cookies);
   }
 
   const PENDING = Object.freeze({});
-  // Settles the invocation `state` with the handler's value `v`.
+  // Settles the invocation `state` with the handler's value `v`: each kind
+  // of answer reaches Rust in one native call.
   function settleValue(state, v) {
     if (state !== inv) return;
     if (v === undefined || v === null) { N.passed(state.cookies); return; }
-    if (v !== undefined && v instanceof Response) {
-      // The usual answer: a Response whose body is known bytes goes to Rust
-      // as it is, without the outcome record `finish` builds.
+    if (v instanceof Response) {
+      // The usual answer goes at once: a Response whose body is known bytes
+      // or text (N.answer is false for text that is not well-formed, which
+      // `answer` makes so).
       const st = RESPS.get(v); // (its body's record too)
-      // (false for text that is not well-formed, left to `finish`)
-      if (st !== undefined && st.req === false && st.stream === null && st.held === undefined && !st.used && st.type !== "error"
-        && N.answer(st.status, respList(st), st.bytes, state.cookies)) return;
-    } else if (v instanceof URL) {
-      N.rewrote(v.href, state.cookies);
+      if (st !== undefined && st.req === false && st.stream === null && st.held === undefined && !st.used
+        && st.type !== "error" && N.answer(st.status, respList(st), st.bytes, state.cookies, null)) return;
+      let r;
+      try {
+        r = answer(v, state);
+      } catch (e) {
+        settle(state, 3, e);
+        return;
+      }
+      // A body stream that errored is the tenant's error; a body too large
+      // or of the wrong type is an invalid return value.
+      if (r !== undefined) r.then(undefined, (e) => settle(state, S !== null && S.isBodyError(e) ? 3 : 2, e));
       return;
     }
-    let r;
-    try {
-      r = finish(v, state);
-    } catch (e) {
-      settle(state, 3, null, e);
-      return;
-    }
-    if (r instanceof Promise) {
-      // A body stream that errored is the tenant's error; a body too
-      // large or of the wrong type is an invalid return value.
-      r.then((x) => settle(state, 1, x, null),
-        (e) => settle(state, S !== null && S.isBodyError(e) ? 3 : 2, null, e));
-    } else settle(state, 1, r, null);
-  }
-
-  function responseOutcome(st, bytes, state, handle) {
-    const list = respList(st);
-    const flat = [];
-    for (let i = 0; i < list.length; i++) flat.push(list[i][0], list[i][1]);
-    const cookies = state.cookies;
-    if (cookies !== null) for (let i = 0; i < cookies.length; i++) flat.push("set-cookie", cookies[i]);
-    return ["response", st.status, "", flat, bytes || new Uint8Array(0), handle === undefined ? null : handle];
+    if (v instanceof URL) { N.rewrote(v.href, state.cookies); return; }
+    settle(state, 3, new TypeError(
+      `The function must return a Response, a URL or undefined (got ${Object.prototype.toString.call(v)})`));
   }
 
   // ---------------------------------------------------------------- unhandled rejections
@@ -1689,8 +1677,8 @@ export default function (N, deployEnvJson) {
     shapes: SHAPES,
     // Start an invocation. The request was validated and normalised by Rust:
     // it is built directly, its headers ("name\nvalue\n...") on first use.
-    // The outcome reaches Rust through N.settled; pending waitUntil work
-    // through N.waits.
+    // The outcome reaches Rust through N.answer, N.passed, N.rewrote or (a
+    // failure) N.settled; pending waitUntil work through N.waits.
     run(handler, method, url, rawHeaders, body, ctxJson, envJson) {
       // Objects of the classes' prototypes, built directly (a literal with
       // `__proto__` costs less than a constructor call or Object.create).
@@ -1710,7 +1698,7 @@ export default function (N, deployEnvJson) {
       CTX.set(context, state);
       currentContext = context;
       let v;
-      try { v = handler(req, context); } catch (e) { settle(state, 2, null, e); return; }
+      try { v = handler(req, context); } catch (e) { settle(state, 2, e); return; }
       // A handler that answers at once (a Response, a URL or nothing), or
       // an async one whose promise is already fulfilled (it returned
       // without waiting), settles now: no reaction, no job. Microtasks it
@@ -1725,7 +1713,7 @@ export default function (N, deployEnvJson) {
         const x = N.fulfilled(v, PENDING);
         if (x !== PENDING) { settleValue(state, x); return; }
       }
-      Promise.resolve(v).then((x) => settleValue(state, x), (e) => settle(state, 2, null, e));
+      Promise.resolve(v).then((x) => settleValue(state, x), (e) => settle(state, 2, e));
     },
     resolveHost(id, ok, metaJson, body) {
       if (!inv || !inv.host) return;
