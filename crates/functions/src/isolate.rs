@@ -973,22 +973,7 @@ struct RequestMeta {
 }
 
 /// The bytes of an HTTP token (RFC 9110 `tchar`).
-const TOKEN_BYTES: [bool; 256] = {
-    let mut t = [false; 256];
-    let mut i = 0;
-    while i < 256 {
-        let b = i as u8;
-        t[i] = b.is_ascii_alphanumeric();
-        i += 1;
-    }
-    let extra = b"!#$%&'*+-.^_`|~";
-    let mut j = 0;
-    while j < extra.len() {
-        t[extra[j] as usize] = true;
-        j += 1;
-    }
-    t
-};
+const TOKEN_BYTES: [bool; 256] = byte_table(b"!#$%&'*+-.^_`|~");
 
 /// The UTF-8 bytes of a header value `Headers` takes: all but NUL, CR and
 /// LF, and the lead bytes of characters above U+00FF (0xC4 and up; the
@@ -1254,33 +1239,13 @@ const QUERY_BYTES: [bool; 256] = byte_table(b"-._~!$&()*+,;=:@/?");
 /// A path of plain bytes and `%XX` escapes with no dot segment: none is `.`
 /// or `..`, and no `%2e` (an escaped dot) anywhere.
 fn plain_path(b: &[u8]) -> bool {
-    let mut i = 0;
-    let mut segment = 0;
-    loop {
-        match b.get(i) {
-            None | Some(b'/') => {
-                if matches!(b.get(segment..i), Some(b".") | Some(b"..")) {
-                    return false;
-                }
-                if i >= b.len() {
-                    return true;
-                }
-                i += 1;
-                segment = i;
-            }
-            Some(b'%') => match (b.get(i + 1), b.get(i + 2)) {
-                (Some(x), Some(y)) if x.is_ascii_hexdigit() && y.is_ascii_hexdigit() => {
-                    if *x == b'2' && (*y | 0x20) == b'e' {
-                        return false;
-                    }
-                    i += 3;
-                }
-                _ => return false,
-            },
-            Some(&c) if PATH_BYTES[usize::from(c)] => i += 1,
-            Some(_) => return false,
-        }
-    }
+    plain(b, &PATH_BYTES)
+        && !b
+            .split(|&c| c == b'/')
+            .any(|seg| seg == b"." || seg == b"..")
+        && !b
+            .windows(3)
+            .any(|w| w[0] == b'%' && w[1] == b'2' && (w[2] | 0x20) == b'e')
 }
 
 /// Every byte in `ok`, or a `%` followed by two hex digits.
