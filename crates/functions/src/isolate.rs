@@ -351,12 +351,12 @@ impl Isolate {
         let setup = ctx.with(|ctx| setup(&ctx, bundle, &shared, &keep));
         shared.disarm();
         let classify = |e: InvocationError| classify(&shared, limits, e);
-        let (internals, handler, start, config) = setup.map_err(classify)?;
+        let (internals, handler, run, config) = setup.map_err(classify)?;
         Ok(Isolate {
             handles: Handles {
                 internals,
                 handler,
-                run: start,
+                run,
             },
             ctx,
             rt,
