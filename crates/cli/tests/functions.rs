@@ -12,10 +12,16 @@ use common::*;
 const H: &str = "fns.localhost";
 
 fn deploy_site(node: &Node, files: &[(&str, &str)]) -> tempfile::TempDir {
+    deploy_site_with_id(node, files).0
+}
+
+/// The site's folder and the deploy's id.
+fn deploy_site_with_id(node: &Node, files: &[(&str, &str)]) -> (tempfile::TempDir, String) {
     let dir = site(files);
     let d = node.deploy(dir.path(), "fns", &["--prod"]);
     assert_eq!(d["state"], "ready", "{d}");
-    dir
+    let id = d["id"].as_str().unwrap_or_default().to_owned();
+    (dir, id)
 }
 
 fn node_with_site() -> Node {
@@ -105,6 +111,8 @@ export default async (request, context) => {
     method: request.method,
     ip: context.ip,
     site: context.site.name,
+    siteId: context.site.id,
+    deployId: context.deploy.id,
     greeting: Netlify.env.get("GREETING"),
     requestId: context.requestId,
   });
@@ -143,7 +151,7 @@ export default async (req: Request, context: Context): Promise<Response> => {
 export const config = { path: "/ts" };
 "#;
     let ts_lib = "export function shout(s: string): string { return s.toUpperCase() + \"!\"; }\n";
-    let _dir = deploy_site(
+    let (_dir, deploy_id) = deploy_site_with_id(
         &node,
         &[
             ("index.html", "<html><body>home</body></html>"),
@@ -206,6 +214,9 @@ export const config = { path: "/ts" };
     assert_eq!(v["method"], "GET");
     assert_eq!(v["ip"], "127.0.0.1");
     assert_eq!(v["site"], "fns");
+    assert_eq!(v["siteId"], "fns");
+    assert!(!deploy_id.is_empty());
+    assert_eq!(v["deployId"], deploy_id.as_str());
     assert_eq!(v["greeting"], "hello from env");
     assert_eq!(v["requestId"].as_str(), r.header("x-ledge-id"));
     // `method` restricts it: DELETE is not declared, so static handling answers.
