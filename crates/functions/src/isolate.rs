@@ -1116,19 +1116,16 @@ pub(crate) fn read_answer(
         let pair = pair?;
         headers.push((pair.get::<String>(0)?, pair.get::<String>(1)?));
     }
-    headers.extend(
-        cookies
-            .iter()
-            .map(|c| ("set-cookie".to_string(), c.clone())),
-    );
-    Ok(InvocationOutcome::Response(HttpResponse {
-        status: status as u16,
+    let handle = handle
+        .filter(|h| h.fract() == 0.0 && *h >= 0.0 && *h <= f64::from(u32::MAX))
+        .map(|h| h as u32);
+    Ok(crate::quick::outcome(
+        status as u16,
         headers,
         body,
-        body_handle: handle
-            .filter(|h| h.fract() == 0.0 && *h >= 0.0 && *h <= f64::from(u32::MAX))
-            .map(|h| h as u32),
-    }))
+        handle,
+        cookies,
+    ))
 }
 
 /// What a host call answers: a response, or the next bytes of a kept body

@@ -161,6 +161,7 @@ mod engine;
 mod isolate;
 mod multipart;
 mod natives;
+mod quick;
 pub mod routes;
 mod types;
 #[cfg(feature = "typescript")]

@@ -201,28 +201,28 @@ fn type_error(ctx: &Ctx<'_>, message: &str) -> rquickjs::Error {
     rquickjs::Exception::throw_type(ctx, message)
 }
 
-/// The `[[name, value], ...]` list of a `HeadersInit` that is a record (an
-/// object without `Symbol.iterator`): its own enumerable string keys in
-/// order, names lowercased, values made strings and trimmed, each checked as
-/// the glue's `hName` and `hValue` check them. A name or value they refuse
-/// is handed to them (`check_name`, `check_value`), so that the error is
-/// theirs, word for word. `None` for anything else (a primitive, an
-/// iterable), which the glue handles.
-fn object_headers<'js>(
-    ctx: &Ctx<'js>,
-    init: Value<'js>,
-    check_name: Function<'js>,
-    check_value: Function<'js>,
-) -> Result<Option<rquickjs::Array<'js>>> {
-    let Some(obj) = init.into_object() else {
-        return Ok(None);
+/// Reads a headers record (`{ name: value, ... }`) the way the glue's
+/// `headerList` does: each own enumerable string key and its value (coerced
+/// to a string), in order, checked and normalised, with the glue's
+/// `hName`/`hValue` for anything Rust does not take as it is (their
+/// errors are the glue's). Each validated `(name, value)` goes to `push`.
+/// False (nothing read) when `init` is not an object, or is iterable (a
+/// `Headers`, an array of pairs, a `Map`): the glue reads those.
+pub(crate) fn record_headers<'js>(
+    init: &Value<'js>,
+    check_name: &Function<'js>,
+    check_value: &Function<'js>,
+    mut push: impl FnMut(rquickjs::String<'js>, rquickjs::String<'js>) -> Result<()>,
+) -> Result<bool> {
+    let Some(obj) = init.as_object() else {
+        return Ok(false);
     };
     let iterator: Value = obj.get(rquickjs::atom::PredefinedAtom::SymbolIterator)?;
     if iterator.is_function() {
-        return Ok(None);
+        return Ok(false);
     }
-    let list = rquickjs::Array::new(ctx.clone())?;
-    for (i, prop) in obj.props::<rquickjs::String<'js>, Value<'js>>().enumerate() {
+    let ctx = obj.ctx();
+    for prop in obj.props::<rquickjs::String<'js>, Value<'js>>() {
         let (key, value) = prop?;
         let name = match key.to_string() {
             Ok(name) if crate::isolate::is_token(&name) => {
@@ -252,12 +252,31 @@ fn object_headers<'js>(
             // Not well-formed UTF-16 (a lone surrogate): never a byte string.
             Err(_) => check_value.call((text,))?,
         };
+        push(name, text)?;
+    }
+    Ok(true)
+}
+
+/// `N.objectHeaders(init, hName, hValue)`: the `[[name, value], ...]` list
+/// of a headers record ([`record_headers`]), or undefined if `init` is not
+/// one.
+fn object_headers<'js>(
+    ctx: &Ctx<'js>,
+    init: Value<'js>,
+    check_name: Function<'js>,
+    check_value: Function<'js>,
+) -> Result<Option<rquickjs::Array<'js>>> {
+    let list = rquickjs::Array::new(ctx.clone())?;
+    let mut i = 0;
+    let record = record_headers(&init, &check_name, &check_value, |name, value| {
         let pair = rquickjs::Array::new(ctx.clone())?;
         pair.set(0, name)?;
-        pair.set(1, text)?;
+        pair.set(1, value)?;
         list.set(i, pair)?;
-    }
-    Ok(Some(list))
+        i += 1;
+        Ok(())
+    })?;
+    Ok(record.then_some(list))
 }
 
 /// Builds the object of native functions handed to the glue.
@@ -496,6 +515,7 @@ pub(crate) fn install<'js>(ctx: &Ctx<'js>, shared: Arc<Shared>) -> Result<Object
             )?,
         )?;
     }
+    crate::quick::install(ctx, &n, Arc::clone(&shared))?;
     {
         let shared = Arc::clone(&shared);
         // `passed(cookies | null)`: the handler passed the request on.

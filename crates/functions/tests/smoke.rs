@@ -59,6 +59,77 @@ async fn text_bodies_are_sent_as_utf8() {
     }
 }
 
+/// A returned `Response` made in Rust (quick.rs) reaches the outcome
+/// without the glue; one the glue made goes through it. Both must send the
+/// same status, headers (with the cookies set) and body, and a quick one
+/// that JavaScript changed must send the change.
+#[tokio::test]
+async fn quick_responses_answer_like_the_glue() {
+    let e = engine();
+    let cases = [
+        (
+            "'hi'",
+            "{ status: 201, headers: H({ 'X-A': ' 1 ', 'content-type': 'text/html' }) }",
+        ),
+        ("'hi'", "{ headers: H({ b: '2', a: '1' }) }"),
+        ("null", "{ status: 204, headers: H({ a: '1' }) }"),
+        ("undefined", "undefined"),
+        ("''", "{ headers: H({}) }"),
+        ("'caf\\u00e9'", "{ headers: H({ latin: 'caf\\u00e9' }) }"),
+    ];
+    for (body, init) in cases {
+        let mut sent = Vec::new();
+        // `H` gives the headers as a record (the quick path) or as pairs
+        // (which only the glue reads).
+        for h in ["(h) => h", "(h) => Object.entries(h)"] {
+            let src = format!(
+                "const H = {h};
+                 export default (req, context) => {{
+                   context.cookies.set({{ name: 'k', value: 'v' }});
+                   return new Response({body}, {init});
+                 }}"
+            );
+            let inv = run(&e, &src, &request("https://site.example/")).await;
+            let r = response(&inv);
+            sent.push((r.status, r.headers.clone(), r.body.clone()));
+        }
+        assert_eq!(sent[0], sent[1], "new Response({body}, {init})");
+        assert!(
+            sent[0]
+                .1
+                .iter()
+                .any(|(k, v)| k == "set-cookie" && v.starts_with("k=v")),
+            "{:?}",
+            sent[0].1
+        );
+    }
+
+    let inv = run(
+        &e,
+        "export default async () => {
+           const r = new Response('body', { status: 202, headers: { a: '1' } });
+           r.headers.set('b', '2');
+           return r;
+         }",
+        &request("https://site.example/"),
+    )
+    .await;
+    let r = response(&inv);
+    assert_eq!(r.status, 202);
+    assert_eq!(r.body, b"body");
+    let names: Vec<&str> = r.headers.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(names, ["a", "content-type", "b"], "{:?}", r.headers);
+
+    // Read, then returned: the body was used, which cannot be sent.
+    let inv = run(
+        &e,
+        "export default async () => { const r = new Response('x'); await r.text(); return r; }",
+        &request("https://site.example/"),
+    )
+    .await;
+    assert_eq!(error_kind(&inv), Some(ErrorKind::InvalidReturn));
+}
+
 #[tokio::test]
 async fn eval_helper() {
     assert_eq!(eval("return 1 + 1").await, "2");

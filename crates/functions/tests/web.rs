@@ -75,6 +75,92 @@ async fn headers_from_a_record_match_headers_from_pairs() {
     "#).await;
 }
 
+/// The usual `new Response(text, { status, headers: { ... } })` is made in
+/// Rust (quick.rs) and the rest by the glue: built both ways (headers as a
+/// record, or as pairs, which the glue reads), a response must look the
+/// same, refuse the same inputs with the same error, and read each member
+/// of its init once, in the glue's order.
+#[tokio::test]
+async fn quick_responses_match_the_glue() {
+    check(r#"
+      const view = async (make) => {
+        let r;
+        try { r = make(); } catch (e) { return e.constructor.name + ': ' + e.message; }
+        const head = [r.status, r.statusText, r.ok, r.type, r.url, r.redirected, r.bodyUsed, [...r.headers]];
+        return [head, r.body === null, await r.text(), r.bodyUsed];
+      };
+      const pairs = (h) => (h && typeof h === 'object' ? Object.keys(h).map((k) => [k, h[k]]) : h);
+      const same = async (body, init, label) => {
+        const slow = init && typeof init === 'object' ? { ...init, headers: pairs(init.headers) } : init;
+        eq(await view(() => new Response(body, init)), await view(() => new Response(body, slow)), label);
+      };
+      await same(undefined, undefined, 'nothing');
+      await same(null, null, 'null body, null init');
+      await same('hi', undefined, 'text');
+      await same('', {}, 'empty text');
+      await same('hi', { status: 201 }, 'a status');
+      await same('hi', { status: 599 }, 'the highest status');
+      await same(null, { status: 204 }, 'a null body status without a body');
+      await same('x', { status: 204 }, 'a null body status with text');
+      await same('x', { status: 199 }, 'a status too low');
+      await same('x', { status: 600 }, 'a status too high');
+      await same('x', { status: 200.5 }, 'a fractional status');
+      await same('x', { status: '201' }, 'a status as a string');
+      await same('x', { status: NaN }, 'NaN');
+      await same('x', { status: 302, statusText: 'Found' }, 'a statusText');
+      await same('x', { statusText: 'bad\n' }, 'a bad statusText');
+      await same('x', { headers: { 'Content-Type': 'text/html', 'X-Up': ' padded ' } }, 'headers, content-type given');
+      await same('x', { headers: { 'x-a': '1', 'content-type': 'a/b' }, status: 203 }, 'content-type given last');
+      await same('x', { headers: { 'bad name': '1' } }, 'a bad header name');
+      await same('x', { headers: { a: 'x\r\nb: y' } }, 'a bad header value');
+      await same('x', { headers: { n: 1, o: { toString: () => 'obj' } } }, 'values made strings');
+      await same('x', { headers: { latin: 'caf\u00e9' } }, 'a Latin-1 value');
+      await same('caf\u00e9 \u{1F600}', undefined, 'non-ASCII text');
+      await same('a\ud800b', undefined, 'a lone surrogate');
+      await same(new Uint8Array([104, 105]), { headers: { a: '1' } }, 'bytes');
+      await same(new URLSearchParams('a=1'), { status: 201 }, 'form text');
+      await same('x', 5, 'a number for init');
+      await same('x', 'init', 'a string for init');
+      eq(await view(() => new Response('x', { headers: new Headers({ a: '1' }) })),
+         await view(() => new Response('x', { headers: { a: '1' } })), 'headers from a Headers');
+
+      // Each member read once, in order, on every path.
+      for (const [label, values] of [
+        ['quick', { status: 200, statusText: undefined, headers: { a: '1' } }],
+        ['a status for the glue', { status: '200', statusText: undefined, headers: { a: '1' } }],
+        ['a statusText', { status: 200, statusText: 'OK', headers: { a: '1' } }],
+        ['pairs', { status: 200, statusText: undefined, headers: [['a', '1']] }],
+      ]) {
+        const reads = [];
+        const init = {};
+        for (const k of Object.keys(values)) Object.defineProperty(init, k, { get() { reads.push(k); return values[k]; }, enumerable: true });
+        const r = new Response(new Uint8Array(1), init);
+        eq(reads, ['status', 'statusText', 'headers'], label + ': reads');
+        eq(r.headers.get('a'), '1', label + ': headers');
+      }
+      const order = [];
+      const init = { get status() { order.push('status'); return 700; }, get headers() { order.push('headers'); return {}; } };
+      throws(() => new Response('x', init), 'RangeError', 'a bad status from a getter');
+      eq(order, ['status'], 'nothing read after a bad status');
+
+      // The class.
+      class Mine extends Response { constructor(t) { super(t, { status: 202 }); this.extra = 1; } }
+      const m = new Mine('sub');
+      ok(m instanceof Mine && m instanceof Response, 'a subclass instance');
+      eq([m.status, m.extra, Object.getPrototypeOf(m) === Mine.prototype], [202, 1, true], 'a subclass keeps its prototype');
+      eq(await m.text(), 'sub', 'a subclass body');
+      eq(Object.getPrototypeOf(Response), Function.prototype, 'the constructor is a plain function');
+      eq(Object.getPrototypeOf(Response.prototype), Object.prototype, 'the prototype chain');
+      eq([Response.name, Response.length], ['Response', 0], 'name and length');
+      throws(() => Response('x'), 'TypeError', 'called without new');
+      eq(Object.prototype.toString.call(new Response('x')), '[object Response]', 'toStringTag');
+      eq(Object.keys(new Response('x', { headers: { a: '1' } })), [], 'no own properties');
+      throws(() => Object.getOwnPropertyDescriptor(Response.prototype, 'status').get.call({}), 'TypeError', 'a getter on a plain object');
+      const c = new Response('orig', { headers: { a: '1' } }).clone();
+      eq([c.headers.get('a'), await c.text()], ['1', 'orig'], 'clone');
+    "#).await;
+}
+
 #[tokio::test]
 async fn url() {
     check(r#"

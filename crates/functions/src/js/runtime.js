@@ -504,7 +504,7 @@ export default function (N, deployEnvJson) {
   // bytes (`bytes`, or text until `bodyBytes` encodes it; `stream` made on
   // demand by `.body`) or a stream (`bytes` null): streams are read when the
   // body is consumed.
-  const BODIES = new WeakMap();
+  const RECS = new WeakMap();
   // Hot records start from prototypes that hold their usual values, so a
   // record gets own properties only for what differs (adding a property
   // costs QuickJS several times what reading one through a prototype
@@ -513,7 +513,7 @@ export default function (N, deployEnvJson) {
   //
   // A Request's or Response's record holds its body's fields too (one
   // record and one WeakMap entry per object: each costs QuickJS about as
-  // much as the object itself). `BODIES`, `REQS` and `RESPS` are one map.
+  // much as the object itself): `RECS` holds them all.
   const BODY_FIELDS = { bytes: null, used: false, stream: null, held: undefined };
   const REQ_PROTO = { ...BODY_FIELDS, req: true, url: "", method: "GET", headers: null, raw: "", signal: null, redirect: "follow" };
   const RESP_PROTO = { ...BODY_FIELDS, req: false, status: 200, statusText: "", headers: null, list: null, type: "default", url: "",
@@ -523,15 +523,31 @@ export default function (N, deployEnvJson) {
   // `jar`); `cookies` are the Set-Cookie values set so far.
   const INV_PROTO = { cookies: null, waitCount: 0, host: null, timers: null, envJson: "{}", envObj: null,
     request: null, json: "{}", c: null, url: null, jar: null };
+  // The record of `o` (a Request or a Response), or undefined. The usual
+  // Response is made in Rust (see `Response` and quick.rs) and gets its
+  // record the first time JavaScript looks at it.
+  function recOf(o) {
+    const st = RECS.get(o);
+    return st !== undefined ? st : takeQuick(o);
+  }
+  function takeQuick(o) {
+    const q = N.responseTake(o); // [status, list, text | null]
+    if (q === undefined) return undefined;
+    const rec = { __proto__: RESP_PROTO, list: q[1] };
+    if (q[0] !== 200) rec.status = q[0];
+    if (q[2] !== null) rec.bytes = q[2];
+    RECS.set(o, rec);
+    return rec;
+  }
   // The record of a Request (a Response) `o`, or a TypeError: the two share
   // one map, so the getters check which kind they were given.
   function reqRec(o) {
-    const st = BODIES.get(o);
+    const st = RECS.get(o);
     if (st === undefined || st.req !== true) throw new TypeError("Illegal invocation");
     return st;
   }
   function respRec(o) {
-    const st = BODIES.get(o);
+    const st = recOf(o);
     if (st === undefined || st.req !== false) throw new TypeError("Illegal invocation");
     return st;
   }
@@ -611,7 +627,7 @@ export default function (N, deployEnvJson) {
   }
   // Takes the body for consumption: a promise of its bytes.
   function consume(o) {
-    const b = BODIES.get(o);
+    const b = recOf(o);
     if (!b) return Promise.reject(new TypeError("Illegal invocation"));
     if (b.used) return Promise.reject(unusable());
     if (b.held !== undefined && b.stream === null) {
@@ -630,7 +646,7 @@ export default function (N, deployEnvJson) {
   }
   // Moves the body out of `o` (new Request(request)): [bytes, stream].
   function takeBody(o) {
-    const b = BODIES.get(o);
+    const b = recOf(o);
     openHeld(b);
     if (b.used || (b.stream !== null && (S.isDisturbed(b.stream) || S.isLocked(b.stream)))) throw unusable();
     b.used = true;
@@ -642,7 +658,7 @@ export default function (N, deployEnvJson) {
   }
   // A second copy of the body for clone(): [bytes, stream]; a stream is teed.
   function cloneBody(o) {
-    const b = BODIES.get(o);
+    const b = recOf(o);
     openHeld(b);
     if (b.used || (b.stream !== null && (S.isDisturbed(b.stream) || S.isLocked(b.stream)))) {
       throw new TypeError("Body is unusable: it has already been read or is locked");
@@ -656,7 +672,7 @@ export default function (N, deployEnvJson) {
   }
   const bodyMixin = {
     get body() {
-      const b = BODIES.get(this);
+      const b = recOf(this);
       if (!b) throw new TypeError("Illegal invocation");
       openHeld(b);
       if (b.stream === null) {
@@ -666,7 +682,7 @@ export default function (N, deployEnvJson) {
       return b.stream;
     },
     get bodyUsed() {
-      const b = BODIES.get(this);
+      const b = recOf(this);
       return !!b && (b.used || (b.stream !== null && S.isDisturbed(b.stream)));
     },
     async text() { return fromUtf8(await consume(this)); },
@@ -690,7 +706,7 @@ export default function (N, deployEnvJson) {
   // Bytes of a body without consuming it (host calls, the outcome); a
   // promise when the body is a stream, which is read (and so consumed).
   function peekBytes(o, what) {
-    const b = BODIES.get(o);
+    const b = recOf(o);
     if (b.held !== undefined && b.stream === null && !b.used) {
       b.used = true;
       return drainHeld(b.held, MAX_BODY, what);
@@ -893,7 +909,6 @@ export default function (N, deployEnvJson) {
   defineGlobal("AbortController", AbortController);
 
   // ---------------------------------------------------------------- Request
-  const REQS = BODIES;
   const METHOD_NORM = ["DELETE", "GET", "HEAD", "OPTIONS", "POST", "PUT"];
   function normMethod(m) {
     const s = String(m);
@@ -923,7 +938,7 @@ export default function (N, deployEnvJson) {
       init = init ?? {};
       let url, method = "GET", headers, bytes = null, signal = null, redirect = "follow", srcBody = null;
       if (input instanceof Request) {
-        const src = REQS.get(input);
+        const src = RECS.get(input);
         url = src.url; method = src.method; headers = input.headers; signal = src.signal; redirect = src.redirect;
         srcBody = input;
       } else {
@@ -940,7 +955,7 @@ export default function (N, deployEnvJson) {
       if (init.body !== undefined && init.body !== null) {
         const b = extractBody(init.body);
         bytes = b[0]; ctype = b[1]; stream = b[2];
-      } else if (srcBody && hasBody(BODIES.get(srcBody))) {
+      } else if (srcBody && hasBody(recOf(srcBody))) {
         [bytes, stream] = takeBody(srcBody);
       }
       if ((bytes !== null || stream !== null) && (method === "GET" || method === "HEAD")) {
@@ -948,7 +963,7 @@ export default function (N, deployEnvJson) {
       }
       const h = new Headers(headers);
       if (ctype && !h.has("content-type")) h.set("content-type", ctype);
-      REQS.set(this, { __proto__: REQ_PROTO, url, method, headers: h, signal, redirect, bytes, stream });
+      RECS.set(this, { __proto__: REQ_PROTO, url, method, headers: h, signal, redirect, bytes, stream });
     }
     get method() { return reqRec(this).method; }
     get url() { return reqRec(this).url; }
@@ -970,7 +985,7 @@ export default function (N, deployEnvJson) {
       const st = reqRec(this);
       const [bytes, stream] = cloneBody(this);
       const r = new Request(st.url, { method: st.method, headers: reqHeaders(st), signal: st.signal, redirect: st.redirect });
-      Object.assign(BODIES.get(r), { bytes, stream });
+      Object.assign(recOf(r), { bytes, stream });
       return r;
     }
     get [Symbol.toStringTag]() { return "Request"; }
@@ -979,7 +994,6 @@ export default function (N, deployEnvJson) {
   defineGlobal("Request", Request);
 
   // ---------------------------------------------------------------- Response
-  const RESPS = BODIES;
   const nullBodyStatus = (s) => s === 204 || s === 304 || s === 101 || s === 103 || s === 205;
   const REDIRECTS = [301, 302, 303, 307, 308];
   let internalResponse = false;
@@ -987,36 +1001,55 @@ export default function (N, deployEnvJson) {
   // then its record holds the validated list (`list`), which is what the
   // outcome reads: most functions never look at the headers they return.
   const respList = (st) => (st.headers === null ? st.list : HDRS.get(st.headers).list);
-  class Response {
+  // The rest of `new Response(body, init)` where Rust (`N.response`,
+  // quick.rs) stopped: `r` = [the new object, stage, a, b]. Stage 0: `init`
+  // is not an object, nothing was read; 1: `a` is `init.status`; 2: `a` is
+  // the status, `b` is `init.statusText`; 3: `a` is the status, `b` is
+  // `init.headers`; 4: `a` is the status, `b` the header list (only the
+  // body is left). Each member of `init` is read once, in this order.
+  function finishResponse(r, body, init) {
+    const o = r[0], stage = r[1];
+    let status = 200, statusText = "", list;
+    if (stage === 4) {
+      status = r[2]; list = r[3];
+    } else {
+      const s = stage === 0 ? init.status : r[2];
+      if (stage >= 2) status = s;
+      else if (s !== undefined) {
+        status = Number(s);
+        if (!internalResponse && (!Number.isInteger(status) || status < 200 || status > 599)) {
+          throw new RangeError(`The status provided (${s}) is outside the range [200, 599]`);
+        }
+      }
+      const t = stage <= 1 ? init.statusText : stage === 2 ? r[3] : undefined;
+      if (t !== undefined) {
+        statusText = String(t);
+        if (statusText !== "" && /[^\t\x20-\x7e\x80-\xff]/.test(statusText)) throw new TypeError("Invalid statusText");
+      }
+      list = headerList(stage === 3 ? r[3] : init.headers);
+    }
+    const b = extractBody(body);
+    const bytes = b[0], ctype = b[1], stream = b[2];
+    if ((bytes !== null || stream !== null) && status !== 200 && nullBodyStatus(status)) {
+      throw new TypeError(`Response with null body status (${status}) cannot have body`);
+    }
+    if (ctype && hIndex(list, "content-type") < 0) list.push(["content-type", ctype]);
+    const rec = { __proto__: RESP_PROTO, list };
+    if (status !== 200) rec.status = status;
+    if (statusText !== "") rec.statusText = statusText;
+    if (bytes !== null) rec.bytes = bytes;
+    if (stream !== null) rec.stream = stream;
+    RECS.set(o, rec);
+    return o;
+  }
+  // `extends Object` only so that the constructor makes no `this` of its
+  // own: it returns the object Rust made (its prototype is `new.target`'s,
+  // so subclasses work). The constructor's own prototype is set back to
+  // Function.prototype below.
+  class Response extends Object {
     constructor(body, init) {
-      let status = 200, statusText = "", list;
-      if (init === undefined || init === null) {
-        list = [];
-      } else {
-        if (init.status !== undefined) {
-          status = Number(init.status);
-          if (!internalResponse && (!Number.isInteger(status) || status < 200 || status > 599)) {
-            throw new RangeError(`The status provided (${init.status}) is outside the range [200, 599]`);
-          }
-        }
-        if (init.statusText !== undefined) {
-          statusText = String(init.statusText);
-          if (statusText !== "" && /[^\t\x20-\x7e\x80-\xff]/.test(statusText)) throw new TypeError("Invalid statusText");
-        }
-        list = headerList(init.headers);
-      }
-      const b = extractBody(body);
-      const bytes = b[0], ctype = b[1], stream = b[2];
-      if ((bytes !== null || stream !== null) && status !== 200 && nullBodyStatus(status)) {
-        throw new TypeError(`Response with null body status (${status}) cannot have body`);
-      }
-      if (ctype && hIndex(list, "content-type") < 0) list.push(["content-type", ctype]);
-      const rec = { __proto__: RESP_PROTO, list };
-      if (status !== 200) rec.status = status;
-      if (statusText !== "") rec.statusText = statusText;
-      if (bytes !== null) rec.bytes = bytes;
-      if (stream !== null) rec.stream = stream;
-      RESPS.set(this, rec);
+      const r = N.response(new.target, body, init, hName, hValue);
+      return Array.isArray(r) ? finishResponse(r, body, init) : r;
     }
     get status() { return respRec(this).status; }
     get statusText() { return respRec(this).statusText; }
@@ -1034,8 +1067,8 @@ export default function (N, deployEnvJson) {
       const st = respRec(this);
       const [bytes, stream] = cloneBody(this);
       const r = makeResponse(st.status, copyPairs(respList(st)), bytes);
-      BODIES.get(r).stream = stream;
-      Object.assign(RESPS.get(r), { statusText: st.statusText, type: st.type, url: st.url, redirected: st.redirected });
+      recOf(r).stream = stream;
+      Object.assign(recOf(r), { statusText: st.statusText, type: st.type, url: st.url, redirected: st.redirected });
       return r;
     }
     static json(data, init = {}) {
@@ -1057,12 +1090,13 @@ export default function (N, deployEnvJson) {
     }
     static error() {
       const r = makeResponse(0, [], null);
-      RESPS.get(r).type = "error";
+      recOf(r).type = "error";
       freezeHeaders(r.headers);
       return r;
     }
     get [Symbol.toStringTag]() { return "Response"; }
   }
+  Object.setPrototypeOf(Response, Function.prototype);
   // Both arguments are optional (WebIDL): the constructor's length is 0.
   Object.defineProperty(Response, "length", { value: 0 });
   mixBody(Response);
@@ -1071,7 +1105,7 @@ export default function (N, deployEnvJson) {
     internalResponse = true;
     try {
       const r = new Response(null, { status, headers: pairs });
-      BODIES.get(r).bytes = bytes;
+      recOf(r).bytes = bytes;
       return r;
     } finally { internalResponse = false; }
   }
@@ -1393,7 +1427,7 @@ export default function (N, deployEnvJson) {
   // ---------------------------------------------------------------- host calls (fetch, next)
   function hostCall(kind, request, options) {
     if (!inv) return Promise.reject(new Error(`${kind}() can only be used while handling a request`));
-    const st = REQS.get(request);
+    const st = RECS.get(request);
     const what = kind === "next" ? "context.next()" : "fetch";
     let bytes;
     try { bytes = peekBytes(request, what); } catch (e) { return Promise.reject(e); }
@@ -1603,10 +1637,12 @@ export default function (N, deployEnvJson) {
     if (state !== inv) return;
     if (v === undefined || v === null) { N.passed(state.cookies); return; }
     if (v instanceof Response) {
-      // The usual answer goes at once: a Response whose body is known bytes
-      // or text (N.answer is false for text that is not well-formed, which
-      // `answer` makes so).
-      const st = RESPS.get(v); // (its body's record too)
+      // The usual answer goes at once: a quick Response JavaScript never
+      // looked at (its fields are still in Rust), or one whose body is
+      // known bytes or text (N.answer is false for text that is not
+      // well-formed, which `answer` makes so).
+      if (N.answerQuick(v, state.cookies)) return;
+      const st = RECS.get(v); // (its body's record too)
       if (st !== undefined && st.req === false && st.stream === null && st.held === undefined && !st.used
         && st.type !== "error" && N.answer(st.status, respList(st), st.bytes, state.cookies, null)) return;
       let r;
@@ -1661,10 +1697,10 @@ export default function (N, deployEnvJson) {
   }
   keepShapes(INV_PROTO, ["request", "json", "c"]); // inv (and CTX)
   keepShapes(INV_PROTO, ["request", "json", "envJson", "cookies", "envObj"]);
-  keepShapes(REQ_PROTO, ["url", "raw", "headers"]); // REQS (and BODIES)
+  keepShapes(REQ_PROTO, ["url", "raw", "headers"]); // Requests' records
   keepShapes(REQ_PROTO, ["url", "method", "raw", "bytes", "used"]);
   keepShapes(Object.prototype, ["list", "immutable"]); // HDRS
-  keepShapes(RESP_PROTO, ["list", "status", "bytes", "used"]); // RESPS (and BODIES)
+  keepShapes(RESP_PROTO, ["list", "status", "bytes", "used"]); // Responses' records
   keepShapes(RESP_PROTO, ["list", "bytes", "used"]);
   for (const proto of [Request.prototype, Response.prototype, Headers.prototype, Context.prototype]) {
     keepShapes(proto, []);
@@ -1693,7 +1729,7 @@ export default function (N, deployEnvJson) {
       const rec = method === "GET" ? { __proto__: REQ_PROTO, url, raw: rawHeaders }
         : { __proto__: REQ_PROTO, url, method, raw: rawHeaders };
       if (body !== undefined) rec.bytes = body;
-      REQS.set(req, rec);
+      RECS.set(req, rec);
       const context = { __proto__: CONTEXT_PROTO };
       CTX.set(context, state);
       currentContext = context;
@@ -1731,8 +1767,8 @@ export default function (N, deployEnvJson) {
         const kept = typeof meta.handle === "number" && !nullBodyStatus(meta.status);
         const bytes = nullBodyStatus(meta.status) || kept ? null : body;
         const r = makeResponse(meta.status, meta.headers, bytes);
-        if (kept) BODIES.get(r).held = { h: meta.handle, owner: inv, returned: false };
-        if (p.kind === "fetch") RESPS.get(r).url = p.url;
+        if (kept) recOf(r).held = { h: meta.handle, owner: inv, returned: false };
+        if (p.kind === "fetch") recOf(r).url = p.url;
         p.resolve(r);
       } catch (e) {
         p.reject(e);

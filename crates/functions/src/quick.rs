@@ -1,0 +1,299 @@
+//! Quick responses: the usual `new Response(text, { headers: { ... } })`
+//! made in Rust.
+//!
+//! Most functions build their answer from a string (or nothing), at most a
+//! numeric status and a headers record, and return it untouched. In the glue
+//! such a `Response` costs several objects (its record, its header list and
+//! pairs, a `WeakMap` entry) and reading them all back out when it is
+//! returned. Made here, it is one object of a Rust class ([`QuickResponse`])
+//! holding the status, headers and text in Rust; returned untouched, Rust
+//! takes them as they are ([`answer_quick`]).
+//!
+//! The glue's `Response` constructor calls [`response`] first. It reads
+//! `init.status`, `init.statusText` and `init.headers` in the glue's order,
+//! each once, and stops at the first thing it does not handle (a status out
+//! of range or not a number, a `statusText`, headers that are not a record,
+//! a body that is not text): it then hands the glue the object and what it
+//! read so far (`[object, stage, a, b]`), and the glue goes on from there
+//! with its own rules, so every error is the glue's.
+//!
+//! A quick response's fields move to the glue's record the first time
+//! JavaScript looks at it (`takeQuick` in the glue, [`take`] here); from
+//! then on it is like any other `Response`.
+
+use std::sync::Arc;
+
+use rquickjs::class::{JsClass, Trace, Tracer};
+use rquickjs::{Array, Class, Ctx, Function, JsLifetime, Object, Result, Value};
+
+use crate::isolate::Shared;
+use crate::types::{HttpResponse, InvocationOutcome};
+
+/// The `content-type` a text body brings when its headers have none (the
+/// glue's `extractBody`).
+const TEXT_TYPE: &str = "text/plain;charset=UTF-8";
+
+/// What a quick response holds until the glue or the outcome takes it.
+#[derive(Debug)]
+pub(crate) struct Quick {
+    status: u16,
+    /// Validated and lowercased, as the glue's `headerList` makes them.
+    headers: Vec<(String, String)>,
+    /// The body given as text; `None` for no body.
+    text: Option<String>,
+}
+
+/// The Rust side of a `Response` made by [`response`]: its fields while
+/// they are still here (`None` once taken, or for a response the glue
+/// finished making).
+#[derive(Debug, Default)]
+pub(crate) struct QuickResponse {
+    quick: Option<Quick>,
+}
+
+impl<'js> Trace<'js> for QuickResponse {
+    // Only Rust data: nothing to mark.
+    fn trace<'a>(&self, _tracer: Tracer<'a, 'js>) {}
+}
+
+// SAFETY: `QuickResponse` holds no JS values, so it is the same type under
+// any `'js`.
+#[allow(unsafe_code)]
+unsafe impl<'js> JsLifetime<'js> for QuickResponse {
+    type Changed<'to> = QuickResponse;
+}
+
+impl<'js> JsClass<'js> for QuickResponse {
+    const NAME: &'static str = "Response";
+    type Mutable = rquickjs::class::Writable;
+
+    // Instances get the prototype of the constructor they were made for
+    // (the glue's `Response.prototype`, or a subclass's); the class has no
+    // constructor of its own.
+    fn constructor(_ctx: &Ctx<'js>) -> Result<Option<rquickjs::Constructor<'js>>> {
+        Ok(None)
+    }
+}
+
+/// Where [`response`] stopped: the glue goes on from there.
+#[derive(Clone, Copy)]
+enum Stage {
+    /// `init` is not an object (nor null or undefined): nothing was read.
+    Init = 0,
+    /// `a` is `init.status`, which needs the glue's checks.
+    Status = 1,
+    /// `a` is the status, `b` is `init.statusText` (not undefined).
+    StatusText = 2,
+    /// `a` is the status, `b` is `init.headers`, which is not a record.
+    Headers = 3,
+    /// `a` is the status, `b` is the header list (`[[name, value], ...]`):
+    /// the body is not text (or not one this status may have).
+    Body = 4,
+}
+
+/// `N.response(newTarget, body, init, hName, hValue)`: a quick response
+/// (an object), or `[object, stage, a, b]` for the glue to finish.
+pub(crate) fn response<'js>(
+    ctx: Ctx<'js>,
+    new_target: Value<'js>,
+    body: Value<'js>,
+    init: Value<'js>,
+    check_name: Function<'js>,
+    check_value: Function<'js>,
+) -> Result<Value<'js>> {
+    let proto = prototype_of(&ctx, &new_target)?;
+    let slow = |stage: Stage, a: Value<'js>, b: Value<'js>| -> Result<Value<'js>> {
+        let object = Class::instance_proto(QuickResponse::default(), proto.clone())?;
+        let out = Array::new(ctx.clone())?;
+        out.set(0, object)?;
+        out.set(1, stage as i32)?;
+        out.set(2, a)?;
+        out.set(3, b)?;
+        Ok(out.into_value())
+    };
+    let undefined = || Value::new_undefined(ctx.clone());
+    let mut status = 200u16;
+    let mut headers = Vec::new();
+    if !(init.is_undefined() || init.is_null()) {
+        let Some(init) = init.as_object() else {
+            return slow(Stage::Init, undefined(), undefined());
+        };
+        let s: Value = init.get("status")?;
+        if !s.is_undefined() {
+            match s.as_number() {
+                Some(n) if n.fract() == 0.0 && (200.0..=599.0).contains(&n) => status = n as u16,
+                _ => return slow(Stage::Status, s, undefined()),
+            }
+        }
+        let status_value = || Value::new_int(ctx.clone(), i32::from(status));
+        let t: Value = init.get("statusText")?;
+        if !t.is_undefined() {
+            return slow(Stage::StatusText, status_value(), t);
+        }
+        let h: Value = init.get("headers")?;
+        if !(h.is_undefined() || h.is_null()) {
+            let record = crate::natives::record_headers(&h, &check_name, &check_value, |k, v| {
+                headers.push((k.to_string()?, v.to_string()?));
+                Ok(())
+            })?;
+            if !record {
+                return slow(Stage::Headers, status_value(), h);
+            }
+        }
+    }
+    let text = if body.is_undefined() || body.is_null() {
+        None
+    } else {
+        // Text with a lone surrogate is the glue's (it sends it well-formed).
+        match body.as_string().map(rquickjs::String::to_string) {
+            Some(Ok(text)) if !matches!(status, 204 | 205 | 304) => Some(text),
+            _ => {
+                let list = pairs_array(&ctx, &headers)?;
+                let status = Value::new_int(ctx.clone(), i32::from(status));
+                return slow(Stage::Body, status, list.into_value());
+            }
+        }
+    };
+    if text.is_some() && !headers.iter().any(|(name, _)| name == "content-type") {
+        headers.push(("content-type".to_string(), TEXT_TYPE.to_string()));
+    }
+    let quick = Quick {
+        status,
+        headers,
+        text,
+    };
+    let object = Class::instance_proto(QuickResponse { quick: Some(quick) }, proto)?;
+    Ok(object.into_value())
+}
+
+/// `new.target.prototype`, or `Object.prototype` if that is not an object
+/// (what a class constructor does).
+fn prototype_of<'js>(ctx: &Ctx<'js>, new_target: &Value<'js>) -> Result<Object<'js>> {
+    if let Some(target) = new_target.as_object() {
+        if let Some(proto) = target.get::<_, Value>("prototype")?.into_object() {
+            return Ok(proto);
+        }
+    }
+    let plain = Object::new(ctx.clone())?;
+    match plain.get_prototype() {
+        Some(proto) => Ok(proto),
+        None => Ok(plain),
+    }
+}
+
+fn pairs_array<'js>(ctx: &Ctx<'js>, headers: &[(String, String)]) -> Result<Array<'js>> {
+    let list = Array::new(ctx.clone())?;
+    for (i, (name, value)) in headers.iter().enumerate() {
+        let pair = Array::new(ctx.clone())?;
+        pair.set(0, name.as_str())?;
+        pair.set(1, value.as_str())?;
+        list.set(i, pair)?;
+    }
+    Ok(list)
+}
+
+/// The quick fields of `value`, taken (they are there at most once).
+fn take_quick(value: &Value<'_>) -> Option<Quick> {
+    let class = Class::<QuickResponse>::from_value(value).ok()?;
+    let mut cell = class.try_borrow_mut().ok()?;
+    cell.quick.take()
+}
+
+/// `N.responseTake(o)`: `[status, [[name, value], ...], text | null]` for
+/// a quick response not taken yet (its fields move to the glue), else
+/// undefined.
+pub(crate) fn take<'js>(ctx: Ctx<'js>, value: Value<'js>) -> Result<Value<'js>> {
+    if !value.is_object() {
+        return Ok(Value::new_undefined(ctx));
+    }
+    let Some(quick) = take_quick(&value) else {
+        return Ok(Value::new_undefined(ctx));
+    };
+    let out = Array::new(ctx.clone())?;
+    out.set(0, i32::from(quick.status))?;
+    out.set(1, pairs_array(&ctx, &quick.headers)?)?;
+    match quick.text {
+        Some(text) => out.set(2, text)?,
+        None => out.set(2, Value::new_null(ctx.clone()))?,
+    }
+    Ok(out.into_value())
+}
+
+/// `N.answerQuick(o, cookies | null)`: settles the invocation with `o` if it
+/// is a quick response JavaScript never looked at; false (nothing done)
+/// otherwise.
+pub(crate) fn answer_quick(
+    shared: &Shared,
+    value: &Value<'_>,
+    cookies: Option<Vec<String>>,
+) -> bool {
+    let Some(quick) = take_quick(value) else {
+        return false;
+    };
+    let cookies = cookies.unwrap_or_default();
+    let outcome = outcome(
+        quick.status,
+        quick.headers,
+        quick.text.map(String::into_bytes).unwrap_or_default(),
+        None,
+        &cookies,
+    );
+    shared.settle_with(outcome, cookies);
+    true
+}
+
+/// The outcome of a `Response` answer: its headers, then one `set-cookie`
+/// per cookie the function set through `context.cookies`.
+pub(crate) fn outcome(
+    status: u16,
+    mut headers: Vec<(String, String)>,
+    body: Vec<u8>,
+    body_handle: Option<u32>,
+    cookies: &[String],
+) -> InvocationOutcome {
+    headers.extend(
+        cookies
+            .iter()
+            .map(|c| ("set-cookie".to_string(), c.clone())),
+    );
+    InvocationOutcome::Response(HttpResponse {
+        status,
+        headers,
+        body,
+        body_handle,
+    })
+}
+
+/// Installs the quick-response natives on the glue's `N`.
+pub(crate) fn install<'js>(ctx: &Ctx<'js>, n: &Object<'js>, shared: Arc<Shared>) -> Result<()> {
+    n.set(
+        "response",
+        Function::new(
+            ctx.clone(),
+            |ctx: Ctx<'js>,
+             new_target: Value<'js>,
+             body: Value<'js>,
+             init: Value<'js>,
+             check_name: Function<'js>,
+             check_value: Function<'js>| {
+                response(ctx, new_target, body, init, check_name, check_value)
+            },
+        )?,
+    )?;
+    n.set(
+        "responseTake",
+        Function::new(ctx.clone(), |ctx: Ctx<'js>, value: Value<'js>| {
+            take(ctx, value)
+        })?,
+    )?;
+    n.set(
+        "answerQuick",
+        Function::new(
+            ctx.clone(),
+            move |value: Value<'js>, cookies: Option<Vec<String>>| {
+                answer_quick(&shared, &value, cookies)
+            },
+        )?,
+    )?;
+    Ok(())
+}
