@@ -24,6 +24,7 @@
 use std::sync::Arc;
 
 use rquickjs::class::{JsClass, Trace, Tracer};
+use rquickjs::function::Opt;
 use rquickjs::{Array, Class, Ctx, Function, JsLifetime, Object, Result, Value};
 
 use crate::isolate::Shared;
@@ -91,16 +92,19 @@ enum Stage {
     Body = 4,
 }
 
-/// `N.response(newTarget, body, init, hName, hValue)`: a quick response
-/// (an object), or `[object, stage, a, b]` for the glue to finish.
+/// `N.response(newTarget, body, init, hName, hValue, bodyType?)`: a quick
+/// response (an object), or `[object, stage, a, b]` for the glue to
+/// finish. `body_type` is the content type a text body brings
+/// (`Response.json` gives its own).
 pub(crate) fn response<'js>(
     ctx: Ctx<'js>,
     new_target: Value<'js>,
     body: Value<'js>,
     init: Value<'js>,
-    check_name: Function<'js>,
-    check_value: Function<'js>,
+    checks: (Function<'js>, Function<'js>),
+    body_type: Option<String>,
 ) -> Result<Value<'js>> {
+    let (check_name, check_value) = checks;
     let proto = prototype_of(&ctx, &new_target)?;
     let slow = |stage: Stage, a: Value<'js>, b: Value<'js>| -> Result<Value<'js>> {
         let object = Class::instance_proto(QuickResponse::default(), proto.clone())?;
@@ -155,7 +159,8 @@ pub(crate) fn response<'js>(
         }
     };
     if text.is_some() && !headers.iter().any(|(name, _)| name == "content-type") {
-        headers.push(("content-type".to_string(), TEXT_TYPE.to_string()));
+        let kind = body_type.unwrap_or_else(|| TEXT_TYPE.to_string());
+        headers.push(("content-type".to_string(), kind));
     }
     let quick = Quick {
         status,
@@ -275,8 +280,16 @@ pub(crate) fn install<'js>(ctx: &Ctx<'js>, n: &Object<'js>, shared: Arc<Shared>)
              body: Value<'js>,
              init: Value<'js>,
              check_name: Function<'js>,
-             check_value: Function<'js>| {
-                response(ctx, new_target, body, init, check_name, check_value)
+             check_value: Function<'js>,
+             body_type: Opt<String>| {
+                response(
+                    ctx,
+                    new_target,
+                    body,
+                    init,
+                    (check_name, check_value),
+                    body_type.0,
+                )
             },
         )?,
     )?;

@@ -123,6 +123,21 @@ async fn quick_responses_match_the_glue() {
       await same('x', 'init', 'a string for init');
       eq(await view(() => new Response('x', { headers: new Headers({ a: '1' }) })),
          await view(() => new Response('x', { headers: { a: '1' } })), 'headers from a Headers');
+      const jsame = async (init, label) => {
+        const slow = init && typeof init === 'object' ? { ...init, headers: pairs(init.headers) } : init;
+        eq(await view(() => Response.json({ k: [1] }, init)), await view(() => Response.json({ k: [1] }, slow)), label);
+      };
+      await jsame(undefined, 'json');
+      await jsame(null, 'json, null init');
+      await jsame({ status: 201, headers: { 'X-J': 'y' } }, 'json with headers');
+      await jsame({ headers: { 'Content-Type': 'text/x' } }, 'json with a type of its own');
+      await jsame({ status: '202' }, 'json, a status for the glue');
+      await jsame({ status: 204 }, 'json with a null body status');
+      eq((await view(() => Response.json({ k: 1 }, { headers: { a: '1' } })))[0][7],
+         [['a', '1'], ['content-type', 'application/json']], 'json type');
+      let jsonReads = 0;
+      Response.json(1, { get headers() { jsonReads++; return { a: '1' }; } });
+      eq(jsonReads, 1, 'json reads its headers once');
 
       // Each member read once, in order, on every path.
       for (const [label, values] of [

@@ -996,6 +996,7 @@ export default function (N, deployEnvJson) {
   // ---------------------------------------------------------------- Response
   const nullBodyStatus = (s) => s === 204 || s === 304 || s === 101 || s === 103 || s === 205;
   const REDIRECTS = [301, 302, 303, 307, 308];
+  const JSON_TYPE = "application/json";
   let internalResponse = false;
   // A response's Headers object is made when JavaScript asks for it; until
   // then its record holds the validated list (`list`), which is what the
@@ -1007,7 +1008,8 @@ export default function (N, deployEnvJson) {
   // the status, `b` is `init.statusText`; 3: `a` is the status, `b` is
   // `init.headers`; 4: `a` is the status, `b` the header list (only the
   // body is left). Each member of `init` is read once, in this order.
-  function finishResponse(r, body, init) {
+  // `bodyType` replaces the body's own content type (Response.json).
+  function finishResponse(r, body, init, bodyType) {
     const o = r[0], stage = r[1];
     let status = 200, statusText = "", list;
     if (stage === 4) {
@@ -1029,7 +1031,7 @@ export default function (N, deployEnvJson) {
       list = headerList(stage === 3 ? r[3] : init.headers);
     }
     const b = extractBody(body);
-    const bytes = b[0], ctype = b[1], stream = b[2];
+    const bytes = b[0], ctype = bodyType === undefined ? b[1] : bodyType, stream = b[2];
     if ((bytes !== null || stream !== null) && status !== 200 && nullBodyStatus(status)) {
       throw new TypeError(`Response with null body status (${status}) cannot have body`);
     }
@@ -1074,11 +1076,9 @@ export default function (N, deployEnvJson) {
     static json(data, init = {}) {
       const text = JSON.stringify(data);
       if (text === undefined) throw new TypeError("Value is not JSON serializable");
-      const r = new Response(text, init);
-      if (!init || !init.headers || !new Headers(init.headers).has("content-type")) {
-        r.headers.set("content-type", "application/json");
-      }
-      return r;
+      // `new Response(text, init)` with a JSON body's type.
+      const r = N.response(Response, text, init, hName, hValue, JSON_TYPE);
+      return Array.isArray(r) ? finishResponse(r, text, init, JSON_TYPE) : r;
     }
     static redirect(url, status = 302) {
       const u = URL.parse(str(url));

@@ -471,7 +471,9 @@ impl WorkerPool {
             None => self.wait_for_worker(bundle, home, weight, started).await?,
         };
         let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
-        let mut frames = Vec::new();
+        // Room for the usual frame at once (growing a buffer from empty
+        // cost a few reallocations per request).
+        let mut frames = Vec::with_capacity(invoke_frame_estimate(request));
         claim
             .conn
             .frames_for_invoke(id, bundle, request, false, &mut frames)?;
@@ -545,6 +547,17 @@ impl WorkerPool {
             }
         }
     }
+}
+
+/// About the size of an `Invoke` frame for `request`: its text and body,
+/// and room for the ids, the context and the frame's own fields.
+fn invoke_frame_estimate(request: &InvocationRequest) -> usize {
+    let headers: usize = request
+        .headers
+        .iter()
+        .map(|(k, v)| k.len() + v.len() + 4)
+        .sum();
+    256 + request.method.len() + request.url.len() + headers + request.body.len()
 }
 
 fn lost(message: &str) -> InvocationError {
