@@ -249,6 +249,8 @@ struct Handles {
     handler: Persistent<Function<'static>>,
     /// The glue's `run` (kept, not looked up by name per invocation).
     run: Persistent<Function<'static>>,
+    /// `Request.prototype`, for the invocation's request (made in Rust).
+    request_proto: Persistent<Object<'static>>,
 }
 
 // SAFETY: `Persistent` is `!Send` only because it holds raw engine pointers.
@@ -351,13 +353,9 @@ impl Isolate {
         let setup = ctx.with(|ctx| setup(&ctx, bundle, &shared, &keep));
         shared.disarm();
         let classify = |e: InvocationError| classify(&shared, limits, e);
-        let (internals, handler, run, config) = setup.map_err(classify)?;
+        let (handles, config) = setup.map_err(classify)?;
         Ok(Isolate {
-            handles: Handles {
-                internals,
-                handler,
-                run,
-            },
+            handles,
             ctx,
             rt,
             shared,
@@ -514,23 +512,19 @@ impl Isolate {
         };
 
         let start = &self.handles.run;
+        let request_proto = &self.handles.request_proto;
         self.segment(run, limits, true, |ctx, _, handler| {
             let start = start.clone().restore(ctx)?;
-            // GET and HEAD requests have no body.
-            let body = if meta.has_body {
-                Some(TypedArray::<u8>::new_copy(ctx.clone(), &request.body)?)
-            } else {
-                None
+            let proto = request_proto.clone().restore(ctx)?;
+            let parts = crate::quick::RequestParts {
+                method: meta.method,
+                url: meta.url,
+                headers: meta.headers,
+                // GET and HEAD requests have no body.
+                body: meta.has_body.then(|| request.body.clone()),
             };
-            start.call::<_, ()>((
-                handler,
-                meta.method.as_str(),
-                meta.url.as_str(),
-                meta.headers.as_str(),
-                body,
-                ctx_json.as_str(),
-                &*env_json,
-            ))
+            let req = rquickjs::Class::instance_proto(crate::quick::Quick::request(parts), proto)?;
+            start.call::<_, ()>((handler, req, ctx_json.as_str(), &*env_json))
         })?;
 
         let mut inflight: FuturesUnordered<ReplyFuture<'_>> = FuturesUnordered::new();
@@ -780,12 +774,7 @@ fn classify(shared: &Shared, limits: &Limits, e: InvocationError) -> InvocationE
     e
 }
 
-type Setup = (
-    Persistent<Object<'static>>,
-    Persistent<Function<'static>>,
-    Persistent<Function<'static>>,
-    Option<FunctionConfig>,
-);
+type Setup = (Handles, Option<FunctionConfig>);
 
 /// The glue compiled to bytecode once per process (parsing it is most of the
 /// cost of a cold isolate). `None` if compiling failed; then every isolate
@@ -902,12 +891,14 @@ fn setup<'js>(
         ),
     };
     let run: Function = internals.get("run").catch(ctx).map_err(internal)?;
-    Ok((
-        Persistent::save(ctx, internals),
-        Persistent::save(ctx, handler),
-        Persistent::save(ctx, run),
-        config,
-    ))
+    let request_proto: Object = internals.get("requestProto").catch(ctx).map_err(internal)?;
+    let handles = Handles {
+        run: Persistent::save(ctx, run),
+        request_proto: Persistent::save(ctx, request_proto),
+        internals: Persistent::save(ctx, internals),
+        handler: Persistent::save(ctx, handler),
+    };
+    Ok((handles, config))
 }
 
 /// A site's environment variables.

@@ -1,13 +1,17 @@
-//! Quick responses: the usual `new Response(text, { headers: { ... } })`
-//! made in Rust.
+//! Quick objects: the invocation's `Request`, and the usual
+//! `new Response(text, { headers: { ... } })`, made in Rust.
 //!
 //! Most functions build their answer from a string (or nothing), at most a
 //! numeric status and a headers record, and return it untouched. In the glue
 //! such a `Response` costs several objects (its record, its header list and
 //! pairs, a `WeakMap` entry) and reading them all back out when it is
-//! returned. Made here, it is one object of a Rust class ([`QuickResponse`])
+//! returned. Made here, it is one object of a Rust class ([`Quick`])
 //! holding the status, headers and text in Rust; returned untouched, Rust
 //! takes them as they are ([`answer_quick`]).
+//!
+//! The invocation's `Request` is one too: Rust makes it with its method,
+//! URL, headers and body ([`RequestParts`]), and a function that never
+//! looks at it never pays for its record.
 //!
 //! The glue's `Response` constructor calls [`response`] first. It reads
 //! `init.status`, `init.statusText` and `init.headers` in the glue's order,
@@ -17,9 +21,9 @@
 //! read so far (`[object, stage, a, b]`), and the glue goes on from there
 //! with its own rules, so every error is the glue's.
 //!
-//! A quick response's fields move to the glue's record the first time
+//! A quick object's fields move to the glue's record the first time
 //! JavaScript looks at it (`takeQuick` in the glue, [`take`] here); from
-//! then on it is like any other `Response`.
+//! then on it is like any other `Request` or `Response`.
 
 use std::sync::Arc;
 
@@ -36,7 +40,7 @@ const TEXT_TYPE: &str = "text/plain;charset=UTF-8";
 
 /// What a quick response holds until the glue or the outcome takes it.
 #[derive(Debug)]
-pub(crate) struct Quick {
+pub(crate) struct ResponseParts {
     status: u16,
     /// Validated and lowercased, as the glue's `headerList` makes them.
     headers: Vec<(String, String)>,
@@ -44,33 +48,63 @@ pub(crate) struct Quick {
     text: Option<String>,
 }
 
-/// The Rust side of a `Response` made by [`response`]: its fields while
-/// they are still here (`None` once taken, or for a response the glue
-/// finished making).
-#[derive(Debug, Default)]
-pub(crate) struct QuickResponse {
-    quick: Option<Quick>,
+/// What the invocation's request holds until the glue takes it, as
+/// `request_meta` validated and normalised it.
+#[derive(Debug)]
+pub(crate) struct RequestParts {
+    pub(crate) method: String,
+    pub(crate) url: String,
+    /// "name\nvalue\n..." (the glue splits it when the headers are read).
+    pub(crate) headers: String,
+    /// `None` for GET and HEAD.
+    pub(crate) body: Option<Vec<u8>>,
 }
 
-impl<'js> Trace<'js> for QuickResponse {
+/// The fields a quick object still holds.
+#[derive(Debug, Default)]
+enum Held {
+    Response(ResponseParts),
+    Request(RequestParts),
+    /// Taken by the glue or the outcome, or never there (a `Response` the
+    /// glue finished making).
+    #[default]
+    Gone,
+}
+
+/// The Rust side of a quick `Request` or `Response`: its fields while they
+/// are still here.
+#[derive(Debug, Default)]
+pub(crate) struct Quick {
+    held: Held,
+}
+
+impl Quick {
+    pub(crate) fn request(parts: RequestParts) -> Quick {
+        Quick {
+            held: Held::Request(parts),
+        }
+    }
+}
+
+impl<'js> Trace<'js> for Quick {
     // Only Rust data: nothing to mark.
     fn trace<'a>(&self, _tracer: Tracer<'a, 'js>) {}
 }
 
-// SAFETY: `QuickResponse` holds no JS values, so it is the same type under
-// any `'js`.
+// SAFETY: `Quick` holds no JS values, so it is the same type under any
+// `'js`.
 #[allow(unsafe_code)]
-unsafe impl<'js> JsLifetime<'js> for QuickResponse {
-    type Changed<'to> = QuickResponse;
+unsafe impl<'js> JsLifetime<'js> for Quick {
+    type Changed<'to> = Quick;
 }
 
-impl<'js> JsClass<'js> for QuickResponse {
-    const NAME: &'static str = "Response";
+impl<'js> JsClass<'js> for Quick {
+    const NAME: &'static str = "Quick";
     type Mutable = rquickjs::class::Writable;
 
-    // Instances get the prototype of the constructor they were made for
-    // (the glue's `Response.prototype`, or a subclass's); the class has no
-    // constructor of its own.
+    // Instances get the prototype of what they are (the glue's
+    // `Request.prototype`, `Response.prototype` or a subclass's); the class
+    // has no constructor of its own.
     fn constructor(_ctx: &Ctx<'js>) -> Result<Option<rquickjs::Constructor<'js>>> {
         Ok(None)
     }
@@ -107,7 +141,7 @@ pub(crate) fn response<'js>(
     let (check_name, check_value) = checks;
     let proto = prototype_of(&ctx, &new_target)?;
     let slow = |stage: Stage, a: Value<'js>, b: Value<'js>| -> Result<Value<'js>> {
-        let object = Class::instance_proto(QuickResponse::default(), proto.clone())?;
+        let object = Class::instance_proto(Quick::default(), proto.clone())?;
         let out = Array::new(ctx.clone())?;
         out.set(0, object)?;
         out.set(1, stage as i32)?;
@@ -162,12 +196,15 @@ pub(crate) fn response<'js>(
         let kind = body_type.unwrap_or_else(|| TEXT_TYPE.to_string());
         headers.push(("content-type".to_string(), kind));
     }
-    let quick = Quick {
+    let parts = ResponseParts {
         status,
         headers,
         text,
     };
-    let object = Class::instance_proto(QuickResponse { quick: Some(quick) }, proto)?;
+    let quick = Quick {
+        held: Held::Response(parts),
+    };
+    let object = Class::instance_proto(quick, proto)?;
     Ok(object.into_value())
 }
 
@@ -197,29 +234,50 @@ fn pairs_array<'js>(ctx: &Ctx<'js>, headers: &[(String, String)]) -> Result<Arra
     Ok(list)
 }
 
-/// The quick fields of `value`, taken (they are there at most once).
-fn take_quick(value: &Value<'_>) -> Option<Quick> {
-    let class = Class::<QuickResponse>::from_value(value).ok()?;
-    let mut cell = class.try_borrow_mut().ok()?;
-    cell.quick.take()
+/// The fields `value` still holds if it is a quick object (taken: they
+/// are there at most once); with `only_response`, a request's stay.
+fn take_held(value: &Value<'_>, only_response: bool) -> Held {
+    let Ok(class) = Class::<Quick>::from_value(value) else {
+        return Held::Gone;
+    };
+    let Ok(mut cell) = class.try_borrow_mut() else {
+        return Held::Gone;
+    };
+    if only_response && !matches!(cell.held, Held::Response(_)) {
+        return Held::Gone;
+    }
+    std::mem::take(&mut cell.held)
 }
 
-/// `N.responseTake(o)`: `[status, [[name, value], ...], text | null]` for
-/// a quick response not taken yet (its fields move to the glue), else
-/// undefined.
+/// `N.take(o)`: the fields of a quick object not taken yet (they move to
+/// the glue): `[false, status, [[name, value], ...], text | null]` for a
+/// response, `[true, method, url, "name\nvalue...", Uint8Array |
+/// undefined]` for a request; undefined for anything else.
 pub(crate) fn take<'js>(ctx: Ctx<'js>, value: Value<'js>) -> Result<Value<'js>> {
     if !value.is_object() {
         return Ok(Value::new_undefined(ctx));
     }
-    let Some(quick) = take_quick(&value) else {
-        return Ok(Value::new_undefined(ctx));
-    };
     let out = Array::new(ctx.clone())?;
-    out.set(0, i32::from(quick.status))?;
-    out.set(1, pairs_array(&ctx, &quick.headers)?)?;
-    match quick.text {
-        Some(text) => out.set(2, text)?,
-        None => out.set(2, Value::new_null(ctx.clone()))?,
+    match take_held(&value, false) {
+        Held::Gone => return Ok(Value::new_undefined(ctx)),
+        Held::Response(parts) => {
+            out.set(0, false)?;
+            out.set(1, i32::from(parts.status))?;
+            out.set(2, pairs_array(&ctx, &parts.headers)?)?;
+            match parts.text {
+                Some(text) => out.set(3, text)?,
+                None => out.set(3, Value::new_null(ctx.clone()))?,
+            }
+        }
+        Held::Request(parts) => {
+            out.set(0, true)?;
+            out.set(1, parts.method)?;
+            out.set(2, parts.url)?;
+            out.set(3, parts.headers)?;
+            if let Some(body) = parts.body {
+                out.set(4, rquickjs::TypedArray::<u8>::new(ctx.clone(), body)?)?;
+            }
+        }
     }
     Ok(out.into_value())
 }
@@ -232,7 +290,7 @@ pub(crate) fn answer_quick(
     value: &Value<'_>,
     cookies: Option<Vec<String>>,
 ) -> bool {
-    let Some(quick) = take_quick(value) else {
+    let Held::Response(quick) = take_held(value, true) else {
         return false;
     };
     let cookies = cookies.unwrap_or_default();
@@ -294,7 +352,7 @@ pub(crate) fn install<'js>(ctx: &Ctx<'js>, n: &Object<'js>, shared: Arc<Shared>)
         )?,
     )?;
     n.set(
-        "responseTake",
+        "take",
         Function::new(ctx.clone(), |ctx: Ctx<'js>, value: Value<'js>| {
             take(ctx, value)
         })?,

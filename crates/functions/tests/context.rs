@@ -217,6 +217,78 @@ async fn inline_config_is_extracted() {
         .is_err());
 }
 
+/// The invocation's request is made in Rust and gets its record the first
+/// time JavaScript looks at it, whichever way that is: each way, first,
+/// must see the same request (and a body read once is used).
+#[tokio::test]
+async fn the_request_is_the_same_whichever_way_it_is_first_used() {
+    let mut req = request("https://s.example/p?x=1");
+    req.method = "post".into();
+    req.headers.push(("X-Thing".into(), " v ".into()));
+    req.body = b"payload".to_vec();
+    let e = engine();
+    let firsts = [
+        "req.method",
+        "req.url",
+        "req.headers.get('x-thing')",
+        "await req.text()",
+        "req.bodyUsed",
+        "(await req.clone().text())",
+        "(await new Request(req).text())",
+        "await ctx.next(req).then((r) => r.status)",
+        "Object.keys(req).length",
+        "req instanceof Request",
+        "Object.prototype.toString.call(req)",
+        "(await req.arrayBuffer()).byteLength",
+        "typeof req.body.getReader",
+    ];
+    let mut seen = Vec::new();
+    for first in firsts {
+        let src = format!(
+            r#"export default async (req, ctx) => {{
+                 const first = {first};
+                 let text;
+                 try {{ text = await req.text(); }} catch (e) {{ text = e.constructor.name; }}
+                 return Response.json({{ first, method: req.method, url: req.url,
+                   headers: [...req.headers], text, used: req.bodyUsed }});
+               }}"#
+        );
+        let inv = run(&e, &src, &req).await;
+        let v: serde_json::Value = serde_json::from_slice(&response(&inv).body)
+            .unwrap_or_else(|err| panic!("{first}: {err} {:?}", response(&inv)));
+        assert_eq!(v["method"], "POST", "{first}");
+        assert_eq!(v["url"], "https://s.example/p?x=1", "{first}");
+        assert_eq!(
+            v["headers"],
+            serde_json::json!([["host", "site.example"], ["x-thing", "v"]]),
+            "{first}"
+        );
+        assert_eq!(v["used"], true, "{first}");
+        seen.push((first, v["first"].clone(), v["text"].clone()));
+    }
+    let text = |i: usize| seen[i].2.as_str().unwrap_or_default().to_string();
+    // Read first, the body is gone for the second read; otherwise it is there.
+    for (i, (first, _, _)) in seen.iter().enumerate() {
+        // (`context.next(req)` sends the body without consuming it.)
+        let consumed = first.contains("req.text()")
+            || first.contains("arrayBuffer")
+            || first.contains("new Request(req)");
+        let want = if consumed { "TypeError" } else { "payload" };
+        assert_eq!(text(i), want, "{first}");
+    }
+    assert_eq!(seen[0].1, "POST");
+    assert_eq!(seen[3].1, "payload");
+    assert_eq!(seen[4].1, false);
+    assert_eq!(seen[5].1, "payload");
+    assert_eq!(seen[6].1, "payload");
+    assert_eq!(seen[7].1, 200);
+    assert_eq!(seen[8].1, 0);
+    assert_eq!(seen[9].1, true);
+    assert_eq!(seen[10].1, "[object Request]");
+    assert_eq!(seen[11].1, 7);
+    assert_eq!(seen[12].1, "function");
+}
+
 #[tokio::test]
 async fn request_and_context_fields() {
     let mut req = request("https://s.example/p/q?x=1");

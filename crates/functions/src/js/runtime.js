@@ -523,26 +523,35 @@ export default function (N, deployEnvJson) {
   // `jar`); `cookies` are the Set-Cookie values set so far.
   const INV_PROTO = { cookies: null, waitCount: 0, host: null, timers: null, envJson: "{}", envObj: null,
     request: null, json: "{}", c: null, url: null, jar: null };
-  // The record of `o` (a Request or a Response), or undefined. The usual
-  // Response is made in Rust (see `Response` and quick.rs) and gets its
-  // record the first time JavaScript looks at it.
+  // The record of `o` (a Request or a Response), or undefined. The
+  // invocation's Request and the usual Response are made in Rust (see
+  // `run`, `Response` and quick.rs) and get their record the first time
+  // JavaScript looks at them.
   function recOf(o) {
     const st = RECS.get(o);
     return st !== undefined ? st : takeQuick(o);
   }
   function takeQuick(o) {
-    const q = N.responseTake(o); // [status, list, text | null]
+    // [false, status, list, text | null] or [true, method, url, raw headers, body]
+    const q = N.take(o);
     if (q === undefined) return undefined;
-    const rec = { __proto__: RESP_PROTO, list: q[1] };
-    if (q[0] !== 200) rec.status = q[0];
-    if (q[2] !== null) rec.bytes = q[2];
+    let rec;
+    if (q[0]) {
+      rec = q[1] === "GET" ? { __proto__: REQ_PROTO, url: q[2], raw: q[3] }
+        : { __proto__: REQ_PROTO, url: q[2], method: q[1], raw: q[3] };
+      if (q[4] !== undefined) rec.bytes = q[4];
+    } else {
+      rec = { __proto__: RESP_PROTO, list: q[2] };
+      if (q[1] !== 200) rec.status = q[1];
+      if (q[3] !== null) rec.bytes = q[3];
+    }
     RECS.set(o, rec);
     return rec;
   }
   // The record of a Request (a Response) `o`, or a TypeError: the two share
   // one map, so the getters check which kind they were given.
   function reqRec(o) {
-    const st = RECS.get(o);
+    const st = recOf(o);
     if (st === undefined || st.req !== true) throw new TypeError("Illegal invocation");
     return st;
   }
@@ -938,7 +947,7 @@ export default function (N, deployEnvJson) {
       init = init ?? {};
       let url, method = "GET", headers, bytes = null, signal = null, redirect = "follow", srcBody = null;
       if (input instanceof Request) {
-        const src = RECS.get(input);
+        const src = recOf(input);
         url = src.url; method = src.method; headers = input.headers; signal = src.signal; redirect = src.redirect;
         srcBody = input;
       } else {
@@ -1427,7 +1436,7 @@ export default function (N, deployEnvJson) {
   // ---------------------------------------------------------------- host calls (fetch, next)
   function hostCall(kind, request, options) {
     if (!inv) return Promise.reject(new Error(`${kind}() can only be used while handling a request`));
-    const st = RECS.get(request);
+    const st = recOf(request);
     const what = kind === "next" ? "context.next()" : "fetch";
     let bytes;
     try { bytes = peekBytes(request, what); } catch (e) { return Promise.reject(e); }
@@ -1711,25 +1720,22 @@ export default function (N, deployEnvJson) {
   return {
     // Held here: a local nothing refers to would die with this call.
     shapes: SHAPES,
-    // Start an invocation. The request was validated and normalised by Rust:
-    // it is built directly, its headers ("name\nvalue\n...") on first use.
-    // The outcome reaches Rust through N.answer, N.passed, N.rewrote or (a
-    // failure) N.settled; pending waitUntil work through N.waits.
-    run(handler, method, url, rawHeaders, body, ctxJson, envJson) {
-      // Objects of the classes' prototypes, built directly (a literal with
-      // `__proto__` costs less than a constructor call or Object.create).
-      const req = { __proto__: REQUEST_PROTO };
+    // Made by Rust with the invocation's request (validated and
+    // normalised), which gets its record on first use (`takeQuick`).
+    requestProto: REQUEST_PROTO,
+    // Start an invocation of `handler` for `req` (a quick Request). The
+    // outcome reaches Rust through N.answerQuick, N.answer, N.passed,
+    // N.rewrote or (a failure) N.settled; pending waitUntil work through
+    // N.waits.
+    run(handler, req, ctxJson, envJson) {
       // Records get own properties only where they differ from their
       // prototype's: QuickJS pays for each, and more for a third (it grows
-      // the object's property array).
+      // the object's property array). (A literal with `__proto__` costs
+      // less than a constructor call or Object.create.)
       const state = { __proto__: INV_PROTO, request: req, json: ctxJson };
       if (envJson !== "{}") state.envJson = envJson;
       inv = state;
       internalResponse = false;
-      const rec = method === "GET" ? { __proto__: REQ_PROTO, url, raw: rawHeaders }
-        : { __proto__: REQ_PROTO, url, method, raw: rawHeaders };
-      if (body !== undefined) rec.bytes = body;
-      RECS.set(req, rec);
       const context = { __proto__: CONTEXT_PROTO };
       CTX.set(context, state);
       currentContext = context;
