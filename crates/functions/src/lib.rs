@@ -121,11 +121,14 @@
 //! `Response` and their records, and the promise jobs of an async handler.
 //! What keeps it down:
 //!
-//! - the request reaches the glue as plain arguments, its headers as one
-//!   `name\nvalue\n…` string split only when `request.headers` is first read
-//!   (no JSON); the outcome comes back through one native call per kind
-//!   (`N.answer` a Response, `N.passed`, `N.rewrote` a URL, `N.settled` a
-//!   failure), not an outcome record read field by field;
+//! - the request reaches the glue as a quick object (`quick.rs`) that holds
+//!   its method, URL, headers (one `name\nvalue\n…` string, split only when
+//!   `request.headers` is first read) and body in Rust until JavaScript
+//!   first looks at it; the usual `new Response(text, { headers })` is a
+//!   quick object too, and returned untouched it is answered from Rust
+//!   (`N.answerQuick`); other outcomes come back through one native call
+//!   per kind (`N.answer` a Response, `N.passed`, `N.rewrote` a URL,
+//!   `N.settled` a failure), not an outcome record read field by field;
 //! - QuickJS frees an object shape, and the cached transition to it, as soon
 //!   as no object has it: the glue keeps one object per prefix of each hot
 //!   record's keys, so a record's properties are added along cached

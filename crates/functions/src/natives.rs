@@ -201,18 +201,46 @@ fn type_error(ctx: &Ctx<'_>, message: &str) -> rquickjs::Error {
     rquickjs::Exception::throw_type(ctx, message)
 }
 
+/// A header name or value read from a record: checked in Rust (its text,
+/// the JS string it came from, and whether that string already is the
+/// text), or what the glue's check made of it.
+pub(crate) enum Text<'js> {
+    Rust {
+        text: String,
+        js: rquickjs::String<'js>,
+        same: bool,
+    },
+    Glue(rquickjs::String<'js>),
+}
+
+impl<'js> Text<'js> {
+    pub(crate) fn into_js(self, ctx: &Ctx<'js>) -> Result<rquickjs::String<'js>> {
+        match self {
+            Text::Rust { js, same: true, .. } | Text::Glue(js) => Ok(js),
+            Text::Rust { text, .. } => rquickjs::String::from_str(ctx.clone(), &text),
+        }
+    }
+
+    pub(crate) fn into_rust(self) -> Result<String> {
+        match self {
+            Text::Rust { text, .. } => Ok(text),
+            Text::Glue(js) => js.to_string(),
+        }
+    }
+}
+
 /// Reads a headers record (`{ name: value, ... }`) the way the glue's
 /// `headerList` does: each own enumerable string key and its value (coerced
 /// to a string), in order, checked and normalised, with the glue's
 /// `hName`/`hValue` for anything Rust does not take as it is (their
-/// errors are the glue's). Each validated `(name, value)` goes to `push`.
+/// errors are the glue's). Each `(name, value)` goes to `push`.
 /// False (nothing read) when `init` is not an object, or is iterable (a
 /// `Headers`, an array of pairs, a `Map`): the glue reads those.
 pub(crate) fn record_headers<'js>(
     init: &Value<'js>,
     check_name: &Function<'js>,
     check_value: &Function<'js>,
-    mut push: impl FnMut(rquickjs::String<'js>, rquickjs::String<'js>) -> Result<()>,
+    mut push: impl FnMut(Text<'js>, Text<'js>) -> Result<()>,
 ) -> Result<bool> {
     let Some(obj) = init.as_object() else {
         return Ok(false);
@@ -221,38 +249,53 @@ pub(crate) fn record_headers<'js>(
     if iterator.is_function() {
         return Ok(false);
     }
-    let ctx = obj.ctx();
     for prop in obj.props::<rquickjs::String<'js>, Value<'js>>() {
         let (key, value) = prop?;
         let name = match key.to_string() {
             Ok(name) if crate::isolate::is_token(&name) => {
                 if name.bytes().any(|b| b.is_ascii_uppercase()) {
-                    rquickjs::String::from_str(ctx.clone(), &name.to_ascii_lowercase())?
+                    Text::Rust {
+                        text: name.to_ascii_lowercase(),
+                        js: key,
+                        same: false,
+                    }
                 } else {
-                    key
+                    Text::Rust {
+                        text: name,
+                        js: key,
+                        same: true,
+                    }
                 }
             }
-            _ => check_name.call((key,))?,
+            _ => Text::Glue(check_name.call((key,))?),
         };
-        let text = match value.as_string() {
+        let js = match value.as_string() {
             Some(s) => s.clone(),
             None => value.get::<rquickjs::Coerced<rquickjs::String<'js>>>()?.0,
         };
-        let text = match text.to_string() {
+        let value = match js.to_string() {
             Ok(raw) => {
                 let trimmed = crate::isolate::trim_http_whitespace(&raw);
                 if !crate::isolate::is_byte_string(trimmed) {
-                    check_value.call((text,))?
+                    Text::Glue(check_value.call((js,))?)
                 } else if trimmed.len() == raw.len() {
-                    text
+                    Text::Rust {
+                        text: raw,
+                        js,
+                        same: true,
+                    }
                 } else {
-                    rquickjs::String::from_str(ctx.clone(), trimmed)?
+                    Text::Rust {
+                        text: trimmed.to_owned(),
+                        js,
+                        same: false,
+                    }
                 }
             }
             // Not well-formed UTF-16 (a lone surrogate): never a byte string.
-            Err(_) => check_value.call((text,))?,
+            Err(_) => Text::Glue(check_value.call((js,))?),
         };
-        push(name, text)?;
+        push(name, value)?;
     }
     Ok(true)
 }
@@ -270,8 +313,8 @@ fn object_headers<'js>(
     let mut i = 0;
     let record = record_headers(&init, &check_name, &check_value, |name, value| {
         let pair = rquickjs::Array::new(ctx.clone())?;
-        pair.set(0, name)?;
-        pair.set(1, value)?;
+        pair.set(0, name.into_js(ctx)?)?;
+        pair.set(1, value.into_js(ctx)?)?;
         list.set(i, pair)?;
         i += 1;
         Ok(())

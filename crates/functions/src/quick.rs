@@ -171,7 +171,7 @@ pub(crate) fn response<'js>(
         let h: Value = init.get("headers")?;
         if !(h.is_undefined() || h.is_null()) {
             let record = crate::natives::record_headers(&h, &check_name, &check_value, |k, v| {
-                headers.push((k.to_string()?, v.to_string()?));
+                headers.push((k.into_rust()?, v.into_rust()?));
                 Ok(())
             })?;
             if !record {
@@ -212,7 +212,8 @@ pub(crate) fn response<'js>(
 /// (what a class constructor does).
 fn prototype_of<'js>(ctx: &Ctx<'js>, new_target: &Value<'js>) -> Result<Object<'js>> {
     if let Some(target) = new_target.as_object() {
-        if let Some(proto) = target.get::<_, Value>("prototype")?.into_object() {
+        let proto: Value = target.get(rquickjs::atom::PredefinedAtom::Prototype)?;
+        if let Some(proto) = proto.into_object() {
             return Ok(proto);
         }
     }
