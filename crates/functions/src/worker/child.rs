@@ -236,7 +236,11 @@ impl Worker {
                 };
                 let out = self.out.clone();
                 tokio::task::spawn_local(async move {
-                    let invocation = engine.invoke(&bundle, &request, &host).await;
+                    // The invocation's future is large (an isolate's event
+                    // loop, ~1.6 KB): boxed, so that the task, which the
+                    // runtime copies when it spawns it and at each change
+                    // of its stage, stays small.
+                    let invocation = Box::pin(engine.invoke(&bundle, &request, &host)).await;
                     send(&out, &ToParent::Done { id, invocation });
                 });
             }
