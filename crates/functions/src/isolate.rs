@@ -249,8 +249,10 @@ struct Handles {
     handler: Persistent<Function<'static>>,
     /// The glue's `run` (kept, not looked up by name per invocation).
     run: Persistent<Function<'static>>,
-    /// `Request.prototype`, for the invocation's request (made in Rust).
+    /// `Request.prototype` and the glue's `Context.prototype`, for the
+    /// invocation's request and context (made in Rust).
     request_proto: Persistent<Object<'static>>,
+    context_proto: Persistent<Object<'static>>,
 }
 
 // SAFETY: `Persistent` is `!Send` only because it holds raw engine pointers.
@@ -513,6 +515,7 @@ impl Isolate {
 
         let start = &self.handles.run;
         let request_proto = &self.handles.request_proto;
+        let context_proto = &self.handles.context_proto;
         self.segment(run, limits, true, |ctx, _, handler| {
             let start = start.clone().restore(ctx)?;
             let proto = request_proto.clone().restore(ctx)?;
@@ -524,7 +527,11 @@ impl Isolate {
                 body: meta.has_body.then(|| request.body.clone()),
             };
             let req = rquickjs::Class::instance_proto(crate::quick::Quick::request(parts), proto)?;
-            start.call::<_, ()>((handler, req, ctx_json.as_str(), &*env_json))
+            let context = rquickjs::Class::instance_proto(
+                crate::quick::Quick::context(ctx_json),
+                context_proto.clone().restore(ctx)?,
+            )?;
+            start.call::<_, ()>((handler, req, context, &*env_json))
         })?;
 
         let mut inflight: FuturesUnordered<ReplyFuture<'_>> = FuturesUnordered::new();
@@ -892,9 +899,11 @@ fn setup<'js>(
     };
     let run: Function = internals.get("run").catch(ctx).map_err(internal)?;
     let request_proto: Object = internals.get("requestProto").catch(ctx).map_err(internal)?;
+    let context_proto: Object = internals.get("contextProto").catch(ctx).map_err(internal)?;
     let handles = Handles {
         run: Persistent::save(ctx, run),
         request_proto: Persistent::save(ctx, request_proto),
+        context_proto: Persistent::save(ctx, context_proto),
         internals: Persistent::save(ctx, internals),
         handler: Persistent::save(ctx, handler),
     };

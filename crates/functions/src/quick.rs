@@ -65,6 +65,8 @@ pub(crate) struct RequestParts {
 enum Held {
     Response(ResponseParts),
     Request(RequestParts),
+    /// The invocation's `context`: its data as JSON.
+    Context(String),
     /// Taken by the glue or the outcome, or never there (a `Response` the
     /// glue finished making).
     #[default]
@@ -82,6 +84,12 @@ impl Quick {
     pub(crate) fn request(parts: RequestParts) -> Quick {
         Quick {
             held: Held::Request(parts),
+        }
+    }
+
+    pub(crate) fn context(json: String) -> Quick {
+        Quick {
+            held: Held::Context(json),
         }
     }
 }
@@ -253,7 +261,8 @@ fn take_held(value: &Value<'_>, only_response: bool) -> Held {
 /// `N.take(o)`: the fields of a quick object not taken yet (they move to
 /// the glue): `[false, status, [[name, value], ...], text | null]` for a
 /// response, `[true, method, url, "name\nvalue...", Uint8Array |
-/// undefined]` for a request; undefined for anything else.
+/// undefined]` for a request, the JSON text of a context; undefined for
+/// anything else.
 pub(crate) fn take<'js>(ctx: Ctx<'js>, value: Value<'js>) -> Result<Value<'js>> {
     if !value.is_object() {
         return Ok(Value::new_undefined(ctx));
@@ -261,6 +270,9 @@ pub(crate) fn take<'js>(ctx: Ctx<'js>, value: Value<'js>) -> Result<Value<'js>> 
     let out = Array::new(ctx.clone())?;
     match take_held(&value, false) {
         Held::Gone => return Ok(Value::new_undefined(ctx)),
+        Held::Context(json) => {
+            return rquickjs::String::from_str(ctx, &json).map(rquickjs::String::into_value)
+        }
         Held::Response(parts) => {
             out.set(0, false)?;
             out.set(1, i32::from(parts.status))?;

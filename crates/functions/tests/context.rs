@@ -864,6 +864,41 @@ async fn rejections_are_logged_by_the_invocation_that_left_them_once() {
     assert!(errors(&third).is_empty());
 }
 
+/// A `context` and a `request` kept in a global from an earlier invocation
+/// (both quick objects, never looked at then) still read as their own
+/// invocation's, and the current ones as theirs.
+#[tokio::test]
+async fn kept_contexts_and_requests_stay_their_own() {
+    let src = r#"
+        let kept = null;
+        export default async (req, context) => {
+          if (kept === null) { kept = { req, context }; return new Response('kept'); }
+          return Response.json({
+            oldId: kept.context.requestId, oldUrl: kept.req.url, oldIp: kept.context.ip,
+            id: context.requestId, url: req.url, same: Netlify.context === context,
+            oldIsNot: Netlify.context !== kept.context,
+          });
+        }"#;
+    let engine = engine();
+    let bundle = Bundle::single("test", src);
+    let mut req = request("https://s.example/first");
+    req.context.request_id = "r1".into();
+    let first = engine.invoke(&bundle, &req, &TestHost::default()).await;
+    assert_eq!(body(&first), "kept");
+    let mut req = request("https://s.example/second");
+    req.context.request_id = "r2".into();
+    req.context.ip = "198.51.100.9".into();
+    let second = engine.invoke(&bundle, &req, &TestHost::default()).await;
+    let v: serde_json::Value = serde_json::from_slice(&response(&second).body).unwrap();
+    assert_eq!(v["oldId"], "r1");
+    assert_eq!(v["oldUrl"], "https://s.example/first");
+    assert_eq!(v["oldIp"], "203.0.113.7");
+    assert_eq!(v["id"], "r2");
+    assert_eq!(v["url"], "https://s.example/second");
+    assert_eq!(v["same"], true);
+    assert_eq!(v["oldIsNot"], true);
+}
+
 #[tokio::test]
 async fn incoming_headers_keep_empty_values_duplicates_and_none() {
     let mut req = request("https://s.example/");

@@ -518,11 +518,11 @@ export default function (N, deployEnvJson) {
   const REQ_PROTO = { ...BODY_FIELDS, req: true, url: "", method: "GET", headers: null, raw: "", signal: null, redirect: "follow" };
   const RESP_PROTO = { ...BODY_FIELDS, req: false, status: 200, statusText: "", headers: null, list: null, type: "default", url: "",
     redirected: false };
-  // An invocation's record is also its `context`'s (`request`, the context
-  // JSON `json` and what is made of it on first use: `c`, `url`, the cookie
-  // `jar`); `cookies` are the Set-Cookie values set so far.
+  // An invocation's record is also its `context`'s (`request`, and what is
+  // made on first use: the context's data `c`, `url`, the cookie `jar`);
+  // `cookies` are the Set-Cookie values set so far.
   const INV_PROTO = { cookies: null, waitCount: 0, host: null, timers: null, envJson: "{}", envObj: null,
-    request: null, json: "{}", c: null, url: null, jar: null };
+    request: null, c: null, url: null, jar: null };
   // The record of `o` (a Request or a Response), or undefined. The
   // invocation's Request and the usual Response are made in Rust (see
   // `run`, `Response` and quick.rs) and get their record the first time
@@ -1599,7 +1599,8 @@ export default function (N, deployEnvJson) {
   function ctxData(ctx) {
     const st = CTX.get(ctx);
     if (!st) throw new TypeError("Illegal invocation");
-    return st.c || (st.c = JSON.parse(st.json));
+    // (Rust keeps the JSON until then: the context is a quick object.)
+    return st.c || (st.c = JSON.parse(N.take(ctx)));
   }
 
   // ---------------------------------------------------------------- outcome
@@ -1704,8 +1705,8 @@ export default function (N, deployEnvJson) {
       SHAPES.push(o);
     }
   }
-  keepShapes(INV_PROTO, ["request", "json", "c"]); // inv (and CTX)
-  keepShapes(INV_PROTO, ["request", "json", "envJson", "cookies", "envObj"]);
+  keepShapes(INV_PROTO, ["request", "c"]); // inv (and CTX)
+  keepShapes(INV_PROTO, ["request", "envJson", "cookies", "envObj"]);
   keepShapes(REQ_PROTO, ["url", "raw", "headers"]); // Requests' records
   keepShapes(REQ_PROTO, ["url", "method", "raw", "bytes", "used"]);
   keepShapes(Object.prototype, ["list", "immutable"]); // HDRS
@@ -1723,20 +1724,22 @@ export default function (N, deployEnvJson) {
     // Made by Rust with the invocation's request (validated and
     // normalised), which gets its record on first use (`takeQuick`).
     requestProto: REQUEST_PROTO,
-    // Start an invocation of `handler` for `req` (a quick Request). The
-    // outcome reaches Rust through N.answerQuick, N.answer, N.passed,
-    // N.rewrote or (a failure) N.settled; pending waitUntil work through
-    // N.waits.
-    run(handler, req, ctxJson, envJson) {
+    // The same for the invocation's `context`, which holds the context's
+    // JSON until its data is first read (`ctxData`).
+    contextProto: CONTEXT_PROTO,
+    // Start an invocation of `handler` for `req` and `context` (quick
+    // objects). The outcome reaches Rust through N.answerQuick, N.answer,
+    // N.passed, N.rewrote or (a failure) N.settled; pending waitUntil work
+    // through N.waits.
+    run(handler, req, context, envJson) {
       // Records get own properties only where they differ from their
       // prototype's: QuickJS pays for each, and more for a third (it grows
       // the object's property array). (A literal with `__proto__` costs
       // less than a constructor call or Object.create.)
-      const state = { __proto__: INV_PROTO, request: req, json: ctxJson };
+      const state = { __proto__: INV_PROTO, request: req };
       if (envJson !== "{}") state.envJson = envJson;
       inv = state;
       internalResponse = false;
-      const context = { __proto__: CONTEXT_PROTO };
       CTX.set(context, state);
       currentContext = context;
       let v;
