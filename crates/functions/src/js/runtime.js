@@ -1750,10 +1750,13 @@ export default function (N, deployEnvJson) {
       // queued still run before the invocation ends, but what they do to
       // the outcome (a cookie set) comes too late: the answer is taken as
       // the handler gave it.
-      if (v === undefined || v === null || v instanceof Response || v instanceof URL) {
-        settleValue(state, v);
+      if (v === undefined || v === null) { N.passed(state.cookies); return; }
+      if (v instanceof Response) {
+        // The usual answer: a quick Response JavaScript never looked at.
+        if (!N.answerQuick(v, state.cookies)) settleValue(state, v);
         return;
       }
+      if (v instanceof URL) { settleValue(state, v); return; }
       if (v instanceof Promise) {
         const x = N.fulfilled(v, PENDING);
         if (x !== PENDING) { settleValue(state, x); return; }

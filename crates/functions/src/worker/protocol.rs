@@ -173,7 +173,9 @@ pub(crate) fn encode<T: Serialize>(msg: &T, out: &mut Vec<u8>) -> Result<(), pos
 
 /// One frame holding `msg`.
 pub(crate) fn frame<T: Serialize>(msg: &T) -> Result<Vec<u8>, postcard::Error> {
-    let mut out = Vec::new();
+    // Room for the usual answer at once (growing from empty cost a few
+    // reallocations per frame).
+    let mut out = Vec::with_capacity(512);
     encode(msg, &mut out)?;
     Ok(out)
 }
