@@ -352,8 +352,9 @@ pub(crate) struct Chain<'e> {
     pub steps: Vec<Step>,
     /// The request's context (read-only here; every later phase gets a copy).
     pub ctx: RequestCtx,
-    /// What functions see as `context`, without `params`.
-    pub context: RequestContext,
+    /// What functions see as `context`, without `params` (shared by the
+    /// steps whose path has none).
+    pub context: Arc<RequestContext>,
     /// What the cache did for the `cache: "manual"` part of the chain.
     pub cache_status: std::sync::Mutex<ledge_telemetry::CacheStatus>,
     /// Who produced the response last: `None` a function, or the phase
@@ -467,9 +468,13 @@ impl<'e> Chain<'e> {
                 url: [self.ctx.scheme, "://", &self.ctx.host, &req.target].concat(),
                 headers: header_pairs(&req.headers),
                 body: req.body.to_vec(),
-                context: RequestContext {
-                    params: step.params.clone(),
-                    ..self.context.clone()
+                context: if step.params.is_empty() {
+                    Arc::clone(&self.context)
+                } else {
+                    Arc::new(RequestContext {
+                        params: step.params.clone(),
+                        ..(*self.context).clone()
+                    })
                 },
             };
             let host = StepHost {

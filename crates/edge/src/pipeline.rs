@@ -372,7 +372,7 @@ impl Edge {
         if ctx.country.is_none() {
             ctx.country = self.country(ctx, &parts.headers);
         }
-        let context = self.function_context(ctx);
+        let context = Arc::new(self.function_context(ctx));
         let chain = crate::functions::Chain {
             edge: self,
             runner: &*runner,

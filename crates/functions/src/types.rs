@@ -17,7 +17,16 @@ pub struct InvocationRequest {
     pub headers: Vec<(String, String)>,
     #[serde(with = "bytes_b64")]
     pub body: Vec<u8>,
-    pub context: RequestContext,
+    /// Shared: the steps of a request's chain (and their worker frames)
+    /// read one context; [`InvocationRequest::context_mut`] to change it.
+    pub context: std::sync::Arc<RequestContext>,
+}
+
+impl InvocationRequest {
+    /// The context, to change (copied first if it is shared).
+    pub fn context_mut(&mut self) -> &mut RequestContext {
+        std::sync::Arc::make_mut(&mut self.context)
+    }
 }
 
 /// What the function sees as `context` (minus the methods).

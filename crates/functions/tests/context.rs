@@ -295,12 +295,12 @@ async fn request_and_context_fields() {
     req.method = "POST".into();
     req.headers.push(("X-Thing".into(), "v".into()));
     req.body = b"payload".to_vec();
-    req.context.geo.city = Some("Paris".into());
-    req.context.geo.country = Some(CodeName {
+    req.context_mut().geo.city = Some("Paris".into());
+    req.context_mut().geo.country = Some(CodeName {
         code: "FR".into(),
         name: "France".into(),
     });
-    req.context.params.insert("name".into(), "q".into());
+    req.context_mut().params.insert("name".into(), "q".into());
     let src = r#"export default async (req, ctx) => Response.json({
         method: req.method, url: req.url, thing: req.headers.get('x-thing'), body: await req.text(),
         ip: ctx.ip, requestId: ctx.requestId, city: ctx.geo.city, country: ctx.geo.country.code,
@@ -491,7 +491,7 @@ async fn cookies_on_pass_through_are_handed_to_the_edge() {
 #[tokio::test]
 async fn netlify_env() {
     let mut req = request("https://s.example/");
-    std::sync::Arc::make_mut(&mut req.context.env).insert("API_KEY".into(), "k1".into());
+    std::sync::Arc::make_mut(&mut req.context_mut().env).insert("API_KEY".into(), "k1".into());
     let src = r#"export default () => {
         const a = [Netlify.env.get('API_KEY'), Netlify.env.has('API_KEY'), Netlify.env.get('NOPE'), Netlify.env.has('NOPE')];
         Netlify.env.set('TEMP', 't');
@@ -776,7 +776,8 @@ async fn deploy_env_is_visible_at_module_top_level() {
     let src = "const atLoad = Netlify.env.get('API_KEY'); export default () => new Response(atLoad + ' ' + Netlify.env.get('API_KEY'))";
     let b = Bundle::single("env-top", src).with_env(env.clone());
     let mut req = request("https://s.example/");
-    std::sync::Arc::make_mut(&mut req.context.env).insert("API_KEY".into(), "request-key".into());
+    std::sync::Arc::make_mut(&mut req.context_mut().env)
+        .insert("API_KEY".into(), "request-key".into());
     let e = engine();
     assert_eq!(
         body(&e.invoke(&b, &req, &TestHost::default()).await),
@@ -848,17 +849,17 @@ async fn rejections_are_logged_by_the_invocation_that_left_them_once() {
             .collect()
     };
     let mut req = request("https://s.example/a");
-    req.context.request_id = "r1".into();
+    req.context_mut().request_id = "r1".into();
     let first = engine.invoke(&bundle, &req, &TestHost::default()).await;
     assert_eq!(body(&first), "1 /a r1");
     assert_eq!(errors(&first), vec!["Uncaught (in promise) Error: at load"]);
     let mut req = request("https://s.example/b");
-    req.context.request_id = "r2".into();
+    req.context_mut().request_id = "r2".into();
     let second = engine.invoke(&bundle, &req, &TestHost::default()).await;
     assert_eq!(body(&second), "2 /b r2");
     assert_eq!(errors(&second), vec!["Uncaught (in promise) Error: second"]);
     let mut req = request("https://s.example/c");
-    req.context.request_id = "r3".into();
+    req.context_mut().request_id = "r3".into();
     let third = engine.invoke(&bundle, &req, &TestHost::default()).await;
     assert_eq!(body(&third), "3 /c r3");
     assert!(errors(&third).is_empty());
@@ -882,12 +883,12 @@ async fn kept_contexts_and_requests_stay_their_own() {
     let engine = engine();
     let bundle = Bundle::single("test", src);
     let mut req = request("https://s.example/first");
-    req.context.request_id = "r1".into();
+    req.context_mut().request_id = "r1".into();
     let first = engine.invoke(&bundle, &req, &TestHost::default()).await;
     assert_eq!(body(&first), "kept");
     let mut req = request("https://s.example/second");
-    req.context.request_id = "r2".into();
-    req.context.ip = "198.51.100.9".into();
+    req.context_mut().request_id = "r2".into();
+    req.context_mut().ip = "198.51.100.9".into();
     let second = engine.invoke(&bundle, &req, &TestHost::default()).await;
     let v: serde_json::Value = serde_json::from_slice(&response(&second).body).unwrap();
     assert_eq!(v["oldId"], "r1");
@@ -930,9 +931,9 @@ async fn a_warm_isolate_sees_the_env_of_each_request() {
         (Some("2"), "2"),
         (None, "undefined"),
     ] {
-        std::sync::Arc::make_mut(&mut req.context.env).clear();
+        std::sync::Arc::make_mut(&mut req.context_mut().env).clear();
         if let Some(v) = value {
-            std::sync::Arc::make_mut(&mut req.context.env).insert("K".into(), v.into());
+            std::sync::Arc::make_mut(&mut req.context_mut().env).insert("K".into(), v.into());
         }
         let inv = run(&e, src, &req).await;
         assert!(!inv.telemetry.cold_start || expected == "1");

@@ -193,7 +193,7 @@ async fn env_reaches_the_worker() {
     env.insert("GREETING".to_string(), "hi".to_string());
     let bundle = Bundle::single("site/env", src).with_env(env);
     let mut req = request("https://site.example/");
-    std::sync::Arc::make_mut(&mut req.context.env).insert("REQ".into(), "r".into());
+    std::sync::Arc::make_mut(&mut req.context_mut().env).insert("REQ".into(), "r".into());
     let inv = pool.invoke(&bundle, &req, &TestHost::default()).await;
     assert_eq!(body(&inv), "hi/r");
 
@@ -202,7 +202,7 @@ async fn env_reaches_the_worker() {
     // one again, each seen as it is.
     let first = std::sync::Arc::clone(&req.context.env);
     let mut changed = req.clone();
-    std::sync::Arc::make_mut(&mut changed.context.env).insert("REQ".into(), "r2".into());
+    std::sync::Arc::make_mut(&mut changed.context_mut().env).insert("REQ".into(), "r2".into());
     for (r, want) in [
         (&req, "hi/r"),
         (&req, "hi/r"),

@@ -3,9 +3,7 @@
 //! are invoked with.
 
 use async_trait::async_trait;
-use ledge_functions::{
-    Host, HostError, HostRequest, HttpResponse, InvocationRequest, RequestContext,
-};
+use ledge_functions::{Host, HostError, HostRequest, HttpResponse, InvocationRequest};
 
 /// A GET of `https://site.example/hello`.
 pub fn hello_request() -> InvocationRequest {
@@ -17,7 +15,7 @@ pub fn hello_request() -> InvocationRequest {
             ("accept".into(), "*/*".into()),
         ],
         body: Vec::new(),
-        context: RequestContext::default(),
+        context: Default::default(),
     }
 }
 

@@ -213,7 +213,7 @@ impl Worker {
                 };
                 *used = self.tick;
                 let bundle = bundle.clone();
-                request.context.env = match env {
+                request.context_mut().env = match env {
                     Some(env) => {
                         self.envs.insert(key, Arc::clone(&env));
                         env

@@ -273,8 +273,36 @@ struct RequestWire {
     headers: Vec<(String, String)>,
     #[serde(with = "bytes")]
     body: Vec<u8>,
-    #[serde(with = "ContextWire")]
-    context: RequestContext,
+    #[serde(with = "shared_context")]
+    context: std::sync::Arc<RequestContext>,
+}
+
+/// A shared [`RequestContext`] on the wire: as [`ContextWire`].
+mod shared_context {
+    use std::sync::Arc;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::{ContextWire, RequestContext};
+
+    #[derive(Serialize)]
+    struct Out<'a>(#[serde(with = "ContextWire")] &'a RequestContext);
+
+    #[derive(Deserialize)]
+    struct In(#[serde(with = "ContextWire")] RequestContext);
+
+    pub(super) fn serialize<S: Serializer>(
+        c: &Arc<RequestContext>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        Out(c).serialize(s)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Arc<RequestContext>, D::Error> {
+        In::deserialize(d).map(|c| Arc::new(c.0))
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -334,9 +362,9 @@ mod tests {
             body: b"\x00\xffbody".to_vec(),
             ..Default::default()
         };
-        r.context.geo.city = Some("Lyon".into());
-        r.context.geo.latitude = Some(45.7);
-        std::sync::Arc::make_mut(&mut r.context.env).insert("K".into(), "V".into());
+        r.context_mut().geo.city = Some("Lyon".into());
+        r.context_mut().geo.latitude = Some(45.7);
+        std::sync::Arc::make_mut(&mut r.context_mut().env).insert("K".into(), "V".into());
         r
     }
 
@@ -368,7 +396,7 @@ mod tests {
                     assert_eq!((id, key.as_str()), (7, "k"));
                     assert!(request.context.env.is_empty(), "not inside the request");
                     assert_eq!(sent.as_deref(), env);
-                    request.context.env = std::sync::Arc::clone(&req.context.env);
+                    request.context_mut().env = std::sync::Arc::clone(&req.context.env);
                     assert_eq!(request, req);
                 }
                 other => panic!("{other:?}"),

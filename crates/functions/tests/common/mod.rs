@@ -1,6 +1,6 @@
 #![allow(dead_code)]
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -116,7 +116,7 @@ pub fn request(url: &str) -> InvocationRequest {
         url: url.into(),
         headers: vec![("host".into(), "site.example".into())],
         body: Vec::new(),
-        context: RequestContext {
+        context: Arc::new(RequestContext {
             ip: "203.0.113.7".into(),
             request_id: "req-1".into(),
             site: SiteInfo {
@@ -133,7 +133,7 @@ pub fn request(url: &str) -> InvocationRequest {
                 region: "eu-1".into(),
             },
             ..Default::default()
-        },
+        }),
     }
 }
 
