@@ -115,6 +115,10 @@
 //! | synchronous hello with a header | 107.1k | **77.6k** |
 //! | async hello with a header | 110.1k | **85.1k** |
 //!
+//! Session 19 (quick objects, `quick.rs`; see `docs/benchmarks.md`):
+//! pass-through 21.8k → **14.2k**, synchronous hello 51.5k → **27.6k**,
+//! async hello 58.6k → **37.3k**.
+//!
 //! The cold budget (< 1 ms p99) holds when the cores are not oversubscribed
 //! (the p99 outliers above are scheduling, not work). What a warm invocation
 //! costs is mostly QuickJS building objects: the `Request`, `context` and
