@@ -1,4 +1,4 @@
-//! Quick objects: the invocation's `Request`, and the usual
+//! Quick objects: the invocation's `Request` and `context`, and the usual
 //! `new Response(text, { headers: { ... } })`, made in Rust.
 //!
 //! Most functions build their answer from a string (or nothing), at most a
@@ -11,7 +11,8 @@
 //!
 //! The invocation's `Request` is one too: Rust makes it with its method,
 //! URL, headers and body ([`RequestParts`]), and a function that never
-//! looks at it never pays for its record.
+//! looks at it never pays for its record. So is its `context`, which holds
+//! the context's data as JSON until a member is first read.
 //!
 //! The glue's `Response` constructor calls [`response`] first. It reads
 //! `init.status`, `init.statusText` and `init.headers` in the glue's order,
@@ -73,8 +74,8 @@ enum Held {
     Gone,
 }
 
-/// The Rust side of a quick `Request` or `Response`: its fields while they
-/// are still here.
+/// The Rust side of a quick `Request`, `Response` or `context`: its fields
+/// while they are still here.
 #[derive(Debug, Default)]
 pub(crate) struct Quick {
     held: Held,
@@ -245,34 +246,46 @@ fn pairs_array<'js>(ctx: &Ctx<'js>, headers: &[(String, String)]) -> Result<Arra
 
 /// The fields `value` still holds if it is a quick object (taken: they
 /// are there at most once); with `only_response`, a request's stay.
-fn take_held(value: &Value<'_>, only_response: bool) -> Held {
+fn take_held(value: &Value<'_>, want: Want) -> Held {
     let Ok(class) = Class::<Quick>::from_value(value) else {
         return Held::Gone;
     };
     let Ok(mut cell) = class.try_borrow_mut() else {
         return Held::Gone;
     };
-    if only_response && !matches!(cell.held, Held::Response(_)) {
+    let fits = match &cell.held {
+        Held::Response(_) => want != Want::Context,
+        Held::Request(_) => want == Want::Message,
+        Held::Context(_) => want == Want::Context,
+        Held::Gone => false,
+    };
+    if !fits {
         return Held::Gone;
     }
     std::mem::take(&mut cell.held)
 }
 
-/// `N.take(o)`: the fields of a quick object not taken yet (they move to
-/// the glue): `[false, status, [[name, value], ...], text | null]` for a
-/// response, `[true, method, url, "name\nvalue...", Uint8Array |
-/// undefined]` for a request, the JSON text of a context; undefined for
-/// anything else.
+/// What a caller of [`take_held`] may take: a getter of one class called
+/// on an object of another must leave it as it is.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Want {
+    /// A request's or a response's fields.
+    Message,
+    Response,
+    Context,
+}
+
+/// `N.take(o)`: the fields of a quick request or response not taken yet
+/// (they move to the glue): `[false, status, [[name, value], ...], text |
+/// null]` for a response, `[true, method, url, "name\nvalue...",
+/// Uint8Array | undefined]` for a request; undefined for anything else.
 pub(crate) fn take<'js>(ctx: Ctx<'js>, value: Value<'js>) -> Result<Value<'js>> {
     if !value.is_object() {
         return Ok(Value::new_undefined(ctx));
     }
     let out = Array::new(ctx.clone())?;
-    match take_held(&value, false) {
-        Held::Gone => return Ok(Value::new_undefined(ctx)),
-        Held::Context(json) => {
-            return rquickjs::String::from_str(ctx, &json).map(rquickjs::String::into_value)
-        }
+    match take_held(&value, Want::Message) {
+        Held::Gone | Held::Context(_) => return Ok(Value::new_undefined(ctx)),
         Held::Response(parts) => {
             out.set(0, false)?;
             out.set(1, i32::from(parts.status))?;
@@ -303,7 +316,7 @@ pub(crate) fn answer_quick(
     value: &Value<'_>,
     cookies: Option<Vec<String>>,
 ) -> bool {
-    let Held::Response(quick) = take_held(value, true) else {
+    let Held::Response(quick) = take_held(value, Want::Response) else {
         return false;
     };
     let cookies = cookies.unwrap_or_default();
@@ -340,7 +353,7 @@ pub(crate) fn outcome(
     })
 }
 
-/// Installs the quick-response natives on the glue's `N`.
+/// Installs the quick objects' natives on the glue's `N`.
 pub(crate) fn install<'js>(ctx: &Ctx<'js>, n: &Object<'js>, shared: Arc<Shared>) -> Result<()> {
     n.set(
         "response",
@@ -368,6 +381,17 @@ pub(crate) fn install<'js>(ctx: &Ctx<'js>, n: &Object<'js>, shared: Arc<Shared>)
         "take",
         Function::new(ctx.clone(), |ctx: Ctx<'js>, value: Value<'js>| {
             take(ctx, value)
+        })?,
+    )?;
+    // `takeContext(o)`: the JSON of a quick context not read yet, else
+    // undefined.
+    n.set(
+        "takeContext",
+        Function::new(ctx.clone(), |value: Value<'js>| {
+            match take_held(&value, Want::Context) {
+                Held::Context(json) => Some(json),
+                _ => None,
+            }
         })?,
     )?;
     n.set(

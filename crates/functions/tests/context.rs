@@ -865,6 +865,38 @@ async fn rejections_are_logged_by_the_invocation_that_left_them_once() {
     assert!(errors(&third).is_empty());
 }
 
+/// A getter of one class called on a quick object of another is an
+/// `Illegal invocation`, and leaves the object as it was.
+#[tokio::test]
+async fn getters_called_on_the_wrong_quick_object_leave_it_alone() {
+    let src = r#"
+        const get = (cls, name, o) => {
+          try { Object.getOwnPropertyDescriptor(cls.prototype, name).get.call(o); return 'read'; }
+          catch (e) { return e.constructor.name; }
+        };
+        export default (req, context) => {
+          const Context = Object.getPrototypeOf(context).constructor;
+          const res = new Response('x', { headers: { a: '1' } });
+          const tries = [
+            get(Request, 'url', context),
+            get(Response, 'status', context),
+            get(Response, 'status', req),
+            get(Request, 'url', res),
+            get(Context, 'ip', req),
+            get(Context, 'ip', res),
+          ];
+          return Response.json({ tries, id: context.requestId, url: req.url, status: res.status,
+            a: res.headers.get('a') });
+        }"#;
+    let inv = run(&engine(), src, &request("https://s.example/p")).await;
+    let v: serde_json::Value = serde_json::from_slice(&response(&inv).body).unwrap();
+    assert_eq!(v["tries"], serde_json::json!(vec!["TypeError"; 6]));
+    assert_eq!(v["id"], "req-1");
+    assert_eq!(v["url"], "https://s.example/p");
+    assert_eq!(v["status"], 200);
+    assert_eq!(v["a"], "1");
+}
+
 /// A `context` and a `request` kept in a global from an earlier invocation
 /// (both quick objects, never looked at then) still read as their own
 /// invocation's, and the current ones as theirs.

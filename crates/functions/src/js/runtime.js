@@ -1600,7 +1600,11 @@ export default function (N, deployEnvJson) {
     const st = CTX.get(ctx);
     if (!st) throw new TypeError("Illegal invocation");
     // (Rust keeps the JSON until then: the context is a quick object.)
-    return st.c || (st.c = JSON.parse(N.take(ctx)));
+    if (st.c === null) {
+      const json = N.takeContext(ctx);
+      st.c = json === undefined ? {} : JSON.parse(json);
+    }
+    return st.c;
   }
 
   // ---------------------------------------------------------------- outcome
