@@ -42,6 +42,22 @@ impl Budget {
         self.refused.store(false, Ordering::Relaxed);
     }
 
+    /// Counts `bytes` the engine does not allocate itself but holds for
+    /// JavaScript (a quick `Response`'s fields, in Rust), if they fit under
+    /// the limit; false (a refusal, as the allocator's) if not.
+    pub(crate) fn charge(&self, bytes: usize) -> bool {
+        if !self.fits(bytes) {
+            return false;
+        }
+        self.used.fetch_add(bytes, Ordering::Relaxed);
+        true
+    }
+
+    /// Gives back bytes counted by [`Budget::charge`].
+    pub(crate) fn release(&self, bytes: usize) {
+        self.used.fetch_sub(bytes, Ordering::Relaxed);
+    }
+
     /// Reserves `size` more bytes, or records a refusal.
     fn fits(&self, size: usize) -> bool {
         if self.used().saturating_add(size) > self.limit {

@@ -108,6 +108,11 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Shared {
+    /// The isolate's memory budget.
+    pub(crate) fn budget(&self) -> &Arc<Budget> {
+        &self.budget
+    }
+
     fn new(limits: &Limits, budget: Arc<Budget>) -> Shared {
         Shared {
             budget,

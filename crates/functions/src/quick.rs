@@ -32,6 +32,7 @@ use rquickjs::class::{JsClass, Trace, Tracer};
 use rquickjs::function::Opt;
 use rquickjs::{Array, Class, Ctx, Function, JsLifetime, Object, Result, Value};
 
+use crate::alloc::Budget;
 use crate::isolate::Shared;
 use crate::types::{HttpResponse, InvocationOutcome};
 
@@ -47,6 +48,39 @@ pub(crate) struct ResponseParts {
     headers: Vec<(String, String)>,
     /// The body given as text; `None` for no body.
     text: Option<String>,
+    /// Their bytes, counted in the isolate's memory budget while they are
+    /// here (the engine's allocator does not see Rust's strings).
+    _charge: Charge,
+}
+
+/// Bytes counted in an isolate's memory budget until dropped.
+#[derive(Debug)]
+struct Charge {
+    budget: Arc<Budget>,
+    bytes: usize,
+}
+
+impl Charge {
+    /// Counts `bytes`, or `None` if they do not fit under the limit.
+    fn new(budget: &Arc<Budget>, bytes: usize) -> Option<Charge> {
+        budget.charge(bytes).then(|| Charge {
+            budget: Arc::clone(budget),
+            bytes,
+        })
+    }
+}
+
+impl Drop for Charge {
+    fn drop(&mut self) {
+        self.budget.release(self.bytes);
+    }
+}
+
+/// What a quick response's fields are counted as: their text, and the
+/// strings' and pairs' own room.
+fn response_bytes(headers: &[(String, String)], text: Option<&str>) -> usize {
+    let pairs: usize = headers.iter().map(|(k, v)| k.len() + v.len() + 64).sum();
+    pairs + text.map_or(0, str::len) + 64
 }
 
 /// What the invocation's request holds until the glue takes it, as
@@ -146,6 +180,7 @@ pub(crate) fn response<'js>(
     init: Value<'js>,
     checks: (Function<'js>, Function<'js>),
     body_type: Option<String>,
+    budget: &Arc<Budget>,
 ) -> Result<Value<'js>> {
     let (check_name, check_value) = checks;
     let proto = prototype_of(&ctx, &new_target)?;
@@ -205,10 +240,19 @@ pub(crate) fn response<'js>(
         let kind = body_type.unwrap_or_else(|| TEXT_TYPE.to_string());
         headers.push(("content-type".to_string(), kind));
     }
+    // Past the memory limit, the glue keeps the body (as the JS string it
+    // already is) and the engine's own limit applies. (The list has its
+    // content type already: the glue adds none.)
+    let Some(charge) = Charge::new(budget, response_bytes(&headers, text.as_deref())) else {
+        let list = pairs_array(&ctx, &headers)?;
+        let status = Value::new_int(ctx.clone(), i32::from(status));
+        return slow(Stage::Body, status, list.into_value());
+    };
     let parts = ResponseParts {
         status,
         headers,
         text,
+        _charge: charge,
     };
     let quick = Quick {
         held: Held::Response(parts),
@@ -355,17 +399,18 @@ pub(crate) fn outcome(
 
 /// Installs the quick objects' natives on the glue's `N`.
 pub(crate) fn install<'js>(ctx: &Ctx<'js>, n: &Object<'js>, shared: Arc<Shared>) -> Result<()> {
+    let budget = Arc::clone(shared.budget());
     n.set(
         "response",
         Function::new(
             ctx.clone(),
-            |ctx: Ctx<'js>,
-             new_target: Value<'js>,
-             body: Value<'js>,
-             init: Value<'js>,
-             check_name: Function<'js>,
-             check_value: Function<'js>,
-             body_type: Opt<String>| {
+            move |ctx: Ctx<'js>,
+                  new_target: Value<'js>,
+                  body: Value<'js>,
+                  init: Value<'js>,
+                  check_name: Function<'js>,
+                  check_value: Function<'js>,
+                  body_type: Opt<String>| {
                 response(
                     ctx,
                     new_target,
@@ -373,6 +418,7 @@ pub(crate) fn install<'js>(ctx: &Ctx<'js>, n: &Object<'js>, shared: Arc<Shared>)
                     init,
                     (check_name, check_value),
                     body_type.0,
+                    &budget,
                 )
             },
         )?,

@@ -97,6 +97,23 @@ async fn string_memory_bomb_hits_memory_limit() {
     .await;
 }
 
+/// A quick `Response` keeps its text in Rust, which the engine's allocator
+/// does not see: it is counted in the isolate's budget all the same.
+#[tokio::test]
+async fn quick_response_memory_bomb_hits_memory_limit() {
+    let e = Engine::new(Limits {
+        memory_bytes: 16 << 20,
+        cpu_time: Duration::from_secs(1),
+        ..Limits::default()
+    });
+    stopped_then_fresh(
+        &e,
+        "const a = []; for (let i = 0; ; i++) a.push(new Response('x'.repeat(1 << 16) + i, { headers: { a: 'b' } }));",
+        ErrorKind::MemoryLimit,
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn buffer_memory_bomb_hits_memory_limit() {
     let e = Engine::new(Limits {
