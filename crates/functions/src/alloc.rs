@@ -53,6 +53,16 @@ impl Budget {
         true
     }
 
+    /// Counts `bytes` whether or not they fit (the invocation's own request
+    /// and context, which it must get): past the limit, that is recorded
+    /// as a refusal, so the isolate is not kept.
+    pub(crate) fn charge_anyway(&self, bytes: usize) {
+        let used = self.used.fetch_add(bytes, Ordering::Relaxed);
+        if used.saturating_add(bytes) > self.limit {
+            self.refused.store(true, Ordering::Relaxed);
+        }
+    }
+
     /// Gives back bytes counted by [`Budget::charge`].
     pub(crate) fn release(&self, bytes: usize) {
         self.used.fetch_sub(bytes, Ordering::Relaxed);

@@ -521,6 +521,7 @@ impl Isolate {
         let start = &self.handles.run;
         let request_proto = &self.handles.request_proto;
         let context_proto = &self.handles.context_proto;
+        let shared = &self.shared;
         self.segment(run, limits, true, |ctx, _, handler| {
             let start = start.clone().restore(ctx)?;
             let proto = request_proto.clone().restore(ctx)?;
@@ -531,9 +532,11 @@ impl Isolate {
                 // GET and HEAD requests have no body.
                 body: meta.has_body.then(|| request.body.clone()),
             };
-            let req = rquickjs::Class::instance_proto(crate::quick::Quick::request(parts), proto)?;
+            let budget = shared.budget();
+            let req = crate::quick::Quick::request(parts, budget);
+            let req = rquickjs::Class::instance_proto(req, proto)?;
             let context = rquickjs::Class::instance_proto(
-                crate::quick::Quick::context(ctx_json),
+                crate::quick::Quick::context(ctx_json, budget),
                 context_proto.clone().restore(ctx)?,
             )?;
             start.call::<_, ()>((handler, req, context, &*env_json))

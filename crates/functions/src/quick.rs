@@ -48,9 +48,6 @@ pub(crate) struct ResponseParts {
     headers: Vec<(String, String)>,
     /// The body given as text; `None` for no body.
     text: Option<String>,
-    /// Their bytes, counted in the isolate's memory budget while they are
-    /// here (the engine's allocator does not see Rust's strings).
-    _charge: Charge,
 }
 
 /// Bytes counted in an isolate's memory budget until dropped.
@@ -67,6 +64,15 @@ impl Charge {
             budget: Arc::clone(budget),
             bytes,
         })
+    }
+
+    /// Counts `bytes` even past the limit (see [`Budget::charge_anyway`]).
+    fn anyway(budget: &Arc<Budget>, bytes: usize) -> Charge {
+        budget.charge_anyway(bytes);
+        Charge {
+            budget: Arc::clone(budget),
+            bytes,
+        }
     }
 }
 
@@ -109,22 +115,33 @@ enum Held {
 }
 
 /// The Rust side of a quick `Request`, `Response` or `context`: its fields
-/// while they are still here.
+/// while they are still here, and their bytes, counted in the isolate's
+/// memory budget meanwhile (the engine's allocator does not see Rust's
+/// strings, and a function may keep these objects in a global).
 #[derive(Debug, Default)]
 pub(crate) struct Quick {
     held: Held,
+    charge: Option<Charge>,
 }
 
 impl Quick {
-    pub(crate) fn request(parts: RequestParts) -> Quick {
+    pub(crate) fn request(parts: RequestParts, budget: &Arc<Budget>) -> Quick {
+        let bytes = parts.method.len()
+            + parts.url.len()
+            + parts.headers.len()
+            + parts.body.as_ref().map_or(0, Vec::len)
+            + 128;
         Quick {
             held: Held::Request(parts),
+            charge: Some(Charge::anyway(budget, bytes)),
         }
     }
 
-    pub(crate) fn context(json: String) -> Quick {
+    pub(crate) fn context(json: String, budget: &Arc<Budget>) -> Quick {
+        let bytes = json.len() + 64;
         Quick {
             held: Held::Context(json),
+            charge: Some(Charge::anyway(budget, bytes)),
         }
     }
 }
@@ -252,10 +269,10 @@ pub(crate) fn response<'js>(
         status,
         headers,
         text,
-        _charge: charge,
     };
     let quick = Quick {
         held: Held::Response(parts),
+        charge: Some(charge),
     };
     let object = Class::instance_proto(quick, proto)?;
     Ok(object.into_value())
@@ -306,6 +323,8 @@ fn take_held(value: &Value<'_>, want: Want) -> Held {
     if !fits {
         return Held::Gone;
     }
+    // What is taken leaves the budget with the object's claim on it.
+    cell.charge = None;
     std::mem::take(&mut cell.held)
 }
 

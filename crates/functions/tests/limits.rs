@@ -114,6 +114,39 @@ async fn quick_response_memory_bomb_hits_memory_limit() {
     .await;
 }
 
+/// The invocation's request and context keep their fields in Rust until
+/// JavaScript reads them: a function that keeps every request in a global
+/// fills its budget all the same, and its isolate is replaced (the global
+/// starts again) long before 200 requests of 256 KiB.
+#[tokio::test]
+async fn kept_requests_count_against_the_memory_limit() {
+    let e = Engine::new(Limits {
+        memory_bytes: 16 << 20,
+        ..Limits::default()
+    });
+    let bundle = Bundle::single(
+        "keep",
+        "const kept = []; export default (req, context) => { kept.push([req, context]); return new Response(String(kept.length)); }",
+    );
+    let host = TestHost::default();
+    let mut req = request("https://s.example/upload");
+    req.method = "POST".into();
+    req.body = vec![b'x'; 256 << 10];
+    let mut replaced_at = None;
+    for i in 1..=200usize {
+        let inv = e.invoke(&bundle, &req, &host).await;
+        match error_kind(&inv) {
+            Some(kind) => assert_eq!(kind, ErrorKind::MemoryLimit, "invocation {i}"),
+            None if body(&inv) == i.to_string() => continue,
+            None => assert_eq!(body(&inv), "1", "invocation {i}"),
+        }
+        replaced_at = Some(i);
+        break;
+    }
+    let at = replaced_at.expect("200 kept requests of 256 KiB stayed in one 16 MiB isolate");
+    assert!(at <= 64, "replaced only at invocation {at}");
+}
+
 #[tokio::test]
 async fn buffer_memory_bomb_hits_memory_limit() {
     let e = Engine::new(Limits {
