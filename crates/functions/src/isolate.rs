@@ -542,7 +542,8 @@ impl Isolate {
             start.call::<_, ()>((handler, req, context, &*env_json))
         })?;
 
-        let mut inflight: FuturesUnordered<ReplyFuture<'_>> = FuturesUnordered::new();
+        // Made at the first host call (most invocations make none).
+        let mut inflight: Option<FuturesUnordered<ReplyFuture<'_>>> = None;
         loop {
             if run.outcome.is_none() {
                 let settled = lock(&self.shared.outcome).take();
@@ -590,14 +591,16 @@ impl Isolate {
                         refused.push((op.id, "no such body".to_string()));
                         continue;
                     };
-                    inflight.push(Box::pin(async move {
-                        let res = match tokio::time::timeout(timeout, host.read_body(handle)).await
-                        {
-                            Ok(r) => r.map(Reply::Chunk),
-                            Err(_) => Err(HostError::new("timed out")),
-                        };
-                        (id, res)
-                    }));
+                    inflight
+                        .get_or_insert_with(FuturesUnordered::new)
+                        .push(Box::pin(async move {
+                            let res =
+                                match tokio::time::timeout(timeout, host.read_body(handle)).await {
+                                    Ok(r) => r.map(Reply::Chunk),
+                                    Err(_) => Err(HostError::new("timed out")),
+                                };
+                            (id, res)
+                        }));
                     continue;
                 }
                 if run.host_calls >= limits.max_host_calls {
@@ -615,20 +618,22 @@ impl Isolate {
                             send_conditional_request: meta.send_conditional_request,
                         };
                         let is_next = op.kind == "next";
-                        inflight.push(Box::pin(async move {
-                            let call = async {
-                                if is_next {
-                                    host.next(req).await
-                                } else {
-                                    host.fetch(req).await
-                                }
-                            };
-                            let res = match tokio::time::timeout(timeout, call).await {
-                                Ok(r) => r.map(Reply::Response),
-                                Err(_) => Err(HostError::new("timed out")),
-                            };
-                            (id, res)
-                        }));
+                        inflight
+                            .get_or_insert_with(FuturesUnordered::new)
+                            .push(Box::pin(async move {
+                                let call = async {
+                                    if is_next {
+                                        host.next(req).await
+                                    } else {
+                                        host.fetch(req).await
+                                    }
+                                };
+                                let res = match tokio::time::timeout(timeout, call).await {
+                                    Ok(r) => r.map(Reply::Response),
+                                    Err(_) => Err(HostError::new("timed out")),
+                                };
+                                (id, res)
+                            }));
                     }
                     Err(e) => refused.push((op.id, e.to_string())),
                 }
@@ -651,7 +656,8 @@ impl Isolate {
                 let start = tokio::time::Instant::from_std(started);
                 start + Duration::from_secs_f64(next_timer / 1000.0)
             });
-            if inflight.is_empty() && timer_at.is_none() {
+            let waiting = inflight.as_ref().is_some_and(|f| !f.is_empty());
+            if !waiting && timer_at.is_none() {
                 if run.outcome.is_some() {
                     // waitUntil promises that can never settle.
                     return Ok(());
@@ -663,7 +669,7 @@ impl Isolate {
             }
             let far = wall_deadline + Duration::from_secs(1);
             tokio::select! {
-                Some((id, res)) = inflight.next(), if !inflight.is_empty() => {
+                Some((id, res)) = async { inflight.as_mut()?.next().await }, if waiting => {
                     self.segment(run, limits, true, |ctx, internals, _| deliver(ctx, &internals, id, res))?;
                 }
                 _ = tokio::time::sleep_until(timer_at.unwrap_or(far)), if timer_at.is_some() => {
