@@ -116,7 +116,7 @@
 //! | async hello with a header | 110.1k | **85.1k** |
 //!
 //! Session 19 (quick objects, `quick.rs`; see `docs/benchmarks.md`):
-//! pass-through 21.8k → **14.2k**, synchronous hello 51.5k → **27.6k**,
+//! pass-through 21.8k → **14.0k**, synchronous hello 51.5k → **27.4k**,
 //! async hello 58.6k → **37.3k**.
 //!
 //! The cold budget (< 1 ms p99) holds when the cores are not oversubscribed
