@@ -497,7 +497,7 @@ impl Isolate {
         started: Instant,
     ) -> Result<(), InvocationError> {
         let wall_deadline = tokio::time::Instant::from_std(started + limits.wall_time);
-        let meta = request_meta(request)?;
+        let meta = request_parts(request)?;
         let ctx_json = self
             .context_json(&request.context)
             .map_err(|e| err(ErrorKind::Internal, e.to_string()))?;
@@ -525,15 +525,8 @@ impl Isolate {
         self.segment(run, limits, true, |ctx, _, handler| {
             let start = start.clone().restore(ctx)?;
             let proto = request_proto.clone().restore(ctx)?;
-            let parts = crate::quick::RequestParts {
-                method: meta.method,
-                url: meta.url,
-                headers: meta.headers,
-                // GET and HEAD requests have no body.
-                body: meta.has_body.then(|| request.body.clone()),
-            };
             let budget = shared.budget();
-            let req = crate::quick::Quick::request(parts, budget);
+            let req = crate::quick::Quick::request(meta, budget);
             let req = rquickjs::Class::instance_proto(req, proto)?;
             let context = rquickjs::Class::instance_proto(
                 crate::quick::Quick::context(ctx_json, budget),
@@ -975,17 +968,6 @@ impl DeployContext {
     }
 }
 
-/// The incoming request as the glue's `run` takes it.
-struct RequestMeta {
-    method: String,
-    url: String,
-    /// `name\nvalue\n...`: lowercase token names, values without CR, LF or
-    /// NUL, so the separator never occurs inside either.
-    headers: String,
-    /// Whether the request has a body (not GET or HEAD).
-    has_body: bool,
-}
-
 /// The bytes of an HTTP token (RFC 9110 `tchar`).
 const TOKEN_BYTES: [bool; 256] = byte_table(b"!#$%&'*+-.^_`|~");
 
@@ -1032,7 +1014,9 @@ pub(crate) fn is_byte_string(v: &str) -> bool {
 /// Validates and normalises the incoming request the way the `Request` and
 /// `Headers` constructors would, so the glue can build them without checks.
 /// Headers that `Headers` would refuse are dropped.
-fn request_meta(request: &InvocationRequest) -> Result<RequestMeta, InvocationError> {
+fn request_parts(
+    request: &InvocationRequest,
+) -> Result<crate::quick::RequestParts, InvocationError> {
     let url = if is_canonical_http_url(&request.url) {
         request.url.clone()
     } else {
@@ -1072,12 +1056,13 @@ fn request_meta(request: &InvocationRequest) -> Result<RequestMeta, InvocationEr
         headers.push('\n');
         headers.push_str(v);
     }
-    let has_body = method != "GET" && method != "HEAD";
-    Ok(RequestMeta {
+    // GET and HEAD requests have no body.
+    let body = (method != "GET" && method != "HEAD").then(|| request.body.clone());
+    Ok(crate::quick::RequestParts {
         method,
         url,
         headers,
-        has_body,
+        body,
     })
 }
 
@@ -1468,12 +1453,12 @@ mod header_tests {
             body: Vec::new(),
             context: Default::default(),
         };
-        let meta = super::request_meta(&request)
+        let meta = super::request_parts(&request)
             .map_err(|e| e.message)
             .unwrap();
         assert_eq!(meta.method, "GET");
         assert_eq!(meta.headers, "x-mixed-case\npadded\nx-latin1\ncaf\u{e9}");
-        assert!(!meta.has_body);
+        assert!(meta.body.is_none());
     }
 
     #[test]

@@ -90,12 +90,14 @@ fn response_bytes(headers: &[(String, String)], text: Option<&str>) -> usize {
 }
 
 /// What the invocation's request holds until the glue takes it, as
-/// `request_meta` validated and normalised it.
+/// `request_parts` validated and normalised it.
 #[derive(Debug)]
 pub(crate) struct RequestParts {
     pub(crate) method: String,
     pub(crate) url: String,
-    /// "name\nvalue\n..." (the glue splits it when the headers are read).
+    /// "name\nvalue\n...": lowercase token names, values without CR, LF
+    /// or NUL, so the separator never occurs inside either (the glue splits
+    /// it when the headers are read).
     pub(crate) headers: String,
     /// `None` for GET and HEAD.
     pub(crate) body: Option<Vec<u8>>,
@@ -211,6 +213,15 @@ pub(crate) fn response<'js>(
         Ok(out.into_value())
     };
     let undefined = || Value::new_undefined(ctx.clone());
+    // Only the body is left for the glue (stage 4): the list so far.
+    let body_to_glue = |status: u16, headers: &[(String, String)]| -> Result<Value<'js>> {
+        let list = pairs_array(&ctx, headers)?;
+        slow(
+            Stage::Body,
+            Value::new_int(ctx.clone(), i32::from(status)),
+            list.into_value(),
+        )
+    };
     let mut status = 200u16;
     let mut headers = Vec::new();
     if !(init.is_undefined() || init.is_null()) {
@@ -246,11 +257,7 @@ pub(crate) fn response<'js>(
         // Text with a lone surrogate is the glue's (it sends it well-formed).
         match body.as_string().map(rquickjs::String::to_string) {
             Some(Ok(text)) if !matches!(status, 204 | 205 | 304) => Some(text),
-            _ => {
-                let list = pairs_array(&ctx, &headers)?;
-                let status = Value::new_int(ctx.clone(), i32::from(status));
-                return slow(Stage::Body, status, list.into_value());
-            }
+            _ => return body_to_glue(status, &headers),
         }
     };
     if text.is_some() && !headers.iter().any(|(name, _)| name == "content-type") {
@@ -261,9 +268,7 @@ pub(crate) fn response<'js>(
     // already is) and the engine's own limit applies. (The list has its
     // content type already: the glue adds none.)
     let Some(charge) = Charge::new(budget, response_bytes(&headers, text.as_deref())) else {
-        let list = pairs_array(&ctx, &headers)?;
-        let status = Value::new_int(ctx.clone(), i32::from(status));
-        return slow(Stage::Body, status, list.into_value());
+        return body_to_glue(status, &headers);
     };
     let parts = ResponseParts {
         status,
@@ -346,9 +351,13 @@ pub(crate) fn take<'js>(ctx: Ctx<'js>, value: Value<'js>) -> Result<Value<'js>> 
     if !value.is_object() {
         return Ok(Value::new_undefined(ctx));
     }
+    let held = take_held(&value, Want::Message);
+    if matches!(held, Held::Gone | Held::Context(_)) {
+        return Ok(Value::new_undefined(ctx));
+    }
     let out = Array::new(ctx.clone())?;
-    match take_held(&value, Want::Message) {
-        Held::Gone | Held::Context(_) => return Ok(Value::new_undefined(ctx)),
+    match held {
+        Held::Gone | Held::Context(_) => {}
         Held::Response(parts) => {
             out.set(0, false)?;
             out.set(1, i32::from(parts.status))?;
