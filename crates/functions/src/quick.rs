@@ -266,7 +266,10 @@ pub(crate) fn response<'js>(
     }
     // Past the memory limit, the glue keeps the body (as the JS string it
     // already is) and the engine's own limit applies. (The list has its
-    // content type already: the glue adds none.)
+    // content type already: the glue adds none.) A safety net: reading the
+    // text out of the engine made a copy of it in the engine's heap first,
+    // so that copy meets the limit before this charge does, unless only the
+    // counted overhead of many headers is left to exceed it.
     let Some(charge) = Charge::new(budget, response_bytes(&headers, text.as_deref())) else {
         return body_to_glue(status, &headers);
     };
