@@ -14,6 +14,7 @@
 //!   rewrites (same site only) to the rest of the pipeline without running
 //!   functions again; a failure applies the function's `onError`.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -322,24 +323,25 @@ pub struct Step {
     pub cache_manual: bool,
 }
 
-/// A request as it moves along the chain.
+/// A request as it moves along the chain: the client's own text and
+/// headers until a function changes them.
 #[derive(Debug, Clone)]
-pub(crate) struct ChainRequest {
+pub(crate) struct ChainRequest<'r> {
     pub method: Method,
     /// Path and query (`/a?b`).
-    pub target: String,
-    pub headers: HeaderMap,
+    pub target: Cow<'r, str>,
+    pub headers: Cow<'r, HeaderMap>,
     pub body: Bytes,
 }
 
-impl ChainRequest {
+impl ChainRequest<'_> {
     fn parts(&self) -> Result<http::request::Parts, EdgeError> {
         let mut req = http::Request::builder()
             .method(self.method.clone())
-            .uri(self.target.as_str())
+            .uri(&*self.target)
             .body(())
             .map_err(|_| EdgeError::BadRequest("an edge function passed on a malformed request"))?;
-        *req.headers_mut() = self.headers.clone();
+        *req.headers_mut() = self.headers.clone().into_owned();
         Ok(req.into_parts().0)
     }
 }
@@ -351,7 +353,7 @@ pub(crate) struct Chain<'e> {
     pub functions: Arc<DeployFunctions>,
     pub steps: Vec<Step>,
     /// The request's context (read-only here; every later phase gets a copy).
-    pub ctx: RequestCtx,
+    pub ctx: &'e RequestCtx,
     /// What functions see as `context`, without `params` (shared by the
     /// steps whose path has none).
     pub context: Arc<RequestContext>,
@@ -364,17 +366,15 @@ pub(crate) struct Chain<'e> {
 
 impl<'e> Chain<'e> {
     /// Runs step `i` (or, past the last, the rest of the pipeline).
-    pub fn run<'s>(&'s self, i: usize, req: ChainRequest) -> BoxFuture<'s, Response<Body>> {
-        Box::pin(async move {
-            let starts_cached = self.steps.get(i).is_some_and(|s| s.cache_manual)
-                && (i == 0 || !self.steps[i - 1].cache_manual);
-            match &self.edge.cache {
-                // Boxed on their own: a future holds room for its largest
-                // state, and moving this one into its box copies all of it.
-                Some(cache) if starts_cached => Box::pin(self.cached(cache, i, req)).await,
-                _ => self.step(i, req).await,
-            }
-        })
+    pub fn run<'s>(&'s self, i: usize, req: ChainRequest<'s>) -> BoxFuture<'s, Response<Body>> {
+        let starts_cached = self.steps.get(i).is_some_and(|s| s.cache_manual)
+            && (i == 0 || !self.steps[i - 1].cache_manual);
+        match &self.edge.cache {
+            // Boxed on its own: a future holds room for its largest state,
+            // and a step's future stays small to move.
+            Some(cache) if starts_cached => Box::pin(self.cached(cache, i, req)),
+            _ => self.step(i, req),
+        }
     }
 
     /// Phases 5 and 6: the cache around the `cache: "manual"` functions
@@ -385,7 +385,7 @@ impl<'e> Chain<'e> {
         &self,
         cache: &ledge_cache::Cache,
         i: usize,
-        req: ChainRequest,
+        req: ChainRequest<'_>,
     ) -> Response<Body> {
         use ledge_telemetry::CacheStatus as Status;
         let Some(target) = &self.ctx.target else {
@@ -395,7 +395,7 @@ impl<'e> Chain<'e> {
         let host = format!("{}#functions", self.ctx.host);
         let (path, query) = match req.target.split_once('?') {
             Some((p, q)) => (p.to_owned(), Some(q.to_owned())),
-            None => (req.target.clone(), None),
+            None => (req.target.clone().into_owned(), None),
         };
         let lookup = cache
             .lookup(&ledge_cache::CacheRequest {
@@ -453,7 +453,7 @@ impl<'e> Chain<'e> {
     }
 
     /// Invokes step `i` (or, past the last, the rest of the pipeline).
-    fn step<'s>(&'s self, i: usize, req: ChainRequest) -> BoxFuture<'s, Response<Body>> {
+    fn step<'s>(&'s self, i: usize, req: ChainRequest<'s>) -> BoxFuture<'s, Response<Body>> {
         Box::pin(async move {
             let Some(step) = self.steps.get(i) else {
                 // Boxed on its own (the whole rest of the pipeline), so
@@ -507,7 +507,13 @@ impl<'e> Chain<'e> {
                 }
                 InvocationOutcome::PassThrough => self.run(i + 1, req).await,
                 InvocationOutcome::Rewrite { url } => match self.same_site(&url) {
-                    Some(target) => Box::pin(self.rest(&ChainRequest { target, ..req })).await,
+                    Some(target) => {
+                        Box::pin(self.rest(&ChainRequest {
+                            target: target.into(),
+                            ..req
+                        }))
+                        .await
+                    }
                     None => rescue(&EdgeError::FunctionFailed {
                         function: step.function.clone(),
                         why: "it rewrote to another site (use fetch for that)".into(),
@@ -528,7 +534,7 @@ impl<'e> Chain<'e> {
                         OnError::Bypass => self.run(i + 1, req).await,
                         OnError::Rewrite(path) => {
                             Box::pin(self.rest(&ChainRequest {
-                                target: path.clone(),
+                                target: path.as_str().into(),
                                 ..req
                             }))
                             .await
@@ -546,7 +552,7 @@ impl<'e> Chain<'e> {
     }
 
     /// The rest of the pipeline after the functions: rules, proxy, static.
-    async fn rest(&self, req: &ChainRequest) -> Response<Body> {
+    async fn rest(&self, req: &ChainRequest<'_>) -> Response<Body> {
         let parts = match req.parts() {
             Ok(p) => p,
             Err(e) => return rescue(&e),
@@ -588,7 +594,7 @@ impl<'e> Chain<'e> {
     fn record(
         &self,
         step: &Step,
-        req: &ChainRequest,
+        req: &ChainRequest<'_>,
         started: SystemTime,
         inv: &ledge_functions::Invocation,
     ) {
@@ -757,8 +763,8 @@ impl Host for StepHost<'_, '_> {
         headers.remove(header::ACCEPT_ENCODING);
         let req = ChainRequest {
             method,
-            target,
-            headers,
+            target: target.into(),
+            headers: Cow::Owned(headers),
             body: Bytes::from(request.body),
         };
         let resp = chain.run(self.next, req).await;

@@ -378,28 +378,26 @@ impl Edge {
             runner: &*runner,
             functions,
             steps,
-            ctx: ctx.clone(),
+            ctx,
             context,
             cache_status: std::sync::Mutex::new(CacheStatus::None),
             answered: std::sync::Mutex::new(None),
         };
-        let target = parts
-            .uri
-            .path_and_query()
-            .map_or("/", |pq| pq.as_str())
-            .to_owned();
+        let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
         let req = crate::functions::ChainRequest {
             method: parts.method.clone(),
-            target,
-            headers: parts.headers.clone(),
+            target: target.into(),
+            headers: std::borrow::Cow::Borrowed(&parts.headers),
             body,
         };
         let resp = chain.run(0, req).await;
-        if let Ok(status) = chain.cache_status.lock() {
-            ctx.cache_status = *status;
-        }
+        let status = chain.cache_status.lock().map(|s| *s).ok();
         // A function that passed the request on did not answer it.
-        if let Ok(Some((phase, rule))) = chain.answered.lock().as_deref().copied() {
+        let answered = chain.answered.lock().ok().and_then(|a| *a);
+        if let Some(status) = status {
+            ctx.cache_status = status;
+        }
+        if let Some((phase, rule)) = answered {
             ctx.answered_by = phase;
             ctx.rule = rule;
         }
