@@ -1,5 +1,6 @@
 //! The engine: limits, the host interface, the isolate pool and `invoke`.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -175,6 +176,26 @@ impl Engine {
         &self,
         bundle: &Bundle,
         request: &InvocationRequest,
+        host: &dyn Host,
+    ) -> Invocation {
+        self.invoke_cow(bundle, Cow::Borrowed(request), host).await
+    }
+
+    /// [`Engine::invoke`] with a request it may take apart: its text and
+    /// body move into the function's `Request` instead of being copied.
+    pub async fn invoke_owned(
+        &self,
+        bundle: &Bundle,
+        request: InvocationRequest,
+        host: &dyn Host,
+    ) -> Invocation {
+        self.invoke_cow(bundle, Cow::Owned(request), host).await
+    }
+
+    async fn invoke_cow(
+        &self,
+        bundle: &Bundle,
+        request: Cow<'_, InvocationRequest>,
         host: &dyn Host,
     ) -> Invocation {
         let started = Instant::now();

@@ -1,6 +1,7 @@
 //! One QuickJS runtime + context running one bundle, and the event loop of an
 //! invocation (jobs, host calls, timers) with its limits.
 
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
@@ -378,7 +379,7 @@ impl Isolate {
     /// Runs one invocation to its end (including `waitUntil` work).
     pub(crate) async fn invoke(
         &mut self,
-        request: &InvocationRequest,
+        request: Cow<'_, InvocationRequest>,
         host: &dyn Host,
         limits: &Limits,
         telemetry: &mut Telemetry,
@@ -490,30 +491,29 @@ impl Isolate {
 
     async fn drive(
         &mut self,
-        request: &InvocationRequest,
+        request: Cow<'_, InvocationRequest>,
         host: &dyn Host,
         limits: &Limits,
         run: &mut Run,
         started: Instant,
     ) -> Result<(), InvocationError> {
         let wall_deadline = tokio::time::Instant::from_std(started + limits.wall_time);
+        let context = Arc::clone(&request.context);
         let meta = request_parts(request)?;
         let ctx_json = self
-            .context_json(&request.context)
+            .context_json(&context)
             .map_err(|e| err(ErrorKind::Internal, e.to_string()))?;
         let env_json = match &self.env_cache {
             // The same map (requests to a site share it), or an equal one
             // (the site's settings were saved again).
-            Some((env, json))
-                if Arc::ptr_eq(env, &request.context.env) || *env == request.context.env =>
-            {
+            Some((env, json)) if Arc::ptr_eq(env, &context.env) || *env == context.env => {
                 Arc::clone(json)
             }
             _ => {
-                let json: Arc<str> = serde_json::to_string(&request.context.env)
+                let json: Arc<str> = serde_json::to_string(&context.env)
                     .map_err(|e| err(ErrorKind::Internal, e.to_string()))?
                     .into();
-                self.env_cache = Some((Arc::clone(&request.context.env), Arc::clone(&json)));
+                self.env_cache = Some((Arc::clone(&context.env), Arc::clone(&json)));
                 json
             }
         };
@@ -1011,35 +1011,67 @@ pub(crate) fn is_byte_string(v: &str) -> bool {
     v.bytes().all(|b| VALUE_BYTES[usize::from(b)])
 }
 
-/// Validates and normalises the incoming request the way the `Request` and
-/// `Headers` constructors would, so the glue can build them without checks.
-/// Headers that `Headers` would refuse are dropped.
+/// Validates and normalises the incoming request the way the `Request`
+/// constructor would, so the glue can build it without checks. Its headers
+/// stay as they came until the function first looks at the request
+/// ([`joined_headers`]). An owned request gives up its text and body
+/// instead of copying them.
 fn request_parts(
-    request: &InvocationRequest,
+    request: Cow<'_, InvocationRequest>,
 ) -> Result<crate::quick::RequestParts, InvocationError> {
-    let url = if is_canonical_http_url(&request.url) {
-        request.url.clone()
+    type Parts<'a> = (
+        Cow<'a, str>,
+        Cow<'a, str>,
+        Cow<'a, [(String, String)]>,
+        Cow<'a, [u8]>,
+    );
+    let (method, url, headers, body): Parts<'_> = match request {
+        Cow::Borrowed(r) => (
+            r.method.as_str().into(),
+            r.url.as_str().into(),
+            r.headers.as_slice().into(),
+            r.body.as_slice().into(),
+        ),
+        Cow::Owned(r) => (
+            r.method.into(),
+            r.url.into(),
+            r.headers.into(),
+            r.body.into(),
+        ),
+    };
+    let url = if is_canonical_http_url(&url) {
+        url.into_owned()
     } else {
-        url::Url::parse(&request.url)
+        url::Url::parse(&url)
             .map_err(|e| err(ErrorKind::Internal, format!("invalid request URL: {e}")))?
             .into()
     };
-    if !is_token(&request.method) {
+    if !is_token(&method) {
         return Err(err(ErrorKind::Internal, "invalid request method"));
     }
-    let upper = request.method.to_ascii_uppercase();
-    let method = match upper.as_str() {
-        "DELETE" | "GET" | "HEAD" | "OPTIONS" | "POST" | "PUT" => upper,
-        _ => request.method.clone(),
+    // The methods the Fetch standard normalises, in upper case.
+    const NORMALISED: [&str; 6] = ["DELETE", "GET", "HEAD", "OPTIONS", "POST", "PUT"];
+    let method = match NORMALISED.iter().find(|m| m.eq_ignore_ascii_case(&method)) {
+        Some(m) if **m != *method => (*m).to_owned(),
+        _ => method.into_owned(),
     };
-    let mut headers = String::with_capacity(
-        request
-            .headers
-            .iter()
-            .map(|(k, v)| k.len() + v.len() + 2)
-            .sum(),
-    );
-    for (k, v) in &request.headers {
+    // GET and HEAD requests have no body.
+    let body = (method != "GET" && method != "HEAD").then(|| body.into_owned());
+    Ok(crate::quick::RequestParts {
+        method,
+        url,
+        headers: headers.into_owned(),
+        body,
+    })
+}
+
+/// The request's headers as the glue takes them, checked the way the
+/// `Headers` constructor would check them: "name\nvalue\n...", names
+/// lowercased, values trimmed, and the pairs `Headers` would refuse left
+/// out (so the separator never occurs inside a name or a value).
+pub(crate) fn joined_headers(pairs: &[(String, String)]) -> String {
+    let mut headers = String::with_capacity(pairs.iter().map(|(k, v)| k.len() + v.len() + 2).sum());
+    for (k, v) in pairs {
         let v = trim_http_whitespace(v);
         if !is_token(k) || !is_byte_string(v) {
             continue;
@@ -1056,14 +1088,7 @@ fn request_parts(
         headers.push('\n');
         headers.push_str(v);
     }
-    // GET and HEAD requests have no body.
-    let body = (method != "GET" && method != "HEAD").then(|| request.body.clone());
-    Ok(crate::quick::RequestParts {
-        method,
-        url,
-        headers,
-        body,
-    })
+    headers
 }
 
 #[derive(Deserialize)]
@@ -1453,12 +1478,23 @@ mod header_tests {
             body: Vec::new(),
             context: Default::default(),
         };
-        let meta = super::request_parts(&request)
+        let meta = super::request_parts(std::borrow::Cow::Borrowed(&request))
             .map_err(|e| e.message)
             .unwrap();
         assert_eq!(meta.method, "GET");
-        assert_eq!(meta.headers, "x-mixed-case\npadded\nx-latin1\ncaf\u{e9}");
+        assert_eq!(
+            super::joined_headers(&meta.headers),
+            "x-mixed-case\npadded\nx-latin1\ncaf\u{e9}"
+        );
         assert!(meta.body.is_none());
+        // An owned request gives the same parts.
+        let owned = super::request_parts(std::borrow::Cow::Owned(request.clone()))
+            .map_err(|e| e.message)
+            .unwrap();
+        assert_eq!(
+            (&owned.method, &owned.url, &owned.headers, &owned.body),
+            (&meta.method, &meta.url, &meta.headers, &meta.body)
+        );
     }
 
     #[test]

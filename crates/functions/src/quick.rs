@@ -95,10 +95,9 @@ fn response_bytes(headers: &[(String, String)], text: Option<&str>) -> usize {
 pub(crate) struct RequestParts {
     pub(crate) method: String,
     pub(crate) url: String,
-    /// "name\nvalue\n...": lowercase token names, values without CR, LF
-    /// or NUL, so the separator never occurs inside either (the glue splits
-    /// it when the headers are read).
-    pub(crate) headers: String,
+    /// As they came: checked, and joined for the glue, when it takes them
+    /// ([`crate::isolate::joined_headers`]).
+    pub(crate) headers: Vec<(String, String)>,
     /// `None` for GET and HEAD.
     pub(crate) body: Option<Vec<u8>>,
 }
@@ -130,7 +129,11 @@ impl Quick {
     pub(crate) fn request(parts: RequestParts, budget: &Arc<Budget>) -> Quick {
         let bytes = parts.method.len()
             + parts.url.len()
-            + parts.headers.len()
+            + parts
+                .headers
+                .iter()
+                .map(|(k, v)| k.len() + v.len() + 2)
+                .sum::<usize>()
             + parts.body.as_ref().map_or(0, Vec::len)
             + 128;
         Quick {
@@ -374,7 +377,7 @@ pub(crate) fn take<'js>(ctx: Ctx<'js>, value: Value<'js>) -> Result<Value<'js>> 
             out.set(0, true)?;
             out.set(1, parts.method)?;
             out.set(2, parts.url)?;
-            out.set(3, parts.headers)?;
+            out.set(3, crate::isolate::joined_headers(&parts.headers))?;
             if let Some(body) = parts.body {
                 out.set(4, rquickjs::TypedArray::<u8>::new(ctx.clone(), body)?)?;
             }

@@ -240,7 +240,7 @@ impl Worker {
                     // loop, ~1.6 KB): boxed, so that the task, which the
                     // runtime copies when it spawns it and at each change
                     // of its stage, stays small.
-                    let invocation = Box::pin(engine.invoke(&bundle, &request, &host)).await;
+                    let invocation = Box::pin(engine.invoke_owned(&bundle, request, &host)).await;
                     send(&out, &ToParent::Done { id, invocation });
                 });
             }
