@@ -1019,23 +1019,19 @@ pub(crate) fn is_byte_string(v: &str) -> bool {
 fn request_parts(
     request: Cow<'_, InvocationRequest>,
 ) -> Result<crate::quick::RequestParts, InvocationError> {
-    type Parts<'a> = (
-        Cow<'a, str>,
-        Cow<'a, str>,
-        Cow<'a, [(String, String)]>,
-        Cow<'a, [u8]>,
-    );
+    use crate::quick::RequestHeaders;
+    type Parts<'a> = (Cow<'a, str>, Cow<'a, str>, RequestHeaders, Cow<'a, [u8]>);
     let (method, url, headers, body): Parts<'_> = match request {
         Cow::Borrowed(r) => (
             r.method.as_str().into(),
             r.url.as_str().into(),
-            r.headers.as_slice().into(),
+            RequestHeaders::Joined(joined_headers(&r.headers)),
             r.body.as_slice().into(),
         ),
         Cow::Owned(r) => (
             r.method.into(),
             r.url.into(),
-            r.headers.into(),
+            RequestHeaders::Pairs(r.headers),
             r.body.into(),
         ),
     };
@@ -1060,7 +1056,7 @@ fn request_parts(
     Ok(crate::quick::RequestParts {
         method,
         url,
-        headers: headers.into_owned(),
+        headers,
         body,
     })
 }
@@ -1482,19 +1478,25 @@ mod header_tests {
             .map_err(|e| e.message)
             .unwrap();
         assert_eq!(meta.method, "GET");
-        assert_eq!(
-            super::joined_headers(&meta.headers),
-            "x-mixed-case\npadded\nx-latin1\ncaf\u{e9}"
-        );
         assert!(meta.body.is_none());
-        // An owned request gives the same parts.
+        // An owned request gives the same parts, its headers joined later.
         let owned = super::request_parts(std::borrow::Cow::Owned(request.clone()))
             .map_err(|e| e.message)
             .unwrap();
+        assert!(matches!(
+            owned.headers,
+            crate::quick::RequestHeaders::Pairs(_)
+        ));
         assert_eq!(
-            (&owned.method, &owned.url, &owned.headers, &owned.body),
-            (&meta.method, &meta.url, &meta.headers, &meta.body)
+            (&owned.method, &owned.url, &owned.body),
+            (&meta.method, &meta.url, &meta.body)
         );
+        for parts in [meta, owned] {
+            assert_eq!(
+                parts.headers.joined(),
+                "x-mixed-case\npadded\nx-latin1\ncaf\u{e9}"
+            );
+        }
     }
 
     #[test]

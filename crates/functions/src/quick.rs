@@ -95,11 +95,37 @@ fn response_bytes(headers: &[(String, String)], text: Option<&str>) -> usize {
 pub(crate) struct RequestParts {
     pub(crate) method: String,
     pub(crate) url: String,
-    /// As they came: checked, and joined for the glue, when it takes them
-    /// ([`crate::isolate::joined_headers`]).
-    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) headers: RequestHeaders,
     /// `None` for GET and HEAD.
     pub(crate) body: Option<Vec<u8>>,
+}
+
+/// The headers of a quick request, as the glue takes them: joined
+/// ([`crate::isolate::joined_headers`]), at once or when it takes them.
+#[derive(Debug, PartialEq)]
+pub(crate) enum RequestHeaders {
+    /// As they came in a request the invocation owns: checked and joined
+    /// only if the function looks at its request.
+    Pairs(Vec<(String, String)>),
+    /// Joined already (a borrowed request's: joining copies them once,
+    /// where keeping them would copy each name and value).
+    Joined(String),
+}
+
+impl RequestHeaders {
+    fn bytes(&self) -> usize {
+        match self {
+            RequestHeaders::Pairs(p) => p.iter().map(|(k, v)| k.len() + v.len() + 2).sum(),
+            RequestHeaders::Joined(s) => s.len(),
+        }
+    }
+
+    pub(crate) fn joined(self) -> String {
+        match self {
+            RequestHeaders::Pairs(p) => crate::isolate::joined_headers(&p),
+            RequestHeaders::Joined(s) => s,
+        }
+    }
 }
 
 /// The fields a quick object still holds.
@@ -129,11 +155,7 @@ impl Quick {
     pub(crate) fn request(parts: RequestParts, budget: &Arc<Budget>) -> Quick {
         let bytes = parts.method.len()
             + parts.url.len()
-            + parts
-                .headers
-                .iter()
-                .map(|(k, v)| k.len() + v.len() + 2)
-                .sum::<usize>()
+            + parts.headers.bytes()
             + parts.body.as_ref().map_or(0, Vec::len)
             + 128;
         Quick {
@@ -377,7 +399,7 @@ pub(crate) fn take<'js>(ctx: Ctx<'js>, value: Value<'js>) -> Result<Value<'js>> 
             out.set(0, true)?;
             out.set(1, parts.method)?;
             out.set(2, parts.url)?;
-            out.set(3, crate::isolate::joined_headers(&parts.headers))?;
+            out.set(3, parts.headers.joined())?;
             if let Some(body) = parts.body {
                 out.set(4, rquickjs::TypedArray::<u8>::new(ctx.clone(), body)?)?;
             }

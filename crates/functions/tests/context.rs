@@ -225,6 +225,9 @@ async fn the_request_is_the_same_whichever_way_it_is_first_used() {
     let mut req = request("https://s.example/p?x=1");
     req.method = "post".into();
     req.headers.push(("X-Thing".into(), " v ".into()));
+    // Pairs `Headers` refuses: left out, however the request is first used.
+    req.headers.push(("bad name".into(), "x".into()));
+    req.headers.push(("x-wide".into(), "\u{100}".into()));
     req.body = b"payload".to_vec();
     let e = engine();
     let firsts = [
@@ -254,6 +257,16 @@ async fn the_request_is_the_same_whichever_way_it_is_first_used() {
                }}"#
         );
         let inv = run(&e, &src, &req).await;
+        // A request the engine owns (the worker's) is taken apart, its
+        // headers checked only when first read: the function sees the same.
+        let owned = e
+            .invoke_owned(
+                &Bundle::single("test", &src),
+                req.clone(),
+                &TestHost::default(),
+            )
+            .await;
+        assert_eq!(response(&owned).body, response(&inv).body, "{first}");
         let v: serde_json::Value = serde_json::from_slice(&response(&inv).body)
             .unwrap_or_else(|err| panic!("{first}: {err} {:?}", response(&inv)));
         assert_eq!(v["method"], "POST", "{first}");
