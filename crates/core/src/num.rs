@@ -42,19 +42,26 @@ pub fn decimal(n: u64, buf: &mut [u8; 20]) -> &str {
     std::str::from_utf8(decimal_bytes(n, buf)).unwrap_or("0")
 }
 
-/// An IP address as text, as `Display` writes it; IPv4 without the `fmt`
-/// machinery (a tenth of its cost).
+/// An IP address as text, as `Display` writes it; IPv4 digit by digit,
+/// without the `fmt` machinery (a tenth of its cost).
 pub fn ip_text(ip: std::net::IpAddr) -> String {
     match ip {
         std::net::IpAddr::V4(v4) => {
-            let mut out = String::with_capacity(15);
+            let mut out = Vec::with_capacity(15);
             for (i, octet) in v4.octets().into_iter().enumerate() {
                 if i > 0 {
-                    out.push('.');
+                    out.push(b'.');
                 }
-                out.push_str(decimal(u64::from(octet), &mut [0; 20]));
+                if octet >= 100 {
+                    out.push(b'0' + octet / 100);
+                }
+                if octet >= 10 {
+                    out.push(b'0' + octet / 10 % 10);
+                }
+                out.push(b'0' + octet % 10);
             }
-            out
+            // Digits and dots only.
+            String::from_utf8(out).unwrap_or_default()
         }
         std::net::IpAddr::V6(v6) => v6.to_string(),
     }
@@ -68,12 +75,18 @@ mod tests {
             "0.0.0.0",
             "127.0.0.1",
             "10.200.3.45",
+            "9.99.100.109",
+            "110.199.200.250",
             "255.255.255.255",
             "::1",
             "2001:db8::8a2e:370:7334",
             "::ffff:192.0.2.1",
         ] {
             let ip: std::net::IpAddr = ip.parse().expect("an address");
+            assert_eq!(super::ip_text(ip), ip.to_string());
+        }
+        for o in 0..=255u8 {
+            let ip = std::net::IpAddr::from([o, 255 - o, o / 2, o.wrapping_mul(37)]);
             assert_eq!(super::ip_text(ip), ip.to_string());
         }
     }
