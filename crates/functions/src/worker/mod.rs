@@ -103,7 +103,8 @@
 //! # Supervision
 //!
 //! A worker whose socket closes, that sends a malformed frame, that leaves an
-//! invocation without `Done` past its wall time + [`WorkerOptions::hang_grace`],
+//! invocation without `Done` past its wall time + [`WorkerOptions::hang_grace`]
+//! (the pinging thread checks, so no invocation arms a timer of its own),
 //! or that does not answer a ping within [`WorkerOptions::ping_timeout`] is
 //! killed (SIGKILL) and reaped; its in-flight invocations end with
 //! [`crate::ErrorKind::WorkerLost`] (the edge applies the function's

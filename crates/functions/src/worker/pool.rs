@@ -73,7 +73,8 @@ pub struct WorkerOptions {
     /// [`ErrorKind::Overloaded`]. Default 1024.
     pub max_queued: usize,
     /// An invocation without `Done` by `limits.wall_time + hang_grace` means
-    /// the worker hangs: it is killed. Default 2 s.
+    /// the worker hangs: it is killed (the monitor thread checks every
+    /// `ping_interval`). Default 2 s.
     pub hang_grace: Duration,
     /// Pings: one every `ping_interval`; no answer within `ping_timeout`
     /// (at least 4 × `limits.cpu_time`) and the worker is killed. Defaults 1 s
@@ -270,6 +271,10 @@ struct Call {
     counted: i64,
     /// Its bundle's slot in `Inner::heat`.
     heat: usize,
+    /// When the worker is hung if it has not sent `Done` (its wall time +
+    /// `hang_grace` after it was sent, ns since the pool's epoch): the
+    /// monitor thread checks, so no invocation arms a timer of its own.
+    due_ns: u64,
 }
 
 #[derive(Default)]
@@ -478,18 +483,22 @@ impl WorkerPool {
             .conn
             .frames_for_invoke(id, bundle, request, false, &mut frames)?;
         let (tx, mut rx) = mpsc::unbounded_channel();
+        let limits = &self.inner.opts.limits;
+        let due_ns = inner.now_ns().saturating_add(
+            (limits.wall_time + inner.opts.hang_grace)
+                .as_nanos()
+                .try_into()
+                .unwrap_or(u64::MAX),
+        );
         let _registration = claim
             .conn
-            .register(id, tx, claim.weight, heat)
+            .register(id, tx, claim.weight, heat, due_ns)
             .ok_or_else(|| lost("the worker process exited"))?;
         // The call counts the weight now.
         claim.armed = false;
         claim.conn.send_soon(&frames);
         let conn = &*claim.conn;
 
-        let limits = &self.inner.opts.limits;
-        let deadline = tokio::time::sleep(limits.wall_time + self.inner.opts.hang_grace);
-        tokio::pin!(deadline);
         // Made at the first host call (most invocations make none).
         let mut calls: Option<FuturesUnordered<_>> = None;
         let mut resent = false;
@@ -535,14 +544,6 @@ impl WorkerPool {
                     }
                     conn.owe(id, inner);
                     conn.send(&frames);
-                }
-                _ = &mut deadline => {
-                    let why = format!(
-                        "the worker gave no answer within the wall time + {:?}: killed as hung",
-                        self.inner.opts.hang_grace
-                    );
-                    conn.kill(&why);
-                    return Err(lost(&why));
                 }
             }
         }
@@ -838,6 +839,7 @@ impl Conn {
         tx: mpsc::UnboundedSender<Event>,
         weight: i64,
         heat: usize,
+        due_ns: u64,
     ) -> Option<Registration<'_>> {
         let mailbox = Mailbox::current(&MAILBOX);
         let mut st = lock(&self.state);
@@ -853,6 +855,7 @@ impl Conn {
                 weight,
                 counted: weight,
                 heat,
+                due_ns,
             },
         );
         Some(Registration { conn: self, id })
@@ -1454,6 +1457,15 @@ fn monitor(inner: Arc<Inner>) {
             if overdue {
                 conn.kill(&format!(
                     "no answer to a ping within {timeout:?}: killed as hung"
+                ));
+                continue;
+            }
+            let now = inner.now_ns();
+            let late = lock(&conn.state).calls.values().any(|c| c.due_ns <= now);
+            if late {
+                conn.kill(&format!(
+                    "the worker gave no answer within the wall time + {:?}: killed as hung",
+                    inner.opts.hang_grace
                 ));
             }
         }
