@@ -9,7 +9,8 @@
 //! # instructions per invocation = (total(b) - total(a)) / 10000
 //! ```
 //!
-//! `BROWSER=1` adds a browser's request headers (about 700 bytes).
+//! `BROWSER=1` adds a browser's request headers (about 700 bytes);
+//! `OWNED=1` gives each invocation its own request, as the worker does.
 //!
 //! Functions: `hello` (the criterion bench's async hello), `hello-sync`
 //! (a synchronous hello), `pass` (`() => {}`: the fixed cost) and
@@ -84,9 +85,17 @@ fn main() {
             req.headers.push((k.into(), v.into()));
         }
     }
+    // `OWNED=1`: each invocation gets its own copy of the request, as the
+    // worker's invocations do (decoded from their frame), and takes it apart
+    // (`invoke_owned`); the copy is counted too, as the decoding is there.
+    let owned = std::env::var_os("OWNED").is_some();
     rt.block_on(async {
         for _ in 0..n {
-            let inv = engine.invoke(&bundle, &req, &NoHost).await;
+            let inv = if owned {
+                engine.invoke_owned(&bundle, req.clone(), &NoHost).await
+            } else {
+                engine.invoke(&bundle, &req, &NoHost).await
+            };
             let ok = if pass {
                 matches!(inv.outcome, InvocationOutcome::PassThrough)
             } else {
