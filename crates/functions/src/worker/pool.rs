@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use futures_util::stream::{FuturesUnordered, StreamExt};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use crate::bundle::Bundle;
 use crate::engine::{Host, Limits, Runner};
@@ -25,7 +25,7 @@ use crate::types::{
     ErrorKind, HostRequest, Invocation, InvocationError, InvocationOutcome, InvocationRequest,
     Telemetry,
 };
-use crate::worker::mailbox::{Delivery, Mailbox};
+use crate::worker::mailbox::{inbox, Delivery, Inbox, Mailbox};
 use crate::worker::protocol::{self, CallKind, HostOutcome, InvokeRef, ToParent, ToWorker};
 use crate::worker::sandbox::SandboxReport;
 
@@ -227,7 +227,7 @@ enum Event {
 
 /// Where an answer for an invocation goes.
 struct Route {
-    tx: mpsc::UnboundedSender<Event>,
+    tx: Inbox<Event>,
     mailbox: Option<Arc<Mailbox<Event>>>,
 }
 
@@ -258,7 +258,7 @@ struct Conn {
 /// An invocation sent to a worker and not `Done`.
 struct Call {
     /// `None` once its `invoke` future is gone (the worker still runs it).
-    tx: Option<mpsc::UnboundedSender<Event>>,
+    tx: Option<Inbox<Event>>,
     /// Where its answers go first: its runtime thread's mailbox, if any.
     mailbox: Option<Arc<Mailbox<Event>>>,
     /// Answers owed: 1 + host results sent − frames received. Runnable while
@@ -482,7 +482,7 @@ impl WorkerPool {
         claim
             .conn
             .frames_for_invoke(id, bundle, request, false, &mut frames)?;
-        let (tx, mut rx) = mpsc::unbounded_channel();
+        let (tx, mut rx) = inbox();
         let limits = &self.inner.opts.limits;
         let due_ns = inner.now_ns().saturating_add(
             (limits.wall_time + inner.opts.hang_grace)
@@ -836,7 +836,7 @@ impl Conn {
     fn register(
         &self,
         id: u64,
-        tx: mpsc::UnboundedSender<Event>,
+        tx: Inbox<Event>,
         weight: i64,
         heat: usize,
         due_ns: u64,
@@ -1390,7 +1390,7 @@ fn read_loop(inner: &Inner, conn: &Arc<Conn>, sock: UnixStream) -> String {
                 }
                 None
             }
-            Some(Route { tx, .. }) => tx.send(event).err().map(|e| e.0),
+            Some(Route { tx, .. }) => tx.send(event).err(),
             None => Some(event),
         };
         if let Some(event) = undelivered {
