@@ -26,8 +26,9 @@ use http::{HeaderMap, Method, Response, StatusCode};
 use http_body_util::BodyExt;
 use ledge_functions::routes::{self, Declaration, RouteRequest, Routes};
 use ledge_functions::{
-    Bundle, BundleSource, ErrorKind, FunctionConfig, Host, HostError, HostRequest, HttpResponse,
-    InvocationOutcome, InvocationRequest, RequestContext, Runner,
+    Bundle, BundleSource, DeployInfo, ErrorKind, FixedContext, FunctionConfig, Host, HostError,
+    HostRequest, HttpResponse, InvocationOutcome, InvocationRequest, RequestContext, Runner,
+    ServerInfo, SiteInfo,
 };
 use ledge_rules::RuleSet;
 use ledge_store::{DeployDiagnostic, SnapshotFunction};
@@ -79,6 +80,9 @@ struct Loaded {
 pub struct DeployFunctions {
     routes: Routes,
     functions: HashMap<String, Loaded, foldhash::fast::RandomState>,
+    /// The fixed part of the functions' `context` last built for a request
+    /// to this deploy ([`DeployFunctions::fixed_context`]).
+    fixed: std::sync::Mutex<Option<Arc<FixedContext>>>,
 }
 
 impl std::fmt::Debug for DeployFunctions {
@@ -279,7 +283,61 @@ impl DeployFunctions {
         Some(Arc::new(DeployFunctions {
             routes,
             functions: loaded,
+            fixed: std::sync::Mutex::new(None),
         }))
+    }
+
+    /// The site, deploy and server the functions' `context` shows for a
+    /// request to this deploy through `scheme://host`: built once, and
+    /// shared by the requests that come the same way (the worker is then
+    /// sent it once, not with every request).
+    pub(crate) fn fixed_context(
+        &self,
+        target: &crate::routes::RouteTarget,
+        scheme: &str,
+        host: &str,
+        region: &str,
+    ) -> Arc<FixedContext> {
+        let mut last = self.fixed.lock().unwrap_or_else(|e| e.into_inner());
+        let fits = |f: &FixedContext| {
+            f.site.id == target.site.as_str()
+                && f.deploy.id == target.deploy.as_str()
+                && f.deploy.published == target.production
+                && f.server.region == region
+                && f.site
+                    .url
+                    .strip_prefix(scheme)
+                    .and_then(|u| u.strip_prefix("://"))
+                    == Some(host)
+        };
+        if let Some(f) = last.as_ref().filter(|f| fits(f)) {
+            return Arc::clone(f);
+        }
+        // (`to_owned` of the text, not `to_string`, which goes through the
+        // formatting machinery.)
+        let site = target.site.as_str().to_owned();
+        let f = Arc::new(FixedContext {
+            site: SiteInfo {
+                name: site.clone(),
+                id: site,
+                url: [scheme, "://", host].concat(),
+            },
+            deploy: DeployInfo {
+                id: target.deploy.as_str().to_owned(),
+                published: target.production,
+                context: if target.production {
+                    "production".into()
+                } else {
+                    "deploy-preview".into()
+                },
+            },
+            server: ServerInfo {
+                region: region.to_owned(),
+            },
+            account: Default::default(),
+        });
+        *last = Some(Arc::clone(&f));
+        f
     }
 
     /// The functions that run for a request, in chain order, with their
@@ -620,8 +678,8 @@ impl<'e> Chain<'e> {
         t.record_function(FunctionRecord {
             timestamp: started,
             request_id: self.ctx.id.to_str().unwrap_or("").to_owned(),
-            site: self.context.site.name.clone(),
-            deploy: self.context.deploy.id.clone(),
+            site: self.context.fixed.site.name.clone(),
+            deploy: self.context.fixed.deploy.id.clone(),
             function_name: step.function.clone(),
             duration: inv.telemetry.duration,
             cpu_time: inv.telemetry.cpu_time,
@@ -961,6 +1019,67 @@ fn to_response(r: HttpResponse, kept: Option<(Body, Option<HeaderValue>)>) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_fixed_context_is_shared_while_requests_come_the_same_way() {
+        let functions = DeployFunctions {
+            routes: Routes::default(),
+            functions: HashMap::default(),
+            fixed: std::sync::Mutex::new(None),
+        };
+        let target = |site: &str, deploy: &str, production: bool| crate::routes::RouteTarget {
+            site: site.parse().expect("a site name"),
+            deploy: deploy.parse().expect("a deploy id"),
+            production,
+            settings: Default::default(),
+            rule_settings: Default::default(),
+        };
+        let d1 = "0123456789abcdef01234567";
+        let d2 = "76543210fedcba9876543210";
+        let t = target("blog", d1, true);
+        let first = functions.fixed_context(&t, "https", "blog.example", "eu-1");
+        assert_eq!(first.site.id, "blog");
+        assert_eq!(first.site.name, "blog");
+        assert_eq!(first.site.url, "https://blog.example");
+        assert_eq!(first.deploy.id, d1);
+        assert_eq!(first.deploy.context, "production");
+        assert!(first.deploy.published);
+        assert_eq!(first.server.region, "eu-1");
+        let again = functions.fixed_context(&t, "https", "blog.example", "eu-1");
+        assert!(
+            Arc::ptr_eq(&first, &again),
+            "the same request path shares it"
+        );
+        // Anything that shows in it makes a new one.
+        let other_ways = [
+            (target("blog", d1, true), "http", "blog.example", "eu-1"),
+            (
+                target("blog", d1, true),
+                "https",
+                "www.blog.example",
+                "eu-1",
+            ),
+            (target("blog", d1, false), "https", "blog.example", "eu-1"),
+            (target("blog", d2, true), "https", "blog.example", "eu-1"),
+            (target("news", d1, true), "https", "blog.example", "eu-1"),
+            (target("blog", d1, true), "https", "blog.example", "us-2"),
+        ];
+        for (t, scheme, host, region) in other_ways {
+            let f = functions.fixed_context(&t, scheme, host, region);
+            assert!(!Arc::ptr_eq(&f, &first), "{scheme} {host} {region} {t:?}");
+            assert_eq!(f.site.url, format!("{scheme}://{host}"));
+            assert_eq!(f.site.id, t.site.as_str());
+            assert_eq!(f.deploy.id, t.deploy.as_str());
+            assert_eq!(f.deploy.published, t.production);
+            let preview = if t.production {
+                "production"
+            } else {
+                "deploy-preview"
+            };
+            assert_eq!(f.deploy.context, preview);
+            assert_eq!(f.server.region, region);
+        }
+    }
 
     #[test]
     fn header_values_become_text_with_invalid_utf8_replaced() {

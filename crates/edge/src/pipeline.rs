@@ -372,7 +372,7 @@ impl Edge {
         if ctx.country.is_none() {
             ctx.country = self.country(ctx, &parts.headers);
         }
-        let context = Arc::new(self.function_context(ctx));
+        let context = Arc::new(self.function_context(ctx, &functions));
         let chain = crate::functions::Chain {
             edge: self,
             runner: &*runner,
@@ -405,15 +405,38 @@ impl Edge {
     }
 
     /// What functions see as `context` (all but `params`).
-    fn function_context(&self, ctx: &RequestCtx) -> ledge_functions::RequestContext {
+    fn function_context(
+        &self,
+        ctx: &RequestCtx,
+        functions: &crate::functions::DeployFunctions,
+    ) -> ledge_functions::RequestContext {
+        // Built whole: a default `fixed` or `env` would be an allocation
+        // thrown away.
+        let (fixed, env) = match &ctx.target {
+            Some(t) => (
+                functions.fixed_context(t, ctx.scheme, &ctx.host, &self.config.region),
+                Arc::clone(&t.settings.env),
+            ),
+            None => (
+                Arc::new(ledge_functions::FixedContext {
+                    server: ledge_functions::ServerInfo {
+                        region: self.config.region.clone(),
+                    },
+                    ..Default::default()
+                }),
+                Arc::default(),
+            ),
+        };
         let mut c = ledge_functions::RequestContext {
             ip: ledge_core::num::ip_text(ctx.client_ip),
             request_id: std::str::from_utf8(ctx.id.as_bytes())
                 .unwrap_or("")
                 .to_owned(),
-            ..Default::default()
+            geo: Default::default(),
+            fixed,
+            params: Default::default(),
+            env,
         };
-        c.server.region = self.config.region.clone();
         let source = ctx
             .target
             .as_ref()
@@ -437,21 +460,6 @@ impl Edge {
         c.geo.latitude = place.location.map(|l| l.0);
         c.geo.longitude = place.location.map(|l| l.1);
         c.geo.timezone = place.timezone;
-        if let Some(t) = &ctx.target {
-            // (`to_owned` of the text, not `to_string`, which goes
-            // through the formatting machinery.)
-            c.site.id = t.site.as_str().to_owned();
-            c.site.name = c.site.id.clone();
-            c.site.url = [ctx.scheme, "://", &ctx.host].concat();
-            c.deploy.id = t.deploy.as_str().to_owned();
-            c.deploy.published = t.production;
-            c.deploy.context = if t.production {
-                "production".into()
-            } else {
-                "deploy-preview".into()
-            };
-            c.env = Arc::clone(&t.settings.env);
-        }
         c
     }
 

@@ -935,32 +935,25 @@ fn json_member(
 /// deploy, and their JSON members (`"account":…,"deploy":…,"server":…,
 /// "site":…`), written once per isolate while they stay the same.
 struct DeployContext {
-    account: crate::types::AccountInfo,
-    deploy: crate::types::DeployInfo,
-    server: crate::types::ServerInfo,
-    site: crate::types::SiteInfo,
+    fixed: Arc<crate::types::FixedContext>,
     json: String,
 }
 
 impl DeployContext {
     fn matches(&self, c: &crate::types::RequestContext) -> bool {
-        self.deploy == c.deploy
-            && self.site == c.site
-            && self.account == c.account
-            && self.server == c.server
+        // Requests share one (the worker keeps the last one sent).
+        Arc::ptr_eq(&self.fixed, &c.fixed) || self.fixed == c.fixed
     }
 
     fn new(c: &crate::types::RequestContext) -> serde_json::Result<Self> {
+        let f = &c.fixed;
         let mut json = Vec::with_capacity(256);
-        json_member(&mut json, "\"account\":", &c.account)?;
-        json_member(&mut json, ",\"deploy\":", &c.deploy)?;
-        json_member(&mut json, ",\"server\":", &c.server)?;
-        json_member(&mut json, ",\"site\":", &c.site)?;
+        json_member(&mut json, "\"account\":", &f.account)?;
+        json_member(&mut json, ",\"deploy\":", &f.deploy)?;
+        json_member(&mut json, ",\"server\":", &f.server)?;
+        json_member(&mut json, ",\"site\":", &f.site)?;
         Ok(Self {
-            account: c.account.clone(),
-            deploy: c.deploy.clone(),
-            server: c.server.clone(),
-            site: c.site.clone(),
+            fixed: Arc::clone(&c.fixed),
             // serde_json writes UTF-8, so this never copies.
             json: String::from_utf8(json)
                 .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),

@@ -36,10 +36,11 @@ pub struct RequestContext {
     pub ip: String,
     pub request_id: String,
     pub geo: Geo,
-    pub site: SiteInfo,
-    pub deploy: DeployInfo,
-    pub server: ServerInfo,
-    pub account: AccountInfo,
+    /// `site`, `deploy`, `server` and `account`: shared, as the edge builds
+    /// them once for the requests to a deploy through one host (and sends
+    /// them to a worker once for many invocations).
+    #[serde(flatten)]
+    pub fixed: std::sync::Arc<FixedContext>,
     /// Named groups of the matched `path` URLPattern.
     pub params: BTreeMap<String, String>,
     /// The site's environment (Functions scope), seen as `Netlify.env`;
@@ -64,6 +65,16 @@ pub struct Geo {
     pub longitude: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timezone: Option<String>,
+}
+
+/// The members of a function's `context` that are the same for every
+/// request to a deploy through one host.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct FixedContext {
+    pub site: SiteInfo,
+    pub deploy: DeployInfo,
+    pub server: ServerInfo,
+    pub account: AccountInfo,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]

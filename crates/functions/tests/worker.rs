@@ -48,6 +48,9 @@ fn main() -> ExitCode {
         ("env_reaches_the_worker", || {
             block_on(env_reaches_the_worker())
         }),
+        ("fixed_context_reaches_the_worker", || {
+            block_on(fixed_context_reaches_the_worker())
+        }),
         ("hundred_in_flight", || block_on(hundred_in_flight())),
         ("a_dropped_invocations_host_call_is_refused", || {
             block_on(a_dropped_invocations_host_call_is_refused())
@@ -236,6 +239,51 @@ async fn env_reaches_the_worker() {
             body(&pool.invoke(&other, &changed, &TestHost::default()).await),
             "r2"
         );
+    }
+}
+
+/// The context's site, deploy and server go to a worker beside the
+/// request, and only when they are not the ones last sent for the bundle.
+async fn fixed_context_reaches_the_worker() {
+    let src = "export default (req, context) => new Response([context.site.url, context.deploy.context, context.server.region, context.ip].join(' '))";
+    let bundle = Bundle::single("site/fixed", src);
+    let req = request("https://site.example/");
+    let mut preview = req.clone();
+    {
+        let c = preview.context_mut();
+        c.ip = "198.51.100.9".into();
+        let f = std::sync::Arc::make_mut(&mut c.fixed);
+        f.site.url = "https://preview--site.example".into();
+        f.deploy.context = "deploy-preview".into();
+    }
+    // The same fixed context as `req`'s, in a map of its own.
+    let mut equal = req.clone();
+    equal.context_mut().fixed = std::sync::Arc::new((*req.context.fixed).clone());
+    let want = "https://site.example production eu-1 203.0.113.7";
+    let want_preview = "https://preview--site.example deploy-preview eu-1 198.51.100.9";
+    let pool = pool(1).await;
+    for (r, want) in [
+        (&req, want),
+        (&req, want),
+        (&preview, want_preview),
+        (&req, want),
+        (&equal, want),
+        (&preview, want_preview),
+    ] {
+        let inv = pool.invoke(&bundle, r, &TestHost::default()).await;
+        assert_eq!(body(&inv), want);
+    }
+    // A worker that keeps one bundle drops the other's with it: the pool
+    // loads it again and sends what goes beside the request too.
+    let mut o = options(1, Limits::default());
+    o.max_bundles = 1;
+    let pool = start(o).await;
+    let other = Bundle::single("site/other", src);
+    for _ in 0..3 {
+        let inv = pool.invoke(&bundle, &req, &TestHost::default()).await;
+        assert_eq!(body(&inv), want);
+        let inv = pool.invoke(&other, &preview, &TestHost::default()).await;
+        assert_eq!(body(&inv), want_preview);
     }
 }
 

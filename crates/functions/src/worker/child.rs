@@ -136,10 +136,18 @@ struct Worker {
     max_bundles: usize,
     /// Bundle key → (bundle, last use).
     bundles: HashMap<String, (Bundle, u64), foldhash::fast::RandomState>,
-    /// Bundle key → the environment its invocations were last sent with.
-    envs: HashMap<String, Arc<BTreeMap<String, String>>, foldhash::fast::RandomState>,
+    /// Bundle key → the environment and the fixed context its invocations
+    /// were last sent with.
+    beside: HashMap<String, Beside, foldhash::fast::RandomState>,
     tick: u64,
     calls: PendingCalls,
+}
+
+/// What the node sends beside a request when it changes (see
+/// [`ToWorker::Invoke`]).
+struct Beside {
+    env: Arc<BTreeMap<String, String>>,
+    fixed: Arc<crate::types::FixedContext>,
 }
 
 fn send(out: &mpsc::UnboundedSender<Vec<u8>>, msg: &ToParent) {
@@ -159,7 +167,7 @@ impl Worker {
             engine: None,
             max_bundles: 1,
             bundles: HashMap::default(),
-            envs: HashMap::default(),
+            beside: HashMap::default(),
             tick: 0,
             calls: PendingCalls::default(),
         }
@@ -201,6 +209,7 @@ impl Worker {
                 key,
                 mut request,
                 env,
+                fixed,
             } => {
                 let engine = self
                     .engine
@@ -213,21 +222,29 @@ impl Worker {
                 };
                 *used = self.tick;
                 let bundle = bundle.clone();
-                request.context_mut().env = match env {
-                    Some(env) => {
-                        self.envs.insert(key, Arc::clone(&env));
-                        env
-                    }
-                    // The node sends it with the first invocation after a
-                    // `Load`; without it, have the node load again.
-                    None => match self.envs.get(&key) {
-                        Some(env) => Arc::clone(env),
-                        None => {
-                            send(&self.out, &ToParent::UnknownBundle { id });
-                            return Ok(());
+                // The node sends both with the first invocation after a
+                // `Load`; without them, have the node load again.
+                let beside = match (self.beside.get_mut(&key), env, fixed) {
+                    (Some(last), env, fixed) => {
+                        if let Some(env) = env {
+                            last.env = env;
                         }
-                    },
+                        if let Some(fixed) = fixed {
+                            last.fixed = fixed;
+                        }
+                        last
+                    }
+                    (None, Some(env), Some(fixed)) => {
+                        self.beside.entry(key).or_insert(Beside { env, fixed })
+                    }
+                    (None, _, _) => {
+                        send(&self.out, &ToParent::UnknownBundle { id });
+                        return Ok(());
+                    }
                 };
+                let context = request.context_mut();
+                context.env = Arc::clone(&beside.env);
+                context.fixed = Arc::clone(&beside.fixed);
                 let host = WorkerHost {
                     id,
                     out: self.out.clone(),
@@ -252,7 +269,7 @@ impl Worker {
             ToWorker::Evict { bundle_id } => {
                 let prefix = format!("{bundle_id}#");
                 self.bundles.retain(|k, _| !k.starts_with(&prefix));
-                self.envs.retain(|k, _| !k.starts_with(&prefix));
+                self.beside.retain(|k, _| !k.starts_with(&prefix));
                 if let Some(engine) = &self.engine {
                     engine.evict(&bundle_id);
                 }
@@ -287,7 +304,7 @@ impl Worker {
             match oldest {
                 Some(k) => {
                     self.bundles.remove(&k);
-                    self.envs.remove(&k);
+                    self.beside.remove(&k);
                 }
                 None => break,
             }

@@ -283,8 +283,15 @@ struct ConnState {
     calls: HashMap<u64, Call, Fast>,
     /// Bundle keys sent with `Load`.
     loaded: HashSet<String, Fast>,
-    /// The environment last sent with an `Invoke` of each bundle key.
-    envs: HashMap<String, Arc<std::collections::BTreeMap<String, String>>, Fast>,
+    /// What the last `Invoke` of each bundle key sent beside its request.
+    sent: HashMap<String, Beside, Fast>,
+}
+
+/// What an `Invoke` sends beside its request when the worker does not have
+/// it yet for the bundle key: requests to a site share these.
+struct Beside {
+    env: Arc<std::collections::BTreeMap<String, String>>,
+    fixed: Arc<crate::types::FixedContext>,
 }
 
 #[derive(Default)]
@@ -603,7 +610,7 @@ impl Runner for WorkerPool {
         for conn in self.conns().into_iter().flatten() {
             let mut st = lock(&conn.state);
             st.loaded.retain(|k| !k.starts_with(&prefix));
-            st.envs.retain(|k, _| !k.starts_with(&prefix));
+            st.sent.retain(|k, _| !k.starts_with(&prefix));
             drop(st);
             conn.send(&frames);
         }
@@ -945,22 +952,34 @@ impl Conn {
         let internal =
             |e: postcard::Error| InvocationError::new(ErrorKind::Internal, e.to_string());
         let key = bundle.key();
-        let (load, send_env) = {
+        let context = &request.context;
+        let (load, send_env, send_fixed) = {
             let mut st = lock(&self.state);
             let fresh = !st.loaded.contains(key) && st.loaded.insert(key.to_string());
             let load = fresh || reload;
-            // Requests to a site share its settings' map: the same map as
-            // last time is not sent again.
-            let same = !load
-                && st
-                    .envs
-                    .get(key)
-                    .is_some_and(|e| Arc::ptr_eq(e, &request.context.env));
-            if !same {
-                st.envs
-                    .insert(key.to_string(), Arc::clone(&request.context.env));
+            // Requests to a site share its settings' map and their fixed
+            // context: the same as last time is not sent again.
+            match st.sent.get_mut(key) {
+                Some(last) if !load => {
+                    let env = !Arc::ptr_eq(&last.env, &context.env);
+                    let fixed = !Arc::ptr_eq(&last.fixed, &context.fixed);
+                    if env {
+                        last.env = Arc::clone(&context.env);
+                    }
+                    if fixed {
+                        last.fixed = Arc::clone(&context.fixed);
+                    }
+                    (false, env, fixed)
+                }
+                _ => {
+                    let beside = Beside {
+                        env: Arc::clone(&context.env),
+                        fixed: Arc::clone(&context.fixed),
+                    };
+                    st.sent.insert(key.to_string(), beside);
+                    (load, true, true)
+                }
             }
-            (load, !same)
         };
         if load {
             let msg = ToWorker::Load {
@@ -971,22 +990,22 @@ impl Conn {
             if let Err(e) = protocol::encode(&msg, out) {
                 let mut st = lock(&self.state);
                 st.loaded.remove(key);
-                st.envs.remove(key);
+                st.sent.remove(key);
                 return Err(internal(e));
             }
         }
-        let env = send_env.then_some(&*request.context.env);
         protocol::encode(
             &InvokeRef {
                 id,
                 key,
                 request,
-                env,
+                env: send_env.then_some(&*context.env),
+                fixed: send_fixed.then_some(&*context.fixed),
             },
             out,
         )
         .map_err(|e| {
-            lock(&self.state).envs.remove(key);
+            lock(&self.state).sent.remove(key);
             internal(e)
         })
     }

@@ -15,8 +15,8 @@ use serde::{Deserialize, Serialize, Serializer};
 use crate::bundle::BundleSource;
 use crate::engine::Limits;
 use crate::types::{
-    AccountInfo, CodeName, DeployInfo, Geo, HostRequest, HttpResponse, Invocation, InvocationError,
-    InvocationOutcome, InvocationRequest, RequestContext, ServerInfo, SiteInfo, Telemetry,
+    CodeName, FixedContext, Geo, HostRequest, HttpResponse, Invocation, InvocationError,
+    InvocationOutcome, InvocationRequest, RequestContext, Telemetry,
 };
 use crate::worker::sandbox::SandboxReport;
 
@@ -43,15 +43,17 @@ pub(crate) enum ToWorker {
         env: Option<BTreeMap<String, String>>,
     },
     /// Run one request (encoded without a copy by [`InvokeRef`]). The
-    /// request travels without its environment: `env` is `Some` when it is
-    /// not the one this worker was last sent for `key` (or when `key` was
-    /// just loaded), and the worker keeps it for the next ones.
+    /// request travels without its environment and its context's
+    /// [`FixedContext`]: each is `Some` when it is not the one this worker
+    /// was last sent for `key` (or when `key` was just loaded), and the
+    /// worker keeps them for the next ones.
     Invoke {
         id: u64,
         key: String,
         #[serde(with = "RequestWire")]
         request: InvocationRequest,
         env: Option<std::sync::Arc<BTreeMap<String, String>>>,
+        fixed: Option<std::sync::Arc<FixedContext>>,
     },
     /// The answer to a [`ToParent::HostCall`].
     HostResult {
@@ -76,8 +78,10 @@ pub(crate) struct InvokeRef<'a> {
     pub id: u64,
     pub key: &'a str,
     pub request: &'a InvocationRequest,
-    /// The request's environment, if the worker needs it sent.
+    /// The request's environment, if the worker needs it sent ...
     pub env: Option<&'a BTreeMap<String, String>>,
+    /// ... and its context's fixed members.
+    pub fixed: Option<&'a FixedContext>,
 }
 
 impl Serialize for InvokeRef<'_> {
@@ -88,11 +92,12 @@ impl Serialize for InvokeRef<'_> {
                 RequestWire::serialize(self.0, s)
             }
         }
-        let mut v = s.serialize_struct_variant("ToWorker", INVOKE_VARIANT, "Invoke", 4)?;
+        let mut v = s.serialize_struct_variant("ToWorker", INVOKE_VARIANT, "Invoke", 5)?;
         v.serialize_field("id", &self.id)?;
         v.serialize_field("key", self.key)?;
         v.serialize_field("request", &Req(self.request))?;
         v.serialize_field("env", &self.env)?;
+        v.serialize_field("fixed", &self.fixed)?;
         v.end()
     }
 }
@@ -255,10 +260,9 @@ struct ContextWire {
     request_id: String,
     #[serde(with = "GeoWire")]
     geo: Geo,
-    site: SiteInfo,
-    deploy: DeployInfo,
-    server: ServerInfo,
-    account: AccountInfo,
+    /// Sent beside the request ([`ToWorker::Invoke`]'s `fixed`).
+    #[serde(skip)]
+    fixed: std::sync::Arc<FixedContext>,
     params: BTreeMap<String, String>,
     /// Sent beside the request ([`ToWorker::Invoke`]'s `env`).
     #[serde(skip)]
@@ -365,6 +369,9 @@ mod tests {
         r.context_mut().geo.city = Some("Lyon".into());
         r.context_mut().geo.latitude = Some(45.7);
         std::sync::Arc::make_mut(&mut r.context_mut().env).insert("K".into(), "V".into());
+        let fixed = std::sync::Arc::make_mut(&mut r.context_mut().fixed);
+        fixed.site.name = "site".into();
+        fixed.deploy.id = "d1".into();
         r
     }
 
@@ -377,13 +384,16 @@ mod tests {
     #[test]
     fn invoke_by_reference_decodes_as_invoke() {
         let req = request();
-        // With the environment beside the request, and without it.
-        for env in [Some(&*req.context.env), None] {
+        // With the environment and the fixed context beside the request,
+        // and without them.
+        let with = (Some(&*req.context.env), Some(&*req.context.fixed));
+        for (env, fixed) in [with, (None, None)] {
             let f = frame(&InvokeRef {
                 id: 7,
                 key: "k",
                 request: &req,
                 env,
+                fixed,
             })
             .unwrap();
             match decode::<ToWorker>(payload(&f)).unwrap() {
@@ -392,11 +402,15 @@ mod tests {
                     key,
                     mut request,
                     env: sent,
+                    fixed: sent_fixed,
                 } => {
                     assert_eq!((id, key.as_str()), (7, "k"));
                     assert!(request.context.env.is_empty(), "not inside the request");
+                    assert_eq!(*request.context.fixed, FixedContext::default());
                     assert_eq!(sent.as_deref(), env);
+                    assert_eq!(sent_fixed.as_deref(), fixed);
                     request.context_mut().env = std::sync::Arc::clone(&req.context.env);
+                    request.context_mut().fixed = std::sync::Arc::clone(&req.context.fixed);
                     assert_eq!(request, req);
                 }
                 other => panic!("{other:?}"),

@@ -119,19 +119,22 @@ pub fn request(url: &str) -> InvocationRequest {
         context: Arc::new(RequestContext {
             ip: "203.0.113.7".into(),
             request_id: "req-1".into(),
-            site: SiteInfo {
-                id: "s1".into(),
-                name: "site".into(),
-                url: "https://site.example".into(),
-            },
-            deploy: DeployInfo {
-                id: "d1".into(),
-                context: "production".into(),
-                published: true,
-            },
-            server: ServerInfo {
-                region: "eu-1".into(),
-            },
+            fixed: Arc::new(FixedContext {
+                site: SiteInfo {
+                    id: "s1".into(),
+                    name: "site".into(),
+                    url: "https://site.example".into(),
+                },
+                deploy: DeployInfo {
+                    id: "d1".into(),
+                    context: "production".into(),
+                    published: true,
+                },
+                server: ServerInfo {
+                    region: "eu-1".into(),
+                },
+                ..Default::default()
+            }),
             ..Default::default()
         }),
     }
