@@ -14,13 +14,14 @@ thread_local! {
 }
 
 /// A reading of the calling thread's CPU clock that is not later than the
-/// clock now: the last one taken on this thread if it is younger than
-/// `fresh`, else a new one. Reading the clock is a system call (0.7 µs
-/// here); a segment of tenant code that starts from an older reading is
-/// charged the thread's CPU time since then, at most `fresh` more.
-pub(crate) fn thread_cpu_ns_at_most(fresh: Duration) -> Option<u64> {
+/// clock at `now` (the caller's reading of the monotonic clock): the last one
+/// taken on this thread if it was younger than `fresh` then, else a new
+/// one. Reading the CPU clock is a system call (0.7 µs here); a segment of
+/// tenant code that starts from an older reading is charged the thread's
+/// CPU time since then, at most `fresh` more.
+pub(crate) fn thread_cpu_ns_at_most(fresh: Duration, now: Instant) -> Option<u64> {
     match LAST.get() {
-        Some((ns, at)) if at.elapsed() < fresh => Some(ns),
+        Some((ns, at)) if now.saturating_duration_since(at) < fresh => Some(ns),
         _ => thread_cpu_ns(),
     }
 }
@@ -65,7 +66,7 @@ mod tests {
         let a = super::thread_cpu_ns().unwrap_or(0);
         // Young enough: the same reading, no new one.
         assert_eq!(
-            super::thread_cpu_ns_at_most(Duration::from_secs(3600)),
+            super::thread_cpu_ns_at_most(Duration::from_secs(3600), std::time::Instant::now()),
             Some(a)
         );
         let mut x = 0u64;
@@ -74,14 +75,17 @@ mod tests {
         }
         std::hint::black_box(x);
         // Too old: a new reading, later than the first.
-        let b = super::thread_cpu_ns_at_most(Duration::ZERO).unwrap_or(0);
+        let b =
+            super::thread_cpu_ns_at_most(Duration::ZERO, std::time::Instant::now()).unwrap_or(0);
         assert!(b > a);
         // Each thread has its own.
-        let other = std::thread::spawn(|| super::thread_cpu_ns_at_most(Duration::from_secs(3600)))
-            .join()
-            .ok()
-            .flatten()
-            .unwrap_or(u64::MAX);
+        let other = std::thread::spawn(|| {
+            super::thread_cpu_ns_at_most(Duration::from_secs(3600), std::time::Instant::now())
+        })
+        .join()
+        .ok()
+        .flatten()
+        .unwrap_or(u64::MAX);
         assert!(other < b, "another thread's reading is its own clock's");
     }
 }

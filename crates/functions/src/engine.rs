@@ -200,11 +200,16 @@ impl Engine {
     ) -> Invocation {
         let started = Instant::now();
         let mut telemetry = Telemetry::default();
+        // When the invocation starts (its wall time counts from there): now,
+        // or after a cold isolate was made.
+        let mut begun = started;
         let mut isolate = match self.checkout(bundle) {
             Some(i) => i,
             None => {
                 telemetry.cold_start = true;
-                match Isolate::new(bundle, &self.limits) {
+                let made = Isolate::new(bundle, &self.limits);
+                begun = Instant::now();
+                match made {
                     Ok(i) => i,
                     Err(e) => {
                         telemetry.duration = started.elapsed();
@@ -218,7 +223,7 @@ impl Engine {
             }
         };
         let (outcome, set_cookies) = isolate
-            .invoke(request, host, &self.limits, &mut telemetry)
+            .invoke(request, host, &self.limits, &mut telemetry, begun)
             .await;
         telemetry.duration = started.elapsed();
         self.checkin(isolate);

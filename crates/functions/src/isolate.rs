@@ -138,7 +138,12 @@ impl Shared {
     }
 
     fn now_ns(&self) -> u64 {
-        u64::try_from(self.base.elapsed().as_nanos()).unwrap_or(u64::MAX)
+        self.ns_at(Instant::now())
+    }
+
+    /// `at` on the clock of [`Shared::now_ns`].
+    fn ns_at(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.base).as_nanos()).unwrap_or(u64::MAX)
     }
 
     /// The clock the budget is measured with in the current segment: the
@@ -167,12 +172,13 @@ impl Shared {
     fn arm(&self, budget: Duration, precise: bool) -> u64 {
         self.precise.store(precise, Ordering::Relaxed);
         let budget = u64::try_from(budget.as_nanos()).unwrap_or(u64::MAX);
-        let now = self.now_ns();
+        let at = Instant::now();
+        let now = self.ns_at(at);
         self.armed_at_ns.store(now, Ordering::Relaxed);
         // A reading of the CPU clock taken on this thread within the last
         // RECENT_CPU_READING serves as the start (it can only be earlier).
         let start = if precise {
-            crate::cpu::thread_cpu_ns_at_most(RECENT_CPU_READING).unwrap_or(now)
+            crate::cpu::thread_cpu_ns_at_most(RECENT_CPU_READING, at).unwrap_or(now)
         } else {
             now
         };
@@ -376,16 +382,18 @@ impl Isolate {
         })
     }
 
-    /// Runs one invocation to its end (including `waitUntil` work).
+    /// Runs one invocation, begun at `started`, to its end (including
+    /// `waitUntil` work). Fills `telemetry` but for its `duration` (the
+    /// caller's, which knows what came before).
     pub(crate) async fn invoke(
         &mut self,
         request: Cow<'_, InvocationRequest>,
         host: &dyn Host,
         limits: &Limits,
         telemetry: &mut Telemetry,
+        started: Instant,
     ) -> (InvocationOutcome, Vec<String>) {
-        let started = Instant::now();
-        self.begin(limits);
+        self.begin(limits, started);
         let mut run = Run {
             cpu: Duration::ZERO,
             outcome: None,
@@ -437,7 +445,6 @@ impl Isolate {
         {
             self.poisoned = true;
         }
-        telemetry.duration = started.elapsed();
         telemetry.cpu_time = run.cpu;
         telemetry.host_calls = run.host_calls;
         {
@@ -472,7 +479,7 @@ impl Isolate {
             .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
     }
 
-    fn begin(&self, limits: &Limits) {
+    fn begin(&self, limits: &Limits, started: Instant) {
         self.shared.interrupted.store(false, Ordering::Relaxed);
         self.shared.settled.store(false, Ordering::Relaxed);
         *lock(&self.shared.outcome) = None;
@@ -480,7 +487,7 @@ impl Isolate {
         self.shared.budget.reset_refused();
         self.shared
             .invocation_start_ns
-            .store(self.shared.now_ns(), Ordering::Relaxed);
+            .store(self.shared.ns_at(started), Ordering::Relaxed);
         lock(&self.shared.host_ops).clear();
         let mut c = lock(&self.shared.console);
         c.lines.clear();
