@@ -134,8 +134,9 @@ struct Worker {
     report: Option<sandbox::SandboxReport>,
     engine: Option<Rc<Engine>>,
     max_bundles: usize,
-    /// Bundle key → (bundle, last use).
-    bundles: HashMap<String, (Bundle, u64), foldhash::fast::RandomState>,
+    /// Bundle key → (bundle, last use); shared with the invocations that
+    /// run it (a `Bundle`'s clone copies its names).
+    bundles: HashMap<String, (Rc<Bundle>, u64), foldhash::fast::RandomState>,
     /// Bundle key → the environment and the fixed context its invocations
     /// were last sent with.
     beside: HashMap<String, Beside, foldhash::fast::RandomState>,
@@ -221,7 +222,7 @@ impl Worker {
                     return Ok(());
                 };
                 *used = self.tick;
-                let bundle = bundle.clone();
+                let bundle = Rc::clone(bundle);
                 // The node sends both with the first invocation after a
                 // `Load`; without them, have the node load again.
                 let beside = match (self.beside.get_mut(&key), env, fixed) {
@@ -294,7 +295,7 @@ impl Worker {
             return Err(bad("bundle key does not match its source"));
         }
         self.tick += 1;
-        self.bundles.insert(key, (bundle, self.tick));
+        self.bundles.insert(key, (Rc::new(bundle), self.tick));
         while self.bundles.len() > self.max_bundles {
             let oldest = self
                 .bundles
