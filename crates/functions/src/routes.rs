@@ -59,9 +59,22 @@ struct Matcher {
     /// Whether it has named groups (the request's `params`): without them
     /// a match needs no captures.
     named: bool,
+    /// A `path` without `*` or `:name` (most are), without its trailing
+    /// `/`: it matches itself, and itself with one `/` after it, as `re`
+    /// does; comparing costs a tenth of running `re`.
+    literal: Option<String>,
 }
 
 impl Matcher {
+    fn is_match(&self, path: &str) -> bool {
+        match &self.literal {
+            Some(lit) => path
+                .strip_prefix(lit.as_str())
+                .is_some_and(|rest| rest.is_empty() || rest == "/"),
+            None => self.re.is_match(path),
+        }
+    }
+
     fn path(function: &str, path: &str) -> Result<Self, RouteError> {
         if !path.starts_with('/') {
             return Err(RouteError {
@@ -98,11 +111,20 @@ impl Matcher {
                 c => re.push_str(&regex::escape(c.encode_utf8(&mut [0u8; 4]))),
             }
         }
+        let literal = !path.contains('*') && names.is_empty();
         if re.ends_with('/') && re.len() > 2 {
             re.pop();
         }
         re.push_str("/?$");
-        Self::compile(function, &re)
+        let mut m = Self::compile(function, &re)?;
+        if literal {
+            let base = match path.strip_suffix('/') {
+                Some(b) if !b.is_empty() => b,
+                _ => path,
+            };
+            m.literal = Some(base.to_owned());
+        }
+        Ok(m)
     }
 
     fn pattern(function: &str, pattern: &str) -> Result<Self, RouteError> {
@@ -124,6 +146,7 @@ impl Matcher {
             .map(|re| Self {
                 named: re.capture_names().flatten().next().is_some(),
                 re,
+                literal: None,
             })
             .map_err(|e| RouteError {
                 function: function.to_owned(),
@@ -174,8 +197,8 @@ impl Route {
         {
             return None;
         }
-        let hit = self.matchers.iter().find(|m| m.re.is_match(req.path))?;
-        if self.excluded.iter().any(|m| m.re.is_match(req.path)) {
+        let hit = self.matchers.iter().find(|m| m.is_match(req.path))?;
+        if self.excluded.iter().any(|m| m.is_match(req.path)) {
             return None;
         }
         for (name, cond) in &self.headers {
@@ -336,6 +359,31 @@ pub fn plan(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A literal path's quick comparison answers as its regular expression.
+    #[test]
+    fn literal_paths_match_as_their_regex() {
+        let paths = [
+            "/", "//", "/hello", "/hello/", "/a/b", "/a/b/", "/a.b", "/a+b", "/a:1", "/é",
+            "/a%20b", "/a?", "/(x)", "/a//",
+        ];
+        let requests = [
+            "", "/", "//", "///", "/hello", "/hello/", "/hello//", "/Hello", "/hellox", "/hell",
+            "/a/b", "/a/b/", "/a/bc", "/a.b", "/axb", "/a+b", "/aab", "/a:1", "/é", "/e", "/a%20b",
+            "/a b", "/a?", "/a", "/(x)", "/x", "/a//", "/a/", "/a///", "/hello\n",
+        ];
+        for path in paths {
+            let m = Matcher::path("f", path).expect("a path");
+            assert!(m.literal.is_some(), "{path:?} is literal");
+            for r in requests {
+                assert_eq!(m.is_match(r), m.re.is_match(r), "{path:?} against {r:?}");
+            }
+        }
+        for path in ["/a/*", "/:name", "/a/:x/b"] {
+            let m = Matcher::path("f", path).expect("a path");
+            assert!(m.literal.is_none(), "{path:?} is not literal");
+        }
+    }
 
     fn decl(function: &str, path: &[&str]) -> Declaration {
         Declaration {
