@@ -202,6 +202,17 @@ impl<E: Send + 'static> Mailbox<E> {
     pub(super) fn current(
         slot: &'static std::thread::LocalKey<RefCell<Option<Arc<Mailbox<E>>>>>,
     ) -> Option<Arc<Mailbox<E>>> {
+        // Inside a task (the usual caller), the mailbox made earlier serves
+        // without a clone of the runtime's handle.
+        if tokio::task::try_id().is_some() {
+            let made = slot.with(|cell| {
+                let cell = cell.borrow();
+                cell.as_ref().filter(|mb| !mb.is_closed()).cloned()
+            });
+            if made.is_some() {
+                return made;
+            }
+        }
         let handle = tokio::runtime::Handle::try_current().ok()?;
         slot.with(|cell| {
             let mut cell = cell.borrow_mut();
@@ -270,6 +281,12 @@ mod tests {
         let mb = Mailbox::current(&SLOT).expect("inside a runtime");
         let again = Mailbox::current(&SLOT).expect("inside a runtime");
         assert!(Arc::ptr_eq(&mb, &again), "one mailbox per thread");
+        // (A #[tokio::test] runs on one thread: a task sees the same.)
+        let in_task = tokio::spawn(async { Mailbox::current(&SLOT) })
+            .await
+            .expect("the task")
+            .expect("inside a runtime");
+        assert!(Arc::ptr_eq(&mb, &in_task), "one mailbox per thread");
         let (tx, mut rx) = inbox();
         let mb2 = Arc::clone(&mb);
         std::thread::spawn(move || {
@@ -379,10 +396,19 @@ mod tests {
         let second = tokio::runtime::Builder::new_current_thread()
             .build()
             .expect("runtime");
+        // Inside a task, first: the closed one is not taken for it.
+        let in_task = second
+            .block_on(async { tokio::spawn(async { Mailbox::current(&SLOT) }).await })
+            .expect("the task")
+            .expect("inside a runtime");
         let mb2 = second
             .block_on(async { Mailbox::current(&SLOT) })
             .expect("inside a runtime");
         assert!(!Arc::ptr_eq(&mb, &mb2));
+        assert!(Arc::ptr_eq(&in_task, &mb2), "one mailbox per thread");
         assert!(!mb2.is_closed());
+        // Outside any runtime: none.
+        drop(second);
+        assert!(Mailbox::current(&SLOT).is_none());
     }
 }
