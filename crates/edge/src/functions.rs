@@ -360,7 +360,7 @@ impl DeployFunctions {
         };
         self.routes
             .matching(&req)
-            .filter(|(r, _)| self.functions.contains_key(&r.function))
+            .filter(|(r, _)| self.functions.contains_key(&*r.function))
             .map(|(r, params)| Step {
                 function: r.function.clone(),
                 params: params.into_iter().collect(),
@@ -373,8 +373,8 @@ impl DeployFunctions {
 /// One function of a request's chain.
 #[derive(Debug, Clone)]
 pub struct Step {
-    /// Function name.
-    pub function: String,
+    /// Function name (shared with its route).
+    pub function: Arc<str>,
     /// Named groups of its matched path.
     pub params: BTreeMap<String, String>,
     /// Runs after the cache lookup (`cache: "manual"`).
@@ -518,7 +518,7 @@ impl<'e> Chain<'e> {
                 // that each step's future stays small to move.
                 return Box::pin(self.rest(&req)).await;
             };
-            let Some(loaded) = self.functions.functions.get(&step.function) else {
+            let Some(loaded) = self.functions.functions.get(&*step.function) else {
                 return self.run(i + 1, req).await;
             };
             let invocation = InvocationRequest {
@@ -551,7 +551,7 @@ impl<'e> Chain<'e> {
                             Some(body) => Some(body),
                             None => {
                                 return rescue(&EdgeError::FunctionFailed {
-                                    function: step.function.clone(),
+                                    function: step.function.to_string(),
                                     why: "it answered with a response body it had already read"
                                         .into(),
                                 })
@@ -573,7 +573,7 @@ impl<'e> Chain<'e> {
                         .await
                     }
                     None => rescue(&EdgeError::FunctionFailed {
-                        function: step.function.clone(),
+                        function: step.function.to_string(),
                         why: "it rewrote to another site (use fetch for that)".into(),
                     }),
                 },
@@ -585,7 +585,7 @@ impl<'e> Chain<'e> {
                         }
                         OnError::Fail => {
                             return rescue(&EdgeError::FunctionFailed {
-                                function: step.function.clone(),
+                                function: step.function.to_string(),
                                 why: failure(e.kind).into(),
                             })
                         }
@@ -680,7 +680,7 @@ impl<'e> Chain<'e> {
             request_id: self.ctx.id.to_str().unwrap_or("").to_owned(),
             site: self.context.fixed.site.name.clone(),
             deploy: self.context.fixed.deploy.id.clone(),
-            function_name: step.function.clone(),
+            function_name: step.function.to_string(),
             duration: inv.telemetry.duration,
             cpu_time: inv.telemetry.cpu_time,
             outcome,

@@ -86,7 +86,7 @@ pub struct RequestCtx {
     /// What the HTTP cache did.
     pub cache_status: CacheStatus,
     /// The first edge function that ran.
-    pub function: Option<String>,
+    pub function: Option<Arc<str>>,
 }
 
 /// Key authorizations of pending ACME HTTP-01 challenges, by token.

@@ -165,8 +165,8 @@ enum HeaderMatch {
 /// One function's route.
 #[derive(Debug, Clone)]
 pub struct Route {
-    /// The function.
-    pub function: String,
+    /// The function (shared: each request's chain names it).
+    pub function: std::sync::Arc<str>,
     /// Runs after the cache lookup (`cache: "manual"`).
     pub cache_manual: bool,
     matchers: Vec<Matcher>,
@@ -279,7 +279,7 @@ fn compile_route(d: &Declaration, excluded: &Declaration) -> Result<Route, Route
         headers.push((name.to_ascii_lowercase(), m));
     }
     Ok(Route {
-        function: d.function.clone(),
+        function: d.function.as_str().into(),
         cache_manual: d.cache_manual,
         matchers,
         excluded: ex,
@@ -515,17 +515,21 @@ mod tests {
         // Without a path an inline config declares nothing.
         inline.insert("nopath".to_owned(), cfg(&[], None));
         let routes = plan(&toml, &inline).unwrap();
-        let names = |rs: &[Route]| rs.iter().map(|r| r.function.clone()).collect::<Vec<_>>();
+        let names = |rs: &[Route]| {
+            rs.iter()
+                .map(|r| r.function.to_string())
+                .collect::<Vec<_>>()
+        };
         assert_eq!(names(&routes.pre_cache), ["zeta", "alpha", "aaa", "mid"]);
         assert_eq!(names(&routes.post_cache), ["beta"]);
         let on_new: Vec<String> = routes
             .matching(&req("GET", "/new"))
-            .map(|(r, _)| r.function.clone())
+            .map(|(r, _)| r.function.to_string())
             .collect();
         assert_eq!(on_new, ["zeta", "alpha", "aaa", "mid", "beta"]);
         let on_old: Vec<String> = routes
             .matching(&req("GET", "/old"))
-            .map(|(r, _)| r.function.clone())
+            .map(|(r, _)| r.function.to_string())
             .collect();
         assert_eq!(on_old, ["zeta", "aaa", "mid", "beta"]);
     }

@@ -93,7 +93,7 @@ pub struct Answer {
     /// The rule that answered (`_redirects:12`, `netlify.toml:3`), if any.
     pub rule: Option<String>,
     /// The edge function that answered, if any.
-    pub function_name: Option<String>,
+    pub function_name: Option<Arc<str>>,
     /// Firewall rule that matched, if any.
     pub firewall_rule: Option<String>,
     /// Why the request was blocked, if it was.
