@@ -469,10 +469,7 @@ impl Isolate {
         let mut out = Vec::with_capacity(fixed.len() + 160);
         out.push(b'{');
         out.extend_from_slice(fixed.as_bytes());
-        json_member(&mut out, ",\"geo\":", &c.geo)?;
-        json_member(&mut out, ",\"ip\":", &c.ip)?;
-        json_member(&mut out, ",\"params\":", &c.params)?;
-        json_member(&mut out, ",\"requestId\":", &c.request_id)?;
+        request_context_members(&mut out, c)?;
         out.push(b'}');
         // serde_json writes UTF-8, so this never copies.
         Ok(String::from_utf8(out)
@@ -938,6 +935,49 @@ fn json_member(
     serde_json::to_writer(out, value)
 }
 
+/// The context's members of this request (`,"geo":…,"ip":…,"params":…,
+/// "requestId":…`), as serde_json writes them, with its machinery only for
+/// what needs it: an empty geo or params is `{}`, and text that needs no
+/// escape is copied as it is (the address and the request id always are).
+fn request_context_members(
+    out: &mut Vec<u8>,
+    c: &crate::types::RequestContext,
+) -> serde_json::Result<()> {
+    fn text(out: &mut Vec<u8>, key: &str, s: &str) -> serde_json::Result<()> {
+        // serde_json escapes `"`, `\` and the control characters, and
+        // nothing else.
+        if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+            out.extend_from_slice(key.as_bytes());
+            out.push(b'"');
+            out.extend_from_slice(s.as_bytes());
+            out.push(b'"');
+            Ok(())
+        } else {
+            json_member(out, key, &s)
+        }
+    }
+    let g = &c.geo;
+    let no_geo = g.city.is_none()
+        && g.country.is_none()
+        && g.subdivision.is_none()
+        && g.postal_code.is_none()
+        && g.latitude.is_none()
+        && g.longitude.is_none()
+        && g.timezone.is_none();
+    if no_geo {
+        out.extend_from_slice(b",\"geo\":{}");
+    } else {
+        json_member(out, ",\"geo\":", g)?;
+    }
+    text(out, ",\"ip\":", &c.ip)?;
+    if c.params.is_empty() {
+        out.extend_from_slice(b",\"params\":{}");
+    } else {
+        json_member(out, ",\"params\":", &c.params)?;
+    }
+    text(out, ",\"requestId\":", &c.request_id)
+}
+
 /// The parts of the context that are the same for every request to a
 /// deploy, and their JSON members (`"account":…,"deploy":…,"server":…,
 /// "site":…`), written once per isolate while they stay the same.
@@ -1321,6 +1361,79 @@ fn test_numbers(mut seed: u64) -> impl FnMut() -> usize {
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
         (seed >> 33) as usize
+    }
+}
+
+#[cfg(test)]
+mod context_json_tests {
+    use crate::types::{CodeName, Geo, RequestContext};
+
+    /// The members as serde_json alone writes them.
+    fn plain(c: &RequestContext) -> Vec<u8> {
+        let mut out = Vec::new();
+        super::json_member(&mut out, ",\"geo\":", &c.geo).unwrap();
+        super::json_member(&mut out, ",\"ip\":", &c.ip).unwrap();
+        super::json_member(&mut out, ",\"params\":", &c.params).unwrap();
+        super::json_member(&mut out, ",\"requestId\":", &c.request_id).unwrap();
+        out
+    }
+
+    #[test]
+    fn request_members_are_what_serde_json_writes() {
+        let texts = [
+            "",
+            "203.0.113.7",
+            "2001:db8::1",
+            "01JD8ZQ4X5N6P7R8S9T0V1W2X3",
+            "a\"b",
+            "a\\b",
+            "tab\there",
+            "line\nbreak",
+            "\u{1}\u{1f}\u{7f}",
+            "caf\u{e9} \u{2713} \u{1f600}",
+            "</script>",
+        ];
+        let geos = [
+            Geo::default(),
+            Geo {
+                city: Some("Lyon".into()),
+                ..Geo::default()
+            },
+            Geo {
+                country: Some(CodeName {
+                    code: "FR".into(),
+                    name: "Fran\"ce".into(),
+                }),
+                latitude: Some(45.75),
+                longitude: Some(-4.5e-7),
+                timezone: Some("Europe/Paris".into()),
+                ..Geo::default()
+            },
+        ];
+        for (i, ip) in texts.iter().enumerate() {
+            let id = texts[(i * 7 + 3) % texts.len()];
+            for geo in &geos {
+                for params in [vec![], vec![("slug", "a\"b"), ("id", "7")]] {
+                    let c = RequestContext {
+                        ip: (*ip).into(),
+                        request_id: id.into(),
+                        geo: geo.clone(),
+                        params: params
+                            .iter()
+                            .map(|(k, v)| (k.to_string(), v.to_string()))
+                            .collect(),
+                        ..RequestContext::default()
+                    };
+                    let mut ours = Vec::new();
+                    super::request_context_members(&mut ours, &c).unwrap();
+                    assert_eq!(
+                        String::from_utf8_lossy(&ours),
+                        String::from_utf8_lossy(&plain(&c)),
+                        "{c:?}"
+                    );
+                }
+            }
+        }
     }
 }
 
