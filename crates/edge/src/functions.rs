@@ -994,7 +994,8 @@ fn to_response(r: HttpResponse, kept: Option<(Body, Option<HeaderValue>)>) -> Re
     let mut resp = Response::new(body);
     *resp.status_mut() = StatusCode::from_u16(r.status).unwrap_or(StatusCode::OK);
     let h = resp.headers_mut();
-    for (k, v) in &r.headers {
+    h.reserve(r.headers.len());
+    for (k, v) in r.headers {
         let Ok(name) = HeaderName::from_bytes(k.as_bytes()) else {
             continue;
         };
@@ -1004,7 +1005,9 @@ fn to_response(r: HttpResponse, kept: Option<(Body, Option<HeaderValue>)>) -> Re
         {
             continue;
         }
-        if let Ok(v) = HeaderValue::from_str(v) {
+        // The text's own buffer becomes the value (checked as `from_str`
+        // checks it), not a copy of it.
+        if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(v.into_bytes())) {
             h.append(name, v);
         }
     }
@@ -1078,6 +1081,55 @@ mod tests {
             };
             assert_eq!(f.deploy.context, preview);
             assert_eq!(f.server.region, region);
+        }
+    }
+
+    #[test]
+    fn a_function_answer_keeps_its_headers_but_the_framing_ones() {
+        let pairs = [
+            ("content-type", "text/plain"),
+            ("X-Two", "a"),
+            ("x-two", "b"),
+            ("content-length", "99"),
+            ("transfer-encoding", "chunked"),
+            ("connection", "close"),
+            ("bad name", "x"),
+            ("x-control", "a\u{1}b"),
+            ("x-del", "a\u{7f}"),
+            ("x-tab", "a\tb"),
+            ("x-text", "caf\u{e9}"),
+        ];
+        let r = HttpResponse {
+            status: 201,
+            headers: pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            body: b"hi".to_vec(),
+            body_handle: None,
+        };
+        let resp = to_response(r, None);
+        assert_eq!(resp.status(), StatusCode::CREATED);
+        let got: Vec<(String, Vec<u8>)> = resp
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+            .collect();
+        let want: Vec<(String, Vec<u8>)> = [
+            ("content-type", "text/plain"),
+            ("x-two", "a"),
+            ("x-two", "b"),
+            ("x-tab", "a\tb"),
+            ("x-text", "caf\u{e9}"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+        .collect();
+        assert_eq!(got, want);
+        // What `from_str` would refuse is refused.
+        for (_, v) in &pairs[7..] {
+            let ours = HeaderValue::from_maybe_shared(Bytes::from(v.to_string().into_bytes()));
+            assert_eq!(ours.is_ok(), HeaderValue::from_str(v).is_ok(), "{v:?}");
         }
     }
 
