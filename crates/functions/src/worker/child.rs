@@ -16,7 +16,7 @@ use crate::bundle::Bundle;
 use crate::engine::{Engine, Host, HostError};
 use crate::isolate::lock;
 use crate::types::{HostRequest, HttpResponse};
-use crate::worker::protocol::{self, CallKind, HostOutcome, ToParent, ToWorker};
+use crate::worker::protocol::{self, Beside, CallKind, HostOutcome, ToParent, ToWorker};
 use crate::worker::sandbox;
 
 /// Stack of the thread that runs the isolates (see the crate doc on
@@ -142,13 +142,6 @@ struct Worker {
     beside: HashMap<String, Beside, foldhash::fast::RandomState>,
     tick: u64,
     calls: PendingCalls,
-}
-
-/// What the node sends beside a request when it changes (see
-/// [`ToWorker::Invoke`]).
-struct Beside {
-    env: Arc<BTreeMap<String, String>>,
-    fixed: Arc<crate::types::FixedContext>,
 }
 
 fn send(out: &mpsc::UnboundedSender<Vec<u8>>, msg: &ToParent) {

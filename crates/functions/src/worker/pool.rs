@@ -26,6 +26,7 @@ use crate::types::{
     Telemetry,
 };
 use crate::worker::mailbox::{inbox, Delivery, Inbox, Mailbox};
+use crate::worker::protocol::Beside;
 use crate::worker::protocol::{self, CallKind, HostOutcome, InvokeRef, ToParent, ToWorker};
 use crate::worker::sandbox::SandboxReport;
 
@@ -285,13 +286,6 @@ struct ConnState {
     loaded: HashSet<String, Fast>,
     /// What the last `Invoke` of each bundle key sent beside its request.
     sent: HashMap<String, Beside, Fast>,
-}
-
-/// What an `Invoke` sends beside its request when the worker does not have
-/// it yet for the bundle key: requests to a site share these.
-struct Beside {
-    env: Arc<std::collections::BTreeMap<String, String>>,
-    fixed: Arc<crate::types::FixedContext>,
 }
 
 #[derive(Default)]

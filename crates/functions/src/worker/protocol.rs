@@ -70,6 +70,15 @@ pub(crate) enum ToWorker {
     },
 }
 
+/// What goes beside the requests of a bundle key ([`ToWorker::Invoke`]'s
+/// `env` and `fixed`), as the last `Invoke` that sent it left it: the node
+/// keeps it to know what the worker has, the worker to fill in requests
+/// that came without it. Requests to a site share both.
+pub(crate) struct Beside {
+    pub env: std::sync::Arc<BTreeMap<String, String>>,
+    pub fixed: std::sync::Arc<FixedContext>,
+}
+
 /// Variant index of [`ToWorker::Invoke`] (declaration order above).
 const INVOKE_VARIANT: u32 = 2;
 
