@@ -81,8 +81,9 @@ pub struct DeployFunctions {
     routes: Routes,
     functions: HashMap<String, Loaded, foldhash::fast::RandomState>,
     /// The fixed part of the functions' `context` last built for a request
-    /// to this deploy ([`DeployFunctions::fixed_context`]).
-    fixed: std::sync::Mutex<Option<Arc<FixedContext>>>,
+    /// to this deploy ([`DeployFunctions::fixed_context`]); read by every
+    /// request to it, on any thread, without a lock.
+    fixed: arc_swap::ArcSwapOption<FixedContext>,
 }
 
 impl std::fmt::Debug for DeployFunctions {
@@ -283,7 +284,7 @@ impl DeployFunctions {
         Some(Arc::new(DeployFunctions {
             routes,
             functions: loaded,
-            fixed: std::sync::Mutex::new(None),
+            fixed: arc_swap::ArcSwapOption::empty(),
         }))
     }
 
@@ -298,7 +299,6 @@ impl DeployFunctions {
         host: &str,
         region: &str,
     ) -> Arc<FixedContext> {
-        let mut last = self.fixed.lock().unwrap_or_else(|e| e.into_inner());
         let fits = |f: &FixedContext| {
             f.site.id == target.site.as_str()
                 && f.deploy.id == target.deploy.as_str()
@@ -310,8 +310,8 @@ impl DeployFunctions {
                     .and_then(|u| u.strip_prefix("://"))
                     == Some(host)
         };
-        if let Some(f) = last.as_ref().filter(|f| fits(f)) {
-            return Arc::clone(f);
+        if let Some(f) = self.fixed.load_full().filter(|f| fits(f)) {
+            return f;
         }
         // (`to_owned` of the text, not `to_string`, which goes through the
         // formatting machinery.)
@@ -336,7 +336,7 @@ impl DeployFunctions {
             },
             account: Default::default(),
         });
-        *last = Some(Arc::clone(&f));
+        self.fixed.store(Some(Arc::clone(&f)));
         f
     }
 
@@ -1028,7 +1028,7 @@ mod tests {
         let functions = DeployFunctions {
             routes: Routes::default(),
             functions: HashMap::default(),
-            fixed: std::sync::Mutex::new(None),
+            fixed: arc_swap::ArcSwapOption::empty(),
         };
         let target = |site: &str, deploy: &str, production: bool| crate::routes::RouteTarget {
             site: site.parse().expect("a site name"),
