@@ -57,18 +57,42 @@ fn warm_pass(c: &mut Criterion) {
     });
 }
 
+/// Percentiles over every measured call (criterion reports means).
+fn report(what: &str, samples: &mut [Duration]) {
+    if samples.is_empty() {
+        return;
+    }
+    samples.sort();
+    let pct = |p: f64| samples[((samples.len() as f64 - 1.0) * p) as usize];
+    eprintln!(
+        "{what} over {} calls: p50 {:?}  p90 {:?}  p99 {:?}  max {:?}",
+        samples.len(),
+        pct(0.5),
+        pct(0.9),
+        pct(0.99),
+        pct(1.0)
+    );
+}
+
+/// A cold start in process: the bundle evaluated in a new isolate (and its
+/// `config` read). With `max_isolates` 0 each isolate is evicted at once;
+/// its drop is left to `idle_work` (untimed, as in a worker, where it runs
+/// after the answer is out).
 fn cold(c: &mut Criterion) {
-    // max_isolates 0: every isolate is dropped after use, so each call creates one.
     let engine = Engine::new(Limits {
         max_isolates: 0,
         ..Limits::default()
     });
     let bundle = Bundle::single("bench/hello", HELLO);
+    // As a worker that was idle since its last cold start: a blank isolate
+    // (runtime, context, glue) is ready, and the cold start evaluates the
+    // tenant's module in it.
     let mut samples: Vec<Duration> = Vec::new();
-    c.bench_function("cold isolate (create + evaluate + drop)", |b| {
+    c.bench_function("cold isolate, blank one ready (evaluate)", |b| {
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
+                while engine.idle_work() {}
                 let t = Instant::now();
                 engine.config(&bundle).expect("isolate");
                 let d = t.elapsed();
@@ -78,19 +102,75 @@ fn cold(c: &mut Criterion) {
             total
         })
     });
-    // Percentiles over every measured call (criterion reports means).
-    if !samples.is_empty() {
-        samples.sort();
-        let pct = |p: f64| samples[((samples.len() as f64 - 1.0) * p) as usize];
-        eprintln!(
-            "cold isolate over {} calls: p50 {:?}  p90 {:?}  p99 {:?}  max {:?}",
-            samples.len(),
-            pct(0.5),
-            pct(0.9),
-            pct(0.99),
-            pct(1.0)
-        );
-    }
+    report("cold isolate, blank one ready", &mut samples);
+    // The same for a bundle no isolate has compiled yet (a deploy's first
+    // request): its module is compiled from source too.
+    let mut samples: Vec<Duration> = Vec::new();
+    let mut n = 0u64;
+    c.bench_function(
+        "cold isolate of a new bundle, blank one ready (compile + evaluate)",
+        |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    n += 1;
+                    let bundle = Bundle::single(&format!("bench/new-{n}"), HELLO);
+                    while engine.idle_work() {}
+                    let t = Instant::now();
+                    engine.config(&bundle).expect("isolate");
+                    let d = t.elapsed();
+                    samples.push(d);
+                    total += d;
+                }
+                total
+            })
+        },
+    );
+    report(
+        "cold isolate of a new bundle, blank one ready",
+        &mut samples,
+    );
+    // Cold starts back to back, with no idle time between them: each makes
+    // its isolate from nothing.
+    let mut samples: Vec<Duration> = Vec::new();
+    c.bench_function("cold isolate, none ready (create + evaluate)", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                engine.drop_evicted();
+                // A blank isolate left from the case above is not used.
+                while engine.has_spare() {
+                    let other = Bundle::single("bench/other", HELLO);
+                    engine.config(&other).expect("isolate");
+                }
+                engine.drop_evicted();
+                let t = Instant::now();
+                engine.config(&bundle).expect("isolate");
+                let d = t.elapsed();
+                samples.push(d);
+                total += d;
+            }
+            total
+        })
+    });
+    report("cold isolate, none ready", &mut samples);
+    // What `idle_work` does off the answer's path: drop an evicted isolate.
+    let mut samples: Vec<Duration> = Vec::new();
+    c.bench_function("dropping an isolate (idle work)", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                engine.config(&bundle).expect("isolate");
+                let t = Instant::now();
+                engine.drop_evicted();
+                let d = t.elapsed();
+                samples.push(d);
+                total += d;
+            }
+            total
+        })
+    });
+    report("dropping an isolate", &mut samples);
 }
 
 /// The same warm "hello" through a pool of worker processes (this bench
@@ -141,9 +221,81 @@ fn warm_pool(c: &mut Criterion) {
     });
 }
 
+/// A deploy's first request through a worker process: a bundle the worker
+/// has not seen (sent, compiled, evaluated in a new isolate), after the
+/// worker was idle for 5 ms (time for its idle work: a blank isolate ready)
+/// or right after the previous one (none ready).
+fn cold_pool(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let exe = std::env::current_exe().expect("current exe");
+    let mut opts = WorkerOptions::new(exe, Vec::new());
+    opts.envs.push((WORKER_ENV.into(), "1".into()));
+    opts.workers = 1;
+    let pool = WorkerPool::start(opts).expect("worker pool");
+    assert!(rt.block_on(pool.ready(Duration::from_secs(10))));
+    let req = hello_request();
+    let mut n = 0u64;
+    let warm = Bundle::single("bench/warm", HELLO);
+    rt.block_on(pool.invoke(&warm, &req, &NoHost));
+    for (name, pause, fresh) in [
+        // The anchor: a warm invocation after the same pause (waking an
+        // idle process costs more than one that is running).
+        (
+            "warm invocation, worker pool, after 5 ms idle",
+            Duration::from_millis(5),
+            false,
+        ),
+        (
+            "first request of a deploy, worker pool, after 5 ms idle",
+            Duration::from_millis(5),
+            true,
+        ),
+        (
+            "first request of a deploy, worker pool, back to back",
+            Duration::ZERO,
+            true,
+        ),
+    ] {
+        let mut samples: Vec<Duration> = Vec::new();
+        c.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                rt.block_on(async {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iters {
+                        n += 1;
+                        let made;
+                        let bundle = if fresh {
+                            made = Bundle::single(&format!("bench/deploy-{n}"), HELLO);
+                            &made
+                        } else {
+                            &warm
+                        };
+                        if !pause.is_zero() {
+                            tokio::time::sleep(pause).await;
+                        }
+                        let t = Instant::now();
+                        let inv = pool.invoke(bundle, &req, &NoHost).await;
+                        let d = t.elapsed();
+                        assert_eq!(inv.telemetry.cold_start, fresh);
+                        assert!(matches!(inv.outcome, InvocationOutcome::Response(_)));
+                        samples.push(d);
+                        total += d;
+                    }
+                    total
+                })
+            })
+        });
+        report(name, &mut samples);
+    }
+}
+
 const WORKER_ENV: &str = "LEDGE_BENCH_WORKER";
 
-criterion_group!(benches, warm, warm_pool, warm_pass, cold);
+criterion_group!(benches, warm, warm_pool, warm_pass, cold, cold_pool);
 
 fn main() -> std::process::ExitCode {
     if std::env::var_os(WORKER_ENV).is_some() {

@@ -2,13 +2,14 @@
 
 use std::borrow::Cow;
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
 use crate::bundle::Bundle;
-use crate::isolate::{lock, Isolate};
+use crate::isolate::{lock, Blank, Isolate};
 use crate::types::{
     ErrorKind, FunctionConfig, HostRequest, HttpResponse, Invocation, InvocationError,
     InvocationOutcome, InvocationRequest, Telemetry,
@@ -122,11 +123,32 @@ impl Runner for Engine {
     }
 }
 
+/// Evicted isolates kept for [`Engine::idle_work`] to drop (dropping one
+/// costs about a third of making one); past this many, an eviction drops
+/// its isolate at once.
+const MAX_EVICTED: usize = 8;
+
 /// Runs edge functions in a pool of warm isolates.
+///
+/// Work that need not delay an answer waits for [`Engine::idle_work`],
+/// which the embedder calls when nothing else is running: dropping evicted
+/// isolates, and making a blank isolate (runtime, context and glue, no
+/// bundle) for the next cold start, which then only evaluates the tenant's
+/// modules. An embedder that never calls it gets neither: evicted isolates
+/// are then dropped at once.
 pub struct Engine {
     limits: Limits,
     /// Idle isolates, least recently used first.
     idle: Mutex<VecDeque<Isolate>>,
+    /// The blank isolate the next cold start takes, if one was made.
+    spare: Mutex<Option<Blank>>,
+    /// Evicted isolates not dropped yet.
+    evicted: Mutex<Vec<Isolate>>,
+    /// Whether `idle_work` was ever called: until then, an evicted isolate
+    /// is dropped at once.
+    deferring: AtomicBool,
+    /// Blank isolates `idle_work` made.
+    blanks_made: AtomicU64,
 }
 
 impl Engine {
@@ -134,6 +156,72 @@ impl Engine {
         Engine {
             limits,
             idle: Mutex::new(VecDeque::new()),
+            spare: Mutex::new(None),
+            evicted: Mutex::new(Vec::new()),
+            deferring: AtomicBool::new(false),
+            blanks_made: AtomicU64::new(0),
+        }
+    }
+
+    /// Does one piece of deferred work: drops one evicted isolate, or else
+    /// makes the blank isolate for the next cold start if there is none.
+    /// Returns whether there may be more (call it again while idle). Each
+    /// piece takes about as long as a cold start at most.
+    pub fn idle_work(&self) -> bool {
+        self.deferring.store(true, Ordering::Relaxed);
+        if self.drop_one_evicted() {
+            return true;
+        }
+        if lock(&self.spare).is_some() {
+            return false;
+        }
+        match Blank::new(&self.limits) {
+            Ok(blank) => {
+                *lock(&self.spare) = Some(blank);
+                self.blanks_made.fetch_add(1, Ordering::Relaxed);
+                !lock(&self.evicted).is_empty()
+            }
+            // Cold starts make their own (and report why that fails).
+            Err(_) => false,
+        }
+    }
+
+    /// Whether [`Engine::idle_work`] has anything to do.
+    pub fn has_idle_work(&self) -> bool {
+        !lock(&self.evicted).is_empty() || lock(&self.spare).is_none()
+    }
+
+    /// Drops the evicted isolates now (part of [`Engine::idle_work`]).
+    pub fn drop_evicted(&self) {
+        while self.drop_one_evicted() {}
+    }
+
+    fn drop_one_evicted(&self) -> bool {
+        let one = lock(&self.evicted).pop();
+        one.is_some()
+    }
+
+    /// Whether a blank isolate is ready for the next cold start.
+    pub fn has_spare(&self) -> bool {
+        lock(&self.spare).is_some()
+    }
+
+    /// Blank isolates [`Engine::idle_work`] has made so far.
+    pub fn blanks_made(&self) -> u64 {
+        self.blanks_made.load(Ordering::Relaxed)
+    }
+
+    /// Evicted isolates waiting to be dropped.
+    pub fn evicted_isolates(&self) -> usize {
+        lock(&self.evicted).len()
+    }
+
+    /// A new isolate for `bundle`: from the blank one if it is ready.
+    fn cold(&self, bundle: &Bundle) -> Result<Isolate, InvocationError> {
+        let spare = lock(&self.spare).take();
+        match spare {
+            Some(blank) => Isolate::from_blank(blank, bundle, &self.limits),
+            None => Isolate::new(bundle, &self.limits),
         }
     }
 
@@ -164,7 +252,7 @@ impl Engine {
     pub fn config(&self, bundle: &Bundle) -> Result<Option<FunctionConfig>, InvocationError> {
         let isolate = match self.checkout(bundle) {
             Some(i) => i,
-            None => Isolate::new(bundle, &self.limits)?,
+            None => self.cold(bundle)?,
         };
         let config = isolate.config.clone();
         self.checkin(isolate);
@@ -207,7 +295,7 @@ impl Engine {
             Some(i) => i,
             None => {
                 telemetry.cold_start = true;
-                let made = Isolate::new(bundle, &self.limits);
+                let made = self.cold(bundle);
                 begun = Instant::now();
                 match made {
                     Ok(i) => i,
@@ -250,7 +338,17 @@ impl Engine {
             let excess = idle.len().saturating_sub(self.limits.max_isolates);
             idle.drain(..excess).collect::<Vec<_>>()
         };
-        drop(evicted);
+        if !self.deferring.load(Ordering::Relaxed) {
+            drop(evicted);
+            return;
+        }
+        // Dropped by `idle_work`, after this invocation's answer is out.
+        let mut kept = lock(&self.evicted);
+        let room = MAX_EVICTED.saturating_sub(kept.len());
+        let mut evicted = evicted.into_iter();
+        kept.extend(evicted.by_ref().take(room));
+        drop(kept);
+        drop(evicted.collect::<Vec<_>>());
     }
 }
 

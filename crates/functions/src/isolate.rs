@@ -254,11 +254,10 @@ impl Shared {
     }
 }
 
-/// The JS values the host keeps between calls: the glue's internals (never
-/// reachable from tenant code) and the default export.
-struct Handles {
+/// The glue's values the host keeps between calls (never reachable from
+/// tenant code).
+struct GlueHandles {
     internals: Persistent<Object<'static>>,
-    handler: Persistent<Function<'static>>,
     /// The glue's `run` (kept, not looked up by name per invocation).
     run: Persistent<Function<'static>>,
     /// `Request.prototype` and the glue's `Context.prototype`, for the
@@ -267,16 +266,40 @@ struct Handles {
     context_proto: Persistent<Object<'static>>,
 }
 
-// SAFETY: `Persistent` is `!Send` only because it holds raw engine pointers.
-// These values belong to the isolate's runtime, which is itself `Send` (the
-// `parallel` feature serialises every use behind the runtime's lock): they are
-// only restored inside `Context::with` (holding that lock), and dropped with
-// the `Isolate` that owns them exclusively, before its context and runtime
-// (field order). An `Isolate` is never shared between threads (`Handles` is
-// not `Sync`), only moved, and QuickJS has no thread affinity besides the
-// stack top, which rquickjs refreshes on every entry.
+/// The JS values the host keeps between calls: the glue's and the bundle's
+/// default export.
+struct Handles {
+    internals: Persistent<Object<'static>>,
+    handler: Persistent<Function<'static>>,
+    run: Persistent<Function<'static>>,
+    request_proto: Persistent<Object<'static>>,
+    context_proto: Persistent<Object<'static>>,
+}
+
+// SAFETY (both impls): `Persistent` is `!Send` only because it holds raw
+// engine pointers. These values belong to the isolate's runtime, which is
+// itself `Send` (the `parallel` feature serialises every use behind the
+// runtime's lock): they are only restored inside `Context::with` (holding
+// that lock), and dropped with the `Blank` or `Isolate` that owns them
+// exclusively, before its context and runtime (field order). Neither is ever
+// shared between threads (the handles are not `Sync`), only moved, and
+// QuickJS has no thread affinity besides the stack top, which rquickjs
+// refreshes on every entry.
+#[allow(unsafe_code)]
+unsafe impl Send for GlueHandles {}
 #[allow(unsafe_code)]
 unsafe impl Send for Handles {}
+
+/// An isolate with its glue loaded and no bundle yet, made ahead of need
+/// (`Engine::idle_work`) so that a cold start only evaluates the tenant's
+/// modules. No tenant code has run in it. Field order matters as for
+/// [`Isolate`].
+pub(crate) struct Blank {
+    glue: GlueHandles,
+    ctx: Context,
+    rt: Runtime,
+    shared: Arc<Shared>,
+}
 
 /// A warm isolate for one bundle. Field order matters: JS handles are dropped
 /// before the context, the context before the runtime.
@@ -326,10 +349,10 @@ fn caught_message(e: &CaughtError<'_>) -> String {
     }
 }
 
-impl Isolate {
-    /// Creates the runtime, installs the globals and evaluates the bundle.
-    pub(crate) fn new(bundle: &Bundle, limits: &Limits) -> Result<Isolate, InvocationError> {
-        let keep = KeepAlive::default();
+impl Blank {
+    /// Creates the runtime and its context and loads the glue (most of a
+    /// cold isolate's cost), for a bundle to be named later.
+    pub(crate) fn new(limits: &Limits) -> Result<Blank, InvocationError> {
         let budget = Budget::new(limits.memory_bytes);
         let rt = Runtime::new_with_alloc(LimitedAllocator::new(Arc::clone(&budget)))
             .map_err(|e| err(ErrorKind::Internal, e.to_string()))?;
@@ -353,6 +376,42 @@ impl Isolate {
                 }
             },
         )));
+        let ctx = Context::full(&rt).map_err(|e| err(ErrorKind::Internal, e.to_string()))?;
+        shared.arm(limits.cpu_time, true);
+        let glue = ctx.with(|ctx| glue_setup(&ctx, &shared));
+        shared.disarm();
+        let glue = glue.map_err(|e| classify(&shared, limits, e))?;
+        Ok(Blank {
+            glue,
+            ctx,
+            rt,
+            shared,
+        })
+    }
+}
+
+impl Isolate {
+    /// Creates the runtime, installs the globals and evaluates the bundle.
+    pub(crate) fn new(bundle: &Bundle, limits: &Limits) -> Result<Isolate, InvocationError> {
+        Isolate::from_blank(Blank::new(limits)?, bundle, limits)
+    }
+
+    /// Evaluates the bundle in a blank isolate (which no tenant code has
+    /// run in).
+    pub(crate) fn from_blank(
+        blank: Blank,
+        bundle: &Bundle,
+        limits: &Limits,
+    ) -> Result<Isolate, InvocationError> {
+        // Declared first, so that on failure it is dropped after the runtime
+        // (QuickJS may point into the bytecode it keeps).
+        let keep = KeepAlive::default();
+        let Blank {
+            glue,
+            ctx,
+            rt,
+            shared,
+        } = blank;
         rt.set_loader(
             BundleResolver(bundle.shared_modules()),
             BundleLoader {
@@ -361,10 +420,8 @@ impl Isolate {
                 keep: KeepAlive::clone(&keep),
             },
         );
-        let ctx = Context::full(&rt).map_err(|e| err(ErrorKind::Internal, e.to_string()))?;
-
         shared.arm(limits.cpu_time, true);
-        let setup = ctx.with(|ctx| setup(&ctx, bundle, &shared, &keep));
+        let setup = ctx.with(|ctx| setup(&ctx, bundle, glue, &keep));
         shared.disarm();
         let classify = |e: InvocationError| classify(&shared, limits, e);
         let (handles, config) = setup.map_err(classify)?;
@@ -865,20 +922,48 @@ fn load_glue<'js>(ctx: &Ctx<'js>) -> rquickjs::Result<Function<'js>> {
     module.get("default")
 }
 
-fn setup<'js>(
-    ctx: &Ctx<'js>,
-    bundle: &Bundle,
-    shared: &Arc<Shared>,
-    keep: &KeepAlive,
-) -> Result<Setup, InvocationError> {
+/// Loads the glue and its natives into a new context.
+fn glue_setup(ctx: &Ctx<'_>, shared: &Arc<Shared>) -> Result<GlueHandles, InvocationError> {
     let internal = |e: CaughtError<'_>| err(ErrorKind::Internal, caught_message(&e));
     let glue: Function = load_glue(ctx).catch(ctx).map_err(internal)?;
     let n = natives::install(ctx, Arc::clone(shared))
         .catch(ctx)
         .map_err(internal)?;
-    let env_json =
-        serde_json::to_string(bundle.env()).map_err(|e| err(ErrorKind::Internal, e.to_string()))?;
-    let internals: Object = glue.call((n, env_json)).catch(ctx).map_err(internal)?;
+    let internals: Object = glue.call((n,)).catch(ctx).map_err(internal)?;
+    let run: Function = internals.get("run").catch(ctx).map_err(internal)?;
+    let request_proto: Object = internals.get("requestProto").catch(ctx).map_err(internal)?;
+    let context_proto: Object = internals.get("contextProto").catch(ctx).map_err(internal)?;
+    Ok(GlueHandles {
+        run: Persistent::save(ctx, run),
+        request_proto: Persistent::save(ctx, request_proto),
+        context_proto: Persistent::save(ctx, context_proto),
+        internals: Persistent::save(ctx, internals),
+    })
+}
+
+/// Gives the glue the deploy's env, evaluates the bundle's entry module and
+/// reads its default export and `config`.
+fn setup<'js>(
+    ctx: &Ctx<'js>,
+    bundle: &Bundle,
+    glue: GlueHandles,
+    keep: &KeepAlive,
+) -> Result<Setup, InvocationError> {
+    let internal = |e: CaughtError<'_>| err(ErrorKind::Internal, caught_message(&e));
+    let internals = glue
+        .internals
+        .clone()
+        .restore(ctx)
+        .map_err(|e| err(ErrorKind::Internal, e.to_string()))?;
+    if !bundle.env().is_empty() {
+        let env_json = serde_json::to_string(bundle.env())
+            .map_err(|e| err(ErrorKind::Internal, e.to_string()))?;
+        let set_env: Function = internals.get("deployEnv").catch(ctx).map_err(internal)?;
+        set_env
+            .call::<_, ()>((env_json,))
+            .catch(ctx)
+            .map_err(internal)?;
+    }
 
     let module_err = |e: CaughtError<'_>| err(ErrorKind::Module, caught_message(&e));
     let entry = bundle.entry();
@@ -908,15 +993,18 @@ fn setup<'js>(
                 .map_err(|e| err(ErrorKind::Module, format!("invalid `config` export: {e}")))?,
         ),
     };
-    let run: Function = internals.get("run").catch(ctx).map_err(internal)?;
-    let request_proto: Object = internals.get("requestProto").catch(ctx).map_err(internal)?;
-    let context_proto: Object = internals.get("contextProto").catch(ctx).map_err(internal)?;
+    let GlueHandles {
+        internals,
+        run,
+        request_proto,
+        context_proto,
+    } = glue;
     let handles = Handles {
-        run: Persistent::save(ctx, run),
-        request_proto: Persistent::save(ctx, request_proto),
-        context_proto: Persistent::save(ctx, context_proto),
-        internals: Persistent::save(ctx, internals),
+        internals,
         handler: Persistent::save(ctx, handler),
+        run,
+        request_proto,
+        context_proto,
     };
     Ok((handles, config))
 }

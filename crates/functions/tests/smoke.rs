@@ -263,3 +263,127 @@ async fn synchronous_handlers() {
     .await;
     assert_eq!(body(&inv), "later");
 }
+
+/// `idle_work` makes a blank isolate; the next cold start evaluates its
+/// bundle in it, with the deploy's env at module top level, and a later
+/// bundle's blank one never sees what an earlier bundle left in its globals.
+#[tokio::test]
+async fn blank_isolates_serve_cold_starts() {
+    let e = engine();
+    assert!(e.has_idle_work() && !e.has_spare());
+    while e.idle_work() {}
+    assert!(e.has_spare() && !e.has_idle_work());
+
+    let mut env = std::collections::BTreeMap::new();
+    env.insert("K".to_string(), "deploy-a".to_string());
+    let a = Bundle::single(
+        "site-a",
+        "globalThis.mark = 'a'; const k = Netlify.env.get('K'); \
+         export default () => new Response(`${k} ${globalThis.mark}`); \
+         export const config = { path: '/a' };",
+    )
+    .with_env(env);
+    let req = request("https://site.example/");
+    let inv = e.invoke(&a, &req, &TestHost::default()).await;
+    assert!(inv.telemetry.cold_start);
+    assert_eq!(body(&inv), "deploy-a a");
+    assert!(!e.has_spare() && e.has_idle_work());
+
+    // The warm isolate is reused; the next bundle gets a new blank one.
+    let inv = e.invoke(&a, &req, &TestHost::default()).await;
+    assert!(!inv.telemetry.cold_start);
+    while e.idle_work() {}
+    assert!(e.has_spare());
+    let b = Bundle::single(
+        "site-b",
+        "const seen = typeof globalThis.mark; \
+         export default () => new Response(`${seen} ${typeof globalThis.mark} ${Netlify.env.get('K')}`);",
+    );
+    let inv = e.invoke(&b, &req, &TestHost::default()).await;
+    assert!(inv.telemetry.cold_start);
+    assert_eq!(body(&inv), "undefined undefined undefined");
+
+    // `config` is read the same way from a blank isolate.
+    while e.idle_work() {}
+    let c = Bundle::single(
+        "site-c",
+        "export default () => {}; export const config = { path: '/c' };",
+    );
+    let config = e.config(&c).expect("config").expect("an inline config");
+    assert_eq!(config.path, vec!["/c".to_string()]);
+    assert!(!e.has_spare());
+}
+
+/// A bundle that fails in a blank isolate fails as it would in a new one,
+/// and the blank isolate is not used again.
+#[tokio::test]
+async fn failing_modules_in_blank_isolates() {
+    let e = engine();
+    let req = request("https://site.example/");
+    for (src, kind) in [
+        (
+            "throw new Error('at load'); export default () => {}",
+            ErrorKind::Module,
+        ),
+        ("export default () => {", ErrorKind::Module),
+        ("export const x = 1;", ErrorKind::NoHandler),
+        ("for (;;) {} export default () => {}", ErrorKind::CpuLimit),
+    ] {
+        while e.idle_work() {}
+        assert!(e.has_spare());
+        let bundle = Bundle::single("bad", src);
+        let inv = e.invoke(&bundle, &req, &TestHost::default()).await;
+        match &inv.outcome {
+            InvocationOutcome::Error(err) => assert_eq!(err.kind, kind, "{src}"),
+            o => panic!("{src}: {o:?}"),
+        }
+        assert!(!e.has_spare(), "{src}");
+        assert_eq!(e.idle_isolates(), 0, "{src}");
+    }
+    while e.idle_work() {}
+    let ok = run(&e, "export default () => new Response('fine')", &req).await;
+    assert_eq!(body(&ok), "fine");
+}
+
+/// Once an embedder does idle work, evicted isolates wait for it to be
+/// dropped, at most eight of them: past that an eviction drops its isolate
+/// at once. Before, every eviction drops at once.
+#[tokio::test]
+async fn evicted_isolates_wait_for_idle_work() {
+    let e = Engine::new(Limits {
+        max_isolates: 1,
+        ..Limits::default()
+    });
+    let req = request("https://site.example/");
+    for i in 0..3 {
+        let b = Bundle::single(&format!("a{i}"), "export default () => new Response('x')");
+        assert_eq!(body(&e.invoke(&b, &req, &TestHost::default()).await), "x");
+    }
+    assert_eq!(e.idle_isolates(), 1);
+    assert_eq!(e.evicted_isolates(), 0);
+    assert!(!e.has_spare());
+
+    while e.idle_work() {}
+    for i in 0..3 {
+        let b = Bundle::single(&format!("b{i}"), "export default () => new Response('x')");
+        assert_eq!(body(&e.invoke(&b, &req, &TestHost::default()).await), "x");
+    }
+    // The a-bundle's isolate left over, and b0's and b1's.
+    assert_eq!(e.idle_isolates(), 1);
+    assert_eq!(e.evicted_isolates(), 3);
+    assert!(e.has_idle_work());
+    assert!(e.idle_work());
+    assert_eq!(e.evicted_isolates(), 2);
+    e.drop_evicted();
+    assert_eq!(e.evicted_isolates(), 0);
+
+    for i in 0..20 {
+        let b = Bundle::single(&format!("c{i}"), "export default () => new Response('x')");
+        assert_eq!(body(&e.invoke(&b, &req, &TestHost::default()).await), "x");
+        assert!(e.evicted_isolates() <= 8);
+    }
+    assert_eq!(e.evicted_isolates(), 8);
+    while e.idle_work() {}
+    assert_eq!(e.evicted_isolates(), 0);
+    assert!(e.has_spare());
+}

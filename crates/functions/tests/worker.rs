@@ -75,6 +75,9 @@ fn main() -> ExitCode {
         ("deploys_do_not_share_globals", || {
             block_on(deploys_do_not_share_globals())
         }),
+        ("blank_isolates_are_made_while_idle", || {
+            block_on(blank_isolates_are_made_while_idle())
+        }),
         ("malformed_frame_kills_the_worker", || {
             block_on(malformed_frame_kills_the_worker())
         }),
@@ -761,6 +764,61 @@ async fn deploys_do_not_share_globals() {
     assert_eq!(body(&pool.invoke(&d1, &req, &host).await), "1:none");
     assert_eq!(body(&pool.invoke(&d1, &req, &host).await), "2:set");
     assert_eq!(body(&pool.invoke(&d2, &req, &host).await), "1:none");
+}
+
+/// A worker makes a blank isolate while idle (at its start, and after each
+/// cold start took the one it had), never while invocations run, and not
+/// again while one is ready.
+async fn blank_isolates_are_made_while_idle() {
+    let mut o = options(1, Limits::default());
+    o.ping_interval = Duration::from_millis(10);
+    let pool = start(o).await;
+    // What the worker reports a while from now (waiting up to 10 s for a
+    // blank isolate to be reported ready).
+    let report_later = || {
+        let pool = &pool;
+        async move {
+            // Pings go out every 10 ms: the answer read 40 ms from now
+            // reflects the worker's state after now.
+            tokio::time::sleep(Duration::from_millis(40)).await;
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                let report = pool.blank_isolates()[0].expect("a worker");
+                if report.0 || Instant::now() > deadline {
+                    return report;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    };
+    let (ready, made) = report_later().await;
+    assert!(
+        ready && made == 1,
+        "one blank isolate at the start: {ready} {made}"
+    );
+
+    let host = TestHost::default();
+    let req = request("https://s.example/");
+    let mut expected = made;
+    for i in 0..3 {
+        let bundle = Bundle::single(
+            &format!("deploy-{i}/fn"),
+            "export default () => new Response('cold')",
+        );
+        let inv = pool.invoke(&bundle, &req, &host).await;
+        assert_eq!(body(&inv), "cold");
+        assert!(inv.telemetry.cold_start);
+        expected += 1;
+        let (ready, made) = report_later().await;
+        assert!(ready && made == expected, "cold start {i}: {ready} {made}");
+        // Warm invocations leave the blank one unused.
+        for _ in 0..5 {
+            let inv = pool.invoke(&bundle, &req, &host).await;
+            assert!(!inv.telemetry.cold_start);
+        }
+        let (ready, made) = report_later().await;
+        assert!(ready && made == expected, "warm after {i}: {ready} {made}");
+    }
 }
 
 /// Workers that misbehave: `garbage` writes a malformed frame, `silent`

@@ -1,8 +1,9 @@
 // Ledge edge runtime glue. A module compiled once per process to bytecode and
 // loaded into every isolate; Rust calls its default export with the native
 // bindings (`N`) and keeps the object it returns (the internals) out of reach
-// of tenant code.
-export default function (N, deployEnvJson) {
+// of tenant code. An isolate may get its glue before it knows its bundle (a
+// blank made ahead of need): the deploy's env comes later (`deployEnv`).
+export default function (N) {
   "use strict";
   const G = globalThis;
   const defineGlobal = (name, value) =>
@@ -1545,6 +1546,7 @@ export default function (N, deployEnvJson) {
   let currentContext = null;
   // The invocation's env, parsed on first use; set/delete stay in this invocation.
   // Outside a handler (module top level, late timers): the deploy's env.
+  let deployEnvJson = "{}";
   let deployEnv = null;
   const envOf = () => (inv ? inv.envObj || (inv.envObj = JSON.parse(inv.envJson))
     : deployEnv || (deployEnv = JSON.parse(deployEnvJson || "{}")));
@@ -1813,6 +1815,12 @@ export default function (N, deployEnvJson) {
     end() {
       flushRejections();
       inv = null; currentContext = null;
+    },
+    // The deploy's env, for code outside a handler (set before the
+    // bundle's modules are evaluated).
+    deployEnv(json) {
+      deployEnvJson = json;
+      deployEnv = null;
     },
     config(ns) {
       const c = ns.config;

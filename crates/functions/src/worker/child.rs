@@ -1,6 +1,7 @@
 //! The worker process: sandbox, then an [`Engine`] on a current-thread tokio
 //! runtime serving frames from the node on fd 0.
 
+use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap};
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::process::ExitCode;
@@ -10,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Notify};
 
 use crate::bundle::Bundle;
 use crate::engine::{Engine, Host, HostError};
@@ -142,6 +143,34 @@ struct Worker {
     beside: HashMap<String, Beside, foldhash::fast::RandomState>,
     tick: u64,
     calls: PendingCalls,
+    idle: Rc<Idle>,
+}
+
+/// Invocations running in this worker, and a wake-up for the engine's idle
+/// work when none is.
+#[derive(Default)]
+struct Idle {
+    running: Cell<usize>,
+    now: Notify,
+}
+
+/// Runs the engine's deferred work (dropping evicted isolates, making the
+/// blank isolate for the next cold start) while no invocation is running,
+/// one piece at a time, so new work waits at most one piece (about one cold
+/// start) for it.
+async fn idle_loop(engine: Rc<Engine>, idle: Rc<Idle>) {
+    loop {
+        idle.now.notified().await;
+        loop {
+            // Let the answers just queued go out, and frames that arrived
+            // meanwhile be read (the reader runs before local tasks), first.
+            tokio::task::yield_now().await;
+            tokio::task::yield_now().await;
+            if idle.running.get() > 0 || !engine.idle_work() {
+                break;
+            }
+        }
+    }
 }
 
 fn send(out: &mpsc::UnboundedSender<Vec<u8>>, msg: &ToParent) {
@@ -164,6 +193,7 @@ impl Worker {
             beside: HashMap::default(),
             tick: 0,
             calls: PendingCalls::default(),
+            idle: Rc::default(),
         }
     }
 
@@ -191,7 +221,14 @@ impl Worker {
                 limits,
                 max_bundles,
             } => {
-                self.engine = Some(Rc::new(Engine::new(limits)));
+                if self.engine.is_some() {
+                    return Err(bad("a second init"));
+                }
+                let engine = Rc::new(Engine::new(limits));
+                tokio::task::spawn_local(idle_loop(Rc::clone(&engine), Rc::clone(&self.idle)));
+                // The first blank isolate, before the first invocation.
+                self.idle.now.notify_one();
+                self.engine = Some(engine);
                 self.max_bundles = max_bundles.max(1);
                 if let Some(sandbox) = self.report.take() {
                     send(&self.out, &ToParent::Ready { sandbox });
@@ -246,13 +283,21 @@ impl Worker {
                     next_call: AtomicU32::new(0),
                 };
                 let out = self.out.clone();
+                let idle = Rc::clone(&self.idle);
+                idle.running.set(idle.running.get() + 1);
                 tokio::task::spawn_local(async move {
                     // The invocation's future is large (an isolate's event
                     // loop, ~1.6 KB): boxed, so that the task, which the
                     // runtime copies when it spawns it and at each change
                     // of its stage, stays small.
                     let invocation = Box::pin(engine.invoke_owned(&bundle, request, &host)).await;
+                    let cold = invocation.telemetry.cold_start;
                     send(&out, &ToParent::Done { id, invocation });
+                    let running = idle.running.get().saturating_sub(1);
+                    idle.running.set(running);
+                    if running == 0 && (cold || engine.has_idle_work()) {
+                        idle.now.notify_one();
+                    }
                 });
             }
             ToWorker::HostResult { id, call, result } => {
@@ -268,7 +313,20 @@ impl Worker {
                     engine.evict(&bundle_id);
                 }
             }
-            ToWorker::Ping { seq } => send(&self.out, &ToParent::Pong { seq }),
+            ToWorker::Ping { seq } => {
+                let (blank, blanks_made) = self
+                    .engine
+                    .as_ref()
+                    .map_or((false, 0), |e| (e.has_spare(), e.blanks_made()));
+                send(
+                    &self.out,
+                    &ToParent::Pong {
+                        seq,
+                        blank,
+                        blanks_made,
+                    },
+                );
+            }
         }
         Ok(())
     }

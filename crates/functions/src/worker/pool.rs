@@ -252,6 +252,10 @@ struct Conn {
     checked_running: AtomicBool,
     ping: Mutex<Option<(u64, Instant)>>,
     sandbox: Mutex<Option<SandboxReport>>,
+    /// What its last `Pong` said: a blank isolate is ready; blank isolates
+    /// made so far.
+    blank: AtomicBool,
+    blanks_made: AtomicU64,
     /// Why the node killed it, if it did.
     killed: Mutex<Option<String>>,
 }
@@ -351,6 +355,23 @@ impl WorkerPool {
         self.conns()
             .iter()
             .map(|c| c.as_ref().and_then(|c| lock(&c.sandbox).clone()))
+            .collect()
+    }
+
+    /// Per worker, at its last ping: whether it had a blank isolate ready
+    /// for its next cold start (it makes one while idle), and how many it
+    /// has made.
+    pub fn blank_isolates(&self) -> Vec<Option<(bool, u64)>> {
+        self.conns()
+            .iter()
+            .map(|c| {
+                c.as_ref().map(|c| {
+                    (
+                        c.blank.load(Ordering::Relaxed),
+                        c.blanks_made.load(Ordering::Relaxed),
+                    )
+                })
+            })
             .collect()
     }
 
@@ -1226,6 +1247,8 @@ fn spawn_worker(inner: &Arc<Inner>, slot: usize) -> io::Result<(Arc<Conn>, UnixS
         checked_running: AtomicBool::new(false),
         ping: Mutex::new(None),
         sandbox: Mutex::new(None),
+        blank: AtomicBool::new(false),
+        blanks_made: AtomicU64::new(0),
         killed: Mutex::new(None),
     });
     let writer = Arc::clone(&conn);
@@ -1351,7 +1374,13 @@ fn read_loop(inner: &Inner, conn: &Arc<Conn>, sock: UnixStream) -> String {
                 *lock(&conn.sandbox) = Some(sandbox);
                 continue;
             }
-            ToParent::Pong { seq } => {
+            ToParent::Pong {
+                seq,
+                blank,
+                blanks_made,
+            } => {
+                conn.blank.store(blank, Ordering::Relaxed);
+                conn.blanks_made.store(blanks_made, Ordering::Relaxed);
                 let mut ping = lock(&conn.ping);
                 if ping.is_some_and(|(s, _)| s == seq) {
                     *ping = None;

@@ -115,9 +115,7 @@ impl Serialize for InvokeRef<'_> {
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum ToParent {
     /// Sent once, after the sandbox was applied and `Init` read.
-    Ready {
-        sandbox: SandboxReport,
-    },
+    Ready { sandbox: SandboxReport },
     /// A host call of invocation `id` (`request` is empty for
     /// [`CallKind::Read`]).
     HostCall {
@@ -134,11 +132,13 @@ pub(crate) enum ToParent {
     },
     /// `Invoke` named a bundle the worker does not hold (never loaded or
     /// evicted by its LRU): send `Load` and `Invoke` again.
-    UnknownBundle {
-        id: u64,
-    },
+    UnknownBundle { id: u64 },
     Pong {
         seq: u64,
+        /// Whether a blank isolate is ready for the next cold start, and
+        /// how many its idle work has made so far.
+        blank: bool,
+        blanks_made: u64,
     },
 }
 
