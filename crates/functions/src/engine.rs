@@ -123,6 +123,15 @@ impl Runner for Engine {
     }
 }
 
+/// The lock, unless another thread holds it.
+fn try_lock<T>(m: &Mutex<T>) -> Option<std::sync::MutexGuard<'_, T>> {
+    match m.try_lock() {
+        Ok(g) => Some(g),
+        Err(std::sync::TryLockError::Poisoned(e)) => Some(e.into_inner()),
+        Err(std::sync::TryLockError::WouldBlock) => None,
+    }
+}
+
 /// Evicted isolates kept for [`Engine::idle_work`] to drop (dropping one
 /// costs about a third of making one); past this many, an eviction drops
 /// its isolate at once.
@@ -131,7 +140,8 @@ const MAX_EVICTED: usize = 8;
 /// Runs edge functions in a pool of warm isolates.
 ///
 /// Work that need not delay an answer waits for [`Engine::idle_work`],
-/// which the embedder calls when nothing else is running: dropping evicted
+/// which the embedder calls when the CPU is otherwise idle (the worker
+/// process, from a thread of its own in the `SCHED_IDLE` class): dropping evicted
 /// isolates, and making a blank isolate (runtime, context and glue, no
 /// bundle) for the next cold start, which then only evaluates the tenant's
 /// modules. An embedder that never calls it gets neither: evicted isolates
@@ -166,7 +176,10 @@ impl Engine {
     /// Does one piece of deferred work: drops one evicted isolate, or else
     /// makes the blank isolate for the next cold start if there is none.
     /// Returns whether there may be more (call it again while idle). Each
-    /// piece takes about as long as a cold start at most.
+    /// piece takes about as long as a cold start at most, and yields the
+    /// thread's CPU (`sched_yield`) between its steps of a few hundred
+    /// microseconds: a thread of lower priority that runs it lets others
+    /// that were waiting for the CPU go first.
     pub fn idle_work(&self) -> bool {
         self.deferring.store(true, Ordering::Relaxed);
         if self.drop_one_evicted() {
@@ -175,7 +188,7 @@ impl Engine {
         if lock(&self.spare).is_some() {
             return false;
         }
-        match Blank::new(&self.limits) {
+        match Blank::new_pausing(&self.limits, &mut std::thread::yield_now) {
             Ok(blank) => {
                 *lock(&self.spare) = Some(blank);
                 self.blanks_made.fetch_add(1, Ordering::Relaxed);
@@ -198,7 +211,13 @@ impl Engine {
 
     fn drop_one_evicted(&self) -> bool {
         let one = lock(&self.evicted).pop();
-        one.is_some()
+        match one {
+            Some(isolate) => {
+                isolate.dispose(&mut std::thread::yield_now);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Whether a blank isolate is ready for the next cold start.
@@ -218,7 +237,8 @@ impl Engine {
 
     /// A new isolate for `bundle`: from the blank one if it is ready.
     fn cold(&self, bundle: &Bundle) -> Result<Isolate, InvocationError> {
-        let spare = lock(&self.spare).take();
+        // Never waits for `idle_work` (another thread may be storing one).
+        let spare = try_lock(&self.spare).and_then(|mut s| s.take());
         match spare {
             Some(blank) => Isolate::from_blank(blank, bundle, &self.limits),
             None => Isolate::new(bundle, &self.limits),
@@ -342,12 +362,13 @@ impl Engine {
             drop(evicted);
             return;
         }
-        // Dropped by `idle_work`, after this invocation's answer is out.
-        let mut kept = lock(&self.evicted);
-        let room = MAX_EVICTED.saturating_sub(kept.len());
+        // Dropped by `idle_work`, after this invocation's answer is out
+        // (at once if `idle_work` holds the list).
         let mut evicted = evicted.into_iter();
-        kept.extend(evicted.by_ref().take(room));
-        drop(kept);
+        if let Some(mut kept) = try_lock(&self.evicted) {
+            let room = MAX_EVICTED.saturating_sub(kept.len());
+            kept.extend(evicted.by_ref().take(room));
+        }
         drop(evicted.collect::<Vec<_>>());
     }
 }

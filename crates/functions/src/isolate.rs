@@ -353,6 +353,15 @@ impl Blank {
     /// Creates the runtime and its context and loads the glue (most of a
     /// cold isolate's cost), for a bundle to be named later.
     pub(crate) fn new(limits: &Limits) -> Result<Blank, InvocationError> {
+        Blank::new_pausing(limits, &mut || {})
+    }
+
+    /// [`Blank::new`], calling `pause` between its steps (each a few hundred
+    /// microseconds at most), where idle work lets the scheduler run others.
+    pub(crate) fn new_pausing(
+        limits: &Limits,
+        pause: &mut dyn FnMut(),
+    ) -> Result<Blank, InvocationError> {
         let budget = Budget::new(limits.memory_bytes);
         let rt = Runtime::new_with_alloc(LimitedAllocator::new(Arc::clone(&budget)))
             .map_err(|e| err(ErrorKind::Internal, e.to_string()))?;
@@ -377,8 +386,9 @@ impl Blank {
             },
         )));
         let ctx = Context::full(&rt).map_err(|e| err(ErrorKind::Internal, e.to_string()))?;
+        pause();
         shared.arm(limits.cpu_time, true);
-        let glue = ctx.with(|ctx| glue_setup(&ctx, &shared));
+        let glue = ctx.with(|ctx| glue_setup(&ctx, &shared, pause));
         shared.disarm();
         let glue = glue.map_err(|e| classify(&shared, limits, e))?;
         Ok(Blank {
@@ -437,6 +447,35 @@ impl Isolate {
             deploy_context: None,
             _keep: keep,
         })
+    }
+
+    /// Drops the isolate in steps (its JS values, its context, a garbage
+    /// collection, its runtime), calling `pause` between them, as
+    /// [`Blank::new_pausing`] does.
+    pub(crate) fn dispose(self, pause: &mut dyn FnMut()) {
+        let Isolate {
+            handles,
+            ctx,
+            rt,
+            shared,
+            key,
+            config,
+            poisoned: _,
+            env_cache,
+            deploy_context,
+            _keep: keep,
+        } = self;
+        drop(handles);
+        drop((key, config, env_cache, deploy_context));
+        pause();
+        drop(ctx);
+        pause();
+        rt.run_gc();
+        pause();
+        drop(rt);
+        // After the runtime, as in the struct's field order.
+        drop(keep);
+        drop(shared);
     }
 
     /// Runs one invocation, begun at `started`, to its end (including
@@ -923,12 +962,18 @@ fn load_glue<'js>(ctx: &Ctx<'js>) -> rquickjs::Result<Function<'js>> {
 }
 
 /// Loads the glue and its natives into a new context.
-fn glue_setup(ctx: &Ctx<'_>, shared: &Arc<Shared>) -> Result<GlueHandles, InvocationError> {
+fn glue_setup(
+    ctx: &Ctx<'_>,
+    shared: &Arc<Shared>,
+    pause: &mut dyn FnMut(),
+) -> Result<GlueHandles, InvocationError> {
     let internal = |e: CaughtError<'_>| err(ErrorKind::Internal, caught_message(&e));
     let glue: Function = load_glue(ctx).catch(ctx).map_err(internal)?;
+    pause();
     let n = natives::install(ctx, Arc::clone(shared))
         .catch(ctx)
         .map_err(internal)?;
+    pause();
     let internals: Object = glue.call((n,)).catch(ctx).map_err(internal)?;
     let run: Function = internals.get("run").catch(ctx).map_err(internal)?;
     let request_proto: Object = internals.get("requestProto").catch(ctx).map_err(internal)?;

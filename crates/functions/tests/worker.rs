@@ -697,6 +697,31 @@ fn probe() -> ExitCode {
             Err(std::io::Error::last_os_error())
         },
     );
+    // A thread may lower itself to SCHED_IDLE (the idle work's), and do
+    // nothing else with the scheduler: not another policy, not another
+    // thread's or process's.
+    let policy = |pid: libc::pid_t, policy: libc::c_int| {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: `param` is valid for the call, which only reads it.
+        let rc = unsafe { libc::sched_setscheduler(pid, policy, &param) };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        }
+    };
+    let parent = std::os::unix::process::parent_id() as libc::pid_t;
+    show("sched_other_parent", policy(parent, libc::SCHED_IDLE));
+    show("sched_batch", policy(0, libc::SCHED_BATCH));
+    let idle = std::thread::spawn(move || policy(0, libc::SCHED_IDLE)).join();
+    println!(
+        "sched_idle={}",
+        if matches!(idle, Ok(Ok(()))) {
+            "ok"
+        } else {
+            "failed"
+        }
+    );
     // Threads still work (the worker's runtime runs on one).
     let thread = std::thread::spawn(|| 7).join();
     println!(
@@ -720,13 +745,24 @@ fn sandbox_refuses() {
     eprintln!("{}", stdout.trim_end().replace('\n', "\n  "));
     assert!(out.status.success(), "{out:?}");
     assert!(stdout.contains("confined=true"), "{stdout}");
-    for what in ["open", "create", "tcp", "udp", "spawn", "execve", "fork"] {
+    for what in [
+        "open",
+        "create",
+        "tcp",
+        "udp",
+        "spawn",
+        "execve",
+        "fork",
+        "sched_other_parent",
+        "sched_batch",
+    ] {
         assert!(
             stdout.contains(&format!("{what}=refused(")),
             "{what} must be refused: {stdout}"
         );
     }
     assert!(stdout.contains("thread=ok"), "{stdout}");
+    assert!(stdout.contains("sched_idle=ok"), "{stdout}");
 }
 
 async fn eviction_and_unknown_bundle() {

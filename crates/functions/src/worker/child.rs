@@ -1,7 +1,6 @@
 //! The worker process: sandbox, then an [`Engine`] on a current-thread tokio
 //! runtime serving frames from the node on fd 0.
 
-use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap};
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::process::ExitCode;
@@ -11,7 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::bundle::Bundle;
 use crate::engine::{Engine, Host, HostError};
@@ -133,7 +132,7 @@ type PendingCalls =
 struct Worker {
     out: mpsc::UnboundedSender<Vec<u8>>,
     report: Option<sandbox::SandboxReport>,
-    engine: Option<Rc<Engine>>,
+    engine: Option<Arc<Engine>>,
     max_bundles: usize,
     /// Bundle key → (bundle, last use); shared with the invocations that
     /// run it (a `Bundle`'s clone copies its names).
@@ -143,33 +142,38 @@ struct Worker {
     beside: HashMap<String, Beside, foldhash::fast::RandomState>,
     tick: u64,
     calls: PendingCalls,
-    idle: Rc<Idle>,
+    idle: Option<Rc<IdleWork>>,
 }
 
-/// Invocations running in this worker, and a wake-up for the engine's idle
-/// work when none is.
-#[derive(Default)]
-struct Idle {
-    running: Cell<usize>,
-    now: Notify,
-}
+/// The thread that does the engine's idle work (dropping evicted isolates,
+/// making the blank isolate for the next cold start) in the `SCHED_IDLE`
+/// class: on a CPU that has anything else to run, it waits, so it never
+/// delays an invocation or the node.
+struct IdleWork(std::sync::mpsc::SyncSender<()>);
 
-/// Runs the engine's deferred work (dropping evicted isolates, making the
-/// blank isolate for the next cold start) while no invocation is running,
-/// one piece at a time, so new work waits at most one piece (about one cold
-/// start) for it.
-async fn idle_loop(engine: Rc<Engine>, idle: Rc<Idle>) {
-    loop {
-        idle.now.notified().await;
-        loop {
-            // Let the answers just queued go out, and frames that arrived
-            // meanwhile be read (the reader runs before local tasks), first.
-            tokio::task::yield_now().await;
-            tokio::task::yield_now().await;
-            if idle.running.get() > 0 || !engine.idle_work() {
-                break;
-            }
-        }
+impl IdleWork {
+    fn start(engine: Arc<Engine>) -> std::io::Result<IdleWork> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        std::thread::Builder::new()
+            .name("fn-idle".into())
+            .stack_size(STACK_BYTES)
+            .spawn(move || {
+                if let Err(e) = sandbox::lower_to_idle_priority() {
+                    eprintln!("ledge function worker: idle work at normal priority: {e}");
+                }
+                while rx.recv().is_ok() {
+                    while engine.idle_work() {}
+                }
+            })?;
+        let work = IdleWork(tx);
+        // The first blank isolate, before the first invocation.
+        work.wake();
+        Ok(work)
+    }
+
+    /// Has the thread look for work (a wake-up already pending is enough).
+    fn wake(&self) {
+        let _ = self.0.try_send(());
     }
 }
 
@@ -193,7 +197,7 @@ impl Worker {
             beside: HashMap::default(),
             tick: 0,
             calls: PendingCalls::default(),
-            idle: Rc::default(),
+            idle: None,
         }
     }
 
@@ -224,10 +228,9 @@ impl Worker {
                 if self.engine.is_some() {
                     return Err(bad("a second init"));
                 }
-                let engine = Rc::new(Engine::new(limits));
-                tokio::task::spawn_local(idle_loop(Rc::clone(&engine), Rc::clone(&self.idle)));
-                // The first blank isolate, before the first invocation.
-                self.idle.now.notify_one();
+                let engine = Arc::new(Engine::new(limits));
+                // Without the thread, cold starts make their isolates.
+                self.idle = IdleWork::start(Arc::clone(&engine)).ok().map(Rc::new);
                 self.engine = Some(engine);
                 self.max_bundles = max_bundles.max(1);
                 if let Some(sandbox) = self.report.take() {
@@ -283,20 +286,19 @@ impl Worker {
                     next_call: AtomicU32::new(0),
                 };
                 let out = self.out.clone();
-                let idle = Rc::clone(&self.idle);
-                idle.running.set(idle.running.get() + 1);
+                let idle = self.idle.clone();
                 tokio::task::spawn_local(async move {
                     // The invocation's future is large (an isolate's event
                     // loop, ~1.6 KB): boxed, so that the task, which the
                     // runtime copies when it spawns it and at each change
                     // of its stage, stays small.
                     let invocation = Box::pin(engine.invoke_owned(&bundle, request, &host)).await;
+                    // A cold start took the blank isolate, and may have
+                    // evicted one.
                     let cold = invocation.telemetry.cold_start;
                     send(&out, &ToParent::Done { id, invocation });
-                    let running = idle.running.get().saturating_sub(1);
-                    idle.running.set(running);
-                    if running == 0 && (cold || engine.has_idle_work()) {
-                        idle.now.notify_one();
+                    if let Some(idle) = idle.filter(|_| cold) {
+                        idle.wake();
                     }
                 });
             }

@@ -115,6 +115,21 @@ pub fn ignore_stop_signals() -> io::Result<()> {
     Ok(())
 }
 
+/// Puts the calling thread in the `SCHED_IDLE` class: it runs only on a CPU
+/// that would otherwise be idle. For work that may wait (the engine's idle
+/// work); the sandbox allows exactly this change, on the calling thread.
+pub(crate) fn lower_to_idle_priority() -> io::Result<()> {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: `param` is a valid `sched_param` that outlives the call, which
+    // only reads it; pid 0 is the calling thread.
+    let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 fn set_no_new_privs() -> io::Result<()> {
     // SAFETY: prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) takes integer arguments
     // only and touches no memory of ours.
@@ -252,6 +267,14 @@ fn apply_seccomp() -> Result<(), String> {
             vec![rule(vec![cond(2, SeccompCmpOp::MaskedEq(exec), 0)?])?],
         );
     }
+    // A thread may lower itself to SCHED_IDLE, and change nothing else.
+    rules.insert(
+        libc::SYS_sched_setscheduler,
+        vec![rule(vec![
+            cond(0, SeccompCmpOp::Eq, 0)?,
+            cond(1, SeccompCmpOp::Eq, libc::SCHED_IDLE as u64)?,
+        ])?],
+    );
     // Installing the second filter below (only ever tightens).
     rules.insert(libc::SYS_seccomp, Vec::new());
     rules.insert(
