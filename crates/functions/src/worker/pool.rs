@@ -1201,14 +1201,28 @@ fn threads_running(pid: u32) -> Option<bool> {
         path.push(&name);
         path.push("stat");
         let stat = std::fs::read_to_string(path).ok()?;
-        // "tid (comm) S ...": the state follows the last ')'.
-        let state = stat.rsplit_once(')')?.1.trim_start().chars().next()?;
-        if state == 'R' {
+        if runs_work(&stat)? {
             return Some(true);
         }
         seen = true;
     }
     seen.then_some(false)
+}
+
+/// Whether a worker thread's `/proc/<pid>/task/<tid>/stat` line says it is
+/// runnable, unless it is in the `SCHED_IDLE` class (the idle work's
+/// thread, which runs no invocation and yields to everything). `None` if
+/// the line does not parse.
+fn runs_work(stat: &str) -> Option<bool> {
+    // "tid (comm) S ...": the state follows the last ')'; the policy is the
+    // 41st field, 38 after the state.
+    let mut fields = stat.rsplit_once(')')?.1.split_ascii_whitespace();
+    let state = fields.next()?;
+    if state != "R" {
+        return Some(false);
+    }
+    let policy: i32 = fields.nth(37)?.parse().ok()?;
+    Some(policy != libc::SCHED_IDLE)
 }
 
 fn fnv1a(bytes: &[u8]) -> u64 {
@@ -1510,6 +1524,52 @@ fn monitor(inner: Arc<Inner>) {
                     inner.opts.hang_grace
                 ));
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::runs_work;
+
+    /// A stat line as the kernel writes it, with `comm`, state and policy.
+    fn stat(comm: &str, state: &str, policy: i32) -> String {
+        format!(
+            "4242 ({comm}) {state} 1 1 1 0 -1 4194304 191 0 0 0 5 3 0 0 20 0 3 0 5991305 \
+             3133440 390 18446744073709551615 1 2 3 0 0 0 0 0 0 0 0 0 17 0 0 {policy} 0 0 0 \
+             0 0 0 0 0 0 0 0"
+        )
+    }
+
+    #[test]
+    fn idle_class_threads_do_not_count_as_running() {
+        assert_eq!(runs_work(&stat("ledge", "R", 0)), Some(true));
+        assert_eq!(runs_work(&stat("ledge", "S", 0)), Some(false));
+        assert_eq!(
+            runs_work(&stat("ledge", "R", libc::SCHED_BATCH)),
+            Some(true)
+        );
+        assert_eq!(
+            runs_work(&stat("ledge", "R", libc::SCHED_IDLE)),
+            Some(false)
+        );
+        assert_eq!(
+            runs_work(&stat("ledge", "D", libc::SCHED_IDLE)),
+            Some(false)
+        );
+        // A name with spaces and parentheses: fields count from the last ')'.
+        assert_eq!(runs_work(&stat("a) R (b", "S", 0)), Some(false));
+        assert_eq!(
+            runs_work(&stat("a) S (b", "R", libc::SCHED_IDLE)),
+            Some(false)
+        );
+        assert_eq!(runs_work("4242 (x) R 1 2"), None);
+        assert_eq!(runs_work("garbage"), None);
+        // This process's own threads parse.
+        for entry in std::fs::read_dir("/proc/self/task").expect("/proc") {
+            let path = entry.expect("task").path().join("stat");
+            let line = std::fs::read_to_string(path).expect("stat");
+            assert!(runs_work(&line).is_some(), "{line}");
         }
     }
 }
