@@ -26,7 +26,9 @@
 //! (its [`SandboxReport`]), `HostCall` (invocation id, call id, next or fetch,
 //! request), `Done` (invocation id, [`crate::Invocation`]), `UnknownBundle`
 //! (it dropped the bundle from its LRU of [`WorkerOptions::max_bundles`]: the
-//! node sends `Load` + `Invoke` again), `Pong`. Writers coalesce whatever is
+//! node sends `Load` + `Invoke` again), `Pong` (with whether a blank isolate
+//! is ready for the next cold start, and how many were made: the worker's
+//! idle work, see [`crate::Engine::idle_work`]). Writers coalesce whatever is
 //! queued into one write. In the node, an invocation's frames wait for the
 //! end of its runtime thread's current round of ready tasks (a task spawned
 //! per round yields once, then writes for everyone), so under load one
@@ -53,8 +55,9 @@
 //! its runnable invocations (sent, not `Done`, not waiting for a host call)
 //! leave room under [`WorkerOptions::spill_after`] (4 light invocations). A *silent* worker
 //! (runnable work, nothing sent for `stall_after`) is eligible only if its
-//! isolate thread is not running (`/proc/<pid>/task/*/stat`; its invocations
-//! wait for timers) — or, where `/proc` cannot say, after 1.5 CPU limits.
+//! isolate thread is not running (`/proc/<pid>/task/*/stat`, where its
+//! `SCHED_IDLE` idle-work thread does not count; its invocations wait for
+//! timers) — or, where `/proc` cannot say, after 1.5 CPU limits.
 //!
 //! Invocations weigh one slot when their bundle is known to be light, a
 //! sixteenth of a slot when it is *tiny* (its last invocation used less than
