@@ -74,6 +74,33 @@ fn report(what: &str, samples: &mut [Duration]) {
     );
 }
 
+/// Runs `setup` (untimed) then `timed` for each iteration of the bench
+/// `name`, and prints the percentiles of the timed part as `label`.
+fn timed_case(
+    c: &mut Criterion,
+    name: &str,
+    label: &str,
+    mut setup: impl FnMut(),
+    mut timed: impl FnMut(),
+) {
+    let mut samples: Vec<Duration> = Vec::new();
+    c.bench_function(name, |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                setup();
+                let t = Instant::now();
+                timed();
+                let d = t.elapsed();
+                samples.push(d);
+                total += d;
+            }
+            total
+        })
+    });
+    report(label, &mut samples);
+}
+
 /// A cold start in process: the bundle evaluated in a new isolate (and its
 /// `config` read). With `max_isolates` 0 each isolate is evicted at once;
 /// its drop is left to `idle_work` (untimed, as in a worker, where it runs
@@ -84,98 +111,62 @@ fn cold(c: &mut Criterion) {
         ..Limits::default()
     });
     let bundle = Bundle::single("bench/hello", HELLO);
+    let config = |b: &Bundle| {
+        engine.config(b).expect("isolate");
+    };
     // As a worker that was idle since its last cold start: a blank isolate
     // (runtime, context, glue) is ready, and the cold start evaluates the
     // tenant's module in it.
-    let mut samples: Vec<Duration> = Vec::new();
-    c.bench_function("cold isolate, blank one ready (evaluate)", |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                while engine.idle_work() {}
-                let t = Instant::now();
-                engine.config(&bundle).expect("isolate");
-                let d = t.elapsed();
-                samples.push(d);
-                total += d;
-            }
-            total
-        })
-    });
-    report("cold isolate, blank one ready", &mut samples);
+    timed_case(
+        c,
+        "cold isolate, blank one ready (evaluate)",
+        "cold isolate, blank one ready",
+        || while engine.idle_work() {},
+        || config(&bundle),
+    );
     // The same for a bundle no isolate has compiled yet (a deploy's first
     // request): its module is compiled from source too.
-    let mut samples: Vec<Duration> = Vec::new();
-    let mut n = 0u64;
-    c.bench_function(
+    let n = std::cell::Cell::new(0u64);
+    let fresh = std::cell::RefCell::new(bundle.clone());
+    timed_case(
+        c,
         "cold isolate of a new bundle, blank one ready (compile + evaluate)",
-        |b| {
-            b.iter_custom(|iters| {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    n += 1;
-                    let bundle = Bundle::single(&format!("bench/new-{n}"), HELLO);
-                    while engine.idle_work() {}
-                    let t = Instant::now();
-                    engine.config(&bundle).expect("isolate");
-                    let d = t.elapsed();
-                    samples.push(d);
-                    total += d;
-                }
-                total
-            })
-        },
-    );
-    report(
         "cold isolate of a new bundle, blank one ready",
-        &mut samples,
+        || {
+            n.set(n.get() + 1);
+            *fresh.borrow_mut() = Bundle::single(&format!("bench/new-{}", n.get()), HELLO);
+            while engine.idle_work() {}
+        },
+        || config(&fresh.borrow()),
     );
     // Cold starts back to back, with no idle time between them: each makes
     // its isolate from nothing.
-    let mut samples: Vec<Duration> = Vec::new();
-    c.bench_function("cold isolate, none ready (create + evaluate)", |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                engine.drop_evicted();
-                // A blank isolate left from the case above is not used.
-                while engine.has_spare() {
-                    let other = Bundle::single("bench/other", HELLO);
-                    engine.config(&other).expect("isolate");
-                }
-                engine.drop_evicted();
-                let t = Instant::now();
-                engine.config(&bundle).expect("isolate");
-                let d = t.elapsed();
-                samples.push(d);
-                total += d;
+    timed_case(
+        c,
+        "cold isolate, none ready (create + evaluate)",
+        "cold isolate, none ready",
+        || {
+            // A blank isolate left from the cases above is not used.
+            while engine.has_spare() {
+                config(&Bundle::single("bench/other", HELLO));
             }
-            total
-        })
-    });
-    report("cold isolate, none ready", &mut samples);
+            engine.drop_evicted();
+        },
+        || config(&bundle),
+    );
     // What `idle_work` does off the answer's path: drop an evicted isolate.
-    let mut samples: Vec<Duration> = Vec::new();
-    c.bench_function("dropping an isolate (idle work)", |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                engine.config(&bundle).expect("isolate");
-                let t = Instant::now();
-                engine.drop_evicted();
-                let d = t.elapsed();
-                samples.push(d);
-                total += d;
-            }
-            total
-        })
-    });
-    report("dropping an isolate", &mut samples);
+    timed_case(
+        c,
+        "dropping an isolate (idle work)",
+        "dropping an isolate",
+        || config(&bundle),
+        || engine.drop_evicted(),
+    );
 }
 
-/// The same warm "hello" through a pool of worker processes (this bench
-/// binary re-executed as the worker), beside the in-process engine.
-fn warm_pool(c: &mut Criterion) {
+/// A runtime for the node's side and a pool of one worker process (this
+/// bench binary re-executed as the worker), ready.
+fn one_worker() -> (tokio::runtime::Runtime, WorkerPool) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -187,6 +178,13 @@ fn warm_pool(c: &mut Criterion) {
     opts.workers = 1;
     let pool = WorkerPool::start(opts).expect("worker pool");
     assert!(rt.block_on(pool.ready(Duration::from_secs(10))));
+    (rt, pool)
+}
+
+/// The same warm "hello" through a pool of worker processes (this bench
+/// binary re-executed as the worker), beside the in-process engine.
+fn warm_pool(c: &mut Criterion) {
+    let (rt, pool) = one_worker();
     let bundle = Bundle::single("bench/hello", HELLO);
     let req = hello_request();
     c.bench_function("warm hello invocation, worker pool (1 worker)", |b| {
@@ -226,17 +224,7 @@ fn warm_pool(c: &mut Criterion) {
 /// worker was idle for 5 ms (time for its idle work: a blank isolate ready)
 /// or right after the previous one (none ready).
 fn cold_pool(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    let exe = std::env::current_exe().expect("current exe");
-    let mut opts = WorkerOptions::new(exe, Vec::new());
-    opts.envs.push((WORKER_ENV.into(), "1".into()));
-    opts.workers = 1;
-    let pool = WorkerPool::start(opts).expect("worker pool");
-    assert!(rt.block_on(pool.ready(Duration::from_secs(10))));
+    let (rt, pool) = one_worker();
     let req = hello_request();
     let mut n = 0u64;
     let warm = Bundle::single("bench/warm", HELLO);
