@@ -133,9 +133,10 @@ fn try_lock<T>(m: &Mutex<T>) -> Option<std::sync::MutexGuard<'_, T>> {
 }
 
 /// Evicted isolates kept for [`Engine::idle_work`] to drop (dropping one
-/// costs about a third of making one); past this many, an eviction drops
-/// its isolate at once.
+/// costs about a third of making one), and the engine memory they may hold
+/// together; past either, an eviction drops its isolate at once.
 const MAX_EVICTED: usize = 8;
+const MAX_EVICTED_BYTES: usize = 16 << 20;
 
 /// Runs edge functions in a pool of warm isolates.
 ///
@@ -364,12 +365,23 @@ impl Engine {
         }
         // Dropped by `idle_work`, after this invocation's answer is out
         // (at once if `idle_work` holds the list).
-        let mut evicted = evicted.into_iter();
-        if let Some(mut kept) = try_lock(&self.evicted) {
-            let room = MAX_EVICTED.saturating_sub(kept.len());
-            kept.extend(evicted.by_ref().take(room));
+        let mut now = Vec::new();
+        match try_lock(&self.evicted) {
+            Some(mut kept) => {
+                let mut bytes: usize = kept.iter().map(Isolate::memory_used).sum();
+                for isolate in evicted {
+                    let size = isolate.memory_used();
+                    if kept.len() < MAX_EVICTED && bytes + size <= MAX_EVICTED_BYTES {
+                        bytes += size;
+                        kept.push(isolate);
+                    } else {
+                        now.push(isolate);
+                    }
+                }
+            }
+            None => now = evicted,
         }
-        drop(evicted.collect::<Vec<_>>());
+        drop(now);
     }
 }
 

@@ -449,6 +449,11 @@ impl Isolate {
         })
     }
 
+    /// Bytes its engine has allocated.
+    pub(crate) fn memory_used(&self) -> usize {
+        self.shared.budget.used()
+    }
+
     /// Drops the isolate in steps (its JS values, its context, a garbage
     /// collection, its runtime), calling `pause` between them, as
     /// [`Blank::new_pausing`] does.

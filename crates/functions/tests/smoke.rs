@@ -386,4 +386,31 @@ async fn evicted_isolates_wait_for_idle_work() {
     while e.idle_work() {}
     assert_eq!(e.evicted_isolates(), 0);
     assert!(e.has_spare());
+
+    // Nor do they hold more than 16 MiB of engine memory together: an
+    // isolate holding 20 MiB is dropped when it is evicted.
+    let big = Bundle::single(
+        "big",
+        "const keep = new Uint8Array(20 << 20); export default () => new Response(String(keep.length))",
+    );
+    assert_eq!(
+        body(&e.invoke(&big, &req, &TestHost::default()).await),
+        (20 << 20).to_string()
+    );
+    // (The isolate `big` evicted was small: kept.)
+    assert_eq!(e.evicted_isolates(), 1);
+    e.drop_evicted();
+    let small = Bundle::single("small", "export default () => new Response('x')");
+    assert_eq!(
+        body(&e.invoke(&small, &req, &TestHost::default()).await),
+        "x"
+    );
+    assert_eq!(e.idle_isolates(), 1);
+    assert_eq!(e.evicted_isolates(), 0);
+    // A small one evicted in turn is kept for idle work.
+    assert_eq!(
+        body(&e.invoke(&big, &req, &TestHost::default()).await),
+        (20 << 20).to_string()
+    );
+    assert_eq!(e.evicted_isolates(), 1);
 }
