@@ -390,3 +390,60 @@ async fn dropping_an_invocation_midway_drops_its_isolate() {
         .await;
     assert_eq!(body(&inv), "fast");
 }
+
+/// Isolates made from blank ones that another thread made (as the worker's
+/// idle thread does) keep every limit: the stack's is measured from the
+/// thread that runs them, and the CPU clock is that thread's.
+#[tokio::test]
+async fn limits_hold_in_isolates_made_on_another_thread() {
+    let e = std::sync::Arc::new(Engine::new(Limits {
+        memory_bytes: 16 << 20,
+        cpu_time: Duration::from_millis(200),
+        ..Limits::default()
+    }));
+    let prepare = |e: &std::sync::Arc<Engine>| {
+        let other = std::sync::Arc::clone(e);
+        std::thread::spawn(move || while other.idle_work() {})
+            .join()
+            .expect("idle work");
+        assert!(e.has_spare());
+    };
+    let host = TestHost::default();
+    let req = request("https://s.example/");
+    for (i, (bad, kind)) in [
+        (
+            "const f = (n) => f(n + 1) + 1; f(0);",
+            ErrorKind::StackOverflow,
+        ),
+        ("for (;;) {}", ErrorKind::CpuLimit),
+        (
+            "const a = []; for (;;) a.push(new Array(10000).fill(1.5));",
+            ErrorKind::MemoryLimit,
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        prepare(&e);
+        let bundle = Bundle::single(&format!("far-{i}"), &src(bad));
+        let inv = e.invoke(&bundle, &req, &host).await;
+        assert!(inv.telemetry.cold_start);
+        assert_eq!(error_kind(&inv), Some(kind), "{bad}: {:?}", inv.outcome);
+        // The same at module top level, where the blank isolate is adopted.
+        prepare(&e);
+        let top = Bundle::single(
+            &format!("far-top-{i}"),
+            &format!("{bad} export default () => {{}}"),
+        );
+        let inv = e.invoke(&top, &req, &host).await;
+        assert_eq!(
+            error_kind(&inv),
+            Some(kind),
+            "top level {bad}: {:?}",
+            inv.outcome
+        );
+    }
+    prepare(&e);
+    let ok = Bundle::single("far-ok", "export default () => new Response('fine')");
+    assert_eq!(body(&e.invoke(&ok, &req, &host).await), "fine");
+}
