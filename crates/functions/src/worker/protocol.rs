@@ -270,12 +270,25 @@ struct ContextWire {
     #[serde(with = "GeoWire")]
     geo: Geo,
     /// Sent beside the request ([`ToWorker::Invoke`]'s `fixed`).
-    #[serde(skip)]
+    #[serde(skip, default = "no_fixed")]
     fixed: std::sync::Arc<FixedContext>,
     params: BTreeMap<String, String>,
     /// Sent beside the request ([`ToWorker::Invoke`]'s `env`).
-    #[serde(skip)]
+    #[serde(skip, default = "no_env")]
     env: std::sync::Arc<BTreeMap<String, String>>,
+}
+
+/// The placeholders a decoded context holds until the worker puts in what
+/// was sent beside it: shared, so decoding allocates neither.
+fn no_fixed() -> std::sync::Arc<FixedContext> {
+    static EMPTY: std::sync::OnceLock<std::sync::Arc<FixedContext>> = std::sync::OnceLock::new();
+    std::sync::Arc::clone(EMPTY.get_or_init(Default::default))
+}
+
+fn no_env() -> std::sync::Arc<BTreeMap<String, String>> {
+    static EMPTY: std::sync::OnceLock<std::sync::Arc<BTreeMap<String, String>>> =
+        std::sync::OnceLock::new();
+    std::sync::Arc::clone(EMPTY.get_or_init(Default::default))
 }
 
 #[derive(Serialize, Deserialize)]
@@ -425,6 +438,28 @@ mod tests {
                 other => panic!("{other:?}"),
             }
         }
+    }
+
+    /// A decoded context's placeholders for what comes beside it are
+    /// shared, not made per request.
+    #[test]
+    fn decoded_contexts_share_their_placeholders() {
+        let req = request();
+        let f = frame(&InvokeRef {
+            id: 1,
+            key: "k",
+            request: &req,
+            env: None,
+            fixed: None,
+        })
+        .unwrap();
+        let decoded = || match decode::<ToWorker>(payload(&f)).unwrap() {
+            ToWorker::Invoke { request, .. } => request,
+            other => panic!("{other:?}"),
+        };
+        let (a, b) = (decoded(), decoded());
+        assert!(std::sync::Arc::ptr_eq(&a.context.fixed, &b.context.fixed));
+        assert!(std::sync::Arc::ptr_eq(&a.context.env, &b.context.env));
     }
 
     #[test]
