@@ -200,11 +200,6 @@ impl Engine {
         }
     }
 
-    /// Whether [`Engine::idle_work`] has anything to do.
-    pub fn has_idle_work(&self) -> bool {
-        !lock(&self.evicted).is_empty() || lock(&self.spare).is_none()
-    }
-
     /// Drops the evicted isolates now (part of [`Engine::idle_work`]).
     pub fn drop_evicted(&self) {
         while self.drop_one_evicted() {}
@@ -359,7 +354,8 @@ impl Engine {
             let excess = idle.len().saturating_sub(self.limits.max_isolates);
             idle.drain(..excess).collect::<Vec<_>>()
         };
-        if !self.deferring.load(Ordering::Relaxed) {
+        // (The usual case, a warm isolate back in the pool, stops here.)
+        if evicted.is_empty() || !self.deferring.load(Ordering::Relaxed) {
             drop(evicted);
             return;
         }
