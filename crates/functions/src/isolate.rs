@@ -269,11 +269,8 @@ struct GlueHandles {
 /// The JS values the host keeps between calls: the glue's and the bundle's
 /// default export.
 struct Handles {
-    internals: Persistent<Object<'static>>,
+    glue: GlueHandles,
     handler: Persistent<Function<'static>>,
-    run: Persistent<Function<'static>>,
-    request_proto: Persistent<Object<'static>>,
-    context_proto: Persistent<Object<'static>>,
 }
 
 // SAFETY (both impls): `Persistent` is `!Send` only because it holds raw
@@ -530,7 +527,7 @@ impl Isolate {
         if !self.poisoned && self.shared.rejections.swap(false, Ordering::Relaxed) {
             self.shared.arm(limits.cpu_time, false);
             let reset = self.ctx.with(|ctx| -> rquickjs::Result<()> {
-                let internals = self.handles.internals.clone().restore(&ctx)?;
+                let internals = self.handles.glue.internals.clone().restore(&ctx)?;
                 let end: Function = internals.get("end")?;
                 end.call::<_, ()>(())
             });
@@ -623,9 +620,9 @@ impl Isolate {
             }
         };
 
-        let start = &self.handles.run;
-        let request_proto = &self.handles.request_proto;
-        let context_proto = &self.handles.context_proto;
+        let start = &self.handles.glue.run;
+        let request_proto = &self.handles.glue.request_proto;
+        let context_proto = &self.handles.glue.context_proto;
         let shared = &self.shared;
         self.segment(run, limits, true, |ctx, _, handler| {
             let start = start.clone().restore(ctx)?;
@@ -801,6 +798,7 @@ impl Isolate {
         let result = self.ctx.with(|ctx| -> Result<R, InvocationError> {
             let internals = self
                 .handles
+                .glue
                 .internals
                 .clone()
                 .restore(&ctx)
@@ -1043,18 +1041,9 @@ fn setup<'js>(
                 .map_err(|e| err(ErrorKind::Module, format!("invalid `config` export: {e}")))?,
         ),
     };
-    let GlueHandles {
-        internals,
-        run,
-        request_proto,
-        context_proto,
-    } = glue;
     let handles = Handles {
-        internals,
+        glue,
         handler: Persistent::save(ctx, handler),
-        run,
-        request_proto,
-        context_proto,
     };
     Ok((handles, config))
 }
