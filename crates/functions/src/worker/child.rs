@@ -230,7 +230,13 @@ impl Worker {
                 }
                 let engine = Arc::new(Engine::new(limits));
                 // Without the thread, cold starts make their isolates.
-                self.idle = IdleWork::start(Arc::clone(&engine)).ok().map(Rc::new);
+                self.idle = match IdleWork::start(Arc::clone(&engine)) {
+                    Ok(work) => Some(Rc::new(work)),
+                    Err(e) => {
+                        eprintln!("ledge function worker: no idle-work thread: {e}");
+                        None
+                    }
+                };
                 self.engine = Some(engine);
                 self.max_bundles = max_bundles.max(1);
                 if let Some(sandbox) = self.report.take() {
