@@ -2,6 +2,7 @@
 //! runtime serving frames from the node on fd 0.
 
 use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::process::ExitCode;
 use std::rc::Rc;
@@ -293,12 +294,12 @@ impl Worker {
                 };
                 let out = self.out.clone();
                 let idle = self.idle.clone();
-                tokio::task::spawn_local(async move {
-                    // The invocation's future is large (an isolate's event
-                    // loop, ~1.6 KB): boxed, so that the task, which the
-                    // runtime copies when it spawns it and at each change
-                    // of its stage, stays small.
-                    let invocation = Box::pin(engine.invoke_owned(&bundle, request, &host)).await;
+                // The invocation's future is large (an isolate's event loop,
+                // ~1.6 KB): boxed, so that a task made of it, which the
+                // runtime copies when it spawns it and at each change of
+                // its stage, stays small.
+                let mut invocation = Box::pin(async move {
+                    let invocation = engine.invoke_owned(&bundle, request, &host).await;
                     // A cold start took the blank isolate, and may have
                     // evicted one.
                     let cold = invocation.telemetry.cold_start;
@@ -307,6 +308,15 @@ impl Worker {
                         idle.wake();
                     }
                 });
+                // Most invocations finish without waiting (a function that
+                // answers at once): polled here first, only one that waits
+                // becomes a task. That task's first poll, which the runtime
+                // makes at once, registers its real waker wherever this
+                // poll left the no-op one.
+                let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+                if invocation.as_mut().poll(&mut cx).is_pending() {
+                    tokio::task::spawn_local(invocation);
+                }
             }
             ToWorker::HostResult { id, call, result } => {
                 if let Some(tx) = lock(&self.calls).remove(&(id, call)) {
