@@ -91,6 +91,13 @@ fn function_runner(cfg: &ServeConfig) -> anyhow::Result<Arc<dyn ledge_functions:
         ledge_functions::worker::WorkerOptions::new(exe, vec![crate::FUNCTION_WORKER.into()]);
     opts.workers = cfg.function_workers;
     opts.limits = cfg.function_limits.clone();
+    // A profile-instrumented build (`scripts/pgo-build.sh`) names its
+    // profile file here; its workers write theirs through a mapping made
+    // before their sandbox, so they need the name too. Nothing else of the
+    // node's environment reaches a worker.
+    if let Some(name) = std::env::var_os("LLVM_PROFILE_FILE") {
+        opts.envs.push(("LLVM_PROFILE_FILE".into(), name));
+    }
     let pool = ledge_functions::worker::WorkerPool::start(opts)
         .context("cannot start edge function workers")?;
     Ok(Arc::new(pool))

@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# pgo-build.sh — a profile-guided release build of `ledge`.
+#
+#   ./scripts/pgo-build.sh            build, train, build again
+#   PGO_SECONDS=8 ./scripts/pgo-build.sh   longer training runs (default 4 s each)
+#
+# 1. Builds an instrumented binary (target/pgo-gen, `-Cprofile-generate`).
+# 2. Trains it on the benchmark harness's own scenarios (bench/run.sh with
+#    SERVERS=ledge: static files, redirects, h1 and h2 over TLS, the caching
+#    proxy, connection churn, many files, an edge function), so every path
+#    the harness measures is in the profile, not only one of them. Needs what
+#    the harness needs (wrk, h2load, curl; `bench/setup.sh --fixtures` runs
+#    by itself).
+# 3. Merges the profiles (llvm-profdata from rustup's llvm-tools component)
+#    and builds again with `-Cprofile-use` into target/pgo/release/ledge.
+#
+# The profiles are written in LLVM's continuous mode (`%c`): the counters
+# live in a file mapped at start-up, so a server stopped by a signal keeps
+# its counts, and a function worker, whose sandbox forbids opening files,
+# writes its own through the mapping it made before its sandbox was applied
+# (the node hands LLVM_PROFILE_FILE to its workers for that reason).
+# Continuous mode cannot hold value profiles (llvm-profdata calls such a
+# file truncated), so the instrumented build has none (`-disable-vp`): no
+# indirect-call promotion from the profile.
+#
+# QuickJS (C, built by the cc crate) is not profile-guided: only the Rust.
+# A plain `cargo build --release` is unaffected and stays the default build.
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+cd "$repo"
+
+host=$(rustc -vV | sed -n 's/^host: //p')
+profdata="$(rustc --print sysroot)/lib/rustlib/$host/bin/llvm-profdata"
+if [[ ! -x $profdata ]]; then
+  echo "pgo-build: installing rustup's llvm-tools (for llvm-profdata)" >&2
+  rustup component add llvm-tools >&2
+fi
+
+gen_dir=$repo/target/pgo-gen
+use_dir=$repo/target/pgo
+profiles=$repo/target/pgo-profiles
+rm -rf "$profiles"
+mkdir -p "$profiles"
+
+echo "pgo-build: 1/3 instrumented build" >&2
+RUSTFLAGS="-Cprofile-generate=$profiles -Cllvm-args=-runtime-counter-relocation -Cllvm-args=-disable-vp=true" \
+  CARGO_TARGET_DIR=$gen_dir cargo build --release --locked -p ledge
+
+echo "pgo-build: 2/3 training on the harness's scenarios" >&2
+results=$(mktemp -d)
+trap 'rm -rf "$results"' EXIT
+LLVM_PROFILE_FILE="$profiles/ledge-%p%c.profraw" \
+  LEDGE_BIN=$gen_dir/release/ledge SERVERS=ledge \
+  DURATION=${PGO_SECONDS:-4} WARMUP=1 REPEAT=1 RESULTS_DIR=$results RUN_ID=pgo \
+  "$repo/bench/run.sh" static-1k static-100k redirect h2-tls proxy-cache conn-close \
+  many-files h1-tls fn-hello >&2
+shopt -s nullglob
+raw=("$profiles"/*.profraw)
+(( ${#raw[@]} > 0 )) || { echo "pgo-build: the training wrote no profile" >&2; exit 1; }
+"$profdata" merge -o "$profiles/merged.profdata" "${raw[@]}"
+echo "pgo-build: merged ${#raw[@]} profiles" >&2
+# The function workers' counts must be in: without them the worker's code
+# would be built as never run (cold). `Worker::handle` runs only there.
+worker_counts=$("$profdata" show --all-functions --counts "$profiles/merged.profdata" |
+  awk '/worker5child6Worker6handle17/ { found = 1; next }
+       found && /Block counts/ { gsub(/[^0-9,]/, ""); n = split($0, c, ","); for (i = 1; i <= n; i++) s += c[i]; print s; exit }')
+if [[ -z $worker_counts || $worker_counts == 0 ]]; then
+  echo "pgo-build: the function workers wrote no counts" >&2
+  exit 1
+fi
+
+echo "pgo-build: 3/3 profile-guided build" >&2
+RUSTFLAGS="-Cprofile-use=$profiles/merged.profdata -Cllvm-args=-disable-vp=true" \
+  CARGO_TARGET_DIR=$use_dir cargo build --release --locked -p ledge
+echo "$use_dir/release/ledge"
