@@ -70,6 +70,8 @@ if [[ -z $worker_counts || $worker_counts == 0 ]]; then
 fi
 
 echo "pgo-build: 3/3 profile-guided build" >&2
+# Cargo does not see a new profile behind the same flags: start clean.
+rm -rf "$use_dir"
 RUSTFLAGS="-Cprofile-use=$profiles/merged.profdata -Cllvm-args=-disable-vp=true" \
   CARGO_TARGET_DIR=$use_dir cargo build --release --locked -p ledge
 echo "$use_dir/release/ledge"

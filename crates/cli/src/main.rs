@@ -1,8 +1,9 @@
 //! `ledge`: one binary for the node (`ledge serve`) and its client (`ledge
 //! deploy`, `ledge sites`, …). Thin: each command lives in its own module.
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 mod acme;
+mod alloc;
 mod client;
 mod config;
 mod demo;
@@ -17,11 +18,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// mimalloc: per-thread free lists and no arena trimming; glibc's allocator
-/// cost about a seventh of the edge's user-space instructions per request and
-/// shrank its heaps with an `mprotect` every few requests.
+/// mimalloc ([`alloc`]).
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: alloc::Mimalloc = alloc::Mimalloc;
 
 #[derive(Parser)]
 #[command(
