@@ -63,7 +63,8 @@ echo "pgo-build: merged ${#raw[@]} profiles" >&2
 # would be built as never run (cold). `Worker::handle` runs only there.
 worker_counts=$("$profdata" show --all-functions --counts "$profiles/merged.profdata" |
   awk '/worker5child6Worker6handle17/ { found = 1; next }
-       found && /Block counts/ { gsub(/[^0-9,]/, ""); n = split($0, c, ","); for (i = 1; i <= n; i++) s += c[i]; print s; exit }')
+       found == 1 && /Block counts/ { gsub(/[^0-9,]/, ""); n = split($0, c, ","); for (i = 1; i <= n; i++) s += c[i]; found = 2 }
+       END { print s + 0 }')
 if [[ -z $worker_counts || $worker_counts == 0 ]]; then
   echo "pgo-build: the function workers wrote no counts" >&2
   exit 1
