@@ -30,10 +30,22 @@ pub struct Bundle {
     entry: String,
     modules: Arc<BTreeMap<String, String>>,
     key: String,
+    /// An FNV-1a hash of `key`, which places the bundle's invocations on
+    /// the workers (made once, not per request).
+    key_hash: u64,
     /// `key` without the env part.
     code_key: String,
     compiled: BytecodeCache,
     env: Arc<BTreeMap<String, String>>,
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
 }
 
 /// Serialised form of a [`Bundle`].
@@ -78,6 +90,7 @@ impl Bundle {
         let key = format!("{}#{digest}", source.id);
         Ok(Bundle {
             code_key: key.clone(),
+            key_hash: fnv1a(key.as_bytes()),
             key,
             id: source.id,
             entry: source.entry,
@@ -93,6 +106,7 @@ impl Bundle {
         modules.insert("index.js".to_string(), source.to_string());
         Bundle {
             key: String::new(),
+            key_hash: fnv1a(b""),
             code_key: String::new(),
             id: id.to_string(),
             entry: "index.js".to_string(),
@@ -126,6 +140,7 @@ impl Bundle {
         }
         let digest = hex::encode(&ctx.finish().as_ref()[..8]);
         self.key = format!("{}+env:{digest}", self.code_key);
+        self.key_hash = fnv1a(self.key.as_bytes());
         self.env = Arc::new(env);
         self.compiled = BytecodeCache::default();
         self
@@ -150,6 +165,11 @@ impl Bundle {
 
     pub fn key(&self) -> &str {
         &self.key
+    }
+
+    /// A hash of [`Bundle::key`] (FNV-1a, the same in every process).
+    pub(crate) fn key_hash(&self) -> u64 {
+        self.key_hash
     }
 
     pub fn modules(&self) -> &BTreeMap<String, String> {
@@ -295,6 +315,23 @@ mod tests {
             .iter()
             .map(|p| (p.to_string(), String::new()))
             .collect()
+    }
+
+    /// The placement hash follows the key: the same code and env hash the
+    /// same in every process; another env, another hash.
+    #[test]
+    fn key_hash_follows_the_key() {
+        let a = Bundle::single("d/f", "export default () => {}");
+        let b = Bundle::single("d/f", "export default () => {}");
+        assert_eq!(a.key_hash(), b.key_hash());
+        assert_eq!(a.key_hash(), fnv1a(a.key().as_bytes()));
+        let env: BTreeMap<String, String> = [("K".to_string(), "V".to_string())].into();
+        let c = b.with_env(env);
+        assert_ne!(c.key(), a.key());
+        assert_eq!(c.key_hash(), fnv1a(c.key().as_bytes()));
+        assert_ne!(c.key_hash(), a.key_hash());
+        // FNV-1a's published value for "a".
+        assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
     }
 
     #[test]

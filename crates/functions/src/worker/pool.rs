@@ -483,7 +483,7 @@ impl WorkerPool {
         started: Instant,
     ) -> Result<Invocation, InvocationError> {
         let inner = &*self.inner;
-        let hash = fnv1a(bundle.key().as_bytes());
+        let hash = bundle.key_hash();
         let home = (hash % inner.slots.len() as u64) as usize;
         let heat = ((hash >> 32) % HEAT_SLOTS as u64) as usize;
         let weight = inner.weight(heat);
@@ -1223,15 +1223,6 @@ fn runs_work(stat: &str) -> Option<bool> {
     }
     let policy: i32 = fields.nth(37)?.parse().ok()?;
     Some(policy != libc::SCHED_IDLE)
-}
-
-fn fnv1a(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in bytes {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
 }
 
 fn spawn_worker(inner: &Arc<Inner>, slot: usize) -> io::Result<(Arc<Conn>, UnixStream)> {
