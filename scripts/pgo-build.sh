@@ -23,7 +23,19 @@
 # file truncated), so the instrumented build has none (`-disable-vp`): no
 # indirect-call promotion from the profile.
 #
-# QuickJS (C, built by the cc crate) is not profile-guided: only the Rust.
+# The C (QuickJS, mimalloc, ring, SQLite; built by the cc crate) is
+# profile-guided by GCC's own instrumentation, which writes its counts
+# (`.gcda`, beside each object) only when a process exits normally and
+# cannot write from a sandboxed worker. So the training also runs the edge
+# function in process (`workers = 0`), where the node runs QuickJS itself
+# and writes its counts when the harness stops it. The profile-guided
+# build's objects live elsewhere (another target dir, other hashes in
+# their paths): its first pass compiles the C without profiles, the counts
+# are then copied beside its objects, and a second pass with
+# `-fprofile-use` compiles the C again (and what depends on it).
+# `-fprofile-partial-training` keeps code the training never ran optimised
+# for speed, not for size: tenants' code runs more of QuickJS than a hello.
+#
 # A plain `cargo build --release` is unaffected and stays the default build.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -42,9 +54,20 @@ profiles=$repo/target/pgo-profiles
 rm -rf "$profiles"
 mkdir -p "$profiles"
 
+# The C flags every build of the tree uses (.cargo/config.toml), which
+# an explicit CFLAGS would replace.
+c_base=$(sed -n 's/^CFLAGS = "\(.*\)"$/\1/p' "$repo/.cargo/config.toml")
+[[ -n $c_base ]] || { echo "pgo-build: no CFLAGS in .cargo/config.toml" >&2; exit 1; }
+
 echo "pgo-build: 1/3 instrumented build" >&2
-RUSTFLAGS="-Cprofile-generate=$profiles -Cllvm-args=-runtime-counter-relocation -Cllvm-args=-disable-vp=true" \
-  CARGO_TARGET_DIR=$gen_dir cargo build --release --locked -p ledge
+# GCC's counters need libgcov, linked into the binary alone (`cargo rustc`
+# passes the flag to the last crate only). Counts of an earlier run go.
+if [[ -d $gen_dir/release/build ]]; then
+  find "$gen_dir/release/build" -name '*.gcda' -delete
+fi
+CFLAGS="$c_base -fprofile-generate -fprofile-update=atomic" \
+  RUSTFLAGS="-Cprofile-generate=$profiles -Cllvm-args=-runtime-counter-relocation -Cllvm-args=-disable-vp=true" \
+  CARGO_TARGET_DIR=$gen_dir cargo rustc --release --locked -p ledge --bin ledge -- -Clink-arg=-lgcov
 
 echo "pgo-build: 2/3 training on the harness's scenarios" >&2
 results=$(mktemp -d)
@@ -54,6 +77,11 @@ LLVM_PROFILE_FILE="$profiles/ledge-%p%c.profraw" \
   DURATION=${PGO_SECONDS:-4} WARMUP=1 REPEAT=1 RESULTS_DIR=$results RUN_ID=pgo \
   "$repo/bench/run.sh" static-1k static-100k redirect h2-tls proxy-cache conn-close \
   many-files h1-tls fn-hello >&2
+# The edge function again, in process: QuickJS's counts for GCC.
+LLVM_PROFILE_FILE="$profiles/ledge-%p%c.profraw" LEDGE_FN_WORKERS=0 \
+  LEDGE_BIN=$gen_dir/release/ledge SERVERS=ledge \
+  DURATION=${PGO_SECONDS:-4} WARMUP=1 REPEAT=1 RESULTS_DIR=$results RUN_ID=pgo-in-process \
+  "$repo/bench/run.sh" fn-hello >&2
 shopt -s nullglob
 raw=("$profiles"/*.profraw)
 (( ${#raw[@]} > 0 )) || { echo "pgo-build: the training wrote no profile" >&2; exit 1; }
@@ -69,10 +97,41 @@ if [[ -z $worker_counts || $worker_counts == 0 ]]; then
   echo "pgo-build: the function workers wrote no counts" >&2
   exit 1
 fi
+gcda=()
+while IFS= read -r -d '' f; do gcda+=("$f"); done < <(find "$gen_dir/release/build" -name '*.gcda' -print0)
+if ! printf '%s\n' "${gcda[@]}" | grep -q '/rquickjs-sys-[^/]*/out/.*quickjs\.gcda$'; then
+  echo "pgo-build: QuickJS wrote no counts (.gcda)" >&2
+  exit 1
+fi
+echo "pgo-build: ${#gcda[@]} C objects have counts" >&2
 
 echo "pgo-build: 3/3 profile-guided build" >&2
 # Cargo does not see a new profile behind the same flags: start clean.
 rm -rf "$use_dir"
-RUSTFLAGS="-Cprofile-use=$profiles/merged.profdata -Cllvm-args=-disable-vp=true" \
+use_rust="-Cprofile-use=$profiles/merged.profdata -Cllvm-args=-disable-vp=true"
+CFLAGS="$c_base" RUSTFLAGS="$use_rust" \
   CARGO_TARGET_DIR=$use_dir cargo build --release --locked -p ledge
+# Each count file goes beside the same object of this build: the same crate
+# (`build/<crate>-<hash>/`, another hash) and the same path under `out/`.
+placed=0
+for g in "${gcda[@]}"; do
+  rel=${g#"$gen_dir/release/build/"}
+  unit=${rel%%/*}
+  inner=${rel#*/}
+  for d in "$use_dir/release/build/${unit%-*}"-*/; do
+    if [[ -f $d${inner%.gcda}.o ]]; then
+      cp "$g" "$d$inner"
+      placed=$((placed + 1))
+    fi
+  done
+done
+(( placed > 0 )) || { echo "pgo-build: no object of the build matches a count file" >&2; exit 1; }
+echo "pgo-build: counts placed beside $placed objects; compiling the C again" >&2
+# Other CFLAGS make the cc build scripts run again (same out dirs). The
+# sources are copies under `out/` too, so GCC sees their functions at other
+# paths and would refuse every count: `-Wno-coverage-mismatch` lets it take
+# them where the function's control flow is the same (it still drops the
+# count of any function whose control flow changed).
+CFLAGS="$c_base -fprofile-use -fprofile-partial-training -fprofile-correction -Wno-missing-profile -Wno-coverage-mismatch" \
+  RUSTFLAGS="$use_rust" CARGO_TARGET_DIR=$use_dir cargo build --release --locked -p ledge
 echo "$use_dir/release/ledge"
