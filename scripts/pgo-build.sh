@@ -54,10 +54,10 @@ profiles=$repo/target/pgo-profiles
 rm -rf "$profiles"
 mkdir -p "$profiles"
 
-# The C flags every build of the tree uses (.cargo/config.toml), which
-# an explicit CFLAGS would replace.
-c_base=$(sed -n 's/^CFLAGS = "\(.*\)"$/\1/p' "$repo/.cargo/config.toml")
-[[ -n $c_base ]] || { echo "pgo-build: no CFLAGS in .cargo/config.toml" >&2; exit 1; }
+# The C flags of every build of the tree: a CFLAGS of the environment, as
+# cargo gives it precedence, else the tree's own (.cargo/config.toml).
+c_base=${CFLAGS:-$(sed -n 's/^CFLAGS = "\(.*\)"$/\1/p' "$repo/.cargo/config.toml")}
+[[ -n $c_base ]] || { echo "pgo-build: no CFLAGS in the environment or .cargo/config.toml" >&2; exit 1; }
 
 echo "pgo-build: 1/3 instrumented build" >&2
 # GCC's counters need libgcov, linked into the binary alone (`cargo rustc`
