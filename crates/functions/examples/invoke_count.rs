@@ -11,6 +11,8 @@
 //!
 //! `BROWSER=1` adds a browser's request headers (about 700 bytes);
 //! `OWNED=1` gives each invocation its own request, as the worker does.
+//! `COLD=1` makes a new isolate for each of the N (none ready: runtime,
+//! context, glue and the bundle's module), then drops it.
 //!
 //! Functions: `hello` (the criterion bench's async hello), `hello-sync`
 //! (a synchronous hello), `pass` (`() => {}`: the fixed cost) and
@@ -47,12 +49,25 @@ fn main() {
         .build()
         .expect("tokio runtime");
     // Generous limits: under valgrind everything runs ~50x slower.
+    let cold = std::env::var_os("COLD").is_some();
     let engine = Engine::new(Limits {
         cpu_time: std::time::Duration::from_secs(10),
         wall_time: std::time::Duration::from_secs(60),
+        max_isolates: if cold {
+            0
+        } else {
+            Limits::default().max_isolates
+        },
         ..Limits::default()
     });
     let bundle = Bundle::single("count/fn", source);
+    if cold {
+        for _ in 0..n {
+            engine.config(&bundle).expect("a cold isolate");
+            engine.drop_evicted();
+        }
+        return;
+    }
     let mut req = hello_request();
     if std::env::var_os("BROWSER").is_some() {
         // A browser's request headers (about 700 bytes), as most real
