@@ -22,27 +22,38 @@ use crate::types::{
 };
 use crate::{Host, HostError, Limits};
 
+/// QuickJS's first threshold for a cycle collection (bytes allocated).
+const FIRST_GC_THRESHOLD: usize = 256 << 10;
+
 /// The glue module.
 const GLUE: &str = include_str!("js/runtime.js");
+
+/// A lazily built part of the glue: its name, and its source with the
+/// builder function as the module's default export.
+macro_rules! lazy_glue {
+    ($name:literal, $file:literal, $builder:ident) => {
+        (
+            $name,
+            concat!(
+                include_str!($file),
+                "\nexport default ",
+                stringify!($builder),
+                ";\n"
+            ),
+        )
+    };
+}
 
 /// Parts of the glue loaded on first use (`N.lazyGlue(name)`), so a cold
 /// isolate does not read their bytecode: each module's default export is the
 /// builder the glue calls with what it shares.
-const LAZY_GLUE: [(&str, &str); 2] = [
-    (
-        "streams",
-        concat!(
-            include_str!("js/streams.js"),
-            "\nexport default ledgeStreams;\n"
-        ),
-    ),
-    (
-        "urlpattern",
-        concat!(
-            include_str!("js/urlpattern.js"),
-            "\nexport default ledgeURLPattern;\n"
-        ),
-    ),
+const LAZY_GLUE: [(&str, &str); 6] = [
+    lazy_glue!("streams", "js/streams.js", ledgeStreams),
+    lazy_glue!("urlpattern", "js/urlpattern.js", ledgeURLPattern),
+    lazy_glue!("formdata", "js/formdata.js", ledgeFormData),
+    lazy_glue!("abort", "js/abort.js", ledgeAbort),
+    lazy_glue!("subtle", "js/subtle.js", ledgeSubtle),
+    lazy_glue!("clone", "js/clone.js", ledgeClone),
 ];
 
 /// Largest response body drained from a stream when a handler returns a
@@ -363,6 +374,11 @@ impl Blank {
         let rt = Runtime::new_with_alloc(LimitedAllocator::new(Arc::clone(&budget)))
             .map_err(|e| err(ErrorKind::Internal, e.to_string()))?;
         rt.set_max_stack_size(limits.stack_bytes);
+        // No cycle collection while the glue is built: what it makes stays
+        // alive, its temporaries are freed by their counts, and the
+        // collection QuickJS would start at its first threshold (256 KiB,
+        // about halfway) costs some 4 % of a blank isolate.
+        rt.set_gc_threshold(usize::MAX);
         let shared = Arc::new(Shared::new(limits, budget));
         let watcher = Arc::clone(&shared);
         rt.set_interrupt_handler(Some(Box::new(move || watcher.should_interrupt())));
@@ -388,6 +404,10 @@ impl Blank {
         let glue = ctx.with(|ctx| glue_setup(&ctx, &shared, pause));
         shared.disarm();
         let glue = glue.map_err(|e| classify(&shared, limits, e))?;
+        // The threshold QuickJS sets after a collection: half as much again
+        // as is in use (never below its first one), before any tenant code.
+        let used = shared.budget.used();
+        rt.set_gc_threshold((used + used / 2).max(FIRST_GC_THRESHOLD));
         Ok(Blank {
             glue,
             ctx,
@@ -921,20 +941,17 @@ fn compile_glue(name: &str, source: &str) -> Option<Vec<u8>> {
 }
 
 /// Loads a lazily built part of the glue and returns its builder (its
-/// default export). Compiled to bytecode once per process.
+/// default export). Each part is compiled to bytecode once per process, when
+/// an isolate first needs it.
 pub(crate) fn load_lazy_glue<'js>(ctx: &Ctx<'js>, name: &str) -> rquickjs::Result<Function<'js>> {
-    static BYTECODE: OnceLock<Vec<Option<Vec<u8>>>> = OnceLock::new();
-    let all = BYTECODE.get_or_init(|| {
-        LAZY_GLUE
-            .iter()
-            .map(|(n, src)| compile_glue(&format!("ledge:{n}"), src))
-            .collect()
-    });
+    static BYTECODE: [OnceLock<Option<Vec<u8>>>; LAZY_GLUE.len()] =
+        [const { OnceLock::new() }; LAZY_GLUE.len()];
     let Some(at) = LAZY_GLUE.iter().position(|(n, _)| *n == name) else {
         return Err(rquickjs::Error::new_from_js("string", "glue part"));
     };
     let module_name = format!("ledge:{name}");
-    let declared = match all.get(at).and_then(Option::as_deref) {
+    let compiled = BYTECODE[at].get_or_init(|| compile_glue(&module_name, LAZY_GLUE[at].1));
+    let declared = match compiled.as_deref() {
         #[allow(unsafe_code)]
         // SAFETY: as in `load_glue`: bytes written by `Module::write` in this
         // process from our own source, kept in a static that outlives every

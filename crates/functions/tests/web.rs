@@ -494,3 +494,47 @@ async fn absent_globals_are_absent() {
       for (const name of ['require', 'process', 'Deno', 'std', 'os', 'scriptArgs']) eq(typeof globalThis[name], 'undefined', name);
     "#).await;
 }
+
+/// Parts of the glue a cold isolate does not build (streams, URLPattern,
+/// FormData and File, events and abort signals, crypto.subtle and
+/// CryptoKey, structuredClone) are built on first use, whichever way it
+/// comes: the global, or a value the glue makes. Each is built once, and
+/// what the glue made is an instance of the global the tenant sees.
+#[tokio::test]
+async fn lazy_globals_are_built_on_first_use() {
+    check(r#"
+      const lazy = ['FormData', 'File', 'Event', 'EventTarget', 'AbortSignal', 'AbortController', 'CryptoKey',
+        'structuredClone', 'ReadableStream', 'WritableStream', 'TransformStream', 'URLPattern'];
+      const built = (n) => 'value' in Object.getOwnPropertyDescriptor(globalThis, n);
+      for (const n of lazy) ok(!built(n), `${n} is not built before its first use`);
+      ok(typeof Object.getOwnPropertyDescriptor(crypto, 'subtle').get === 'function', 'crypto.subtle is not built before use');
+
+      // Through values the glue makes.
+      const signal = new Request('https://site.example/').signal;
+      ok(signal instanceof AbortSignal && built('AbortSignal'), 'a request\'s signal is an AbortSignal');
+      ok(!signal.aborted, 'not aborted');
+      const form = await new Response('a=1&b=2', { headers: { 'content-type': 'application/x-www-form-urlencoded' } }).formData();
+      ok(!built('FormData') && form instanceof FormData, 'formData() gives a FormData');
+      eq([...form], [['a', '1'], ['b', '2']], 'its entries');
+      const sent = new Response(form);
+      ok(sent.headers.get('content-type').startsWith('multipart/form-data; boundary='), 'a FormData body');
+      ok((await sent.formData()).get('b') === '2', 'read back');
+      const key = await crypto.subtle.importKey('raw', bytes('k'), { name: 'HMAC', hash: 'SHA-256' }, false, ['sign']);
+      ok(!built('CryptoKey') && key instanceof CryptoKey, 'an imported key is a CryptoKey');
+      ok(crypto.subtle === crypto.subtle, 'one subtle');
+      throws(() => { 'use strict'; crypto.subtle = null; }, 'TypeError', 'subtle cannot be replaced');
+      const ac = new AbortController();
+      const piped = new ReadableStream({ start(c) { c.enqueue(1); } }).pipeTo(new WritableStream(), { signal: ac.signal });
+      ac.abort();
+      await rejects(piped, 'AbortError', 'a stream piped with a signal stops when it aborts');
+      eq(structuredClone({ a: [1] }), { a: [1] }, 'structuredClone');
+
+      // A global a tenant replaces before its first use stays replaced.
+      globalThis.File = 'mine';
+      eq(File, 'mine', 'replaced');
+      // Read once, a global becomes a plain property.
+      for (const n of lazy.filter((n) => n !== 'File')) ok(typeof globalThis[n] === 'function' && built(n), `${n} is built now`);
+      ok(Object.getPrototypeOf(AbortSignal) === EventTarget, 'AbortSignal extends the global EventTarget');
+      ok(new AbortController().signal.constructor === AbortSignal, 'one AbortSignal');
+    "#).await;
+}

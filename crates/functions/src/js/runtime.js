@@ -476,7 +476,11 @@ export default function (N) {
   // `S` stays null until a stream is needed: until then no value can be a
   // ReadableStream, and bodies are plain bytes.
   let S = null;
-  const streams = () => S || (S = N.lazyGlue("streams")({ AbortSignal, AbortController, TextDecoder, utf8, toBytes, concat }));
+  const streams = () => S || (S = N.lazyGlue("streams")({
+    get AbortSignal() { return aborts().AbortSignal; },
+    get AbortController() { return aborts().AbortController; },
+    TextDecoder, utf8, toBytes, concat,
+  }));
   const isStream = (x) => S !== null && typeof x === "object" && x !== null && S.isReadable(x);
   // A global built on first access (then a plain data property).
   const lazyGlobal = (name, make) => Object.defineProperty(G, name, {
@@ -577,7 +581,7 @@ export default function (N) {
       const known = S.takeKnownBytes(body);
       return known !== null ? [known, null, null] : [null, null, body];
     }
-    if (isFormData(body)) return formDataBody(body);
+    if (isFormData(body)) return FD.formDataBody(body);
     return [utf8(str(body)), "text/plain;charset=UTF-8", null];
   }
   const hasBody = (b) => b.bytes !== null || b.stream !== null || b.held !== undefined;
@@ -705,7 +709,7 @@ export default function (N) {
     },
     async formData() {
       const ctype = this.headers.get("content-type") || "";
-      return parseFormData(await consume(this), ctype);
+      return forms().parseFormData(await consume(this), ctype);
     },
   };
   function mixBody(cls) {
@@ -729,194 +733,18 @@ export default function (N) {
     return bodyBytes(b);
   }
 
-  // ---------------------------------------------------------------- File / FormData
-  const FILES = new WeakMap();
-  class File extends Blob {
-    constructor(bits, name, options = {}) {
-      if (arguments.length < 2) throw new TypeError("File requires 2 arguments");
-      super(bits, options);
-      const lm = options && options.lastModified !== undefined ? Number(options.lastModified) : Date.now();
-      FILES.set(this, { name: str(name), lastModified: Number.isFinite(lm) ? Math.trunc(lm) : 0 });
-    }
-    get name() { return FILES.get(this).name; }
-    get lastModified() { return FILES.get(this).lastModified; }
-    get [Symbol.toStringTag]() { return "File"; }
-  }
-  defineGlobal("File", File);
+  // ---------------------------------------------------------------- File / FormData (built on first use)
+  let FD = null;
+  const forms = () => FD || (FD = N.lazyGlue("formdata")({ N, Blob, BLOBS, str, utf8, concat, fromUtf8, qsParse }));
+  // Until it is built, no value can be a FormData.
+  const isFormData = (x) => FD !== null && FD.isFormData(x);
+  lazyGlobal("File", () => forms().File);
+  lazyGlobal("FormData", () => forms().FormData);
 
-  const FORMS = new WeakMap(); // FormData -> [[name, string | File]]
-  const isFormData = (x) => typeof x === "object" && x !== null && FORMS.has(x);
-  function formEntry(name, value, filename, n) {
-    if (n < 2) throw new TypeError("FormData.append/set requires 2 arguments");
-    const k = str(name);
-    if (value instanceof Blob) {
-      if (filename !== undefined || !(value instanceof File)) {
-        const fname = filename !== undefined ? str(filename) : value instanceof File ? value.name : "blob";
-        const f = new File([], fname, { type: value.type, lastModified: value instanceof File ? value.lastModified : undefined });
-        BLOBS.get(f).bytes = BLOBS.get(value).bytes;
-        return [k, f];
-      }
-      return [k, value];
-    }
-    if (filename !== undefined) throw new TypeError("FormData: a filename is only allowed with a Blob value");
-    return [k, str(value)];
-  }
-  const formList = (fd) => {
-    const l = FORMS.get(fd);
-    if (!l) throw new TypeError("Illegal invocation");
-    return l;
-  };
-  class FormData {
-    constructor(form = undefined) {
-      if (form !== undefined) throw new TypeError("FormData: forms are not supported here");
-      FORMS.set(this, []);
-    }
-    append(name, value, filename) { formList(this).push(formEntry(name, value, filename, arguments.length)); }
-    set(name, value, filename) {
-      const l = formList(this);
-      const e = formEntry(name, value, filename, arguments.length);
-      const i = l.findIndex(([k]) => k === e[0]);
-      if (i < 0) { l.push(e); return; }
-      l[i] = e;
-      FORMS.set(this, l.filter(([k], j) => j <= i || k !== e[0]));
-    }
-    get(name) { const n = str(name); const e = formList(this).find(([k]) => k === n); return e ? e[1] : null; }
-    getAll(name) { const n = str(name); return formList(this).filter(([k]) => k === n).map(([, v]) => v); }
-    has(name) { const n = str(name); return formList(this).some(([k]) => k === n); }
-    delete(name) { const n = str(name); FORMS.set(this, formList(this).filter(([k]) => k !== n)); }
-    forEach(cb, thisArg) {
-      if (typeof cb !== "function") throw new TypeError("callback is not a function");
-      for (const [k, v] of this) cb.call(thisArg, v, k, this);
-    }
-    *entries() { formList(this); for (let i = 0; i < FORMS.get(this).length; i++) { const e = FORMS.get(this)[i]; yield [e[0], e[1]]; } }
-    *keys() { for (const [k] of this.entries()) yield k; }
-    *values() { for (const [, v] of this.entries()) yield v; }
-    [Symbol.iterator]() { return this.entries(); }
-    get [Symbol.toStringTag]() { return "FormData"; }
-  }
-  defineGlobal("FormData", FormData);
-  const escapeFormName = (s) => s.replace(/\r\n|\r|\n/g, "\r\n").replace(/\n/g, "%0A").replace(/\r/g, "%0D").replace(/"/g, "%22");
-  // [bytes, content-type, null]: multipart/form-data with a random boundary.
-  function formDataBody(fd) {
-    const boundary = `----LedgeFormBoundary${N.randomUUID().replace(/-/g, "")}`;
-    const chunks = [];
-    for (const [name, value] of FORMS.get(fd)) {
-      let head = `--${boundary}\r\nContent-Disposition: form-data; name="${escapeFormName(name)}"`;
-      if (value instanceof File) {
-        head += `; filename="${escapeFormName(value.name)}"\r\nContent-Type: ${value.type || "application/octet-stream"}\r\n\r\n`;
-        chunks.push(utf8(head), BLOBS.get(value).bytes, utf8("\r\n"));
-      } else {
-        chunks.push(utf8(`${head}\r\n\r\n${value.replace(/\r\n|\r|\n/g, "\r\n")}\r\n`));
-      }
-    }
-    chunks.push(utf8(`--${boundary}--\r\n`));
-    return [concat(chunks), `multipart/form-data; boundary=${boundary}`, null];
-  }
-  function parseFormData(bytes, ctype) {
-    const essence = ctype.split(";")[0].trim().toLowerCase();
-    const fd = new FormData();
-    const list = FORMS.get(fd);
-    if (essence === "multipart/form-data") {
-      const flat = N.multipartParse(bytes, ctype);
-      if (!flat) throw new TypeError("Could not parse the body as multipart/form-data");
-      for (let i = 0; i + 3 < flat.length; i += 4) {
-        const [name, filename, type, data] = [flat[i], flat[i + 1], flat[i + 2], flat[i + 3]];
-        if (filename === undefined || filename === null) list.push([name, fromUtf8(data)]);
-        else {
-          const f = new File([], filename, { type: type || "text/plain" });
-          BLOBS.get(f).bytes = data;
-          list.push([name, f]);
-        }
-      }
-      return fd;
-    }
-    if (essence === "application/x-www-form-urlencoded") {
-      for (const e of qsParse(fromUtf8(bytes))) list.push(e);
-      return fd;
-    }
-    throw new TypeError(`Could not parse the body as FormData: unsupported content type "${ctype}"`);
-  }
-
-  // ---------------------------------------------------------------- AbortController / events
-  class Event {
-    #type;
-    constructor(type) { this.#type = String(type); this.target = null; this.defaultPrevented = false; }
-    get type() { return this.#type; }
-    preventDefault() { this.defaultPrevented = true; }
-  }
-  const LISTENERS = new WeakMap();
-  class EventTarget {
-    constructor() { LISTENERS.set(this, []); }
-    addEventListener(type, cb, options) {
-      if (typeof cb !== "function" && !(cb && typeof cb.handleEvent === "function")) return;
-      const l = LISTENERS.get(this);
-      if (l.some((e) => e.type === type && e.cb === cb)) return;
-      l.push({ type: String(type), cb, once: !!(options && typeof options === "object" && options.once) });
-    }
-    removeEventListener(type, cb) {
-      LISTENERS.set(this, LISTENERS.get(this).filter((e) => !(e.type === type && e.cb === cb)));
-    }
-    dispatchEvent(ev) {
-      ev.target = this;
-      const handler = this["on" + ev.type];
-      for (const e of LISTENERS.get(this).slice()) {
-        if (e.type !== ev.type) continue;
-        if (e.once) this.removeEventListener(e.type, e.cb);
-        try { typeof e.cb === "function" ? e.cb.call(this, ev) : e.cb.handleEvent(ev); }
-        catch (err) { N.log("error", str(`Uncaught (in event listener) ${fmt(err, 0)}`)); }
-      }
-      if (typeof handler === "function") {
-        try { handler.call(this, ev); } catch (err) { N.log("error", str(`Uncaught (in event listener) ${fmt(err, 0)}`)); }
-      }
-      return !ev.defaultPrevented;
-    }
-  }
-  defineGlobal("Event", Event);
-  defineGlobal("EventTarget", EventTarget);
-
-  const SIGNALS = new WeakMap();
-  let signalKey = false;
-  class AbortSignal extends EventTarget {
-    constructor(key) {
-      if (key !== signalKey || !signalKey) throw new TypeError("Illegal constructor");
-      super();
-      SIGNALS.set(this, { aborted: false, reason: undefined });
-      this.onabort = null;
-    }
-    get aborted() { return SIGNALS.get(this).aborted; }
-    get reason() { return SIGNALS.get(this).reason; }
-    throwIfAborted() { const st = SIGNALS.get(this); if (st.aborted) throw st.reason; }
-    static abort(reason) { const s = newSignal(); signalAbort(s, reason); return s; }
-    static timeout(ms) {
-      const s = newSignal();
-      G.setTimeout(() => signalAbort(s, new DOMEx("The operation timed out.", "TimeoutError")), ms);
-      return s;
-    }
-    static any(signals) {
-      const s = newSignal();
-      for (const x of signals) if (x.aborted) { signalAbort(s, x.reason); return s; }
-      for (const x of signals) x.addEventListener("abort", () => signalAbort(s, x.reason), { once: true });
-      return s;
-    }
-  }
-  function newSignal() {
-    signalKey = {};
-    try { return new AbortSignal(signalKey); } finally { signalKey = false; }
-  }
-  function signalAbort(s, reason) {
-    const st = SIGNALS.get(s);
-    if (st.aborted) return;
-    st.aborted = true;
-    st.reason = reason === undefined ? new DOMEx("This operation was aborted", "AbortError") : reason;
-    s.dispatchEvent(new Event("abort"));
-  }
-  class AbortController {
-    #signal = newSignal();
-    get signal() { return this.#signal; }
-    abort(reason) { signalAbort(this.#signal, reason); }
-  }
-  defineGlobal("AbortSignal", AbortSignal);
-  defineGlobal("AbortController", AbortController);
+  // ---------------------------------------------------------------- AbortController / events (built on first use)
+  let AB = null;
+  const aborts = () => AB || (AB = N.lazyGlue("abort")({ N, G, DOMEx, str, fmt }));
+  for (const name of ["Event", "EventTarget", "AbortSignal", "AbortController"]) lazyGlobal(name, () => aborts()[name]);
 
   // ---------------------------------------------------------------- Request
   const METHOD_NORM = ["DELETE", "GET", "HEAD", "OPTIONS", "POST", "PUT"];
@@ -980,7 +808,7 @@ export default function (N) {
     get headers() { return reqHeaders(reqRec(this)); }
     get signal() {
       const st = reqRec(this);
-      return st.signal || (st.signal = new AbortController().signal);
+      return st.signal || (st.signal = new (aborts().AbortController)().signal);
     }
     get redirect() { return reqRec(this).redirect; }
     get cache() { return "default"; }
@@ -1157,282 +985,15 @@ export default function (N) {
     },
     randomUUID() { return N.randomUUID(); },
   };
-  const DIGESTS = { "SHA-1": "sha1", "SHA-256": "sha256", "SHA-384": "sha384", "SHA-512": "sha512" };
-  const algName = (a) => (typeof a === "string" ? a : a && a.name ? String(a.name) : "");
-  const hashName = (a) => {
-    const n = DIGESTS[algName(a).toUpperCase()];
-    if (!n) throw new DOMEx(`Unrecognized algorithm name: ${algName(a)}`, "NotSupportedError");
-    return n;
-  };
-  const KEYS = new WeakMap();
-  class CryptoKey {
-    constructor() { throw new TypeError("Illegal constructor"); }
-    get type() { return KEYS.get(this).type; }
-    get extractable() { return KEYS.get(this).extractable; }
-    get algorithm() { return { ...KEYS.get(this).algorithm }; }
-    get usages() { return [...KEYS.get(this).usages]; }
-  }
-  defineGlobal("CryptoKey", CryptoKey);
-  const CURVES = { "P-256": 32, "P-384": 48 };
-  const HASH_NAMES = { sha1: "SHA-1", sha256: "SHA-256", sha384: "SHA-384", sha512: "SHA-512" };
-  const HMAC_BLOCK = { sha1: 512, sha256: 512, sha384: 1024, sha512: 1024 };
-  const binary = (u8) => { let s = ""; for (let i = 0; i < u8.length; i += 8192) s += String.fromCharCode(...u8.subarray(i, i + 8192)); return s; };
-  const b64url = (u8) => N.b64encode(binary(u8)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
-  function unb64url(v, what) {
-    if (typeof v !== "string" || !/^[A-Za-z0-9_-]*$/.test(v)) throw new DOMEx(`Invalid JWK member "${what}"`, "DataError");
-    const bin = N.b64decode(v.replace(/-/g, "+").replace(/_/g, "/"));
-    if (bin === null || bin === undefined) throw new DOMEx(`Invalid JWK member "${what}"`, "DataError");
-    const out = new Uint8Array(bin.length);
-    for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
-    return out;
-  }
-  function checkUsages(usages, allowed, what) {
-    const use = [...usages].map(String);
-    for (const u of use) if (!allowed.includes(u)) throw new DOMEx(`Invalid key usage "${u}" for ${what}`, "SyntaxError");
-    return [...new Set(use)];
-  }
-  function newKey(slots) {
-    const key = Object.create(CryptoKey.prototype);
-    KEYS.set(key, slots);
-    return key;
-  }
-  function keySlots(key, name, usage) {
-    const k = KEYS.get(key);
-    if (!k) throw new TypeError("key is not a CryptoKey");
-    if (k.algorithm.name !== name) throw new DOMEx(`The key is not a ${name} key`, "InvalidAccessError");
-    if (!k.usages.includes(usage)) throw new DOMEx(`The key does not allow "${usage}"`, "InvalidAccessError");
-    return k;
-  }
-  function curveOf(algorithm) {
-    const c = algorithm && algorithm.namedCurve !== undefined ? String(algorithm.namedCurve) : "";
-    if (!CURVES[c]) throw new DOMEx(`Unsupported namedCurve: ${c}`, "NotSupportedError");
-    return c;
-  }
-  const ecKey = (type, curve, extractable, usages, parts) => newKey({
-    type, extractable: !!extractable, usages, curve, pkcs8: parts.pkcs8 || null, d: parts.d || null, point: parts.point,
-    algorithm: { name: "ECDSA", namedCurve: curve },
-  });
-  const ecPrivate = (curve, extractable, usages, arr) =>
-    ecKey("private", curve, extractable, usages, { pkcs8: arr[0], d: arr[1], point: arr[2] });
-  function importEcdsa(format, keyData, algorithm, extractable, usages) {
-    const curve = curveOf(algorithm);
-    const size = CURVES[curve];
-    const isPoint = (p) => p.length === 1 + 2 * size && p[0] === 4;
-    if (format === "raw" || format === "spki") {
-      const use = checkUsages(usages, ["verify"], "an ECDSA public key");
-      const bytes = copyBytes(toBytes(keyData, "keyData"));
-      const point = format === "raw" ? bytes : N.ecSpkiToPoint(curve, bytes);
-      if (!point || !isPoint(point)) throw new DOMEx(`Invalid ${format} ECDSA public key for ${curve}`, "DataError");
-      return ecKey("public", curve, extractable, use, { point });
-    }
-    if (format === "pkcs8") {
-      const use = checkUsages(usages, ["sign"], "an ECDSA private key");
-      if (use.length === 0) throw new DOMEx("A private key needs a usage", "SyntaxError");
-      const arr = N.ecFromPkcs8(curve, copyBytes(toBytes(keyData, "keyData")));
-      if (!arr) throw new DOMEx(`Invalid pkcs8 ECDSA private key for ${curve}`, "DataError");
-      return ecPrivate(curve, extractable, use, arr);
-    }
-    if (format === "jwk") {
-      const jwk = keyData;
-      if (jwk === null || typeof jwk !== "object") throw new TypeError("keyData must be a JWK object");
-      if (jwk.kty !== "EC") throw new DOMEx("The JWK kty must be \"EC\"", "DataError");
-      if (jwk.crv !== curve) throw new DOMEx(`The JWK crv (${jwk.crv}) does not match ${curve}`, "DataError");
-      if (jwk.ext === false && extractable) throw new DOMEx("The JWK is not extractable", "DataError");
-      if (jwk.alg !== undefined && jwk.alg !== (curve === "P-256" ? "ES256" : "ES384")) {
-        throw new DOMEx(`The JWK alg (${jwk.alg}) does not match ${curve}`, "DataError");
-      }
-      const x = unb64url(jwk.x, "x"), y = unb64url(jwk.y, "y");
-      if (x.length !== size || y.length !== size) throw new DOMEx("Invalid JWK coordinates", "DataError");
-      const point = concat([new Uint8Array([4]), x, y]);
-      if (jwk.d !== undefined) {
-        const use = checkUsages(usages, ["sign"], "an ECDSA private key");
-        if (use.length === 0) throw new DOMEx("A private key needs a usage", "SyntaxError");
-        const arr = N.ecFromParts(curve, unb64url(jwk.d, "d"), point);
-        if (!arr) throw new DOMEx("Invalid JWK private key", "DataError");
-        return ecPrivate(curve, extractable, use, arr);
-      }
-      const use = checkUsages(usages, ["verify"], "an ECDSA public key");
-      return ecKey("public", curve, extractable, use, { point });
-    }
-    throw new DOMEx(`Unsupported key format: ${format}`, "NotSupportedError");
-  }
-  function exportEcdsa(format, k) {
-    if (format === "jwk") {
-      const size = CURVES[k.curve];
-      const jwk = { kty: "EC", crv: k.curve, x: b64url(k.point.subarray(1, 1 + size)), y: b64url(k.point.subarray(1 + size)),
-        ext: k.extractable, key_ops: [...k.usages] };
-      if (k.type === "private") jwk.d = b64url(k.d);
-      return jwk;
-    }
-    if (k.type === "public" && format === "raw") return copyBytes(k.point).buffer;
-    if (k.type === "public" && format === "spki") return N.ecPointToSpki(k.curve, k.point).buffer;
-    if (k.type === "private" && format === "pkcs8") return copyBytes(k.pkcs8).buffer;
-    if (["raw", "spki", "pkcs8"].includes(format)) {
-      throw new DOMEx(`A ${k.type} key cannot be exported as ${format}`, "InvalidAccessError");
-    }
-    throw new DOMEx(`Unsupported key format: ${format}`, "NotSupportedError");
-  }
-  const hmacKey = (h, hashAlg, bytes, extractable, use) => newKey({ type: "secret", extractable: !!extractable, usages: use,
-    hash: h, bytes, algorithm: { name: "HMAC", hash: { name: HASH_NAMES[h] }, length: bytes.length * 8 } });
-  function importHmac(format, keyData, algorithm, extractable, usages) {
-    const h = hashName(algorithm.hash);
-    const use = checkUsages(usages, ["sign", "verify"], "HMAC");
-    if (use.length === 0) throw new DOMEx("A secret key needs a usage", "SyntaxError");
-    let bytes;
-    if (format === "raw") bytes = copyBytes(toBytes(keyData, "keyData"));
-    else if (format === "jwk") {
-      if (keyData === null || typeof keyData !== "object") throw new TypeError("keyData must be a JWK object");
-      if (keyData.kty !== "oct") throw new DOMEx("The JWK kty must be \"oct\"", "DataError");
-      if (keyData.ext === false && extractable) throw new DOMEx("The JWK is not extractable", "DataError");
-      bytes = unb64url(keyData.k, "k");
-    } else throw new DOMEx(`Unsupported key format: ${format}`, "NotSupportedError");
-    if (bytes.length === 0) throw new DOMEx("An HMAC key cannot be empty", "DataError");
-    return hmacKey(h, algorithm.hash, bytes, extractable, use);
-  }
-  const subtle = {
-    async digest(algorithm, data) {
-      const h = hashName(algorithm);
-      return N.digest(h, copyBytes(toBytes(data, "data"))).buffer;
-    },
-    async importKey(format, keyData, algorithm, extractable, usages) {
-      const name = algName(algorithm).toUpperCase();
-      if (name === "HMAC") return importHmac(String(format), keyData, algorithm, extractable, usages);
-      if (name === "ECDSA") return importEcdsa(String(format), keyData, algorithm, extractable, usages);
-      throw new DOMEx(`Unsupported algorithm: ${algName(algorithm)}`, "NotSupportedError");
-    },
-    async generateKey(algorithm, extractable, usages) {
-      const name = algName(algorithm).toUpperCase();
-      if (name === "ECDSA") {
-        const curve = curveOf(algorithm);
-        const use = checkUsages(usages, ["sign", "verify"], "ECDSA");
-        const privUse = use.filter((u) => u === "sign");
-        if (privUse.length === 0) throw new DOMEx("The private key needs the \"sign\" usage", "SyntaxError");
-        const arr = N.ecGenerate(curve);
-        if (!arr) throw new DOMEx("Key generation failed", "OperationError");
-        return {
-          privateKey: ecPrivate(curve, extractable, privUse, arr),
-          publicKey: ecKey("public", curve, true, use.filter((u) => u === "verify"), { point: arr[2] }),
-        };
-      }
-      if (name === "HMAC") {
-        const h = hashName(algorithm.hash);
-        const use = checkUsages(usages, ["sign", "verify"], "HMAC");
-        if (use.length === 0) throw new DOMEx("A secret key needs a usage", "SyntaxError");
-        const bits = algorithm.length === undefined ? HMAC_BLOCK[h] : Number(algorithm.length);
-        if (!Number.isInteger(bits) || bits <= 0 || bits % 8 !== 0 || bits > 8192) {
-          throw new DOMEx("Unsupported HMAC key length", "OperationError");
-        }
-        return hmacKey(h, algorithm.hash, N.randomBytes(bits / 8), extractable, use);
-      }
-      throw new DOMEx(`Unsupported algorithm: ${algName(algorithm)}`, "NotSupportedError");
-    },
-    async exportKey(format, key) {
-      const k = KEYS.get(key);
-      if (!k) throw new TypeError("key is not a CryptoKey");
-      if (!k.extractable) throw new DOMEx("key is not extractable", "InvalidAccessError");
-      if (k.algorithm.name === "ECDSA") return exportEcdsa(String(format), k);
-      if (format === "raw") return copyBytes(k.bytes).buffer;
-      if (format === "jwk") {
-        const alg = { sha1: "HS1", sha256: "HS256", sha384: "HS384", sha512: "HS512" }[k.hash];
-        return { kty: "oct", k: b64url(k.bytes), alg, ext: k.extractable, key_ops: [...k.usages] };
-      }
-      throw new DOMEx(`Unsupported key format: ${format}`, "NotSupportedError");
-    },
-    async sign(algorithm, key, data) {
-      const name = algName(algorithm).toUpperCase();
-      const bytes = copyBytes(toBytes(data, "data"));
-      if (name === "HMAC") {
-        const k = keySlots(key, "HMAC", "sign");
-        return N.hmacSign(k.hash, k.bytes, bytes).buffer;
-      }
-      if (name === "ECDSA") {
-        const h = hashName(algorithm.hash);
-        const k = keySlots(key, "ECDSA", "sign");
-        if (k.type !== "private") throw new DOMEx("Signing needs a private key", "InvalidAccessError");
-        const sig = N.ecSign(k.curve, h, k.pkcs8, bytes);
-        if (!sig) throw new DOMEx(`ECDSA ${k.curve} with ${HASH_NAMES[h]} is not supported`, "NotSupportedError");
-        return sig.buffer;
-      }
-      throw new DOMEx(`Unsupported algorithm: ${algName(algorithm)}`, "NotSupportedError");
-    },
-    async verify(algorithm, key, signature, data) {
-      const name = algName(algorithm).toUpperCase();
-      const bytes = copyBytes(toBytes(data, "data"));
-      const sig = copyBytes(toBytes(signature, "signature"));
-      if (name === "HMAC") {
-        const k = keySlots(key, "HMAC", "verify");
-        return N.hmacVerify(k.hash, k.bytes, bytes, sig);
-      }
-      if (name === "ECDSA") {
-        const h = hashName(algorithm.hash);
-        const k = keySlots(key, "ECDSA", "verify");
-        if (k.type !== "public") throw new DOMEx("Verifying needs a public key", "InvalidAccessError");
-        const ok = N.ecVerify(k.curve, h, k.point, sig, bytes);
-        if (ok === null || ok === undefined) {
-          throw new DOMEx(`ECDSA ${k.curve} with ${HASH_NAMES[h]} is not supported`, "NotSupportedError");
-        }
-        return ok;
-      }
-      throw new DOMEx(`Unsupported algorithm: ${algName(algorithm)}`, "NotSupportedError");
-    },
-  };
-  cryptoObj.subtle = subtle;
+  // crypto.subtle and CryptoKey are built on first use.
+  let CR = null;
+  const subtleGlue = () => CR || (CR = N.lazyGlue("subtle")({ N, DOMEx, toBytes, copyBytes, concat }));
+  Object.defineProperty(cryptoObj, "subtle", { get() { return subtleGlue().subtle; }, enumerable: true, configurable: true });
+  lazyGlobal("CryptoKey", () => subtleGlue().CryptoKey);
   defineGlobal("crypto", cryptoObj);
 
-  // ---------------------------------------------------------------- structuredClone
-  function clone(v, seen) {
-    if (v === null || (typeof v !== "object" && typeof v !== "function" && typeof v !== "symbol")) return v;
-    if (typeof v === "function" || typeof v === "symbol") {
-      throw new DOMEx(`${typeof v === "function" ? "function" : "Symbol"} could not be cloned`, "DataCloneError");
-    }
-    if (seen.has(v)) return seen.get(v);
-    let out;
-    if (v instanceof Date) out = new Date(v.getTime());
-    else if (v instanceof RegExp) out = new RegExp(v.source, v.flags);
-    else if (v instanceof Boolean || v instanceof Number || v instanceof String) out = Object(v.valueOf());
-    else if (v instanceof ArrayBuffer) out = v.slice(0);
-    else if (ArrayBuffer.isView(v)) {
-      const buf = clone(v.buffer, seen);
-      out = v instanceof DataView ? new DataView(buf, v.byteOffset, v.byteLength)
-        : new v.constructor(buf, v.byteOffset, v.length);
-    } else if (v instanceof Map) {
-      out = new Map(); seen.set(v, out);
-      for (const [k, x] of v) out.set(clone(k, seen), clone(x, seen));
-      return out;
-    } else if (v instanceof Set) {
-      out = new Set(); seen.set(v, out);
-      for (const x of v) out.add(clone(x, seen));
-      return out;
-    } else if (v instanceof Error) {
-      const ctors = { EvalError, RangeError, ReferenceError, SyntaxError, TypeError, URIError };
-      out = new (ctors[v.name] || Error)(v.message);
-      seen.set(v, out);
-      if (v.stack !== undefined) out.stack = String(v.stack);
-      return out;
-    } else if (Array.isArray(v)) {
-      out = new Array(v.length); seen.set(v, out);
-      for (const k of Object.keys(v)) out[k] = clone(v[k], seen);
-      return out;
-    } else {
-      const proto = Object.getPrototypeOf(v);
-      if (proto !== Object.prototype && proto !== null) {
-        const tag = Object.prototype.toString.call(v);
-        if (v instanceof Promise || v instanceof WeakMap || v instanceof WeakSet || tag === "[object Request]"
-            || tag === "[object Response]" || tag === "[object Headers]" || tag === "[object URL]") {
-          throw new DOMEx(`${tag} could not be cloned`, "DataCloneError");
-        }
-      }
-      out = {}; seen.set(v, out);
-      for (const k of Object.keys(v)) out[k] = clone(v[k], seen);
-      return out;
-    }
-    seen.set(v, out);
-    return out;
-  }
-  defineGlobal("structuredClone", function structuredClone(value) {
-    if (arguments.length < 1) throw new TypeError("structuredClone requires 1 argument");
-    return clone(value, new Map());
-  });
+  // ---------------------------------------------------------------- structuredClone (built on first use)
+  lazyGlobal("structuredClone", () => N.lazyGlue("clone")({ DOMEx }));
 
   // ---------------------------------------------------------------- host calls (fetch, next)
   function hostCall(kind, request, options) {
