@@ -305,6 +305,11 @@ impl Worker {
                     let cold = invocation.telemetry.cold_start;
                     send(&out, &ToParent::Done { id, invocation });
                     if let Some(idle) = idle.filter(|_| cold) {
+                        // Once the answer is written: the write loop, woken
+                        // by the send, runs before this task's next poll.
+                        // (An idle-class thread woken first can still take
+                        // the CPU the answer needs, until its next pause.)
+                        tokio::task::yield_now().await;
                         idle.wake();
                     }
                 });
