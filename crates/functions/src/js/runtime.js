@@ -6,8 +6,10 @@
 export default function (N) {
   "use strict";
   const G = globalThis;
+  // Kept: a global built on first use is defined after tenant code ran.
+  const defineProperty = Object.defineProperty;
   const defineGlobal = (name, value) =>
-    Object.defineProperty(G, name, { value, writable: true, configurable: true, enumerable: false });
+    defineProperty(G, name, { value, writable: true, configurable: true, enumerable: false });
   const wellFormed = typeof String.prototype.toWellFormed === "function" ? (s) => s.toWellFormed() : (s) => s;
   const str = (v) => wellFormed(String(v));
 
