@@ -576,22 +576,26 @@ impl Isolate {
         (outcome, run.cookies)
     }
 
-    /// The context as the function sees it, as JSON (the env travels
-    /// separately): the per-deploy members from the isolate's cache, then
-    /// the request's own.
-    fn context_json(&mut self, c: &crate::types::RequestContext) -> serde_json::Result<String> {
-        if !self.deploy_context.as_ref().is_some_and(|d| d.matches(c)) {
-            self.deploy_context = Some(DeployContext::new(c)?);
-        }
-        let fixed = self.deploy_context.as_ref().map_or("", |d| d.json.as_str());
-        let mut out = Vec::with_capacity(fixed.len() + 160);
-        out.push(b'{');
-        out.extend_from_slice(fixed.as_bytes());
-        request_context_members(&mut out, c)?;
-        out.push(b'}');
-        // serde_json writes UTF-8, so this never copies.
-        Ok(String::from_utf8(out)
-            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
+    /// What the function's `context` is made of (the env travels
+    /// separately): the per-deploy members' JSON from the isolate's cache,
+    /// and the request's own members, made JSON only if read.
+    fn context_source(
+        &mut self,
+        c: &Arc<crate::types::RequestContext>,
+    ) -> serde_json::Result<crate::quick::ContextSource> {
+        let deploy = match &self.deploy_context {
+            Some(d) if d.matches(c) => Arc::clone(&d.json),
+            _ => {
+                let d = DeployContext::new(c)?;
+                let json = Arc::clone(&d.json);
+                self.deploy_context = Some(d);
+                json
+            }
+        };
+        Ok(crate::quick::ContextSource {
+            deploy,
+            request: Arc::clone(c),
+        })
     }
 
     fn begin(&self, limits: &Limits, started: Instant) {
@@ -622,8 +626,8 @@ impl Isolate {
         let wall_deadline = tokio::time::Instant::from_std(started + limits.wall_time);
         let context = Arc::clone(&request.context);
         let meta = request_parts(request)?;
-        let ctx_json = self
-            .context_json(&context)
+        let ctx_source = self
+            .context_source(&context)
             .map_err(|e| err(ErrorKind::Internal, e.to_string()))?;
         let env_json = match &self.env_cache {
             // The same map (requests to a site share it), or an equal one
@@ -651,7 +655,7 @@ impl Isolate {
             let req = crate::quick::Quick::request(meta, budget);
             let req = rquickjs::Class::instance_proto(req, proto)?;
             let context = rquickjs::Class::instance_proto(
-                crate::quick::Quick::context(ctx_json, budget),
+                crate::quick::Quick::context(ctx_source, budget),
                 context_proto.clone().restore(ctx)?,
             )?;
             start.call::<_, ()>((handler, req, context, &*env_json))
@@ -1083,7 +1087,7 @@ fn json_member(
 /// "requestId":…`), as serde_json writes them, with its machinery only for
 /// what needs it: an empty geo or params is `{}`, and text that needs no
 /// escape is copied as it is (the address and the request id always are).
-fn request_context_members(
+pub(crate) fn request_context_members(
     out: &mut Vec<u8>,
     c: &crate::types::RequestContext,
 ) -> serde_json::Result<()> {
@@ -1127,7 +1131,7 @@ fn request_context_members(
 /// "site":…`), written once per isolate while they stay the same.
 struct DeployContext {
     fixed: Arc<crate::types::FixedContext>,
-    json: String,
+    json: Arc<str>,
 }
 
 impl DeployContext {
@@ -1147,7 +1151,8 @@ impl DeployContext {
             fixed: Arc::clone(&c.fixed),
             // serde_json writes UTF-8, so this never copies.
             json: String::from_utf8(json)
-                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+                .into(),
         })
     }
 }

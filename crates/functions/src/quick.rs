@@ -12,7 +12,8 @@
 //! The invocation's `Request` is one too: Rust makes it with its method,
 //! URL, headers and body ([`RequestParts`]), and a function that never
 //! looks at it never pays for its record. So is its `context`, which holds
-//! the context's data as JSON until a member is first read.
+//! what its data is made of until a member is first read, and only then
+//! makes it JSON ([`ContextSource`]).
 //!
 //! The glue's `Response` constructor calls [`response`] first. It reads
 //! `init.status`, `init.statusText` and `init.headers` in the glue's order,
@@ -133,8 +134,8 @@ impl RequestHeaders {
 enum Held {
     Response(ResponseParts),
     Request(RequestParts),
-    /// The invocation's `context`: its data as JSON.
-    Context(String),
+    /// The invocation's `context`: what its data is made of.
+    Context(ContextSource),
     /// Taken by the glue or the outcome, or never there (a `Response` the
     /// glue finished making).
     #[default]
@@ -164,12 +165,45 @@ impl Quick {
         }
     }
 
-    pub(crate) fn context(json: String, budget: &Arc<Budget>) -> Quick {
-        let bytes = json.len() + 64;
+    pub(crate) fn context(source: ContextSource, budget: &Arc<Budget>) -> Quick {
+        // The request's own members (the deploy's are the isolate's, shared).
+        let c = &source.request;
+        let bytes = c.ip.len()
+            + c.request_id.len()
+            + c.params
+                .iter()
+                .map(|(k, v)| k.len() + v.len())
+                .sum::<usize>()
+            + 256;
         Quick {
-            held: Held::Context(json),
+            held: Held::Context(source),
             charge: Some(Charge::anyway(budget, bytes)),
         }
+    }
+}
+
+/// What an invocation's `context` is made of until JavaScript first reads a
+/// member: most functions never do, and never pay for its JSON.
+#[derive(Debug)]
+pub(crate) struct ContextSource {
+    /// The deploy's members as JSON (`"account":…,"site":…`), made once
+    /// per isolate while they stay the same.
+    pub(crate) deploy: Arc<str>,
+    /// The request's (its address, id, geo and params).
+    pub(crate) request: Arc<crate::types::RequestContext>,
+}
+
+impl ContextSource {
+    /// The context's data as the glue parses it (the env travels apart).
+    fn json(&self) -> serde_json::Result<String> {
+        let mut out = Vec::with_capacity(self.deploy.len() + 160);
+        out.push(b'{');
+        out.extend_from_slice(self.deploy.as_bytes());
+        crate::isolate::request_context_members(&mut out, &self.request)?;
+        out.push(b'}');
+        // serde_json writes UTF-8, so this never copies.
+        Ok(String::from_utf8(out)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
     }
 }
 
@@ -491,8 +525,10 @@ pub(crate) fn install<'js>(ctx: &Ctx<'js>, n: &Object<'js>, shared: Arc<Shared>)
         "takeContext",
         Function::new(ctx.clone(), |value: Value<'js>| {
             match take_held(&value, Want::Context) {
-                Held::Context(json) => Some(json),
-                _ => None,
+                Held::Context(source) => source.json().map(Some).map_err(|e| {
+                    rquickjs::Error::new_from_js_message("context", "JSON", e.to_string())
+                }),
+                _ => Ok(None),
             }
         })?,
     )?;
