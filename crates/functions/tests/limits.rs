@@ -82,6 +82,33 @@ async fn memory_bomb_hits_memory_limit() {
     .await;
 }
 
+/// Cyclic garbage is collected in tenant code: a blank isolate is built
+/// with cycle collection off, and its threshold must be back before any
+/// tenant code runs. Four times the memory limit of pairs that refer to
+/// each other, each dropped at once: without collections it hits the limit.
+#[tokio::test]
+async fn cyclic_garbage_is_collected() {
+    let e = Engine::new(Limits {
+        memory_bytes: 16 << 20,
+        cpu_time: Duration::from_secs(5),
+        ..Limits::default()
+    });
+    let bundle = Bundle::single(
+        "cycles",
+        "export default () => { \
+           for (let i = 0; i < 64 * 1024; i++) { const a = { buf: new Uint8Array(1024) }; a.self = { a }; } \
+           return new Response('collected'); }",
+    );
+    let inv = e
+        .invoke(
+            &bundle,
+            &request("https://s.example/"),
+            &TestHost::default(),
+        )
+        .await;
+    assert_eq!(body(&inv), "collected", "outcome: {:?}", inv.outcome);
+}
+
 #[tokio::test]
 async fn string_memory_bomb_hits_memory_limit() {
     let e = Engine::new(Limits {
