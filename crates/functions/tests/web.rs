@@ -538,3 +538,18 @@ async fn lazy_globals_are_built_on_first_use() {
       ok(new AbortController().signal.constructor === AbortSignal, 'one AbortSignal');
     "#).await;
 }
+
+/// A global built on first use is defined by the glue's own means, not by
+/// whatever tenant code put in `Object.defineProperty` before that use.
+#[tokio::test]
+async fn lazy_globals_do_not_call_tenant_replacements() {
+    check(r#"
+      const own = Object.defineProperty;
+      Object.defineProperty = () => { throw new Error('the tenant\'s defineProperty'); };
+      let cloned;
+      try { cloned = structuredClone({ a: 1 }); } catch (e) { cloned = e.message; }
+      Object.defineProperty = own;
+      eq(cloned, { a: 1 }, 'structuredClone built and called');
+      ok('value' in Object.getOwnPropertyDescriptor(globalThis, 'structuredClone'), 'now a plain property');
+    "#).await;
+}
