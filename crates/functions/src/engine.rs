@@ -163,7 +163,13 @@ pub struct Engine {
 }
 
 impl Engine {
+    /// Also compiles the glue to bytecode (once per process) if no engine
+    /// did yet. Otherwise the first isolate made compiles it, and an
+    /// invocation's cold start could wait for the idle-work thread to finish
+    /// doing so: a thread of the lowest priority, which gets no CPU while
+    /// anything else runs, and which the node does not count as running.
     pub fn new(limits: Limits) -> Engine {
+        crate::isolate::compile_glue_now();
         Engine {
             limits,
             idle: Mutex::new(VecDeque::new()),

@@ -927,6 +927,11 @@ fn glue_bytecode() -> Option<&'static [u8]> {
         .as_deref()
 }
 
+/// Compiles the glue to bytecode now unless it was already.
+pub(crate) fn compile_glue_now() {
+    glue_bytecode();
+}
+
 /// Compiles a glue module to bytecode.
 fn compile_glue(name: &str, source: &str) -> Option<Vec<u8>> {
     let rt = Runtime::new().ok()?;
