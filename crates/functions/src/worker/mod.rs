@@ -151,5 +151,7 @@ pub(crate) mod protocol;
 pub mod sandbox;
 
 pub use child::worker_main;
+#[cfg(feature = "unconfined-worker")]
+pub use child::worker_main_unconfined;
 pub use pool::{WorkerOptions, WorkerPool};
 pub use sandbox::SandboxReport;

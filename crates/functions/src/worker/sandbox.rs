@@ -34,7 +34,7 @@ use serde::{Deserialize, Serialize};
 pub const MAX_FDS: u64 = 16;
 
 /// What [`apply`] managed to enforce.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct SandboxReport {
     pub no_new_privs: bool,
     /// rlimits set (core, file size, descriptors).
