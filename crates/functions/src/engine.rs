@@ -150,11 +150,15 @@ const MAX_EVICTED_BYTES: usize = 16 << 20;
 pub struct Engine {
     limits: Limits,
     /// Idle isolates, least recently used first.
-    idle: Mutex<VecDeque<Isolate>>,
+    /// (Boxed: an isolate moves in and out for every invocation, and its
+    /// struct is several hundred bytes.)
+    idle: Mutex<VecDeque<Box<Isolate>>>,
     /// The blank isolate the next cold start takes, if one was made.
     spare: Mutex<Option<Blank>>,
     /// Evicted isolates not dropped yet.
-    evicted: Mutex<Vec<Isolate>>,
+    // Boxed as in `idle`, whose boxes move here as they are.
+    #[allow(clippy::vec_box)]
+    evicted: Mutex<Vec<Box<Isolate>>>,
     /// Whether `idle_work` was ever called: until then, an evicted isolate
     /// is dropped at once.
     deferring: AtomicBool,
@@ -238,12 +242,12 @@ impl Engine {
     }
 
     /// A new isolate for `bundle`: from the blank one if it is ready.
-    fn cold(&self, bundle: &Bundle) -> Result<Isolate, InvocationError> {
+    fn cold(&self, bundle: &Bundle) -> Result<Box<Isolate>, InvocationError> {
         // Never waits for `idle_work` (another thread may be storing one).
         let spare = try_lock(&self.spare).and_then(|mut s| s.take());
         match spare {
-            Some(blank) => Isolate::from_blank(blank, bundle, &self.limits),
-            None => Isolate::new(bundle, &self.limits),
+            Some(blank) => Isolate::from_blank(blank, bundle, &self.limits).map(Box::new),
+            None => Isolate::new(bundle, &self.limits).map(Box::new),
         }
     }
 
@@ -259,7 +263,7 @@ impl Engine {
     /// Drops the warm isolates of every bundle with this id.
     pub fn evict(&self, bundle_id: &str) {
         let prefix = format!("{bundle_id}#");
-        let dropped: Vec<Isolate> = {
+        let dropped: Vec<Box<Isolate>> = {
             let mut idle = lock(&self.idle);
             let (drop, keep): (Vec<_>, Vec<_>) =
                 idle.drain(..).partition(|i| i.key.starts_with(&prefix));
@@ -344,13 +348,13 @@ impl Engine {
         }
     }
 
-    fn checkout(&self, bundle: &Bundle) -> Option<Isolate> {
+    fn checkout(&self, bundle: &Bundle) -> Option<Box<Isolate>> {
         let mut idle = lock(&self.idle);
         let at = idle.iter().rposition(|i| i.key == bundle.key())?;
         idle.remove(at)
     }
 
-    fn checkin(&self, isolate: Isolate) {
+    fn checkin(&self, isolate: Box<Isolate>) {
         if isolate.poisoned {
             return;
         }
@@ -370,7 +374,7 @@ impl Engine {
         let mut now = Vec::new();
         match try_lock(&self.evicted) {
             Some(mut kept) => {
-                let mut bytes: usize = kept.iter().map(Isolate::memory_used).sum();
+                let mut bytes: usize = kept.iter().map(|i| i.memory_used()).sum();
                 for isolate in evicted {
                     let size = isolate.memory_used();
                     if kept.len() < MAX_EVICTED && bytes + size <= MAX_EVICTED_BYTES {
