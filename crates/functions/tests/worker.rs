@@ -9,6 +9,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::ffi::CString;
+use std::future::Future;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -67,6 +68,7 @@ fn main() -> ExitCode {
         ("queue_overflow_is_overloaded", || {
             block_on(queue_overflow_is_overloaded())
         }),
+        ("unsent_work_is_not_forgiven", unsent_work_is_not_forgiven),
         ("memory_bomb", || block_on(memory_bomb())),
         ("sandbox_refuses_files_sockets_exec", sandbox_refuses),
         ("eviction_and_unknown_bundle", || {
@@ -607,6 +609,77 @@ async fn noisy_tenant_does_not_delay_quiet_one() {
     assert!(latencies.len() >= 20, "{} samples", latencies.len());
     assert!(spins >= 20, "the noise ran ({spins} spins)");
     assert!(max < cpu * 5 / 2, "max latency {max:?}");
+}
+
+/// An invocation whose `Invoke` still waits in the node's write batch
+/// (`send_soon`) has a worker that looks idle: no thread of it runs. It
+/// must not be forgiven for that, or a second CPU-heavy invocation is
+/// placed beside it while another worker is free. On a current-thread
+/// runtime the batch's write waits until the test yields: the first spin
+/// is claimed, the thread then blocks past `stall_after`, and the second
+/// spin is placed before the write. It must go to the other worker and
+/// run beside the first, not after it.
+fn unsent_work_is_not_forgiven() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let cpu = Duration::from_millis(300);
+        let pool = start(options(
+            2,
+            Limits {
+                cpu_time: cpu,
+                ..Limits::default()
+            },
+        ))
+        .await;
+        let spin = Bundle::single("tenant-a/spin", "export default () => { for (;;) {} }");
+        let host = TestHost::default();
+        let req = request("https://s.example/");
+        let timed = || {
+            let (pool, spin, host, req) = (&pool, &spin, &host, &req);
+            async move { pool.invoke(spin, req, host).await }
+        };
+        let pids: Vec<u32> = pool.pids().into_iter().flatten().collect();
+        assert_eq!(pids.len(), 2, "two workers");
+        let before: Vec<Duration> = pids.iter().map(|p| process_cpu(*p)).collect();
+        let mut first = Box::pin(timed());
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        // Claimed and batched, not written: nothing else ran on this thread.
+        assert!(first.as_mut().poll(&mut cx).is_pending());
+        std::thread::sleep(Duration::from_millis(20));
+        let mut second = Box::pin(timed());
+        assert!(second.as_mut().poll(&mut cx).is_pending());
+        let (a, b) = tokio::join!(first, second);
+        assert_eq!(error_kind(&a), Some(ErrorKind::CpuLimit), "{:?}", a.outcome);
+        assert_eq!(error_kind(&b), Some(ErrorKind::CpuLimit), "{:?}", b.outcome);
+        // Each worker ran one spin (its CPU limit); placed together, one
+        // would have run both and the other none.
+        let spent: Vec<Duration> = pids
+            .iter()
+            .zip(&before)
+            .map(|(p, b)| process_cpu(*p).saturating_sub(*b))
+            .collect();
+        eprintln!("  CPU time per worker: {spent:?}");
+        for s in &spent {
+            assert!(*s >= cpu / 2, "a worker ran no spin: {spent:?}");
+        }
+    });
+}
+
+/// User + system CPU time of a process so far (`/proc/<pid>/stat`).
+fn process_cpu(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("a worker's stat");
+    let after = stat.rsplit_once(')').expect("a stat line").1;
+    let fields: Vec<&str> = after.split_ascii_whitespace().collect();
+    // utime and stime: the 14th and 15th fields, 12th and 13th after `)`.
+    let ticks: u64 =
+        fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
+    #[allow(unsafe_code)]
+    // SAFETY: sysconf takes a name and reads a constant of the system.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Duration::from_millis(ticks * 1000 / hz)
 }
 
 async fn memory_bomb() {

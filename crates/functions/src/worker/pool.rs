@@ -800,6 +800,14 @@ impl Conn {
     /// where that cannot be read, it has been silent past `doze`. Cached
     /// for `stall_after`.
     fn idle(&self, now: u64, silence: u64, inner: &Inner) -> bool {
+        // Frames not written to it yet (a batch waiting for its write, a
+        // full socket) hold work it cannot have started: it only looks
+        // idle. Without this, an invocation claimed a moment ago, whose
+        // `Invoke` still waits in `send_soon`'s batch, could be forgiven
+        // and another placed beside it.
+        if self.unsent() {
+            return false;
+        }
         let stall = inner.opts.stall_after.as_nanos() as u64;
         if now.saturating_sub(self.checked_ns.load(Ordering::Relaxed)) < stall {
             return !self.checked_running.load(Ordering::Relaxed);
@@ -811,6 +819,12 @@ impl Conn {
         self.checked_running.store(running, Ordering::Relaxed);
         self.checked_ns.store(now, Ordering::Relaxed);
         !running
+    }
+
+    /// Whether frames for the worker wait to be written.
+    fn unsent(&self) -> bool {
+        let st = lock(&self.out);
+        !st.buf.is_empty() || st.scheduled || st.flushing || st.handoff
     }
 
     /// Claims `weight` of the worker's room if it is [`Conn::eligible`].
