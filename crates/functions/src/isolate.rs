@@ -71,6 +71,32 @@ const SHORT_SEGMENT_NS: u64 = 100_000;
 /// the thread's CPU time from before it began.
 const RECENT_CPU_READING: Duration = Duration::from_micros(200);
 
+/// How long a segment of JavaScript runs before the thread's
+/// [`on_long_segment`] hook is called (then at each interrupt check).
+const LONG_SEGMENT: Duration = Duration::from_millis(1);
+
+thread_local! {
+    static LONG_SEGMENT_HOOK: std::cell::RefCell<Option<std::rc::Rc<dyn Fn()>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Sets what the interrupt handler of an isolate running on this thread
+/// calls once a segment has run for [`LONG_SEGMENT`], and at each of its
+/// checks after that (every few thousand bytecode instructions). The
+/// worker process writes the answers finished before the segment: they
+/// would otherwise wait for it to end, up to a CPU limit. It must not run
+/// JavaScript.
+pub(crate) fn on_long_segment(hook: Option<std::rc::Rc<dyn Fn()>>) {
+    LONG_SEGMENT_HOOK.with(|h| *h.borrow_mut() = hook);
+}
+
+fn long_segment() {
+    let hook = LONG_SEGMENT_HOOK.with(|h| h.borrow().clone());
+    if let Some(hook) = hook {
+        hook();
+    }
+}
+
 /// State shared between the isolate's owner and its native functions and
 /// interrupt handler.
 pub(crate) struct Shared {
@@ -170,6 +196,12 @@ impl Shared {
     }
 
     fn should_interrupt(&self) -> bool {
+        let running = self
+            .now_ns()
+            .saturating_sub(self.armed_at_ns.load(Ordering::Relaxed));
+        if running >= LONG_SEGMENT.as_nanos() as u64 {
+            long_segment();
+        }
         if self.clock_ns() > self.deadline_ns.load(Ordering::Relaxed) {
             self.interrupted.store(true, Ordering::Relaxed);
             true

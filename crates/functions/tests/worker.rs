@@ -69,6 +69,10 @@ fn main() -> ExitCode {
             block_on(queue_overflow_is_overloaded())
         }),
         ("unsent_work_is_not_forgiven", unsent_work_is_not_forgiven),
+        (
+            "an_answer_does_not_wait_for_a_long_segment",
+            an_answer_does_not_wait_for_a_long_segment,
+        ),
         ("memory_bomb", || block_on(memory_bomb())),
         ("sandbox_refuses_files_sockets_exec", sandbox_refuses),
         ("eviction_and_unknown_bundle", || {
@@ -665,6 +669,62 @@ fn unsent_work_is_not_forgiven() {
         for s in &spent {
             assert!(*s >= cpu / 2, "a worker ran no spin: {spent:?}");
         }
+    });
+}
+
+/// Two invocations reach the worker in one write: a quick one, then one
+/// that spins to its CPU limit (of a function whose requests were all
+/// quick so far, so the node sends both to the same worker). The first
+/// one's answer is written while the second still runs, not when it
+/// stops.
+fn an_answer_does_not_wait_for_a_long_segment() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let cpu = Duration::from_millis(300);
+        let pool = start(options(
+            1,
+            Limits {
+                cpu_time: cpu,
+                ..Limits::default()
+            },
+        ))
+        .await;
+        let f = Bundle::single(
+            "tenant-a/sometimes-slow",
+            "export default (req) => { if (req.url.endsWith('?spin')) { for (;;) {} } return new Response('quick'); }",
+        );
+        let host = TestHost::default();
+        let quick = request("https://s.example/");
+        let slow = request("https://s.example/?spin");
+        // Known as quick: its invocations weigh little, so both go out at once.
+        for _ in 0..5 {
+            let inv = pool.invoke(&f, &quick, &host).await;
+            assert_eq!(body(&inv), "quick");
+        }
+        let started = Instant::now();
+        let first = async {
+            let inv = pool.invoke(&f, &quick, &host).await;
+            (inv, started.elapsed())
+        };
+        let second = async {
+            let inv = pool.invoke(&f, &slow, &host).await;
+            (inv, started.elapsed())
+        };
+        let mut first = Box::pin(first);
+        let mut second = Box::pin(second);
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        // Both claimed and batched before the batch's write runs.
+        assert!(first.as_mut().poll(&mut cx).is_pending());
+        assert!(second.as_mut().poll(&mut cx).is_pending());
+        let ((a, a_took), (b, b_took)) = tokio::join!(first, second);
+        assert_eq!(body(&a), "quick");
+        assert_eq!(error_kind(&b), Some(ErrorKind::CpuLimit), "{:?}", b.outcome);
+        eprintln!("  the quick answer after {a_took:?}, the spin's after {b_took:?}");
+        assert!(b_took >= cpu, "the spin ran its limit ({b_took:?})");
+        assert!(a_took < cpu / 3, "the quick answer waited {a_took:?}");
     });
 }
 

@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::sync::{mpsc, oneshot};
+use tokio::io::{AsyncReadExt, BufReader};
+use tokio::sync::{oneshot, Notify};
 
 use crate::bundle::Bundle;
 use crate::engine::{Engine, Host, HostError};
@@ -115,8 +115,19 @@ fn serve(
     let result = local.block_on(&runtime, async move {
         let stream = tokio::net::UnixStream::from_std(stream)?;
         let (rd, wr) = stream.into_split();
-        let (out, out_rx) = mpsc::unbounded_channel::<Vec<u8>>();
-        tokio::task::spawn_local(write_loop(wr, out_rx));
+        let out = Arc::new(Outbox {
+            pending: Mutex::new(Vec::new()),
+            ready: Notify::new(),
+            wr,
+        });
+        tokio::task::spawn_local(write_loop(Arc::clone(&out)));
+        // A segment of JavaScript that runs long writes the answers
+        // finished before it, instead of holding them until it ends.
+        let early = Arc::clone(&out);
+        crate::isolate::on_long_segment(Some(Rc::new(move || {
+            // A failed write is the write loop's to see.
+            let _ = early.write_some();
+        })));
         Worker::new(out, report).read_loop(rd).await
     });
     match result {
@@ -128,21 +139,65 @@ fn serve(
     }
 }
 
-/// Writes queued frames, coalescing everything queued into one write.
-async fn write_loop(
-    mut wr: tokio::net::unix::OwnedWriteHalf,
-    mut rx: mpsc::UnboundedReceiver<Vec<u8>>,
-) {
-    let mut buf = Vec::new();
-    while let Some(first) = rx.recv().await {
-        buf.clear();
-        buf.extend_from_slice(&first);
-        while let Ok(more) = rx.try_recv() {
-            buf.extend_from_slice(&more);
+/// Frames for the node not written yet. The write loop writes them when
+/// the thread is free (everything queued by then in one write), and the
+/// interrupt handler of a segment of JavaScript that runs long writes them
+/// too ([`crate::isolate::on_long_segment`]): an answer finished before
+/// that segment does not wait for its end.
+struct Outbox {
+    pending: Mutex<Vec<u8>>,
+    ready: Notify,
+    wr: tokio::net::unix::OwnedWriteHalf,
+}
+
+impl Outbox {
+    fn push(&self, frame: &[u8]) {
+        let was_empty = {
+            let mut pending = lock(&self.pending);
+            let was_empty = pending.is_empty();
+            pending.extend_from_slice(frame);
+            was_empty
+        };
+        // Frames already waiting had the write loop woken, and it writes
+        // until nothing is left.
+        if was_empty {
+            self.ready.notify_one();
         }
-        if wr.write_all(&buf).await.is_err() {
-            // The node went away: nothing left to serve.
-            std::process::exit(0);
+    }
+
+    /// Writes what the socket takes without waiting: `Ok(true)` when
+    /// nothing is left. (Only this thread writes, and never between the
+    /// start and end of this call, so frames are never interleaved.)
+    fn write_some(&self) -> std::io::Result<bool> {
+        let mut pending = lock(&self.pending);
+        while !pending.is_empty() {
+            match self.wr.try_write(&pending) {
+                Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    pending.drain(..n);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(true)
+    }
+}
+
+async fn write_loop(out: Arc<Outbox>) {
+    loop {
+        out.ready.notified().await;
+        loop {
+            let written = match out.write_some() {
+                Ok(true) => break,
+                Ok(false) => out.wr.writable().await,
+                Err(e) => Err(e),
+            };
+            if written.is_err() {
+                // The node went away: nothing left to serve.
+                std::process::exit(0);
+            }
         }
     }
 }
@@ -151,7 +206,7 @@ type PendingCalls =
     Arc<Mutex<HashMap<(u64, u32), oneshot::Sender<HostOutcome>, foldhash::fast::RandomState>>>;
 
 struct Worker {
-    out: mpsc::UnboundedSender<Vec<u8>>,
+    out: Arc<Outbox>,
     report: Option<sandbox::SandboxReport>,
     engine: Option<Arc<Engine>>,
     max_bundles: usize,
@@ -198,17 +253,15 @@ impl IdleWork {
     }
 }
 
-fn send(out: &mpsc::UnboundedSender<Vec<u8>>, msg: &ToParent) {
+fn send(out: &Outbox, msg: &ToParent) {
     match protocol::frame(msg) {
-        Ok(f) => {
-            let _ = out.send(f);
-        }
+        Ok(f) => out.push(&f),
         Err(e) => eprintln!("ledge function worker: cannot encode a frame: {e}"),
     }
 }
 
 impl Worker {
-    fn new(out: mpsc::UnboundedSender<Vec<u8>>, report: sandbox::SandboxReport) -> Worker {
+    fn new(out: Arc<Outbox>, report: sandbox::SandboxReport) -> Worker {
         Worker {
             out,
             report: Some(report),
@@ -308,11 +361,11 @@ impl Worker {
                 context.fixed = Arc::clone(&beside.fixed);
                 let host = WorkerHost {
                     id,
-                    out: self.out.clone(),
+                    out: Arc::clone(&self.out),
                     calls: Arc::clone(&self.calls),
                     next_call: AtomicU32::new(0),
                 };
-                let out = self.out.clone();
+                let out = Arc::clone(&self.out);
                 let idle = self.idle.clone();
                 // The invocation's future is large (an isolate's event loop,
                 // ~1.6 KB): boxed, so that a task made of it, which the
@@ -419,7 +472,7 @@ fn bad(what: &str) -> std::io::Error {
 /// node, answered by `HostResult`.
 struct WorkerHost {
     id: u64,
-    out: mpsc::UnboundedSender<Vec<u8>>,
+    out: Arc<Outbox>,
     calls: PendingCalls,
     next_call: AtomicU32,
 }
