@@ -624,20 +624,9 @@ async fn noisy_tenant_does_not_delay_quiet_one() {
 /// spin is placed before the write. It must go to the other worker and
 /// run beside the first, not after it.
 fn unsent_work_is_not_forgiven() {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(async {
+    on_one_thread(async {
         let cpu = Duration::from_millis(300);
-        let pool = start(options(
-            2,
-            Limits {
-                cpu_time: cpu,
-                ..Limits::default()
-            },
-        ))
-        .await;
+        let pool = pool_with_cpu_limit(2, cpu).await;
         let spin = Bundle::single("tenant-a/spin", "export default () => { for (;;) {} }");
         let host = TestHost::default();
         let req = request("https://s.example/");
@@ -678,20 +667,9 @@ fn unsent_work_is_not_forgiven() {
 /// one's answer is written while the second still runs, not when it
 /// stops.
 fn an_answer_does_not_wait_for_a_long_segment() {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(async {
+    on_one_thread(async {
         let cpu = Duration::from_millis(300);
-        let pool = start(options(
-            1,
-            Limits {
-                cpu_time: cpu,
-                ..Limits::default()
-            },
-        ))
-        .await;
+        let pool = pool_with_cpu_limit(1, cpu).await;
         let f = Bundle::single(
             "tenant-a/sometimes-slow",
             "export default (req) => { if (req.url.endsWith('?spin')) { for (;;) {} } return new Response('quick'); }",
@@ -726,6 +704,27 @@ fn an_answer_does_not_wait_for_a_long_segment() {
         assert!(b_took >= cpu, "the spin ran its limit ({b_took:?})");
         assert!(a_took < cpu / 3, "the quick answer waited {a_took:?}");
     });
+}
+
+/// Runs `f` on a current-thread runtime, where the node's batch of frames
+/// is written only when the test yields.
+fn on_one_thread<F: Future<Output = ()>>(f: F) {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(f)
+}
+
+async fn pool_with_cpu_limit(workers: usize, cpu: Duration) -> WorkerPool {
+    start(options(
+        workers,
+        Limits {
+            cpu_time: cpu,
+            ..Limits::default()
+        },
+    ))
+    .await
 }
 
 /// User + system CPU time of a process so far (`/proc/<pid>/stat`).
