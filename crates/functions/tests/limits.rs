@@ -93,19 +93,14 @@ async fn cyclic_garbage_is_collected() {
         cpu_time: Duration::from_secs(5),
         ..Limits::default()
     });
-    let bundle = Bundle::single(
-        "cycles",
+    let inv = run(
+        &e,
         "export default () => { \
            for (let i = 0; i < 64 * 1024; i++) { const a = { buf: new Uint8Array(1024) }; a.self = { a }; } \
            return new Response('collected'); }",
-    );
-    let inv = e
-        .invoke(
-            &bundle,
-            &request("https://s.example/"),
-            &TestHost::default(),
-        )
-        .await;
+        &request("https://s.example/"),
+    )
+    .await;
     assert_eq!(body(&inv), "collected", "outcome: {:?}", inv.outcome);
 }
 
