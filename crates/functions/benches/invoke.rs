@@ -38,6 +38,40 @@ fn warm(c: &mut Criterion) {
     });
 }
 
+/// The same warm "hello", but taking turns over as many deploys as the
+/// pool keeps warm: each request's isolate is the one idle longest, the
+/// far end of the pool from where `checkout` starts looking.
+fn warm_many(c: &mut Criterion) {
+    let rt = rt();
+    let limits = Limits::default();
+    let deploys = limits.max_isolates;
+    let engine = Engine::new(limits);
+    let bundles: Vec<Bundle> = (0..deploys)
+        .map(|i| Bundle::single(&format!("bench/deploy-{i:04}"), HELLO))
+        .collect();
+    let req = hello_request();
+    rt.block_on(async {
+        for bundle in &bundles {
+            engine.invoke(bundle, &req, &NoHost).await;
+        }
+    });
+    assert_eq!(engine.idle_isolates(), deploys);
+    let name = format!("warm hello invocation, {deploys} deploys in turn");
+    c.bench_function(&name, |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let t = Instant::now();
+                for bundle in bundles.iter().cycle().take(iters as usize) {
+                    let inv = engine.invoke(bundle, &req, &NoHost).await;
+                    assert!(!inv.telemetry.cold_start);
+                    assert!(matches!(inv.outcome, InvocationOutcome::Response(_)));
+                }
+                t.elapsed()
+            })
+        })
+    });
+}
+
 fn warm_pass(c: &mut Criterion) {
     let rt = rt();
     let engine = Engine::new(Limits::default());
@@ -283,7 +317,7 @@ fn cold_pool(c: &mut Criterion) {
 
 const WORKER_ENV: &str = "LEDGE_BENCH_WORKER";
 
-criterion_group!(benches, warm, warm_pool, warm_pass, cold, cold_pool);
+criterion_group!(benches, warm, warm_many, warm_pool, warm_pass, cold, cold_pool);
 
 fn main() -> std::process::ExitCode {
     if std::env::var_os(WORKER_ENV).is_some() {

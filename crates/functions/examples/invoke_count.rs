@@ -13,6 +13,9 @@
 //! `OWNED=1` gives each invocation its own request, as the worker does.
 //! `COLD=1` makes a new isolate for each of the N (none ready: runtime,
 //! context, glue and the bundle's module), then drops it.
+//! `DEPLOYS=K` runs the function as K deploys in turn (each one's warm
+//! isolate is then the one idle longest), up to the pool's 64; warm them
+//! all with a first run of K before counting.
 //!
 //! Functions: `hello` (the criterion bench's async hello), `hello-sync`
 //! (a synchronous hello), `pass` (`() => {}`: the fixed cost) and
@@ -60,10 +63,17 @@ fn main() {
         },
         ..Limits::default()
     });
-    let bundle = Bundle::single("count/fn", source);
+    let deploys: usize = std::env::var("DEPLOYS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1);
+    let bundles: Vec<Bundle> = (0..deploys.max(1))
+        .map(|i| Bundle::single(&format!("count/fn-{i:04}"), source))
+        .collect();
+    let bundle = &bundles[0];
     if cold {
         for _ in 0..n {
-            engine.config(&bundle).expect("a cold isolate");
+            engine.config(bundle).expect("a cold isolate");
             engine.drop_evicted();
         }
         return;
@@ -105,11 +115,11 @@ fn main() {
     // (`invoke_owned`); the copy is counted too, as the decoding is there.
     let owned = std::env::var_os("OWNED").is_some();
     rt.block_on(async {
-        for _ in 0..n {
+        for bundle in bundles.iter().cycle().take(n as usize) {
             let inv = if owned {
-                engine.invoke_owned(&bundle, req.clone(), &NoHost).await
+                engine.invoke_owned(bundle, req.clone(), &NoHost).await
             } else {
-                engine.invoke(&bundle, &req, &NoHost).await
+                engine.invoke(bundle, &req, &NoHost).await
             };
             let ok = if pass {
                 matches!(inv.outcome, InvocationOutcome::PassThrough)

@@ -349,6 +349,8 @@ pub(crate) struct Isolate {
     rt: Runtime,
     shared: Arc<Shared>,
     pub(crate) key: String,
+    /// [`crate::Bundle::key_hash`] of `key`.
+    pub(crate) key_hash: u64,
     pub(crate) config: Option<FunctionConfig>,
     /// Set once a limit was hit: never run this isolate again.
     pub(crate) poisoned: bool,
@@ -490,6 +492,7 @@ impl Isolate {
             rt,
             shared,
             key: bundle.key().to_string(),
+            key_hash: bundle.key_hash(),
             config,
             poisoned: false,
             env_cache: None,
@@ -513,6 +516,7 @@ impl Isolate {
             rt,
             shared,
             key,
+            key_hash: _,
             config,
             poisoned: _,
             env_cache,
