@@ -16,7 +16,9 @@ use libfuzzer_sys::fuzz_target;
 const MAX_BUNDLE_BYTES: usize = 2048;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     let mut parts = text.split('\0');
     let mut files = BTreeMap::new();
     while let (Some(path), Some(source)) = (parts.next(), parts.next()) {
@@ -28,8 +30,16 @@ fuzz_target!(|data: &[u8]| {
     match build_functions(&files, MAX_BUNDLE_BYTES) {
         Ok(built) => {
             for f in &built {
-                assert!(files.contains_key(&f.entry), "entry {:?} is not a file", f.entry);
-                assert!(f.modules.contains_key(&f.entry), "entry {:?} not bundled", f.entry);
+                assert!(
+                    files.contains_key(&f.entry),
+                    "entry {:?} is not a file",
+                    f.entry
+                );
+                assert!(
+                    f.modules.contains_key(&f.entry),
+                    "entry {:?} not bundled",
+                    f.entry
+                );
                 for path in f.modules.keys() {
                     assert!(files.contains_key(path), "module {path:?} is not a file");
                 }

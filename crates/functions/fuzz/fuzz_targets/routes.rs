@@ -15,7 +15,9 @@ use ledge_functions::{FunctionConfig, HeaderCondition};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     let mut l = text.split('\n');
     let mut next = || l.next().unwrap_or("").to_owned();
     let (path, pattern, excluded, method) = (next(), next(), next(), next());
@@ -25,8 +27,16 @@ fuzz_target!(|data: &[u8]| {
     let toml = vec![Declaration {
         function: "t".into(),
         path: vec![path.clone()],
-        excluded_path: if excluded.is_empty() { Vec::new() } else { vec![excluded.clone()] },
-        method: if method.is_empty() { Vec::new() } else { vec![method.clone()] },
+        excluded_path: if excluded.is_empty() {
+            Vec::new()
+        } else {
+            vec![excluded.clone()]
+        },
+        method: if method.is_empty() {
+            Vec::new()
+        } else {
+            vec![method.clone()]
+        },
         ..Default::default()
     }];
     let mut header = BTreeMap::new();
@@ -39,9 +49,14 @@ fuzz_target!(|data: &[u8]| {
         ..Default::default()
     };
     let inline = BTreeMap::from([("i".to_owned(), inline_config)]);
-    let Ok(routes) = plan(&toml, &inline) else { return };
+    let Ok(routes) = plan(&toml, &inline) else {
+        return;
+    };
 
-    let lookup = |name: &str| name.eq_ignore_ascii_case(&header_name).then(|| header_value.clone());
+    let lookup = |name: &str| {
+        name.eq_ignore_ascii_case(&header_name)
+            .then(|| header_value.clone())
+    };
     let req = RouteRequest {
         method: &req_method,
         path: &req_path,
@@ -56,7 +71,10 @@ fuzz_target!(|data: &[u8]| {
             if !method.is_empty() {
                 assert!(method.eq_ignore_ascii_case(&req_method));
             }
-            assert!(!(literal(&excluded) && excluded == req_path), "excluded {excluded:?} ran");
+            assert!(
+                !(literal(&excluded) && excluded == req_path),
+                "excluded {excluded:?} ran"
+            );
         }
         for (name, _) in &params {
             assert!(!name.is_empty());
