@@ -201,6 +201,13 @@ fn main() -> ExitCode {
     if std::env::args_os().nth(1).as_deref() == Some(std::ffi::OsStr::new(FUNCTION_WORKER)) {
         return ledge_functions::worker::worker_main();
     }
+    // A deploy's edge function build, started by `ledge serve` for each
+    // deploy that has functions (`ledge_edge::functions::build_in_child`).
+    if std::env::args_os().nth(1).as_deref()
+        == Some(std::ffi::OsStr::new(ledge_edge::functions::BUILD_CHILD))
+    {
+        return ledge_edge::functions::build_child_main();
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve::run(*args),

@@ -103,6 +103,22 @@ fn function_runner(cfg: &ServeConfig) -> anyhow::Result<Arc<dyn ledge_functions:
     Ok(Arc::new(pool))
 }
 
+/// Deploy-time bundling of edge functions, in a child process of this
+/// program (`ledge_edge::functions::build_in_child`): tenant sources can
+/// crash or stall the parser, and must not take the node with them.
+fn function_build() -> anyhow::Result<ledge_control::FunctionBuild> {
+    let exe = std::env::current_exe()
+        .context("cannot find this program to bundle edge functions with")?;
+    Ok(Arc::new(move |config, sources| {
+        ledge_edge::functions::build_in_child(
+            &exe,
+            ledge_edge::functions::BUILD_TIMEOUT,
+            config,
+            sources,
+        )
+    }))
+}
+
 async fn node(cfg: ServeConfig) -> anyhow::Result<()> {
     init_tracing(cfg.log_format);
     std::fs::create_dir_all(&cfg.data)
@@ -150,7 +166,7 @@ async fn node(cfg: ServeConfig) -> anyhow::Result<()> {
         blobs: blobs.clone(),
         feed: feed.clone(),
         check: config_check(),
-        functions: Some(Arc::new(ledge_edge::functions::build)),
+        functions: Some(function_build()?),
     };
     let acme_challenges = cfg.acme.as_ref().map(|_| ledge_acme::ChallengeStore::new());
     for id in meta.processing_deploys().await? {

@@ -481,6 +481,107 @@ fn broken_functions_fail_the_deploy_and_nothing_is_published() {
     );
 }
 
+/// Sources that crash the TypeScript parser (nested type arguments past
+/// any stack) or stall it (exponential speculation) are parsed in a child
+/// process: the deploy fails with a message, the node serves on.
+#[test]
+fn sources_that_break_the_parser_fail_the_deploy_and_the_node_serves_on() {
+    let node = node_with_site();
+    let _good = deploy_site(
+        &node,
+        &[
+            ("index.html", "v1"),
+            (
+                "netlify/edge-functions/hi.js",
+                "export default () => new Response('hi v1');\nexport const config = { path: '/hi' };",
+            ),
+        ],
+    );
+    let deep = format!(
+        "export default () => new Response('x');\nexport const config = {{ path: '/hi' }};\nconst t = {}b;\n",
+        "a<".repeat(200_000)
+    );
+    for _ in 0..2 {
+        let dir = site(&[
+            ("index.html", "v2"),
+            ("netlify/edge-functions/hi.ts", &deep),
+        ]);
+        let err = deploy_expect_error(&node, dir.path());
+        assert!(err.contains("ran out of stack"), "{err}");
+        assert_eq!(
+            get(node.edge, H, "/", &[]).text(),
+            "v1",
+            "nothing published"
+        );
+        assert_eq!(get(node.edge, H, "/hi", &[]).text(), "hi v1");
+    }
+}
+
+/// The child build directly: an answer, a crash, and a stall stopped at
+/// its deadline.
+#[test]
+fn builds_in_a_child_answer_crash_or_stop_in_time() {
+    use std::collections::BTreeMap;
+    use std::time::{Duration, Instant};
+    let exe = Path::new(env!("CARGO_BIN_EXE_ledge"));
+    let config = BTreeMap::new();
+    let one = |path: &str, source: String| BTreeMap::from([(path.to_owned(), source)]);
+
+    let ok = ledge_edge::functions::build_in_child(
+        exe,
+        Duration::from_secs(60),
+        &config,
+        &one(
+            "hi.ts",
+            "export default (r: Request) => new Response('hi');".into(),
+        ),
+    )
+    .expect("a plain function builds");
+    assert_eq!(ok.len(), 1);
+    assert_eq!(ok[0].name, "hi");
+
+    let errors = ledge_edge::functions::build_in_child(
+        exe,
+        Duration::from_secs(60),
+        &config,
+        &one(
+            "hi.ts",
+            "export default () => {\n  const x: = 1;\n};".into(),
+        ),
+    )
+    .expect_err("a syntax error fails");
+    assert_eq!(errors[0].line, Some(2), "{errors:?}");
+
+    let crash = ledge_edge::functions::build_in_child(
+        exe,
+        Duration::from_secs(60),
+        &config,
+        &one("deep.ts", format!("const t = {}b;", "a<".repeat(200_000))),
+    )
+    .expect_err("a stack overflow fails");
+    assert!(crash[0].message.contains("ran out of stack"), "{crash:?}");
+
+    // Each `i<A<{[` about triples the parser's work: 30 of them take
+    // far longer than any deadline.
+    let started = Instant::now();
+    let stalled = ledge_edge::functions::build_in_child(
+        exe,
+        Duration::from_secs(2),
+        &config,
+        &one("slow.ts", "i<A<{[".repeat(30)),
+    )
+    .expect_err("a stalled parse is stopped");
+    let took = started.elapsed();
+    assert!(
+        stalled[0].message.contains("longer than 2 s"),
+        "{stalled:?}"
+    );
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(20),
+        "{took:?}"
+    );
+}
+
 #[test]
 fn invocations_are_recorded_in_the_access_log() {
     let node = node_with_site();

@@ -240,6 +240,152 @@ pub fn build(
     Ok(functions)
 }
 
+/// The hidden first argument that makes the `ledge` binary a deploy's
+/// edge function build ([`build_child_main`]).
+pub const BUILD_CHILD: &str = "function-build";
+
+/// How long [`build_in_child`] lets a build run by default. Bundling a
+/// large deploy takes a few seconds; a source that sends the parser into
+/// exponential work would take hours.
+pub const BUILD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Stack of the child's build thread. Deep but legitimate nesting fits;
+/// deeper ends the child, not the node.
+const BUILD_STACK_BYTES: usize = 64 << 20;
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct BuildInput {
+    config: BTreeMap<String, String>,
+    sources: BTreeMap<String, String>,
+}
+
+type BuildOutput = Result<Vec<SnapshotFunction>, Vec<DeployDiagnostic>>;
+
+/// [`build`] in a child process (`exe` run with [`BUILD_CHILD`]; JSON over
+/// its stdin and stdout). Tenant sources go through a TypeScript parser
+/// that some inputs send past any stack (a few KiB of nested type
+/// arguments: the process aborts) or into exponential time (a few hundred
+/// bytes): either ends the child, and the deploy fails with a message,
+/// while the node goes on serving. The child is killed after `timeout`.
+pub fn build_in_child(
+    exe: &std::path::Path,
+    timeout: std::time::Duration,
+    config: &BTreeMap<String, String>,
+    sources: &BTreeMap<String, String>,
+) -> BuildOutput {
+    use std::io::{Read, Write};
+    use std::process::{Command, Stdio};
+
+    let fail = |message: String| {
+        Err(vec![DeployDiagnostic {
+            file: FUNCTIONS_DIR.to_owned(),
+            line: None,
+            severity: "error".into(),
+            message,
+        }])
+    };
+    let input = match serde_json::to_vec(&BuildInput {
+        config: config.clone(),
+        sources: sources.clone(),
+    }) {
+        Ok(v) => v,
+        Err(e) => return fail(format!("edge function build could not start: {e}")),
+    };
+    let mut child = match Command::new(exe)
+        .arg(BUILD_CHILD)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(e) => return fail(format!("edge function build could not start: {e}")),
+    };
+    // Written and read on threads of their own, so that neither a full pipe
+    // nor a child that never reads holds up the deadline below.
+    let writer = child.stdin.take().map(|mut stdin| {
+        std::thread::spawn(move || {
+            // A child that died early closes the pipe: its status says why.
+            let _ = stdin.write_all(&input);
+        })
+    });
+    let reader = child.stdout.take().map(|mut stdout| {
+        std::thread::spawn(move || {
+            let mut out = Vec::new();
+            let _ = stdout.read_to_end(&mut out);
+            out
+        })
+    });
+    let deadline = std::time::Instant::now() + timeout;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break Some(status),
+            Ok(None) if std::time::Instant::now() >= deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            Ok(None) => std::thread::sleep(std::time::Duration::from_millis(5)),
+            Err(e) => return fail(format!("edge function build was lost: {e}")),
+        }
+    };
+    if let Some(w) = writer {
+        let _ = w.join();
+    }
+    let out = reader.and_then(|r| r.join().ok()).unwrap_or_default();
+    match status {
+        None => fail(format!(
+            "edge functions took longer than {} s to parse and bundle, so the build was stopped \
+             (a source with deeply nested `<`, brackets or parentheses can do this)",
+            timeout.as_secs()
+        )),
+        Some(status) if !status.success() => fail(
+            "edge functions could not be parsed: the parser ran out of stack \
+             (a source nests `<`, brackets or parentheses too deeply)"
+                .to_owned(),
+        ),
+        Some(_) => match serde_json::from_slice::<BuildOutput>(&out) {
+            Ok(output) => output,
+            Err(e) => fail(format!("edge function build gave no answer: {e}")),
+        },
+    }
+}
+
+/// The child side of [`build_in_child`]: reads the deploy's texts from
+/// stdin, runs [`build`] on a thread with a deep stack, writes the outcome
+/// to stdout.
+pub fn build_child_main() -> std::process::ExitCode {
+    use std::io::{Read, Write};
+    let mut input = Vec::new();
+    if std::io::stdin().read_to_end(&mut input).is_err() {
+        return std::process::ExitCode::FAILURE;
+    }
+    let Ok(input) = serde_json::from_slice::<BuildInput>(&input) else {
+        return std::process::ExitCode::FAILURE;
+    };
+    let built = std::thread::Builder::new()
+        .name("function-build".into())
+        .stack_size(BUILD_STACK_BYTES)
+        .spawn(move || build(&input.config, &input.sources))
+        .ok()
+        .and_then(|t| t.join().ok());
+    let Some(output) = built else {
+        return std::process::ExitCode::FAILURE;
+    };
+    let Ok(json) = serde_json::to_vec(&output) else {
+        return std::process::ExitCode::FAILURE;
+    };
+    let mut stdout = std::io::stdout().lock();
+    if stdout
+        .write_all(&json)
+        .and_then(|()| stdout.flush())
+        .is_err()
+    {
+        return std::process::ExitCode::FAILURE;
+    }
+    std::process::ExitCode::SUCCESS
+}
+
 impl DeployFunctions {
     /// The functions of a loaded deploy; `None` when it has none that can run.
     pub fn load(
