@@ -253,6 +253,11 @@ pub const BUILD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60
 /// deeper ends the child, not the node.
 const BUILD_STACK_BYTES: usize = 64 << 20;
 
+/// The child's memory (`RLIMIT_DATA`). Parsing the largest bundle allowed
+/// (20 MiB of source) fits; the parser's exponential cases grow by about
+/// 200 MB a second and stop here, long before the deadline.
+const BUILD_MEMORY_BYTES: u64 = 2 << 30;
+
 #[derive(serde::Serialize, serde::Deserialize)]
 struct BuildInput {
     config: BTreeMap<String, String>,
@@ -295,7 +300,7 @@ pub fn build_in_child(
         .arg(BUILD_CHILD)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
     {
         Ok(c) => c,
@@ -316,6 +321,14 @@ pub fn build_in_child(
             out
         })
     });
+    // Why a child died, when it did: Rust's last words (bounded).
+    let why = child.stderr.take().map(|stderr| {
+        std::thread::spawn(move || {
+            let mut out = Vec::new();
+            let _ = stderr.take(4096).read_to_end(&mut out);
+            String::from_utf8_lossy(&out).into_owned()
+        })
+    });
     let deadline = std::time::Instant::now() + timeout;
     let status = loop {
         match child.try_wait() {
@@ -333,6 +346,7 @@ pub fn build_in_child(
         let _ = w.join();
     }
     let out = reader.and_then(|r| r.join().ok()).unwrap_or_default();
+    let why = why.and_then(|r| r.join().ok()).unwrap_or_default();
     match status {
         None => fail(format!(
             "edge functions took longer than {} s to parse and bundle, so the build was stopped \
@@ -340,9 +354,17 @@ pub fn build_in_child(
             timeout.as_secs()
         )),
         Some(status) if !status.success() => fail(
-            "edge functions could not be parsed: the parser ran out of stack \
+            if why.contains("memory allocation") || why.contains("out of memory") {
+                format!(
+                    "edge functions could not be parsed: the parser needed more than {} MiB \
+                 (a source with deeply nested `<`, brackets or parentheses can do this)",
+                    BUILD_MEMORY_BYTES >> 20
+                )
+            } else {
+                "edge functions could not be parsed: the parser ran out of stack \
              (a source nests `<`, brackets or parentheses too deeply)"
-                .to_owned(),
+                    .to_owned()
+            },
         ),
         Some(_) => match serde_json::from_slice::<BuildOutput>(&out) {
             Ok(output) => output,
@@ -363,6 +385,10 @@ pub fn build_child_main() -> std::process::ExitCode {
     let Ok(input) = serde_json::from_slice::<BuildInput>(&input) else {
         return std::process::ExitCode::FAILURE;
     };
+    // After reading the input (which is bounded by the deploy's limits).
+    if ledge_functions::worker::sandbox::limit_memory(BUILD_MEMORY_BYTES).is_err() {
+        return std::process::ExitCode::FAILURE;
+    }
     let built = std::thread::Builder::new()
         .name("function-build".into())
         .stack_size(BUILD_STACK_BYTES)

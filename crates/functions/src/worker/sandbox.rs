@@ -141,6 +141,26 @@ fn set_no_new_privs() -> io::Result<()> {
     }
 }
 
+/// Caps this process's data (heap and private mappings, `RLIMIT_DATA`) at
+/// `bytes` and turns off core dumps: for a child that parses tenant input
+/// with a parser whose memory can grow without end (`ledge
+/// function-build`). An allocation past the cap aborts the process.
+pub fn limit_memory(bytes: u64) -> io::Result<()> {
+    for (resource, value) in [(libc::RLIMIT_DATA, bytes), (libc::RLIMIT_CORE, 0)] {
+        let limit = libc::rlimit {
+            rlim_cur: value,
+            rlim_max: value,
+        };
+        // SAFETY: setrlimit reads one `rlimit` through the pointer, which
+        // points to a live local for the duration of the call.
+        let rc = unsafe { libc::setrlimit(resource, &limit) };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
 fn set_rlimits() -> io::Result<()> {
     for (resource, value) in [
         (libc::RLIMIT_CORE, 0),
