@@ -417,11 +417,11 @@ fn deploy_expect_error(node: &Node, dir: &Path) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-#[test]
-fn broken_functions_fail_the_deploy_and_nothing_is_published() {
-    let node = node_with_site();
-    let _good = deploy_site(
-        &node,
+/// A published deploy the failing ones below must leave in place: `/` is
+/// "v1", `/hi` a function answering "hi v1".
+fn deploy_hi_v1(node: &Node) -> tempfile::TempDir {
+    deploy_site(
+        node,
         &[
             ("index.html", "v1"),
             (
@@ -429,7 +429,13 @@ fn broken_functions_fail_the_deploy_and_nothing_is_published() {
                 "export default () => new Response('hi v1');\nexport const config = { path: '/hi' };",
             ),
         ],
-    );
+    )
+}
+
+#[test]
+fn broken_functions_fail_the_deploy_and_nothing_is_published() {
+    let node = node_with_site();
+    let _good = deploy_hi_v1(&node);
     assert_eq!(get(node.edge, H, "/hi", &[]).text(), "hi v1");
     let cases: &[(&str, &str, &str)] = &[
         (
@@ -487,16 +493,7 @@ fn broken_functions_fail_the_deploy_and_nothing_is_published() {
 #[test]
 fn sources_that_break_the_parser_fail_the_deploy_and_the_node_serves_on() {
     let node = node_with_site();
-    let _good = deploy_site(
-        &node,
-        &[
-            ("index.html", "v1"),
-            (
-                "netlify/edge-functions/hi.js",
-                "export default () => new Response('hi v1');\nexport const config = { path: '/hi' };",
-            ),
-        ],
-    );
+    let _good = deploy_hi_v1(&node);
     let deep = format!(
         "export default () => new Response('x');\nexport const config = {{ path: '/hi' }};\nconst t = {}b;\n",
         "a<".repeat(200_000)

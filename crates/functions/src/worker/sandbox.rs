@@ -146,27 +146,20 @@ fn set_no_new_privs() -> io::Result<()> {
 /// with a parser whose memory can grow without end (`ledge
 /// function-build`). An allocation past the cap aborts the process.
 pub fn limit_memory(bytes: u64) -> io::Result<()> {
-    for (resource, value) in [(libc::RLIMIT_DATA, bytes), (libc::RLIMIT_CORE, 0)] {
-        let limit = libc::rlimit {
-            rlim_cur: value,
-            rlim_max: value,
-        };
-        // SAFETY: setrlimit reads one `rlimit` through the pointer, which
-        // points to a live local for the duration of the call.
-        let rc = unsafe { libc::setrlimit(resource, &limit) };
-        if rc != 0 {
-            return Err(io::Error::last_os_error());
-        }
-    }
-    Ok(())
+    set_limits(&[(libc::RLIMIT_DATA, bytes), (libc::RLIMIT_CORE, 0)])
 }
 
 fn set_rlimits() -> io::Result<()> {
-    for (resource, value) in [
+    set_limits(&[
         (libc::RLIMIT_CORE, 0),
         (libc::RLIMIT_FSIZE, 0),
         (libc::RLIMIT_NOFILE, MAX_FDS),
-    ] {
+    ])
+}
+
+/// Sets each resource's soft and hard limit to its value.
+fn set_limits(limits: &[(libc::__rlimit_resource_t, libc::rlim_t)]) -> io::Result<()> {
+    for &(resource, value) in limits {
         let limit = libc::rlimit {
             rlim_cur: value,
             rlim_max: value,
