@@ -389,6 +389,12 @@ pub fn build_child_main() -> std::process::ExitCode {
     if ledge_functions::worker::sandbox::limit_memory(BUILD_MEMORY_BYTES).is_err() {
         return std::process::ExitCode::FAILURE;
     }
+    // The build needs nothing but its pipes: the edge function workers'
+    // sandbox (no files, no network, a system call filter) applies as well.
+    let sandbox = ledge_functions::worker::sandbox::apply();
+    for e in &sandbox.errors {
+        eprintln!("function-build sandbox: {e}");
+    }
     let built = std::thread::Builder::new()
         .name("function-build".into())
         .stack_size(BUILD_STACK_BYTES)
