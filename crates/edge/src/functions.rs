@@ -258,10 +258,18 @@ const BUILD_STACK_BYTES: usize = 64 << 20;
 /// 200 MB a second and stop here, long before the deadline.
 const BUILD_MEMORY_BYTES: u64 = 2 << 30;
 
-#[derive(serde::Serialize, serde::Deserialize)]
+/// What the child reads ...
+#[derive(serde::Deserialize)]
 struct BuildInput {
     config: BTreeMap<String, String>,
     sources: BTreeMap<String, String>,
+}
+
+/// ... as the node writes it, without copying the sources.
+#[derive(serde::Serialize)]
+struct BuildInputRef<'a> {
+    config: &'a BTreeMap<String, String>,
+    sources: &'a BTreeMap<String, String>,
 }
 
 type BuildOutput = Result<Vec<SnapshotFunction>, Vec<DeployDiagnostic>>;
@@ -289,10 +297,7 @@ pub fn build_in_child(
             message,
         }])
     };
-    let input = match serde_json::to_vec(&BuildInput {
-        config: config.clone(),
-        sources: sources.clone(),
-    }) {
+    let input = match serde_json::to_vec(&BuildInputRef { config, sources }) {
         Ok(v) => v,
         Err(e) => return fail(format!("edge function build could not start: {e}")),
     };
@@ -353,19 +358,19 @@ pub fn build_in_child(
              (a source with deeply nested `<`, brackets or parentheses can do this)",
             timeout.as_secs()
         )),
-        Some(status) if !status.success() => fail(
-            if why.contains("memory allocation") || why.contains("out of memory") {
-                format!(
-                    "edge functions could not be parsed: the parser needed more than {} MiB \
-                 (a source with deeply nested `<`, brackets or parentheses can do this)",
-                    BUILD_MEMORY_BYTES >> 20
-                )
-            } else {
-                "edge functions could not be parsed: the parser ran out of stack \
+        Some(status) if !status.success() => fail(if why.contains("overflowed its stack") {
+            "edge functions could not be parsed: the parser ran out of stack \
              (a source nests `<`, brackets or parentheses too deeply)"
-                    .to_owned()
-            },
-        ),
+                .to_owned()
+        } else if why.contains("memory allocation") || why.contains("out of memory") {
+            format!(
+                "edge functions could not be parsed: the parser needed more than {} MiB \
+                 (a source with deeply nested `<`, brackets or parentheses can do this)",
+                BUILD_MEMORY_BYTES >> 20
+            )
+        } else {
+            format!("edge function build failed ({status})")
+        }),
         Some(_) => match serde_json::from_slice::<BuildOutput>(&out) {
             Ok(output) => output,
             Err(e) => fail(format!("edge function build gave no answer: {e}")),
